@@ -1,0 +1,13 @@
+//! Integro's domain vocabulary, shared by every other crate. Plain types, no IO.
+
+pub mod actor;
+pub mod role;
+
+pub use actor::{Actor, ActorKind};
+pub use role::{Permission, Role, UnknownRole};
+
+/// A new time-ordered identifier (UUID v7): ids sort by creation time, which is
+/// what cursor pagination relies on.
+pub fn new_id() -> uuid::Uuid {
+    uuid::Uuid::now_v7()
+}

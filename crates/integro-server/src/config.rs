@@ -1,0 +1,213 @@
+//! Configuration: defaults that need nothing, then a TOML file (`INTEGRO_CONFIG`
+//! or `--config`), then `INTEGRO_*` environment variables; the environment wins.
+//! Every setting is documented here, with its variable and default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Deserializer, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// `INTEGRO_LISTEN`: address the HTTP server binds.
+    pub listen: String,
+    /// `INTEGRO_DATA_DIR`: where the SQLite database and the generated master key live.
+    pub data_dir: PathBuf,
+    /// `INTEGRO_DATABASE_URL`: `postgres://…` or `sqlite://…`; default SQLite in the data dir.
+    pub database_url: Option<String>,
+    /// `INTEGRO_MASTER_KEY`: base64 of 32 bytes; seals secrets and signs tokens.
+    pub master_key: Option<String>,
+    /// `INTEGRO_PREVIOUS_MASTER_KEYS`: older master keys (comma-separated) still
+    /// accepted for opening secrets during a rotation.
+    #[serde(deserialize_with = "string_or_list")]
+    pub previous_master_keys: Vec<String>,
+    /// `INTEGRO_PUBLIC_URL`: the externally visible base URL (behind a proxy).
+    pub public_url: Option<String>,
+    /// `INTEGRO_ADMIN_EMAIL` / `INTEGRO_ADMIN_PASSWORD`: the first operator;
+    /// generated and printed once when unset.
+    pub admin_email: Option<String>,
+    pub admin_password: Option<String>,
+    /// `INTEGRO_ACCESS_TOKEN_TTL_SECS`: lifetime of JWT access tokens.
+    pub access_token_ttl_secs: i64,
+    /// `INTEGRO_REFRESH_TOKEN_TTL_SECS`: lifetime of refresh tokens.
+    pub refresh_token_ttl_secs: i64,
+    /// `INTEGRO_RATE_LIMIT_PER_HOUR`: API requests per hour per API key or user.
+    pub rate_limit_per_hour: u32,
+    /// `INTEGRO_BODY_LIMIT_BYTES`: largest accepted request body.
+    pub body_limit_bytes: usize,
+    /// `INTEGRO_REQUEST_TIMEOUT_SECS`: a request taking longer answers 408.
+    pub request_timeout_secs: u64,
+    /// `INTEGRO_CORS_ORIGINS`: origins allowed to call the API from a browser
+    /// (comma-separated, `*` for any); none by default.
+    #[serde(deserialize_with = "string_or_list")]
+    pub cors_origins: Vec<String>,
+    /// `INTEGRO_DB_MAX_CONNECTIONS`: database pool size.
+    pub db_max_connections: u32,
+    /// `INTEGRO_LOG`: log filter, e.g. `info` or `integro=debug,info`.
+    pub log: String,
+    /// `INTEGRO_LOG_FORMAT`: `auto` (JSON unless on a terminal), `json` or `pretty`.
+    pub log_format: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./integro-data"),
+            database_url: None,
+            master_key: None,
+            previous_master_keys: Vec::new(),
+            public_url: None,
+            admin_email: None,
+            admin_password: None,
+            access_token_ttl_secs: 900,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+            rate_limit_per_hour: 1000,
+            body_limit_bytes: 1024 * 1024,
+            request_timeout_secs: 30,
+            cors_origins: Vec::new(),
+            db_max_connections: 10,
+            log: "info".into(),
+            log_format: "auto".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {0} does not exist (set by INTEGRO_CONFIG or --config)")]
+    MissingFile(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads defaults, then the file (when given), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        let file = file
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("INTEGRO_CONFIG").map(PathBuf::from));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::MissingFile(path));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(Env::prefixed("INTEGRO_").ignore(&["config"]));
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_addr()?;
+        if let Some(url) = &self.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "INTEGRO_PUBLIC_URL `{url}` must start with http:// or https://"
+            )));
+        }
+        if self.rate_limit_per_hour == 0 {
+            return Err(ConfigError::Invalid(
+                "INTEGRO_RATE_LIMIT_PER_HOUR must be at least 1".into(),
+            ));
+        }
+        if self.access_token_ttl_secs <= 0 || self.refresh_token_ttl_secs <= 0 {
+            return Err(ConfigError::Invalid("token lifetimes must be positive".into()));
+        }
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.listen.parse().map_err(|_| {
+            ConfigError::Invalid(format!(
+                "INTEGRO_LISTEN `{}` is not an address like 127.0.0.1:8080 or 0.0.0.0:8080",
+                self.listen
+            ))
+        })
+    }
+
+    /// The database URL in force: the configured one, or SQLite in the data dir.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) if !url.trim().is_empty() => url.trim().to_string(),
+            _ => format!("sqlite://{}", self.data_dir.join("integro.db").display()),
+        }
+    }
+
+    pub fn master_key_path(&self) -> PathBuf {
+        self.data_dir.join("master.key")
+    }
+
+    /// The base URL the outside world uses to reach us.
+    pub fn public_url(&self, bound: SocketAddr) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("http://{bound}"),
+        }
+    }
+}
+
+/// Accepts `["a", "b"]` in TOML and `a,b` in an environment variable.
+fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
+        OneOrMany::Many(v) => v,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_wins_over_file_and_lists_split_on_commas() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "integro.toml",
+                "listen = \"127.0.0.1:9000\"\nrate_limit_per_hour = 5\ncors_origins = [\"https://a\"]",
+            )?;
+            jail.set_env("INTEGRO_LISTEN", "127.0.0.1:9100");
+            jail.set_env("INTEGRO_PREVIOUS_MASTER_KEYS", "k1, k2");
+            let c = Config::load(Some(Path::new("integro.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(c.listen, "127.0.0.1:9100");
+            assert_eq!(c.rate_limit_per_hour, 5);
+            assert_eq!(c.cors_origins, vec!["https://a"]);
+            assert_eq!(c.previous_master_keys, vec!["k1", "k2"]);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_listen_address_is_explained() {
+        let c = Config {
+            listen: "localhost".into(),
+            ..Config::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("INTEGRO_LISTEN"));
+    }
+
+    #[test]
+    fn missing_file_is_reported() {
+        let err = Config::load(Some(Path::new("/nonexistent/integro.toml"))).unwrap_err();
+        assert!(matches!(err, ConfigError::MissingFile(_)));
+    }
+}

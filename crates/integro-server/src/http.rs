@@ -1,0 +1,123 @@
+//! The HTTP stack around the API: request ids, tracing, metrics, problem
+//! details for bare errors, security headers, CORS, timeout and body limit.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::Router;
+use tower::ServiceBuilder;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::config::Config;
+use crate::error::problem_for_bare_errors;
+use crate::extract::{REQUEST_ID_HEADER, TENANT_HEADER};
+use crate::state::AppState;
+
+pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
+
+pub fn router(state: AppState) -> Router {
+    let config = state.config.clone();
+    let (api, openapi) = crate::api::router().split_for_parts();
+    let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
+
+    let app = api
+        .with_state(state)
+        // Swagger UI's files are compiled into the binary: nothing is fetched from a CDN.
+        .merge(SwaggerUi::new("/docs").url(OPENAPI_PATH, openapi));
+
+    // Listed outermost first.
+    let layers = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    let request_id = req
+                        .headers()
+                        .get(REQUEST_ID_HEADER)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default();
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %request_id)
+                })
+                .on_response(|res: &Response, latency: Duration, _span: &tracing::Span| {
+                    tracing::info!(status = res.status().as_u16(), latency_ms = latency.as_secs_f64() * 1000.0, "response");
+                }),
+        )
+        .layer(PropagateRequestIdLayer::new(request_id))
+        .layer(middleware::map_response(problem_for_bare_errors))
+        .layer(middleware::from_fn(security_headers))
+        .layer(cors(&config))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(config.request_timeout_secs),
+        ))
+        .layer(RequestBodyLimitLayer::new(config.body_limit_bytes));
+
+    app.layer(middleware::from_fn(record_metrics))
+        .layer(DefaultBodyLimit::max(config.body_limit_bytes))
+        .layer(layers)
+}
+
+/// `http_requests_total` and `http_request_duration_seconds` by method, route
+/// template (not the raw path, to keep the label set small) and status.
+async fn record_metrics(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().to_string();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    let labels = [("method", method), ("route", route), ("status", status)];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels).record(start.elapsed().as_secs_f64());
+    response
+}
+
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    let headers = response.headers_mut();
+    let defaults = [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            // Swagger UI at /docs needs its own scripts, styles and inline images.
+            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+        ),
+    ];
+    for (name, value) in defaults {
+        headers.entry(name).or_insert(HeaderValue::from_static(value));
+    }
+    response
+}
+
+fn cors(config: &Config) -> CorsLayer {
+    let origins = &config.cors_origins;
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static(TENANT_HEADER),
+            HeaderName::from_static(REQUEST_ID_HEADER),
+        ])
+        .expose_headers([HeaderName::from_static(REQUEST_ID_HEADER), header::RETRY_AFTER])
+        .max_age(Duration::from_secs(3600))
+}

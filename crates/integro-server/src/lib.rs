@@ -1,0 +1,15 @@
+//! Integro's HTTP server: the `/api/v1` REST API with its OpenAPI document and
+//! Swagger UI, authentication and tenancy, health checks and metrics.
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod http;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+pub mod tokens;
+
+pub use config::Config;
+pub use startup::App;

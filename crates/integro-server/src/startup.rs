@@ -1,0 +1,236 @@
+//! Building the application from configuration: data directory, master key,
+//! database and migrations, the first operator, then the HTTP router. Tests
+//! start the same application on port 0.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use integro_core::Actor;
+use integro_store::credentials::generate_password;
+use integro_store::db::ConnectOptions;
+use integro_store::secrets::{Keyring, MasterKey};
+use integro_store::users::{self, NewUser};
+use integro_store::Db;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::state::{AppState, RateLimit};
+use crate::tokens::TokenKeys;
+
+/// Where the master key came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    Environment,
+    File(std::path::PathBuf),
+    Generated(std::path::PathBuf),
+}
+
+/// The master key from `INTEGRO_MASTER_KEY`, or from `master.key` in the data
+/// directory, created (mode 0600) on first run.
+pub fn load_keyring(config: &Config) -> anyhow::Result<(Keyring, KeySource)> {
+    let previous = config
+        .previous_master_keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            MasterKey::from_base64(k).with_context(|| format!("INTEGRO_PREVIOUS_MASTER_KEYS entry {}", i + 1))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if let Some(text) = &config.master_key {
+        let key = MasterKey::from_base64(text).context("INTEGRO_MASTER_KEY")?;
+        return Ok((Keyring::new(key, previous), KeySource::Environment));
+    }
+    let path = config.master_key_path();
+    if path.exists() {
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let key = MasterKey::from_base64(&text).with_context(|| format!("master key file {}", path.display()))?;
+        return Ok((Keyring::new(key, previous), KeySource::File(path)));
+    }
+    let key = MasterKey::generate();
+    write_private(&path, key.to_base64().as_bytes())?;
+    Ok((Keyring::new(key, previous), KeySource::Generated(path)))
+}
+
+fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    Ok(())
+}
+
+/// Connects to the configured database (creating the data directory for the
+/// default SQLite file) and applies pending migrations.
+pub async fn open_database(config: &Config, migrate: bool) -> anyhow::Result<Db> {
+    let url = config.database_url();
+    if url.starts_with("sqlite:") && config.database_url.is_none() {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    }
+    let db = Db::connect_with(
+        &url,
+        ConnectOptions {
+            max_connections: config.db_max_connections,
+            ..ConnectOptions::default()
+        },
+    )
+    .await?;
+    if migrate {
+        db.migrate().await?;
+    }
+    Ok(db)
+}
+
+/// The first operator account, created when none exists.
+#[derive(Debug, Clone)]
+pub struct BootstrappedOperator {
+    pub email: String,
+    /// Set when the password was generated: it is shown this once.
+    pub generated_password: Option<String>,
+}
+
+pub async fn bootstrap_operator(db: &Db, config: &Config) -> anyhow::Result<Option<BootstrappedOperator>> {
+    if users::operator_exists(db).await? {
+        return Ok(None);
+    }
+    let email = config
+        .admin_email
+        .clone()
+        .unwrap_or_else(|| "admin@integro.local".to_string());
+    let (password, generated) = match &config.admin_password {
+        Some(p) => (p.clone(), None),
+        None => {
+            let p = generate_password();
+            (p.clone(), Some(p))
+        }
+    };
+    let mut tx = db.begin().await?;
+    users::create(
+        &mut tx,
+        &Actor::system(),
+        None,
+        NewUser {
+            email: &email,
+            name: Some("Operator"),
+            password: &password,
+            is_operator: true,
+        },
+    )
+    .await
+    .context("creating the first operator (INTEGRO_ADMIN_EMAIL / INTEGRO_ADMIN_PASSWORD)")?;
+    tx.commit().await?;
+    Ok(Some(BootstrappedOperator {
+        email,
+        generated_password: generated,
+    }))
+}
+
+/// The process-wide Prometheus recorder (metrics has one global recorder).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
+                .expect("valid buckets")
+                .install_recorder()
+                .expect("the metrics recorder is installed once")
+        })
+        .clone()
+}
+
+/// A ready application: state, and what bootstrapping did.
+pub struct App {
+    pub state: AppState,
+    pub key_source: KeySource,
+    pub operator: Option<BootstrappedOperator>,
+}
+
+impl App {
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        config.validate()?;
+        let (keyring, key_source) = load_keyring(&config)?;
+        let db = open_database(&config, true).await?;
+        let operator = bootstrap_operator(&db, &config).await?;
+        let tokens = TokenKeys::new(&keyring.current().derive("jwt-access-v1"));
+        let state = AppState {
+            db,
+            rate_limit: Arc::new(RateLimit::per_hour(config.rate_limit_per_hour)),
+            config: Arc::new(config),
+            keyring: Arc::new(keyring),
+            tokens,
+            metrics: metrics_handle(),
+        };
+        Ok(App {
+            state,
+            key_source,
+            operator,
+        })
+    }
+
+    /// Serves until `shutdown` resolves, then drains open requests.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let limiter = self.state.rate_limit.clone();
+        let janitor = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                limiter.forget_idle();
+            }
+        });
+        let db = self.state.db.clone();
+        let router = crate::http::router(self.state);
+        let result = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        janitor.abort();
+        db.close().await;
+        if let Err(e) = result {
+            bail!("server error: {e}");
+        }
+        Ok(())
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown requested; finishing open requests");
+}

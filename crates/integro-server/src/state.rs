@@ -1,0 +1,64 @@
+//! What every handler shares.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use integro_store::Db;
+use integro_store::secrets::Keyring;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::tokens::TokenKeys;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub config: Arc<Config>,
+    pub keyring: Arc<Keyring>,
+    pub tokens: TokenKeys,
+    pub rate_limit: Arc<RateLimit>,
+    pub metrics: PrometheusHandle,
+}
+
+/// Requests per hour per caller (API key, user, or login address), in process.
+pub struct RateLimit {
+    limiter: DefaultKeyedRateLimiter<String>,
+}
+
+impl RateLimit {
+    pub fn per_hour(n: u32) -> RateLimit {
+        let n = NonZeroU32::new(n.max(1)).expect("at least one");
+        // The full hourly allowance may be spent at once; it refills evenly.
+        let quota = Quota::with_period(Duration::from_secs(3600) / n.get())
+            .expect("non-zero period")
+            .allow_burst(n);
+        RateLimit {
+            limiter: RateLimiter::keyed(quota),
+        }
+    }
+
+    pub fn check(&self, key: &str) -> Result<(), ApiError> {
+        self.limiter.check_key(&key.to_string()).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            ApiError {
+                retry_after_secs: Some(secs.max(1)),
+                ..ApiError::new(
+                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!("too many requests; retry in {} s", secs.max(1)),
+                )
+            }
+        })
+    }
+
+    /// Forgets callers that are back to a full allowance (run periodically).
+    pub fn forget_idle(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+    }
+}

@@ -1,0 +1,12 @@
+//! API tests over real HTTP, on SQLite and (with INTEGRO_TEST_POSTGRES_URL) on
+//! PostgreSQL.
+
+mod helpers;
+
+mod api_keys;
+mod audit;
+mod auth;
+mod operations;
+mod problems;
+mod secrets;
+mod tenancy;

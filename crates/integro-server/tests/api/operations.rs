@@ -1,0 +1,116 @@
+//! Health, readiness, metrics, docs, OpenAPI, request ids, security headers.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::db_tests;
+use crate::helpers::{DbKind, TestApp};
+
+async fn health_and_readiness(kind: DbKind) {
+    let Some(app) = TestApp::spawn(kind).await else { return };
+    let res = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["status"], "ok");
+    let expected = if kind == DbKind::Sqlite { "sqlite" } else { "postgres" };
+    assert_eq!(body["database"], expected);
+}
+
+async fn readiness_fails_when_database_is_gone(kind: DbKind) {
+    let Some(app) = TestApp::spawn(kind).await else { return };
+    app.state.db.close().await;
+    let res = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["status"], "unavailable");
+}
+
+async fn docs_are_served_locally(kind: DbKind) {
+    let Some(app) = TestApp::spawn(kind).await else { return };
+    let res = app.client.get(app.url("/docs/")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("swagger"), "Swagger UI page");
+    assert!(!html.contains("https://"), "no asset is loaded from another host");
+    let res = app.client.get(app.url("/docs/swagger-ui-bundle.js")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "the bundle is served by the binary");
+}
+
+async fn openapi_lists_every_route(kind: DbKind) {
+    let Some(app) = TestApp::spawn(kind).await else { return };
+    let res = app.client.get(app.url("/api/v1/openapi.json")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let doc: Value = res.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    let expected = [
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/metrics", "get"),
+        ("/api/v1/auth/login", "post"),
+        ("/api/v1/auth/refresh", "post"),
+        ("/api/v1/auth/logout", "post"),
+        ("/api/v1/auth/me", "get"),
+        ("/api/v1/tenants", "post"),
+        ("/api/v1/tenants", "get"),
+        ("/api/v1/tenants/{id}", "get"),
+        ("/api/v1/tenants/{id}", "patch"),
+        ("/api/v1/tenants/{id}", "delete"),
+        ("/api/v1/tenants/{id}/users", "post"),
+        ("/api/v1/tenants/{id}/users", "get"),
+        ("/api/v1/api-keys", "post"),
+        ("/api/v1/api-keys", "get"),
+        ("/api/v1/api-keys/{id}", "get"),
+        ("/api/v1/api-keys/{id}", "delete"),
+        ("/api/v1/audit-log", "get"),
+    ];
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, method) in expected {
+        assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} is documented");
+    }
+    let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
+    assert_eq!(documented, expected.len(), "a route was added without a test listing it here");
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+}
+
+async fn request_ids_are_made_or_kept(kind: DbKind) {
+    let Some(app) = TestApp::spawn(kind).await else { return };
+    let res = app.client.get(app.url("/healthz")).send().await.unwrap();
+    let made = res.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert!(uuid::Uuid::parse_str(&made).is_ok());
+    let res = app
+        .client
+        .get(app.url("/api/v1/nothing-here"))
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-request-id"], "trace-me-42");
+    assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(res.headers()["x-frame-options"], "DENY");
+}
+
+async fn metrics_count_requests_by_route(kind: DbKind) {
+    let Some(app) = TestApp::spawn(kind).await else { return };
+    for _ in 0..3 {
+        app.client.get(app.url("/healthz")).send().await.unwrap();
+    }
+    let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("http_requests_total{") && l.contains("route=\"/healthz\"") && l.contains("status=\"200\""))
+        .expect("request counter for /healthz");
+    let count: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(count >= 3.0, "{line}");
+    assert!(text.contains("http_request_duration_seconds_bucket"));
+}
+
+db_tests!(
+    health_and_readiness,
+    readiness_fails_when_database_is_gone,
+    docs_are_served_locally,
+    openapi_lists_every_route,
+    request_ids_are_made_or_kept,
+    metrics_count_requests_by_route,
+);

@@ -1,0 +1,273 @@
+//! The database handle. SQLite and PostgreSQL share one code path through sqlx's
+//! `Any` driver: every query is written once with `$1`-style placeholders (which
+//! both understand), ids are text and times are Unix milliseconds. What truly
+//! differs between the two lives here and nowhere else.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, AssertSqlSafe, Executor, SqlSafeStr};
+
+use crate::StoreError;
+
+pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> Result<Backend, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(StoreError::Config(format!(
+                "unsupported database URL `{}`: use sqlite://PATH or postgres://USER@HOST:PORT/DB",
+                redact_url(url)
+            )))
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// Hides the password of a database URL before it reaches a log or an error.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Embedded migrations, one SQL file per backend for each version.
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
+    1,
+    "foundation",
+    include_str!("../migrations/sqlite/0001_foundation.sql"),
+    include_str!("../migrations/postgres/0001_foundation.sql"),
+)];
+
+#[derive(Clone)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Db {
+    pub async fn connect(url: &str) -> Result<Db, StoreError> {
+        Db::connect_with(url, ConnectOptions::default()).await
+    }
+
+    pub async fn connect_with(url: &str, opts: ConnectOptions) -> Result<Db, StoreError> {
+        install_default_drivers();
+        let backend = Backend::from_url(url)?;
+        let mut pool = AnyPoolOptions::new()
+            .max_connections(opts.max_connections)
+            .acquire_timeout(opts.acquire_timeout);
+        if backend == Backend::Sqlite {
+            // WAL lets readers work while one writer commits; synchronous=FULL
+            // makes a commit durable before we acknowledge it; the busy timeout
+            // makes writers queue instead of failing.
+            pool = pool.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            });
+        }
+        let url = match backend {
+            // Create the file on first use.
+            Backend::Sqlite if !url.contains("mode=") => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}mode=rwc")
+            }
+            _ => url.to_string(),
+        };
+        let pool = pool
+            .connect(&url)
+            .await
+            .map_err(|e| StoreError::Connect(format!("{}: {e}", redact_url(&url))))?;
+        Ok(Db { pool, backend })
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Starts a write transaction. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), so two writers queue on the busy timeout instead of
+    /// deadlocking when a read turns into a write.
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
+    fn migrator(&self) -> Migrator {
+        let migrations = MIGRATIONS
+            .iter()
+            .map(|(version, description, sqlite, postgres)| {
+                let sql = match self.backend {
+                    Backend::Sqlite => sqlite,
+                    Backend::Postgres => postgres,
+                };
+                Migration::new(
+                    *version,
+                    (*description).into(),
+                    MigrationType::Simple,
+                    AssertSqlSafe(*sql).into_sql_str(),
+                    false,
+                )
+            })
+            .collect();
+        Migrator::with_migrations(migrations)
+    }
+
+    /// Applies every embedded migration not applied yet.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        self.migrator()
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Migrate(e.to_string()))
+    }
+
+    /// The newest embedded migration version.
+    pub fn latest_migration() -> i64 {
+        MIGRATIONS.iter().map(|m| m.0).max().unwrap_or(0)
+    }
+
+    /// The migration versions applied to this database, successful ones only.
+    pub async fn applied_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        let table: Option<String> = match self.backend {
+            Backend::Sqlite => sqlx::query_scalar(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+            )
+            .fetch_optional(&self.pool)
+            .await?,
+            Backend::Postgres => {
+                sqlx::query_scalar("SELECT CAST(to_regclass('_sqlx_migrations') AS TEXT)")
+                    .fetch_one(&self.pool)
+                    .await?
+            }
+        };
+        if table.is_none() {
+            return Ok(Vec::new());
+        }
+        Ok(sqlx::query_scalar(
+            "SELECT version FROM _sqlx_migrations WHERE success = TRUE ORDER BY version",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Reachable and fully migrated: what `/readyz` and `integro doctor` ask.
+    pub async fn readiness(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        let applied = self.applied_migrations().await?;
+        let missing: Vec<i64> = MIGRATIONS
+            .iter()
+            .map(|m| m.0)
+            .filter(|v| !applied.contains(v))
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(StoreError::Migrate(format!(
+                "migrations not applied: {missing:?}; run `integro migrate`"
+            )))
+        }
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+impl FromStr for Backend {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Backend::from_url(s)
+    }
+}
+
+/// Current time as stored: Unix milliseconds.
+pub fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// A stored time back as a date-time.
+pub fn from_ms(ms: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords_only() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
+        assert_eq!(redact_url("postgres://app@db/x"), "postgres://app@db/x");
+        assert_eq!(redact_url("sqlite://a.db"), "sqlite://a.db");
+    }
+
+    #[test]
+    fn rejects_unknown_schemes() {
+        assert!(Backend::from_url("mysql://x").is_err());
+        assert_eq!(Backend::from_url("sqlite://x.db").unwrap(), Backend::Sqlite);
+        assert_eq!(
+            Backend::from_url("postgresql://h/db").unwrap(),
+            Backend::Postgres
+        );
+    }
+}

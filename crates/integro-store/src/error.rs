@@ -1,0 +1,47 @@
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("cannot connect to the database: {0}")]
+    Connect(String),
+    #[error("migrations: {0}")]
+    Migrate(String),
+    #[error("sealed secret: {0}")]
+    Crypto(String),
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+impl StoreError {
+    pub fn invalid(field: &str, message: impl Into<String>) -> StoreError {
+        StoreError::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Turns a unique-constraint violation into a `Conflict` with a message a user
+/// understands, where the insert happens.
+pub(crate) trait OnUnique<T> {
+    fn on_unique(self, message: &str) -> Result<T, StoreError>;
+}
+
+impl<T> OnUnique<T> for Result<T, sqlx::Error> {
+    fn on_unique(self, message: &str) -> Result<T, StoreError> {
+        self.map_err(|e| match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(message.to_string())
+            }
+            _ => StoreError::Db(e),
+        })
+    }
+}

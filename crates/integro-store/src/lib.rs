@@ -1,0 +1,25 @@
+//! Integro's storage: one code path over SQLite (embedded default) and
+//! PostgreSQL (scale-out), embedded migrations, repositories scoped by tenant,
+//! the audit log and sealed secrets.
+
+pub mod api_keys;
+pub mod audit;
+pub mod credentials;
+pub mod db;
+mod error;
+pub mod page;
+pub mod secrets;
+pub mod sessions;
+pub mod tenants;
+pub mod users;
+
+pub use db::{Backend, Db, Tx};
+pub use error::StoreError;
+pub use page::{Page, PageRequest};
+/// The database driver's error, for callers that commit transactions.
+pub use sqlx::Error as DbError;
+
+pub(crate) fn parse_id(text: &str) -> Result<uuid::Uuid, StoreError> {
+    uuid::Uuid::parse_str(text)
+        .map_err(|e| StoreError::Conflict(format!("stored id `{text}` is not a UUID: {e}")))
+}

@@ -1,0 +1,230 @@
+//! `integro`: the one binary. `serve` runs the platform; the other commands
+//! manage it from the server's shell, on the same database.
+
+mod admin;
+mod doctor;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use integro_core::Role;
+use integro_server::startup::{self, App, KeySource};
+use integro_server::Config;
+use uuid::Uuid;
+
+#[derive(Parser)]
+#[command(
+    name = "integro",
+    version,
+    about = "Self-hosted, multi-tenant, omnichannel AI bot platform",
+    long_about = "Integro connects WhatsApp, Instagram, X and web chats to bots that answer with rules, \
+workflows and LLMs.\n\nWith no configuration, `integro serve` keeps everything in ./integro-data \
+(SQLite) and prints the operator's first password. Settings come from a TOML file (--config or \
+INTEGRO_CONFIG) and INTEGRO_* environment variables, which win. `integro doctor` checks them.",
+    after_help = "Examples:\n  integro serve\n  integro doctor\n  integro tenant create \"Acme\"\n  integro apikey create --tenant <ID> --name ci --role admin"
+)]
+struct Cli {
+    /// TOML configuration file (also INTEGRO_CONFIG).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory for the SQLite database and master key (also INTEGRO_DATA_DIR).
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Print results as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP API (migrates the database first).
+    Serve {
+        /// Address to listen on (also INTEGRO_LISTEN; default 127.0.0.1:8080).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Check configuration, master key, database and listen address; exits non-zero on a problem.
+    Doctor,
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage API keys.
+    #[command(subcommand, name = "apikey")]
+    ApiKey(ApiKeyCommand),
+    /// Manage sealed secrets.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+#[derive(Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant.
+    Create {
+        /// The tenant's name.
+        name: String,
+    },
+    /// List tenants.
+    List,
+}
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Create a user, optionally a member of a tenant or a platform operator.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// Generated and printed when omitted.
+        #[arg(long, env = "INTEGRO_USER_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        /// Tenant to add the user to (with --role).
+        #[arg(long, requires = "role")]
+        tenant: Option<Uuid>,
+        /// owner, admin, agent or viewer.
+        #[arg(long, requires = "tenant")]
+        role: Option<Role>,
+        /// Make the user a platform operator.
+        #[arg(long)]
+        operator: bool,
+    },
+    /// List users (of one tenant with --tenant).
+    List {
+        #[arg(long)]
+        tenant: Option<Uuid>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ApiKeyCommand {
+    /// Create an API key; its secret is printed once.
+    Create {
+        #[arg(long)]
+        tenant: Uuid,
+        #[arg(long)]
+        name: String,
+        /// owner, admin, agent or viewer.
+        #[arg(long)]
+        role: Role,
+    },
+    /// List a tenant's API keys.
+    List {
+        #[arg(long)]
+        tenant: Uuid,
+    },
+    /// Revoke an API key.
+    Revoke {
+        /// The key's id.
+        id: Uuid,
+        #[arg(long)]
+        tenant: Uuid,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum SecretsCommand {
+    /// Re-seal every secret with the current master key. Put the old key in
+    /// INTEGRO_PREVIOUS_MASTER_KEYS and the new one in INTEGRO_MASTER_KEY first.
+    Rotate,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(dir) = &cli.data_dir {
+        config.data_dir = dir.clone();
+    }
+    if let Command::Serve { listen: Some(listen) } = &cli.command {
+        config.listen = listen.clone();
+    }
+    integro_server::telemetry::init(&config.log, &config.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve { .. } => serve(config).await,
+            Command::Migrate => migrate(config).await,
+            Command::Doctor => return Ok(doctor::run(&config).await),
+            Command::Tenant(cmd) => admin::tenant(&config, cmd, cli.json).await,
+            Command::User(cmd) => admin::user(&config, cmd, cli.json).await,
+            Command::ApiKey(cmd) => admin::api_key(&config, cmd, cli.json).await,
+            Command::Secrets(SecretsCommand::Rotate) => admin::rotate_secrets(&config).await,
+        }
+        .map(|()| ExitCode::SUCCESS)
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let addr = config.listen_addr()?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        anyhow::anyhow!("cannot listen on {addr}: {e}; choose another address with --listen or INTEGRO_LISTEN")
+    })?;
+    let bound = listener.local_addr()?;
+    let app = App::build(config).await?;
+    let base = app.state.config.public_url(bound);
+    println!("Integro {} is listening on http://{bound}", env!("CARGO_PKG_VERSION"));
+    println!("  API      {base}/api/v1");
+    println!("  Docs     {base}/docs   (OpenAPI: {base}/api/v1/openapi.json)");
+    println!("  Health   {base}/healthz   {base}/readyz   {base}/metrics");
+    println!(
+        "  Database {} ({})",
+        app.state.db.backend().name(),
+        integro_store::db::redact_url(&app.state.config.database_url())
+    );
+    if let Some(op) = &app.operator {
+        match &op.generated_password {
+            Some(pw) => println!(
+                "\nCreated the first operator account (shown once, keep it safe):\n  email    {}\n  password {pw}\n",
+                op.email
+            ),
+            None => println!("\nCreated the first operator account {} from INTEGRO_ADMIN_EMAIL.", op.email),
+        }
+    }
+    if let KeySource::Generated(path) | KeySource::File(path) = &app.key_source {
+        eprintln!(
+            "warning: the master key is kept in {} (mode 0600). In production set INTEGRO_MASTER_KEY \
+             from a secret store: whoever reads that file can open every sealed credential.",
+            path.display()
+        );
+    }
+    app.serve(listener, startup::shutdown_signal()).await?;
+    println!("Integro stopped.");
+    Ok(())
+}
+
+async fn migrate(config: Config) -> anyhow::Result<()> {
+    let db = startup::open_database(&config, false).await?;
+    let before = db.applied_migrations().await?;
+    db.migrate().await?;
+    let after = db.applied_migrations().await?;
+    let new: Vec<_> = after.iter().filter(|v| !before.contains(v)).collect();
+    if new.is_empty() {
+        println!("The {} database is up to date (version {}).", db.backend().name(), after.last().unwrap_or(&0));
+    } else {
+        println!("Applied migrations {new:?} to the {} database.", db.backend().name());
+    }
+    Ok(())
+}

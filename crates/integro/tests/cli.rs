@@ -1,0 +1,105 @@
+//! The `integro` binary as an operator uses it.
+
+use std::process::{Command, Output};
+
+fn integro(data_dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_integro"));
+    cmd.args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("INTEGRO_DATABASE_URL")
+        .env_remove("INTEGRO_MASTER_KEY")
+        .env_remove("INTEGRO_CONFIG")
+        .env("INTEGRO_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("integro runs")
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = integro(dir.path(), &["--help"], &[]);
+    assert!(out.status.success());
+    let help = text(&out);
+    for command in ["serve", "migrate", "doctor", "tenant", "user", "apikey"] {
+        assert!(help.contains(command), "{command} in --help");
+    }
+    let out = integro(dir.path(), &["--version"], &[]);
+    assert!(text(&out).contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn doctor_explains_a_wrong_database_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = integro(dir.path(), &["doctor"], &[("INTEGRO_DATABASE_URL", "mysql://localhost/x"), ("INTEGRO_LISTEN", "127.0.0.1:0")]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("unsupported database URL"), "{}", text(&out));
+
+    let out = integro(
+        dir.path(),
+        &["doctor"],
+        &[("INTEGRO_DATABASE_URL", "postgres://nobody:secret@127.0.0.1:1/none"), ("INTEGRO_LISTEN", "127.0.0.1:0")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let said = text(&out);
+    assert!(said.contains("FAIL  database"), "{said}");
+    assert!(!said.contains("secret"), "the password is never printed: {said}");
+}
+
+#[test]
+fn doctor_explains_a_malformed_master_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = integro(dir.path(), &["doctor"], &[("INTEGRO_MASTER_KEY", "c2hvcnQ="), ("INTEGRO_LISTEN", "127.0.0.1:0")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("must be exactly 32"), "{}", text(&out));
+    let out = integro(dir.path(), &["doctor"], &[("INTEGRO_MASTER_KEY", "%%%"), ("INTEGRO_LISTEN", "127.0.0.1:0")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("not valid base64"), "{}", text(&out));
+}
+
+#[test]
+fn doctor_passes_on_a_migrated_default_install() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = integro(dir.path(), &["migrate"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = integro(dir.path(), &["doctor"], &[("INTEGRO_LISTEN", "127.0.0.1:0")]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("All checks passed"));
+}
+
+#[test]
+fn tenants_and_keys_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = integro(dir.path(), &["--json", "tenant", "create", "Acme"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let tenant: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = tenant["id"].as_str().unwrap();
+
+    let out = integro(dir.path(), &["tenant", "list"], &[]);
+    assert!(text(&out).contains("Acme") && text(&out).contains(id));
+
+    let out = integro(dir.path(), &["--json", "apikey", "create", "--tenant", id, "--name", "ci", "--role", "admin"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let key: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(key["key"].as_str().unwrap().starts_with("ik_"));
+    let key_id = key["api_key"]["id"].as_str().unwrap();
+
+    let out = integro(dir.path(), &["apikey", "revoke", key_id, "--tenant", id], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = integro(dir.path(), &["apikey", "list", "--tenant", id], &[]);
+    assert!(text(&out).contains("revoked"));
+
+    let out = integro(dir.path(), &["apikey", "list", "--tenant", "00000000-0000-0000-0000-000000000000"], &[]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("does not exist"));
+
+    let out = integro(dir.path(), &["user", "create", "--email", "bob@example.com", "--tenant", id, "--role", "boss"], &[]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("unknown role"), "{}", text(&out));
+}
