@@ -120,7 +120,9 @@ impl Config {
             ));
         }
         if self.access_token_ttl_secs <= 0 || self.refresh_token_ttl_secs <= 0 {
-            return Err(ConfigError::Invalid("token lifetimes must be positive".into()));
+            return Err(ConfigError::Invalid(
+                "token lifetimes must be positive".into(),
+            ));
         }
         Ok(())
     }
@@ -179,6 +181,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment::Error is what Jail closures return
     fn env_wins_over_file_and_lists_split_on_commas() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
@@ -202,7 +205,12 @@ mod tests {
             listen: "localhost".into(),
             ..Config::default()
         };
-        assert!(c.validate().unwrap_err().to_string().contains("INTEGRO_LISTEN"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("INTEGRO_LISTEN")
+        );
     }
 
     #[test]

@@ -52,7 +52,11 @@ impl ApiError {
     }
 
     pub fn not_found(what: &str) -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
     }
 
     pub fn forbidden(detail: impl Into<String>) -> ApiError {
@@ -160,19 +164,33 @@ pub async fn problem_for_bare_errors(response: Response) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
-    let is_problem = response
+    // Our handlers answer JSON (problems, or a health report); leave those be.
+    let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
-    if is_problem {
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"));
+    if is_json {
         return response;
     }
     let (code, detail) = match status {
         StatusCode::NOT_FOUND => ("not_found", "no such route; see /docs for the API"),
-        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "this route does not accept that method"),
-        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is larger than the configured limit"),
-        StatusCode::REQUEST_TIMEOUT => ("request_timeout", "the request took longer than the configured timeout"),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "send the body as application/json"),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "this route does not accept that method",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "payload_too_large",
+            "the request body is larger than the configured limit",
+        ),
+        StatusCode::REQUEST_TIMEOUT => (
+            "request_timeout",
+            "the request took longer than the configured timeout",
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported_media_type",
+            "send the body as application/json",
+        ),
         StatusCode::BAD_REQUEST => ("bad_request", "the request could not be understood"),
         _ if status.is_server_error() => ("internal", "an internal error occurred"),
         _ => ("error", "the request failed"),

@@ -33,7 +33,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| {
                 let ct = ct.to_ascii_lowercase();
-                ct.starts_with("application/json") || (ct.starts_with("application/") && ct.contains("+json"))
+                ct.starts_with("application/json")
+                    || (ct.starts_with("application/") && ct.contains("+json"))
             });
         if !is_json {
             return Err(ApiError::new(
@@ -45,7 +46,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             let status = rejection.status();
             if status == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(status, "payload_too_large", "the request body is larger than the configured limit")
+                ApiError::new(
+                    status,
+                    "payload_too_large",
+                    "the request body is larger than the configured limit",
+                )
             } else {
                 ApiError::bad_request("unreadable_body", rejection.body_text())
             }
@@ -69,11 +74,15 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
                     .to_string();
                 ApiError::invalid_field(&field_of(&path, &message), message)
             }
-            _ => ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {inner}")),
+            _ => ApiError::bad_request(
+                "malformed_json",
+                format!("the body is not valid JSON: {inner}"),
+            ),
         }
     })?;
-    de.end()
-        .map_err(|e| ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}")))?;
+    de.end().map_err(|e| {
+        ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
+    })?;
     Ok(value)
 }
 
@@ -85,6 +94,10 @@ fn field_of(path: &str, message: &str) -> String {
         .or_else(|| message.strip_prefix("unknown field `"))
         .and_then(|rest| rest.split('`').next());
     match (path, quoted) {
+        // Unknown fields are reported at their own path already.
+        (path, Some(name)) if path == name || path.ends_with(&format!(".{name}")) => {
+            path.to_string()
+        }
         (".", Some(name)) => name.to_string(),
         (parent, Some(name)) => format!("{parent}.{name}"),
         (".", None) => "body".to_string(),
@@ -104,7 +117,10 @@ pub struct ListParams {
 
 impl ListParams {
     pub fn page(&self) -> ApiResult<integro_store::PageRequest> {
-        Ok(integro_store::PageRequest::parse(self.limit, self.cursor.as_deref())?)
+        Ok(integro_store::PageRequest::parse(
+            self.limit,
+            self.cursor.as_deref(),
+        )?)
     }
 }
 
@@ -165,12 +181,17 @@ fn bearer(headers: &HeaderMap) -> ApiResult<&str> {
             )
         })?
         .to_str()
-        .map_err(|_| ApiError::unauthorized("invalid_token", "the Authorization header is not text"))?;
+        .map_err(|_| {
+            ApiError::unauthorized("invalid_token", "the Authorization header is not text")
+        })?;
     let (scheme, token) = value
         .split_once(' ')
         .ok_or_else(|| ApiError::unauthorized("invalid_token", "expected `Bearer <token>`"))?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-        return Err(ApiError::unauthorized("invalid_token", "expected `Bearer <token>`"));
+        return Err(ApiError::unauthorized(
+            "invalid_token",
+            "expected `Bearer <token>`",
+        ));
     }
     Ok(token.trim())
 }
@@ -178,7 +199,10 @@ fn bearer(headers: &HeaderMap) -> ApiResult<&str> {
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         if let Some(auth) = parts.extensions.get::<Auth>() {
             return Ok(auth.clone());
         }
@@ -186,16 +210,18 @@ impl FromRequestParts<AppState> for Auth {
         let principal = if token.starts_with(api_keys::KEY_PREFIX) {
             let key = api_keys::authenticate(&state.db, token)
                 .await?
-                .ok_or_else(|| ApiError::unauthorized("invalid_api_key", "the API key is unknown or revoked"))?;
+                .ok_or_else(|| {
+                    ApiError::unauthorized("invalid_api_key", "the API key is unknown or revoked")
+                })?;
             Principal::ApiKey(key)
         } else {
             let user_id = state
                 .tokens
                 .verify(token)
                 .map_err(|why| ApiError::unauthorized("invalid_token", why))?;
-            let user = users::get(&state.db, user_id)
-                .await?
-                .ok_or_else(|| ApiError::unauthorized("invalid_token", "the user no longer exists"))?;
+            let user = users::get(&state.db, user_id).await?.ok_or_else(|| {
+                ApiError::unauthorized("invalid_token", "the user no longer exists")
+            })?;
             Principal::User(user)
         };
         let actor = match &principal {
@@ -268,14 +294,23 @@ pub fn tenant_header(headers: &HeaderMap) -> ApiResult<Option<Uuid>> {
             v.to_str()
                 .ok()
                 .and_then(|s| Uuid::parse_str(s.trim()).ok())
-                .ok_or_else(|| ApiError::bad_request("invalid_tenant_header", "X-Integro-Tenant must be a tenant id (UUID)"))
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_tenant_header",
+                        "X-Integro-Tenant must be a tenant id (UUID)",
+                    )
+                })
         })
         .transpose()
 }
 
 impl TenantCtx {
     /// Resolves the tenant a caller acts in, and the caller's role there.
-    pub async fn resolve(state: &AppState, auth: Auth, headers: &HeaderMap) -> ApiResult<TenantCtx> {
+    pub async fn resolve(
+        state: &AppState,
+        auth: Auth,
+        headers: &HeaderMap,
+    ) -> ApiResult<TenantCtx> {
         let named = tenant_header(headers)?;
         let tenant_id = match (&auth.principal, named) {
             (_, Some(id)) => id,
@@ -294,14 +329,21 @@ impl TenantCtx {
             }
         };
         let role = auth.role_in(state, tenant_id).await?;
-        Ok(TenantCtx { tenant_id, role, auth })
+        Ok(TenantCtx {
+            tenant_id,
+            role,
+            auth,
+        })
     }
 }
 
 impl FromRequestParts<AppState> for TenantCtx {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let auth = Auth::from_request_parts(parts, state).await?;
         TenantCtx::resolve(state, auth, &parts.headers).await
     }
@@ -326,11 +368,20 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         let e = err(r#"{"role": "admin"}"#);
-        assert_eq!((e.status.as_u16(), e.errors[0].field.as_str()), (422, "name"));
+        assert_eq!(
+            (e.status.as_u16(), e.errors[0].field.as_str()),
+            (422, "name")
+        );
         let e = err(r#"{"name": "x", "role": "boss"}"#);
-        assert_eq!((e.status.as_u16(), e.errors[0].field.as_str()), (422, "role"));
+        assert_eq!(
+            (e.status.as_u16(), e.errors[0].field.as_str()),
+            (422, "role")
+        );
         let e = err(r#"{"name": "x", "role": "admin", "extra": 1}"#);
-        assert_eq!((e.status.as_u16(), e.errors[0].field.as_str()), (422, "extra"));
+        assert_eq!(
+            (e.status.as_u16(), e.errors[0].field.as_str()),
+            (422, "extra")
+        );
         let e = err(r#"{"name": 5, "role": "admin"}"#);
         assert_eq!(e.errors[0].field, "name");
     }
@@ -338,6 +389,9 @@ mod tests {
     #[test]
     fn malformed_json_is_a_bad_request() {
         assert_eq!(err(r#"{"name": "#).code, "malformed_json");
-        assert_eq!(err(r#"{"name": "x", "role": "admin"} trailing"#).code, "malformed_json");
+        assert_eq!(
+            err(r#"{"name": "x", "role": "admin"} trailing"#).code,
+            "malformed_json"
+        );
     }
 }

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use integro_core::Actor;
+use integro_store::Db;
 use integro_store::credentials::generate_password;
 use integro_store::db::ConnectOptions;
 use integro_store::secrets::{Keyring, MasterKey};
 use integro_store::users::{self, NewUser};
-use integro_store::Db;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 
@@ -37,7 +37,8 @@ pub fn load_keyring(config: &Config) -> anyhow::Result<(Keyring, KeySource)> {
         .iter()
         .enumerate()
         .map(|(i, k)| {
-            MasterKey::from_base64(k).with_context(|| format!("INTEGRO_PREVIOUS_MASTER_KEYS entry {}", i + 1))
+            MasterKey::from_base64(k)
+                .with_context(|| format!("INTEGRO_PREVIOUS_MASTER_KEYS entry {}", i + 1))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     if let Some(text) = &config.master_key {
@@ -46,8 +47,10 @@ pub fn load_keyring(config: &Config) -> anyhow::Result<(Keyring, KeySource)> {
     }
     let path = config.master_key_path();
     if path.exists() {
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        let key = MasterKey::from_base64(&text).with_context(|| format!("master key file {}", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let key = MasterKey::from_base64(&text)
+            .with_context(|| format!("master key file {}", path.display()))?;
         return Ok((Keyring::new(key, previous), KeySource::File(path)));
     }
     let key = MasterKey::generate();
@@ -104,7 +107,10 @@ pub struct BootstrappedOperator {
     pub generated_password: Option<String>,
 }
 
-pub async fn bootstrap_operator(db: &Db, config: &Config) -> anyhow::Result<Option<BootstrappedOperator>> {
+pub async fn bootstrap_operator(
+    db: &Db,
+    config: &Config,
+) -> anyhow::Result<Option<BootstrappedOperator>> {
     if users::operator_exists(db).await? {
         return Ok(None);
     }
@@ -145,7 +151,9 @@ pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let buckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+            let buckets = [
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ];
             PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
                 .expect("valid buckets")

@@ -42,18 +42,20 @@ impl RateLimit {
     }
 
     pub fn check(&self, key: &str) -> Result<(), ApiError> {
-        self.limiter.check_key(&key.to_string()).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            ApiError {
-                retry_after_secs: Some(secs.max(1)),
-                ..ApiError::new(
-                    axum::http::StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    format!("too many requests; retry in {} s", secs.max(1)),
-                )
-            }
-        })
+        self.limiter
+            .check_key(&key.to_string())
+            .map_err(|not_until| {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                ApiError {
+                    retry_after_secs: Some(secs.max(1)),
+                    ..ApiError::new(
+                        axum::http::StatusCode::TOO_MANY_REQUESTS,
+                        "rate_limited",
+                        format!("too many requests; retry in {} s", secs.max(1)),
+                    )
+                }
+            })
     }
 
     /// Forgets callers that are back to a full allowance (run periodically).

@@ -19,7 +19,11 @@ pub fn init(filter: &str, format: &str) {
         .with_writer(std::io::stderr)
         .with_span_events(FmtSpan::NONE);
     let result = if json {
-        builder.json().with_current_span(true).with_span_list(false).try_init()
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init()
     } else {
         builder.compact().try_init()
     };

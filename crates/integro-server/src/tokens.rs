@@ -55,7 +55,9 @@ impl TokenKeys {
             Ok(data) if data.claims.typ == "access" => Ok(data.claims.sub),
             Ok(_) => Err("not an access token"),
             Err(e) => match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => Err("the access token has expired; refresh it"),
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                    Err("the access token has expired; refresh it")
+                }
                 _ => Err("the access token is invalid"),
             },
         }
@@ -71,7 +73,11 @@ mod tests {
         let keys = TokenKeys::new(&[7; 32]);
         let user = Uuid::now_v7();
         assert_eq!(keys.verify(&keys.sign(user, 60)), Ok(user));
-        assert!(keys.verify(&keys.sign(user, -1)).unwrap_err().contains("expired"));
+        assert!(
+            keys.verify(&keys.sign(user, -1))
+                .unwrap_err()
+                .contains("expired")
+        );
     }
 
     #[test]

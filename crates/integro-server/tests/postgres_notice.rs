@@ -5,7 +5,10 @@
 fn main() {
     match std::env::var("INTEGRO_TEST_POSTGRES_URL") {
         Ok(url) if !url.trim().is_empty() => {
-            println!("PostgreSQL tests ran against {}", integro_store::db::redact_url(&url));
+            println!(
+                "PostgreSQL tests ran against {}",
+                integro_store::db::redact_url(&url)
+            );
         }
         _ => println!(
             "note: PostgreSQL tests were NOT run (SQLite only); to run them: \

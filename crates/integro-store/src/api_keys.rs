@@ -50,15 +50,15 @@ type Row = (
     Option<i64>,
     Option<i64>,
 );
-const COLUMNS: &str =
-    "id, tenant_id, name, role, prefix, created_at, updated_at, created_by, last_used_at, revoked_at";
+const COLUMNS: &str = "id, tenant_id, name, role, prefix, created_at, updated_at, created_by, last_used_at, revoked_at";
 
 fn from_row(r: Row) -> Result<ApiKey, StoreError> {
     Ok(ApiKey {
         id: parse_id(&r.0)?,
         tenant_id: parse_id(&r.1)?,
         name: r.2,
-        role: r.3
+        role: r
+            .3
             .parse()
             .map_err(|e: integro_core::UnknownRole| StoreError::Conflict(e.to_string()))?,
         prefix: r.4,
@@ -117,7 +117,9 @@ pub async fn create(
         tx,
         actor,
         request_id,
-        Change::new("api_key.create", "api_key", id).tenant(tenant_id).after(&key),
+        Change::new("api_key.create", "api_key", id)
+            .tenant(tenant_id)
+            .after(&key),
     )
     .await?;
     Ok((key, secret))
@@ -134,7 +136,11 @@ pub async fn get(db: &Db, tenant_id: Uuid, id: Uuid) -> Result<Option<ApiKey>, S
     row.map(from_row).transpose()
 }
 
-pub async fn list(db: &Db, tenant_id: Uuid, page: &PageRequest) -> Result<Page<ApiKey>, StoreError> {
+pub async fn list(
+    db: &Db,
+    tenant_id: Uuid,
+    page: &PageRequest,
+) -> Result<Page<ApiKey>, StoreError> {
     let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM api_keys WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3"
     )))
@@ -143,7 +149,10 @@ pub async fn list(db: &Db, tenant_id: Uuid, page: &PageRequest) -> Result<Page<A
     .bind(page.fetch_limit())
     .fetch_all(db.pool())
     .await?;
-    let keys = rows.into_iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+    let keys = rows
+        .into_iter()
+        .map(from_row)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Page::from_rows(keys, page, |k| k.id))
 }
 
@@ -158,12 +167,14 @@ pub async fn revoke(
         return Ok(key.clone());
     }
     let now = now_ms();
-    sqlx::query("UPDATE api_keys SET revoked_at = $1, updated_at = $1 WHERE tenant_id = $2 AND id = $3")
-        .bind(now)
-        .bind(key.tenant_id.to_string())
-        .bind(key.id.to_string())
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "UPDATE api_keys SET revoked_at = $1, updated_at = $1 WHERE tenant_id = $2 AND id = $3",
+    )
+    .bind(now)
+    .bind(key.tenant_id.to_string())
+    .bind(key.id.to_string())
+    .execute(&mut **tx)
+    .await?;
     let after = ApiKey {
         revoked_at: Some(from_ms(now)),
         updated_at: from_ms(now),
@@ -200,19 +211,20 @@ pub async fn authenticate(db: &Db, secret: &str) -> Result<Option<ApiKey>, Store
     .bind(token_hash(secret))
     .fetch_optional(db.pool())
     .await?;
-    let Some(key) = row.map(from_row).transpose()? else {
+    let Some(mut key) = row.map(from_row).transpose()? else {
         return Ok(None);
     };
     let now = now_ms();
-    let stale = key
-        .last_used_at
-        .is_none_or(|t| now - (t.unix_timestamp_nanos() / 1_000_000) as i64 >= LAST_USED_RESOLUTION_MS);
+    let stale = key.last_used_at.is_none_or(|t| {
+        now - (t.unix_timestamp_nanos() / 1_000_000) as i64 >= LAST_USED_RESOLUTION_MS
+    });
     if stale {
         sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
             .bind(now)
             .bind(key.id.to_string())
             .execute(db.pool())
             .await?;
+        key.last_used_at = Some(from_ms(now));
     }
     Ok(Some(key))
 }

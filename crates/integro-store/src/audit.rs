@@ -156,7 +156,10 @@ pub async fn list(
         query = query.bind(b);
     }
     let rows = query.fetch_all(db.pool()).await?;
-    let entries = rows.into_iter().map(entry_from_row).collect::<Result<Vec<_>, _>>()?;
+    let entries = rows
+        .into_iter()
+        .map(entry_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Page::from_rows(entries, page, |e| e.id))
 }
 

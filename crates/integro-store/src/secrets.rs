@@ -31,7 +31,9 @@ impl std::fmt::Debug for MasterKey {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KeyError {
-    #[error("the master key is not valid base64 ({0}); generate one with `openssl rand -base64 32`")]
+    #[error(
+        "the master key is not valid base64 ({0}); generate one with `openssl rand -base64 32`"
+    )]
     NotBase64(String),
     #[error(
         "the master key decodes to {0} bytes, but must be exactly 32; generate one with `openssl rand -base64 32`"
@@ -41,7 +43,13 @@ pub enum KeyError {
 
 impl MasterKey {
     pub fn from_bytes(bytes: [u8; 32]) -> MasterKey {
-        let digest = Sha256::digest(b"integro-key-id\0".iter().chain(&bytes).copied().collect::<Vec<u8>>());
+        let digest = Sha256::digest(
+            b"integro-key-id\0"
+                .iter()
+                .chain(&bytes)
+                .copied()
+                .collect::<Vec<u8>>(),
+        );
         let id = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
         MasterKey { bytes, id }
     }
@@ -117,7 +125,9 @@ pub struct Sealed {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum OpenError {
-    #[error("sealed with key `{0}`, which is not configured (set it in INTEGRO_PREVIOUS_MASTER_KEYS)")]
+    #[error(
+        "sealed with key `{0}`, which is not configured (set it in INTEGRO_PREVIOUS_MASTER_KEYS)"
+    )]
     UnknownKey(String),
     #[error("the sealed secret does not open: it was altered, or belongs to another record")]
     Corrupt,
@@ -293,7 +303,10 @@ mod tests {
     fn seals_and_opens() {
         let ring = Keyring::new(MasterKey::generate(), vec![]);
         let sealed = ring.seal(owner("a1", "auth_token"), b"hunter2");
-        assert_eq!(ring.open(owner("a1", "auth_token"), &sealed).unwrap(), b"hunter2");
+        assert_eq!(
+            ring.open(owner("a1", "auth_token"), &sealed).unwrap(),
+            b"hunter2"
+        );
         assert!(!sealed.ciphertext.contains("hunter2"));
     }
 
@@ -318,8 +331,14 @@ mod tests {
     fn ciphertext_bound_to_its_owner() {
         let ring = Keyring::new(MasterKey::generate(), vec![]);
         let sealed = ring.seal(owner("a1", "auth_token"), b"hunter2");
-        assert_eq!(ring.open(owner("a2", "auth_token"), &sealed), Err(OpenError::Corrupt));
-        assert_eq!(ring.open(owner("a1", "app_secret"), &sealed), Err(OpenError::Corrupt));
+        assert_eq!(
+            ring.open(owner("a2", "auth_token"), &sealed),
+            Err(OpenError::Corrupt)
+        );
+        assert_eq!(
+            ring.open(owner("a1", "app_secret"), &sealed),
+            Err(OpenError::Corrupt)
+        );
     }
 
     #[test]
@@ -337,12 +356,18 @@ mod tests {
 
     #[test]
     fn master_key_parsing_explains_mistakes() {
-        assert!(matches!(MasterKey::from_base64("not base64!"), Err(KeyError::NotBase64(_))));
+        assert!(matches!(
+            MasterKey::from_base64("not base64!"),
+            Err(KeyError::NotBase64(_))
+        ));
         assert_eq!(
             MasterKey::from_base64("c2hvcnQ=").unwrap_err(),
             KeyError::WrongLength(5)
         );
         let key = MasterKey::generate();
-        assert_eq!(MasterKey::from_base64(&key.to_base64()).unwrap().id(), key.id());
+        assert_eq!(
+            MasterKey::from_base64(&key.to_base64()).unwrap().id(),
+            key.id()
+        );
     }
 }

@@ -75,11 +75,13 @@ pub async fn rotate(
     };
     let now = now_ms();
     if revoked_at.is_some() {
-        sqlx::query("UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL")
-            .bind(now)
-            .bind(&family)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = $1 WHERE family_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(&family)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         return Ok(Err(RefreshError::Reused));
     }

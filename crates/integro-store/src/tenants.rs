@@ -40,7 +40,10 @@ pub fn validate_name(name: &str) -> Result<String, StoreError> {
         return Err(StoreError::invalid("name", "must not be empty"));
     }
     if name.chars().count() > 200 {
-        return Err(StoreError::invalid("name", "must be at most 200 characters"));
+        return Err(StoreError::invalid(
+            "name",
+            "must be at most 200 characters",
+        ));
     }
     Ok(name.to_string())
 }
@@ -74,7 +77,9 @@ pub async fn create(
         tx,
         actor,
         request_id,
-        Change::new("tenant.create", "tenant", id).tenant(id).after(&tenant),
+        Change::new("tenant.create", "tenant", id)
+            .tenant(id)
+            .after(&tenant),
     )
     .await?;
     Ok(tenant)
@@ -129,12 +134,14 @@ pub async fn rename(
 ) -> Result<Tenant, StoreError> {
     let name = validate_name(name)?;
     let now = now_ms();
-    sqlx::query("UPDATE tenants SET name = $1, updated_at = $2 WHERE id = $3 AND deleted_at IS NULL")
-        .bind(&name)
-        .bind(now)
-        .bind(before.id.to_string())
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "UPDATE tenants SET name = $1, updated_at = $2 WHERE id = $3 AND deleted_at IS NULL",
+    )
+    .bind(&name)
+    .bind(now)
+    .bind(before.id.to_string())
+    .execute(&mut **tx)
+    .await?;
     let after = Tenant {
         name,
         updated_at: from_ms(now),

@@ -54,8 +54,28 @@ pub struct NewUser<'a> {
     pub is_operator: bool,
 }
 
-type Row = (String, String, Option<String>, i64, i64, i64, Option<String>);
-const COLUMNS: &str = "u.id, u.email, u.name, u.is_operator, u.created_at, u.updated_at, u.created_by";
+type Row = (
+    String,
+    String,
+    Option<String>,
+    i64,
+    i64,
+    i64,
+    Option<String>,
+);
+/// A user row followed by one more column.
+type RowAnd<T> = (
+    String,
+    String,
+    Option<String>,
+    i64,
+    i64,
+    i64,
+    Option<String>,
+    T,
+);
+const COLUMNS: &str =
+    "u.id, u.email, u.name, u.is_operator, u.created_at, u.updated_at, u.created_by";
 
 fn from_row(r: Row) -> Result<User, StoreError> {
     Ok(User {
@@ -94,7 +114,11 @@ pub async fn create(
     let hash = hash_password(new.password)?;
     let id = new_id();
     let now = now_ms();
-    let name = new.name.map(str::trim).filter(|n| !n.is_empty()).map(String::from);
+    let name = new
+        .name
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(String::from);
     sqlx::query(
         "INSERT INTO users (id, email, name, password_hash, is_operator, created_at, updated_at, created_by) \
          VALUES ($1, $2, $3, $4, $5, $6, $6, $7)",
@@ -118,7 +142,13 @@ pub async fn create(
         updated_at: from_ms(now),
         created_by: Some(actor.label.clone()),
     };
-    audit::record(tx, actor, request_id, Change::new("user.create", "user", id).after(&user)).await?;
+    audit::record(
+        tx,
+        actor,
+        request_id,
+        Change::new("user.create", "user", id).after(&user),
+    )
+    .await?;
     Ok(user)
 }
 
@@ -140,13 +170,12 @@ pub async fn find_credentials(db: &Db, email: &str) -> Result<Option<UserCredent
     let Ok(email) = normalize_email(email) else {
         return Ok(None);
     };
-    let row: Option<(String, String, Option<String>, i64, i64, i64, Option<String>, String)> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS}, u.password_hash FROM users u WHERE u.email = $1 AND u.deleted_at IS NULL"
-        )))
-        .bind(email)
-        .fetch_optional(db.pool())
-        .await?;
+    let row: Option<RowAnd<String>> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS}, u.password_hash FROM users u WHERE u.email = $1 AND u.deleted_at IS NULL"
+    )))
+    .bind(email)
+    .fetch_optional(db.pool())
+    .await?;
     row.map(|r| {
         Ok(UserCredentials {
             user: from_row((r.0, r.1, r.2, r.3, r.4, r.5, r.6))?,
@@ -175,7 +204,10 @@ pub async fn list_all(db: &Db, page: &PageRequest) -> Result<Page<User>, StoreEr
     .bind(page.fetch_limit())
     .fetch_all(db.pool())
     .await?;
-    let users = rows.into_iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+    let users = rows
+        .into_iter()
+        .map(from_row)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Page::from_rows(users, page, |u| u.id))
 }
 
@@ -186,16 +218,15 @@ pub async fn list_members(
     page: &PageRequest,
 ) -> Result<Page<Member>, StoreError> {
     let after = page.after_text().unwrap_or_default();
-    let rows: Vec<(String, String, Option<String>, i64, i64, i64, Option<String>, String)> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS}, m.role FROM users u JOIN memberships m ON m.user_id = u.id \
+    let rows: Vec<RowAnd<String>> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS}, m.role FROM users u JOIN memberships m ON m.user_id = u.id \
              WHERE m.tenant_id = $1 AND u.deleted_at IS NULL AND u.id > $2 ORDER BY u.id LIMIT $3"
-        )))
-        .bind(tenant_id.to_string())
-        .bind(after)
-        .bind(page.fetch_limit())
-        .fetch_all(db.pool())
-        .await?;
+    )))
+    .bind(tenant_id.to_string())
+    .bind(after)
+    .bind(page.fetch_limit())
+    .fetch_all(db.pool())
+    .await?;
     let members = rows
         .into_iter()
         .map(|r| {
@@ -242,7 +273,11 @@ pub async fn set_membership(
     .execute(&mut **tx)
     .await?;
     let change = Change::new(
-        if previous.is_some() { "membership.update" } else { "membership.create" },
+        if previous.is_some() {
+            "membership.update"
+        } else {
+            "membership.create"
+        },
         "user",
         user_id,
     )
@@ -293,7 +328,10 @@ mod tests {
 
     #[test]
     fn emails_are_normalised_and_checked() {
-        assert_eq!(normalize_email("  Ann@Example.COM ").unwrap(), "ann@example.com");
+        assert_eq!(
+            normalize_email("  Ann@Example.COM ").unwrap(),
+            "ann@example.com"
+        );
         assert!(normalize_email("ann").is_err());
         assert!(normalize_email("@x").is_err());
         assert!(normalize_email("a@b@c").is_err());

@@ -15,7 +15,10 @@ use crate::{ApiKeyCommand, TenantCommand, UserCommand};
 const PAGE: u32 = 200;
 
 fn print_json(value: &impl serde::Serialize) {
-    println!("{}", serde_json::to_string_pretty(value).expect("serialisable"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("serialisable")
+    );
 }
 
 pub async fn tenant(config: &Config, cmd: TenantCommand, json: bool) -> anyhow::Result<()> {
@@ -81,7 +84,10 @@ pub async fn user(config: &Config, cmd: UserCommand, json: bool) -> anyhow::Resu
                 NewUser {
                     email: &email,
                     name: name.as_deref(),
-                    password: password.as_deref().or(generated.as_deref()).unwrap_or_default(),
+                    password: password
+                        .as_deref()
+                        .or(generated.as_deref())
+                        .unwrap_or_default(),
                     is_operator: operator,
                 },
             )
@@ -119,7 +125,12 @@ pub async fn user(config: &Config, cmd: UserCommand, json: bool) -> anyhow::Resu
                     .collect(),
             };
             if json {
-                print_json(&rows.iter().map(|(u, r)| serde_json::json!({"user": u, "role": r})).collect::<Vec<_>>());
+                print_json(
+                    &rows
+                        .iter()
+                        .map(|(u, r)| serde_json::json!({"user": u, "role": r}))
+                        .collect::<Vec<_>>(),
+                );
             } else {
                 println!("{:<36}  {:<10}  EMAIL", "ID", "ROLE");
                 for (u, r) in rows {
@@ -135,7 +146,9 @@ pub async fn api_key(config: &Config, cmd: ApiKeyCommand, json: bool) -> anyhow:
     let db = open_database(config, true).await?;
     let actor = Actor::cli();
     let tenant_of = |cmd: &ApiKeyCommand| match cmd {
-        ApiKeyCommand::Create { tenant, .. } | ApiKeyCommand::List { tenant } | ApiKeyCommand::Revoke { tenant, .. } => *tenant,
+        ApiKeyCommand::Create { tenant, .. }
+        | ApiKeyCommand::List { tenant }
+        | ApiKeyCommand::Revoke { tenant, .. } => *tenant,
     };
     let tenant = tenant_of(&cmd);
     if tenants::get(&db, tenant).await?.is_none() {
@@ -144,24 +157,40 @@ pub async fn api_key(config: &Config, cmd: ApiKeyCommand, json: bool) -> anyhow:
     match cmd {
         ApiKeyCommand::Create { name, role, .. } => {
             let mut tx = db.begin().await?;
-            let (key, secret) = api_keys::create(&mut tx, &actor, None, tenant, &name, role).await?;
+            let (key, secret) =
+                api_keys::create(&mut tx, &actor, None, tenant, &name, role).await?;
             tx.commit().await?;
             if json {
                 print_json(&serde_json::json!({ "api_key": key, "key": secret }));
             } else {
-                println!("Created API key {} ({}, role {})", key.name, key.id, key.role);
+                println!(
+                    "Created API key {} ({}, role {})",
+                    key.name, key.id, key.role
+                );
                 println!("Key (shown once): {secret}");
             }
         }
         ApiKeyCommand::List { .. } => {
-            let keys = api_keys::list(&db, tenant, &PageRequest::first(PAGE)).await?.items;
+            let keys = api_keys::list(&db, tenant, &PageRequest::first(PAGE))
+                .await?
+                .items;
             if json {
                 print_json(&keys);
             } else {
-                println!("{:<36}  {:<10}  {:<8}  {:<10}  NAME", "ID", "PREFIX", "ROLE", "STATE");
+                println!(
+                    "{:<36}  {:<10}  {:<8}  {:<10}  NAME",
+                    "ID", "PREFIX", "ROLE", "STATE"
+                );
                 for k in keys {
-                    let state = if k.revoked_at.is_some() { "revoked" } else { "active" };
-                    println!("{:<36}  {:<10}  {:<8}  {:<10}  {}", k.id, k.prefix, k.role, state, k.name);
+                    let state = if k.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    };
+                    println!(
+                        "{:<36}  {:<10}  {:<8}  {:<10}  {}",
+                        k.id, k.prefix, k.role, state, k.name
+                    );
                 }
             }
         }
@@ -186,6 +215,9 @@ pub async fn rotate_secrets(config: &Config) -> anyhow::Result<()> {
     let (keyring, _) = load_keyring(config)?;
     let db = open_database(config, true).await?;
     let n = SecretStore::rotate(&db, &keyring).await?;
-    println!("Re-sealed {n} secret(s) with key {}.", keyring.current().id());
+    println!(
+        "Re-sealed {n} secret(s) with key {}.",
+        keyring.current().id()
+    );
     Ok(())
 }

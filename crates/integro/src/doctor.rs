@@ -44,7 +44,10 @@ pub async fn run(config: &Config) -> ExitCode {
 
     match &config.master_key {
         Some(text) => match MasterKey::from_base64(text) {
-            Ok(k) => r.ok("master key", format!("INTEGRO_MASTER_KEY is valid (key id {})", k.id())),
+            Ok(k) => r.ok(
+                "master key",
+                format!("INTEGRO_MASTER_KEY is valid (key id {})", k.id()),
+            ),
             Err(e) => r.fail("master key", format!("INTEGRO_MASTER_KEY: {e}")),
         },
         None => {
@@ -52,7 +55,10 @@ pub async fn run(config: &Config) -> ExitCode {
             if path.exists() {
                 match std::fs::read_to_string(&path).map(|t| MasterKey::from_base64(&t)) {
                     Ok(Ok(k)) => {
-                        r.ok("master key", format!("{} (key id {})", path.display(), k.id()));
+                        r.ok(
+                            "master key",
+                            format!("{} (key id {})", path.display(), k.id()),
+                        );
                         check_mode(&mut r, &path);
                     }
                     Ok(Err(e)) => r.fail("master key", format!("{}: {e}", path.display())),
@@ -103,7 +109,11 @@ fn check_mode(r: &mut Report, path: &std::path::Path) {
             if mode & 0o077 != 0 {
                 r.fail(
                     "master key",
-                    format!("{} is readable by others (mode {mode:o}); run `chmod 600 {}`", path.display(), path.display()),
+                    format!(
+                        "{} is readable by others (mode {mode:o}); run `chmod 600 {}`",
+                        path.display(),
+                        path.display()
+                    ),
                 );
             }
         }
@@ -120,15 +130,24 @@ async fn check_database(r: &mut Report, config: &Config) {
     if backend == Backend::Sqlite && config.database_url.is_none() && !config.data_dir.exists() {
         return r.warn(
             "database",
-            format!("{shown} does not exist yet; `integro serve` creates it in {}", config.data_dir.display()),
+            format!(
+                "{shown} does not exist yet; `integro serve` creates it in {}",
+                config.data_dir.display()
+            ),
         );
     }
     let opts = ConnectOptions {
         max_connections: 1,
         acquire_timeout: Duration::from_secs(5),
     };
-    let db = match tokio::time::timeout(Duration::from_secs(10), Db::connect_with(&url, opts)).await {
-        Err(_) => return r.fail("database", format!("{shown}: no answer within 10 s; is the server running and reachable?")),
+    let db = match tokio::time::timeout(Duration::from_secs(10), Db::connect_with(&url, opts)).await
+    {
+        Err(_) => {
+            return r.fail(
+                "database",
+                format!("{shown}: no answer within 10 s; is the server running and reachable?"),
+            );
+        }
         Ok(Err(e)) => {
             return r.fail(
                 "database",
@@ -138,11 +157,17 @@ async fn check_database(r: &mut Report, config: &Config) {
         Ok(Ok(db)) => db,
     };
     match db.applied_migrations().await {
-        Err(e) => r.fail("database", format!("{shown}: connected, but cannot read migrations: {e}")),
+        Err(e) => r.fail(
+            "database",
+            format!("{shown}: connected, but cannot read migrations: {e}"),
+        ),
         Ok(applied) => {
             let latest = Db::latest_migration();
             if applied.contains(&latest) {
-                r.ok("database", format!("{} at {shown}, schema version {latest}", backend.name()));
+                r.ok(
+                    "database",
+                    format!("{} at {shown}, schema version {latest}", backend.name()),
+                );
             } else {
                 r.warn(
                     "database",

@@ -9,8 +9,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use integro_core::Role;
-use integro_server::startup::{self, App, KeySource};
 use integro_server::Config;
+use integro_server::startup::{self, App, KeySource};
 use uuid::Uuid;
 
 #[derive(Parser)]
@@ -148,7 +148,10 @@ fn main() -> ExitCode {
     if let Some(dir) = &cli.data_dir {
         config.data_dir = dir.clone();
     }
-    if let Command::Serve { listen: Some(listen) } = &cli.command {
+    if let Command::Serve {
+        listen: Some(listen),
+    } = &cli.command
+    {
         config.listen = listen.clone();
     }
     integro_server::telemetry::init(&config.log, &config.log_format);
@@ -180,12 +183,17 @@ fn main() -> ExitCode {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let addr = config.listen_addr()?;
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        anyhow::anyhow!("cannot listen on {addr}: {e}; choose another address with --listen or INTEGRO_LISTEN")
+        anyhow::anyhow!(
+            "cannot listen on {addr}: {e}; choose another address with --listen or INTEGRO_LISTEN"
+        )
     })?;
     let bound = listener.local_addr()?;
     let app = App::build(config).await?;
     let base = app.state.config.public_url(bound);
-    println!("Integro {} is listening on http://{bound}", env!("CARGO_PKG_VERSION"));
+    println!(
+        "Integro {} is listening on http://{bound}",
+        env!("CARGO_PKG_VERSION")
+    );
     println!("  API      {base}/api/v1");
     println!("  Docs     {base}/docs   (OpenAPI: {base}/api/v1/openapi.json)");
     println!("  Health   {base}/healthz   {base}/readyz   {base}/metrics");
@@ -200,7 +208,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 "\nCreated the first operator account (shown once, keep it safe):\n  email    {}\n  password {pw}\n",
                 op.email
             ),
-            None => println!("\nCreated the first operator account {} from INTEGRO_ADMIN_EMAIL.", op.email),
+            None => println!(
+                "\nCreated the first operator account {} from INTEGRO_ADMIN_EMAIL.",
+                op.email
+            ),
         }
     }
     if let KeySource::Generated(path) | KeySource::File(path) = &app.key_source {
@@ -222,9 +233,16 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
     let after = db.applied_migrations().await?;
     let new: Vec<_> = after.iter().filter(|v| !before.contains(v)).collect();
     if new.is_empty() {
-        println!("The {} database is up to date (version {}).", db.backend().name(), after.last().unwrap_or(&0));
+        println!(
+            "The {} database is up to date (version {}).",
+            db.backend().name(),
+            after.last().unwrap_or(&0)
+        );
     } else {
-        println!("Applied migrations {new:?} to the {} database.", db.backend().name());
+        println!(
+            "Applied migrations {new:?} to the {} database.",
+            db.backend().name()
+        );
     }
     Ok(())
 }

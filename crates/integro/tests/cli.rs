@@ -18,7 +18,11 @@ fn integro(data_dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> O
 }
 
 fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 #[test]
@@ -37,28 +41,62 @@ fn help_lists_the_commands() {
 #[test]
 fn doctor_explains_a_wrong_database_url() {
     let dir = tempfile::tempdir().unwrap();
-    let out = integro(dir.path(), &["doctor"], &[("INTEGRO_DATABASE_URL", "mysql://localhost/x"), ("INTEGRO_LISTEN", "127.0.0.1:0")]);
+    let out = integro(
+        dir.path(),
+        &["doctor"],
+        &[
+            ("INTEGRO_DATABASE_URL", "mysql://localhost/x"),
+            ("INTEGRO_LISTEN", "127.0.0.1:0"),
+        ],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("unsupported database URL"), "{}", text(&out));
+    assert!(
+        text(&out).contains("unsupported database URL"),
+        "{}",
+        text(&out)
+    );
 
     let out = integro(
         dir.path(),
         &["doctor"],
-        &[("INTEGRO_DATABASE_URL", "postgres://nobody:secret@127.0.0.1:1/none"), ("INTEGRO_LISTEN", "127.0.0.1:0")],
+        &[
+            (
+                "INTEGRO_DATABASE_URL",
+                "postgres://nobody:secret@127.0.0.1:1/none",
+            ),
+            ("INTEGRO_LISTEN", "127.0.0.1:0"),
+        ],
     );
     assert_eq!(out.status.code(), Some(1));
     let said = text(&out);
     assert!(said.contains("FAIL  database"), "{said}");
-    assert!(!said.contains("secret"), "the password is never printed: {said}");
+    assert!(
+        !said.contains("secret"),
+        "the password is never printed: {said}"
+    );
 }
 
 #[test]
 fn doctor_explains_a_malformed_master_key() {
     let dir = tempfile::tempdir().unwrap();
-    let out = integro(dir.path(), &["doctor"], &[("INTEGRO_MASTER_KEY", "c2hvcnQ="), ("INTEGRO_LISTEN", "127.0.0.1:0")]);
+    let out = integro(
+        dir.path(),
+        &["doctor"],
+        &[
+            ("INTEGRO_MASTER_KEY", "c2hvcnQ="),
+            ("INTEGRO_LISTEN", "127.0.0.1:0"),
+        ],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("must be exactly 32"), "{}", text(&out));
-    let out = integro(dir.path(), &["doctor"], &[("INTEGRO_MASTER_KEY", "%%%"), ("INTEGRO_LISTEN", "127.0.0.1:0")]);
+    let out = integro(
+        dir.path(),
+        &["doctor"],
+        &[
+            ("INTEGRO_MASTER_KEY", "%%%"),
+            ("INTEGRO_LISTEN", "127.0.0.1:0"),
+        ],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("not valid base64"), "{}", text(&out));
 }
@@ -68,7 +106,11 @@ fn doctor_passes_on_a_migrated_default_install() {
     let dir = tempfile::tempdir().unwrap();
     let out = integro(dir.path(), &["migrate"], &[]);
     assert!(out.status.success(), "{}", text(&out));
-    let out = integro(dir.path(), &["doctor"], &[("INTEGRO_LISTEN", "127.0.0.1:0")]);
+    let out = integro(
+        dir.path(),
+        &["doctor"],
+        &[("INTEGRO_LISTEN", "127.0.0.1:0")],
+    );
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("All checks passed"));
 }
@@ -84,22 +126,54 @@ fn tenants_and_keys_from_the_command_line() {
     let out = integro(dir.path(), &["tenant", "list"], &[]);
     assert!(text(&out).contains("Acme") && text(&out).contains(id));
 
-    let out = integro(dir.path(), &["--json", "apikey", "create", "--tenant", id, "--name", "ci", "--role", "admin"], &[]);
+    let out = integro(
+        dir.path(),
+        &[
+            "--json", "apikey", "create", "--tenant", id, "--name", "ci", "--role", "admin",
+        ],
+        &[],
+    );
     assert!(out.status.success(), "{}", text(&out));
     let key: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(key["key"].as_str().unwrap().starts_with("ik_"));
     let key_id = key["api_key"]["id"].as_str().unwrap();
 
-    let out = integro(dir.path(), &["apikey", "revoke", key_id, "--tenant", id], &[]);
+    let out = integro(
+        dir.path(),
+        &["apikey", "revoke", key_id, "--tenant", id],
+        &[],
+    );
     assert!(out.status.success(), "{}", text(&out));
     let out = integro(dir.path(), &["apikey", "list", "--tenant", id], &[]);
     assert!(text(&out).contains("revoked"));
 
-    let out = integro(dir.path(), &["apikey", "list", "--tenant", "00000000-0000-0000-0000-000000000000"], &[]);
+    let out = integro(
+        dir.path(),
+        &[
+            "apikey",
+            "list",
+            "--tenant",
+            "00000000-0000-0000-0000-000000000000",
+        ],
+        &[],
+    );
     assert!(!out.status.success());
     assert!(text(&out).contains("does not exist"));
 
-    let out = integro(dir.path(), &["user", "create", "--email", "bob@example.com", "--tenant", id, "--role", "boss"], &[]);
+    let out = integro(
+        dir.path(),
+        &[
+            "user",
+            "create",
+            "--email",
+            "bob@example.com",
+            "--tenant",
+            id,
+            "--role",
+            "boss",
+        ],
+        &[],
+    );
     assert!(!out.status.success());
     assert!(text(&out).contains("unknown role"), "{}", text(&out));
 }

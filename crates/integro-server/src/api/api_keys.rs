@@ -1,12 +1,12 @@
 //! `/api/v1/api-keys`: keys for programs, per tenant, with a role. The secret
 //! is answered once, as `key`.
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::Json;
 use integro_core::{Permission, Role};
-use integro_store::api_keys::{self, ApiKey};
 use integro_store::Page;
+use integro_store::api_keys::{self, ApiKey};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -61,8 +61,15 @@ async fn create_api_key(
         )));
     }
     let mut tx = state.db.begin().await?;
-    let (api_key, key) =
-        api_keys::create(&mut tx, ctx.actor(), ctx.request_id(), ctx.tenant_id, &req.name, req.role).await?;
+    let (api_key, key) = api_keys::create(
+        &mut tx,
+        ctx.actor(),
+        ctx.request_id(),
+        ctx.tenant_id,
+        &req.name,
+        req.role,
+    )
+    .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(CreatedApiKey { api_key, key })))
 }
@@ -78,7 +85,9 @@ async fn list_api_keys(
     Query(params): Query<ListParams>,
 ) -> ApiResult<Json<Page<ApiKey>>> {
     ctx.require(Permission::Read)?;
-    Ok(Json(api_keys::list(&state.db, ctx.tenant_id, &params.page()?).await?))
+    Ok(Json(
+        api_keys::list(&state.db, ctx.tenant_id, &params.page()?).await?,
+    ))
 }
 
 /// One API key of the tenant.
@@ -86,7 +95,11 @@ async fn list_api_keys(
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "API key id"), ("X-Integro-Tenant" = Option<Uuid>, Header, description = "Tenant to act in")),
     responses((status = 200, body = ApiKey), (status = 404, body = Problem)))]
-async fn get_api_key(State(state): State<AppState>, ctx: TenantCtx, Path(id): Path<Uuid>) -> ApiResult<Json<ApiKey>> {
+async fn get_api_key(
+    State(state): State<AppState>,
+    ctx: TenantCtx,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<ApiKey>> {
     ctx.require(Permission::Read)?;
     let key = api_keys::get(&state.db, ctx.tenant_id, id)
         .await?

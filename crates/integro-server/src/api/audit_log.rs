@@ -1,11 +1,11 @@
 //! `/api/v1/audit-log`: every create, update and delete, newest first.
 
+use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
-use axum::Json;
 use integro_core::Permission;
-use integro_store::audit::{self, AuditEntry, AuditFilter};
 use integro_store::Page;
+use integro_store::audit::{self, AuditEntry, AuditFilter};
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;

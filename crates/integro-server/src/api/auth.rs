@@ -1,12 +1,12 @@
 //! Sign-in: `/api/v1/auth/login`, `/refresh`, `/logout`, `/me`.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
+use integro_store::api_keys::ApiKey;
 use integro_store::credentials::verify_password;
 use integro_store::sessions::{self, RefreshError};
 use integro_store::users::{self, Membership, User};
-use integro_store::api_keys::ApiKey;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -67,18 +67,31 @@ async fn tokens_for(state: &AppState, user: Uuid, refresh_token: String) -> Toke
         (status = 422, description = "Invalid body", body = Problem),
         (status = 429, description = "Too many attempts", body = Problem),
     ))]
-async fn login(State(state): State<AppState>, ApiJson(req): ApiJson<LoginRequest>) -> ApiResult<Json<TokenResponse>> {
-    state.rate_limit.check(&format!("login:{}", req.email.trim().to_lowercase()))?;
+async fn login(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> ApiResult<Json<TokenResponse>> {
+    state
+        .rate_limit
+        .check(&format!("login:{}", req.email.trim().to_lowercase()))?;
     let creds = users::find_credentials(&state.db, &req.email).await?;
     let password = req.password;
     // Verify on a blocking thread: argon2id takes tens of milliseconds by design.
     let user = tokio::task::spawn_blocking(move || {
-        creds.filter(|c| verify_password(&password, &c.password_hash)).map(|c| c.user)
+        creds
+            .filter(|c| verify_password(&password, &c.password_hash))
+            .map(|c| c.user)
     })
     .await
     .map_err(|_| ApiError::internal())?
     .ok_or_else(|| ApiError::unauthorized("invalid_credentials", "wrong email or password"))?;
-    let refresh = sessions::issue(&state.db, user.id, None, state.config.refresh_token_ttl_secs).await?;
+    let refresh = sessions::issue(
+        &state.db,
+        user.id,
+        None,
+        state.config.refresh_token_ttl_secs,
+    )
+    .await?;
     tracing::info!(user = %user.id, "signed in");
     Ok(Json(tokens_for(&state, user.id, refresh).await))
 }
@@ -91,11 +104,26 @@ async fn login(State(state): State<AppState>, ApiJson(req): ApiJson<LoginRequest
         (status = 200, description = "New tokens", body = TokenResponse),
         (status = 401, description = "Unknown, expired, revoked or reused refresh token", body = Problem),
     ))]
-async fn refresh(State(state): State<AppState>, ApiJson(req): ApiJson<RefreshRequest>) -> ApiResult<Json<TokenResponse>> {
-    match sessions::rotate(&state.db, &req.refresh_token, state.config.refresh_token_ttl_secs).await? {
+async fn refresh(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<RefreshRequest>,
+) -> ApiResult<Json<TokenResponse>> {
+    match sessions::rotate(
+        &state.db,
+        &req.refresh_token,
+        state.config.refresh_token_ttl_secs,
+    )
+    .await?
+    {
         Ok((user, token)) => Ok(Json(tokens_for(&state, user, token).await)),
-        Err(e @ RefreshError::Invalid) => Err(ApiError::unauthorized("invalid_refresh_token", e.to_string())),
-        Err(e @ RefreshError::Reused) => Err(ApiError::unauthorized("refresh_token_reused", e.to_string())),
+        Err(e @ RefreshError::Invalid) => Err(ApiError::unauthorized(
+            "invalid_refresh_token",
+            e.to_string(),
+        )),
+        Err(e @ RefreshError::Reused) => Err(ApiError::unauthorized(
+            "refresh_token_reused",
+            e.to_string(),
+        )),
     }
 }
 
@@ -104,7 +132,10 @@ async fn refresh(State(state): State<AppState>, ApiJson(req): ApiJson<RefreshReq
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
     request_body = RefreshRequest,
     responses((status = 204, description = "Signed out")))]
-async fn logout(State(state): State<AppState>, ApiJson(req): ApiJson<RefreshRequest>) -> ApiResult<StatusCode> {
+async fn logout(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<RefreshRequest>,
+) -> ApiResult<StatusCode> {
     sessions::revoke(&state.db, &req.refresh_token).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,10 +1,10 @@
 //! `/healthz` (the process answers), `/readyz` (the database is reachable and
 //! migrated) and `/metrics` (Prometheus text format).
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::Json;
 use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;

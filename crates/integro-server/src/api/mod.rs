@@ -45,7 +45,9 @@ impl Modify for BearerAuth {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("An access token from /api/v1/auth/login, or an API key (ik_…)"))
+                    .description(Some(
+                        "An access token from /api/v1/auth/login, or an API key (ik_…)",
+                    ))
                     .build(),
             ),
         );

@@ -1,11 +1,11 @@
 //! `/api/v1/tenants`: organisations, managed by platform operators; members see
 //! their own.
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::Json;
-use integro_store::tenants::{self, Tenant};
 use integro_store::Page;
+use integro_store::tenants::{self, Tenant};
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -63,15 +63,24 @@ async fn list_tenants(
         Principal::User(u) if u.is_operator => tenants::list(&state.db, None, &page).await?,
         Principal::User(u) => tenants::list(&state.db, Some(u.id), &page).await?,
         Principal::ApiKey(k) => Page {
-            items: tenants::get(&state.db, k.tenant_id).await?.into_iter().collect(),
+            items: tenants::get(&state.db, k.tenant_id)
+                .await?
+                .into_iter()
+                .collect(),
             next_cursor: None,
         },
     }))
 }
 
-async fn visible_tenant(state: &AppState, auth: &Auth, id: Uuid) -> ApiResult<(Tenant, integro_core::Role)> {
+async fn visible_tenant(
+    state: &AppState,
+    auth: &Auth,
+    id: Uuid,
+) -> ApiResult<(Tenant, integro_core::Role)> {
     let role = auth.role_in(state, id).await?;
-    let tenant = tenants::get(&state.db, id).await?.ok_or_else(|| ApiError::not_found("tenant"))?;
+    let tenant = tenants::get(&state.db, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant"))?;
     Ok((tenant, role))
 }
 
@@ -80,7 +89,11 @@ async fn visible_tenant(state: &AppState, auth: &Auth, id: Uuid) -> ApiResult<(T
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Tenant id")),
     responses((status = 200, body = Tenant), (status = 404, body = Problem)))]
-async fn get_tenant(State(state): State<AppState>, auth: Auth, Path(id): Path<Uuid>) -> ApiResult<Json<Tenant>> {
+async fn get_tenant(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Tenant>> {
     Ok(Json(visible_tenant(&state, &auth, id).await?.0))
 }
 
@@ -98,10 +111,13 @@ async fn update_tenant(
 ) -> ApiResult<Json<Tenant>> {
     let (tenant, role) = visible_tenant(&state, &auth, id).await?;
     if role < integro_core::Role::Owner {
-        return Err(ApiError::forbidden("only the tenant's owners may rename it"));
+        return Err(ApiError::forbidden(
+            "only the tenant's owners may rename it",
+        ));
     }
     let mut tx = state.db.begin().await?;
-    let tenant = tenants::rename(&mut tx, &auth.actor, auth.request_id(), &tenant, &req.name).await?;
+    let tenant =
+        tenants::rename(&mut tx, &auth.actor, auth.request_id(), &tenant, &req.name).await?;
     tx.commit().await?;
     Ok(Json(tenant))
 }
@@ -112,7 +128,11 @@ async fn update_tenant(
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Tenant id")),
     responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)))]
-async fn delete_tenant(State(state): State<AppState>, auth: Auth, Path(id): Path<Uuid>) -> ApiResult<StatusCode> {
+async fn delete_tenant(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
     let (tenant, _) = visible_tenant(&state, &auth, id).await?;
     auth.require_operator()?;
     let mut tx = state.db.begin().await?;

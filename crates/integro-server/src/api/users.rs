@@ -1,8 +1,8 @@
 //! `/api/v1/tenants/{id}/users`: the people of a tenant and their roles.
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::Json;
 use integro_core::{Permission, Role};
 use integro_store::Page;
 use integro_store::credentials::generate_password;
@@ -76,22 +76,40 @@ async fn add_user(
     let (user, created) = match existing {
         Some(user) => (user, false),
         None => {
-            let password = req.password.as_deref().or(generated.as_deref()).unwrap_or_default();
+            let password = req
+                .password
+                .as_deref()
+                .or(generated.as_deref())
+                .unwrap_or_default();
             let new = NewUser {
                 email: &req.email,
                 name: req.name.as_deref(),
                 password,
                 is_operator: false,
             };
-            (users::create(&mut tx, &auth.actor, auth.request_id(), new).await?, true)
+            (
+                users::create(&mut tx, &auth.actor, auth.request_id(), new).await?,
+                true,
+            )
         }
     };
-    users::set_membership(&mut tx, &auth.actor, auth.request_id(), tenant_id, user.id, req.role).await?;
+    users::set_membership(
+        &mut tx,
+        &auth.actor,
+        auth.request_id(),
+        tenant_id,
+        user.id,
+        req.role,
+    )
+    .await?;
     tx.commit().await?;
     Ok((
         StatusCode::CREATED,
         Json(AddUserResponse {
-            member: Member { user, role: req.role },
+            member: Member {
+                user,
+                role: req.role,
+            },
             created,
             password: generated,
         }),
@@ -113,5 +131,7 @@ async fn list_users(
     if !role.allows(Permission::Read) {
         return Err(ApiError::forbidden("no access to this tenant's users"));
     }
-    Ok(Json(users::list_members(&state.db, tenant_id, &params.page()?).await?))
+    Ok(Json(
+        users::list_members(&state.db, tenant_id, &params.page()?).await?,
+    ))
 }

@@ -4,9 +4,9 @@
 
 use std::sync::Once;
 
+use integro_server::App;
 use integro_server::config::Config;
 use integro_server::state::AppState;
-use integro_server::App;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 use sqlx::Connection;
@@ -88,7 +88,9 @@ impl TestApp {
             }
         };
         tweak(&mut config);
-        let app = App::build(config.clone()).await.expect("application builds");
+        let app = App::build(config.clone())
+            .await
+            .expect("application builds");
         let state = app.state.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -116,7 +118,9 @@ impl TestApp {
     }
 
     pub fn request(&self, method: Method, path: &str, token: &str) -> RequestBuilder {
-        self.client.request(method, self.url(path)).bearer_auth(token)
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(token)
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Response {
@@ -124,7 +128,11 @@ impl TestApp {
     }
 
     pub async fn post(&self, path: &str, token: &str, body: Value) -> Response {
-        self.request(Method::POST, path, token).json(&body).send().await.unwrap()
+        self.request(Method::POST, path, token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn login(&self, email: &str, password: &str) -> Response {
@@ -140,15 +148,23 @@ impl TestApp {
     pub async fn operator_token(&self) -> String {
         let res = self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
         assert_eq!(res.status(), StatusCode::OK);
-        res.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_string()
+        res.json::<Value>().await.unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     /// Creates a tenant as the operator; returns its id.
     pub async fn create_tenant(&self, name: &str) -> String {
         let token = self.operator_token().await;
-        let res = self.post("/api/v1/tenants", &token, json!({ "name": name })).await;
+        let res = self
+            .post("/api/v1/tenants", &token, json!({ "name": name }))
+            .await;
         assert_eq!(res.status(), StatusCode::CREATED);
-        res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string()
+        res.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     /// Creates an API key with `role` in `tenant`; returns (id, secret).
@@ -163,7 +179,10 @@ impl TestApp {
             .unwrap();
         assert_eq!(res.status(), StatusCode::CREATED);
         let body: Value = res.json().await.unwrap();
-        (body["id"].as_str().unwrap().to_string(), body["key"].as_str().unwrap().to_string())
+        (
+            body["id"].as_str().unwrap().to_string(),
+            body["key"].as_str().unwrap().to_string(),
+        )
     }
 
     /// Adds a user with `role` to `tenant`; returns an access token for them.
@@ -176,9 +195,17 @@ impl TestApp {
                 json!({ "email": email, "role": role, "password": "a-long-password" }),
             )
             .await;
-        assert_eq!(res.status(), StatusCode::CREATED, "{}", res.text().await.unwrap());
+        assert_eq!(
+            res.status(),
+            StatusCode::CREATED,
+            "{}",
+            res.text().await.unwrap()
+        );
         let res = self.login(email, "a-long-password").await;
-        res.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_string()
+        res.json::<Value>().await.unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 }
 
@@ -214,7 +241,9 @@ struct PgDatabase {
 
 impl PgDatabase {
     async fn create() -> Option<PgDatabase> {
-        let admin_url = std::env::var("INTEGRO_TEST_POSTGRES_URL").ok().filter(|u| !u.trim().is_empty())?;
+        let admin_url = std::env::var("INTEGRO_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|u| !u.trim().is_empty())?;
         let name = format!("integro_test_{}", uuid::Uuid::new_v4().simple());
         let mut conn = sqlx::PgConnection::connect(&admin_url)
             .await
@@ -224,13 +253,20 @@ impl PgDatabase {
             .await
             .expect("create test database");
         let url = with_database(&admin_url, &name);
-        Some(PgDatabase { admin_url, name, url })
+        Some(PgDatabase {
+            admin_url,
+            name,
+            url,
+        })
     }
 
     fn drop_database(self) {
         // Drop runs outside any runtime we may block, so use a thread of its own.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async {
                 if let Ok(mut conn) = sqlx::PgConnection::connect(&self.admin_url).await {
                     let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(

@@ -7,19 +7,27 @@ use crate::db_tests;
 use crate::helpers::{DbKind, TestApp};
 
 async fn health_and_readiness(kind: DbKind) {
-    let Some(app) = TestApp::spawn(kind).await else { return };
+    let Some(app) = TestApp::spawn(kind).await else {
+        return;
+    };
     let res = app.client.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let res = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["status"], "ok");
-    let expected = if kind == DbKind::Sqlite { "sqlite" } else { "postgres" };
+    let expected = if kind == DbKind::Sqlite {
+        "sqlite"
+    } else {
+        "postgres"
+    };
     assert_eq!(body["database"], expected);
 }
 
 async fn readiness_fails_when_database_is_gone(kind: DbKind) {
-    let Some(app) = TestApp::spawn(kind).await else { return };
+    let Some(app) = TestApp::spawn(kind).await else {
+        return;
+    };
     app.state.db.close().await;
     let res = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -28,19 +36,40 @@ async fn readiness_fails_when_database_is_gone(kind: DbKind) {
 }
 
 async fn docs_are_served_locally(kind: DbKind) {
-    let Some(app) = TestApp::spawn(kind).await else { return };
+    let Some(app) = TestApp::spawn(kind).await else {
+        return;
+    };
     let res = app.client.get(app.url("/docs/")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let html = res.text().await.unwrap();
     assert!(html.contains("swagger"), "Swagger UI page");
-    assert!(!html.contains("https://"), "no asset is loaded from another host");
-    let res = app.client.get(app.url("/docs/swagger-ui-bundle.js")).send().await.unwrap();
-    assert_eq!(res.status(), StatusCode::OK, "the bundle is served by the binary");
+    assert!(
+        !html.contains("https://"),
+        "no asset is loaded from another host"
+    );
+    let res = app
+        .client
+        .get(app.url("/docs/swagger-ui-bundle.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "the bundle is served by the binary"
+    );
 }
 
 async fn openapi_lists_every_route(kind: DbKind) {
-    let Some(app) = TestApp::spawn(kind).await else { return };
-    let res = app.client.get(app.url("/api/v1/openapi.json")).send().await.unwrap();
+    let Some(app) = TestApp::spawn(kind).await else {
+        return;
+    };
+    let res = app
+        .client
+        .get(app.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let doc: Value = res.json().await.unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
@@ -67,15 +96,24 @@ async fn openapi_lists_every_route(kind: DbKind) {
     ];
     let paths = doc["paths"].as_object().unwrap();
     for (path, method) in expected {
-        assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} is documented");
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} is documented"
+        );
     }
     let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
-    assert_eq!(documented, expected.len(), "a route was added without a test listing it here");
+    assert_eq!(
+        documented,
+        expected.len(),
+        "a route was added without a test listing it here"
+    );
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 }
 
 async fn request_ids_are_made_or_kept(kind: DbKind) {
-    let Some(app) = TestApp::spawn(kind).await else { return };
+    let Some(app) = TestApp::spawn(kind).await else {
+        return;
+    };
     let res = app.client.get(app.url("/healthz")).send().await.unwrap();
     let made = res.headers()["x-request-id"].to_str().unwrap().to_string();
     assert!(uuid::Uuid::parse_str(&made).is_ok());
@@ -92,14 +130,28 @@ async fn request_ids_are_made_or_kept(kind: DbKind) {
 }
 
 async fn metrics_count_requests_by_route(kind: DbKind) {
-    let Some(app) = TestApp::spawn(kind).await else { return };
+    let Some(app) = TestApp::spawn(kind).await else {
+        return;
+    };
     for _ in 0..3 {
         app.client.get(app.url("/healthz")).send().await.unwrap();
     }
-    let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let line = text
         .lines()
-        .find(|l| l.starts_with("http_requests_total{") && l.contains("route=\"/healthz\"") && l.contains("status=\"200\""))
+        .find(|l| {
+            l.starts_with("http_requests_total{")
+                && l.contains("route=\"/healthz\"")
+                && l.contains("status=\"200\"")
+        })
         .expect("request counter for /healthz");
     let count: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(count >= 3.0, "{line}");

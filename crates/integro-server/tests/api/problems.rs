@@ -6,7 +6,9 @@ use crate::db_tests;
 use crate::helpers::{DbKind, TestApp, assert_problem};
 
 async fn bad_bodies_are_explained(kind: DbKind) {
-    let Some(app) = TestApp::spawn(kind).await else { return };
+    let Some(app) = TestApp::spawn(kind).await else {
+        return;
+    };
     let op = app.operator_token().await;
     let send = |body: &'static str| {
         app.request(Method::POST, "/api/v1/tenants", &op)
@@ -14,19 +16,44 @@ async fn bad_bodies_are_explained(kind: DbKind) {
             .body(body)
             .send()
     };
-    assert_problem(send("{\"name\": ").await.unwrap(), StatusCode::BAD_REQUEST, "malformed_json").await;
+    assert_problem(
+        send("{\"name\": ").await.unwrap(),
+        StatusCode::BAD_REQUEST,
+        "malformed_json",
+    )
+    .await;
 
-    let body = assert_problem(send("{}").await.unwrap(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+    let body = assert_problem(
+        send("{}").await.unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+    )
+    .await;
     assert_eq!(body["errors"][0]["field"], "name");
     assert!(body["detail"].as_str().unwrap().contains("name"));
 
-    let body = assert_problem(send("{\"name\": \"x\", \"colour\": 1}").await.unwrap(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+    let body = assert_problem(
+        send("{\"name\": \"x\", \"colour\": 1}").await.unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+    )
+    .await;
     assert_eq!(body["errors"][0]["field"], "colour");
 
-    let body = assert_problem(send("{\"name\": 42}").await.unwrap(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+    let body = assert_problem(
+        send("{\"name\": 42}").await.unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+    )
+    .await;
     assert_eq!(body["errors"][0]["field"], "name");
 
-    let body = assert_problem(send("{\"name\": \"   \"}").await.unwrap(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+    let body = assert_problem(
+        send("{\"name\": \"   \"}").await.unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+    )
+    .await;
     assert_eq!(body["errors"][0]["field"], "name");
 
     let tenant = app.create_tenant("Acme").await;
@@ -40,23 +67,46 @@ async fn bad_bodies_are_explained(kind: DbKind) {
     let body = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
     assert_eq!(body["errors"][0]["field"], "role");
 
-    let res = app.request(Method::POST, "/api/v1/tenants", &op).body("name=x").send().await.unwrap();
-    assert_problem(res, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
+    let res = app
+        .request(Method::POST, "/api/v1/tenants", &op)
+        .body("name=x")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(
+        res,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await;
 }
 
 async fn unknown_routes_and_bad_ids_are_problems(kind: DbKind) {
-    let Some(app) = TestApp::spawn(kind).await else { return };
+    let Some(app) = TestApp::spawn(kind).await else {
+        return;
+    };
     let op = app.operator_token().await;
-    assert_problem(app.get("/api/v1/nope", &op).await, StatusCode::NOT_FOUND, "not_found").await;
+    assert_problem(
+        app.get("/api/v1/nope", &op).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
     let res = app.get("/api/v1/tenants/not-a-uuid", &op).await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert_eq!(res.headers()["content-type"], "application/problem+json");
-    let res = app.request(Method::PUT, "/api/v1/tenants", &op).send().await.unwrap();
+    let res = app
+        .request(Method::PUT, "/api/v1/tenants", &op)
+        .send()
+        .await
+        .unwrap();
     assert_problem(res, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
 }
 
 async fn oversized_bodies_answer_413(kind: DbKind) {
-    let Some(app) = TestApp::spawn_with(kind, |c| c.body_limit_bytes = 1024).await else { return };
+    let Some(app) = TestApp::spawn_with(kind, |c| c.body_limit_bytes = 1024).await else {
+        return;
+    };
     let op = app.operator_token().await;
     let big = format!("{{\"name\": \"{}\"}}", "x".repeat(4096));
     let res = app
@@ -69,4 +119,8 @@ async fn oversized_bodies_answer_413(kind: DbKind) {
     assert_problem(res, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
 }
 
-db_tests!(bad_bodies_are_explained, unknown_routes_and_bad_ids_are_problems, oversized_bodies_answer_413);
+db_tests!(
+    bad_bodies_are_explained,
+    unknown_routes_and_bad_ids_are_problems,
+    oversized_bodies_answer_413
+);

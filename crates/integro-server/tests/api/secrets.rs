@@ -18,12 +18,22 @@ fn owner(id: &str) -> SecretOwner<'_> {
 }
 
 async fn sealed_secrets_round_trip_and_stay_bound(kind: DbKind) {
-    let Some(app) = TestApp::spawn(kind).await else { return };
+    let Some(app) = TestApp::spawn(kind).await else {
+        return;
+    };
     let (db, keyring) = (&app.state.db, &app.state.keyring);
     let mut tx = db.begin().await.unwrap();
-    SecretStore::put(&mut tx, keyring, owner("acc-1"), PLAINTEXT).await.unwrap();
+    SecretStore::put(&mut tx, keyring, owner("acc-1"), PLAINTEXT)
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
-    assert_eq!(SecretStore::get(db, keyring, owner("acc-1")).await.unwrap().as_deref(), Some(PLAINTEXT));
+    assert_eq!(
+        SecretStore::get(db, keyring, owner("acc-1"))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(PLAINTEXT)
+    );
 
     // Moved onto another record, the ciphertext no longer opens.
     sqlx::query(
@@ -41,14 +51,21 @@ async fn sealed_secrets_round_trip_and_stay_bound(kind: DbKind) {
         .execute(db.pool())
         .await
         .unwrap();
-    assert!(matches!(SecretStore::get(db, keyring, owner("acc-1")).await, Err(StoreError::Crypto(_))));
+    assert!(matches!(
+        SecretStore::get(db, keyring, owner("acc-1")).await,
+        Err(StoreError::Crypto(_))
+    ));
 }
 
 async fn plaintext_never_reaches_the_database(kind: DbKind) {
-    let Some(app) = TestApp::spawn(kind).await else { return };
+    let Some(app) = TestApp::spawn(kind).await else {
+        return;
+    };
     let (db, keyring) = (&app.state.db, &app.state.keyring);
     let mut tx = db.begin().await.unwrap();
-    SecretStore::put(&mut tx, keyring, owner("acc-1"), PLAINTEXT).await.unwrap();
+    SecretStore::put(&mut tx, keyring, owner("acc-1"), PLAINTEXT)
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     let stored: Vec<String> = sqlx::query_scalar("SELECT ciphertext FROM sealed_secrets")
         .fetch_all(db.pool())
@@ -63,7 +80,13 @@ async fn plaintext_never_reaches_the_database(kind: DbKind) {
             let path = entry.unwrap().path();
             if path.to_string_lossy().contains("integro.db") {
                 let bytes = std::fs::read(&path).unwrap();
-                assert!(!bytes.windows(PLAINTEXT.len()).any(|w| w == PLAINTEXT.as_bytes()), "{}", path.display());
+                assert!(
+                    !bytes
+                        .windows(PLAINTEXT.len())
+                        .any(|w| w == PLAINTEXT.as_bytes()),
+                    "{}",
+                    path.display()
+                );
                 checked += 1;
             }
         }
@@ -71,4 +94,7 @@ async fn plaintext_never_reaches_the_database(kind: DbKind) {
     }
 }
 
-db_tests!(sealed_secrets_round_trip_and_stay_bound, plaintext_never_reaches_the_database);
+db_tests!(
+    sealed_secrets_round_trip_and_stay_bound,
+    plaintext_never_reaches_the_database
+);
