@@ -1,9 +1,13 @@
 //! Integro's domain vocabulary, shared by every other crate. Plain types, no IO.
 
 pub mod actor;
+pub mod channel;
 pub mod role;
 
 pub use actor::{Actor, ActorKind};
+pub use channel::{
+    ChannelKind, DeliveryStatus, InboundEvent, InboundMessage, Media, OutboundMessage, SendError, StatusUpdate, Template,
+};
 pub use role::{Permission, Role, UnknownRole};
 
 /// A new time-ordered identifier (UUID v7): ids sort by creation time, which is

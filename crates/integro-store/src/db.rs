@@ -61,13 +61,23 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// Embedded migrations, one SQL file per backend for each version.
-const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
-    1,
-    "foundation",
-    include_str!("../migrations/sqlite/0001_foundation.sql"),
-    include_str!("../migrations/postgres/0001_foundation.sql"),
-)];
+/// Embedded migrations: (version, description, SQLite SQL, PostgreSQL SQL).
+/// Most are portable and name one file twice; one that needs dialect-specific
+/// SQL names `migrations/sqlite/…` and `migrations/postgres/…`.
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
+    (
+        1,
+        "foundation",
+        include_str!("../migrations/0001_foundation.sql"),
+        include_str!("../migrations/0001_foundation.sql"),
+    ),
+    (
+        2,
+        "message loop",
+        include_str!("../migrations/0002_message_loop.sql"),
+        include_str!("../migrations/0002_message_loop.sql"),
+    ),
+];
 
 #[derive(Clone)]
 pub struct Db {

@@ -1,0 +1,47 @@
+//! What every provider call shares: the client, and reading an HTTP failure
+//! as retryable or permanent.
+
+use std::time::Duration;
+
+use integro_core::SendError;
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+
+/// A client with the timeouts a send job needs: a provider that hangs must not
+/// hold a worker for long.
+pub fn client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(5))
+        .user_agent(concat!("integro/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("HTTP client")
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is treated as absent).
+pub fn retry_after(headers: &HeaderMap) -> Option<u64> {
+    headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// A failed response: 429 and 5xx are worth retrying, other 4xx are not.
+pub fn classify(status: StatusCode, headers: &HeaderMap, code: Option<String>, message: String) -> SendError {
+    let retryable = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
+    SendError {
+        retryable,
+        retry_after_secs: if retryable { retry_after(headers) } else { None },
+        code,
+        message: format!("HTTP {}: {message}", status.as_u16()),
+    }
+}
+
+/// A request that got no answer: timeouts and connection failures are retried.
+pub fn transport(e: reqwest::Error) -> SendError {
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "failed"
+    };
+    SendError::retryable(None, format!("request {what}: {e}"))
+}
