@@ -7,9 +7,11 @@
 
 pub mod credentials;
 pub mod http;
+pub mod instagram;
 pub mod meta;
 pub mod twilio;
 pub mod whatsapp_cloud;
+pub mod x;
 
 pub use credentials::{CredentialField, Credentials, credential_fields};
 

@@ -159,6 +159,16 @@ impl Db {
         })
     }
 
+    /// Appended to a job-claiming `SELECT`: on PostgreSQL, concurrent workers
+    /// skip rows another is claiming instead of waiting; SQLite has a single
+    /// writer and needs nothing.
+    pub fn skip_locked(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        }
+    }
+
     fn migrator(&self) -> Migrator {
         let migrations = MIGRATIONS
             .iter()

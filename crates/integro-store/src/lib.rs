@@ -2,16 +2,21 @@
 //! PostgreSQL (scale-out), embedded migrations, repositories scoped by tenant,
 //! the audit log and sealed secrets.
 
+pub mod accounts;
 pub mod api_keys;
 pub mod audit;
+pub mod bots;
+pub mod conversations;
 pub mod credentials;
 pub mod db;
+pub mod jobs;
 mod error;
 pub mod page;
 pub mod secrets;
 pub mod sessions;
 pub mod tenants;
 pub mod users;
+pub mod webhook_logs;
 
 pub use db::{Backend, Db, Tx};
 pub use error::StoreError;

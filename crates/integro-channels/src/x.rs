@@ -1,0 +1,539 @@
+//! X (Twitter) through the Account Activity API: the CRC challenge,
+//! `x-twitter-webhooks-signature`, direct message and mention events, and
+//! DMs sent with `POST /2/dm_conversations/with/{id}/messages` under OAuth 1.0a
+//! user context.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use hmac::{Hmac, KeyInit, Mac};
+use integro_core::{InboundEvent, InboundMessage, OutboundMessage, SendError};
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+use sha1::Sha1;
+use sha2::Sha256;
+
+use crate::credentials::Credentials;
+use crate::{ParseError, ProviderUrls, http};
+
+fn hmac_sha256(key: &str, msg: &[u8]) -> Hmac<Sha256> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("any key length");
+    mac.update(msg);
+    mac
+}
+
+/// The `response_token` for a CRC `GET ?crc_token=…`, keyed with the app's
+/// consumer secret.
+pub fn crc_response(consumer_secret: &str, crc_token: &str) -> String {
+    let digest = hmac_sha256(consumer_secret, crc_token.as_bytes())
+        .finalize()
+        .into_bytes();
+    format!("sha256={}", B64.encode(digest))
+}
+
+/// Checks `x-twitter-webhooks-signature: sha256=<base64>` over the raw body,
+/// in constant time.
+pub fn verify_signature(consumer_secret: &str, body: &[u8], header: &str) -> bool {
+    let Some(encoded) = header.trim().strip_prefix("sha256=") else {
+        return false;
+    };
+    let Ok(expected) = B64.decode(encoded) else {
+        return false;
+    };
+    hmac_sha256(consumer_secret, body)
+        .verify_slice(&expected)
+        .is_ok()
+}
+
+/// The header X would send; for tests and load generators.
+pub fn sign(consumer_secret: &str, body: &[u8]) -> String {
+    format!(
+        "sha256={}",
+        B64.encode(hmac_sha256(consumer_secret, body).finalize().into_bytes())
+    )
+}
+
+fn text_of(v: &Value) -> Option<String> {
+    v.as_str().map(String::from)
+}
+
+/// The events of a webhook for the account `user_id`. Payloads for other
+/// subscribed accounts, and what the account itself sent, are skipped.
+pub fn parse(body: &[u8], user_id: &str) -> Result<Vec<InboundEvent>, ParseError> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| ParseError::new(format!("not JSON: {e}")))?;
+    let for_user_id = v["for_user_id"]
+        .as_str()
+        .ok_or_else(|| ParseError::new("`for_user_id` is missing"))?;
+    if for_user_id != user_id {
+        return Ok(Vec::new());
+    }
+    let own = |id: &str| id == for_user_id;
+    let mut events = Vec::new();
+    for e in v["direct_message_events"].as_array().into_iter().flatten() {
+        if e["type"] != "message_create" {
+            continue;
+        }
+        let id = e["id"]
+            .as_str()
+            .ok_or_else(|| ParseError::new("a direct message has no id"))?;
+        let create = &e["message_create"];
+        let sender = create["sender_id"]
+            .as_str()
+            .ok_or_else(|| ParseError::new("a direct message has no sender_id"))?;
+        if own(sender) {
+            continue;
+        }
+        events.push(InboundEvent::Message(InboundMessage {
+            provider_message_id: id.to_string(),
+            from: sender.to_string(),
+            from_name: text_of(&v["users"][sender]["name"]),
+            phone_e164: None,
+            kind: "text".into(),
+            text: text_of(&create["message_data"]["text"]),
+            media: Vec::new(),
+            reply_to: None,
+        }));
+    }
+    for t in v["tweet_create_events"].as_array().into_iter().flatten() {
+        let id = t["id_str"]
+            .as_str()
+            .ok_or_else(|| ParseError::new("a tweet has no id_str"))?;
+        let author = t["user"]["id_str"]
+            .as_str()
+            .ok_or_else(|| ParseError::new("a tweet has no user.id_str"))?;
+        // Retweets are not addressed to us, and blocked users get no answer.
+        if own(author) || t["retweeted_status"].is_object() || t["user_has_blocked"] == true {
+            continue;
+        }
+        // Tweets over 140 characters carry their full text separately.
+        let text = text_of(&t["extended_tweet"]["full_text"]).or_else(|| text_of(&t["text"]));
+        events.push(InboundEvent::Message(InboundMessage {
+            provider_message_id: id.to_string(),
+            from: author.to_string(),
+            from_name: text_of(&t["user"]["name"]),
+            phone_e164: None,
+            kind: "mention".into(),
+            text,
+            media: Vec::new(),
+            reply_to: None,
+        }));
+    }
+    Ok(events)
+}
+
+/// RFC 3986 percent-encoding: only unreserved characters stay as they are.
+fn pct(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The `Authorization` header for an OAuth 1.0a user-context request.
+/// `params` are the query and form parameters (a JSON body is not signed);
+/// a query string left in `url` is signed too.
+#[allow(clippy::too_many_arguments)]
+pub fn oauth1_header(
+    method: &str,
+    url: &str,
+    params: &[(String, String)],
+    consumer_key: &str,
+    consumer_secret: &str,
+    token: &str,
+    token_secret: &str,
+    nonce: &str,
+    timestamp: &str,
+) -> String {
+    let (base_url, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let base_url = base_url.split('#').next().unwrap_or_default();
+    let oauth: Vec<(&str, &str)> = vec![
+        ("oauth_consumer_key", consumer_key),
+        ("oauth_nonce", nonce),
+        ("oauth_signature_method", "HMAC-SHA1"),
+        ("oauth_timestamp", timestamp),
+        ("oauth_token", token),
+        ("oauth_version", "1.0"),
+    ];
+    let query_params =
+        query.map(|q| form_urlencoded::parse(q.split('#').next().unwrap_or_default().as_bytes()));
+    let mut encoded: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| (pct(k), pct(v)))
+        .chain(
+            query_params
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (pct(&k), pct(&v))),
+        )
+        .chain(oauth.iter().map(|(k, v)| (pct(k), pct(v))))
+        .collect();
+    encoded.sort();
+    let parameter_string = encoded
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let base_string = format!(
+        "{}&{}&{}",
+        method.to_ascii_uppercase(),
+        pct(base_url),
+        pct(&parameter_string)
+    );
+    let key = format!("{}&{}", pct(consumer_secret), pct(token_secret));
+    let mut mac = Hmac::<Sha1>::new_from_slice(key.as_bytes()).expect("any key length");
+    mac.update(base_string.as_bytes());
+    let signature = B64.encode(mac.finalize().into_bytes());
+    let mut fields: Vec<(&str, &str)> = oauth;
+    fields.insert(2, ("oauth_signature", &signature));
+    let fields: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", pct(v)))
+        .collect();
+    format!("OAuth {}", fields.join(", "))
+}
+
+fn nonce() -> String {
+    let mut bytes = [0u8; 16];
+    rand::fill(&mut bytes[..]);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The DM body: X has no templates, and media would need an upload first, so
+/// a media URL is sent as a link after the text.
+fn dm_body(msg: &OutboundMessage) -> Result<Value, SendError> {
+    if msg.template.is_some() {
+        return Err(SendError::permanent(None, "X has no message templates"));
+    }
+    let text = match (
+        msg.text.as_deref().filter(|t| !t.is_empty()),
+        &msg.media_url,
+    ) {
+        (Some(text), Some(url)) => format!("{text}\n{url}"),
+        (Some(text), None) => text.to_string(),
+        (None, Some(url)) => url.clone(),
+        (None, None) => return Err(SendError::permanent(None, "an X direct message needs text")),
+    };
+    Ok(json!({ "text": text }))
+}
+
+/// Seconds until `x-rate-limit-reset` (a Unix time), when X sent it.
+fn rate_limit_reset(headers: &HeaderMap) -> Option<u64> {
+    let reset: u64 = headers
+        .get("x-rate-limit-reset")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
+    // At least a second, so that clock skew cannot cause a tight retry loop.
+    Some(reset.saturating_sub(now).max(1))
+}
+
+/// Reads an X API v2 error: problem details (`title`, `detail`, `type`)
+/// and/or an `errors[]` array (v1.1 style with a numeric `code`).
+fn x_error(status: StatusCode, headers: &HeaderMap, body: &str) -> SendError {
+    let v: Value = serde_json::from_str(body).unwrap_or_default();
+    let first = &v["errors"][0];
+    let code = match &first["code"] {
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) => Some(s.clone()),
+        // The problem type's last segment (`usage-capped`, `client-forbidden`, …).
+        _ => v["type"]
+            .as_str()
+            .and_then(|t| t.rsplit('/').next())
+            .map(String::from),
+    };
+    let detail = text_of(&v["detail"]).or_else(|| text_of(&v["title"]));
+    let message = match (detail, text_of(&first["message"])) {
+        (Some(d), Some(m)) if d != m => format!("{d}: {m}"),
+        (Some(d), _) => d,
+        (None, Some(m)) => m,
+        (None, None) => body.chars().take(300).collect(),
+    };
+    let mut e = http::classify(status, headers, code, message);
+    if status == StatusCode::TOO_MANY_REQUESTS
+        && let Some(secs) = rate_limit_reset(headers)
+    {
+        e.retry_after_secs = Some(secs);
+    }
+    e
+}
+
+/// Sends `msg` as a direct message; returns the `dm_event_id`.
+pub async fn send(
+    client: &reqwest::Client,
+    urls: &ProviderUrls,
+    creds: &Credentials,
+    msg: &OutboundMessage,
+) -> Result<String, SendError> {
+    let cred = |name| {
+        creds
+            .get(name)
+            .map_err(|e| SendError::permanent(None, e.to_string()))
+    };
+    let consumer_key = cred("consumer_key")?;
+    let consumer_secret = cred("consumer_secret")?;
+    let token = cred("access_token")?;
+    let token_secret = cred("access_token_secret")?;
+    let body = dm_body(msg)?;
+    let url = format!(
+        "{}/2/dm_conversations/with/{}/messages",
+        urls.x.trim_end_matches('/'),
+        pct(&msg.to)
+    );
+    let timestamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+        .to_string();
+    let authorization = oauth1_header(
+        "POST",
+        &url,
+        &[],
+        consumer_key,
+        consumer_secret,
+        token,
+        token_secret,
+        &nonce(),
+        &timestamp,
+    );
+    let res = client
+        .post(url)
+        .header(reqwest::header::AUTHORIZATION, authorization)
+        .json(&body)
+        .send()
+        .await
+        .map_err(http::transport)?;
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = res.text().await.map_err(http::transport)?;
+    if !status.is_success() {
+        return Err(x_error(status, &headers, &body));
+    }
+    let v: Value = serde_json::from_str(&body)
+        .map_err(|e| SendError::retryable(None, format!("unreadable answer: {e}")))?;
+    v["data"]["dm_event_id"]
+        .as_str()
+        .map(String::from)
+        .ok_or_else(|| SendError::retryable(None, "the answer has no data.dm_event_id"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc_and_signatures_use_the_consumer_secret() {
+        let expected = {
+            let digest = hmac_sha256("secret", b"token").finalize().into_bytes();
+            format!("sha256={}", B64.encode(digest))
+        };
+        assert_eq!(crc_response("secret", "token"), expected);
+        assert!(crc_response("secret", "token").starts_with("sha256="));
+        assert_ne!(crc_response("other", "token"), expected);
+
+        let body = br#"{"for_user_id":"1"}"#;
+        let header = sign("secret", body);
+        assert!(verify_signature("secret", body, &header));
+        assert!(!verify_signature("other", body, &header));
+        assert!(!verify_signature("secret", b"{}", &header));
+        assert!(!verify_signature(
+            "secret",
+            body,
+            header.trim_start_matches("sha256=")
+        ));
+        assert!(!verify_signature("secret", body, "sha256=not base64!"));
+    }
+
+    /// The HMAC-SHA256 test vector of RFC 4231 (case 2), base64-encoded.
+    #[test]
+    fn crc_matches_a_known_hmac() {
+        assert_eq!(
+            crc_response("Jefe", "what do ya want for nothing?"),
+            "sha256=W9zBRr9gdU5qBCQmCJV1x1oAPwidJzmDnexYuWTsOEM="
+        );
+    }
+
+    const DMS: &str = r#"{"for_user_id":"4337869213","direct_message_events":[
+      {"type":"message_create","id":"954491830116155396","created_timestamp":"1516403560557",
+       "message_create":{"target":{"recipient_id":"4337869213"},"sender_id":"3001969357","message_data":{"text":"Hello World!","entities":{}}}},
+      {"type":"message_create","id":"954491830116155397","created_timestamp":"1516403560558",
+       "message_create":{"target":{"recipient_id":"3001969357"},"sender_id":"4337869213","message_data":{"text":"Hi back"}}}],
+      "users":{"3001969357":{"id":"3001969357","name":"Jordan Brinks","screen_name":"furiouscamper"},
+               "4337869213":{"id":"4337869213","name":"Integro","screen_name":"integro"}}}"#;
+
+    #[test]
+    fn parses_dms_and_skips_our_own() {
+        let events = parse(DMS.as_bytes(), "4337869213").unwrap();
+        assert_eq!(
+            events,
+            vec![InboundEvent::Message(InboundMessage {
+                provider_message_id: "954491830116155396".into(),
+                from: "3001969357".into(),
+                from_name: Some("Jordan Brinks".into()),
+                phone_e164: None,
+                kind: "text".into(),
+                text: Some("Hello World!".into()),
+                media: vec![],
+                reply_to: None,
+            })]
+        );
+        assert!(parse(DMS.as_bytes(), "999").unwrap().is_empty());
+    }
+
+    #[test]
+    fn parses_mentions_and_skips_our_own_tweets() {
+        let body = r#"{"for_user_id":"42","tweet_create_events":[
+          {"id_str":"1800191123456789012","text":"@integro help","in_reply_to_status_id_str":null,
+           "user":{"id_str":"7","name":"Ann","screen_name":"ann"},"entities":{"user_mentions":[{"id_str":"42"}]}},
+          {"id_str":"1800191123456789013","text":"@ann sure","user":{"id_str":"42","name":"Integro"}},
+          {"id_str":"1800191123456789014","text":"RT @integro: news","user":{"id_str":"8","name":"Bo"},
+           "retweeted_status":{"id_str":"1"}}]}"#;
+        let events = parse(body.as_bytes(), "42").unwrap();
+        assert_eq!(events.len(), 1);
+        let InboundEvent::Message(m) = &events[0] else {
+            panic!()
+        };
+        assert_eq!(m.kind, "mention");
+        assert_eq!(m.provider_message_id, "1800191123456789012");
+        assert_eq!(m.from, "7");
+        assert_eq!(m.from_name.as_deref(), Some("Ann"));
+        assert_eq!(m.text.as_deref(), Some("@integro help"));
+        assert_eq!(m.reply_to, None);
+    }
+
+    #[test]
+    fn other_event_kinds_give_nothing_and_malformed_payloads_are_refused() {
+        let follow = r#"{"for_user_id":"42","follow_events":[{"type":"follow"}],
+          "direct_message_indicate_typing_events":[{"sender_id":"7"}],
+          "direct_message_events":[{"type":"message_delete","id":"1"}]}"#;
+        assert_eq!(parse(follow.as_bytes(), "42").unwrap(), vec![]);
+        assert!(parse(b"not json", "42").is_err());
+        assert!(parse(br#"{"direct_message_events":[]}"#, "42").is_err());
+        let no_id = r#"{"for_user_id":"42","direct_message_events":[{"type":"message_create","message_create":{"sender_id":"7"}}]}"#;
+        assert!(parse(no_id.as_bytes(), "42").is_err());
+        let no_sender = r#"{"for_user_id":"42","direct_message_events":[{"type":"message_create","id":"1","message_create":{}}]}"#;
+        assert!(parse(no_sender.as_bytes(), "42").is_err());
+    }
+
+    #[test]
+    fn percent_encoding_is_rfc_3986() {
+        assert_eq!(
+            pct("Hello Ladies + Gentlemen, a signed OAuth request!"),
+            "Hello%20Ladies%20%2B%20Gentlemen%2C%20a%20signed%20OAuth%20request%21"
+        );
+        assert_eq!(pct("AZaz09-._~"), "AZaz09-._~");
+        assert_eq!(pct("é*/"), "%C3%A9%2A%2F");
+    }
+
+    /// The worked example of X's "Creating a signature" page.
+    #[test]
+    fn oauth1_matches_the_documented_example() {
+        let params = vec![
+            ("include_entities".to_string(), "true".to_string()),
+            (
+                "status".to_string(),
+                "Hello Ladies + Gentlemen, a signed OAuth request!".to_string(),
+            ),
+        ];
+        let header = oauth1_header(
+            "post",
+            "https://api.twitter.com/1.1/statuses/update.json",
+            &params,
+            "xvz1evFS4wEEPTGEFPHBog",
+            "kAcSOqF21Fu85e7zjz7ZN2U4ZRhfV3WpwPAoE3Z7kBw",
+            "370773112-GmHxMAgYyLbNEtIKZeRNFsMKPR9EyMZeS9weJAEb",
+            "LswwdoUaIvS8ltyTt5jkRh4J50vUPVVHtR2YPi5kE",
+            "kYjzVBB8Y0ZFabxSWbWovY3uYSQ2pTgmZeNu2VS4cg",
+            "1318622958",
+        );
+        assert_eq!(
+            header,
+            "OAuth oauth_consumer_key=\"xvz1evFS4wEEPTGEFPHBog\", \
+             oauth_nonce=\"kYjzVBB8Y0ZFabxSWbWovY3uYSQ2pTgmZeNu2VS4cg\", \
+             oauth_signature=\"hCtSmYh%2BiHYCEqBWrE7C7hYmtUk%3D\", \
+             oauth_signature_method=\"HMAC-SHA1\", \
+             oauth_timestamp=\"1318622958\", \
+             oauth_token=\"370773112-GmHxMAgYyLbNEtIKZeRNFsMKPR9EyMZeS9weJAEb\", \
+             oauth_version=\"1.0\""
+        );
+        // The same parameters in the query string sign the same.
+        let in_query = oauth1_header(
+            "POST",
+            "https://api.twitter.com/1.1/statuses/update.json?include_entities=true&status=Hello%20Ladies%20%2B%20Gentlemen%2C%20a%20signed%20OAuth%20request%21",
+            &[],
+            "xvz1evFS4wEEPTGEFPHBog",
+            "kAcSOqF21Fu85e7zjz7ZN2U4ZRhfV3WpwPAoE3Z7kBw",
+            "370773112-GmHxMAgYyLbNEtIKZeRNFsMKPR9EyMZeS9weJAEb",
+            "LswwdoUaIvS8ltyTt5jkRh4J50vUPVVHtR2YPi5kE",
+            "kYjzVBB8Y0ZFabxSWbWovY3uYSQ2pTgmZeNu2VS4cg",
+            "1318622958",
+        );
+        assert_eq!(in_query, header);
+    }
+
+    #[test]
+    fn dm_bodies_need_text() {
+        let msg = |text: Option<&str>, media_url: Option<&str>| OutboundMessage {
+            to: "7".into(),
+            text: text.map(String::from),
+            media_url: media_url.map(String::from),
+            template: None,
+            reply_to: None,
+        };
+        assert_eq!(
+            dm_body(&msg(Some("Hi!"), None)).unwrap(),
+            json!({"text": "Hi!"})
+        );
+        assert_eq!(
+            dm_body(&msg(Some("Look"), Some("https://e.x/a.png"))).unwrap(),
+            json!({"text": "Look\nhttps://e.x/a.png"})
+        );
+        assert!(!dm_body(&msg(None, None)).unwrap_err().retryable);
+    }
+
+    #[test]
+    fn errors_are_classified() {
+        let h = HeaderMap::new();
+        let problem = r#"{"title":"Forbidden","detail":"You are not permitted to send this DM.","type":"https://api.twitter.com/2/problems/client-forbidden","status":403}"#;
+        let e = x_error(StatusCode::FORBIDDEN, &h, problem);
+        assert!(!e.retryable);
+        assert_eq!(e.code.as_deref(), Some("client-forbidden"));
+        assert!(e.message.contains("not permitted"));
+        let e = x_error(
+            StatusCode::UNAUTHORIZED,
+            &h,
+            r#"{"errors":[{"code":89,"message":"Invalid or expired token."}]}"#,
+        );
+        assert_eq!(e.code.as_deref(), Some("89"));
+        assert!(e.message.contains("Invalid or expired token."));
+        assert!(x_error(StatusCode::SERVICE_UNAVAILABLE, &h, "oops").retryable);
+
+        let mut h = HeaderMap::new();
+        let reset = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 120;
+        h.insert("x-rate-limit-reset", reset.to_string().parse().unwrap());
+        let e = x_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            &h,
+            r#"{"title":"Too Many Requests","detail":"Too Many Requests","status":429}"#,
+        );
+        assert!(e.retryable);
+        assert!(e.retry_after_secs.is_some_and(|s| (118..=120).contains(&s)));
+    }
+}

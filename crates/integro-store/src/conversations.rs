@@ -1,0 +1,523 @@
+//! Contacts, conversations and their messages. Inbound messages are stored
+//! once per (account, provider message id), together with the job that will
+//! answer them; outbound messages together with the job that sends them.
+
+use integro_core::{DeliveryStatus, InboundMessage, Media, StatusUpdate, Template, new_id};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::accounts::Account;
+use crate::db::{Tx, from_ms, now_ms};
+use crate::jobs::{self, NewJob};
+use crate::page::{Page, PageRequest};
+use crate::{Db, StoreError, parse_id};
+
+pub const REPLY_JOB: &str = "reply";
+pub const SEND_JOB: &str = "send";
+const REPLY_ATTEMPTS: i64 = 5;
+const SEND_ATTEMPTS: i64 = 8;
+
+/// Who answers a conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationState {
+    Bot,
+    Human,
+    Closed,
+}
+
+impl ConversationState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConversationState::Bot => "bot",
+            ConversationState::Human => "human",
+            ConversationState::Closed => "closed",
+        }
+    }
+    fn parse(s: &str) -> ConversationState {
+        match s {
+            "human" => ConversationState::Human,
+            "closed" => ConversationState::Closed,
+            _ => ConversationState::Bot,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Contact {
+    pub id: Uuid,
+    /// The contact's id on the channel.
+    pub channel_user_id: String,
+    pub display_name: Option<String>,
+    pub phone_e164: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Conversation {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub account_id: Uuid,
+    pub bot_id: Uuid,
+    pub contact: Contact,
+    pub state: ConversationState,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_inbound_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_message_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Message {
+    pub id: Uuid,
+    pub conversation_id: Uuid,
+    pub account_id: Uuid,
+    pub direction: Direction,
+    /// `contact`, `bot` or `agent`.
+    pub sender: String,
+    pub provider_message_id: Option<String>,
+    /// `text`, `image`, `template`, …
+    pub kind: String,
+    pub body: Option<String>,
+    pub media: Vec<Media>,
+    /// Inbound: `received`. Outbound: `queued`, `sending`, `sent`, `delivered`, `read` or `failed`.
+    pub status: String,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    /// Outbound: the inbound message this answers.
+    pub reply_to: Option<Uuid>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// What became of an inbound message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ingested {
+    Stored { message_id: Uuid, conversation_id: Uuid },
+    /// The provider sent it before: acknowledged, nothing more.
+    Duplicate,
+}
+
+/// Stores an inbound message with its contact and conversation, and enqueues
+/// the job that answers it, inside the caller's transaction.
+pub async fn ingest(
+    tx: &mut Tx,
+    account: &Account,
+    msg: &InboundMessage,
+    request_id: Option<&str>,
+) -> Result<Ingested, StoreError> {
+    let now = now_ms();
+    let (tenant, account_id) = (account.tenant_id.to_string(), account.id.to_string());
+    let message_id = new_id();
+    // A provider's retry costs one indexed read and changes nothing.
+    let seen: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM messages WHERE account_id = $1 AND direction = 'inbound' AND provider_message_id = $2",
+    )
+    .bind(&account_id)
+    .bind(&msg.provider_message_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if seen.is_some() {
+        return Ok(Ingested::Duplicate);
+    }
+    let contact_id: String = sqlx::query_scalar(
+        "INSERT INTO contacts (id, tenant_id, account_id, channel_user_id, display_name, phone_e164, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
+         ON CONFLICT (account_id, channel_user_id) DO UPDATE SET \
+           display_name = COALESCE(excluded.display_name, contacts.display_name), \
+           phone_e164 = COALESCE(excluded.phone_e164, contacts.phone_e164), updated_at = excluded.updated_at \
+         RETURNING id",
+    )
+    .bind(new_id().to_string())
+    .bind(&tenant)
+    .bind(&account_id)
+    .bind(&msg.from)
+    .bind(msg.from_name.clone())
+    .bind(msg.phone_e164.clone())
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO conversations (id, tenant_id, account_id, bot_id, contact_id, state, last_inbound_at, last_message_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, 'bot', $6, $6, $6, $6) \
+         ON CONFLICT (account_id, contact_id) WHERE closed_at IS NULL DO UPDATE SET \
+           last_inbound_at = excluded.last_inbound_at, last_message_at = excluded.last_message_at, updated_at = excluded.updated_at",
+    )
+    .bind(new_id().to_string())
+    .bind(&tenant)
+    .bind(&account_id)
+    .bind(account.bot_id.to_string())
+    .bind(&contact_id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    let conversation_id: String = sqlx::query_scalar(
+        "SELECT id FROM conversations WHERE account_id = $1 AND contact_id = $2 AND closed_at IS NULL",
+    )
+    .bind(&account_id)
+    .bind(&contact_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    // The unique index settles a race between two deliveries of one message.
+    let inserted = sqlx::query(
+        "INSERT INTO messages (id, tenant_id, conversation_id, account_id, direction, sender, provider_message_id, kind, body, \
+         media_json, status, reply_to, request_id, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, 'inbound', 'contact', $5, $6, $7, $8, 'received', NULL, $9, $10, $10) \
+         ON CONFLICT (account_id, direction, provider_message_id) DO NOTHING",
+    )
+    .bind(message_id.to_string())
+    .bind(&tenant)
+    .bind(&conversation_id)
+    .bind(&account_id)
+    .bind(&msg.provider_message_id)
+    .bind(&msg.kind)
+    .bind(msg.text.clone())
+    .bind((!msg.media.is_empty()).then(|| serde_json::to_string(&msg.media).expect("serialisable")))
+    .bind(request_id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        return Ok(Ingested::Duplicate);
+    }
+    let conversation_id = parse_id(&conversation_id)?;
+    jobs::enqueue(
+        tx,
+        NewJob {
+            kind: REPLY_JOB,
+            payload: json!({ "message_id": message_id, "request_id": request_id }),
+            tenant_id: Some(account.tenant_id),
+            queue_key: Some(conversation_id.to_string()),
+            max_attempts: REPLY_ATTEMPTS,
+            run_at: None,
+        },
+    )
+    .await?;
+    Ok(Ingested::Stored {
+        message_id,
+        conversation_id,
+    })
+}
+
+/// What to send.
+#[derive(Debug, Clone, Default)]
+pub struct Outgoing {
+    /// `bot` or `agent`.
+    pub sender: &'static str,
+    pub text: Option<String>,
+    pub media_url: Option<String>,
+    pub template: Option<Template>,
+    pub reply_to: Option<Uuid>,
+    pub request_id: Option<String>,
+}
+
+/// Stores an outbound message as `queued` and enqueues its send job, inside
+/// the caller's transaction. Sends of one conversation go out in order.
+pub async fn queue_outbound(tx: &mut Tx, conversation: &Conversation, out: Outgoing) -> Result<Uuid, StoreError> {
+    let id = new_id();
+    let now = now_ms();
+    let kind = if out.template.is_some() {
+        "template"
+    } else if out.media_url.is_some() {
+        "image"
+    } else {
+        "text"
+    };
+    let media = out.media_url.as_ref().map(|url| {
+        serde_json::to_string(&[Media {
+            kind: "image".into(),
+            reference: url.clone(),
+            content_type: None,
+        }])
+        .expect("serialisable")
+    });
+    let body = match &out.template {
+        Some(t) => Some(serde_json::to_string(t).expect("serialisable")),
+        None => out.text.clone(),
+    };
+    sqlx::query(
+        "INSERT INTO messages (id, tenant_id, conversation_id, account_id, direction, sender, provider_message_id, kind, body, \
+         media_json, status, reply_to, request_id, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, 'outbound', $5, NULL, $6, $7, $8, 'queued', $9, $10, $11, $11)",
+    )
+    .bind(id.to_string())
+    .bind(conversation.tenant_id.to_string())
+    .bind(conversation.id.to_string())
+    .bind(conversation.account_id.to_string())
+    .bind(out.sender)
+    .bind(kind)
+    .bind(body)
+    .bind(media)
+    .bind(out.reply_to.map(|r| r.to_string()))
+    .bind(out.request_id.clone())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE conversations SET last_message_at = $1, updated_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(conversation.id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    jobs::enqueue(
+        tx,
+        NewJob {
+            kind: SEND_JOB,
+            payload: json!({ "message_id": id, "request_id": out.request_id }),
+            tenant_id: Some(conversation.tenant_id),
+            queue_key: Some(format!("send:{}", conversation.id)),
+            max_attempts: SEND_ATTEMPTS,
+            run_at: None,
+        },
+    )
+    .await?;
+    Ok(id)
+}
+
+type MessageRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    i64,
+    i64,
+);
+const MESSAGE_COLUMNS: &str = "id, conversation_id, account_id, direction, sender, provider_message_id, kind, body, media_json, \
+                               status, error_code, error_message, reply_to, created_at, updated_at";
+
+fn message_from_row(r: MessageRow) -> Result<Message, StoreError> {
+    Ok(Message {
+        id: parse_id(&r.0)?,
+        conversation_id: parse_id(&r.1)?,
+        account_id: parse_id(&r.2)?,
+        direction: if r.3 == "inbound" { Direction::Inbound } else { Direction::Outbound },
+        sender: r.4,
+        provider_message_id: r.5,
+        kind: r.6,
+        body: r.7,
+        media: r.8.and_then(|m| serde_json::from_str(&m).ok()).unwrap_or_default(),
+        status: r.9,
+        error_code: r.10,
+        error_message: r.11,
+        reply_to: r.12.as_deref().map(parse_id).transpose()?,
+        created_at: from_ms(r.13),
+        updated_at: from_ms(r.14),
+    })
+}
+
+/// A message by id, whatever its tenant (for workers, which got the id from a job).
+pub async fn message(db: &Db, id: Uuid) -> Result<Option<Message>, StoreError> {
+    let row: Option<MessageRow> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1")))
+            .bind(id.to_string())
+            .fetch_optional(db.pool())
+            .await?;
+    row.map(message_from_row).transpose()
+}
+
+/// The template stored as an outbound template message's body.
+pub fn template_of(message: &Message) -> Option<Template> {
+    (message.kind == "template")
+        .then(|| message.body.as_deref().and_then(|b| serde_json::from_str(b).ok()))
+        .flatten()
+}
+
+pub async fn messages(
+    db: &Db,
+    tenant_id: Uuid,
+    conversation_id: Uuid,
+    page: &PageRequest,
+) -> Result<Page<Message>, StoreError> {
+    let rows: Vec<MessageRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant_id = $1 AND conversation_id = $2 AND id > $3 ORDER BY id LIMIT $4"
+    )))
+    .bind(tenant_id.to_string())
+    .bind(conversation_id.to_string())
+    .bind(page.after_text().unwrap_or_default())
+    .bind(page.fetch_limit())
+    .fetch_all(db.pool())
+    .await?;
+    let items = rows.into_iter().map(message_from_row).collect::<Result<Vec<_>, _>>()?;
+    Ok(Page::from_rows(items, page, |m| m.id))
+}
+
+/// The outbound message has gone to the provider, which named it `provider_id`.
+pub async fn mark_sent(tx: &mut Tx, id: Uuid, provider_id: &str, kind: Option<&str>) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE messages SET status = CASE WHEN status IN ('queued', 'sending') THEN 'sent' ELSE status END, \
+         provider_message_id = $1, kind = COALESCE($2, kind), updated_at = $3 WHERE id = $4",
+    )
+    .bind(provider_id)
+    .bind(kind)
+    .bind(now_ms())
+    .bind(id.to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The message will not go out; the reason is kept on it.
+pub async fn mark_failed(db: &Db, id: Uuid, code: Option<&str>, reason: &str) -> Result<(), StoreError> {
+    sqlx::query("UPDATE messages SET status = 'failed', error_code = $1, error_message = $2, updated_at = $3 WHERE id = $4")
+        .bind(code)
+        .bind(reason)
+        .bind(now_ms())
+        .bind(id.to_string())
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// Applies a delivery report; statuses only move forward. Returns whether
+/// the message changed.
+pub async fn apply_status(tx: &mut Tx, account_id: Uuid, update: &StatusUpdate) -> Result<bool, StoreError> {
+    let row: Option<(String, String)> = sqlx::query_as(
+        "SELECT id, status FROM messages WHERE account_id = $1 AND direction = 'outbound' AND provider_message_id = $2",
+    )
+    .bind(account_id.to_string())
+    .bind(&update.provider_message_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some((id, current)) = row else {
+        return Ok(false);
+    };
+    let current = DeliveryStatus::parse(&current).unwrap_or(DeliveryStatus::Queued);
+    if !current.may_become(update.status) {
+        return Ok(false);
+    }
+    sqlx::query(
+        "UPDATE messages SET status = $1, error_code = COALESCE($2, error_code), error_message = COALESCE($3, error_message), \
+         updated_at = $4 WHERE id = $5",
+    )
+    .bind(update.status.as_str())
+    .bind(update.error_code.clone())
+    .bind(update.error_message.clone())
+    .bind(now_ms())
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(true)
+}
+
+type ConversationRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<i64>,
+    Option<i64>,
+    i64,
+    i64,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+);
+const CONVERSATION_COLUMNS: &str = "c.id, c.tenant_id, c.account_id, c.bot_id, c.state, c.last_inbound_at, c.last_message_at, \
+     c.created_at, c.updated_at, k.id, k.channel_user_id, k.display_name, k.phone_e164";
+
+fn conversation_from_row(r: ConversationRow) -> Result<Conversation, StoreError> {
+    Ok(Conversation {
+        id: parse_id(&r.0)?,
+        tenant_id: parse_id(&r.1)?,
+        account_id: parse_id(&r.2)?,
+        bot_id: parse_id(&r.3)?,
+        state: ConversationState::parse(&r.4),
+        last_inbound_at: r.5.map(from_ms),
+        last_message_at: r.6.map(from_ms),
+        created_at: from_ms(r.7),
+        updated_at: from_ms(r.8),
+        contact: Contact {
+            id: parse_id(&r.9)?,
+            channel_user_id: r.10,
+            display_name: r.11,
+            phone_e164: r.12,
+        },
+    })
+}
+
+/// A conversation by id, whatever its tenant (for workers).
+pub async fn conversation(db: &Db, id: Uuid) -> Result<Option<Conversation>, StoreError> {
+    let row: Option<ConversationRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {CONVERSATION_COLUMNS} FROM conversations c JOIN contacts k ON k.id = c.contact_id WHERE c.id = $1"
+    )))
+    .bind(id.to_string())
+    .fetch_optional(db.pool())
+    .await?;
+    row.map(conversation_from_row).transpose()
+}
+
+pub async fn get(db: &Db, tenant_id: Uuid, id: Uuid) -> Result<Option<Conversation>, StoreError> {
+    Ok(conversation(db, id).await?.filter(|c| c.tenant_id == tenant_id))
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct ConversationFilter {
+    pub account_id: Option<Uuid>,
+    pub bot_id: Option<Uuid>,
+    pub state: Option<ConversationState>,
+    /// Unix ms: only conversations with a message since then.
+    pub since: Option<i64>,
+}
+
+pub async fn list(
+    db: &Db,
+    tenant_id: Uuid,
+    filter: &ConversationFilter,
+    page: &PageRequest,
+) -> Result<Page<Conversation>, StoreError> {
+    let mut sql = format!(
+        "SELECT {CONVERSATION_COLUMNS} FROM conversations c JOIN contacts k ON k.id = c.contact_id \
+         WHERE c.tenant_id = $1 AND c.id > $2"
+    );
+    let mut binds: Vec<Value> = vec![json!(tenant_id.to_string()), json!(page.after_text().unwrap_or_default())];
+    let mut push = |sql: &mut String, clause: &str, v: Value| {
+        binds.push(v);
+        sql.push_str(&format!(" AND {clause} ${}", binds.len()));
+    };
+    if let Some(a) = filter.account_id {
+        push(&mut sql, "c.account_id =", json!(a.to_string()));
+    }
+    if let Some(b) = filter.bot_id {
+        push(&mut sql, "c.bot_id =", json!(b.to_string()));
+    }
+    if let Some(s) = filter.state {
+        push(&mut sql, "c.state =", json!(s.as_str()));
+    }
+    if let Some(since) = filter.since {
+        push(&mut sql, "c.last_message_at >=", json!(since));
+    }
+    sql.push_str(&format!(" ORDER BY c.id LIMIT {}", page.fetch_limit()));
+    let mut q = sqlx::query_as::<_, ConversationRow>(sqlx::AssertSqlSafe(sql));
+    for b in binds {
+        q = match b {
+            Value::Number(n) => q.bind(n.as_i64().unwrap_or_default()),
+            other => q.bind(other.as_str().unwrap_or_default().to_string()),
+        };
+    }
+    let items = q.fetch_all(db.pool()).await?.into_iter().map(conversation_from_row).collect::<Result<Vec<_>, _>>()?;
+    Ok(Page::from_rows(items, page, |c| c.id))
+}

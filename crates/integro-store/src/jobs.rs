@@ -1,0 +1,340 @@
+//! The job queue, in the database so that a job is enqueued in the same
+//! transaction as the data it concerns. Jobs are leased, not popped: a worker
+//! that dies loses its lease and another takes the job. Jobs sharing a
+//! `queue_key` (a conversation) run one at a time, oldest first.
+
+use integro_core::new_id;
+use serde::Serialize;
+use serde_json::Value;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::db::{Tx, from_ms, now_ms};
+use crate::page::{Page, PageRequest};
+use crate::{Db, StoreError, parse_id};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Waiting for its `run_at`.
+    Ready,
+    /// Leased by a worker until `lease_until`.
+    Running,
+    Done,
+    /// Failed its last attempt, or failed permanently; can be retried by hand.
+    Dead,
+    Cancelled,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 5] = [JobState::Ready, JobState::Running, JobState::Done, JobState::Dead, JobState::Cancelled];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Ready => "ready",
+            JobState::Running => "running",
+            JobState::Done => "done",
+            JobState::Dead => "dead",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobState> {
+        JobState::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Job {
+    pub id: Uuid,
+    pub tenant_id: Option<Uuid>,
+    /// `reply` (decide the answer to an inbound message) or `send` (deliver an outbound one).
+    pub kind: String,
+    pub payload: Value,
+    pub queue_key: Option<String>,
+    pub state: JobState,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub run_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub lease_until: Option<OffsetDateTime>,
+    pub last_error: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub finished_at: Option<OffsetDateTime>,
+}
+
+type Row = (
+    String,
+    Option<String>,
+    String,
+    String,
+    Option<String>,
+    String,
+    i64,
+    i64,
+    i64,
+    Option<i64>,
+    Option<String>,
+    i64,
+    i64,
+    Option<i64>,
+);
+const COLUMNS: &str = "id, tenant_id, kind, payload, queue_key, state, attempts, max_attempts, run_at, lease_until, \
+                       last_error, created_at, updated_at, finished_at";
+
+fn from_row(r: Row) -> Result<Job, StoreError> {
+    Ok(Job {
+        id: parse_id(&r.0)?,
+        tenant_id: r.1.as_deref().map(parse_id).transpose()?,
+        kind: r.2,
+        payload: serde_json::from_str(&r.3).unwrap_or(Value::Null),
+        queue_key: r.4,
+        state: JobState::parse(&r.5).ok_or_else(|| StoreError::Conflict(format!("unknown job state {}", r.5)))?,
+        attempts: r.6,
+        max_attempts: r.7,
+        run_at: from_ms(r.8),
+        lease_until: r.9.map(from_ms),
+        last_error: r.10,
+        created_at: from_ms(r.11),
+        updated_at: from_ms(r.12),
+        finished_at: r.13.map(from_ms),
+    })
+}
+
+pub struct NewJob<'a> {
+    pub kind: &'a str,
+    pub payload: Value,
+    pub tenant_id: Option<Uuid>,
+    pub queue_key: Option<String>,
+    pub max_attempts: i64,
+    /// Unix ms; now when `None`.
+    pub run_at: Option<i64>,
+}
+
+/// Enqueues inside the caller's transaction: the job exists exactly when the
+/// data it concerns does.
+pub async fn enqueue(tx: &mut Tx, job: NewJob<'_>) -> Result<Uuid, StoreError> {
+    let id = new_id();
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO jobs (id, tenant_id, kind, payload, queue_key, state, attempts, max_attempts, run_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, 'ready', 0, $6, $7, $8, $8)",
+    )
+    .bind(id.to_string())
+    .bind(job.tenant_id.map(|t| t.to_string()))
+    .bind(job.kind)
+    .bind(job.payload.to_string())
+    .bind(job.queue_key)
+    .bind(job.max_attempts.max(1))
+    .bind(job.run_at.unwrap_or(now))
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(id)
+}
+
+/// Leases up to `limit` due jobs to `owner` for `lease_ms`. A job is due when
+/// it is ready and its time has come, or running with an expired lease (its
+/// worker died). A job waits while an older job of its queue key is not
+/// finished.
+pub async fn claim(db: &Db, owner: &str, limit: i64, lease_ms: i64) -> Result<Vec<Job>, StoreError> {
+    let now = now_ms();
+    let sql = format!(
+        "UPDATE jobs SET state = 'running', lease_owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3 \
+         WHERE id IN (SELECT j.id FROM jobs j \
+             WHERE ((j.state = 'ready' AND j.run_at <= $3) OR (j.state = 'running' AND j.lease_until < $3)) \
+             AND (j.queue_key IS NULL OR NOT EXISTS (SELECT 1 FROM jobs o WHERE o.queue_key = j.queue_key \
+                  AND o.id < j.id AND o.state IN ('ready', 'running'))) \
+             ORDER BY j.run_at, j.id LIMIT $4{}) \
+         RETURNING {COLUMNS}",
+        db.skip_locked()
+    );
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(owner)
+        .bind(now + lease_ms)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(db.pool())
+        .await?;
+    let mut jobs = rows.into_iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+    jobs.sort_by_key(|j| j.id);
+    Ok(jobs)
+}
+
+/// Extends the lease of a job still held by `owner`; false when it was lost.
+pub async fn heartbeat(db: &Db, id: Uuid, owner: &str, lease_ms: i64) -> Result<bool, StoreError> {
+    let now = now_ms();
+    let r = sqlx::query(
+        "UPDATE jobs SET lease_until = $1, updated_at = $2 WHERE id = $3 AND lease_owner = $4 AND state = 'running'",
+    )
+    .bind(now + lease_ms)
+    .bind(now)
+    .bind(id.to_string())
+    .bind(owner)
+    .execute(db.pool())
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Marks the job done inside the transaction that records its effects. False
+/// when `owner` no longer holds it: the caller must roll back, since another
+/// worker has taken the job over.
+pub async fn complete(tx: &mut Tx, id: Uuid, owner: &str) -> Result<bool, StoreError> {
+    let now = now_ms();
+    let r = sqlx::query(
+        "UPDATE jobs SET state = 'done', lease_until = NULL, finished_at = $1, updated_at = $1, last_error = NULL \
+         WHERE id = $2 AND lease_owner = $3 AND state = 'running'",
+    )
+    .bind(now)
+    .bind(id.to_string())
+    .bind(owner)
+    .execute(&mut **tx)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Records a failed attempt: the job runs again after `delay_ms`, or is dead
+/// when it has no attempt left (or `permanent`).
+pub async fn fail(
+    db: &Db,
+    job: &Job,
+    owner: &str,
+    error: &str,
+    delay_ms: i64,
+    permanent: bool,
+) -> Result<JobState, StoreError> {
+    let now = now_ms();
+    let state = if permanent || job.attempts >= job.max_attempts { JobState::Dead } else { JobState::Ready };
+    let error: String = error.chars().take(2000).collect();
+    sqlx::query(
+        "UPDATE jobs SET state = $1, run_at = $2, lease_until = NULL, lease_owner = NULL, last_error = $3, updated_at = $4, \
+         finished_at = $5 WHERE id = $6 AND lease_owner = $7 AND state = 'running'",
+    )
+    .bind(state.as_str())
+    .bind(now + delay_ms)
+    .bind(error)
+    .bind(now)
+    .bind((state == JobState::Dead).then_some(now))
+    .bind(job.id.to_string())
+    .bind(owner)
+    .execute(db.pool())
+    .await?;
+    Ok(state)
+}
+
+/// Puts a job back without counting the attempt (its circuit was open, or the
+/// worker is shutting down).
+pub async fn postpone(db: &Db, id: Uuid, owner: &str, delay_ms: i64) -> Result<(), StoreError> {
+    let now = now_ms();
+    sqlx::query(
+        "UPDATE jobs SET state = 'ready', run_at = $1, lease_until = NULL, lease_owner = NULL, attempts = attempts - 1, \
+         updated_at = $2 WHERE id = $3 AND lease_owner = $4 AND state = 'running'",
+    )
+    .bind(now + delay_ms)
+    .bind(now)
+    .bind(id.to_string())
+    .bind(owner)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Hands every job `owner` holds back to the queue (graceful shutdown).
+pub async fn release_all(db: &Db, owner: &str) -> Result<u64, StoreError> {
+    let now = now_ms();
+    let r = sqlx::query(
+        "UPDATE jobs SET state = 'ready', run_at = $1, lease_until = NULL, lease_owner = NULL, attempts = attempts - 1, \
+         updated_at = $1 WHERE lease_owner = $2 AND state = 'running'",
+    )
+    .bind(now)
+    .bind(owner)
+    .execute(db.pool())
+    .await?;
+    Ok(r.rows_affected())
+}
+
+pub async fn get(db: &Db, tenant_id: Uuid, id: Uuid) -> Result<Option<Job>, StoreError> {
+    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM jobs WHERE tenant_id = $1 AND id = $2"
+    )))
+    .bind(tenant_id.to_string())
+    .bind(id.to_string())
+    .fetch_optional(db.pool())
+    .await?;
+    row.map(from_row).transpose()
+}
+
+pub async fn list(
+    db: &Db,
+    tenant_id: Uuid,
+    state: Option<JobState>,
+    page: &PageRequest,
+) -> Result<Page<Job>, StoreError> {
+    let mut sql = format!("SELECT {COLUMNS} FROM jobs WHERE tenant_id = $1 AND id > $2");
+    if state.is_some() {
+        sql.push_str(" AND state = $4");
+    }
+    sql.push_str(" ORDER BY id LIMIT $3");
+    let mut q = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql))
+        .bind(tenant_id.to_string())
+        .bind(page.after_text().unwrap_or_default())
+        .bind(page.fetch_limit());
+    if let Some(s) = state {
+        q = q.bind(s.as_str());
+    }
+    let jobs = q.fetch_all(db.pool()).await?.into_iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+    Ok(Page::from_rows(jobs, page, |j| j.id))
+}
+
+/// A dead or cancelled job back to ready with a fresh set of attempts.
+pub async fn retry(tx: &mut Tx, job: &Job) -> Result<bool, StoreError> {
+    let now = now_ms();
+    let r = sqlx::query(
+        "UPDATE jobs SET state = 'ready', attempts = 0, run_at = $1, finished_at = NULL, updated_at = $1 \
+         WHERE id = $2 AND state IN ('dead', 'cancelled')",
+    )
+    .bind(now)
+    .bind(job.id.to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Cancels a job that has not run (ready) or gave up (dead).
+pub async fn cancel(tx: &mut Tx, job: &Job) -> Result<bool, StoreError> {
+    let now = now_ms();
+    let r = sqlx::query(
+        "UPDATE jobs SET state = 'cancelled', finished_at = $1, updated_at = $1 WHERE id = $2 AND state IN ('ready', 'dead')",
+    )
+    .bind(now)
+    .bind(job.id.to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Jobs per state and the age of the oldest due job, for `/metrics`.
+pub async fn stats(db: &Db) -> Result<(Vec<(String, i64)>, Option<i64>), StoreError> {
+    let counts: Vec<(String, i64)> = sqlx::query_as("SELECT state, COUNT(*) FROM jobs GROUP BY state")
+        .fetch_all(db.pool())
+        .await?;
+    let oldest: Option<i64> = sqlx::query_scalar("SELECT MIN(run_at) FROM jobs WHERE state = 'ready'")
+        .fetch_one(db.pool())
+        .await?;
+    let now = now_ms();
+    Ok((counts, oldest.map(|t| (now - t).max(0))))
+}
+
+/// Deletes finished jobs older than `older_than_ms`; returns how many.
+pub async fn purge_finished(db: &Db, older_than_ms: i64) -> Result<u64, StoreError> {
+    let r = sqlx::query("DELETE FROM jobs WHERE state IN ('done', 'cancelled') AND finished_at < $1")
+        .bind(now_ms() - older_than_ms)
+        .execute(db.pool())
+        .await?;
+    Ok(r.rows_affected())
+}

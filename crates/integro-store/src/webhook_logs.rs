@@ -1,0 +1,186 @@
+//! The webhook log: every webhook request, accepted or not, with its headers
+//! (secrets redacted), body, answer, processing time and error.
+
+use integro_core::new_id;
+use serde::Serialize;
+use serde_json::Value;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::db::{Tx, from_ms, now_ms};
+use crate::page::{Page, PageRequest};
+use crate::{Db, StoreError, parse_id};
+
+/// Bodies are kept up to this size.
+pub const MAX_BODY_CHARS: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct WebhookLog {
+    pub id: Uuid,
+    pub tenant_id: Option<Uuid>,
+    pub account_id: Option<Uuid>,
+    pub channel: String,
+    pub method: String,
+    pub path: String,
+    pub headers: Value,
+    pub body: Option<String>,
+    pub status: i64,
+    pub duration_us: i64,
+    /// `accepted`, `duplicate`, `verified` (handshake), `rejected` or `error`.
+    pub outcome: String,
+    pub error: Option<String>,
+    pub request_id: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+pub struct NewWebhookLog {
+    pub tenant_id: Option<Uuid>,
+    pub account_id: Option<Uuid>,
+    pub channel: String,
+    pub method: String,
+    pub path: String,
+    pub headers: Value,
+    pub body: Option<String>,
+    pub status: u16,
+    pub duration_us: i64,
+    pub outcome: &'static str,
+    pub error: Option<String>,
+    pub request_id: Option<String>,
+}
+
+/// Records inside a transaction (an accepted webhook: one commit for all).
+pub async fn record_in(tx: &mut Tx, log: NewWebhookLog) -> Result<(), StoreError> {
+    insert(&mut **tx, log).await
+}
+
+/// Records on its own (a rejected webhook).
+pub async fn record(db: &Db, log: NewWebhookLog) -> Result<(), StoreError> {
+    insert(db.pool(), log).await
+}
+
+async fn insert<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(executor: E, log: NewWebhookLog) -> Result<(), StoreError> {
+    let body = log.body.map(|b| {
+        if b.len() > MAX_BODY_CHARS {
+            let mut cut = MAX_BODY_CHARS;
+            while !b.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            format!("{}…[truncated]", &b[..cut])
+        } else {
+            b
+        }
+    });
+    sqlx::query(
+        "INSERT INTO webhook_logs (id, tenant_id, account_id, channel, method, path, headers_json, body, status, duration_us, \
+         outcome, error, request_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+    )
+    .bind(new_id().to_string())
+    .bind(log.tenant_id.map(|t| t.to_string()))
+    .bind(log.account_id.map(|a| a.to_string()))
+    .bind(log.channel)
+    .bind(log.method)
+    .bind(log.path)
+    .bind(log.headers.to_string())
+    .bind(body)
+    .bind(log.status as i64)
+    .bind(log.duration_us)
+    .bind(log.outcome)
+    .bind(log.error)
+    .bind(log.request_id)
+    .bind(now_ms())
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+type Row = (
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    i64,
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+);
+
+#[derive(Debug, Default, Clone)]
+pub struct WebhookLogFilter {
+    pub account_id: Option<Uuid>,
+    pub channel: Option<String>,
+    pub outcome: Option<String>,
+}
+
+/// A tenant's webhook log, newest first.
+pub async fn list(
+    db: &Db,
+    tenant_id: Uuid,
+    filter: &WebhookLogFilter,
+    page: &PageRequest,
+) -> Result<Page<WebhookLog>, StoreError> {
+    let mut sql = String::from(
+        "SELECT id, tenant_id, account_id, channel, method, path, headers_json, body, status, duration_us, outcome, error, \
+         request_id, created_at FROM webhook_logs WHERE tenant_id = $1",
+    );
+    let mut binds = vec![tenant_id.to_string()];
+    let mut push = |sql: &mut String, clause: &str, v: String| {
+        binds.push(v);
+        sql.push_str(&format!(" AND {clause} ${}", binds.len()));
+    };
+    if let Some(a) = filter.account_id {
+        push(&mut sql, "account_id =", a.to_string());
+    }
+    if let Some(c) = &filter.channel {
+        push(&mut sql, "channel =", c.clone());
+    }
+    if let Some(o) = &filter.outcome {
+        push(&mut sql, "outcome =", o.clone());
+    }
+    if let Some(after) = page.after_text() {
+        push(&mut sql, "id <", after);
+    }
+    sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", page.fetch_limit()));
+    let mut q = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql));
+    for b in binds {
+        q = q.bind(b);
+    }
+    let rows = q.fetch_all(db.pool()).await?;
+    let items = rows
+        .into_iter()
+        .map(|r| {
+            Ok(WebhookLog {
+                id: parse_id(&r.0)?,
+                tenant_id: r.1.as_deref().map(parse_id).transpose()?,
+                account_id: r.2.as_deref().map(parse_id).transpose()?,
+                channel: r.3,
+                method: r.4,
+                path: r.5,
+                headers: serde_json::from_str(&r.6).unwrap_or(Value::Null),
+                body: r.7,
+                status: r.8,
+                duration_us: r.9,
+                outcome: r.10,
+                error: r.11,
+                request_id: r.12,
+                created_at: from_ms(r.13),
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(Page::from_rows(items, page, |l| l.id))
+}
+
+/// Deletes entries older than `older_than_ms`; returns how many.
+pub async fn purge(db: &Db, older_than_ms: i64) -> Result<u64, StoreError> {
+    let r = sqlx::query("DELETE FROM webhook_logs WHERE created_at < $1")
+        .bind(now_ms() - older_than_ms)
+        .execute(db.pool())
+        .await?;
+    Ok(r.rows_affected())
+}
