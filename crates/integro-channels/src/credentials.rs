@@ -72,7 +72,10 @@ impl Credentials {
 
     /// Checks `given` against the fields of `kind`: every required field is
     /// present and non-empty, and nothing unknown is there.
-    pub fn validate(kind: ChannelKind, given: &BTreeMap<String, String>) -> Result<Credentials, (String, String)> {
+    pub fn validate(
+        kind: ChannelKind,
+        given: &BTreeMap<String, String>,
+    ) -> Result<Credentials, (String, String)> {
         let fields = credential_fields(kind);
         for name in given.keys() {
             if !fields.iter().any(|f| f.name == name) {
@@ -82,7 +85,10 @@ impl Credentials {
                     if expected.is_empty() {
                         format!("a {kind} account takes no credentials")
                     } else {
-                        format!("unknown credential for {kind}; expected {}", expected.join(", "))
+                        format!(
+                            "unknown credential for {kind}; expected {}",
+                            expected.join(", ")
+                        )
                     },
                 ));
             }
@@ -91,10 +97,20 @@ impl Credentials {
             match given.get(f.name).map(|v| v.trim()) {
                 Some(v) if !v.is_empty() => {}
                 _ if !f.required => {}
-                _ => return Err((format!("credentials.{}", f.name), format!("is required for a {kind} account"))),
+                _ => {
+                    return Err((
+                        format!("credentials.{}", f.name),
+                        format!("is required for a {kind} account"),
+                    ));
+                }
             }
         }
-        Ok(Credentials(given.iter().map(|(k, v)| (k.clone(), v.trim().to_string())).collect()))
+        Ok(Credentials(
+            given
+                .iter()
+                .map(|(k, v)| (k.clone(), v.trim().to_string()))
+                .collect(),
+        ))
     }
 }
 
@@ -107,18 +123,19 @@ mod tests {
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn missing_and_unknown_fields_are_named() {
-        let err = Credentials::validate(ChannelKind::TwilioWhatsapp, &map(&[("account_sid", "AC1")])).unwrap_err();
+        let err =
+            Credentials::validate(ChannelKind::TwilioWhatsapp, &map(&[("account_sid", "AC1")]))
+                .unwrap_err();
         assert_eq!(err.0, "credentials.auth_token");
-        let err = Credentials::validate(
-            ChannelKind::Web,
-            &map(&[("token", "x")]),
-        )
-        .unwrap_err();
+        let err = Credentials::validate(ChannelKind::Web, &map(&[("token", "x")])).unwrap_err();
         assert_eq!(err.0, "credentials.token");
         assert!(Credentials::validate(ChannelKind::Web, &BTreeMap::new()).is_ok());
     }

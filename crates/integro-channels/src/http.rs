@@ -24,11 +24,20 @@ pub fn retry_after(headers: &HeaderMap) -> Option<u64> {
 }
 
 /// A failed response: 429 and 5xx are worth retrying, other 4xx are not.
-pub fn classify(status: StatusCode, headers: &HeaderMap, code: Option<String>, message: String) -> SendError {
+pub fn classify(
+    status: StatusCode,
+    headers: &HeaderMap,
+    code: Option<String>,
+    message: String,
+) -> SendError {
     let retryable = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
     SendError {
         retryable,
-        retry_after_secs: if retryable { retry_after(headers) } else { None },
+        retry_after_secs: if retryable {
+            retry_after(headers)
+        } else {
+            None
+        },
         code,
         message: format!("HTTP {}: {message}", status.as_u16()),
     }

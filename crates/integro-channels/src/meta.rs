@@ -29,11 +29,17 @@ pub fn sign(app_secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(app_secret.as_bytes()).expect("any key length");
     mac.update(body);
     let digest = mac.finalize().into_bytes();
-    format!("sha256={}", digest.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!(
+        "sha256={}",
+        digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
 }
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 || !text.is_ascii() {
+    if !text.len().is_multiple_of(2) || !text.is_ascii() {
         return None;
     }
     (0..text.len())
@@ -45,8 +51,14 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
 /// The subscription handshake: `hub.mode=subscribe` with the right
 /// `hub.verify_token` is answered with `hub.challenge`.
 pub fn handshake(query: &[(String, String)], verify_token: &str) -> Option<String> {
-    let get = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    let token_ok = get("hub.verify_token").is_some_and(|t| constant_time_eq(t.as_bytes(), verify_token.as_bytes()));
+    let get = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let token_ok = get("hub.verify_token")
+        .is_some_and(|t| constant_time_eq(t.as_bytes(), verify_token.as_bytes()));
     (get("hub.mode") == Some("subscribe") && token_ok)
         .then(|| get("hub.challenge").map(String::from))
         .flatten()
@@ -64,7 +76,10 @@ pub fn graph_error(status: StatusCode, headers: &HeaderMap, body: &str) -> SendE
     let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
     let error = &v["error"];
     let code = error["code"].as_i64();
-    let mut message = error["message"].as_str().map(String::from).unwrap_or_else(|| body.chars().take(300).collect());
+    let mut message = error["message"]
+        .as_str()
+        .map(String::from)
+        .unwrap_or_else(|| body.chars().take(300).collect());
     if let Some(details) = error["error_data"]["details"].as_str() {
         message = format!("{message}: {details}");
     }
@@ -87,7 +102,11 @@ mod tests {
         assert!(verify_signature("app-secret", body, &header));
         assert!(!verify_signature("other-secret", body, &header));
         assert!(!verify_signature("app-secret", b"{}", &header));
-        assert!(!verify_signature("app-secret", body, header.trim_start_matches("sha256=")));
+        assert!(!verify_signature(
+            "app-secret",
+            body,
+            header.trim_start_matches("sha256=")
+        ));
         assert!(!verify_signature("app-secret", body, "sha256=zz"));
         assert!(!verify_signature("app-secret", body, "sha256=é1"));
     }
@@ -101,19 +120,34 @@ mod tests {
                 ("hub.verify_token".to_string(), token.to_string()),
             ]
         };
-        assert_eq!(handshake(&q("secret"), "secret").as_deref(), Some("1158201444"));
+        assert_eq!(
+            handshake(&q("secret"), "secret").as_deref(),
+            Some("1158201444")
+        );
         assert_eq!(handshake(&q("wrong"), "secret"), None);
     }
 
     #[test]
     fn graph_errors_are_classified() {
         let h = HeaderMap::new();
-        let e = graph_error(StatusCode::BAD_REQUEST, &h, r#"{"error":{"message":"Re-engagement","code":131047}}"#);
+        let e = graph_error(
+            StatusCode::BAD_REQUEST,
+            &h,
+            r#"{"error":{"message":"Re-engagement","code":131047}}"#,
+        );
         assert!(!e.retryable);
         assert_eq!(e.code.as_deref(), Some("131047"));
-        let e = graph_error(StatusCode::BAD_REQUEST, &h, r#"{"error":{"message":"Rate","code":130429}}"#);
+        let e = graph_error(
+            StatusCode::BAD_REQUEST,
+            &h,
+            r#"{"error":{"message":"Rate","code":130429}}"#,
+        );
         assert!(e.retryable);
-        let e = graph_error(StatusCode::UNAUTHORIZED, &h, r#"{"error":{"message":"expired","code":190}}"#);
+        let e = graph_error(
+            StatusCode::UNAUTHORIZED,
+            &h,
+            r#"{"error":{"message":"expired","code":190}}"#,
+        );
         assert!(!e.retryable);
         assert!(graph_error(StatusCode::BAD_GATEWAY, &h, "oops").retryable);
     }

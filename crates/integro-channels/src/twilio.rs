@@ -5,7 +5,9 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{Hmac, KeyInit, Mac};
-use integro_core::{DeliveryStatus, InboundEvent, InboundMessage, Media, OutboundMessage, SendError, StatusUpdate};
+use integro_core::{
+    DeliveryStatus, InboundEvent, InboundMessage, Media, OutboundMessage, SendError, StatusUpdate,
+};
 use sha1::Sha1;
 
 use crate::credentials::Credentials;
@@ -19,7 +21,11 @@ pub fn parse_form(body: &[u8]) -> Params {
 }
 
 fn param<'a>(params: &'a Params, name: &str) -> Option<&'a str> {
-    params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
 }
 
 /// Checks `X-Twilio-Signature` for a form POST to `url` (the URL exactly as
@@ -105,8 +111,11 @@ pub fn parse(params: &Params) -> Result<Vec<InboundEvent>, ParseError> {
     let sid = param(params, "MessageSid")
         .or_else(|| param(params, "SmsMessageSid"))
         .ok_or_else(|| ParseError::new("MessageSid is missing"))?;
-    if let Some(status) = param(params, "MessageStatus").filter(|s| *s != "received" && *s != "receiving") {
-        let status = status_of(status).ok_or_else(|| ParseError::new(format!("unknown MessageStatus `{status}`")))?;
+    if let Some(status) =
+        param(params, "MessageStatus").filter(|s| *s != "received" && *s != "receiving")
+    {
+        let status = status_of(status)
+            .ok_or_else(|| ParseError::new(format!("unknown MessageStatus `{status}`")))?;
         return Ok(vec![InboundEvent::Status(StatusUpdate {
             provider_message_id: sid.to_string(),
             status,
@@ -118,7 +127,9 @@ pub fn parse(params: &Params) -> Result<Vec<InboundEvent>, ParseError> {
     let from = strip_whatsapp(from);
     let num_media: usize = match param(params, "NumMedia") {
         None => 0,
-        Some(n) => n.parse().map_err(|_| ParseError::new("NumMedia is not a number"))?,
+        Some(n) => n
+            .parse()
+            .map_err(|_| ParseError::new("NumMedia is not a number"))?,
     };
     if num_media > 10 {
         return Err(ParseError::new("NumMedia is above Twilio's limit of 10"));
@@ -140,7 +151,10 @@ pub fn parse(params: &Params) -> Result<Vec<InboundEvent>, ParseError> {
         (None, Some(_)) => "location".into(),
         (None, None) => "text".into(),
     };
-    let phone = from.starts_with('+').then(|| from.to_string()).or_else(|| param(params, "WaId").map(|id| format!("+{id}")));
+    let phone = from
+        .starts_with('+')
+        .then(|| from.to_string())
+        .or_else(|| param(params, "WaId").map(|id| format!("+{id}")));
     Ok(vec![InboundEvent::Message(InboundMessage {
         provider_message_id: sid.to_string(),
         from: from.to_string(),
@@ -168,7 +182,11 @@ pub async fn send(
     status_callback: Option<&str>,
     msg: &OutboundMessage,
 ) -> Result<String, SendError> {
-    let cred = |name| creds.get(name).map_err(|e| SendError::permanent(None, e.to_string()));
+    let cred = |name| {
+        creds
+            .get(name)
+            .map_err(|e| SendError::permanent(None, e.to_string()))
+    };
     let account_sid = cred("account_sid")?;
     let auth_token = cred("auth_token")?;
     let from = cred("phone_number")?;
@@ -185,7 +203,10 @@ pub async fn send(
                 .enumerate()
                 .map(|(i, p)| ((i + 1).to_string(), serde_json::Value::String(p.clone())))
                 .collect();
-            form.push(("ContentVariables", serde_json::Value::Object(vars).to_string()));
+            form.push((
+                "ContentVariables",
+                serde_json::Value::Object(vars).to_string(),
+            ));
         }
     } else {
         if let Some(text) = &msg.text {
@@ -198,7 +219,10 @@ pub async fn send(
     if let Some(url) = status_callback {
         form.push(("StatusCallback", url.to_string()));
     }
-    let url = format!("{}/2010-04-01/Accounts/{account_sid}/Messages.json", api_base.trim_end_matches('/'));
+    let url = format!(
+        "{}/2010-04-01/Accounts/{account_sid}/Messages.json",
+        api_base.trim_end_matches('/')
+    );
     let res = client
         .post(url)
         .basic_auth(account_sid, Some(auth_token))
@@ -210,8 +234,9 @@ pub async fn send(
     let headers = res.headers().clone();
     let body = res.text().await.map_err(http::transport)?;
     if status.is_success() {
-        let v: serde_json::Value = serde_json::from_str(&body)
-            .map_err(|e| SendError::retryable(None, format!("unreadable answer from Twilio: {e}")))?;
+        let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| {
+            SendError::retryable(None, format!("unreadable answer from Twilio: {e}"))
+        })?;
         return v["sid"]
             .as_str()
             .map(String::from)
@@ -222,7 +247,9 @@ pub async fn send(
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
     });
-    let message = err.and_then(|e| e.message).unwrap_or_else(|| body.chars().take(300).collect());
+    let message = err
+        .and_then(|e| e.message)
+        .unwrap_or_else(|| body.chars().take(300).collect());
     Err(http::classify(status, &headers, code, message))
 }
 
@@ -231,7 +258,10 @@ mod tests {
     use super::*;
 
     fn p(pairs: &[(&str, &str)]) -> Params {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     /// Twilio's own SDK test vector.
@@ -245,12 +275,27 @@ mod tests {
             ("To", "+18005551212"),
         ]);
         let url = "https://mycompany.com/myapp.php?foo=1&bar=2";
-        assert!(verify_signature("12345", url, &params, "RSOYDt4T1cUTdK1PDd93/VVr8B8="));
+        assert!(verify_signature(
+            "12345",
+            url,
+            &params,
+            "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+        ));
         assert_eq!(sign("12345", url, &params), "RSOYDt4T1cUTdK1PDd93/VVr8B8=");
-        assert!(!verify_signature("12346", url, &params, "RSOYDt4T1cUTdK1PDd93/VVr8B8="));
+        assert!(!verify_signature(
+            "12346",
+            url,
+            &params,
+            "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+        ));
         let mut tampered = params.clone();
         tampered[2].1 = "1235".into();
-        assert!(!verify_signature("12345", url, &tampered, "RSOYDt4T1cUTdK1PDd93/VVr8B8="));
+        assert!(!verify_signature(
+            "12345",
+            url,
+            &tampered,
+            "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+        ));
         assert!(!verify_signature("12345", url, &params, "not base64!"));
     }
 
@@ -258,7 +303,12 @@ mod tests {
     fn default_ports_are_accepted_either_way() {
         let params = p(&[("A", "1")]);
         let sig = sign("t", "https://h.example/x", &params);
-        assert!(verify_signature("t", "https://h.example:443/x", &params, &sig));
+        assert!(verify_signature(
+            "t",
+            "https://h.example:443/x",
+            &params,
+            &sig
+        ));
         let sig = sign("t", "https://h.example:443/x", &params);
         assert!(verify_signature("t", "https://h.example/x", &params, &sig));
     }
@@ -277,7 +327,9 @@ mod tests {
             ("MediaContentType0", "image/jpeg"),
         ]);
         let events = parse(&params).unwrap();
-        let InboundEvent::Message(m) = &events[0] else { panic!("a message") };
+        let InboundEvent::Message(m) = &events[0] else {
+            panic!("a message")
+        };
         assert_eq!(m.provider_message_id, "SM1");
         assert_eq!(m.from, "+14155550100");
         assert_eq!(m.phone_e164.as_deref(), Some("+14155550100"));
@@ -289,7 +341,12 @@ mod tests {
 
     #[test]
     fn parses_status_callbacks() {
-        let events = parse(&p(&[("MessageSid", "SM2"), ("MessageStatus", "undelivered"), ("ErrorCode", "63016")])).unwrap();
+        let events = parse(&p(&[
+            ("MessageSid", "SM2"),
+            ("MessageStatus", "undelivered"),
+            ("ErrorCode", "63016"),
+        ]))
+        .unwrap();
         assert_eq!(
             events,
             vec![InboundEvent::Status(StatusUpdate {
@@ -305,7 +362,14 @@ mod tests {
     fn rejects_what_twilio_does_not_send() {
         assert!(parse(&p(&[("Body", "x")])).is_err());
         assert!(parse(&p(&[("MessageSid", "SM1")])).is_err());
-        assert!(parse(&p(&[("MessageSid", "SM1"), ("From", "x"), ("NumMedia", "lots")])).is_err());
+        assert!(
+            parse(&p(&[
+                ("MessageSid", "SM1"),
+                ("From", "x"),
+                ("NumMedia", "lots")
+            ]))
+            .is_err()
+        );
         assert!(parse(&p(&[("MessageSid", "SM1"), ("MessageStatus", "exploded")])).is_err());
     }
 }

@@ -2,7 +2,9 @@
 //! statuses (signature and handshake in [`crate::meta`]), and
 //! `POST /{version}/{phone_number_id}/messages`.
 
-use integro_core::{DeliveryStatus, InboundEvent, InboundMessage, Media, OutboundMessage, SendError, StatusUpdate};
+use integro_core::{
+    DeliveryStatus, InboundEvent, InboundMessage, Media, OutboundMessage, SendError, StatusUpdate,
+};
 use serde_json::{Value, json};
 
 use crate::credentials::Credentials;
@@ -13,13 +15,20 @@ const MEDIA_KINDS: &[&str] = &["image", "audio", "video", "document", "sticker"]
 /// The events of a webhook, for the account whose phone number id is
 /// `phone_number_id` (changes for other numbers in a batch are skipped).
 pub fn parse(body: &[u8], phone_number_id: &str) -> Result<Vec<InboundEvent>, ParseError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| ParseError::new(format!("not JSON: {e}")))?;
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| ParseError::new(format!("not JSON: {e}")))?;
     if v["object"] != "whatsapp_business_account" {
         return Err(ParseError::new("`object` is not whatsapp_business_account"));
     }
-    let entries = v["entry"].as_array().ok_or_else(|| ParseError::new("`entry` is missing"))?;
+    let entries = v["entry"]
+        .as_array()
+        .ok_or_else(|| ParseError::new("`entry` is missing"))?;
     let mut events = Vec::new();
-    for change in entries.iter().filter_map(|e| e["changes"].as_array()).flatten() {
+    for change in entries
+        .iter()
+        .filter_map(|e| e["changes"].as_array())
+        .flatten()
+    {
         let value = &change["value"];
         if change["field"] != "messages" {
             continue;
@@ -47,8 +56,12 @@ fn text_of(v: &Value) -> Option<String> {
 }
 
 fn parse_message(m: &Value, contacts: Option<&Vec<Value>>) -> Result<InboundMessage, ParseError> {
-    let id = m["id"].as_str().ok_or_else(|| ParseError::new("a message has no id"))?;
-    let from = m["from"].as_str().ok_or_else(|| ParseError::new("a message has no `from`"))?;
+    let id = m["id"]
+        .as_str()
+        .ok_or_else(|| ParseError::new("a message has no id"))?;
+    let from = m["from"]
+        .as_str()
+        .ok_or_else(|| ParseError::new("a message has no `from`"))?;
     let kind = m["type"].as_str().unwrap_or("unknown").to_string();
     let contact = contacts
         .into_iter()
@@ -93,7 +106,9 @@ fn parse_message(m: &Value, contacts: Option<&Vec<Value>>) -> Result<InboundMess
 }
 
 fn parse_status(s: &Value) -> Result<Option<StatusUpdate>, ParseError> {
-    let id = s["id"].as_str().ok_or_else(|| ParseError::new("a status has no id"))?;
+    let id = s["id"]
+        .as_str()
+        .ok_or_else(|| ParseError::new("a status has no id"))?;
     let status = match s["status"].as_str() {
         Some("sent") => DeliveryStatus::Sent,
         Some("delivered") => DeliveryStatus::Delivered,
@@ -120,7 +135,11 @@ pub fn request_body(msg: &OutboundMessage) -> Value {
     });
     if let Some(t) = &msg.template {
         body["type"] = json!("template");
-        let parameters: Vec<Value> = t.parameters.iter().map(|p| json!({"type": "text", "text": p})).collect();
+        let parameters: Vec<Value> = t
+            .parameters
+            .iter()
+            .map(|p| json!({"type": "text", "text": p}))
+            .collect();
         let mut template = json!({
             "name": t.name,
             "language": {"code": t.language.clone().unwrap_or_else(|| "en_US".into()), "policy": "deterministic"},
@@ -153,7 +172,11 @@ pub async fn send(
     creds: &Credentials,
     msg: &OutboundMessage,
 ) -> Result<String, SendError> {
-    let cred = |name| creds.get(name).map_err(|e| SendError::permanent(None, e.to_string()));
+    let cred = |name| {
+        creds
+            .get(name)
+            .map_err(|e| SendError::permanent(None, e.to_string()))
+    };
     let phone_number_id = cred("phone_number_id")?;
     let token = cred("access_token")?;
     let url = format!(
@@ -174,7 +197,8 @@ pub async fn send(
     if !status.is_success() {
         return Err(meta::graph_error(status, &headers, &body));
     }
-    let v: Value = serde_json::from_str(&body).map_err(|e| SendError::retryable(None, format!("unreadable answer: {e}")))?;
+    let v: Value = serde_json::from_str(&body)
+        .map_err(|e| SendError::retryable(None, format!("unreadable answer: {e}")))?;
     v["messages"][0]["id"]
         .as_str()
         .map(String::from)
@@ -196,15 +220,21 @@ mod tests {
     fn parses_messages_media_and_statuses() {
         let events = parse(BODY.as_bytes(), "106540352242922").unwrap();
         assert_eq!(events.len(), 3);
-        let InboundEvent::Message(m) = &events[0] else { panic!() };
+        let InboundEvent::Message(m) = &events[0] else {
+            panic!()
+        };
         assert_eq!(m.provider_message_id, "wamid.A");
         assert_eq!(m.from_name.as_deref(), Some("Sheena Nelson"));
         assert_eq!(m.phone_e164.as_deref(), Some("+16505551234"));
         assert_eq!(m.text.as_deref(), Some("Hi there"));
-        let InboundEvent::Message(m) = &events[1] else { panic!() };
+        let InboundEvent::Message(m) = &events[1] else {
+            panic!()
+        };
         assert_eq!(m.media[0].reference, "MEDIA1");
         assert_eq!(m.text.as_deref(), Some("look"));
-        let InboundEvent::Status(s) = &events[2] else { panic!() };
+        let InboundEvent::Status(s) = &events[2] else {
+            panic!()
+        };
         assert_eq!(s.status, DeliveryStatus::Read);
     }
 
@@ -245,6 +275,9 @@ mod tests {
             }),
             reply_to: None,
         });
-        assert_eq!(template["template"]["components"][0]["parameters"][0]["text"], "#1234");
+        assert_eq!(
+            template["template"]["components"][0]["parameters"][0]["text"],
+            "#1234"
+        );
     }
 }

@@ -43,7 +43,10 @@ impl ChannelKind {
     /// WhatsApp allows free-form replies only within 24 hours of the
     /// contact's last message.
     pub fn has_customer_service_window(self) -> bool {
-        matches!(self, ChannelKind::TwilioWhatsapp | ChannelKind::WhatsappCloud)
+        matches!(
+            self,
+            ChannelKind::TwilioWhatsapp | ChannelKind::WhatsappCloud
+        )
     }
 
     /// The longest text one message may carry on this channel.
@@ -65,7 +68,9 @@ impl fmt::Display for ChannelKind {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("unknown channel kind `{0}`: expected one of twilio_whatsapp, whatsapp_cloud, instagram, x, web")]
+#[error(
+    "unknown channel kind `{0}`: expected one of twilio_whatsapp, whatsapp_cloud, instagram, x, web"
+)]
 pub struct UnknownChannelKind(pub String);
 
 impl FromStr for ChannelKind {
@@ -107,7 +112,19 @@ pub struct InboundMessage {
 }
 
 /// Delivery progress of an outbound message. Only moves forward.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
     Queued,

@@ -6,7 +6,8 @@ pub mod role;
 
 pub use actor::{Actor, ActorKind};
 pub use channel::{
-    ChannelKind, DeliveryStatus, InboundEvent, InboundMessage, Media, OutboundMessage, SendError, StatusUpdate, Template,
+    ChannelKind, DeliveryStatus, InboundEvent, InboundMessage, Media, OutboundMessage, SendError,
+    StatusUpdate, Template,
 };
 pub use role::{Permission, Role, UnknownRole};
 

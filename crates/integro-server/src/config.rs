@@ -50,6 +50,22 @@ pub struct Config {
     pub log: String,
     /// `INTEGRO_LOG_FORMAT`: `auto` (JSON unless on a terminal), `json` or `pretty`.
     pub log_format: String,
+    /// `INTEGRO_TWILIO_API_BASE`: Twilio's REST API (tests and proxies point elsewhere).
+    pub twilio_api_base: String,
+    /// `INTEGRO_GRAPH_API_BASE`: Meta's Graph API, for the WhatsApp Cloud API.
+    pub graph_api_base: String,
+    /// `INTEGRO_GRAPH_API_VERSION`: Graph API version used in request paths.
+    pub graph_api_version: String,
+    /// `INTEGRO_INSTAGRAM_API_BASE`: Instagram's Graph API.
+    pub instagram_api_base: String,
+    /// `INTEGRO_X_API_BASE`: X's API.
+    pub x_api_base: String,
+    /// `INTEGRO_PROVIDER_TIMEOUT_SECS`: a provider call taking longer is retried.
+    pub provider_timeout_secs: u64,
+    /// `INTEGRO_WORKERS`: jobs run at once by this process (0: `serve` runs no workers).
+    pub workers: usize,
+    /// `INTEGRO_WEBHOOK_LOG_RETENTION_DAYS`: how long the webhook log keeps entries.
+    pub webhook_log_retention_days: u64,
 }
 
 impl Default for Config {
@@ -72,6 +88,14 @@ impl Default for Config {
             db_max_connections: 10,
             log: "info".into(),
             log_format: "auto".into(),
+            twilio_api_base: "https://api.twilio.com".into(),
+            graph_api_base: "https://graph.facebook.com".into(),
+            graph_api_version: "v23.0".into(),
+            instagram_api_base: "https://graph.instagram.com".into(),
+            x_api_base: "https://api.x.com".into(),
+            provider_timeout_secs: 15,
+            workers: 16,
+            webhook_log_retention_days: 7,
         }
     }
 }
@@ -146,6 +170,16 @@ impl Config {
 
     pub fn master_key_path(&self) -> PathBuf {
         self.data_dir.join("master.key")
+    }
+
+    pub fn provider_urls(&self) -> integro_channels::ProviderUrls {
+        integro_channels::ProviderUrls {
+            twilio: self.twilio_api_base.clone(),
+            graph: self.graph_api_base.clone(),
+            graph_version: self.graph_api_version.clone(),
+            instagram: self.instagram_api_base.clone(),
+            x: self.x_api_base.clone(),
+        }
     }
 
     /// The base URL the outside world uses to reach us.

@@ -10,6 +10,7 @@ pub mod startup;
 pub mod state;
 pub mod telemetry;
 pub mod tokens;
+pub mod webhooks;
 
 pub use config::Config;
 pub use startup::App;

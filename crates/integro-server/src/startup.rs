@@ -14,8 +14,11 @@ use integro_store::credentials::generate_password;
 use integro_store::db::ConnectOptions;
 use integro_store::secrets::{Keyring, MasterKey};
 use integro_store::users::{self, NewUser};
+use integro_worker::egress::Egress;
+use integro_worker::{FallbackPipeline, Worker, WorkerConfig};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::state::{AppState, RateLimit};
@@ -184,6 +187,7 @@ impl App {
             keyring: Arc::new(keyring),
             tokens,
             metrics: metrics_handle(),
+            wake: Arc::new(tokio::sync::Notify::new()),
         };
         Ok(App {
             state,
@@ -192,7 +196,26 @@ impl App {
         })
     }
 
-    /// Serves until `shutdown` resolves, then drains open requests.
+    /// A worker sharing this application's database, keys and wake-up signal.
+    pub fn worker(&self) -> Arc<Worker> {
+        build_worker(&self.state)
+    }
+
+    /// Runs only workers (`integro worker`) until `shutdown` resolves.
+    pub async fn run_workers(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(self.worker().run(stopped));
+        shutdown.await;
+        let _ = stop.send(true);
+        let _ = task.await;
+        self.state.db.close().await;
+    }
+
+    /// Serves until `shutdown` resolves, then drains open requests; runs
+    /// `INTEGRO_WORKERS` workers alongside.
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -206,18 +229,47 @@ impl App {
                 limiter.forget_idle();
             }
         });
+        let (stop, stopped) = watch::channel(false);
+        let workers =
+            (self.state.config.workers > 0).then(|| tokio::spawn(self.worker().run(stopped)));
         let db = self.state.db.clone();
         let router = crate::http::router(self.state);
         let result = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
             .await;
         janitor.abort();
+        let _ = stop.send(true);
+        if let Some(w) = workers {
+            let _ = w.await;
+        }
         db.close().await;
         if let Err(e) = result {
             bail!("server error: {e}");
         }
         Ok(())
     }
+}
+
+pub fn build_worker(state: &AppState) -> Arc<Worker> {
+    let config = &state.config;
+    let egress = Egress {
+        client: integro_channels::http::client(Duration::from_secs(config.provider_timeout_secs)),
+        urls: config.provider_urls(),
+        public_url: config.public_url.clone(),
+    };
+    let worker_config = WorkerConfig {
+        concurrency: config.workers.max(1),
+        webhook_log_retention: Duration::from_secs(config.webhook_log_retention_days * 24 * 3600),
+        ..WorkerConfig::default()
+    };
+    Arc::new(Worker::new(
+        state.db.clone(),
+        state.keyring.clone(),
+        egress,
+        Arc::new(FallbackPipeline),
+        worker_config,
+        state.wake.clone(),
+    ))
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

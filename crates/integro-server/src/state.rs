@@ -22,6 +22,8 @@ pub struct AppState {
     pub tokens: TokenKeys,
     pub rate_limit: Arc<RateLimit>,
     pub metrics: PrometheusHandle,
+    /// Wakes this process's workers when a request enqueues a job.
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 /// Requests per hour per caller (API key, user, or login address), in process.

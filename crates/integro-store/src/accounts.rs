@@ -78,9 +78,20 @@ pub struct AccountChanges {
     pub template: Option<Option<Template>>,
 }
 
-type Row = (String, String, String, String, String, Option<String>, String, i64, i64, i64, Option<String>);
-const COLUMNS: &str =
-    "id, tenant_id, bot_id, kind, name, external_id, settings_json, active, created_at, updated_at, created_by";
+type Row = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    i64,
+    i64,
+    i64,
+    Option<String>,
+);
+const COLUMNS: &str = "id, tenant_id, bot_id, kind, name, external_id, settings_json, active, created_at, updated_at, created_by";
 
 fn from_row(r: Row) -> Result<Account, StoreError> {
     let settings: Settings = serde_json::from_str(&r.6).unwrap_or_default();
@@ -92,7 +103,12 @@ fn from_row(r: Row) -> Result<Account, StoreError> {
         id: parse_id(&r.0)?,
         tenant_id: parse_id(&r.1)?,
         bot_id: parse_id(&r.2)?,
-        kind: r.3.parse().map_err(|e: integro_core::channel::UnknownChannelKind| StoreError::Conflict(e.to_string()))?,
+        kind: r
+            .3
+            .parse()
+            .map_err(|e: integro_core::channel::UnknownChannelKind| {
+                StoreError::Conflict(e.to_string())
+            })?,
         name: r.4,
         external_id: r.5,
         credentials,
@@ -114,11 +130,13 @@ fn owner<'a>(tenant: &'a str, account: &'a str, field: &'a str) -> SecretOwner<'
 }
 
 async fn bot_exists(tx: &mut Tx, tenant_id: Uuid, bot_id: Uuid) -> Result<(), StoreError> {
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM bots WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL")
-        .bind(tenant_id.to_string())
-        .bind(bot_id.to_string())
-        .fetch_one(&mut **tx)
-        .await?;
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM bots WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
+    )
+    .bind(tenant_id.to_string())
+    .bind(bot_id.to_string())
+    .fetch_one(&mut **tx)
+    .await?;
     if n == 0 {
         return Err(StoreError::invalid("bot_id", "no such bot in this tenant"));
     }
@@ -165,12 +183,16 @@ pub async fn create(
     .bind(actor.label.clone())
     .execute(&mut **tx)
     .await?;
-    let account = get_in(tx, tenant_id, id).await?.ok_or(StoreError::NotFound("account"))?;
+    let account = get_in(tx, tenant_id, id)
+        .await?
+        .ok_or(StoreError::NotFound("account"))?;
     audit::record(
         tx,
         actor,
         request_id,
-        Change::new("account.create", "account", id).tenant(tenant_id).after(&account),
+        Change::new("account.create", "account", id)
+            .tenant(tenant_id)
+            .after(&account),
     )
     .await?;
     Ok(account)
@@ -223,7 +245,9 @@ pub async fn list(
     filter: &AccountFilter,
     page: &PageRequest,
 ) -> Result<Page<Account>, StoreError> {
-    let mut sql = format!("SELECT {COLUMNS} FROM channel_accounts WHERE tenant_id = $1 AND deleted_at IS NULL AND id > $2");
+    let mut sql = format!(
+        "SELECT {COLUMNS} FROM channel_accounts WHERE tenant_id = $1 AND deleted_at IS NULL AND id > $2"
+    );
     let mut binds = vec![tenant_id.to_string(), page.after_text().unwrap_or_default()];
     if let Some(bot) = filter.bot_id {
         binds.push(bot.to_string());
@@ -239,20 +263,29 @@ pub async fn list(
         q = q.bind(b);
     }
     let rows = q.fetch_all(db.pool()).await?;
-    let accounts = rows.into_iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+    let accounts = rows
+        .into_iter()
+        .map(from_row)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Page::from_rows(accounts, page, |a| a.id))
 }
 
 /// Every credential of the account in clear, public and secret, for talking
 /// to the provider.
-pub async fn credentials(db: &Db, keyring: &Keyring, account: &Account) -> Result<BTreeMap<String, String>, StoreError> {
+pub async fn credentials(
+    db: &Db,
+    keyring: &Keyring,
+    account: &Account,
+) -> Result<BTreeMap<String, String>, StoreError> {
     let (tenant, id) = (account.tenant_id.to_string(), account.id.to_string());
     let mut out = BTreeMap::new();
     for (field, value) in &account.credentials {
         if value == MASK {
             let secret = SecretStore::get(db, keyring, owner(&tenant, &id, field))
                 .await?
-                .ok_or_else(|| StoreError::Crypto(format!("the sealed `{field}` of account {id} is missing")))?;
+                .ok_or_else(|| {
+                    StoreError::Crypto(format!("the sealed `{field}` of account {id} is missing"))
+                })?;
             out.insert(field.clone(), secret);
         } else {
             out.insert(field.clone(), value.clone());
@@ -270,11 +303,13 @@ pub async fn update(
     changes: AccountChanges,
 ) -> Result<Account, StoreError> {
     let (tenant, id) = (before.tenant_id.to_string(), before.id.to_string());
-    let row: (String,) = sqlx::query_as("SELECT settings_json FROM channel_accounts WHERE tenant_id = $1 AND id = $2")
-        .bind(&tenant)
-        .bind(&id)
-        .fetch_one(&mut **tx)
-        .await?;
+    let row: (String,) = sqlx::query_as(
+        "SELECT settings_json FROM channel_accounts WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(&tenant)
+    .bind(&id)
+    .fetch_one(&mut **tx)
+    .await?;
     let mut settings: Settings = serde_json::from_str(&row.0).unwrap_or_default();
     if let Some(bot) = changes.bot_id {
         bot_exists(tx, before.tenant_id, bot).await?;
@@ -310,12 +345,17 @@ pub async fn update(
     .bind(&id)
     .execute(&mut **tx)
     .await?;
-    let after = get_in(tx, before.tenant_id, before.id).await?.ok_or(StoreError::NotFound("account"))?;
+    let after = get_in(tx, before.tenant_id, before.id)
+        .await?
+        .ok_or(StoreError::NotFound("account"))?;
     audit::record(
         tx,
         actor,
         request_id,
-        Change::new("account.update", "account", before.id).tenant(before.tenant_id).before(before).after(&after),
+        Change::new("account.update", "account", before.id)
+            .tenant(before.tenant_id)
+            .before(before)
+            .after(&after),
     )
     .await?;
     Ok(after)
@@ -323,7 +363,12 @@ pub async fn update(
 
 /// Soft delete; its webhooks answer 404 from then on. The sealed credentials
 /// are erased: nothing can use them any more.
-pub async fn delete(tx: &mut Tx, actor: &Actor, request_id: Option<&str>, account: &Account) -> Result<(), StoreError> {
+pub async fn delete(
+    tx: &mut Tx,
+    actor: &Actor,
+    request_id: Option<&str>,
+    account: &Account,
+) -> Result<(), StoreError> {
     let now = now_ms();
     sqlx::query("UPDATE channel_accounts SET deleted_at = $1, updated_at = $1 WHERE tenant_id = $2 AND id = $3")
         .bind(now)
@@ -331,17 +376,21 @@ pub async fn delete(tx: &mut Tx, actor: &Actor, request_id: Option<&str>, accoun
         .bind(account.id.to_string())
         .execute(&mut **tx)
         .await?;
-    sqlx::query("DELETE FROM sealed_secrets WHERE tenant_id = $1 AND owner_kind = $2 AND owner_id = $3")
-        .bind(account.tenant_id.to_string())
-        .bind(OWNER_KIND)
-        .bind(account.id.to_string())
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "DELETE FROM sealed_secrets WHERE tenant_id = $1 AND owner_kind = $2 AND owner_id = $3",
+    )
+    .bind(account.tenant_id.to_string())
+    .bind(OWNER_KIND)
+    .bind(account.id.to_string())
+    .execute(&mut **tx)
+    .await?;
     audit::record(
         tx,
         actor,
         request_id,
-        Change::new("account.delete", "account", account.id).tenant(account.tenant_id).before(account),
+        Change::new("account.delete", "account", account.id)
+            .tenant(account.tenant_id)
+            .before(account),
     )
     .await
 }

@@ -36,8 +36,19 @@ pub struct BotFields {
     pub active: bool,
 }
 
-type Row = (String, String, String, Option<String>, String, i64, i64, i64, Option<String>);
-const COLUMNS: &str = "id, tenant_id, name, description, fallback_reply, active, created_at, updated_at, created_by";
+type Row = (
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    i64,
+    i64,
+    i64,
+    Option<String>,
+);
+const COLUMNS: &str =
+    "id, tenant_id, name, description, fallback_reply, active, created_at, updated_at, created_by";
 
 fn from_row(r: Row) -> Result<Bot, StoreError> {
     Ok(Bot {
@@ -59,10 +70,16 @@ fn validate(fields: &BotFields) -> Result<(), StoreError> {
         return Err(StoreError::invalid("name", "must be 1 to 200 characters"));
     }
     if fields.fallback_reply.trim().is_empty() {
-        return Err(StoreError::invalid("fallback_reply", "must not be empty: a bot always answers"));
+        return Err(StoreError::invalid(
+            "fallback_reply",
+            "must not be empty: a bot always answers",
+        ));
     }
     if fields.fallback_reply.chars().count() > 4096 {
-        return Err(StoreError::invalid("fallback_reply", "must be at most 4096 characters"));
+        return Err(StoreError::invalid(
+            "fallback_reply",
+            "must be at most 4096 characters",
+        ));
     }
     Ok(())
 }
@@ -102,7 +119,15 @@ pub async fn create(
         updated_at: from_ms(now),
         created_by: Some(actor.label.clone()),
     };
-    audit::record(tx, actor, request_id, Change::new("bot.create", "bot", id).tenant(tenant_id).after(&bot)).await?;
+    audit::record(
+        tx,
+        actor,
+        request_id,
+        Change::new("bot.create", "bot", id)
+            .tenant(tenant_id)
+            .after(&bot),
+    )
+    .await?;
     Ok(bot)
 }
 
@@ -126,7 +151,10 @@ pub async fn list(db: &Db, tenant_id: Uuid, page: &PageRequest) -> Result<Page<B
     .bind(page.fetch_limit())
     .fetch_all(db.pool())
     .await?;
-    let bots = rows.into_iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+    let bots = rows
+        .into_iter()
+        .map(from_row)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Page::from_rows(bots, page, |b| b.id))
 }
 
@@ -164,7 +192,10 @@ pub async fn update(
         tx,
         actor,
         request_id,
-        Change::new("bot.update", "bot", before.id).tenant(before.tenant_id).before(before).after(&after),
+        Change::new("bot.update", "bot", before.id)
+            .tenant(before.tenant_id)
+            .before(before)
+            .after(&after),
     )
     .await?;
     Ok(after)
@@ -172,7 +203,12 @@ pub async fn update(
 
 /// Soft delete. A bot with live channel accounts cannot be deleted: delete
 /// or move the accounts first.
-pub async fn delete(tx: &mut Tx, actor: &Actor, request_id: Option<&str>, bot: &Bot) -> Result<(), StoreError> {
+pub async fn delete(
+    tx: &mut Tx,
+    actor: &Actor,
+    request_id: Option<&str>,
+    bot: &Bot,
+) -> Result<(), StoreError> {
     let accounts: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM channel_accounts WHERE bot_id = $1 AND deleted_at IS NULL",
     )
@@ -185,11 +221,21 @@ pub async fn delete(tx: &mut Tx, actor: &Actor, request_id: Option<&str>, bot: &
         )));
     }
     let now = now_ms();
-    sqlx::query("UPDATE bots SET deleted_at = $1, updated_at = $1 WHERE tenant_id = $2 AND id = $3")
-        .bind(now)
-        .bind(bot.tenant_id.to_string())
-        .bind(bot.id.to_string())
-        .execute(&mut **tx)
-        .await?;
-    audit::record(tx, actor, request_id, Change::new("bot.delete", "bot", bot.id).tenant(bot.tenant_id).before(bot)).await
+    sqlx::query(
+        "UPDATE bots SET deleted_at = $1, updated_at = $1 WHERE tenant_id = $2 AND id = $3",
+    )
+    .bind(now)
+    .bind(bot.tenant_id.to_string())
+    .bind(bot.id.to_string())
+    .execute(&mut **tx)
+    .await?;
+    audit::record(
+        tx,
+        actor,
+        request_id,
+        Change::new("bot.delete", "bot", bot.id)
+            .tenant(bot.tenant_id)
+            .before(bot),
+    )
+    .await
 }

@@ -107,7 +107,10 @@ pub struct Message {
 /// What became of an inbound message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ingested {
-    Stored { message_id: Uuid, conversation_id: Uuid },
+    Stored {
+        message_id: Uuid,
+        conversation_id: Uuid,
+    },
     /// The provider sent it before: acknowledged, nothing more.
     Duplicate,
 }
@@ -227,7 +230,11 @@ pub struct Outgoing {
 
 /// Stores an outbound message as `queued` and enqueues its send job, inside
 /// the caller's transaction. Sends of one conversation go out in order.
-pub async fn queue_outbound(tx: &mut Tx, conversation: &Conversation, out: Outgoing) -> Result<Uuid, StoreError> {
+pub async fn queue_outbound(
+    tx: &mut Tx,
+    conversation: &Conversation,
+    out: Outgoing,
+) -> Result<Uuid, StoreError> {
     let id = new_id();
     let now = now_ms();
     let kind = if out.template.is_some() {
@@ -312,12 +319,19 @@ fn message_from_row(r: MessageRow) -> Result<Message, StoreError> {
         id: parse_id(&r.0)?,
         conversation_id: parse_id(&r.1)?,
         account_id: parse_id(&r.2)?,
-        direction: if r.3 == "inbound" { Direction::Inbound } else { Direction::Outbound },
+        direction: if r.3 == "inbound" {
+            Direction::Inbound
+        } else {
+            Direction::Outbound
+        },
         sender: r.4,
         provider_message_id: r.5,
         kind: r.6,
         body: r.7,
-        media: r.8.and_then(|m| serde_json::from_str(&m).ok()).unwrap_or_default(),
+        media: r
+            .8
+            .and_then(|m| serde_json::from_str(&m).ok())
+            .unwrap_or_default(),
         status: r.9,
         error_code: r.10,
         error_message: r.11,
@@ -329,18 +343,24 @@ fn message_from_row(r: MessageRow) -> Result<Message, StoreError> {
 
 /// A message by id, whatever its tenant (for workers, which got the id from a job).
 pub async fn message(db: &Db, id: Uuid) -> Result<Option<Message>, StoreError> {
-    let row: Option<MessageRow> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1")))
-            .bind(id.to_string())
-            .fetch_optional(db.pool())
-            .await?;
+    let row: Option<MessageRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1"
+    )))
+    .bind(id.to_string())
+    .fetch_optional(db.pool())
+    .await?;
     row.map(message_from_row).transpose()
 }
 
 /// The template stored as an outbound template message's body.
 pub fn template_of(message: &Message) -> Option<Template> {
     (message.kind == "template")
-        .then(|| message.body.as_deref().and_then(|b| serde_json::from_str(b).ok()))
+        .then(|| {
+            message
+                .body
+                .as_deref()
+                .and_then(|b| serde_json::from_str(b).ok())
+        })
         .flatten()
 }
 
@@ -359,12 +379,20 @@ pub async fn messages(
     .bind(page.fetch_limit())
     .fetch_all(db.pool())
     .await?;
-    let items = rows.into_iter().map(message_from_row).collect::<Result<Vec<_>, _>>()?;
+    let items = rows
+        .into_iter()
+        .map(message_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Page::from_rows(items, page, |m| m.id))
 }
 
 /// The outbound message has gone to the provider, which named it `provider_id`.
-pub async fn mark_sent(tx: &mut Tx, id: Uuid, provider_id: &str, kind: Option<&str>) -> Result<(), StoreError> {
+pub async fn mark_sent(
+    tx: &mut Tx,
+    id: Uuid,
+    provider_id: &str,
+    kind: Option<&str>,
+) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE messages SET status = CASE WHEN status IN ('queued', 'sending') THEN 'sent' ELSE status END, \
          provider_message_id = $1, kind = COALESCE($2, kind), updated_at = $3 WHERE id = $4",
@@ -379,7 +407,12 @@ pub async fn mark_sent(tx: &mut Tx, id: Uuid, provider_id: &str, kind: Option<&s
 }
 
 /// The message will not go out; the reason is kept on it.
-pub async fn mark_failed(db: &Db, id: Uuid, code: Option<&str>, reason: &str) -> Result<(), StoreError> {
+pub async fn mark_failed(
+    db: &Db,
+    id: Uuid,
+    code: Option<&str>,
+    reason: &str,
+) -> Result<(), StoreError> {
     sqlx::query("UPDATE messages SET status = 'failed', error_code = $1, error_message = $2, updated_at = $3 WHERE id = $4")
         .bind(code)
         .bind(reason)
@@ -392,7 +425,11 @@ pub async fn mark_failed(db: &Db, id: Uuid, code: Option<&str>, reason: &str) ->
 
 /// Applies a delivery report; statuses only move forward. Returns whether
 /// the message changed.
-pub async fn apply_status(tx: &mut Tx, account_id: Uuid, update: &StatusUpdate) -> Result<bool, StoreError> {
+pub async fn apply_status(
+    tx: &mut Tx,
+    account_id: Uuid,
+    update: &StatusUpdate,
+) -> Result<bool, StoreError> {
     let row: Option<(String, String)> = sqlx::query_as(
         "SELECT id, status FROM messages WHERE account_id = $1 AND direction = 'outbound' AND provider_message_id = $2",
     )
@@ -471,7 +508,9 @@ pub async fn conversation(db: &Db, id: Uuid) -> Result<Option<Conversation>, Sto
 }
 
 pub async fn get(db: &Db, tenant_id: Uuid, id: Uuid) -> Result<Option<Conversation>, StoreError> {
-    Ok(conversation(db, id).await?.filter(|c| c.tenant_id == tenant_id))
+    Ok(conversation(db, id)
+        .await?
+        .filter(|c| c.tenant_id == tenant_id))
 }
 
 #[derive(Debug, Default, Clone)]
@@ -493,7 +532,10 @@ pub async fn list(
         "SELECT {CONVERSATION_COLUMNS} FROM conversations c JOIN contacts k ON k.id = c.contact_id \
          WHERE c.tenant_id = $1 AND c.id > $2"
     );
-    let mut binds: Vec<Value> = vec![json!(tenant_id.to_string()), json!(page.after_text().unwrap_or_default())];
+    let mut binds: Vec<Value> = vec![
+        json!(tenant_id.to_string()),
+        json!(page.after_text().unwrap_or_default()),
+    ];
     let mut push = |sql: &mut String, clause: &str, v: Value| {
         binds.push(v);
         sql.push_str(&format!(" AND {clause} ${}", binds.len()));
@@ -518,6 +560,30 @@ pub async fn list(
             other => q.bind(other.as_str().unwrap_or_default().to_string()),
         };
     }
-    let items = q.fetch_all(db.pool()).await?.into_iter().map(conversation_from_row).collect::<Result<Vec<_>, _>>()?;
+    let items = q
+        .fetch_all(db.pool())
+        .await?
+        .into_iter()
+        .map(conversation_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Page::from_rows(items, page, |c| c.id))
+}
+
+/// The open conversation of a contact on an account, by the contact's channel id.
+pub async fn find_open(
+    db: &Db,
+    tenant_id: Uuid,
+    account_id: Uuid,
+    channel_user_id: &str,
+) -> Result<Option<Conversation>, StoreError> {
+    let row: Option<ConversationRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {CONVERSATION_COLUMNS} FROM conversations c JOIN contacts k ON k.id = c.contact_id \
+         WHERE c.tenant_id = $1 AND c.account_id = $2 AND k.channel_user_id = $3 AND c.closed_at IS NULL"
+    )))
+    .bind(tenant_id.to_string())
+    .bind(account_id.to_string())
+    .bind(channel_user_id)
+    .fetch_optional(db.pool())
+    .await?;
+    row.map(conversation_from_row).transpose()
 }

@@ -27,7 +27,13 @@ pub enum JobState {
 }
 
 impl JobState {
-    pub const ALL: [JobState; 5] = [JobState::Ready, JobState::Running, JobState::Done, JobState::Dead, JobState::Cancelled];
+    pub const ALL: [JobState; 5] = [
+        JobState::Ready,
+        JobState::Running,
+        JobState::Done,
+        JobState::Dead,
+        JobState::Cancelled,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -94,7 +100,8 @@ fn from_row(r: Row) -> Result<Job, StoreError> {
         kind: r.2,
         payload: serde_json::from_str(&r.3).unwrap_or(Value::Null),
         queue_key: r.4,
-        state: JobState::parse(&r.5).ok_or_else(|| StoreError::Conflict(format!("unknown job state {}", r.5)))?,
+        state: JobState::parse(&r.5)
+            .ok_or_else(|| StoreError::Conflict(format!("unknown job state {}", r.5)))?,
         attempts: r.6,
         max_attempts: r.7,
         run_at: from_ms(r.8),
@@ -142,7 +149,12 @@ pub async fn enqueue(tx: &mut Tx, job: NewJob<'_>) -> Result<Uuid, StoreError> {
 /// it is ready and its time has come, or running with an expired lease (its
 /// worker died). A job waits while an older job of its queue key is not
 /// finished.
-pub async fn claim(db: &Db, owner: &str, limit: i64, lease_ms: i64) -> Result<Vec<Job>, StoreError> {
+pub async fn claim(
+    db: &Db,
+    owner: &str,
+    limit: i64,
+    lease_ms: i64,
+) -> Result<Vec<Job>, StoreError> {
     let now = now_ms();
     let sql = format!(
         "UPDATE jobs SET state = 'running', lease_owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3 \
@@ -161,7 +173,10 @@ pub async fn claim(db: &Db, owner: &str, limit: i64, lease_ms: i64) -> Result<Ve
         .bind(limit)
         .fetch_all(db.pool())
         .await?;
-    let mut jobs = rows.into_iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+    let mut jobs = rows
+        .into_iter()
+        .map(from_row)
+        .collect::<Result<Vec<_>, _>>()?;
     jobs.sort_by_key(|j| j.id);
     Ok(jobs)
 }
@@ -209,7 +224,11 @@ pub async fn fail(
     permanent: bool,
 ) -> Result<JobState, StoreError> {
     let now = now_ms();
-    let state = if permanent || job.attempts >= job.max_attempts { JobState::Dead } else { JobState::Ready };
+    let state = if permanent || job.attempts >= job.max_attempts {
+        JobState::Dead
+    } else {
+        JobState::Ready
+    };
     let error: String = error.chars().take(2000).collect();
     sqlx::query(
         "UPDATE jobs SET state = $1, run_at = $2, lease_until = NULL, lease_owner = NULL, last_error = $3, updated_at = $4, \
@@ -287,7 +306,12 @@ pub async fn list(
     if let Some(s) = state {
         q = q.bind(s.as_str());
     }
-    let jobs = q.fetch_all(db.pool()).await?.into_iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+    let jobs = q
+        .fetch_all(db.pool())
+        .await?
+        .into_iter()
+        .map(from_row)
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Page::from_rows(jobs, page, |j| j.id))
 }
 
@@ -320,21 +344,24 @@ pub async fn cancel(tx: &mut Tx, job: &Job) -> Result<bool, StoreError> {
 
 /// Jobs per state and the age of the oldest due job, for `/metrics`.
 pub async fn stats(db: &Db) -> Result<(Vec<(String, i64)>, Option<i64>), StoreError> {
-    let counts: Vec<(String, i64)> = sqlx::query_as("SELECT state, COUNT(*) FROM jobs GROUP BY state")
-        .fetch_all(db.pool())
-        .await?;
-    let oldest: Option<i64> = sqlx::query_scalar("SELECT MIN(run_at) FROM jobs WHERE state = 'ready'")
-        .fetch_one(db.pool())
-        .await?;
+    let counts: Vec<(String, i64)> =
+        sqlx::query_as("SELECT state, COUNT(*) FROM jobs GROUP BY state")
+            .fetch_all(db.pool())
+            .await?;
+    let oldest: Option<i64> =
+        sqlx::query_scalar("SELECT MIN(run_at) FROM jobs WHERE state = 'ready'")
+            .fetch_one(db.pool())
+            .await?;
     let now = now_ms();
     Ok((counts, oldest.map(|t| (now - t).max(0))))
 }
 
 /// Deletes finished jobs older than `older_than_ms`; returns how many.
 pub async fn purge_finished(db: &Db, older_than_ms: i64) -> Result<u64, StoreError> {
-    let r = sqlx::query("DELETE FROM jobs WHERE state IN ('done', 'cancelled') AND finished_at < $1")
-        .bind(now_ms() - older_than_ms)
-        .execute(db.pool())
-        .await?;
+    let r =
+        sqlx::query("DELETE FROM jobs WHERE state IN ('done', 'cancelled') AND finished_at < $1")
+            .bind(now_ms() - older_than_ms)
+            .execute(db.pool())
+            .await?;
     Ok(r.rows_affected())
 }

@@ -59,7 +59,10 @@ pub async fn record(db: &Db, log: NewWebhookLog) -> Result<(), StoreError> {
     insert(db.pool(), log).await
 }
 
-async fn insert<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(executor: E, log: NewWebhookLog) -> Result<(), StoreError> {
+async fn insert<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    executor: E,
+    log: NewWebhookLog,
+) -> Result<(), StoreError> {
     let body = log.body.map(|b| {
         if b.len() > MAX_BODY_CHARS {
             let mut cut = MAX_BODY_CHARS;

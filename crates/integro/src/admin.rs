@@ -10,7 +10,7 @@ use integro_store::secrets::SecretStore;
 use integro_store::users::NewUser;
 use integro_store::{PageRequest, api_keys, tenants, users};
 
-use crate::{ApiKeyCommand, TenantCommand, UserCommand};
+use crate::{AccountCommand, ApiKeyCommand, BotCommand, TenantCommand, UserCommand};
 
 const PAGE: u32 = 200;
 
@@ -219,5 +219,148 @@ pub async fn rotate_secrets(config: &Config) -> anyhow::Result<()> {
         "Re-sealed {n} secret(s) with key {}.",
         keyring.current().id()
     );
+    Ok(())
+}
+
+async fn require_tenant(db: &integro_store::Db, tenant: uuid::Uuid) -> anyhow::Result<()> {
+    if tenants::get(db, tenant).await?.is_none() {
+        bail!("tenant {tenant} does not exist (see `integro tenant list`)");
+    }
+    Ok(())
+}
+
+pub async fn bot(config: &Config, cmd: BotCommand, json: bool) -> anyhow::Result<()> {
+    let db = open_database(config, true).await?;
+    match cmd {
+        BotCommand::Create {
+            tenant,
+            name,
+            fallback_reply,
+        } => {
+            require_tenant(&db, tenant).await?;
+            let mut tx = db.begin().await?;
+            let fields = integro_store::bots::BotFields {
+                name,
+                description: None,
+                fallback_reply,
+                active: true,
+            };
+            let bot =
+                integro_store::bots::create(&mut tx, &Actor::cli(), None, tenant, fields).await?;
+            tx.commit().await?;
+            if json {
+                print_json(&bot);
+            } else {
+                println!("Created bot {} ({})", bot.name, bot.id);
+            }
+        }
+        BotCommand::List { tenant } => {
+            require_tenant(&db, tenant).await?;
+            let bots = integro_store::bots::list(&db, tenant, &PageRequest::first(PAGE))
+                .await?
+                .items;
+            if json {
+                print_json(&bots);
+            } else {
+                println!("{:<36}  {:<8}  NAME", "ID", "ACTIVE");
+                for b in bots {
+                    println!("{:<36}  {:<8}  {}", b.id, b.active, b.name);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn account(config: &Config, cmd: AccountCommand, json: bool) -> anyhow::Result<()> {
+    use integro_channels::{Credentials, credential_fields};
+    use integro_store::accounts::{self, CredentialValues, NewAccount};
+
+    let db = open_database(config, true).await?;
+    match cmd {
+        AccountCommand::Add {
+            tenant,
+            bot,
+            kind,
+            name,
+            credentials,
+        } => {
+            require_tenant(&db, tenant).await?;
+            let mut given = std::collections::BTreeMap::new();
+            for pair in credentials {
+                let (k, v) = pair
+                    .split_once('=')
+                    .with_context(|| format!("--credential `{pair}` is not NAME=VALUE"))?;
+                given.insert(k.trim().to_string(), v.to_string());
+            }
+            let checked = Credentials::validate(kind, &given)
+                .map_err(|(field, msg)| anyhow::anyhow!("{field}: {msg}"))?;
+            let mut values = CredentialValues::default();
+            let fields = credential_fields(kind);
+            for (k, v) in checked.0 {
+                if fields.iter().any(|f| f.name == k && f.secret) {
+                    values.secret.insert(k, v);
+                } else {
+                    values.public.insert(k, v);
+                }
+            }
+            let external_id = fields
+                .iter()
+                .find(|f| f.external_id)
+                .and_then(|f| values.public.get(f.name).cloned());
+            let (keyring, _) = load_keyring(config)?;
+            let mut tx = db.begin().await?;
+            let new = NewAccount {
+                bot_id: bot,
+                kind,
+                name,
+                external_id,
+                credentials: values,
+                template: None,
+            };
+            let account =
+                accounts::create(&mut tx, &keyring, &Actor::cli(), None, tenant, new).await?;
+            tx.commit().await?;
+            let base = config
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{}", config.listen))
+                .trim_end_matches('/')
+                .to_string();
+            let urls = integro_server::api::accounts::webhook_urls(&base, &account);
+            if json {
+                print_json(&serde_json::json!({ "account": account, "webhook_urls": urls }));
+            } else {
+                println!(
+                    "Created {} account {} ({})",
+                    account.kind, account.name, account.id
+                );
+                for (what, url) in urls {
+                    println!("  {what:<16} {url}");
+                }
+            }
+        }
+        AccountCommand::List { tenant } => {
+            require_tenant(&db, tenant).await?;
+            let filter = accounts::AccountFilter::default();
+            let list = accounts::list(&db, tenant, &filter, &PageRequest::first(PAGE))
+                .await?
+                .items;
+            if json {
+                print_json(&list);
+            } else {
+                println!("{:<36}  {:<16}  {:<36}  NAME", "ID", "KIND", "BOT");
+                for a in list {
+                    println!(
+                        "{:<36}  {:<16}  {:<36}  {}",
+                        a.id,
+                        a.kind.as_str(),
+                        a.bot_id,
+                        a.name
+                    );
+                }
+            }
+        }
+    }
     Ok(())
 }

@@ -40,12 +40,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the HTTP API (migrates the database first).
+    /// Run the HTTP API and workers (migrates the database first).
     Serve {
         /// Address to listen on (also INTEGRO_LISTEN; default 127.0.0.1:8080).
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
     },
+    /// Run only workers (no HTTP), e.g. several processes sharing one PostgreSQL.
+    Worker,
     /// Apply pending database migrations and exit.
     Migrate,
     /// Check configuration, master key, database and listen address; exits non-zero on a problem.
@@ -59,9 +61,58 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand, name = "apikey")]
     ApiKey(ApiKeyCommand),
+    /// Manage bots.
+    #[command(subcommand)]
+    Bot(BotCommand),
+    /// Manage channel accounts.
+    #[command(subcommand)]
+    Account(AccountCommand),
     /// Manage sealed secrets.
     #[command(subcommand)]
     Secrets(SecretsCommand),
+}
+
+#[derive(Subcommand)]
+pub enum BotCommand {
+    /// Create a bot.
+    Create {
+        #[arg(long)]
+        tenant: Uuid,
+        #[arg(long)]
+        name: String,
+        /// What the bot answers when nothing else does.
+        #[arg(long)]
+        fallback_reply: String,
+    },
+    /// List a tenant's bots.
+    List {
+        #[arg(long)]
+        tenant: Uuid,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AccountCommand {
+    /// Register a channel account; prints the webhook URL(s) to configure at the provider.
+    Add {
+        #[arg(long)]
+        tenant: Uuid,
+        #[arg(long)]
+        bot: Uuid,
+        /// twilio_whatsapp, whatsapp_cloud, instagram, x or web.
+        #[arg(long)]
+        kind: integro_core::ChannelKind,
+        #[arg(long)]
+        name: String,
+        /// A credential as NAME=VALUE; repeat for each (e.g. --credential auth_token=…).
+        #[arg(long = "credential", value_name = "NAME=VALUE")]
+        credentials: Vec<String>,
+    },
+    /// List a tenant's channel accounts (secrets masked).
+    List {
+        #[arg(long)]
+        tenant: Uuid,
+    },
 }
 
 #[derive(Subcommand)]
@@ -138,6 +189,8 @@ pub enum SecretsCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // One TLS provider for every HTTPS client (pure Rust, no system library).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -162,6 +215,9 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve { .. } => serve(config).await,
+            Command::Worker => worker(config).await,
+            Command::Bot(cmd) => admin::bot(&config, cmd, cli.json).await,
+            Command::Account(cmd) => admin::account(&config, cmd, cli.json).await,
             Command::Migrate => migrate(config).await,
             Command::Doctor => return Ok(doctor::run(&config).await),
             Command::Tenant(cmd) => admin::tenant(&config, cmd, cli.json).await,
@@ -223,6 +279,22 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     app.serve(listener, startup::shutdown_signal()).await?;
     println!("Integro stopped.");
+    Ok(())
+}
+
+async fn worker(config: Config) -> anyhow::Result<()> {
+    if config.workers == 0 {
+        anyhow::bail!("INTEGRO_WORKERS is 0: a worker process needs at least one");
+    }
+    let app = App::build(config).await?;
+    println!(
+        "Integro {} worker running {} jobs at a time on {}",
+        env!("CARGO_PKG_VERSION"),
+        app.state.config.workers,
+        app.state.db.backend().name()
+    );
+    app.run_workers(startup::shutdown_signal()).await;
+    println!("Integro worker stopped.");
     Ok(())
 }
 

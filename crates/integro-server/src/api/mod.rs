@@ -7,12 +7,18 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::state::AppState;
 
+pub mod accounts;
 pub mod api_keys;
 pub mod audit_log;
 pub mod auth;
+pub mod bots;
+pub mod conversations;
 pub mod health;
+pub mod jobs;
 pub mod tenants;
 pub mod users;
+pub mod web;
+pub mod webhook_logs;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -30,6 +36,13 @@ pub mod users;
         (name = "users", description = "People of a tenant and their roles"),
         (name = "api-keys", description = "Keys for programs, per tenant"),
         (name = "audit-log", description = "Who changed what"),
+        (name = "bots", description = "Bots and their fallback replies"),
+        (name = "accounts", description = "Channel accounts (WhatsApp, Instagram, X, web)"),
+        (name = "conversations", description = "Conversations, messages, manual replies"),
+        (name = "web", description = "Integro's own web/API channel"),
+        (name = "jobs", description = "The job queue; dead jobs can be retried"),
+        (name = "webhook-logs", description = "Every webhook request received"),
+        (name = "webhooks", description = "Endpoints the channel providers call"),
         (name = "operations", description = "Health, readiness, metrics"),
     )
 )]
@@ -65,4 +78,11 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(users::router())
         .merge(api_keys::router())
         .merge(audit_log::router())
+        .merge(bots::router())
+        .merge(accounts::router())
+        .merge(conversations::router())
+        .merge(web::router())
+        .merge(jobs::router())
+        .merge(webhook_logs::router())
+        .merge(crate::webhooks::router())
 }

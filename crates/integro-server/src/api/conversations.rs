@@ -1,0 +1,164 @@
+//! `/api/v1/conversations`: conversations, their messages, and messages an
+//! agent sends by hand (they go out through the same egress as the bot's).
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use integro_core::{Permission, Template};
+use integro_store::Page;
+use integro_store::conversations::{
+    self, Conversation, ConversationFilter, ConversationState, Message, Outgoing,
+};
+use serde::Deserialize;
+use time::OffsetDateTime;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{ApiJson, ListParams, TenantCtx};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_conversations))
+        .routes(routes!(get_conversation))
+        .routes(routes!(list_messages, send_message))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ConversationParams {
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+    pub account_id: Option<Uuid>,
+    pub bot_id: Option<Uuid>,
+    /// `bot`, `human` or `closed`.
+    pub state: Option<ConversationState>,
+    /// RFC 3339: only conversations with a message since then.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[param(value_type = Option<String>)]
+    pub since: Option<OffsetDateTime>,
+}
+
+/// The tenant's conversations, filtered by account, bot, state and activity.
+#[utoipa::path(get, path = "/api/v1/conversations", tag = "conversations", security(("bearer" = [])),
+    params(ConversationParams), responses((status = 200, body = Page<Conversation>)))]
+async fn list_conversations(
+    State(state): State<AppState>,
+    ctx: TenantCtx,
+    Query(p): Query<ConversationParams>,
+) -> ApiResult<Json<Page<Conversation>>> {
+    ctx.require(Permission::Read)?;
+    let page = integro_store::PageRequest::parse(p.limit, p.cursor.as_deref())?;
+    let filter = ConversationFilter {
+        account_id: p.account_id,
+        bot_id: p.bot_id,
+        state: p.state,
+        since: p
+            .since
+            .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64),
+    };
+    Ok(Json(
+        conversations::list(&state.db, ctx.tenant_id, &filter, &page).await?,
+    ))
+}
+
+async fn find(state: &AppState, ctx: &TenantCtx, id: Uuid) -> ApiResult<Conversation> {
+    conversations::get(&state.db, ctx.tenant_id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("conversation"))
+}
+
+/// One conversation with its contact.
+#[utoipa::path(get, path = "/api/v1/conversations/{id}", tag = "conversations", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Conversation id")),
+    responses((status = 200, body = Conversation), (status = 404, body = Problem)))]
+async fn get_conversation(
+    State(state): State<AppState>,
+    ctx: TenantCtx,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Conversation>> {
+    ctx.require(Permission::Read)?;
+    Ok(Json(find(&state, &ctx, id).await?))
+}
+
+/// A conversation's messages, oldest first, with their delivery status.
+#[utoipa::path(get, path = "/api/v1/conversations/{id}/messages", tag = "conversations", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Conversation id"), ListParams),
+    responses((status = 200, body = Page<Message>), (status = 404, body = Problem)))]
+async fn list_messages(
+    State(state): State<AppState>,
+    ctx: TenantCtx,
+    Path(id): Path<Uuid>,
+    Query(p): Query<ListParams>,
+) -> ApiResult<Json<Page<Message>>> {
+    ctx.require(Permission::Read)?;
+    let conversation = find(&state, &ctx, id).await?;
+    Ok(Json(
+        conversations::messages(&state.db, ctx.tenant_id, conversation.id, &p.page()?).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendMessage {
+    pub text: Option<String>,
+    /// A media file the provider fetches by URL.
+    pub media_url: Option<String>,
+    /// A WhatsApp template instead of free text.
+    pub template: Option<Template>,
+}
+
+/// Send a message by hand into a conversation. It is queued and goes out
+/// through the channel like the bot's replies.
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/messages", tag = "conversations", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Conversation id")), request_body = SendMessage,
+    responses((status = 202, body = Message), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn send_message(
+    State(state): State<AppState>,
+    ctx: TenantCtx,
+    Path(id): Path<Uuid>,
+    ApiJson(req): ApiJson<SendMessage>,
+) -> ApiResult<(StatusCode, Json<Message>)> {
+    ctx.require(Permission::Converse)?;
+    let conversation = find(&state, &ctx, id).await?;
+    let text = req
+        .text
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty());
+    if text.is_none() && req.media_url.is_none() && req.template.is_none() {
+        return Err(ApiError::invalid_field(
+            "text",
+            "give a text, a media_url or a template",
+        ));
+    }
+    if let Some(url) = &req.media_url
+        && !(url.starts_with("https://") || url.starts_with("http://"))
+    {
+        return Err(ApiError::invalid_field(
+            "media_url",
+            "must be an http(s) URL the provider can fetch",
+        ));
+    }
+    let mut tx = state.db.begin().await?;
+    let message_id = conversations::queue_outbound(
+        &mut tx,
+        &conversation,
+        Outgoing {
+            sender: "agent",
+            text,
+            media_url: req.media_url,
+            template: req.template,
+            reply_to: None,
+            request_id: ctx.request_id().map(String::from),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    state.wake.notify_one();
+    let message = conversations::message(&state.db, message_id)
+        .await?
+        .ok_or_else(ApiError::internal)?;
+    Ok((StatusCode::ACCEPTED, Json(message)))
+}

@@ -1,0 +1,268 @@
+//! `/api/v1/web/{account_id}/…`: Integro's own channel. A client (a site's
+//! chat widget backend, a test script) posts a contact's messages and reads
+//! the bot's replies by polling or from a server-sent-events stream, so a bot
+//! can be tried without any external provider.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::Stream;
+use integro_core::{ChannelKind, InboundMessage, Permission};
+use integro_store::Page;
+use integro_store::accounts::{self, Account};
+use integro_store::conversations::{self, Direction, Ingested, Message};
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{ApiJson, TenantCtx};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(post_message, read_messages))
+        .routes(routes!(events))
+}
+
+const MAX_TEXT_CHARS: usize = 4096;
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebMessage {
+    /// The contact's id in your system (a visitor or user id).
+    pub contact_id: String,
+    /// The contact's display name.
+    pub name: Option<String>,
+    pub text: String,
+    /// Your id for this message: sending it again is recognised as a duplicate.
+    pub message_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WebAccepted {
+    pub message_id: Option<Uuid>,
+    pub conversation_id: Option<Uuid>,
+    /// True when this message id was seen before (nothing more was done).
+    pub duplicate: bool,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ContactParams {
+    pub contact_id: String,
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page: only messages after it.
+    pub cursor: Option<String>,
+}
+
+async fn web_account(state: &AppState, ctx: &TenantCtx, id: Uuid) -> ApiResult<Account> {
+    accounts::get(&state.db, ctx.tenant_id, id)
+        .await?
+        .filter(|a| a.kind == ChannelKind::Web)
+        .ok_or_else(|| ApiError::not_found("web account"))
+}
+
+fn check_contact(contact_id: &str) -> ApiResult<()> {
+    if contact_id.trim().is_empty() || contact_id.len() > 200 {
+        return Err(ApiError::invalid_field(
+            "contact_id",
+            "must be 1 to 200 characters",
+        ));
+    }
+    Ok(())
+}
+
+/// A contact's message to the bot. Stored and queued like any channel's.
+#[utoipa::path(post, path = "/api/v1/web/{account_id}/messages", tag = "web", security(("bearer" = [])),
+    params(("account_id" = Uuid, Path, description = "Web channel account id")), request_body = WebMessage,
+    responses((status = 202, body = WebAccepted), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn post_message(
+    State(state): State<AppState>,
+    ctx: TenantCtx,
+    Path(account_id): Path<Uuid>,
+    ApiJson(req): ApiJson<WebMessage>,
+) -> ApiResult<(StatusCode, Json<WebAccepted>)> {
+    ctx.require(Permission::Converse)?;
+    let account = web_account(&state, &ctx, account_id).await?;
+    check_contact(&req.contact_id)?;
+    // Control characters other than line breaks carry nothing a bot should read.
+    let text: String = req
+        .text
+        .chars()
+        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
+        .collect();
+    if text.trim().is_empty() {
+        return Err(ApiError::invalid_field("text", "must not be empty"));
+    }
+    if text.chars().count() > MAX_TEXT_CHARS {
+        return Err(ApiError::invalid_field(
+            "text",
+            format!("must be at most {MAX_TEXT_CHARS} characters"),
+        ));
+    }
+    let inbound = InboundMessage {
+        provider_message_id: req
+            .message_id
+            .unwrap_or_else(|| integro_core::new_id().to_string()),
+        from: req.contact_id.trim().to_string(),
+        from_name: req.name,
+        phone_e164: None,
+        kind: "text".into(),
+        text: Some(text),
+        media: Vec::new(),
+        reply_to: None,
+    };
+    let mut tx = state.db.begin().await?;
+    let outcome = conversations::ingest(&mut tx, &account, &inbound, ctx.request_id()).await?;
+    tx.commit().await?;
+    state.wake.notify_one();
+    Ok(match outcome {
+        Ingested::Stored {
+            message_id,
+            conversation_id,
+        } => (
+            StatusCode::ACCEPTED,
+            Json(WebAccepted {
+                message_id: Some(message_id),
+                conversation_id: Some(conversation_id),
+                duplicate: false,
+            }),
+        ),
+        Ingested::Duplicate => (
+            StatusCode::OK,
+            Json(WebAccepted {
+                message_id: None,
+                conversation_id: None,
+                duplicate: true,
+            }),
+        ),
+    })
+}
+
+/// The contact's conversation, oldest first: their messages and the bot's
+/// replies. Poll with the `next_cursor` of the last page to get only new ones.
+#[utoipa::path(get, path = "/api/v1/web/{account_id}/messages", tag = "web", security(("bearer" = [])),
+    params(("account_id" = Uuid, Path, description = "Web channel account id"), ContactParams),
+    responses((status = 200, body = Page<Message>), (status = 404, body = Problem)))]
+async fn read_messages(
+    State(state): State<AppState>,
+    ctx: TenantCtx,
+    Path(account_id): Path<Uuid>,
+    Query(p): Query<ContactParams>,
+) -> ApiResult<Json<Page<Message>>> {
+    ctx.require(Permission::Read)?;
+    let account = web_account(&state, &ctx, account_id).await?;
+    let page = integro_store::PageRequest::parse(p.limit, p.cursor.as_deref())?;
+    let Some(conversation) =
+        conversations::find_open(&state.db, ctx.tenant_id, account.id, &p.contact_id).await?
+    else {
+        return Ok(Json(Page {
+            items: Vec::new(),
+            next_cursor: p.cursor,
+        }));
+    };
+    let mut messages =
+        conversations::messages(&state.db, ctx.tenant_id, conversation.id, &page).await?;
+    // An empty page keeps the caller's place, so polling never starts over.
+    if messages.next_cursor.is_none() {
+        messages.next_cursor = messages
+            .items
+            .last()
+            .map(|m| cursor_after(m.id))
+            .or(p.cursor);
+    }
+    Ok(Json(messages))
+}
+
+fn cursor_after(id: Uuid) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id.as_bytes())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventParams {
+    pub contact_id: String,
+}
+
+/// A server-sent-events stream of the bot's replies (and their delivery
+/// status) to one contact: `event: message`, data = the message as JSON.
+#[utoipa::path(get, path = "/api/v1/web/{account_id}/events", tag = "web", security(("bearer" = [])),
+    params(("account_id" = Uuid, Path, description = "Web channel account id"), EventParams),
+    responses((status = 200, description = "text/event-stream of messages", content_type = "text/event-stream"), (status = 404, body = Problem)))]
+async fn events(
+    State(state): State<AppState>,
+    ctx: TenantCtx,
+    Path(account_id): Path<Uuid>,
+    Query(p): Query<EventParams>,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    ctx.require(Permission::Read)?;
+    let account = web_account(&state, &ctx, account_id).await?;
+    check_contact(&p.contact_id)?;
+    let tenant = ctx.tenant_id;
+    // Start after what exists now: the stream carries what comes next.
+    let start = match conversations::find_open(&state.db, tenant, account.id, &p.contact_id).await?
+    {
+        Some(c) => last_id(&state, tenant, c.id).await?,
+        None => None,
+    };
+    let stream = futures_util::stream::unfold(
+        (state, start, Vec::<Message>::new()),
+        move |(state, mut after, mut pending)| {
+            let contact = p.contact_id.clone();
+            async move {
+                loop {
+                    if let Some(m) = pending.pop() {
+                        let event = Event::default()
+                            .event("message")
+                            .id(m.id.to_string())
+                            .json_data(&m)
+                            .unwrap_or_default();
+                        return Some((Ok(event), (state, after, pending)));
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let Ok(Some(c)) =
+                        conversations::find_open(&state.db, tenant, account.id, &contact).await
+                    else {
+                        continue;
+                    };
+                    let page = integro_store::PageRequest { limit: 100, after };
+                    if let Ok(found) = conversations::messages(&state.db, tenant, c.id, &page).await
+                    {
+                        if let Some(last) = found.items.last() {
+                            after = Some(last.id);
+                        }
+                        pending = found
+                            .items
+                            .into_iter()
+                            .filter(|m| m.direction == Direction::Outbound)
+                            .rev()
+                            .collect();
+                    }
+                }
+            }
+        },
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+async fn last_id(state: &AppState, tenant: Uuid, conversation: Uuid) -> ApiResult<Option<Uuid>> {
+    let mut after = None;
+    loop {
+        let page = integro_store::PageRequest { limit: 200, after };
+        let found = conversations::messages(&state.db, tenant, conversation, &page).await?;
+        match found.items.last() {
+            Some(m) => after = Some(m.id),
+            None => return Ok(after),
+        }
+        if found.next_cursor.is_none() {
+            return Ok(after);
+        }
+    }
+}

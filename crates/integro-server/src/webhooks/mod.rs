@@ -1,0 +1,310 @@
+//! Webhook ingress, one module per channel. The request path is: find the
+//! account, verify the signature with its secret, parse into events, store
+//! them and their jobs in one transaction, answer. Nothing slower: providers
+//! and the reply pipeline are the workers' business. Every request, accepted
+//! or not, lands in the webhook log.
+
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use integro_channels::Credentials;
+use integro_core::{ChannelKind, InboundEvent};
+use integro_store::accounts::{self, Account};
+use integro_store::conversations::{self, Ingested};
+use integro_store::webhook_logs::{self, NewWebhookLog};
+use serde_json::{Map, Value};
+use utoipa_axum::router::OpenApiRouter;
+use uuid::Uuid;
+
+use crate::error::{ApiError, problem, problem_response};
+use crate::extract::REQUEST_ID_HEADER;
+use crate::state::AppState;
+
+pub mod meta;
+pub mod twilio;
+pub mod x;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(twilio::router())
+        .merge(meta::router())
+        .merge(x::router())
+}
+
+/// Headers whose values are never written to the log.
+const REDACTED: &[&str] = &[
+    "authorization",
+    "cookie",
+    "proxy-authorization",
+    "x-api-key",
+];
+
+/// One webhook request on its way through.
+pub struct Hook {
+    pub channel: &'static str,
+    pub method: Method,
+    pub uri: Uri,
+    pub headers: HeaderMap,
+    pub started: Instant,
+    pub account: Option<Account>,
+    pub body: Option<Bytes>,
+}
+
+impl Hook {
+    pub fn new(channel: &'static str, method: Method, uri: Uri, headers: HeaderMap) -> Hook {
+        Hook {
+            channel,
+            method,
+            uri,
+            headers,
+            started: Instant::now(),
+            account: None,
+            body: None,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The query string's parameters, decoded.
+    pub fn query(&self) -> Vec<(String, String)> {
+        form_urlencoded::parse(self.uri.query().unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect()
+    }
+
+    /// The account named in the path, if it exists and is of this channel.
+    pub async fn find_account(
+        &mut self,
+        state: &AppState,
+        id: &str,
+        kinds: &[ChannelKind],
+    ) -> Result<Account, Rejection> {
+        let not_found = || {
+            Rejection::new(
+                StatusCode::NOT_FOUND,
+                "unknown_account",
+                "no channel account of this kind has that id",
+            )
+        };
+        let id = Uuid::parse_str(id).map_err(|_| not_found())?;
+        let account = accounts::find_for_webhook(&state.db, id)
+            .await
+            .map_err(Rejection::internal)?;
+        match account {
+            Some(a) if kinds.contains(&a.kind) => {
+                self.account = Some(a.clone());
+                Ok(a)
+            }
+            _ => Err(not_found()),
+        }
+    }
+
+    /// The body, up to the configured limit.
+    pub async fn read_body(&mut self, state: &AppState, body: Body) -> Result<Bytes, Rejection> {
+        match axum::body::to_bytes(body, state.config.body_limit_bytes).await {
+            Ok(bytes) => {
+                self.body = Some(bytes.clone());
+                Ok(bytes)
+            }
+            Err(_) => Err(Rejection::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the webhook body is larger than the configured limit",
+            )),
+        }
+    }
+
+    fn log(
+        &self,
+        status: StatusCode,
+        outcome: &'static str,
+        error: Option<String>,
+    ) -> NewWebhookLog {
+        let mut headers = Map::new();
+        for (name, value) in &self.headers {
+            let shown = if REDACTED.contains(&name.as_str()) {
+                "[redacted]".to_string()
+            } else {
+                value.to_str().unwrap_or("[binary]").to_string()
+            };
+            headers.insert(name.as_str().to_string(), Value::String(shown));
+        }
+        NewWebhookLog {
+            tenant_id: self.account.as_ref().map(|a| a.tenant_id),
+            account_id: self.account.as_ref().map(|a| a.id),
+            channel: self.channel.to_string(),
+            method: self.method.to_string(),
+            path: self.uri.path().to_string(),
+            headers: Value::Object(headers),
+            body: self
+                .body
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned()),
+            status: status.as_u16(),
+            duration_us: self.started.elapsed().as_micros() as i64,
+            outcome,
+            error,
+            request_id: self.header(REQUEST_ID_HEADER).map(String::from),
+        }
+    }
+
+    /// Records a refusal and answers it.
+    pub async fn reject(self, state: &AppState, rejection: Rejection) -> Response {
+        let log = self.log(
+            rejection.status,
+            if rejection.status.is_server_error() {
+                "error"
+            } else {
+                "rejected"
+            },
+            Some(rejection.detail.clone()),
+        );
+        if let Err(e) = webhook_logs::record(&state.db, log).await {
+            tracing::error!(error = %e, "could not record a refused webhook");
+        }
+        tracing::warn!(channel = self.channel, status = rejection.status.as_u16(), reason = %rejection.detail, "webhook refused");
+        metrics::counter!("integro_webhooks_total", "channel" => self.channel, "outcome" => "rejected").increment(1);
+        problem_response(
+            rejection.status,
+            &problem(
+                rejection.status,
+                rejection.code,
+                &rejection.detail,
+                Vec::new(),
+            ),
+        )
+    }
+
+    /// Records a handshake answered (subscription verification, CRC).
+    pub async fn verified(self, state: &AppState, response: Response) -> Response {
+        if let Err(e) =
+            webhook_logs::record(&state.db, self.log(StatusCode::OK, "verified", None)).await
+        {
+            tracing::error!(error = %e, "could not record a webhook handshake");
+        }
+        response
+    }
+
+    /// Stores the events, their jobs and the log entry in one transaction;
+    /// answers with `ok` only once they are durable.
+    pub async fn accept(
+        self,
+        state: &AppState,
+        account: &Account,
+        events: Vec<InboundEvent>,
+        ok: Response,
+    ) -> Response {
+        match self.store(state, account, &events).await {
+            Ok(outcome) => {
+                metrics::counter!("integro_webhooks_total", "channel" => self.channel, "outcome" => outcome).increment(1);
+                state.wake.notify_one();
+                ok
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "storing a webhook failed");
+                // Nothing was committed: the provider will deliver it again.
+                let rejection = Rejection::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "could not store the webhook; retry",
+                );
+                self.reject(state, rejection).await
+            }
+        }
+    }
+
+    async fn store(
+        &self,
+        state: &AppState,
+        account: &Account,
+        events: &[InboundEvent],
+    ) -> Result<&'static str, integro_store::StoreError> {
+        let request_id = self.header(REQUEST_ID_HEADER);
+        let mut tx = state.db.begin().await?;
+        let mut stored = 0;
+        for event in events {
+            match event {
+                InboundEvent::Message(m) => {
+                    if let Ingested::Stored { .. } =
+                        conversations::ingest(&mut tx, account, m, request_id).await?
+                    {
+                        stored += 1;
+                    }
+                }
+                InboundEvent::Status(s) => {
+                    conversations::apply_status(&mut tx, account.id, s).await?;
+                }
+            }
+        }
+        let has_messages = events.iter().any(|e| matches!(e, InboundEvent::Message(_)));
+        let outcome = if has_messages && stored == 0 {
+            "duplicate"
+        } else {
+            "accepted"
+        };
+        webhook_logs::record_in(&mut tx, self.log(StatusCode::OK, outcome, None)).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+}
+
+/// Why a webhook is refused.
+#[derive(Debug)]
+pub struct Rejection {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub detail: String,
+}
+
+impl Rejection {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Rejection {
+        Rejection {
+            status,
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn bad_signature(header: &str) -> Rejection {
+        Rejection::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_signature",
+            format!("{header} is missing or does not match"),
+        )
+    }
+
+    pub fn malformed(detail: impl std::fmt::Display) -> Rejection {
+        Rejection::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_webhook",
+            detail.to_string(),
+        )
+    }
+
+    pub fn internal(e: impl std::fmt::Display) -> Rejection {
+        tracing::error!(error = %e, "webhook handling failed");
+        Rejection::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the webhook could not be handled; retry",
+        )
+    }
+}
+
+/// The account's credentials in clear.
+pub async fn credentials(state: &AppState, account: &Account) -> Result<Credentials, Rejection> {
+    accounts::credentials(&state.db, &state.keyring, account)
+        .await
+        .map(Credentials)
+        .map_err(Rejection::internal)
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        ApiError::new(self.status, self.code, self.detail).into_response()
+    }
+}

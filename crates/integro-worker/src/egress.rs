@@ -1,0 +1,48 @@
+//! Hands an outbound message to its channel's module.
+
+use integro_channels::{Credentials, ProviderUrls, instagram, twilio, whatsapp_cloud, x};
+use integro_core::{ChannelKind, OutboundMessage, SendError};
+use uuid::Uuid;
+
+pub struct Egress {
+    pub client: reqwest::Client,
+    pub urls: ProviderUrls,
+    /// Base URL providers reach us at, for delivery callbacks.
+    pub public_url: Option<String>,
+}
+
+impl Egress {
+    /// Sends; returns the provider's message id.
+    pub async fn send(
+        &self,
+        kind: ChannelKind,
+        account_id: Uuid,
+        creds: &Credentials,
+        msg: &OutboundMessage,
+        local_id: Uuid,
+    ) -> Result<String, SendError> {
+        match kind {
+            ChannelKind::TwilioWhatsapp => {
+                let callback = self
+                    .public_url
+                    .as_ref()
+                    .map(|base| format!("{base}/webhooks/twilio/{account_id}"));
+                twilio::send(
+                    &self.client,
+                    &self.urls.twilio,
+                    creds,
+                    callback.as_deref(),
+                    msg,
+                )
+                .await
+            }
+            ChannelKind::WhatsappCloud => {
+                whatsapp_cloud::send(&self.client, &self.urls, creds, msg).await
+            }
+            ChannelKind::Instagram => instagram::send(&self.client, &self.urls, creds, msg).await,
+            ChannelKind::X => x::send(&self.client, &self.urls, creds, msg).await,
+            // The web channel has no provider: the client reads replies from us.
+            ChannelKind::Web => Ok(format!("web-{local_id}")),
+        }
+    }
+}

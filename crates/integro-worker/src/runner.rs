@@ -1,0 +1,328 @@
+//! The job loop: lease due jobs, run each in its own task (up to a limit),
+//! keep their leases alive while they run, and on shutdown hand back what
+//! was not finished.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use integro_store::jobs::{self, Job, JobState};
+use integro_store::secrets::Keyring;
+use integro_store::{Db, conversations, webhook_logs};
+use tokio::sync::{Notify, Semaphore, watch};
+
+use crate::breaker::CircuitBreakers;
+use crate::egress::Egress;
+use crate::pipeline::ReplyPipeline;
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Jobs run at the same time by this process.
+    pub concurrency: usize,
+    /// How long a lease lasts; it is renewed while the job runs.
+    pub lease: Duration,
+    /// How often to look for due jobs when nothing wakes the worker.
+    pub poll_interval: Duration,
+    /// Finished jobs are deleted after this long.
+    pub job_retention: Duration,
+    /// Webhook log entries are deleted after this long.
+    pub webhook_log_retention: Duration,
+    /// Failures in a row that open a provider's circuit, and how long it stays open.
+    pub breaker_threshold: u32,
+    pub breaker_cool_down: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            concurrency: 16,
+            lease: Duration::from_secs(60),
+            poll_interval: Duration::from_millis(250),
+            job_retention: Duration::from_secs(24 * 3600),
+            webhook_log_retention: Duration::from_secs(7 * 24 * 3600),
+            breaker_threshold: 5,
+            breaker_cool_down: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Shared by every job of one worker process.
+pub struct Worker {
+    pub db: Db,
+    pub keyring: Arc<Keyring>,
+    pub egress: Egress,
+    pub pipeline: Arc<dyn ReplyPipeline>,
+    pub breakers: CircuitBreakers,
+    pub config: WorkerConfig,
+    /// Wakes the loop at once when this process enqueues a job.
+    pub wake: Arc<Notify>,
+    /// Unique per process, so that a lease names its holder.
+    pub owner: String,
+}
+
+/// Why a job attempt did not finish.
+pub(crate) enum Failure {
+    /// Try again later (after `after`, or the backoff).
+    Retry {
+        error: String,
+        after: Option<Duration>,
+    },
+    /// No attempt can succeed; the job is dead.
+    Permanent(String),
+    /// Not an attempt: come back after this long (open circuit).
+    Postpone(Duration),
+    /// Another worker holds the job now.
+    LeaseLost,
+}
+
+impl<E: std::fmt::Display> From<E> for Failure
+where
+    E: Into<anyhow::Error>,
+{
+    fn from(e: E) -> Failure {
+        Failure::Retry {
+            error: e.to_string(),
+            after: None,
+        }
+    }
+}
+
+impl Worker {
+    pub fn new(
+        db: Db,
+        keyring: Arc<Keyring>,
+        egress: Egress,
+        pipeline: Arc<dyn ReplyPipeline>,
+        config: WorkerConfig,
+        wake: Arc<Notify>,
+    ) -> Worker {
+        Worker {
+            breakers: CircuitBreakers::new(config.breaker_threshold, config.breaker_cool_down),
+            db,
+            keyring,
+            egress,
+            pipeline,
+            config,
+            wake,
+            owner: format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple()),
+        }
+    }
+
+    /// Runs until `shutdown` turns true, then waits for running jobs (up to
+    /// the lease) and hands back any still held.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let slots = Arc::new(Semaphore::new(self.config.concurrency));
+        let maintenance = tokio::spawn(self.clone().maintain());
+        tracing::info!(owner = %self.owner, concurrency = self.config.concurrency, "worker started");
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let free = slots.available_permits();
+            let claimed = if free == 0 {
+                Vec::new()
+            } else {
+                match jobs::claim(
+                    &self.db,
+                    &self.owner,
+                    free as i64,
+                    self.config.lease.as_millis() as i64,
+                )
+                .await
+                {
+                    Ok(jobs) => jobs,
+                    Err(e) => {
+                        tracing::error!(error = %e, "claiming jobs failed");
+                        Vec::new()
+                    }
+                }
+            };
+            let got = claimed.len();
+            for job in claimed {
+                let permit = slots.clone().acquire_owned().await.expect("semaphore open");
+                let worker = self.clone();
+                tokio::spawn(async move {
+                    worker.execute(job).await;
+                    drop(permit);
+                });
+            }
+            if got == 0 || got < free {
+                // Nothing more is due now: sleep until woken, polled or stopped.
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(self.config.poll_interval) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+        maintenance.abort();
+        let deadline = Instant::now() + self.config.lease;
+        while slots.available_permits() < self.config.concurrency && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        match jobs::release_all(&self.db, &self.owner).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(released = n, "handed unfinished jobs back to the queue"),
+            Err(e) => {
+                tracing::error!(error = %e, "releasing jobs failed; their leases will expire")
+            }
+        }
+        tracing::info!(owner = %self.owner, "worker stopped");
+    }
+
+    async fn execute(self: Arc<Self>, job: Job) {
+        let started = Instant::now();
+        let heartbeat = {
+            let (db, owner, id, lease) = (
+                self.db.clone(),
+                self.owner.clone(),
+                job.id,
+                self.config.lease,
+            );
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(lease / 3).await;
+                    match jobs::heartbeat(&db, id, &owner, lease.as_millis() as i64).await {
+                        Ok(true) => {}
+                        Ok(false) => break,
+                        Err(e) => tracing::warn!(job = %id, error = %e, "lease renewal failed"),
+                    }
+                }
+            })
+        };
+        let result = match job.kind.as_str() {
+            conversations::REPLY_JOB => crate::reply::run(&self, &job).await,
+            conversations::SEND_JOB => crate::send::run(&self, &job).await,
+            other => Err(Failure::Permanent(format!("unknown job kind `{other}`"))),
+        };
+        heartbeat.abort();
+        let outcome = match result {
+            Ok(()) => "done",
+            Err(failure) => self.record_failure(&job, failure).await,
+        };
+        metrics::histogram!("integro_job_duration_seconds", "kind" => job.kind.clone(), "outcome" => outcome)
+            .record(started.elapsed().as_secs_f64());
+        metrics::counter!("integro_jobs_total", "kind" => job.kind.clone(), "outcome" => outcome)
+            .increment(1);
+    }
+
+    async fn record_failure(&self, job: &Job, failure: Failure) -> &'static str {
+        let (error, delay, permanent) = match failure {
+            Failure::LeaseLost => {
+                tracing::warn!(job = %job.id, "lease lost; another worker has the job");
+                return "lease_lost";
+            }
+            Failure::Postpone(after) => {
+                if let Err(e) =
+                    jobs::postpone(&self.db, job.id, &self.owner, after.as_millis() as i64).await
+                {
+                    tracing::error!(job = %job.id, error = %e, "postponing failed");
+                }
+                return "postponed";
+            }
+            Failure::Retry { error, after } => {
+                (error, after.unwrap_or_else(|| backoff(job.attempts)), false)
+            }
+            Failure::Permanent(error) => (error, Duration::ZERO, true),
+        };
+        match jobs::fail(
+            &self.db,
+            job,
+            &self.owner,
+            &error,
+            delay.as_millis() as i64,
+            permanent,
+        )
+        .await
+        {
+            Ok(JobState::Dead) => {
+                tracing::error!(job = %job.id, kind = %job.kind, attempts = job.attempts, error = %error, "job is dead");
+                // A permanent failure was recorded on the message by its handler,
+                // with the provider's code; retries running out is recorded here.
+                if !permanent
+                    && job.kind == conversations::SEND_JOB
+                    && let Some(id) = crate::send::message_id(job)
+                    && let Err(e) = conversations::mark_failed(&self.db, id, None, &error).await
+                {
+                    tracing::error!(job = %job.id, error = %e, "marking the message failed did not work");
+                }
+                "dead"
+            }
+            Ok(_) => {
+                tracing::warn!(job = %job.id, kind = %job.kind, attempt = job.attempts, retry_in_ms = delay.as_millis() as u64, error = %error, "job failed; will retry");
+                "retry"
+            }
+            Err(e) => {
+                tracing::error!(job = %job.id, error = %e, "recording the failure did not work; the lease will expire");
+                "error"
+            }
+        }
+    }
+
+    /// Housekeeping: queue metrics, and deleting what has outlived its retention.
+    async fn maintain(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        let mut rounds: u64 = 0;
+        loop {
+            tick.tick().await;
+            if let Ok((counts, oldest)) = jobs::stats(&self.db).await {
+                for state in JobState::ALL {
+                    let n = counts
+                        .iter()
+                        .find(|(s, _)| s == state.as_str())
+                        .map(|c| c.1)
+                        .unwrap_or(0);
+                    metrics::gauge!("integro_jobs", "state" => state.as_str()).set(n as f64);
+                }
+                metrics::gauge!("integro_oldest_ready_job_age_seconds")
+                    .set(oldest.unwrap_or(0) as f64 / 1000.0);
+            }
+            rounds += 1;
+            if rounds % 30 == 1 {
+                let _ =
+                    jobs::purge_finished(&self.db, self.config.job_retention.as_millis() as i64)
+                        .await;
+                let _ = webhook_logs::purge(
+                    &self.db,
+                    self.config.webhook_log_retention.as_millis() as i64,
+                )
+                .await;
+            }
+        }
+    }
+}
+
+/// Exponential backoff with jitter: about 1 s, 2 s, 4 s, … capped at 5 minutes,
+/// each drawn from the upper half of its range so retries spread out.
+pub fn backoff(attempt: i64) -> Duration {
+    let exp = attempt.clamp(1, 20) as u32 - 1;
+    let ceiling = Duration::from_secs(1)
+        .saturating_mul(2u32.saturating_pow(exp))
+        .min(Duration::from_secs(300));
+    let half = ceiling / 2;
+    let jitter = half.mul_f64(rand::random::<f64>());
+    half + jitter
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "integro".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        for attempt in 1..30 {
+            let d = backoff(attempt);
+            let ceiling =
+                Duration::from_secs(1 << (attempt - 1).min(9)).min(Duration::from_secs(300));
+            assert!(d >= ceiling / 2 && d <= ceiling, "attempt {attempt}: {d:?}");
+        }
+    }
+}
