@@ -10,7 +10,6 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -57,9 +56,10 @@ pub fn router(state: AppState) -> Router {
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(config.request_timeout_secs),
-        ))
-        .layer(RequestBodyLimitLayer::new(config.body_limit_bytes));
+        ));
 
+    // Bodies are limited where they are read: by extractors for the API
+    // (DefaultBodyLimit), by the webhook handlers themselves, which log the refusal.
     app.layer(middleware::from_fn(record_metrics))
         .layer(DefaultBodyLimit::max(config.body_limit_bytes))
         .layer(layers)

@@ -394,8 +394,8 @@ pub async fn mark_sent(
     kind: Option<&str>,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE messages SET status = CASE WHEN status IN ('queued', 'sending') THEN 'sent' ELSE status END, \
-         provider_message_id = $1, kind = COALESCE($2, kind), updated_at = $3 WHERE id = $4",
+        "UPDATE messages SET status = CASE WHEN status IN ('queued', 'sending', 'failed') THEN 'sent' ELSE status END, \
+         error_code = NULL, error_message = NULL, provider_message_id = $1, kind = COALESCE($2, kind), updated_at = $3 WHERE id = $4",
     )
     .bind(provider_id)
     .bind(kind)

@@ -1,6 +1,7 @@
 //! API tests over real HTTP, on SQLite and (with INTEGRO_TEST_POSTGRES_URL) on
 //! PostgreSQL.
 
+mod channels;
 mod helpers;
 
 mod api_keys;
@@ -10,3 +11,4 @@ mod operations;
 mod problems;
 mod secrets;
 mod tenancy;
+mod twilio_loop;

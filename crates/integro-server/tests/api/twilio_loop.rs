@@ -1,0 +1,594 @@
+//! WhatsApp through Twilio, end to end: signed webhook in, one Messages API
+//! call out, delivery callbacks, duplicates, faults, crashes.
+
+use std::time::Duration;
+
+use base64::Engine;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+use crate::channels::{FALLBACK, Loop, field, form, wait_until};
+use crate::db_tests;
+use crate::helpers::DbKind;
+
+const SEND_PATH: &str = "/2010-04-01/Accounts/AC123/Messages.json";
+
+fn created(sid: &str) -> ResponseTemplate {
+    ResponseTemplate::new(201).set_body_json(json!({ "sid": sid, "status": "queued" }))
+}
+
+async fn a_signed_message_gets_exactly_one_reply(kind: DbKind) {
+    let Some(t) = Loop::twilio(kind, 4).await else {
+        return;
+    };
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(created("SMout1"))
+        .mount(&t.provider)
+        .await;
+
+    let res = t
+        .twilio_message("SM1", "+14155550100", "Hello, is the shop open?")
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "text/xml");
+
+    let sent = t.wait_for_sends(1).await;
+    let req = &sent[0];
+    let form = form(req);
+    assert_eq!(field(&form, "To"), Some("whatsapp:+14155550100"));
+    assert_eq!(field(&form, "From"), Some("whatsapp:+14155238886"));
+    assert_eq!(field(&form, "Body"), Some(FALLBACK));
+    let expected_auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("AC123:twilio-auth-token-123")
+    );
+    assert_eq!(req.headers["authorization"], expected_auth.as_str());
+    assert_eq!(
+        field(&form, "StatusCallback").map(String::from),
+        Some(format!(
+            "https://hooks.integro.test/webhooks/twilio/{}",
+            t.account_id
+        ))
+    );
+
+    let out = t.wait_outbound_status("sent").await;
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0]["provider_message_id"], "SMout1");
+    assert_eq!(out[0]["body"], FALLBACK);
+    let conversations = t.get("/api/v1/conversations").await;
+    let contact = &conversations["items"][0]["contact"];
+    assert_eq!(contact["phone_e164"], "+14155550100");
+    assert_eq!(contact["display_name"], "Ann");
+
+    // Delivery callbacks move it forward, never back.
+    for status in ["delivered", "read", "delivered"] {
+        let res = t
+            .post_twilio(&[
+                ("MessageSid", "SMout1"),
+                ("MessageStatus", status),
+                ("AccountSid", "AC123"),
+            ])
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    assert_eq!(t.outbound().await[0]["status"], "read");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(t.provider_requests().await.len(), 1, "exactly one send");
+}
+
+async fn wrong_signatures_are_refused_and_only_logged(kind: DbKind) {
+    let Some(t) = Loop::twilio(kind, 4).await else {
+        return;
+    };
+    let path = t.twilio_path();
+    let params = [
+        ("MessageSid", "SM9"),
+        ("From", "whatsapp:+14155550100"),
+        ("Body", "hi"),
+    ];
+    let forged = integro_channels::twilio::sign(
+        "not-the-token",
+        &format!("https://hooks.integro.test{path}"),
+        &params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
+    for signature in [Some(forged.as_str()), Some("bm9wZQ=="), None] {
+        let mut req = t.app.client.post(t.app.url(&path)).form(&params);
+        if let Some(s) = signature {
+            req = req.header("x-twilio-signature", s);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            res.json::<Value>().await.unwrap()["code"],
+            "invalid_signature"
+        );
+    }
+    assert!(t.messages().await.is_empty(), "nothing stored");
+    let logs = t.get("/api/v1/webhook-logs?outcome=rejected").await;
+    let logs = logs["items"].as_array().unwrap();
+    assert_eq!(logs.len(), 3);
+    assert_eq!(logs[0]["status"], 401);
+    assert_eq!(logs[0]["account_id"], t.account_id.as_str());
+    assert!(logs[0]["body"].as_str().unwrap().contains("MessageSid=SM9"));
+    assert!(
+        logs[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("X-Twilio-Signature")
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(t.provider_requests().await.is_empty());
+}
+
+async fn bad_requests_get_clear_answers(kind: DbKind) {
+    let Some(t) = Loop::twilio(kind, 4).await else {
+        return;
+    };
+    let unknown = t
+        .app
+        .client
+        .post(
+            t.app
+                .url("/webhooks/twilio/8d3e0f5e-4b8e-4c61-9f0e-1a2b3c4d5e6f"),
+        )
+        .form(&[("a", "b")]);
+    assert_eq!(
+        unknown.send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    let not_uuid = t
+        .app
+        .client
+        .post(t.app.url("/webhooks/twilio/nope"))
+        .form(&[("a", "b")]);
+    assert_eq!(
+        not_uuid.send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+
+    // Signed, but not a message: no MessageSid.
+    let res = t
+        .post_twilio(&[("From", "whatsapp:+1"), ("Body", "x")])
+        .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["code"],
+        "malformed_webhook"
+    );
+
+    let res = t
+        .app
+        .client
+        .post(t.app.url(&t.twilio_path()))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    let huge = "x".repeat(2 * 1024 * 1024);
+    let res = t
+        .app
+        .client
+        .post(t.app.url(&t.twilio_path()))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("Body={huge}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(t.messages().await.is_empty());
+    let logs = t.get("/api/v1/webhook-logs").await;
+    let statuses: Vec<i64> = logs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["status"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![413, 415, 400],
+        "refusals of a known account are logged, newest first"
+    );
+}
+
+async fn a_webhook_delivered_three_times_at_once_is_answered_once(kind: DbKind) {
+    let Some(t) = Loop::twilio(kind, 4).await else {
+        return;
+    };
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(created("SMout"))
+        .mount(&t.provider)
+        .await;
+    let (a, b, c) = tokio::join!(
+        t.twilio_message("SMdup", "+14155550100", "hi"),
+        t.twilio_message("SMdup", "+14155550100", "hi"),
+        t.twilio_message("SMdup", "+14155550100", "hi"),
+    );
+    for res in [a, b, c] {
+        assert_eq!(
+            res.status(),
+            StatusCode::OK,
+            "every delivery is acknowledged"
+        );
+    }
+    t.wait_for_sends(1).await;
+    let again = t.twilio_message("SMdup", "+14155550100", "hi").await;
+    assert_eq!(again.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(t.provider_requests().await.len(), 1, "one reply");
+    let inbound: Vec<Value> = t
+        .messages()
+        .await
+        .into_iter()
+        .filter(|m| m["direction"] == "inbound")
+        .collect();
+    assert_eq!(inbound.len(), 1, "one stored message");
+    let dup_logs = t.get("/api/v1/webhook-logs?outcome=duplicate").await;
+    assert!(!dup_logs["items"].as_array().unwrap().is_empty());
+}
+
+async fn rate_limited_sends_are_retried_after_the_wait(kind: DbKind) {
+    let Some(t) = Loop::twilio(kind, 4).await else {
+        return;
+    };
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("retry-after", "1")
+                .set_body_json(
+                    json!({ "code": 20429, "message": "Too Many Requests", "status": 429 }),
+                ),
+        )
+        .up_to_n_times(1)
+        .mount(&t.provider)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(created("SMok"))
+        .mount(&t.provider)
+        .await;
+    t.twilio_message("SM429", "+14155550100", "hi").await;
+    let out = t.wait_outbound_status("sent").await;
+    assert_eq!(out[0]["provider_message_id"], "SMok");
+    let sends = t.provider_requests().await;
+    assert_eq!(sends.len(), 2, "one refused, one delivered");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(t.provider_requests().await.len(), 2, "delivered once");
+}
+
+async fn permanent_errors_fail_the_message_without_retrying(kind: DbKind) {
+    let Some(t) = Loop::twilio(kind, 4).await else {
+        return;
+    };
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "code": 21211, "message": "The 'To' number is not a valid phone number.", "status": 400
+        })))
+        .mount(&t.provider)
+        .await;
+    t.twilio_message("SMbad", "+14155550100", "hi").await;
+    let out = t.wait_outbound_status("failed").await;
+    assert_eq!(out[0]["error_code"], "21211");
+    assert!(
+        out[0]["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("not a valid phone number")
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(t.provider_requests().await.len(), 1, "not retried");
+
+    // The dead job is visible and can be retried once the cause is fixed.
+    let dead = t.get("/api/v1/jobs?state=dead").await;
+    let dead = dead["items"].as_array().unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0]["kind"], "send");
+    t.provider.reset().await;
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(created("SMfixed"))
+        .mount(&t.provider)
+        .await;
+    let res = t
+        .request(
+            Method::POST,
+            &format!("/api/v1/jobs/{}/retry", dead[0]["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let out = t.wait_outbound_status("sent").await;
+    assert_eq!(out[0]["provider_message_id"], "SMfixed");
+    let res = t
+        .request(
+            Method::POST,
+            &format!("/api/v1/jobs/{}/retry", dead[0]["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::CONFLICT,
+        "a finished job is not retried"
+    );
+}
+
+async fn a_worker_that_dies_mid_job_does_not_lose_the_reply(kind: DbKind) {
+    // No workers at first: the message waits in the queue.
+    let Some(t) = Loop::twilio(kind, 0).await else {
+        return;
+    };
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(created("SMlate"))
+        .mount(&t.provider)
+        .await;
+    t.twilio_message("SMcrash", "+14155550100", "hi").await;
+    // A worker takes the job and dies without finishing it.
+    let taken = integro_store::jobs::claim(&t.app.state.db, "worker-that-died", 10, 300)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1);
+    // A live worker takes it over once the lease expires.
+    let worker = integro_server::startup::build_worker(&t.app.state);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(worker.run(stopped));
+    t.wait_for_sends(1).await;
+    t.wait_outbound_status("sent").await;
+    let _ = stop.send(true);
+    running.await.unwrap();
+    assert_eq!(t.provider_requests().await.len(), 1);
+    let job = integro_store::jobs::get(&t.app.state.db, taken[0].tenant_id.unwrap(), taken[0].id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.attempts, 2, "the dead worker's attempt counts");
+}
+
+async fn outside_the_24h_window_only_a_template_goes(kind: DbKind) {
+    let Some(t) = Loop::twilio(kind, 0).await else {
+        return;
+    };
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(created("SMtpl"))
+        .mount(&t.provider)
+        .await;
+    t.twilio_message("SMold", "+14155550100", "hi").await;
+    let two_days_ago = integro_store::db::now_ms() - 48 * 3600 * 1000;
+    sqlx::query("UPDATE conversations SET last_inbound_at = $1")
+        .bind(two_days_ago)
+        .execute(t.app.state.db.pool())
+        .await
+        .unwrap();
+    let worker = integro_server::startup::build_worker(&t.app.state);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(worker.run(stopped));
+    // No template configured: the reply fails with a clear reason.
+    let out = t.wait_outbound_status("failed").await;
+    assert_eq!(out[0]["error_code"], "outside_24h_window");
+    assert!(t.provider_requests().await.is_empty());
+
+    // With a template, the template goes instead.
+    let res = t
+        .request(
+            Method::PATCH,
+            &format!("/api/v1/accounts/{}", t.account_id),
+            Some(json!({ "template": { "name": "HX0123456789abcdef", "parameters": ["Ann"] } })),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let conversation = t.get("/api/v1/conversations").await["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let res = t
+        .request(
+            Method::POST,
+            &format!("/api/v1/conversations/{conversation}/messages"),
+            Some(json!({ "text": "Are you still there?" })),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let sent = t.wait_for_sends(1).await;
+    let form = form(&sent[0]);
+    assert_eq!(field(&form, "ContentSid"), Some("HX0123456789abcdef"));
+    assert_eq!(field(&form, "ContentVariables"), Some(r#"{"1":"Ann"}"#));
+    assert_eq!(
+        field(&form, "Body"),
+        None,
+        "no free-form text outside the window"
+    );
+    let _ = stop.send(true);
+    running.await.unwrap();
+}
+
+async fn agents_send_messages_through_the_same_egress(kind: DbKind) {
+    let Some(t) = Loop::twilio(kind, 4).await else {
+        return;
+    };
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(created("SMx"))
+        .mount(&t.provider)
+        .await;
+    t.twilio_message("SMa", "+14155550100", "hi").await;
+    t.wait_for_sends(1).await;
+    let conversation = t.get("/api/v1/conversations").await["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let res = t
+        .request(
+            Method::POST,
+            &format!("/api/v1/conversations/{conversation}/messages"),
+            Some(
+                json!({ "text": "Hi Ann, Bob here.", "media_url": "https://cdn.example/menu.jpg" }),
+            ),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let msg: Value = res.json().await.unwrap();
+    assert_eq!(msg["sender"], "agent");
+    assert_eq!(msg["status"], "queued");
+    let sent = t.wait_for_sends(2).await;
+    let form = form(&sent[1]);
+    assert_eq!(field(&form, "Body"), Some("Hi Ann, Bob here."));
+    assert_eq!(
+        field(&form, "MediaUrl"),
+        Some("https://cdn.example/menu.jpg")
+    );
+
+    let res = t
+        .request(
+            Method::POST,
+            &format!("/api/v1/conversations/{conversation}/messages"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+async fn messages_of_one_conversation_are_answered_in_order(kind: DbKind) {
+    let Some(t) = Loop::twilio(kind, 4).await else {
+        return;
+    };
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(created("SMo").set_delay(Duration::from_millis(100)))
+        .mount(&t.provider)
+        .await;
+    for i in 0..5 {
+        t.twilio_message(
+            &format!("SMord{i}"),
+            "+14155550100",
+            &format!("message {i}"),
+        )
+        .await;
+    }
+    t.wait_for_sends(5).await;
+    let messages = t.messages().await;
+    let replies: Vec<&Value> = messages
+        .iter()
+        .filter(|m| m["direction"] == "outbound")
+        .collect();
+    assert_eq!(replies.len(), 5, "none dropped");
+    let inbound: Vec<String> = messages
+        .iter()
+        .filter(|m| m["direction"] == "inbound")
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    let answered: Vec<String> = replies
+        .iter()
+        .map(|m| m["reply_to"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        answered, inbound,
+        "answered one at a time, in arrival order"
+    );
+}
+
+async fn conversations_of_other_tenants_are_invisible(kind: DbKind) {
+    let Some(t) = Loop::twilio(kind, 0).await else {
+        return;
+    };
+    t.twilio_message("SMt", "+14155550100", "hi").await;
+    let conversation = t.get("/api/v1/conversations").await["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let other = t.app.create_tenant("Other").await;
+    let (_, other_key) = t.app.create_key(&other, "owner").await;
+    let res = t
+        .app
+        .get(&format!("/api/v1/conversations/{conversation}"), &other_key)
+        .await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let res = t
+        .app
+        .get(&format!("/api/v1/accounts/{}", t.account_id), &other_key)
+        .await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let list: Value = t
+        .app
+        .get("/api/v1/conversations", &other_key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(list["items"].as_array().unwrap().is_empty());
+    let logs: Value = t
+        .app
+        .get("/api/v1/webhook-logs", &other_key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(logs["items"].as_array().unwrap().is_empty());
+}
+
+async fn credentials_are_sealed_and_masked(kind: DbKind) {
+    let Some(t) = Loop::twilio(kind, 0).await else {
+        return;
+    };
+    let account = t.get(&format!("/api/v1/accounts/{}", t.account_id)).await;
+    assert_eq!(account["credentials"]["auth_token"], "********");
+    assert_eq!(account["credentials"]["account_sid"], "AC123");
+    assert_eq!(
+        account["webhook_urls"]["messages"],
+        format!(
+            "https://hooks.integro.test/webhooks/twilio/{}",
+            t.account_id
+        )
+        .as_str()
+    );
+    let stored: Vec<String> = sqlx::query_scalar("SELECT settings_json FROM channel_accounts")
+        .fetch_all(t.app.state.db.pool())
+        .await
+        .unwrap();
+    assert!(stored.iter().all(|s| !s.contains("twilio-auth-token-123")));
+    let audit = t.get("/api/v1/audit-log?action=account.create").await;
+    assert!(
+        !audit.to_string().contains("twilio-auth-token-123"),
+        "not in the audit log either"
+    );
+
+    // Missing and unknown credentials are named.
+    let res = t
+        .app
+        .post(
+            "/api/v1/accounts",
+            &t.key,
+            json!({ "bot_id": t.bot_id, "kind": "twilio_whatsapp", "name": "x", "credentials": { "account_sid": "AC1" } }),
+        )
+        .await;
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["errors"][0]["field"], "credentials.auth_token");
+    wait_until(Duration::from_millis(10), || async { true }).await;
+}
+
+db_tests!(
+    a_signed_message_gets_exactly_one_reply,
+    wrong_signatures_are_refused_and_only_logged,
+    bad_requests_get_clear_answers,
+    a_webhook_delivered_three_times_at_once_is_answered_once,
+    rate_limited_sends_are_retried_after_the_wait,
+    permanent_errors_fail_the_message_without_retrying,
+    a_worker_that_dies_mid_job_does_not_lose_the_reply,
+    outside_the_24h_window_only_a_template_goes,
+    agents_send_messages_through_the_same_egress,
+    messages_of_one_conversation_are_answered_in_order,
+    conversations_of_other_tenants_are_invisible,
+    credentials_are_sealed_and_masked,
+);
