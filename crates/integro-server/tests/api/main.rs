@@ -3,6 +3,7 @@
 
 mod channels;
 mod helpers;
+mod meta_x_web;
 
 mod api_keys;
 mod audit;

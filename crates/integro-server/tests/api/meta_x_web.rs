@@ -1,0 +1,401 @@
+//! WhatsApp Cloud API, Instagram, X and the web channel, end to end.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+use crate::channels::{APP_SECRET, FALLBACK, Loop, VERIFY_TOKEN, wait_until};
+use crate::db_tests;
+use crate::helpers::DbKind;
+
+fn whatsapp_body(wamid: &str, text: &str) -> String {
+    json!({
+        "object": "whatsapp_business_account",
+        "entry": [{ "id": "WABA", "changes": [{ "field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": { "display_phone_number": "15550783881", "phone_number_id": "106540352242922" },
+            "contacts": [{ "profile": { "name": "Sheena Nelson" }, "wa_id": "16505551234" }],
+            "messages": [{ "from": "16505551234", "id": wamid, "timestamp": "1749416383", "type": "text", "text": { "body": text } }]
+        }}]}]
+    })
+    .to_string()
+}
+
+async fn post_signed(t: &Loop, path: &str, body: String, signature: String) -> reqwest::Response {
+    t.app
+        .client
+        .post(t.app.url(path))
+        .header("content-type", "application/json")
+        .header("x-hub-signature-256", signature)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn whatsapp_cloud_handshake_and_reply(kind: DbKind) {
+    let Some(t) = Loop::whatsapp(kind, 4).await else {
+        return;
+    };
+    let hook = format!("/webhooks/whatsapp/{}", t.account_id);
+    let ok = t
+        .app
+        .client
+        .get(t.app.url(&format!(
+            "{hook}?hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token={VERIFY_TOKEN}"
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert_eq!(ok.text().await.unwrap(), "1158201444");
+    let wrong = t
+        .app
+        .client
+        .get(t.app.url(&format!(
+            "{hook}?hub.mode=subscribe&hub.challenge=1&hub.verify_token=guess"
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
+
+    Mock::given(method("POST"))
+        .and(path("/v23.0/106540352242922/messages"))
+        .and(header("authorization", "Bearer EAAG-token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "messaging_product": "whatsapp",
+            "contacts": [{ "input": "16505551234", "wa_id": "16505551234" }],
+            "messages": [{ "id": "wamid.OUT1" }]
+        })))
+        .mount(&t.provider)
+        .await;
+    let body = whatsapp_body("wamid.IN1", "Hi there");
+    let bad = post_signed(
+        &t,
+        &hook,
+        body.clone(),
+        integro_channels::meta::sign("wrong-secret", body.as_bytes()),
+    )
+    .await;
+    assert_eq!(bad.status(), StatusCode::UNAUTHORIZED);
+    let signature = integro_channels::meta::sign(APP_SECRET, body.as_bytes());
+    let res = post_signed(&t, &hook, body.clone(), signature.clone()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let sent = t.wait_for_sends(1).await;
+    let request: Value = serde_json::from_slice(&sent[0].body).unwrap();
+    assert_eq!(request["messaging_product"], "whatsapp");
+    assert_eq!(request["to"], "16505551234");
+    assert_eq!(request["type"], "text");
+    assert_eq!(request["text"]["body"], FALLBACK);
+    let out = t.wait_outbound_status("sent").await;
+    assert_eq!(out[0]["provider_message_id"], "wamid.OUT1");
+
+    // A retried delivery is acknowledged and ignored.
+    assert_eq!(
+        post_signed(&t, &hook, body, signature).await.status(),
+        StatusCode::OK
+    );
+    // Status webhooks move the message along.
+    let status = json!({
+        "object": "whatsapp_business_account",
+        "entry": [{ "id": "WABA", "changes": [{ "field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": { "phone_number_id": "106540352242922" },
+            "statuses": [{ "id": "wamid.OUT1", "status": "delivered", "timestamp": "1", "recipient_id": "16505551234" }]
+        }}]}]
+    })
+    .to_string();
+    let sig = integro_channels::meta::sign(APP_SECRET, status.as_bytes());
+    assert_eq!(
+        post_signed(&t, &hook, status, sig).await.status(),
+        StatusCode::OK
+    );
+    t.wait_outbound_status("delivered").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(t.provider_requests().await.len(), 1);
+
+    let malformed = "{\"object\": \"whatsapp_business_account\"";
+    let sig = integro_channels::meta::sign(APP_SECRET, malformed.as_bytes());
+    let res = post_signed(&t, &hook, malformed.into(), sig).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+}
+
+async fn whatsapp_permanent_errors_keep_the_graph_code(kind: DbKind) {
+    let Some(t) = Loop::whatsapp(kind, 4).await else {
+        return;
+    };
+    Mock::given(method("POST"))
+        .and(path("/v23.0/106540352242922/messages"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "error": { "message": "Re-engagement message", "type": "OAuthException", "code": 131047,
+                       "error_data": { "messaging_product": "whatsapp", "details": "More than 24 hours have passed" } }
+        })))
+        .mount(&t.provider)
+        .await;
+    let body = whatsapp_body("wamid.IN2", "hello");
+    let sig = integro_channels::meta::sign(APP_SECRET, body.as_bytes());
+    post_signed(
+        &t,
+        &format!("/webhooks/whatsapp/{}", t.account_id),
+        body,
+        sig,
+    )
+    .await;
+    let out = t.wait_outbound_status("failed").await;
+    assert_eq!(out[0]["error_code"], "131047");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(t.provider_requests().await.len(), 1, "not retried");
+}
+
+async fn instagram_message_gets_a_reply(kind: DbKind) {
+    let creds = json!({ "ig_user_id": "17841400000000000", "access_token": "IGQV-token", "app_secret": APP_SECRET, "verify_token": VERIFY_TOKEN });
+    let Some(t) = Loop::new(kind, "instagram", creds, 4).await else {
+        return;
+    };
+    Mock::given(method("POST"))
+        .and(path("/v23.0/17841400000000000/messages"))
+        .and(header("authorization", "Bearer IGQV-token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({ "recipient_id": "1254477777772919", "message_id": "aWdfZAG1OUT" }),
+        ))
+        .mount(&t.provider)
+        .await;
+    let body = json!({
+        "object": "instagram",
+        "entry": [{ "id": "17841400000000000", "time": 1569262486134i64, "messaging": [
+            { "sender": { "id": "1254477777772919" }, "recipient": { "id": "17841400000000000" }, "timestamp": 1569262485349i64,
+              "message": { "mid": "aWdfZAG1IN", "text": "Do you ship abroad?" } },
+            { "sender": { "id": "17841400000000000" }, "recipient": { "id": "1254477777772919" }, "timestamp": 1569262485350i64,
+              "message": { "mid": "aWdfZAG1ECHO", "text": "echo", "is_echo": true } }
+        ]}]
+    })
+    .to_string();
+    let sig = integro_channels::meta::sign(APP_SECRET, body.as_bytes());
+    let res = post_signed(
+        &t,
+        &format!("/webhooks/instagram/{}", t.account_id),
+        body,
+        sig,
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let sent = t.wait_for_sends(1).await;
+    let request: Value = serde_json::from_slice(&sent[0].body).unwrap();
+    assert_eq!(request["recipient"]["id"], "1254477777772919");
+    assert_eq!(request["message"]["text"], FALLBACK);
+    t.wait_outbound_status("sent").await;
+    let inbound: Vec<Value> = t
+        .messages()
+        .await
+        .into_iter()
+        .filter(|m| m["direction"] == "inbound")
+        .collect();
+    assert_eq!(
+        inbound.len(),
+        1,
+        "the echo is not a message from the contact"
+    );
+}
+
+async fn x_crc_and_direct_message(kind: DbKind) {
+    let creds = json!({ "user_id": "4337869213", "consumer_key": "ck", "consumer_secret": "cs-secret",
+                        "access_token": "at", "access_token_secret": "ats" });
+    let Some(t) = Loop::new(kind, "x", creds, 4).await else {
+        return;
+    };
+    let hook = format!("/webhooks/x/{}", t.account_id);
+    let crc: Value = t
+        .app
+        .client
+        .get(t.app.url(&format!("{hook}?crc_token=abc123")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        crc["response_token"],
+        integro_channels::x::crc_response("cs-secret", "abc123").as_str()
+    );
+
+    Mock::given(method("POST"))
+        .and(path("/2/dm_conversations/with/3001969357/messages"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "data": { "dm_conversation_id": "1-2", "dm_event_id": "1582838499983564806" } })))
+        .mount(&t.provider)
+        .await;
+    let body = json!({
+        "for_user_id": "4337869213",
+        "direct_message_events": [{ "type": "message_create", "id": "954491830116155396", "created_timestamp": "1516403560557",
+            "message_create": { "target": { "recipient_id": "4337869213" }, "sender_id": "3001969357",
+                                "message_data": { "text": "Hello World!" } } }],
+        "users": { "3001969357": { "id": "3001969357", "name": "Jordan", "screen_name": "jordan" } }
+    })
+    .to_string();
+    let bad = t
+        .app
+        .client
+        .post(t.app.url(&hook))
+        .header(
+            "x-twitter-webhooks-signature",
+            integro_channels::x::sign("other", body.as_bytes()),
+        )
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::UNAUTHORIZED);
+    let res = t
+        .app
+        .client
+        .post(t.app.url(&hook))
+        .header("content-type", "application/json")
+        .header(
+            "x-twitter-webhooks-signature",
+            integro_channels::x::sign("cs-secret", body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let sent = t.wait_for_sends(1).await;
+    let auth = sent[0].headers["authorization"].to_str().unwrap();
+    assert!(
+        auth.starts_with("OAuth ")
+            && auth.contains("oauth_consumer_key=\"ck\"")
+            && auth.contains("oauth_token=\"at\"")
+    );
+    let request: Value = serde_json::from_slice(&sent[0].body).unwrap();
+    assert_eq!(request["text"], FALLBACK);
+    let out = t.wait_outbound_status("sent").await;
+    assert_eq!(out[0]["provider_message_id"], "1582838499983564806");
+}
+
+async fn web_channel_polling_and_events(kind: DbKind) {
+    let Some(t) = Loop::new(kind, "web", json!({}), 4).await else {
+        return;
+    };
+    let base = format!("/api/v1/web/{}", t.account_id);
+
+    // Subscribe first: the stream carries what comes next.
+    let events = t
+        .app
+        .request(
+            Method::GET,
+            &format!("{base}/events?contact_id=visitor-42"),
+            &t.key,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), StatusCode::OK);
+    assert!(
+        events.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let mut stream = events.bytes_stream();
+
+    let res = t
+        .app
+        .post(&format!("{base}/messages"), &t.key, json!({ "contact_id": "visitor-42", "name": "Vi", "text": "Hello?", "message_id": "m-1" }))
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let again = t
+        .app
+        .post(
+            &format!("{base}/messages"),
+            &t.key,
+            json!({ "contact_id": "visitor-42", "text": "Hello?", "message_id": "m-1" }),
+        )
+        .await;
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(again.json::<Value>().await.unwrap()["duplicate"], true);
+
+    let mut seen = String::new();
+    let found = tokio::time::timeout(Duration::from_secs(15), async {
+        while let Some(chunk) = stream.next().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+            if seen.contains(FALLBACK) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(found, Ok(true), "the reply arrives on the stream: {seen}");
+    assert!(seen.contains("event: message"));
+
+    wait_until(Duration::from_secs(10), || async {
+        let page: Value = t
+            .app
+            .get(&format!("{base}/messages?contact_id=visitor-42"), &t.key)
+            .await
+            .json()
+            .await
+            .unwrap();
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["direction"] == "outbound" && m["status"] == "sent")
+    })
+    .await;
+    let page: Value = t
+        .app
+        .get(&format!("{base}/messages?contact_id=visitor-42"), &t.key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        page["items"].as_array().unwrap().len(),
+        2,
+        "one message, one reply"
+    );
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let newer: Value = t
+        .app
+        .get(
+            &format!("{base}/messages?contact_id=visitor-42&cursor={cursor}"),
+            &t.key,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        newer["items"].as_array().unwrap().is_empty(),
+        "nothing new since the cursor"
+    );
+    assert_eq!(newer["next_cursor"], cursor, "polling keeps its place");
+
+    let res = t
+        .app
+        .post(
+            &format!("{base}/messages"),
+            &t.key,
+            json!({ "contact_id": "visitor-42", "text": "   " }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        t.provider_requests().await.is_empty(),
+        "the web channel calls no provider"
+    );
+}
+
+db_tests!(
+    whatsapp_cloud_handshake_and_reply,
+    whatsapp_permanent_errors_keep_the_graph_code,
+    instagram_message_gets_a_reply,
+    x_crc_and_direct_message,
+    web_channel_polling_and_events,
+);
