@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod http;
+pub mod ingest;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -180,14 +180,16 @@ impl App {
         let db = open_database(&config, true).await?;
         let operator = bootstrap_operator(&db, &config).await?;
         let tokens = TokenKeys::new(&keyring.current().derive("jwt-access-v1"));
+        let wake = Arc::new(tokio::sync::Notify::new());
         let state = AppState {
+            ingest: crate::ingest::Ingestor::start(db.clone(), wake.clone()),
+            wake,
             db,
             rate_limit: Arc::new(RateLimit::per_hour(config.rate_limit_per_hour)),
             config: Arc::new(config),
             keyring: Arc::new(keyring),
             tokens,
             metrics: metrics_handle(),
-            wake: Arc::new(tokio::sync::Notify::new()),
         };
         Ok(App {
             state,

@@ -24,6 +24,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Wakes this process's workers when a request enqueues a job.
     pub wake: Arc<tokio::sync::Notify>,
+    /// Stores webhooks in group commits.
+    pub ingest: crate::ingest::Ingestor,
 }
 
 /// Requests per hour per caller (API key, user, or login address), in process.

@@ -129,7 +129,7 @@ fn owner<'a>(tenant: &'a str, account: &'a str, field: &'a str) -> SecretOwner<'
     }
 }
 
-async fn bot_exists(tx: &mut Tx, tenant_id: Uuid, bot_id: Uuid) -> Result<(), StoreError> {
+async fn bot_exists(tx: &mut Tx<'_>, tenant_id: Uuid, bot_id: Uuid) -> Result<(), StoreError> {
     let n: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM bots WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
     )
@@ -144,7 +144,7 @@ async fn bot_exists(tx: &mut Tx, tenant_id: Uuid, bot_id: Uuid) -> Result<(), St
 }
 
 pub async fn create(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     keyring: &Keyring,
     actor: &Actor,
     request_id: Option<&str>,
@@ -198,7 +198,7 @@ pub async fn create(
     Ok(account)
 }
 
-async fn get_in(tx: &mut Tx, tenant_id: Uuid, id: Uuid) -> Result<Option<Account>, StoreError> {
+async fn get_in(tx: &mut Tx<'_>, tenant_id: Uuid, id: Uuid) -> Result<Option<Account>, StoreError> {
     let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM channel_accounts WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL"
     )))
@@ -295,7 +295,7 @@ pub async fn credentials(
 }
 
 pub async fn update(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     keyring: &Keyring,
     actor: &Actor,
     request_id: Option<&str>,
@@ -364,7 +364,7 @@ pub async fn update(
 /// Soft delete; its webhooks answer 404 from then on. The sealed credentials
 /// are erased: nothing can use them any more.
 pub async fn delete(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     actor: &Actor,
     request_id: Option<&str>,
     account: &Account,

@@ -72,7 +72,7 @@ fn from_row(r: Row) -> Result<ApiKey, StoreError> {
 
 /// Creates a key; returns it with its secret, which is never available again.
 pub async fn create(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     actor: &Actor,
     request_id: Option<&str>,
     tenant_id: Uuid,
@@ -158,7 +158,7 @@ pub async fn list(
 
 /// Revokes a key of `tenant_id`; revoking twice is harmless.
 pub async fn revoke(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     actor: &Actor,
     request_id: Option<&str>,
     key: &ApiKey,

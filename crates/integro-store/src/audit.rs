@@ -78,7 +78,7 @@ pub struct AuditFilter {
 }
 
 pub async fn record(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     actor: &Actor,
     request_id: Option<&str>,
     change: Change<'_>,

@@ -85,7 +85,7 @@ fn validate(fields: &BotFields) -> Result<(), StoreError> {
 }
 
 pub async fn create(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     actor: &Actor,
     request_id: Option<&str>,
     tenant_id: Uuid,
@@ -159,7 +159,7 @@ pub async fn list(db: &Db, tenant_id: Uuid, page: &PageRequest) -> Result<Page<B
 }
 
 pub async fn update(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     actor: &Actor,
     request_id: Option<&str>,
     before: &Bot,
@@ -204,7 +204,7 @@ pub async fn update(
 /// Soft delete. A bot with live channel accounts cannot be deleted: delete
 /// or move the accounts first.
 pub async fn delete(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     actor: &Actor,
     request_id: Option<&str>,
     bot: &Bot,

@@ -118,7 +118,7 @@ pub enum Ingested {
 /// Stores an inbound message with its contact and conversation, and enqueues
 /// the job that answers it, inside the caller's transaction.
 pub async fn ingest(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     account: &Account,
     msg: &InboundMessage,
     request_id: Option<&str>,
@@ -231,7 +231,7 @@ pub struct Outgoing {
 /// Stores an outbound message as `queued` and enqueues its send job, inside
 /// the caller's transaction. Sends of one conversation go out in order.
 pub async fn queue_outbound(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     conversation: &Conversation,
     out: Outgoing,
 ) -> Result<Uuid, StoreError> {
@@ -388,7 +388,7 @@ pub async fn messages(
 
 /// The outbound message has gone to the provider, which named it `provider_id`.
 pub async fn mark_sent(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     id: Uuid,
     provider_id: &str,
     kind: Option<&str>,
@@ -426,7 +426,7 @@ pub async fn mark_failed(
 /// Applies a delivery report; statuses only move forward. Returns whether
 /// the message changed.
 pub async fn apply_status(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     account_id: Uuid,
     update: &StatusUpdate,
 ) -> Result<bool, StoreError> {

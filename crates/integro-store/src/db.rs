@@ -12,7 +12,8 @@ use sqlx::{AnyPool, AssertSqlSafe, Executor, SqlSafeStr};
 
 use crate::StoreError;
 
-pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
+/// A transaction, or a savepoint inside one.
+pub type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -152,7 +153,7 @@ impl Db {
     /// Starts a write transaction. On SQLite it takes the write lock at once
     /// (`BEGIN IMMEDIATE`), so two writers queue on the busy timeout instead of
     /// deadlocking when a read turns into a write.
-    pub async fn begin(&self) -> Result<Tx, StoreError> {
+    pub async fn begin(&self) -> Result<Tx<'static>, StoreError> {
         Ok(match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
@@ -254,6 +255,13 @@ impl FromStr for Backend {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Backend::from_url(s)
     }
+}
+
+/// A savepoint inside `tx`: committing it keeps its work in `tx`; rolling it
+/// back undoes that work alone.
+pub async fn savepoint<'a>(tx: &'a mut Tx<'_>) -> Result<Tx<'a>, StoreError> {
+    use sqlx::Acquire;
+    Ok(tx.begin().await?)
 }
 
 /// Current time as stored: Unix milliseconds.

@@ -125,7 +125,7 @@ pub struct NewJob<'a> {
 
 /// Enqueues inside the caller's transaction: the job exists exactly when the
 /// data it concerns does.
-pub async fn enqueue(tx: &mut Tx, job: NewJob<'_>) -> Result<Uuid, StoreError> {
+pub async fn enqueue(tx: &mut Tx<'_>, job: NewJob<'_>) -> Result<Uuid, StoreError> {
     let id = new_id();
     let now = now_ms();
     sqlx::query(
@@ -199,7 +199,7 @@ pub async fn heartbeat(db: &Db, id: Uuid, owner: &str, lease_ms: i64) -> Result<
 /// Marks the job done inside the transaction that records its effects. False
 /// when `owner` no longer holds it: the caller must roll back, since another
 /// worker has taken the job over.
-pub async fn complete(tx: &mut Tx, id: Uuid, owner: &str) -> Result<bool, StoreError> {
+pub async fn complete(tx: &mut Tx<'_>, id: Uuid, owner: &str) -> Result<bool, StoreError> {
     let now = now_ms();
     let r = sqlx::query(
         "UPDATE jobs SET state = 'done', lease_until = NULL, finished_at = $1, updated_at = $1, last_error = NULL \
@@ -316,7 +316,7 @@ pub async fn list(
 }
 
 /// A dead or cancelled job back to ready with a fresh set of attempts.
-pub async fn retry(tx: &mut Tx, job: &Job) -> Result<bool, StoreError> {
+pub async fn retry(tx: &mut Tx<'_>, job: &Job) -> Result<bool, StoreError> {
     let now = now_ms();
     let r = sqlx::query(
         "UPDATE jobs SET state = 'ready', attempts = 0, run_at = $1, finished_at = NULL, updated_at = $1 \
@@ -330,7 +330,7 @@ pub async fn retry(tx: &mut Tx, job: &Job) -> Result<bool, StoreError> {
 }
 
 /// Cancels a job that has not run (ready) or gave up (dead).
-pub async fn cancel(tx: &mut Tx, job: &Job) -> Result<bool, StoreError> {
+pub async fn cancel(tx: &mut Tx<'_>, job: &Job) -> Result<bool, StoreError> {
     let now = now_ms();
     let r = sqlx::query(
         "UPDATE jobs SET state = 'cancelled', finished_at = $1, updated_at = $1 WHERE id = $2 AND state IN ('ready', 'dead')",

@@ -203,7 +203,7 @@ pub struct SecretStore;
 impl SecretStore {
     /// Seals and stores (or replaces) a secret inside the caller's transaction.
     pub async fn put(
-        tx: &mut Tx,
+        tx: &mut Tx<'_>,
         keyring: &Keyring,
         owner: SecretOwner<'_>,
         plaintext: &str,

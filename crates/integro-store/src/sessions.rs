@@ -31,7 +31,7 @@ pub async fn issue(
 }
 
 async fn issue_in(
-    tx: &mut crate::Tx,
+    tx: &mut crate::Tx<'_>,
     user_id: Uuid,
     family: Option<&str>,
     ttl_secs: i64,

@@ -49,7 +49,7 @@ pub fn validate_name(name: &str) -> Result<String, StoreError> {
 }
 
 pub async fn create(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     actor: &Actor,
     request_id: Option<&str>,
     name: &str,
@@ -126,7 +126,7 @@ pub async fn list(
 }
 
 pub async fn rename(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     actor: &Actor,
     request_id: Option<&str>,
     before: &Tenant,
@@ -163,7 +163,7 @@ pub async fn rename(
 /// Soft delete: the tenant disappears from every listing and lookup, and its
 /// API keys stop working, but its rows stay for the audit trail.
 pub async fn delete(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     actor: &Actor,
     request_id: Option<&str>,
     tenant: &Tenant,

@@ -105,7 +105,7 @@ pub fn normalize_email(email: &str) -> Result<String, StoreError> {
 }
 
 pub async fn create(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     actor: &Actor,
     request_id: Option<&str>,
     new: NewUser<'_>,
@@ -246,7 +246,7 @@ fn parse_role(text: &str) -> Result<Role, StoreError> {
 
 /// Gives `user` the `role` in `tenant` (or changes the role it had).
 pub async fn set_membership(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     actor: &Actor,
     request_id: Option<&str>,
     tenant_id: Uuid,

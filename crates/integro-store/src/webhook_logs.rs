@@ -34,6 +34,7 @@ pub struct WebhookLog {
     pub created_at: OffsetDateTime,
 }
 
+#[derive(Debug, Clone)]
 pub struct NewWebhookLog {
     pub tenant_id: Option<Uuid>,
     pub account_id: Option<Uuid>,
@@ -50,7 +51,7 @@ pub struct NewWebhookLog {
 }
 
 /// Records inside a transaction (an accepted webhook: one commit for all).
-pub async fn record_in(tx: &mut Tx, log: NewWebhookLog) -> Result<(), StoreError> {
+pub async fn record_in(tx: &mut Tx<'_>, log: NewWebhookLog) -> Result<(), StoreError> {
     insert(&mut **tx, log).await
 }
 

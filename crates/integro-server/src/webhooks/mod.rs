@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use integro_channels::Credentials;
 use integro_core::{ChannelKind, InboundEvent};
 use integro_store::accounts::{self, Account};
-use integro_store::conversations::{self, Ingested};
 use integro_store::webhook_logs::{self, NewWebhookLog};
 use serde_json::{Map, Value};
 use utoipa_axum::router::OpenApiRouter;
@@ -20,6 +19,7 @@ use uuid::Uuid;
 
 use crate::error::{ApiError, problem, problem_response};
 use crate::extract::REQUEST_ID_HEADER;
+use crate::ingest::Item;
 use crate::state::AppState;
 
 pub mod meta;
@@ -189,66 +189,33 @@ impl Hook {
         response
     }
 
-    /// Stores the events, their jobs and the log entry in one transaction;
+    /// Stores the events, their jobs and the log entry (in a group commit);
     /// answers with `ok` only once they are durable.
-    pub async fn accept(
-        self,
-        state: &AppState,
-        account: &Account,
-        events: Vec<InboundEvent>,
-        ok: Response,
-    ) -> Response {
-        match self.store(state, account, &events).await {
+    pub async fn accept(self, state: &AppState, account: &Account, events: Vec<InboundEvent>, ok: Response) -> Response {
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        let item = Item {
+            account: account.clone(),
+            events,
+            log: self.log(StatusCode::OK, "accepted", None),
+            request_id: self.header(REQUEST_ID_HEADER).map(String::from),
+            reply,
+        };
+        let result = match state.ingest.submit(item).await {
+            Ok(()) => outcome.await.unwrap_or_else(|_| Err("the ingest writer stopped".into())),
+            Err(e) => Err(e),
+        };
+        match result {
             Ok(outcome) => {
                 metrics::counter!("integro_webhooks_total", "channel" => self.channel, "outcome" => outcome).increment(1);
-                state.wake.notify_one();
                 ok
             }
             Err(e) => {
                 tracing::error!(error = %e, "storing a webhook failed");
                 // Nothing was committed: the provider will deliver it again.
-                let rejection = Rejection::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "could not store the webhook; retry",
-                );
+                let rejection = Rejection::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "could not store the webhook; retry");
                 self.reject(state, rejection).await
             }
         }
-    }
-
-    async fn store(
-        &self,
-        state: &AppState,
-        account: &Account,
-        events: &[InboundEvent],
-    ) -> Result<&'static str, integro_store::StoreError> {
-        let request_id = self.header(REQUEST_ID_HEADER);
-        let mut tx = state.db.begin().await?;
-        let mut stored = 0;
-        for event in events {
-            match event {
-                InboundEvent::Message(m) => {
-                    if let Ingested::Stored { .. } =
-                        conversations::ingest(&mut tx, account, m, request_id).await?
-                    {
-                        stored += 1;
-                    }
-                }
-                InboundEvent::Status(s) => {
-                    conversations::apply_status(&mut tx, account.id, s).await?;
-                }
-            }
-        }
-        let has_messages = events.iter().any(|e| matches!(e, InboundEvent::Message(_)));
-        let outcome = if has_messages && stored == 0 {
-            "duplicate"
-        } else {
-            "accepted"
-        };
-        webhook_logs::record_in(&mut tx, self.log(StatusCode::OK, outcome, None)).await?;
-        tx.commit().await?;
-        Ok(outcome)
     }
 }
 
