@@ -51,7 +51,10 @@ impl Ingestor {
 
     /// Stores the item; resolves once it is durable (or failed).
     pub async fn submit(&self, item: Item) -> Result<(), String> {
-        self.queue.send(item).await.map_err(|_| "the ingest writer has stopped".to_string())
+        self.queue
+            .send(item)
+            .await
+            .map_err(|_| "the ingest writer has stopped".to_string())
     }
 }
 
@@ -89,12 +92,21 @@ async fn write_batches(db: Db, rx: Arc<Mutex<mpsc::Receiver<Item>>>, wake: Arc<N
     }
 }
 
-type Replies = Vec<(oneshot::Sender<Result<&'static str, String>>, Result<&'static str, String>)>;
+type Replies = Vec<(
+    oneshot::Sender<Result<&'static str, String>>,
+    Result<&'static str, String>,
+)>;
 
 async fn store_batch(
     db: &Db,
     batch: Vec<Item>,
-) -> Result<Replies, (Vec<oneshot::Sender<Result<&'static str, String>>>, StoreError)> {
+) -> Result<
+    Replies,
+    (
+        Vec<oneshot::Sender<Result<&'static str, String>>>,
+        StoreError,
+    ),
+> {
     let mut replies = Vec::with_capacity(batch.len());
     let mut senders_on_failure = Vec::new();
     let mut tx = match db.begin().await {
@@ -114,13 +126,18 @@ async fn store_batch(
 
 /// One webhook under its own savepoint: a failure undoes it alone.
 async fn store_one(tx: &mut integro_store::Tx<'_>, item: &Item) -> Result<&'static str, String> {
-    let mut sp = integro_store::db::savepoint(tx).await.map_err(|e| e.to_string())?;
+    let mut sp = integro_store::db::savepoint(tx)
+        .await
+        .map_err(|e| e.to_string())?;
     let result = async {
         let mut stored = 0;
         for event in &item.events {
             match event {
                 InboundEvent::Message(m) => {
-                    if let Ingested::Stored { .. } = conversations::ingest(&mut sp, &item.account, m, item.request_id.as_deref()).await? {
+                    if let Ingested::Stored { .. } =
+                        conversations::ingest(&mut sp, &item.account, m, item.request_id.as_deref())
+                            .await?
+                    {
                         stored += 1;
                     }
                 }
@@ -129,8 +146,15 @@ async fn store_one(tx: &mut integro_store::Tx<'_>, item: &Item) -> Result<&'stat
                 }
             }
         }
-        let has_messages = item.events.iter().any(|e| matches!(e, InboundEvent::Message(_)));
-        let outcome = if has_messages && stored == 0 { "duplicate" } else { "accepted" };
+        let has_messages = item
+            .events
+            .iter()
+            .any(|e| matches!(e, InboundEvent::Message(_)));
+        let outcome = if has_messages && stored == 0 {
+            "duplicate"
+        } else {
+            "accepted"
+        };
         let log = NewWebhookLog {
             outcome,
             ..item.log.clone()

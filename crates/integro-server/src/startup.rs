@@ -183,6 +183,7 @@ impl App {
         let wake = Arc::new(tokio::sync::Notify::new());
         let state = AppState {
             ingest: crate::ingest::Ingestor::start(db.clone(), wake.clone()),
+            accounts: Arc::new(crate::webhooks::AccountCache::new(Duration::from_secs(5))),
             wake,
             db,
             rate_limit: Arc::new(RateLimit::per_hour(config.rate_limit_per_hour)),

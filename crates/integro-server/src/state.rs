@@ -24,6 +24,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Wakes this process's workers when a request enqueues a job.
     pub wake: Arc<tokio::sync::Notify>,
+    /// Channel accounts recently named by webhooks.
+    pub accounts: Arc<crate::webhooks::AccountCache>,
     /// Stores webhooks in group commits.
     pub ingest: crate::ingest::Ingestor,
 }

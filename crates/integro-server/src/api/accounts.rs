@@ -307,5 +307,6 @@ async fn delete_account(
     let mut tx = state.db.begin().await?;
     accounts::delete(&mut tx, ctx.actor(), ctx.request_id(), &account).await?;
     tx.commit().await?;
+    state.accounts.forget(account.id);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -12,7 +12,7 @@ use integro_core::ChannelKind;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Hook, Rejection, credentials};
+use super::{Hook, Rejection};
 use crate::error::Problem;
 use crate::state::AppState;
 
@@ -133,8 +133,7 @@ async fn handshake(
 ) -> Response {
     let mut hook = Hook::new(channel, method, uri, headers);
     let result = async {
-        let account = hook.find_account(&state, &id, &[kind]).await?;
-        let creds = credentials(&state, &account).await?;
+        let (_, creds) = hook.find_account(&state, &id, &[kind]).await?;
         let token = creds.get("verify_token").map_err(Rejection::internal)?;
         meta::handshake(&hook.query(), token).ok_or_else(|| {
             Rejection::new(
@@ -167,9 +166,8 @@ async fn events(
 ) -> Response {
     let mut hook = Hook::new(channel, method, uri, headers);
     let result = async {
-        let account = hook.find_account(&state, &id, &[kind]).await?;
+        let (account, creds) = hook.find_account(&state, &id, &[kind]).await?;
         let body = hook.read_body(&state, body).await?;
-        let creds = credentials(&state, &account).await?;
         let secret = creds.get("app_secret").map_err(Rejection::internal)?;
         let signature = hook.header("x-hub-signature-256").unwrap_or_default();
         if !meta::verify_signature(secret, &body, signature) {

@@ -76,13 +76,14 @@ impl Hook {
             .collect()
     }
 
-    /// The account named in the path, if it exists and is of this channel.
+    /// The account named in the path, if it exists and is of this channel,
+    /// with its credentials.
     pub async fn find_account(
         &mut self,
         state: &AppState,
         id: &str,
         kinds: &[ChannelKind],
-    ) -> Result<Account, Rejection> {
+    ) -> Result<(Account, Credentials), Rejection> {
         let not_found = || {
             Rejection::new(
                 StatusCode::NOT_FOUND,
@@ -91,13 +92,27 @@ impl Hook {
             )
         };
         let id = Uuid::parse_str(id).map_err(|_| not_found())?;
-        let account = accounts::find_for_webhook(&state.db, id)
-            .await
-            .map_err(Rejection::internal)?;
-        match account {
-            Some(a) if kinds.contains(&a.kind) => {
-                self.account = Some(a.clone());
-                Ok(a)
+        let found = match state.accounts.get(id) {
+            Some(hit) => Some(hit),
+            None => match accounts::find_for_webhook(&state.db, id)
+                .await
+                .map_err(Rejection::internal)?
+            {
+                Some(account) => {
+                    let creds = accounts::credentials(&state.db, &state.keyring, &account)
+                        .await
+                        .map(Credentials)
+                        .map_err(Rejection::internal)?;
+                    state.accounts.put(account.clone(), creds.clone());
+                    Some((account, creds))
+                }
+                None => None,
+            },
+        };
+        match found {
+            Some((account, creds)) if kinds.contains(&account.kind) => {
+                self.account = Some(account.clone());
+                Ok((account, creds))
             }
             _ => Err(not_found()),
         }
@@ -191,7 +206,13 @@ impl Hook {
 
     /// Stores the events, their jobs and the log entry (in a group commit);
     /// answers with `ok` only once they are durable.
-    pub async fn accept(self, state: &AppState, account: &Account, events: Vec<InboundEvent>, ok: Response) -> Response {
+    pub async fn accept(
+        self,
+        state: &AppState,
+        account: &Account,
+        events: Vec<InboundEvent>,
+        ok: Response,
+    ) -> Response {
         let (reply, outcome) = tokio::sync::oneshot::channel();
         let item = Item {
             account: account.clone(),
@@ -201,7 +222,9 @@ impl Hook {
             reply,
         };
         let result = match state.ingest.submit(item).await {
-            Ok(()) => outcome.await.unwrap_or_else(|_| Err("the ingest writer stopped".into())),
+            Ok(()) => outcome
+                .await
+                .unwrap_or_else(|_| Err("the ingest writer stopped".into())),
             Err(e) => Err(e),
         };
         match result {
@@ -212,7 +235,11 @@ impl Hook {
             Err(e) => {
                 tracing::error!(error = %e, "storing a webhook failed");
                 // Nothing was committed: the provider will deliver it again.
-                let rejection = Rejection::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "could not store the webhook; retry");
+                let rejection = Rejection::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "could not store the webhook; retry",
+                );
                 self.reject(state, rejection).await
             }
         }
@@ -262,12 +289,41 @@ impl Rejection {
     }
 }
 
-/// The account's credentials in clear.
-pub async fn credentials(state: &AppState, account: &Account) -> Result<Credentials, Rejection> {
-    accounts::credentials(&state.db, &state.keyring, account)
-        .await
-        .map(Credentials)
-        .map_err(Rejection::internal)
+/// Accounts and their credentials, kept a few seconds so that a burst of
+/// webhooks does not look up and unseal the same account each time. Changes
+/// made through this process's API take effect at once; others within the TTL.
+pub struct AccountCache {
+    ttl: std::time::Duration,
+    entries: std::sync::Mutex<std::collections::HashMap<Uuid, (Instant, Account, Credentials)>>,
+}
+
+impl AccountCache {
+    pub fn new(ttl: std::time::Duration) -> AccountCache {
+        AccountCache {
+            ttl,
+            entries: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    fn get(&self, id: Uuid) -> Option<(Account, Credentials)> {
+        let entries = self.entries.lock().expect("cache lock");
+        entries
+            .get(&id)
+            .filter(|(at, _, _)| at.elapsed() < self.ttl)
+            .map(|(_, a, c)| (a.clone(), c.clone()))
+    }
+
+    fn put(&self, account: Account, creds: Credentials) {
+        let mut entries = self.entries.lock().expect("cache lock");
+        if entries.len() > 10_000 {
+            entries.retain(|_, (at, _, _)| at.elapsed() < self.ttl);
+        }
+        entries.insert(account.id, (Instant::now(), account, creds));
+    }
+
+    pub fn forget(&self, id: Uuid) {
+        self.entries.lock().expect("cache lock").remove(&id);
+    }
 }
 
 impl IntoResponse for Rejection {

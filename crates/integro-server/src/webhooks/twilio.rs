@@ -11,7 +11,7 @@ use integro_core::ChannelKind;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Hook, Rejection, credentials};
+use super::{Hook, Rejection};
 use crate::error::Problem;
 use crate::state::AppState;
 
@@ -76,7 +76,7 @@ async fn handle(
     ),
     Rejection,
 > {
-    let account = hook
+    let (account, creds) = hook
         .find_account(state, account_id, &[ChannelKind::TwilioWhatsapp])
         .await?;
     let body = hook.read_body(state, body).await?;
@@ -92,7 +92,6 @@ async fn handle(
         ));
     }
     let params = twilio::parse_form(&body);
-    let creds = credentials(state, &account).await?;
     let token = creds.get("auth_token").map_err(Rejection::internal)?;
     let signature = hook
         .header("x-twilio-signature")

@@ -12,7 +12,7 @@ use integro_core::ChannelKind;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Hook, Rejection, credentials};
+use super::{Hook, Rejection};
 use crate::error::Problem;
 use crate::state::AppState;
 
@@ -33,14 +33,13 @@ async fn x_crc(
 ) -> Response {
     let mut hook = Hook::new("x", method, uri, headers);
     let result = async {
-        let account = hook.find_account(&state, &id, &[ChannelKind::X]).await?;
+        let (_, creds) = hook.find_account(&state, &id, &[ChannelKind::X]).await?;
         let token = hook
             .query()
             .into_iter()
             .find(|(k, _)| k == "crc_token")
             .map(|(_, v)| v)
             .ok_or_else(|| Rejection::malformed("crc_token is missing"))?;
-        let creds = credentials(&state, &account).await?;
         let secret = creds.get("consumer_secret").map_err(Rejection::internal)?;
         Ok(x::crc_response(secret, &token))
     }
@@ -70,9 +69,8 @@ async fn x_webhook(
 ) -> Response {
     let mut hook = Hook::new("x", method, uri, headers);
     let result = async {
-        let account = hook.find_account(&state, &id, &[ChannelKind::X]).await?;
+        let (account, creds) = hook.find_account(&state, &id, &[ChannelKind::X]).await?;
         let body = hook.read_body(&state, body).await?;
-        let creds = credentials(&state, &account).await?;
         let secret = creds.get("consumer_secret").map_err(Rejection::internal)?;
         let signature = hook
             .header("x-twitter-webhooks-signature")
