@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Webhook ingest benchmark: Integro (SQLite and PostgreSQL) and the reference
+# servers of ../shared/bench-reference, measured by the same generator in the
+# same run. Writes bench/results/<date>/results.jsonl and summary.md.
+#
+# usage: bench/run.sh [DURATION_S]        (default 10 s per case)
+# env:   PG_ADMIN_URL (postgres://postgres@127.0.0.1:5432/postgres)  CONCURRENCY (64)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+DURATION=${1:-10}
+CONC=${CONCURRENCY:-64}
+PG_ADMIN_URL=${PG_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+PG_BASE=${PG_ADMIN_URL%/*}
+STAMP=$(date -u +%Y-%m-%dT%H%M%SZ)
+OUT=$ROOT/bench/results/$STAMP
+mkdir -p "$OUT"
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+echo "building (release)…"
+cargo build --release -q -p integro -p integro-bench
+INTEGRO=$ROOT/target/release/integro
+BENCH=$ROOT/target/release/integro-bench
+REF_SRC=$ROOT/../shared/bench-reference
+REF_TARGET=${REF_TARGET:-/tmp/integro-hookbench-target}
+cp -r "$REF_SRC/." "$WORK/ref"
+(cd "$WORK/ref/hookbench" && CARGO_TARGET_DIR=$REF_TARGET cargo build --release -q)
+HOOKBENCH=$REF_TARGET/release/hookbench
+
+TOKEN=0123456789abcdef0123456789abcdef
+PORT=3000
+
+wait_port() { for _ in $(seq 1 200); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
+cpu_ticks() { awk '{print $14+$15}' /proc/$1/stat; }
+peak_rss_kib() { awk '/VmHWM/{print $2}' /proc/$1/status; }
+
+# measure LABEL PID URL SIGN_URL [generator args…]
+measure() {
+  local label=$1 pid=$2 url=$3 sign=$4; shift 4
+  local c0; c0=$(cpu_ticks "$pid")
+  local report
+  report=$("$BENCH" ingest --url "$url" --sign-url "$sign" --token "$TOKEN" --duration "$DURATION" --label "$label" "$@")
+  local c1; c1=$(cpu_ticks "$pid")
+  local cpu; cpu=$(awk -v a="$c0" -v b="$c1" -v t="$(getconf CLK_TCK)" 'BEGIN{printf "%.2f", (b-a)/t}')
+  local rss; rss=$(peak_rss_kib "$pid")
+  echo "$report" | python3 -c "import sys,json; r=json.load(sys.stdin); r['server_cpu_s']=$cpu; r['server_peak_rss_kib']=$rss; print(json.dumps(r))" | tee -a "$OUT/results.jsonl"
+}
+
+reference() {  # MODE LABEL [env…]
+  local mode=$1 label=$2; shift 2
+  env MODE=$mode ADDR=127.0.0.1:$PORT TWILIO_AUTH_TOKEN=$TOKEN PUBLIC_URL=https://bot.example.com/hook "$@" "$HOOKBENCH" > "$OUT/$label.log" 2>&1 &
+  local pid=$!
+  wait_port $PORT
+  measure "$label" $pid "http://127.0.0.1:$PORT/hook" https://bot.example.com/hook --concurrency "$CONC"
+  kill $pid; wait $pid 2>/dev/null || true
+}
+
+integro() {  # LABEL DATABASE_URL(empty for SQLite)
+  local label=$1 dburl=$2 data=$WORK/$1
+  export INTEGRO_DATA_DIR=$data INTEGRO_LISTEN=127.0.0.1:$PORT INTEGRO_PUBLIC_URL=https://bot.example.com \
+         INTEGRO_LOG=warn INTEGRO_WORKERS=0 INTEGRO_ADMIN_PASSWORD=bench-password-1
+  if [[ -n $dburl ]]; then export INTEGRO_DATABASE_URL=$dburl; else unset INTEGRO_DATABASE_URL; fi
+  local tenant bot account
+  tenant=$("$INTEGRO" --json tenant create Bench | python3 -c 'import sys,json;print(json.load(sys.stdin)["id"])')
+  bot=$("$INTEGRO" --json bot create --tenant "$tenant" --name Bench --fallback-reply "Thanks!" | python3 -c 'import sys,json;print(json.load(sys.stdin)["id"])')
+  account=$("$INTEGRO" --json account add --tenant "$tenant" --bot "$bot" --kind twilio_whatsapp --name Bench \
+      --credential account_sid=AC0000000000000000000000000000acc0 --credential auth_token=$TOKEN \
+      --credential phone_number=+14155238886 | python3 -c 'import sys,json;print(json.load(sys.stdin)["account"]["id"])')
+  "$INTEGRO" serve > "$OUT/$label.log" 2>&1 &
+  local pid=$!
+  wait_port $PORT
+  local path=/webhooks/twilio/$account
+  measure "$label-saturation" $pid "http://127.0.0.1:$PORT$path" "https://bot.example.com$path" --concurrency "$CONC"
+  measure "$label-2000rps" $pid "http://127.0.0.1:$PORT$path" "https://bot.example.com$path" --rate 2000
+  kill -TERM $pid; wait $pid 2>/dev/null || true
+  unset INTEGRO_DATABASE_URL
+}
+
+psql_admin() { psql "$PG_ADMIN_URL" -qAt -c "$1" >/dev/null; }
+
+reference ok ref-ok
+reference sqlite-batch ref-sqlite-batch SQLITE_PATH=$WORK/ref.db SQLITE_SYNC=full BATCH_WINDOW_US=0
+psql_admin "DROP DATABASE IF EXISTS integro_bench_ref" && psql_admin "CREATE DATABASE integro_bench_ref"
+reference pg-batch ref-pg-batch PG_URL=$PG_BASE/integro_bench_ref BATCH_WINDOW_US=0
+integro integro-sqlite ""
+psql_admin "DROP DATABASE IF EXISTS integro_bench" && psql_admin "CREATE DATABASE integro_bench"
+integro integro-pg "$PG_BASE/integro_bench"
+
+python3 "$ROOT/bench/summarize.py" "$OUT/results.jsonl" "$(git rev-parse --short HEAD)" > "$OUT/summary.md"
+cat "$OUT/summary.md"
