@@ -14,7 +14,10 @@ use clap::{Parser, Subcommand};
 use serde::Serialize;
 
 #[derive(Parser)]
-#[command(name = "integro-bench", about = "Load generator for Integro's webhook ingest")]
+#[command(
+    name = "integro-bench",
+    about = "Load generator for Integro's webhook ingest"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -83,7 +86,9 @@ struct Percentiles {
 fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         match cli.command {
             Command::Ingest(args) => {
@@ -157,7 +162,9 @@ fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
+                out.push(b as char)
+            }
             b' ' => out.push('+'),
             _ => out.push_str(&format!("%{b:02X}")),
         }
@@ -176,7 +183,12 @@ struct Shared {
 
 async fn post(shared: &Shared) -> bool {
     let seq = shared.seq.fetch_add(1, Ordering::Relaxed);
-    let (body, signature) = webhook(seq, shared.args.contacts, &shared.args.token, &shared.sign_url);
+    let (body, signature) = webhook(
+        seq,
+        shared.args.contacts,
+        &shared.args.token,
+        &shared.sign_url,
+    );
     let res = shared
         .client
         .post(&shared.args.url)
@@ -318,7 +330,10 @@ async fn mock_provider(listen: &str) -> anyhow::Result<()> {
                 }
             }),
         )
-        .route("/count", get(move || async move { sent.load(Ordering::Relaxed).to_string() }));
+        .route(
+            "/count",
+            get(move || async move { sent.load(Ordering::Relaxed).to_string() }),
+        );
     let listener = tokio::net::TcpListener::bind(listen).await?;
     eprintln!("mock provider on {listen}");
     axum::serve(listener, app).await?;
@@ -334,8 +349,17 @@ mod tests {
         let (a, sig) = webhook(1, 500, "tok", "https://h/x");
         let (b, _) = webhook(1, 500, "tok", "https://h/x");
         assert_ne!(a, b, "a new message id every time");
-        assert!((600..900).contains(&a.len()), "about 700 bytes: {}", a.len());
+        assert!(
+            (600..900).contains(&a.len()),
+            "about 700 bytes: {}",
+            a.len()
+        );
         let params = integro_channels::twilio::parse_form(a.as_bytes());
-        assert!(integro_channels::twilio::verify_signature("tok", "https://h/x", &params, &sig));
+        assert!(integro_channels::twilio::verify_signature(
+            "tok",
+            "https://h/x",
+            &params,
+            &sig
+        ));
     }
 }

@@ -70,6 +70,13 @@ impl Credentials {
             .ok_or_else(|| CredentialError(format!("the account has no `{name}` credential")))
     }
 
+    /// A credential a send needs; without it no attempt can succeed.
+    pub fn require(&self, name: &str) -> Result<&str, integro_core::SendError> {
+        self.get(name).map_err(|e| {
+            integro_core::SendError::permanent(Some("missing_credential".into()), e.to_string())
+        })
+    }
+
     /// Checks `given` against the fields of `kind`: every required field is
     /// present and non-empty, and nothing unknown is there.
     pub fn validate(

@@ -8,7 +8,7 @@ use integro_core::{
 use serde_json::{Value, json};
 
 use crate::credentials::Credentials;
-use crate::{ParseError, ProviderUrls, http, meta};
+use crate::{ParseError, ProviderUrls, meta};
 
 /// The events of a webhook, for the account whose Instagram professional
 /// account id is `ig_user_id` (entries for other accounts in a batch are
@@ -138,13 +138,8 @@ pub async fn send(
     creds: &Credentials,
     msg: &OutboundMessage,
 ) -> Result<String, SendError> {
-    let cred = |name| {
-        creds
-            .get(name)
-            .map_err(|e| SendError::permanent(None, e.to_string()))
-    };
-    let ig_user_id = cred("ig_user_id")?;
-    let token = cred("access_token")?;
+    let ig_user_id = creds.require("ig_user_id")?;
+    let token = creds.require("access_token")?;
     if msg.template.is_some() {
         return Err(SendError::permanent(
             None,
@@ -156,25 +151,7 @@ pub async fn send(
         urls.instagram.trim_end_matches('/'),
         urls.graph_version
     );
-    let res = client
-        .post(url)
-        .bearer_auth(token)
-        .json(&request_body(msg))
-        .send()
-        .await
-        .map_err(http::transport)?;
-    let status = res.status();
-    let headers = res.headers().clone();
-    let body = res.text().await.map_err(http::transport)?;
-    if !status.is_success() {
-        return Err(meta::graph_error(status, &headers, &body));
-    }
-    let v: Value = serde_json::from_str(&body)
-        .map_err(|e| SendError::retryable(None, format!("unreadable answer: {e}")))?;
-    v["message_id"]
-        .as_str()
-        .map(String::from)
-        .ok_or_else(|| SendError::retryable(None, "the answer has no message_id"))
+    meta::send_json(client, url, token, &request_body(msg), "/message_id").await
 }
 
 #[cfg(test)]

@@ -68,6 +68,36 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// POSTs a JSON request to the Graph API with `token`; returns the string at
+/// `id_pointer` (a JSON pointer) in the answer: the message id.
+pub async fn send_json(
+    client: &reqwest::Client,
+    url: String,
+    token: &str,
+    body: &serde_json::Value,
+    id_pointer: &str,
+) -> Result<String, SendError> {
+    let res = client
+        .post(url)
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .map_err(http::transport)?;
+    let status = res.status();
+    let headers = res.headers().clone();
+    let text = res.text().await.map_err(http::transport)?;
+    if !status.is_success() {
+        return Err(graph_error(status, &headers, &text));
+    }
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| SendError::retryable(None, format!("unreadable answer: {e}")))?;
+    v.pointer(id_pointer)
+        .and_then(|id| id.as_str())
+        .map(String::from)
+        .ok_or_else(|| SendError::retryable(None, format!("the answer has no {id_pointer}")))
+}
+
 /// Graph API error codes worth retrying: throttling and transient faults.
 const RETRYABLE_CODES: &[i64] = &[1, 2, 4, 17, 32, 613, 80007, 130429, 131000, 131056, 133004];
 

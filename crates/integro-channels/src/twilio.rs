@@ -182,14 +182,9 @@ pub async fn send(
     status_callback: Option<&str>,
     msg: &OutboundMessage,
 ) -> Result<String, SendError> {
-    let cred = |name| {
-        creds
-            .get(name)
-            .map_err(|e| SendError::permanent(None, e.to_string()))
-    };
-    let account_sid = cred("account_sid")?;
-    let auth_token = cred("auth_token")?;
-    let from = cred("phone_number")?;
+    let account_sid = creds.require("account_sid")?;
+    let auth_token = creds.require("auth_token")?;
+    let from = creds.require("phone_number")?;
     let mut form: Vec<(&str, String)> = vec![
         ("To", format!("whatsapp:{}", strip_whatsapp(&msg.to))),
         ("From", format!("whatsapp:{}", strip_whatsapp(from))),

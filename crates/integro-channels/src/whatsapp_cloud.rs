@@ -8,7 +8,7 @@ use integro_core::{
 use serde_json::{Value, json};
 
 use crate::credentials::Credentials;
-use crate::{ParseError, ProviderUrls, http, meta};
+use crate::{ParseError, ProviderUrls, meta};
 
 const MEDIA_KINDS: &[&str] = &["image", "audio", "video", "document", "sticker"];
 
@@ -172,37 +172,14 @@ pub async fn send(
     creds: &Credentials,
     msg: &OutboundMessage,
 ) -> Result<String, SendError> {
-    let cred = |name| {
-        creds
-            .get(name)
-            .map_err(|e| SendError::permanent(None, e.to_string()))
-    };
-    let phone_number_id = cred("phone_number_id")?;
-    let token = cred("access_token")?;
+    let phone_number_id = creds.require("phone_number_id")?;
+    let token = creds.require("access_token")?;
     let url = format!(
         "{}/{}/{phone_number_id}/messages",
         urls.graph.trim_end_matches('/'),
         urls.graph_version
     );
-    let res = client
-        .post(url)
-        .bearer_auth(token)
-        .json(&request_body(msg))
-        .send()
-        .await
-        .map_err(http::transport)?;
-    let status = res.status();
-    let headers = res.headers().clone();
-    let body = res.text().await.map_err(http::transport)?;
-    if !status.is_success() {
-        return Err(meta::graph_error(status, &headers, &body));
-    }
-    let v: Value = serde_json::from_str(&body)
-        .map_err(|e| SendError::retryable(None, format!("unreadable answer: {e}")))?;
-    v["messages"][0]["id"]
-        .as_str()
-        .map(String::from)
-        .ok_or_else(|| SendError::retryable(None, "the answer has no messages[0].id"))
+    meta::send_json(client, url, token, &request_body(msg), "/messages/0/id").await
 }
 
 #[cfg(test)]

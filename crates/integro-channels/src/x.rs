@@ -278,15 +278,10 @@ pub async fn send(
     creds: &Credentials,
     msg: &OutboundMessage,
 ) -> Result<String, SendError> {
-    let cred = |name| {
-        creds
-            .get(name)
-            .map_err(|e| SendError::permanent(None, e.to_string()))
-    };
-    let consumer_key = cred("consumer_key")?;
-    let consumer_secret = cred("consumer_secret")?;
-    let token = cred("access_token")?;
-    let token_secret = cred("access_token_secret")?;
+    let consumer_key = creds.require("consumer_key")?;
+    let consumer_secret = creds.require("consumer_secret")?;
+    let token = creds.require("access_token")?;
+    let token_secret = creds.require("access_token_secret")?;
     let body = dm_body(msg)?;
     let url = format!(
         "{}/2/dm_conversations/with/{}/messages",

@@ -144,13 +144,8 @@ async fn handshake(
         })
     }
     .await;
-    match result {
-        Ok(challenge) => {
-            hook.verified(&state, (StatusCode::OK, challenge).into_response())
-                .await
-        }
-        Err(rejection) => hook.reject(&state, rejection).await,
-    }
+    let result = result.map(|challenge| (StatusCode::OK, challenge).into_response());
+    hook.handshake(&state, result).await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -182,16 +177,6 @@ async fn events(
         Ok((account, events))
     }
     .await;
-    match result {
-        Ok((account, events)) => {
-            hook.accept(
-                &state,
-                &account,
-                events,
-                (StatusCode::OK, "EVENT_RECEIVED").into_response(),
-            )
-            .await
-        }
-        Err(rejection) => hook.reject(&state, rejection).await,
-    }
+    let ok = (StatusCode::OK, "EVENT_RECEIVED").into_response();
+    hook.events(&state, result, ok).await
 }

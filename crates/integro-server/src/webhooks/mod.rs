@@ -194,8 +194,32 @@ impl Hook {
         )
     }
 
-    /// Records a handshake answered (subscription verification, CRC).
-    pub async fn verified(self, state: &AppState, response: Response) -> Response {
+    /// Answers a handshake (subscription verification, CRC), or its refusal.
+    pub async fn handshake(
+        self,
+        state: &AppState,
+        result: Result<Response, Rejection>,
+    ) -> Response {
+        match result {
+            Ok(response) => self.verified(state, response).await,
+            Err(rejection) => self.reject(state, rejection).await,
+        }
+    }
+
+    /// Stores the events and answers `ok`, or answers the refusal.
+    pub async fn events(
+        self,
+        state: &AppState,
+        result: Result<(Account, Vec<InboundEvent>), Rejection>,
+        ok: Response,
+    ) -> Response {
+        match result {
+            Ok((account, events)) => self.accept(state, &account, events, ok).await,
+            Err(rejection) => self.reject(state, rejection).await,
+        }
+    }
+
+    async fn verified(self, state: &AppState, response: Response) -> Response {
         if let Err(e) =
             webhook_logs::record(&state.db, self.log(StatusCode::OK, "verified", None)).await
         {
@@ -206,7 +230,7 @@ impl Hook {
 
     /// Stores the events, their jobs and the log entry (in a group commit);
     /// answers with `ok` only once they are durable.
-    pub async fn accept(
+    async fn accept(
         self,
         state: &AppState,
         account: &Account,

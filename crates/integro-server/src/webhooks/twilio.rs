@@ -50,18 +50,15 @@ async fn twilio_webhook(
     body: Body,
 ) -> Response {
     let mut hook = Hook::new("twilio", method, uri, headers);
-    match handle(&state, &mut hook, &account_id, body).await {
-        Ok((account, events)) => {
-            let ok = (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "text/xml")],
-                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>",
-            )
-                .into_response();
-            hook.accept(&state, &account, events, ok).await
-        }
-        Err(rejection) => hook.reject(&state, rejection).await,
-    }
+    let result = handle(&state, &mut hook, &account_id, body).await;
+    // An empty TwiML answer: the reply goes out later through the API.
+    let ok = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/xml")],
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>",
+    )
+        .into_response();
+    hook.events(&state, result, ok).await
 }
 
 async fn handle(

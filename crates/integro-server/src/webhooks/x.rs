@@ -44,13 +44,9 @@ async fn x_crc(
         Ok(x::crc_response(secret, &token))
     }
     .await;
-    match result {
-        Ok(token) => {
-            let body = Json(serde_json::json!({ "response_token": token })).into_response();
-            hook.verified(&state, body).await
-        }
-        Err(rejection) => hook.reject(&state, rejection).await,
-    }
+    let result =
+        result.map(|token| Json(serde_json::json!({ "response_token": token })).into_response());
+    hook.handshake(&state, result).await
 }
 
 /// X Account Activity events: direct messages and mentions.
@@ -83,11 +79,6 @@ async fn x_webhook(
         Ok((account, events))
     }
     .await;
-    match result {
-        Ok((account, events)) => {
-            hook.accept(&state, &account, events, StatusCode::OK.into_response())
-                .await
-        }
-        Err(rejection) => hook.reject(&state, rejection).await,
-    }
+    hook.events(&state, result, StatusCode::OK.into_response())
+        .await
 }
