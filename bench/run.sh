@@ -5,6 +5,7 @@
 #
 # usage: bench/run.sh [DURATION_S]        (default 10 s per case)
 # env:   PG_ADMIN_URL (postgres://postgres@127.0.0.1:5432/postgres)  CONCURRENCY (64)
+#        CASES: a subset of "ref-ok ref-sqlite-batch ref-pg-batch integro-sqlite integro-pg" (default all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -77,15 +78,22 @@ integro() {  # LABEL DATABASE_URL(empty for SQLite)
   unset INTEGRO_DATABASE_URL
 }
 
-psql_admin() { psql "$PG_ADMIN_URL" -qAt -c "$1" >/dev/null; }
+psql_admin() { psql "$PG_ADMIN_URL" -qAt -c "$1" >/dev/null 2>&1; }
+want() { [[ -z ${CASES:-} || " $CASES " == *" $1 "* ]]; }
 
-reference ok ref-ok
-reference sqlite-batch ref-sqlite-batch SQLITE_PATH=$WORK/ref.db SQLITE_SYNC=full BATCH_WINDOW_US=0
-psql_admin "DROP DATABASE IF EXISTS integro_bench_ref" && psql_admin "CREATE DATABASE integro_bench_ref"
-reference pg-batch ref-pg-batch PG_URL=$PG_BASE/integro_bench_ref BATCH_WINDOW_US=0
-integro integro-sqlite ""
-psql_admin "DROP DATABASE IF EXISTS integro_bench" && psql_admin "CREATE DATABASE integro_bench"
-integro integro-pg "$PG_BASE/integro_bench"
+if want ref-ok; then reference ok ref-ok; fi
+if want ref-sqlite-batch; then
+  reference sqlite-batch ref-sqlite-batch SQLITE_PATH=$WORK/ref.db SQLITE_SYNC=full BATCH_WINDOW_US=0
+fi
+if want ref-pg-batch; then
+  psql_admin "DROP DATABASE IF EXISTS integro_bench_ref"; psql_admin "CREATE DATABASE integro_bench_ref"
+  reference pg-batch ref-pg-batch PG_URL=$PG_BASE/integro_bench_ref BATCH_WINDOW_US=0
+fi
+if want integro-sqlite; then integro integro-sqlite ""; fi
+if want integro-pg; then
+  psql_admin "DROP DATABASE IF EXISTS integro_bench"; psql_admin "CREATE DATABASE integro_bench"
+  integro integro-pg "$PG_BASE/integro_bench"
+fi
 
 python3 "$ROOT/bench/summarize.py" "$OUT/results.jsonl" "$(git rev-parse --short HEAD)" > "$OUT/summary.md"
 cat "$OUT/summary.md"

@@ -62,6 +62,9 @@ pub struct Config {
     pub x_api_base: String,
     /// `INTEGRO_PROVIDER_TIMEOUT_SECS`: a provider call taking longer is retried.
     pub provider_timeout_secs: u64,
+    /// `INTEGRO_MAX_IN_FLIGHT`: requests handled at once; past it, 503 with
+    /// `Retry-After` (providers deliver again) instead of piling up memory.
+    pub max_in_flight: usize,
     /// `INTEGRO_WORKERS`: jobs run at once by this process (0: `serve` runs no workers).
     pub workers: usize,
     /// `INTEGRO_WEBHOOK_LOG_RETENTION_DAYS`: how long the webhook log keeps entries.
@@ -95,6 +98,7 @@ impl Default for Config {
             x_api_base: "https://api.x.com".into(),
             provider_timeout_secs: 15,
             workers: 16,
+            max_in_flight: 2048,
             webhook_log_retention_days: 7,
         }
     }

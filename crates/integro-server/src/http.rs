@@ -1,13 +1,15 @@
 //! The HTTP stack around the API: request ids, tracing, metrics, problem
 //! details for bare errors, security headers, CORS, timeout and body limit.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -16,7 +18,7 @@ use tower_http::trace::TraceLayer;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::config::Config;
-use crate::error::problem_for_bare_errors;
+use crate::error::{ApiError, problem_for_bare_errors};
 use crate::extract::{REQUEST_ID_HEADER, TENANT_HEADER};
 use crate::state::AppState;
 
@@ -60,7 +62,9 @@ pub fn router(state: AppState) -> Router {
 
     // Bodies are limited where they are read: by extractors for the API
     // (DefaultBodyLimit), by the webhook handlers themselves, which log the refusal.
+    let in_flight = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
     app.layer(middleware::from_fn(record_metrics))
+        .layer(middleware::from_fn_with_state(in_flight, shed_load))
         .layer(DefaultBodyLimit::max(config.body_limit_bytes))
         .layer(layers)
 }
@@ -82,6 +86,28 @@ async fn record_metrics(req: Request, next: Next) -> Response {
     metrics::histogram!("http_request_duration_seconds", &labels)
         .record(start.elapsed().as_secs_f64());
     response
+}
+
+/// Past the in-flight limit, answers 503 at once: a provider delivers the
+/// webhook again later, and memory stays bounded under any load.
+async fn shed_load(State(in_flight): State<Arc<Semaphore>>, req: Request, next: Next) -> Response {
+    let exempt = matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics");
+    match in_flight.try_acquire() {
+        Ok(_permit) => next.run(req).await,
+        Err(_) if exempt => next.run(req).await,
+        Err(_) => {
+            metrics::counter!("integro_requests_shed_total").increment(1);
+            ApiError {
+                retry_after_secs: Some(1),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "overloaded",
+                    "too many requests in flight; retry shortly",
+                )
+            }
+            .into_response()
+        }
+    }
 }
 
 async fn security_headers(req: Request, next: Next) -> Response {

@@ -1,9 +1,9 @@
 //! Group commit for webhooks. Each webhook must be durable before it is
 //! answered, and a durable commit costs a disk flush; so webhooks that arrive
 //! together are stored together: a writer takes whatever is queued, stores
-//! each item under its own savepoint in one transaction, commits once, then
-//! answers them all. Nothing waits for a batch to fill: a lone webhook is
-//! committed at once.
+//! it all in one transaction, commits once, then answers them all (should the
+//! batch fail, each webhook is tried again on its own). Nothing waits for a
+//! batch to fill: a lone webhook is committed at once.
 
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ use integro_core::InboundEvent;
 use integro_store::accounts::Account;
 use integro_store::conversations::{self, Ingested};
 use integro_store::webhook_logs::{self, NewWebhookLog};
-use integro_store::{Backend, Db, StoreError};
+use integro_store::{Backend, Db, StoreError, jobs};
 use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 
 /// Items stored in one transaction at most.
@@ -75,74 +75,58 @@ async fn write_batches(db: Db, rx: Arc<Mutex<mpsc::Receiver<Item>>>, wake: Arc<N
             batch
         };
         metrics::histogram!("integro_ingest_batch_size").record(batch.len() as f64);
-        match store_batch(&db, batch).await {
-            Ok(replies) => {
-                for (reply, outcome) in replies {
-                    let _ = reply.send(outcome);
+        let outcomes = match store_together(&db, &batch).await {
+            Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+            // One bad item must not sink the others: store each on its own.
+            Err(e) if batch.len() > 1 => {
+                tracing::warn!(error = %e, items = batch.len(), "a batch failed; storing its webhooks one by one");
+                let mut outcomes = Vec::with_capacity(batch.len());
+                for item in &batch {
+                    let one = store_together(&db, std::slice::from_ref(item)).await;
+                    outcomes.push(one.map(|o| o[0]).map_err(|e| e.to_string()));
                 }
-                wake.notify_one();
+                outcomes
             }
-            Err((replies, e)) => {
-                tracing::error!(error = %e, "committing a batch of webhooks failed");
-                for reply in replies {
-                    let _ = reply.send(Err(format!("could not store the webhook: {e}")));
-                }
-            }
+            Err(e) => vec![Err(e.to_string())],
+        };
+        let mut stored = false;
+        for (item, outcome) in batch.into_iter().zip(outcomes) {
+            stored |= outcome.is_ok();
+            let _ = item.reply.send(outcome);
+        }
+        if stored {
+            wake.notify_one();
         }
     }
 }
 
-type Replies = Vec<(
-    oneshot::Sender<Result<&'static str, String>>,
-    Result<&'static str, String>,
-)>;
-
-async fn store_batch(
-    db: &Db,
-    batch: Vec<Item>,
-) -> Result<
-    Replies,
-    (
-        Vec<oneshot::Sender<Result<&'static str, String>>>,
-        StoreError,
-    ),
-> {
-    let mut replies = Vec::with_capacity(batch.len());
-    let mut senders_on_failure = Vec::new();
-    let mut tx = match db.begin().await {
-        Ok(tx) => tx,
-        Err(e) => return Err((batch.into_iter().map(|i| i.reply).collect(), e)),
-    };
-    for item in batch {
-        let outcome = store_one(&mut tx, &item).await;
-        replies.push((item.reply, outcome));
-    }
-    if let Err(e) = tx.commit().await {
-        senders_on_failure.extend(replies.into_iter().map(|(r, _)| r));
-        return Err((senders_on_failure, StoreError::from(e)));
-    }
-    Ok(replies)
-}
-
-/// One webhook under its own savepoint: a failure undoes it alone.
-async fn store_one(tx: &mut integro_store::Tx<'_>, item: &Item) -> Result<&'static str, String> {
-    let mut sp = integro_store::db::savepoint(tx)
-        .await
-        .map_err(|e| e.to_string())?;
-    let result = async {
+/// Stores `items` in one transaction: their messages, then every reply job
+/// and log entry with one statement each. All or nothing.
+async fn store_together(db: &Db, items: &[Item]) -> Result<Vec<&'static str>, StoreError> {
+    let mut tx = db.begin().await?;
+    let mut jobs = Vec::with_capacity(items.len());
+    let mut logs = Vec::with_capacity(items.len());
+    let mut outcomes = Vec::with_capacity(items.len());
+    for item in items {
         let mut stored = 0;
         for event in &item.events {
             match event {
                 InboundEvent::Message(m) => {
-                    if let Ingested::Stored { .. } =
-                        conversations::ingest(&mut sp, &item.account, m, item.request_id.as_deref())
-                            .await?
-                    {
+                    let request_id = item.request_id.as_deref();
+                    let ingested = conversations::ingest_deferring_job(
+                        &mut tx,
+                        &item.account,
+                        m,
+                        request_id,
+                        &mut jobs,
+                    )
+                    .await?;
+                    if let Ingested::Stored { .. } = ingested {
                         stored += 1;
                     }
                 }
                 InboundEvent::Status(s) => {
-                    conversations::apply_status(&mut sp, item.account.id, s).await?;
+                    conversations::apply_status(&mut tx, item.account.id, s).await?;
                 }
             }
         }
@@ -155,22 +139,14 @@ async fn store_one(tx: &mut integro_store::Tx<'_>, item: &Item) -> Result<&'stat
         } else {
             "accepted"
         };
-        let log = NewWebhookLog {
+        logs.push(NewWebhookLog {
             outcome,
             ..item.log.clone()
-        };
-        webhook_logs::record_in(&mut sp, log).await?;
-        Ok::<_, StoreError>(outcome)
+        });
+        outcomes.push(outcome);
     }
-    .await;
-    match result {
-        Ok(outcome) => {
-            sp.commit().await.map_err(|e| e.to_string())?;
-            Ok(outcome)
-        }
-        Err(e) => {
-            let _ = sp.rollback().await;
-            Err(e.to_string())
-        }
-    }
+    jobs::enqueue_many(&mut tx, jobs).await?;
+    webhook_logs::record_many(&mut tx, logs).await?;
+    tx.commit().await?;
+    Ok(outcomes)
 }

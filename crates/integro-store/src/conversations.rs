@@ -123,6 +123,21 @@ pub async fn ingest(
     msg: &InboundMessage,
     request_id: Option<&str>,
 ) -> Result<Ingested, StoreError> {
+    let mut jobs = Vec::with_capacity(1);
+    let outcome = ingest_deferring_job(tx, account, msg, request_id, &mut jobs).await?;
+    jobs::enqueue_many(tx, jobs).await?;
+    Ok(outcome)
+}
+
+/// [`ingest`], leaving the reply job in `jobs` for the caller to enqueue
+/// (with others, in one statement) before the transaction commits.
+pub async fn ingest_deferring_job(
+    tx: &mut Tx<'_>,
+    account: &Account,
+    msg: &InboundMessage,
+    request_id: Option<&str>,
+    jobs: &mut Vec<NewJob<'static>>,
+) -> Result<Ingested, StoreError> {
     let now = now_ms();
     let (tenant, account_id) = (account.tenant_id.to_string(), account.id.to_string());
     let message_id = new_id();
@@ -154,11 +169,12 @@ pub async fn ingest(
     .bind(now)
     .fetch_one(&mut **tx)
     .await?;
-    sqlx::query(
+    let conversation_id: String = sqlx::query_scalar(
         "INSERT INTO conversations (id, tenant_id, account_id, bot_id, contact_id, state, last_inbound_at, last_message_at, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, 'bot', $6, $6, $6, $6) \
          ON CONFLICT (account_id, contact_id) WHERE closed_at IS NULL DO UPDATE SET \
-           last_inbound_at = excluded.last_inbound_at, last_message_at = excluded.last_message_at, updated_at = excluded.updated_at",
+           last_inbound_at = excluded.last_inbound_at, last_message_at = excluded.last_message_at, updated_at = excluded.updated_at \
+         RETURNING id",
     )
     .bind(new_id().to_string())
     .bind(&tenant)
@@ -166,13 +182,6 @@ pub async fn ingest(
     .bind(account.bot_id.to_string())
     .bind(&contact_id)
     .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    let conversation_id: String = sqlx::query_scalar(
-        "SELECT id FROM conversations WHERE account_id = $1 AND contact_id = $2 AND closed_at IS NULL",
-    )
-    .bind(&account_id)
-    .bind(&contact_id)
     .fetch_one(&mut **tx)
     .await?;
     // The unique index settles a race between two deliveries of one message.
@@ -198,18 +207,14 @@ pub async fn ingest(
         return Ok(Ingested::Duplicate);
     }
     let conversation_id = parse_id(&conversation_id)?;
-    jobs::enqueue(
-        tx,
-        NewJob {
-            kind: REPLY_JOB,
-            payload: json!({ "message_id": message_id, "request_id": request_id }),
-            tenant_id: Some(account.tenant_id),
-            queue_key: Some(conversation_id.to_string()),
-            max_attempts: REPLY_ATTEMPTS,
-            run_at: None,
-        },
-    )
-    .await?;
+    jobs.push(NewJob {
+        kind: REPLY_JOB,
+        payload: json!({ "message_id": message_id, "request_id": request_id }),
+        tenant_id: Some(account.tenant_id),
+        queue_key: Some(conversation_id.to_string()),
+        max_attempts: REPLY_ATTEMPTS,
+        run_at: None,
+    });
     Ok(Ingested::Stored {
         message_id,
         conversation_id,

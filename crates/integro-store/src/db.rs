@@ -257,13 +257,6 @@ impl FromStr for Backend {
     }
 }
 
-/// A savepoint inside `tx`: committing it keeps its work in `tx`; rolling it
-/// back undoes that work alone.
-pub async fn savepoint<'a>(tx: &'a mut Tx<'_>) -> Result<Tx<'a>, StoreError> {
-    use sqlx::Acquire;
-    Ok(tx.begin().await?)
-}
-
 /// Current time as stored: Unix milliseconds.
 pub fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64

@@ -145,6 +145,49 @@ pub async fn enqueue(tx: &mut Tx<'_>, job: NewJob<'_>) -> Result<Uuid, StoreErro
     Ok(id)
 }
 
+/// Enqueues several jobs with one statement (group commits of webhooks).
+pub async fn enqueue_many(tx: &mut Tx<'_>, jobs: Vec<NewJob<'_>>) -> Result<(), StoreError> {
+    // 9 parameters a row; well under both databases' limits at 256 rows.
+    for chunk in jobs.chunks(256) {
+        let now = now_ms();
+        let mut sql = String::from(
+            "INSERT INTO jobs (id, tenant_id, kind, payload, queue_key, state, attempts, max_attempts, run_at, created_at, updated_at) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            let b = i * 8;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${}, ${}, 'ready', 0, ${}, ${}, ${}, ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7,
+                b + 8,
+                b + 8
+            ));
+        }
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for job in chunk {
+            q = q
+                .bind(new_id().to_string())
+                .bind(job.tenant_id.map(|t| t.to_string()))
+                .bind(job.kind.to_string())
+                .bind(job.payload.to_string())
+                .bind(job.queue_key.clone())
+                .bind(job.max_attempts.max(1))
+                .bind(job.run_at.unwrap_or(now))
+                .bind(now);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
 /// Leases up to `limit` due jobs to `owner` for `lease_ms`. A job is due when
 /// it is ready and its time has come, or running with an expired lease (its
 /// worker died). A job waits while an older job of its queue key is not

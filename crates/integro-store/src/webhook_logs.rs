@@ -50,9 +50,45 @@ pub struct NewWebhookLog {
     pub request_id: Option<String>,
 }
 
-/// Records inside a transaction (an accepted webhook: one commit for all).
-pub async fn record_in(tx: &mut Tx<'_>, log: NewWebhookLog) -> Result<(), StoreError> {
-    insert(&mut **tx, log).await
+/// Records several entries with one statement (group commits of webhooks).
+pub async fn record_many(tx: &mut Tx<'_>, logs: Vec<NewWebhookLog>) -> Result<(), StoreError> {
+    const COLUMNS: usize = 14;
+    for chunk in logs.chunks(256) {
+        let mut sql = String::from(
+            "INSERT INTO webhook_logs (id, tenant_id, account_id, channel, method, path, headers_json, body, status, duration_us, \
+             outcome, error, request_id, created_at) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            let params: Vec<String> = (1..=COLUMNS)
+                .map(|c| format!("${}", i * COLUMNS + c))
+                .collect();
+            sql.push_str(&format!("({})", params.join(", ")));
+        }
+        let now = now_ms();
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for log in chunk.iter().cloned() {
+            q = q
+                .bind(new_id().to_string())
+                .bind(log.tenant_id.map(|t| t.to_string()))
+                .bind(log.account_id.map(|a| a.to_string()))
+                .bind(log.channel)
+                .bind(log.method)
+                .bind(log.path)
+                .bind(log.headers.to_string())
+                .bind(truncate(log.body))
+                .bind(log.status as i64)
+                .bind(log.duration_us)
+                .bind(log.outcome)
+                .bind(log.error)
+                .bind(log.request_id)
+                .bind(now);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 /// Records on its own (a rejected webhook).
@@ -64,17 +100,7 @@ async fn insert<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
     executor: E,
     log: NewWebhookLog,
 ) -> Result<(), StoreError> {
-    let body = log.body.map(|b| {
-        if b.len() > MAX_BODY_CHARS {
-            let mut cut = MAX_BODY_CHARS;
-            while !b.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            format!("{}…[truncated]", &b[..cut])
-        } else {
-            b
-        }
-    });
+    let body = truncate(log.body);
     sqlx::query(
         "INSERT INTO webhook_logs (id, tenant_id, account_id, channel, method, path, headers_json, body, status, duration_us, \
          outcome, error, request_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
@@ -96,6 +122,20 @@ async fn insert<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
     .execute(executor)
     .await?;
     Ok(())
+}
+
+fn truncate(body: Option<String>) -> Option<String> {
+    body.map(|b| {
+        if b.len() > MAX_BODY_CHARS {
+            let mut cut = MAX_BODY_CHARS;
+            while !b.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            format!("{}…[truncated]", &b[..cut])
+        } else {
+            b
+        }
+    })
 }
 
 type Row = (
