@@ -257,6 +257,19 @@ impl FromStr for Backend {
     }
 }
 
+/// The `n`th bind parameter of a long statement (multi-row inserts). SQLite
+/// gets plain `?`: sqlx looks up each numbered parameter by name, which costs
+/// time proportional to the parameter count, for every parameter.
+pub fn param(tx: &Tx<'_>, n: usize) -> String {
+    use sqlx::AnyConnection;
+    let conn: &AnyConnection = tx;
+    if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+        "?".to_string()
+    } else {
+        format!("${n}")
+    }
+}
+
 /// Current time as stored: Unix milliseconds.
 pub fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64

@@ -154,21 +154,13 @@ pub async fn enqueue_many(tx: &mut Tx<'_>, jobs: Vec<NewJob<'_>>) -> Result<(), 
             "INSERT INTO jobs (id, tenant_id, kind, payload, queue_key, state, attempts, max_attempts, run_at, created_at, updated_at) VALUES ",
         );
         for i in 0..chunk.len() {
-            let b = i * 8;
+            let p: Vec<String> = (1..=9).map(|c| crate::db::param(tx, i * 9 + c)).collect();
             if i > 0 {
                 sql.push_str(", ");
             }
             sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${}, 'ready', 0, ${}, ${}, ${}, ${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7,
-                b + 8,
-                b + 8
+                "({}, {}, {}, {}, {}, 'ready', 0, {}, {}, {}, {})",
+                p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8]
             ));
         }
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -181,6 +173,7 @@ pub async fn enqueue_many(tx: &mut Tx<'_>, jobs: Vec<NewJob<'_>>) -> Result<(), 
                 .bind(job.queue_key.clone())
                 .bind(job.max_attempts.max(1))
                 .bind(job.run_at.unwrap_or(now))
+                .bind(now)
                 .bind(now);
         }
         q.execute(&mut **tx).await?;
