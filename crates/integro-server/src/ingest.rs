@@ -100,41 +100,45 @@ async fn write_batches(db: Db, rx: Arc<Mutex<mpsc::Receiver<Item>>>, wake: Arc<N
     }
 }
 
-/// Stores `items` in one transaction: their messages, then every reply job
-/// and log entry with one statement each. All or nothing.
+/// Stores `items` in one transaction: their messages, their reply jobs and
+/// their log entries with one statement each. All or nothing.
 async fn store_together(db: &Db, items: &[Item]) -> Result<Vec<&'static str>, StoreError> {
     let mut tx = db.begin().await?;
-    let mut jobs = Vec::with_capacity(items.len());
-    let mut logs = Vec::with_capacity(items.len());
-    let mut outcomes = Vec::with_capacity(items.len());
-    for item in items {
-        let mut stored = 0;
+    let mut inbound = Vec::new();
+    let mut owners = Vec::new();
+    for (n, item) in items.iter().enumerate() {
         for event in &item.events {
             match event {
                 InboundEvent::Message(m) => {
-                    let request_id = item.request_id.as_deref();
-                    let ingested = conversations::ingest_deferring_job(
-                        &mut tx,
-                        &item.account,
-                        m,
-                        request_id,
-                        &mut jobs,
-                    )
-                    .await?;
-                    if let Ingested::Stored { .. } = ingested {
-                        stored += 1;
-                    }
+                    inbound.push(conversations::Inbound {
+                        account: &item.account,
+                        message: m,
+                        request_id: item.request_id.as_deref(),
+                    });
+                    owners.push(n);
                 }
                 InboundEvent::Status(s) => {
                     conversations::apply_status(&mut tx, item.account.id, s).await?;
                 }
             }
         }
+    }
+    let mut jobs = Vec::with_capacity(inbound.len());
+    let results = conversations::record_inbound(&mut tx, &inbound, &mut jobs).await?;
+    let mut stored = vec![0usize; items.len()];
+    for (owner, result) in owners.iter().zip(&results) {
+        if matches!(result, Ingested::Stored { .. }) {
+            stored[*owner] += 1;
+        }
+    }
+    let mut logs = Vec::with_capacity(items.len());
+    let mut outcomes = Vec::with_capacity(items.len());
+    for (n, item) in items.iter().enumerate() {
         let has_messages = item
             .events
             .iter()
             .any(|e| matches!(e, InboundEvent::Message(_)));
-        let outcome = if has_messages && stored == 0 {
+        let outcome = if has_messages && stored[n] == 0 {
             "duplicate"
         } else {
             "accepted"

@@ -61,11 +61,17 @@ CREATE TABLE conversations (
 CREATE UNIQUE INDEX conversations_open ON conversations (account_id, contact_id) WHERE closed_at IS NULL;
 CREATE INDEX conversations_tenant ON conversations (tenant_id, id);
 
+-- An inbound message is stored as it arrives, with who sent it; a worker then
+-- files it into its contact's conversation (conversation_id is NULL until then),
+-- so that a webhook costs one row and its job.
 CREATE TABLE messages (
     id                   TEXT PRIMARY KEY,
     tenant_id            TEXT NOT NULL,
-    conversation_id      TEXT NOT NULL REFERENCES conversations (id),
+    conversation_id      TEXT REFERENCES conversations (id),
     account_id           TEXT NOT NULL,
+    from_id              TEXT,
+    from_name            TEXT,
+    from_phone           TEXT,
     direction            TEXT NOT NULL,
     sender               TEXT NOT NULL,
     provider_message_id  TEXT,

@@ -82,8 +82,15 @@ pub enum Direction {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Message {
     pub id: Uuid,
-    pub conversation_id: Uuid,
+    #[serde(skip)]
+    pub tenant_id: Uuid,
+    /// Empty for an inbound message not yet filed by a worker (milliseconds).
+    pub conversation_id: Option<Uuid>,
     pub account_id: Uuid,
+    /// Inbound: the contact's id on the channel, name and phone number as sent.
+    pub from_id: Option<String>,
+    pub from_name: Option<String>,
+    pub from_phone: Option<String>,
     pub direction: Direction,
     /// `contact`, `bot` or `agent`.
     pub sender: String,
@@ -107,16 +114,21 @@ pub struct Message {
 /// What became of an inbound message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ingested {
-    Stored {
-        message_id: Uuid,
-        conversation_id: Uuid,
-    },
+    /// Stored, its reply job queued; it is filed into a conversation by the job.
+    Stored { message_id: Uuid },
     /// The provider sent it before: acknowledged, nothing more.
     Duplicate,
 }
 
-/// Stores an inbound message with its contact and conversation, and enqueues
-/// the job that answers it, inside the caller's transaction.
+/// An inbound message to store.
+pub struct Inbound<'a> {
+    pub account: &'a Account,
+    pub message: &'a InboundMessage,
+    pub request_id: Option<&'a str>,
+}
+
+/// Stores one inbound message and enqueues the job that answers it, inside
+/// the caller's transaction.
 pub async fn ingest(
     tx: &mut Tx<'_>,
     account: &Account,
@@ -124,34 +136,122 @@ pub async fn ingest(
     request_id: Option<&str>,
 ) -> Result<Ingested, StoreError> {
     let mut jobs = Vec::with_capacity(1);
-    let outcome = ingest_deferring_job(tx, account, msg, request_id, &mut jobs).await?;
+    let inbound = [Inbound {
+        account,
+        message: msg,
+        request_id,
+    }];
+    let outcome = record_inbound(tx, &inbound, &mut jobs).await?.remove(0);
     jobs::enqueue_many(tx, jobs).await?;
     Ok(outcome)
 }
 
-/// [`ingest`], leaving the reply job in `jobs` for the caller to enqueue
-/// (with others, in one statement) before the transaction commits.
-pub async fn ingest_deferring_job(
+/// Stores a batch of inbound messages with one statement; a message whose
+/// (account, provider id) is already stored is a duplicate and changes
+/// nothing. Leaves the reply jobs of the new ones in `jobs`, for the caller to
+/// enqueue before the transaction commits. Jobs of one contact run in order.
+pub async fn record_inbound(
     tx: &mut Tx<'_>,
-    account: &Account,
-    msg: &InboundMessage,
-    request_id: Option<&str>,
+    batch: &[Inbound<'_>],
     jobs: &mut Vec<NewJob<'static>>,
-) -> Result<Ingested, StoreError> {
+) -> Result<Vec<Ingested>, StoreError> {
+    const COLUMNS: usize = 13;
     let now = now_ms();
-    let (tenant, account_id) = (account.tenant_id.to_string(), account.id.to_string());
-    let message_id = new_id();
-    // A provider's retry costs one indexed read and changes nothing.
-    let seen: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM messages WHERE account_id = $1 AND direction = 'inbound' AND provider_message_id = $2",
-    )
-    .bind(&account_id)
-    .bind(&msg.provider_message_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    if seen.is_some() {
-        return Ok(Ingested::Duplicate);
+    // A provider may deliver one message twice within a batch: keep the first.
+    let mut seen = std::collections::HashSet::new();
+    let firsts: Vec<bool> = batch
+        .iter()
+        .map(|i| seen.insert((i.account.id, i.message.provider_message_id.as_str())))
+        .collect();
+    let rows: Vec<(&Inbound, Uuid)> = batch
+        .iter()
+        .zip(&firsts)
+        .filter(|(_, first)| **first)
+        .map(|(i, _)| (i, new_id()))
+        .collect();
+    let mut inserted = std::collections::HashSet::new();
+    for chunk in rows.chunks(200) {
+        let mut sql = String::from(
+            "INSERT INTO messages (id, tenant_id, conversation_id, account_id, from_id, from_name, from_phone, direction, sender, \
+             provider_message_id, kind, body, media_json, status, reply_to, request_id, created_at, updated_at) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            let p: Vec<String> = (1..=COLUMNS)
+                .map(|c| crate::db::param(tx, i * COLUMNS + c))
+                .collect();
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!(
+                "({}, {}, NULL, {}, {}, {}, {}, 'inbound', 'contact', {}, {}, {}, {}, 'received', NULL, {}, {}, {})",
+                p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[12]
+            ));
+        }
+        sql.push_str(
+            " ON CONFLICT (account_id, direction, provider_message_id) DO NOTHING RETURNING id",
+        );
+        let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+        for (i, id) in chunk {
+            let m = i.message;
+            q = q
+                .bind(id.to_string())
+                .bind(i.account.tenant_id.to_string())
+                .bind(i.account.id.to_string())
+                .bind(m.from.clone())
+                .bind(m.from_name.clone())
+                .bind(m.phone_e164.clone())
+                .bind(m.provider_message_id.clone())
+                .bind(m.kind.clone())
+                .bind(m.text.clone())
+                .bind(
+                    (!m.media.is_empty())
+                        .then(|| serde_json::to_string(&m.media).expect("serialisable")),
+                )
+                .bind(i.request_id.map(String::from))
+                .bind(now)
+                .bind(now);
+        }
+        inserted.extend(q.fetch_all(&mut **tx).await?);
     }
+    let mut ids = rows.iter().map(|(_, id)| *id);
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for (item, first) in batch.iter().zip(firsts) {
+        let id = if first { ids.next() } else { None };
+        match id.filter(|id| inserted.contains(&id.to_string())) {
+            Some(message_id) => {
+                jobs.push(NewJob {
+                    kind: REPLY_JOB,
+                    payload: json!({ "message_id": message_id, "request_id": item.request_id }),
+                    tenant_id: Some(item.account.tenant_id),
+                    queue_key: Some(format!("contact:{}:{}", item.account.id, item.message.from)),
+                    max_attempts: REPLY_ATTEMPTS,
+                    run_at: None,
+                });
+                outcomes.push(Ingested::Stored { message_id });
+            }
+            None => outcomes.push(Ingested::Duplicate),
+        }
+    }
+    Ok(outcomes)
+}
+
+/// Files a stored inbound message into its contact's open conversation
+/// (creating the contact and the conversation on first contact). Returns the
+/// conversation id; filing twice is harmless.
+pub async fn file_inbound(db: &Db, message: &Message, bot_id: Uuid) -> Result<Uuid, StoreError> {
+    if let Some(id) = message.conversation_id {
+        return Ok(id);
+    }
+    let from = message.from_id.clone().ok_or_else(|| {
+        StoreError::Conflict(format!("inbound message {} has no sender", message.id))
+    })?;
+    let (tenant, account_id) = (
+        message.tenant_id.to_string(),
+        message.account_id.to_string(),
+    );
+    let at = (message.created_at.unix_timestamp_nanos() / 1_000_000) as i64;
+    let now = now_ms();
+    let mut tx = db.begin().await?;
     let contact_id: String = sqlx::query_scalar(
         "INSERT INTO contacts (id, tenant_id, account_id, channel_user_id, display_name, phone_e164, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
@@ -163,15 +263,15 @@ pub async fn ingest_deferring_job(
     .bind(new_id().to_string())
     .bind(&tenant)
     .bind(&account_id)
-    .bind(&msg.from)
-    .bind(msg.from_name.clone())
-    .bind(msg.phone_e164.clone())
+    .bind(&from)
+    .bind(message.from_name.clone())
+    .bind(message.from_phone.clone())
     .bind(now)
-    .fetch_one(&mut **tx)
+    .fetch_one(&mut *tx)
     .await?;
     let conversation_id: String = sqlx::query_scalar(
         "INSERT INTO conversations (id, tenant_id, account_id, bot_id, contact_id, state, last_inbound_at, last_message_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, 'bot', $6, $6, $6, $6) \
+         VALUES ($1, $2, $3, $4, $5, 'bot', $6, $6, $7, $7) \
          ON CONFLICT (account_id, contact_id) WHERE closed_at IS NULL DO UPDATE SET \
            last_inbound_at = excluded.last_inbound_at, last_message_at = excluded.last_message_at, updated_at = excluded.updated_at \
          RETURNING id",
@@ -179,46 +279,20 @@ pub async fn ingest_deferring_job(
     .bind(new_id().to_string())
     .bind(&tenant)
     .bind(&account_id)
-    .bind(account.bot_id.to_string())
+    .bind(bot_id.to_string())
     .bind(&contact_id)
+    .bind(at)
     .bind(now)
-    .fetch_one(&mut **tx)
+    .fetch_one(&mut *tx)
     .await?;
-    // The unique index settles a race between two deliveries of one message.
-    let inserted = sqlx::query(
-        "INSERT INTO messages (id, tenant_id, conversation_id, account_id, direction, sender, provider_message_id, kind, body, \
-         media_json, status, reply_to, request_id, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, 'inbound', 'contact', $5, $6, $7, $8, 'received', NULL, $9, $10, $10) \
-         ON CONFLICT (account_id, direction, provider_message_id) DO NOTHING",
-    )
-    .bind(message_id.to_string())
-    .bind(&tenant)
-    .bind(&conversation_id)
-    .bind(&account_id)
-    .bind(&msg.provider_message_id)
-    .bind(&msg.kind)
-    .bind(msg.text.clone())
-    .bind((!msg.media.is_empty()).then(|| serde_json::to_string(&msg.media).expect("serialisable")))
-    .bind(request_id)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    if inserted.rows_affected() == 0 {
-        return Ok(Ingested::Duplicate);
-    }
-    let conversation_id = parse_id(&conversation_id)?;
-    jobs.push(NewJob {
-        kind: REPLY_JOB,
-        payload: json!({ "message_id": message_id, "request_id": request_id }),
-        tenant_id: Some(account.tenant_id),
-        queue_key: Some(conversation_id.to_string()),
-        max_attempts: REPLY_ATTEMPTS,
-        run_at: None,
-    });
-    Ok(Ingested::Stored {
-        message_id,
-        conversation_id,
-    })
+    sqlx::query("UPDATE messages SET conversation_id = $1, updated_at = $2 WHERE id = $3 AND conversation_id IS NULL")
+        .bind(&conversation_id)
+        .bind(now)
+        .bind(message.id.to_string())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    parse_id(&conversation_id)
 }
 
 /// What to send.
@@ -299,62 +373,52 @@ pub async fn queue_outbound(
     Ok(id)
 }
 
-type MessageRow = (
-    String,
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-    String,
-    Option<String>,
-    Option<String>,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    i64,
-    i64,
-);
-const MESSAGE_COLUMNS: &str = "id, conversation_id, account_id, direction, sender, provider_message_id, kind, body, media_json, \
-                               status, error_code, error_message, reply_to, created_at, updated_at";
+const MESSAGE_COLUMNS: &str = "id, tenant_id, conversation_id, account_id, from_id, from_name, from_phone, direction, sender, \
+                               provider_message_id, kind, body, media_json, status, error_code, error_message, reply_to, \
+                               created_at, updated_at";
 
-fn message_from_row(r: MessageRow) -> Result<Message, StoreError> {
+fn message_from_row(r: &sqlx::any::AnyRow) -> Result<Message, StoreError> {
+    use sqlx::Row;
+    let text = |i: usize| r.try_get::<String, _>(i);
+    let opt = |i: usize| r.try_get::<Option<String>, _>(i);
     Ok(Message {
-        id: parse_id(&r.0)?,
-        conversation_id: parse_id(&r.1)?,
-        account_id: parse_id(&r.2)?,
-        direction: if r.3 == "inbound" {
+        id: parse_id(&text(0)?)?,
+        tenant_id: parse_id(&text(1)?)?,
+        conversation_id: opt(2)?.as_deref().map(parse_id).transpose()?,
+        account_id: parse_id(&text(3)?)?,
+        from_id: opt(4)?,
+        from_name: opt(5)?,
+        from_phone: opt(6)?,
+        direction: if text(7)? == "inbound" {
             Direction::Inbound
         } else {
             Direction::Outbound
         },
-        sender: r.4,
-        provider_message_id: r.5,
-        kind: r.6,
-        body: r.7,
-        media: r
-            .8
+        sender: text(8)?,
+        provider_message_id: opt(9)?,
+        kind: text(10)?,
+        body: opt(11)?,
+        media: opt(12)?
             .and_then(|m| serde_json::from_str(&m).ok())
             .unwrap_or_default(),
-        status: r.9,
-        error_code: r.10,
-        error_message: r.11,
-        reply_to: r.12.as_deref().map(parse_id).transpose()?,
-        created_at: from_ms(r.13),
-        updated_at: from_ms(r.14),
+        status: text(13)?,
+        error_code: opt(14)?,
+        error_message: opt(15)?,
+        reply_to: opt(16)?.as_deref().map(parse_id).transpose()?,
+        created_at: from_ms(r.try_get(17)?),
+        updated_at: from_ms(r.try_get(18)?),
     })
 }
 
 /// A message by id, whatever its tenant (for workers, which got the id from a job).
 pub async fn message(db: &Db, id: Uuid) -> Result<Option<Message>, StoreError> {
-    let row: Option<MessageRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1"
     )))
     .bind(id.to_string())
     .fetch_optional(db.pool())
     .await?;
-    row.map(message_from_row).transpose()
+    row.as_ref().map(message_from_row).transpose()
 }
 
 /// The template stored as an outbound template message's body.
@@ -375,7 +439,7 @@ pub async fn messages(
     conversation_id: Uuid,
     page: &PageRequest,
 ) -> Result<Page<Message>, StoreError> {
-    let rows: Vec<MessageRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant_id = $1 AND conversation_id = $2 AND id > $3 ORDER BY id LIMIT $4"
     )))
     .bind(tenant_id.to_string())
@@ -386,7 +450,7 @@ pub async fn messages(
     .await?;
     let items = rows
         .into_iter()
-        .map(message_from_row)
+        .map(|r| message_from_row(&r))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Page::from_rows(items, page, |m| m.id))
 }

@@ -1,7 +1,7 @@
 //! A `reply` job: decide the answer to one inbound message and queue it.
 
 use integro_store::conversations::{self, ConversationState};
-use integro_store::{bots, jobs};
+use integro_store::{accounts, bots, jobs};
 use uuid::Uuid;
 
 use crate::pipeline::{Decision, ReplyContext};
@@ -14,7 +14,13 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<(), Failure> {
     let message = conversations::message(&worker.db, id)
         .await?
         .ok_or_else(|| Failure::Permanent(format!("message {id} does not exist")))?;
-    let conversation = conversations::conversation(&worker.db, message.conversation_id)
+    // Webhooks store the message alone, to be fast; it joins its contact's
+    // conversation here.
+    let account = accounts::get(&worker.db, message.tenant_id, message.account_id)
+        .await?
+        .ok_or_else(|| Failure::Permanent("the message's channel account was deleted".into()))?;
+    let conversation_id = conversations::file_inbound(&worker.db, &message, account.bot_id).await?;
+    let conversation = conversations::conversation(&worker.db, conversation_id)
         .await?
         .ok_or_else(|| Failure::Permanent("the message's conversation does not exist".into()))?;
     let bot = bots::get(&worker.db, conversation.tenant_id, conversation.bot_id).await?;

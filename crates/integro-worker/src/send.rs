@@ -31,7 +31,10 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<(), Failure> {
         // Sent by an earlier attempt whose completion was lost: not again.
         return finish(worker, job).await;
     }
-    let conversation = conversations::conversation(&worker.db, message.conversation_id)
+    let conversation_id = message
+        .conversation_id
+        .ok_or_else(|| Failure::Permanent("an outbound message without a conversation".into()))?;
+    let conversation = conversations::conversation(&worker.db, conversation_id)
         .await?
         .ok_or_else(|| Failure::Permanent("the message's conversation does not exist".into()))?;
     let Some(account) =

@@ -47,7 +47,6 @@ pub struct WebMessage {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WebAccepted {
     pub message_id: Option<Uuid>,
-    pub conversation_id: Option<Uuid>,
     /// True when this message id was seen before (nothing more was done).
     pub duplicate: bool,
 }
@@ -123,14 +122,10 @@ async fn post_message(
     tx.commit().await?;
     state.wake.notify_one();
     Ok(match outcome {
-        Ingested::Stored {
-            message_id,
-            conversation_id,
-        } => (
+        Ingested::Stored { message_id } => (
             StatusCode::ACCEPTED,
             Json(WebAccepted {
                 message_id: Some(message_id),
-                conversation_id: Some(conversation_id),
                 duplicate: false,
             }),
         ),
@@ -138,7 +133,6 @@ async fn post_message(
             StatusCode::OK,
             Json(WebAccepted {
                 message_id: None,
-                conversation_id: None,
                 duplicate: true,
             }),
         ),

@@ -367,7 +367,8 @@ async fn outside_the_24h_window_only_a_template_goes(kind: DbKind) {
         .await;
     t.twilio_message("SMold", "+14155550100", "hi").await;
     let two_days_ago = integro_store::db::now_ms() - 48 * 3600 * 1000;
-    sqlx::query("UPDATE conversations SET last_inbound_at = $1")
+    // The message arrived two days ago (the worker files it into its conversation).
+    sqlx::query("UPDATE messages SET created_at = $1 WHERE direction = 'inbound'")
         .bind(two_days_ago)
         .execute(t.app.state.db.pool())
         .await
@@ -500,10 +501,16 @@ async fn messages_of_one_conversation_are_answered_in_order(kind: DbKind) {
 }
 
 async fn conversations_of_other_tenants_are_invisible(kind: DbKind) {
-    let Some(t) = Loop::twilio(kind, 0).await else {
+    let Some(t) = Loop::twilio(kind, 4).await else {
         return;
     };
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(created("SMt"))
+        .mount(&t.provider)
+        .await;
     t.twilio_message("SMt", "+14155550100", "hi").await;
+    t.wait_outbound_status("sent").await;
     let conversation = t.get("/api/v1/conversations").await["items"][0]["id"]
         .as_str()
         .unwrap()
