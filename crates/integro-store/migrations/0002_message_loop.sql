@@ -89,7 +89,6 @@ CREATE TABLE messages (
 -- A provider's retried webhook finds its message here and does nothing more.
 CREATE UNIQUE INDEX messages_provider_id ON messages (account_id, direction, provider_message_id);
 CREATE INDEX messages_conversation ON messages (conversation_id, id);
-CREATE INDEX messages_tenant ON messages (tenant_id, id);
 
 -- The job queue. Jobs with the same queue_key (a conversation) run one at a
 -- time, oldest first; others run in parallel.
