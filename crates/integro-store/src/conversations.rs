@@ -190,7 +190,8 @@ pub async fn record_inbound(
         sql.push_str(
             " ON CONFLICT (account_id, direction, provider_message_id) DO NOTHING RETURNING id",
         );
-        let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+        // Not kept prepared: one statement per batch size would fill the cache.
+        let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).persistent(false);
         for (i, id) in chunk {
             let m = i.message;
             q = q

@@ -163,7 +163,8 @@ pub async fn enqueue_many(tx: &mut Tx<'_>, jobs: Vec<NewJob<'_>>) -> Result<(), 
                 p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8]
             ));
         }
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        // Not kept prepared: one statement per batch size would fill the cache.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
         for job in chunk {
             q = q
                 .bind(new_id().to_string())

@@ -68,7 +68,8 @@ pub async fn record_many(tx: &mut Tx<'_>, logs: Vec<NewWebhookLog>) -> Result<()
             sql.push_str(&format!("({})", params.join(", ")));
         }
         let now = now_ms();
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        // Not kept prepared: one statement per batch size would fill the cache.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
         for log in chunk.iter().cloned() {
             q = q
                 .bind(new_id().to_string())
