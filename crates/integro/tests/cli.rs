@@ -31,7 +31,7 @@ fn help_lists_the_commands() {
     let out = integro(dir.path(), &["--help"], &[]);
     assert!(out.status.success());
     let help = text(&out);
-    for command in ["serve", "migrate", "doctor", "tenant", "user", "apikey"] {
+    for command in ["serve", "worker", "migrate", "doctor", "tenant", "user", "apikey", "bot", "account"] {
         assert!(help.contains(command), "{command} in --help");
     }
     let out = integro(dir.path(), &["--version"], &[]);
@@ -176,4 +176,101 @@ fn tenants_and_keys_from_the_command_line() {
     );
     assert!(!out.status.success());
     assert!(text(&out).contains("unknown role"), "{}", text(&out));
+}
+
+#[test]
+fn bots_and_accounts_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = |out: &Output| -> serde_json::Value { serde_json::from_slice(&out.stdout).unwrap() };
+    let out = integro(dir.path(), &["--json", "tenant", "create", "Acme"], &[]);
+    let tenant = json(&out)["id"].as_str().unwrap().to_string();
+    let out = integro(
+        dir.path(),
+        &[
+            "--json",
+            "bot",
+            "create",
+            "--tenant",
+            &tenant,
+            "--name",
+            "Helper",
+            "--fallback-reply",
+            "Hi!",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let bot = json(&out)["id"].as_str().unwrap().to_string();
+    let out = integro(
+        dir.path(),
+        &[
+            "--json",
+            "account",
+            "add",
+            "--tenant",
+            &tenant,
+            "--bot",
+            &bot,
+            "--kind",
+            "twilio_whatsapp",
+            "--name",
+            "Main",
+            "--credential",
+            "account_sid=AC1",
+            "--credential",
+            "auth_token=secret-token-1",
+            "--credential",
+            "phone_number=+14155238886",
+        ],
+        &[("INTEGRO_PUBLIC_URL", "https://hooks.example")],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let created = json(&out);
+    let id = created["account"]["id"].as_str().unwrap();
+    assert_eq!(created["account"]["credentials"]["auth_token"], "********");
+    assert_eq!(
+        created["webhook_urls"]["messages"],
+        format!("https://hooks.example/webhooks/twilio/{id}").as_str()
+    );
+    let out = integro(dir.path(), &["account", "list", "--tenant", &tenant], &[]);
+    assert!(text(&out).contains(id) && !text(&out).contains("secret-token-1"));
+
+    // A missing credential is named, and nothing is created.
+    let out = integro(
+        dir.path(),
+        &[
+            "account",
+            "add",
+            "--tenant",
+            &tenant,
+            "--bot",
+            &bot,
+            "--kind",
+            "whatsapp_cloud",
+            "--name",
+            "X",
+            "--credential",
+            "phone_number_id=1",
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("credentials.access_token"),
+        "{}",
+        text(&out)
+    );
+    let out = integro(
+        dir.path(),
+        &[
+            "account", "add", "--tenant", &tenant, "--bot", &bot, "--kind", "fax", "--name", "X",
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("unknown channel kind"),
+        "{}",
+        text(&out)
+    );
 }
