@@ -31,7 +31,9 @@ fn help_lists_the_commands() {
     let out = integro(dir.path(), &["--help"], &[]);
     assert!(out.status.success());
     let help = text(&out);
-    for command in ["serve", "worker", "migrate", "doctor", "tenant", "user", "apikey", "bot", "account"] {
+    for command in [
+        "serve", "worker", "migrate", "doctor", "tenant", "user", "apikey", "bot", "account",
+    ] {
         assert!(help.contains(command), "{command} in --help");
     }
     let out = integro(dir.path(), &["--version"], &[]);
