@@ -171,6 +171,8 @@ pub struct App {
     pub state: AppState,
     pub key_source: KeySource,
     pub operator: Option<BootstrappedOperator>,
+    /// Tells workers and event streams that the process is stopping.
+    stop: watch::Sender<bool>,
 }
 
 impl App {
@@ -181,7 +183,9 @@ impl App {
         let operator = bootstrap_operator(&db, &config).await?;
         let tokens = TokenKeys::new(&keyring.current().derive("jwt-access-v1"));
         let wake = Arc::new(tokio::sync::Notify::new());
+        let (stop, stopping) = watch::channel(false);
         let state = AppState {
+            stopping,
             ingest: crate::ingest::Ingestor::start(db.clone(), wake.clone()),
             accounts: Arc::new(crate::webhooks::AccountCache::new(Duration::from_secs(5))),
             wake,
@@ -196,6 +200,7 @@ impl App {
             state,
             key_source,
             operator,
+            stop,
         })
     }
 
@@ -209,10 +214,9 @@ impl App {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) {
-        let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(self.worker().run(stopped));
+        let task = tokio::spawn(self.worker().run(self.state.stopping.clone()));
         shutdown.await;
-        let _ = stop.send(true);
+        let _ = self.stop.send(true);
         let _ = task.await;
         self.state.db.close().await;
     }
@@ -232,13 +236,19 @@ impl App {
                 limiter.forget_idle();
             }
         });
-        let (stop, stopped) = watch::channel(false);
+        let stopping = self.state.stopping.clone();
         let workers =
-            (self.state.config.workers > 0).then(|| tokio::spawn(self.worker().run(stopped)));
+            (self.state.config.workers > 0).then(|| tokio::spawn(self.worker().run(stopping)));
         let db = self.state.db.clone();
         let router = crate::http::router(self.state);
+        let stop = Arc::new(self.stop);
+        let stop_on_signal = stop.clone();
         let result = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                // Long-lived responses (event streams) end, so draining finishes.
+                let _ = stop_on_signal.send(true);
+            })
             .await;
         janitor.abort();
         let _ = stop.send(true);

@@ -26,6 +26,8 @@ pub struct AppState {
     pub wake: Arc<tokio::sync::Notify>,
     /// Channel accounts recently named by webhooks.
     pub accounts: Arc<crate::webhooks::AccountCache>,
+    /// Turns true when the process is shutting down.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
     /// Stores webhooks in group commits.
     pub ingest: crate::ingest::Ingestor,
 }

@@ -150,7 +150,8 @@ impl Worker {
                 tokio::select! {
                     _ = self.wake.notified() => {}
                     _ = tokio::time::sleep(self.config.poll_interval) => {}
-                    _ = shutdown.changed() => {}
+                    // A dropped sender means nobody can stop us any more: stop now.
+                    changed = shutdown.changed() => if changed.is_err() { break },
                 }
             }
         }

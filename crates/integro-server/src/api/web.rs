@@ -31,6 +31,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 const MAX_TEXT_CHARS: usize = 4096;
+/// How long one event stream stays open.
+const MAX_STREAM: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -206,12 +208,18 @@ async fn events(
         Some(c) => last_id(&state, tenant, c.id).await?,
         None => None,
     };
+    let opened = std::time::Instant::now();
     let stream = futures_util::stream::unfold(
         (state, start, Vec::<Message>::new()),
         move |(state, mut after, mut pending)| {
             let contact = p.contact_id.clone();
             async move {
                 loop {
+                    // Streams end on shutdown (so it is not held up) and after a
+                    // while (EventSource clients reconnect on their own).
+                    if *state.stopping.borrow() || opened.elapsed() > MAX_STREAM {
+                        return None;
+                    }
                     if let Some(m) = pending.pop() {
                         let event = Event::default()
                             .event("message")
@@ -220,7 +228,11 @@ async fn events(
                             .unwrap_or_default();
                         return Some((Ok(event), (state, after, pending)));
                     }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let mut stopping = state.stopping.clone();
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                        _ = stopping.changed() => continue,
+                    }
                     let Ok(Some(c)) =
                         conversations::find_open(&state.db, tenant, account.id, &contact).await
                     else {

@@ -53,6 +53,7 @@ pub struct TestApp {
     _dir: TempDir,
     pg: Option<PgDatabase>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
 }
 
 fn install_tls_provider() {
@@ -95,7 +96,7 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(async move {
+        let server = tokio::spawn(async move {
             app.serve(listener, async {
                 let _ = rx.await;
             })
@@ -110,6 +111,7 @@ impl TestApp {
             _dir: dir,
             pg,
             shutdown: Some(tx),
+            server: Some(server),
         })
     }
 
@@ -206,6 +208,19 @@ impl TestApp {
             .as_str()
             .unwrap()
             .to_string()
+    }
+}
+
+impl TestApp {
+    /// Asks the server to shut down gracefully; true when it finished within `limit`.
+    pub async fn stop_within(&mut self, limit: std::time::Duration) -> bool {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match self.server.take() {
+            Some(server) => tokio::time::timeout(limit, server).await.is_ok(),
+            None => true,
+        }
     }
 }
 

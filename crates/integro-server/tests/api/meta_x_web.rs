@@ -392,7 +392,32 @@ async fn web_channel_polling_and_events(kind: DbKind) {
     );
 }
 
+async fn shutdown_ends_event_streams(kind: DbKind) {
+    let Some(mut t) = Loop::new(kind, "web", json!({}), 1).await else {
+        return;
+    };
+    let path = format!("/api/v1/web/{}/events?contact_id=v", t.account_id);
+    let events = t
+        .app
+        .request(Method::GET, &path, &t.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), StatusCode::OK);
+    let mut stream = events.bytes_stream();
+    assert!(
+        t.app.stop_within(Duration::from_secs(10)).await,
+        "an open event stream does not hold up a graceful shutdown"
+    );
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(_)) = stream.next().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream was closed");
+}
+
 db_tests!(
+    shutdown_ends_event_streams,
     whatsapp_cloud_handshake_and_reply,
     whatsapp_permanent_errors_keep_the_graph_code,
     instagram_message_gets_a_reply,
