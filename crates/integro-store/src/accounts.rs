@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::audit::{self, Change};
 use crate::db::{Tx, from_ms, now_ms};
+use crate::filter::Where;
 use crate::page::{Page, PageRequest};
 use crate::secrets::{Keyring, SecretOwner, SecretStore};
 use crate::{Db, StoreError, parse_id};
@@ -245,24 +246,14 @@ pub async fn list(
     filter: &AccountFilter,
     page: &PageRequest,
 ) -> Result<Page<Account>, StoreError> {
-    let mut sql = format!(
-        "SELECT {COLUMNS} FROM channel_accounts WHERE tenant_id = $1 AND deleted_at IS NULL AND id > $2"
-    );
-    let mut binds = vec![tenant_id.to_string(), page.after_text().unwrap_or_default()];
-    if let Some(bot) = filter.bot_id {
-        binds.push(bot.to_string());
-        sql.push_str(&format!(" AND bot_id = ${}", binds.len()));
-    }
-    if let Some(kind) = filter.kind {
-        binds.push(kind.as_str().to_string());
-        sql.push_str(&format!(" AND kind = ${}", binds.len()));
-    }
-    sql.push_str(&format!(" ORDER BY id LIMIT {}", page.fetch_limit()));
-    let mut q = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql));
-    for b in binds {
-        q = q.bind(b);
-    }
-    let rows = q.fetch_all(db.pool()).await?;
+    let rows: Vec<Row> = Where::new(&format!("SELECT {COLUMNS} FROM channel_accounts"))
+        .and_always("deleted_at IS NULL")
+        .and("tenant_id = {}", Some(tenant_id))
+        .and("bot_id = {}", filter.bot_id)
+        .and("kind = {}", filter.kind.map(|k| k.as_str()))
+        .oldest_first(page)
+        .fetch(db)
+        .await?;
     let accounts = rows
         .into_iter()
         .map(from_row)

@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::db::{Tx, from_ms, now_ms};
+use crate::filter::Where;
 use crate::page::{Page, PageRequest};
 use crate::{Db, StoreError};
 
@@ -126,36 +127,17 @@ pub async fn list(
     filter: &AuditFilter,
     page: &PageRequest,
 ) -> Result<Page<AuditEntry>, StoreError> {
-    let mut sql = String::from(
+    let rows: Vec<Row> = Where::new(
         "SELECT id, tenant_id, actor_kind, actor_id, actor_label, action, target_kind, target_id, \
-         before_json, after_json, request_id, created_at FROM audit_log WHERE 1 = 1",
-    );
-    let mut binds: Vec<String> = Vec::new();
-    let mut push = |sql: &mut String, column: &str, value: String| {
-        binds.push(value);
-        sql.push_str(&format!(" AND {column} ${}", binds.len()));
-    };
-    if let Some(t) = filter.tenant_id {
-        push(&mut sql, "tenant_id =", t.to_string());
-    }
-    if let Some(a) = &filter.action {
-        push(&mut sql, "action =", a.clone());
-    }
-    if let Some(k) = &filter.target_kind {
-        push(&mut sql, "target_kind =", k.clone());
-    }
-    if let Some(i) = &filter.target_id {
-        push(&mut sql, "target_id =", i.clone());
-    }
-    if let Some(after) = page.after_text() {
-        push(&mut sql, "id <", after);
-    }
-    sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", page.fetch_limit()));
-    let mut query = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql));
-    for b in binds {
-        query = query.bind(b);
-    }
-    let rows = query.fetch_all(db.pool()).await?;
+         before_json, after_json, request_id, created_at FROM audit_log",
+    )
+    .and("tenant_id = {}", filter.tenant_id)
+    .and("action = {}", filter.action.as_ref())
+    .and("target_kind = {}", filter.target_kind.as_ref())
+    .and("target_id = {}", filter.target_id.as_ref())
+    .newest_first(page)
+    .fetch(db)
+    .await?;
     let entries = rows
         .into_iter()
         .map(entry_from_row)

@@ -10,6 +10,7 @@ pub mod conversations;
 pub mod credentials;
 pub mod db;
 mod error;
+mod filter;
 pub mod jobs;
 pub mod page;
 pub mod secrets;

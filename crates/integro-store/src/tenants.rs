@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use crate::audit::{self, Change};
 use crate::db::{Tx, from_ms, now_ms};
+use crate::filter::Where;
 use crate::page::{Page, PageRequest};
 use crate::{Db, StoreError, parse_id};
 
@@ -101,23 +102,14 @@ pub async fn list(
     member: Option<Uuid>,
     page: &PageRequest,
 ) -> Result<Page<Tenant>, StoreError> {
-    let mut sql = format!("SELECT {COLUMNS} FROM tenants WHERE deleted_at IS NULL");
-    let mut binds = Vec::new();
-    if let Some(user) = member {
-        binds.push(user.to_string());
-        sql.push_str(" AND id IN (SELECT tenant_id FROM memberships WHERE user_id = $1)");
-    }
-    if let Some(after) = page.after_text() {
-        binds.push(after);
-        sql.push_str(&format!(" AND id > ${}", binds.len()));
-    }
-    sql.push_str(&format!(" ORDER BY id LIMIT {}", page.fetch_limit()));
-    let mut q = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql));
-    for b in binds {
-        q = q.bind(b);
-    }
-    let rows = q
-        .fetch_all(db.pool())
+    let rows = Where::new(&format!("SELECT {COLUMNS} FROM tenants"))
+        .and_always("deleted_at IS NULL")
+        .and(
+            "id IN (SELECT tenant_id FROM memberships WHERE user_id = {})",
+            member,
+        )
+        .oldest_first(page)
+        .fetch::<Row>(db)
         .await?
         .into_iter()
         .map(from_row)

@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::db::{Tx, from_ms, now_ms};
+use crate::filter::Where;
 use crate::page::{Page, PageRequest};
 use crate::{Db, StoreError, parse_id};
 
@@ -170,33 +171,17 @@ pub async fn list(
     filter: &WebhookLogFilter,
     page: &PageRequest,
 ) -> Result<Page<WebhookLog>, StoreError> {
-    let mut sql = String::from(
+    let rows: Vec<Row> = Where::new(
         "SELECT id, tenant_id, account_id, channel, method, path, headers_json, body, status, duration_us, outcome, error, \
-         request_id, created_at FROM webhook_logs WHERE tenant_id = $1",
-    );
-    let mut binds = vec![tenant_id.to_string()];
-    let mut push = |sql: &mut String, clause: &str, v: String| {
-        binds.push(v);
-        sql.push_str(&format!(" AND {clause} ${}", binds.len()));
-    };
-    if let Some(a) = filter.account_id {
-        push(&mut sql, "account_id =", a.to_string());
-    }
-    if let Some(c) = &filter.channel {
-        push(&mut sql, "channel =", c.clone());
-    }
-    if let Some(o) = &filter.outcome {
-        push(&mut sql, "outcome =", o.clone());
-    }
-    if let Some(after) = page.after_text() {
-        push(&mut sql, "id <", after);
-    }
-    sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", page.fetch_limit()));
-    let mut q = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql));
-    for b in binds {
-        q = q.bind(b);
-    }
-    let rows = q.fetch_all(db.pool()).await?;
+         request_id, created_at FROM webhook_logs",
+    )
+    .and("tenant_id = {}", Some(tenant_id))
+    .and("account_id = {}", filter.account_id)
+    .and("channel = {}", filter.channel.as_ref())
+    .and("outcome = {}", filter.outcome.as_ref())
+    .newest_first(page)
+    .fetch(db)
+    .await?;
     let items = rows
         .into_iter()
         .map(|r| {
