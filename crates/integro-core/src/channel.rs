@@ -48,17 +48,6 @@ impl ChannelKind {
             ChannelKind::TwilioWhatsapp | ChannelKind::WhatsappCloud
         )
     }
-
-    /// The longest text one message may carry on this channel.
-    pub fn max_text_chars(self) -> usize {
-        match self {
-            ChannelKind::TwilioWhatsapp => 1600,
-            ChannelKind::WhatsappCloud => 4096,
-            ChannelKind::Instagram => 1000,
-            ChannelKind::X => 10_000,
-            ChannelKind::Web => 10_000,
-        }
-    }
 }
 
 impl fmt::Display for ChannelKind {

@@ -359,16 +359,16 @@ pub async fn queue_outbound(
         .bind(conversation.id.to_string())
         .execute(&mut **tx)
         .await?;
-    jobs::enqueue(
+    jobs::enqueue_many(
         tx,
-        NewJob {
+        vec![NewJob {
             kind: SEND_JOB,
             payload: json!({ "message_id": id, "request_id": out.request_id }),
             tenant_id: Some(conversation.tenant_id),
             queue_key: Some(format!("send:{}", conversation.id)),
             max_attempts: SEND_ATTEMPTS,
             run_at: None,
-        },
+        }],
     )
     .await?;
     Ok(id)

@@ -123,29 +123,9 @@ pub struct NewJob<'a> {
     pub run_at: Option<i64>,
 }
 
-/// Enqueues inside the caller's transaction: the job exists exactly when the
-/// data it concerns does.
-pub async fn enqueue(tx: &mut Tx<'_>, job: NewJob<'_>) -> Result<Uuid, StoreError> {
-    let id = new_id();
-    let now = now_ms();
-    sqlx::query(
-        "INSERT INTO jobs (id, tenant_id, kind, payload, queue_key, state, attempts, max_attempts, run_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, 'ready', 0, $6, $7, $8, $8)",
-    )
-    .bind(id.to_string())
-    .bind(job.tenant_id.map(|t| t.to_string()))
-    .bind(job.kind)
-    .bind(job.payload.to_string())
-    .bind(job.queue_key)
-    .bind(job.max_attempts.max(1))
-    .bind(job.run_at.unwrap_or(now))
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(id)
-}
-
-/// Enqueues several jobs with one statement (group commits of webhooks).
+/// Enqueues jobs inside the caller's transaction, so that a job exists
+/// exactly when the data it concerns does; several with one statement
+/// (group commits of webhooks).
 pub async fn enqueue_many(tx: &mut Tx<'_>, jobs: Vec<NewJob<'_>>) -> Result<(), StoreError> {
     // 9 parameters a row; well under both databases' limits at 256 rows.
     for chunk in jobs.chunks(256) {
@@ -163,8 +143,9 @@ pub async fn enqueue_many(tx: &mut Tx<'_>, jobs: Vec<NewJob<'_>>) -> Result<(), 
                 p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8]
             ));
         }
-        // Not kept prepared: one statement per batch size would fill the cache.
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        // Multi-row statements are not kept prepared: one per batch size would
+        // fill the cache. The single-row one is.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(chunk.len() == 1);
         for job in chunk {
             q = q
                 .bind(new_id().to_string())

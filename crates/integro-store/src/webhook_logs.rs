@@ -69,8 +69,9 @@ pub async fn record_many(tx: &mut Tx<'_>, logs: Vec<NewWebhookLog>) -> Result<()
             sql.push_str(&format!("({})", params.join(", ")));
         }
         let now = now_ms();
-        // Not kept prepared: one statement per batch size would fill the cache.
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        // Multi-row statements are not kept prepared: one per batch size would
+        // fill the cache. The single-row one is.
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(chunk.len() == 1);
         for log in chunk.iter().cloned() {
             q = q
                 .bind(new_id().to_string())
@@ -95,34 +96,9 @@ pub async fn record_many(tx: &mut Tx<'_>, logs: Vec<NewWebhookLog>) -> Result<()
 
 /// Records on its own (a rejected webhook).
 pub async fn record(db: &Db, log: NewWebhookLog) -> Result<(), StoreError> {
-    insert(db.pool(), log).await
-}
-
-async fn insert<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
-    executor: E,
-    log: NewWebhookLog,
-) -> Result<(), StoreError> {
-    let body = truncate(log.body);
-    sqlx::query(
-        "INSERT INTO webhook_logs (id, tenant_id, account_id, channel, method, path, headers_json, body, status, duration_us, \
-         outcome, error, request_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-    )
-    .bind(new_id().to_string())
-    .bind(log.tenant_id.map(|t| t.to_string()))
-    .bind(log.account_id.map(|a| a.to_string()))
-    .bind(log.channel)
-    .bind(log.method)
-    .bind(log.path)
-    .bind(log.headers.to_string())
-    .bind(body)
-    .bind(log.status as i64)
-    .bind(log.duration_us)
-    .bind(log.outcome)
-    .bind(log.error)
-    .bind(log.request_id)
-    .bind(now_ms())
-    .execute(executor)
-    .await?;
+    let mut tx = db.begin().await?;
+    record_many(&mut tx, vec![log]).await?;
+    tx.commit().await?;
     Ok(())
 }
 
