@@ -1,6 +1,7 @@
 //! Integro's domain vocabulary, shared by every other crate. Plain types, no IO.
 
 pub mod actor;
+pub mod breaker;
 pub mod channel;
 pub mod role;
 

@@ -2,7 +2,6 @@
 //! job asks the reply pipeline what to answer an inbound message and queues
 //! the answer; a `send` job hands an outbound message to its channel.
 
-pub mod breaker;
 pub mod egress;
 pub mod pipeline;
 mod reply;

@@ -10,7 +10,7 @@ use integro_store::secrets::Keyring;
 use integro_store::{Db, conversations, webhook_logs};
 use tokio::sync::{Notify, Semaphore, watch};
 
-use crate::breaker::CircuitBreakers;
+use integro_core::breaker::CircuitBreakers;
 use crate::egress::Egress;
 use crate::pipeline::ReplyPipeline;
 

@@ -11,7 +11,7 @@ use integro_store::jobs::{self, Job};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::breaker::Permit;
+use integro_core::breaker::Permit;
 use crate::runner::{Failure, Worker};
 
 /// WhatsApp's customer-service window.
