@@ -395,3 +395,14 @@ mod tests {
         );
     }
 }
+
+/// For PATCH fields where `null` means "clear": a present field (even
+/// `null`) becomes `Some(value)`; use with `#[serde(default)]` so an absent
+/// field stays `None`.
+pub fn present<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}

@@ -15,7 +15,7 @@ use integro_store::db::ConnectOptions;
 use integro_store::secrets::{Keyring, MasterKey};
 use integro_store::users::{self, NewUser};
 use integro_worker::egress::Egress;
-use integro_worker::{FallbackPipeline, Worker, WorkerConfig};
+use integro_worker::{Engine, Worker, WorkerConfig};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -166,6 +166,18 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
+/// The reply engine: LLM calls retried twice with backoff, and a provider
+/// credential's circuit opened after 5 failures in a row, for 30 s.
+pub fn engine() -> Engine {
+    Engine::new(integro_ai::client::AiClient::new(
+        integro_ai::retry::RetryPolicy::default(),
+        Arc::new(integro_core::breaker::CircuitBreakers::new(
+            5,
+            Duration::from_secs(30),
+        )),
+    ))
+}
+
 /// A ready application: state, and what bootstrapping did.
 pub struct App {
     pub state: AppState,
@@ -195,6 +207,7 @@ impl App {
             keyring: Arc::new(keyring),
             tokens,
             metrics: metrics_handle(),
+            engine: Arc::new(engine()),
         };
         Ok(App {
             state,
@@ -279,7 +292,7 @@ pub fn build_worker(state: &AppState) -> Arc<Worker> {
         state.db.clone(),
         state.keyring.clone(),
         egress,
-        Arc::new(FallbackPipeline),
+        state.engine.clone(),
         worker_config,
         state.wake.clone(),
     ))

@@ -30,6 +30,8 @@ pub struct AppState {
     pub stopping: tokio::sync::watch::Receiver<bool>,
     /// Stores webhooks in group commits.
     pub ingest: crate::ingest::Ingestor,
+    /// The reply engine, shared with this process's workers (dry runs use it).
+    pub engine: Arc<integro_worker::Engine>,
 }
 
 /// Requests per hour per caller (API key, user, or login address), in process.

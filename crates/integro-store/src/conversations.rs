@@ -36,7 +36,7 @@ impl ConversationState {
             ConversationState::Closed => "closed",
         }
     }
-    fn parse(s: &str) -> ConversationState {
+    pub(crate) fn parse(s: &str) -> ConversationState {
         match s {
             "human" => ConversationState::Human,
             "closed" => ConversationState::Closed,
@@ -105,6 +105,12 @@ pub struct Message {
     pub error_message: Option<String>,
     /// Outbound: the inbound message this answers.
     pub reply_to: Option<Uuid>,
+    /// Outbound: the rule whose reply this is.
+    pub rule_id: Option<Uuid>,
+    /// Outbound: the AI profile that wrote it, and the tokens it cost.
+    pub ai_profile_id: Option<Uuid>,
+    pub input_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -237,9 +243,16 @@ pub async fn record_inbound(
 }
 
 /// Files a stored inbound message into its contact's open conversation
-/// (creating the contact and the conversation on first contact). Returns the
-/// conversation id; filing twice is harmless.
-pub async fn file_inbound(db: &Db, message: &Message, bot_id: Uuid) -> Result<Uuid, StoreError> {
+/// (creating the contact and the conversation on first contact). An open
+/// conversation whose last message is older than `expiry_ms` is closed first,
+/// so the message starts a new one with no history. Returns the conversation
+/// id; filing twice is harmless.
+pub async fn file_inbound(
+    db: &Db,
+    message: &Message,
+    bot_id: Uuid,
+    expiry_ms: i64,
+) -> Result<Uuid, StoreError> {
     if let Some(id) = message.conversation_id {
         return Ok(id);
     }
@@ -269,6 +282,16 @@ pub async fn file_inbound(db: &Db, message: &Message, bot_id: Uuid) -> Result<Uu
     .bind(message.from_phone.clone())
     .bind(now)
     .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE conversations SET state = 'closed', closed_at = $1, updated_at = $1 \
+         WHERE account_id = $2 AND contact_id = $3 AND closed_at IS NULL AND COALESCE(last_message_at, created_at) < $4",
+    )
+    .bind(now)
+    .bind(&account_id)
+    .bind(&contact_id)
+    .bind(at.saturating_sub(expiry_ms))
+    .execute(&mut *tx)
     .await?;
     let conversation_id: String = sqlx::query_scalar(
         "INSERT INTO conversations (id, tenant_id, account_id, bot_id, contact_id, state, last_inbound_at, last_message_at, created_at, updated_at) \
@@ -306,6 +329,10 @@ pub struct Outgoing {
     pub template: Option<Template>,
     pub reply_to: Option<Uuid>,
     pub request_id: Option<String>,
+    /// What decided it: a rule, or an AI profile and the tokens it spent.
+    pub rule_id: Option<Uuid>,
+    pub ai_profile_id: Option<Uuid>,
+    pub tokens: Option<(u64, u64)>,
 }
 
 /// Stores an outbound message as `queued` and enqueues its send job, inside
@@ -338,8 +365,8 @@ pub async fn queue_outbound(
     };
     sqlx::query(
         "INSERT INTO messages (id, tenant_id, conversation_id, account_id, direction, sender, provider_message_id, kind, body, \
-         media_json, status, reply_to, request_id, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, 'outbound', $5, NULL, $6, $7, $8, 'queued', $9, $10, $11, $11)",
+         media_json, status, reply_to, request_id, created_at, updated_at, rule_id, ai_profile_id, input_tokens, output_tokens) \
+         VALUES ($1, $2, $3, $4, 'outbound', $5, NULL, $6, $7, $8, 'queued', $9, $10, $11, $11, $12, $13, $14, $15)",
     )
     .bind(id.to_string())
     .bind(conversation.tenant_id.to_string())
@@ -352,6 +379,10 @@ pub async fn queue_outbound(
     .bind(out.reply_to.map(|r| r.to_string()))
     .bind(out.request_id.clone())
     .bind(now)
+    .bind(out.rule_id.map(|r| r.to_string()))
+    .bind(out.ai_profile_id.map(|p| p.to_string()))
+    .bind(out.tokens.map(|t| t.0.min(i64::MAX as u64) as i64))
+    .bind(out.tokens.map(|t| t.1.min(i64::MAX as u64) as i64))
     .execute(&mut **tx)
     .await?;
     sqlx::query("UPDATE conversations SET last_message_at = $1, updated_at = $1 WHERE id = $2")
@@ -376,7 +407,7 @@ pub async fn queue_outbound(
 
 const MESSAGE_COLUMNS: &str = "id, tenant_id, conversation_id, account_id, from_id, from_name, from_phone, direction, sender, \
                                provider_message_id, kind, body, media_json, status, error_code, error_message, reply_to, \
-                               created_at, updated_at";
+                               created_at, updated_at, rule_id, ai_profile_id, input_tokens, output_tokens";
 
 fn message_from_row(r: &sqlx::any::AnyRow) -> Result<Message, StoreError> {
     use sqlx::Row;
@@ -408,6 +439,10 @@ fn message_from_row(r: &sqlx::any::AnyRow) -> Result<Message, StoreError> {
         reply_to: opt(16)?.as_deref().map(parse_id).transpose()?,
         created_at: from_ms(r.try_get(17)?),
         updated_at: from_ms(r.try_get(18)?),
+        rule_id: opt(19)?.as_deref().map(parse_id).transpose()?,
+        ai_profile_id: opt(20)?.as_deref().map(parse_id).transpose()?,
+        input_tokens: r.try_get(21)?,
+        output_tokens: r.try_get(22)?,
     })
 }
 

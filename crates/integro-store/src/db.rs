@@ -78,6 +78,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/0002_message_loop.sql"),
         include_str!("../migrations/0002_message_loop.sql"),
     ),
+    (
+        3,
+        "reply engine",
+        include_str!("../migrations/0003_reply_engine.sql"),
+        include_str!("../migrations/0003_reply_engine.sql"),
+    ),
 ];
 
 #[derive(Clone)]

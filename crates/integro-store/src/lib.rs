@@ -3,6 +3,8 @@
 //! the audit log and sealed secrets.
 
 pub mod accounts;
+pub mod ai_credentials;
+pub mod ai_profiles;
 pub mod api_keys;
 pub mod audit;
 pub mod bots;
@@ -10,12 +12,16 @@ pub mod conversations;
 pub mod credentials;
 pub mod db;
 mod error;
+pub mod events;
 mod filter;
 pub mod jobs;
+pub mod memory;
 pub mod page;
+pub mod rules;
 pub mod secrets;
 pub mod sessions;
 pub mod tenants;
+pub mod usage;
 pub mod users;
 pub mod webhook_logs;
 

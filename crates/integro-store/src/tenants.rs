@@ -176,3 +176,121 @@ pub async fn delete(
     )
     .await
 }
+
+/// A tenant's engine settings. The alert webhook's URL and signing secret
+/// are sealed; answers only say whether they are set.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct TenantSettings {
+    /// Tokens (input + output) the tenant's bots may spend per calendar month
+    /// (UTC); once spent, bots answer from rules and fallback replies only.
+    /// None: no limit.
+    #[serde(default)]
+    pub monthly_token_budget: Option<u64>,
+    /// Whether a Slack-compatible incoming webhook receives critical alerts.
+    #[serde(default, skip_deserializing)]
+    pub alert_webhook_set: bool,
+}
+
+const SETTINGS_OWNER: &str = "tenant";
+
+fn settings_owner<'a>(tenant: &'a str, field: &'a str) -> crate::secrets::SecretOwner<'a> {
+    crate::secrets::SecretOwner {
+        tenant_id: tenant,
+        kind: SETTINGS_OWNER,
+        id: tenant,
+        field,
+    }
+}
+
+pub async fn settings(db: &Db, tenant_id: Uuid) -> Result<TenantSettings, StoreError> {
+    let row: Option<(String, i64)> = sqlx::query_as(
+        "SELECT t.settings_json, (SELECT COUNT(*) FROM sealed_secrets s WHERE s.tenant_id = t.id AND s.owner_kind = 'tenant' \
+         AND s.field = 'alert_webhook_url') FROM tenants t WHERE t.id = $1",
+    )
+    .bind(tenant_id.to_string())
+    .fetch_optional(db.pool())
+    .await?;
+    let (json, hooks) = row.ok_or(StoreError::NotFound("tenant"))?;
+    let mut s: TenantSettings = serde_json::from_str(&json)
+        .map_err(|e| StoreError::Conflict(format!("stored tenant settings do not parse: {e}")))?;
+    s.alert_webhook_set = hooks > 0;
+    Ok(s)
+}
+
+/// Where alerts go and the secret they are signed with.
+#[derive(Debug, Clone)]
+pub struct AlertWebhook {
+    pub url: String,
+    pub secret: Option<String>,
+}
+
+pub async fn alert_webhook(
+    db: &Db,
+    keyring: &crate::secrets::Keyring,
+    tenant_id: Uuid,
+) -> Result<Option<AlertWebhook>, StoreError> {
+    use crate::secrets::SecretStore;
+    let tenant = tenant_id.to_string();
+    let Some(url) = SecretStore::get(db, keyring, settings_owner(&tenant, "alert_webhook_url")).await? else {
+        return Ok(None);
+    };
+    let secret = SecretStore::get(db, keyring, settings_owner(&tenant, "alert_webhook_secret")).await?;
+    Ok(Some(AlertWebhook { url, secret }))
+}
+
+/// A change of settings; `None` leaves a field as it is, `Some(None)` clears it.
+#[derive(Debug, Default)]
+pub struct SettingsChanges {
+    pub monthly_token_budget: Option<Option<u64>>,
+    pub alert_webhook: Option<Option<AlertWebhook>>,
+}
+
+pub async fn update_settings(
+    tx: &mut Tx<'_>,
+    keyring: &crate::secrets::Keyring,
+    actor: &Actor,
+    request_id: Option<&str>,
+    tenant_id: Uuid,
+    before: &TenantSettings,
+    changes: SettingsChanges,
+) -> Result<(), StoreError> {
+    use crate::secrets::SecretStore;
+    let tenant = tenant_id.to_string();
+    let mut after = before.clone();
+    if let Some(budget) = changes.monthly_token_budget {
+        after.monthly_token_budget = budget;
+    }
+    if let Some(hook) = changes.alert_webhook {
+        sqlx::query("DELETE FROM sealed_secrets WHERE tenant_id = $1 AND owner_kind = $2 AND owner_id = $1")
+            .bind(&tenant)
+            .bind(SETTINGS_OWNER)
+            .execute(&mut **tx)
+            .await?;
+        after.alert_webhook_set = hook.is_some();
+        if let Some(hook) = hook {
+            if !(hook.url.starts_with("https://") || hook.url.starts_with("http://")) {
+                return Err(StoreError::invalid("alert_webhook_url", "must be an http:// or https:// URL"));
+            }
+            SecretStore::put(tx, keyring, settings_owner(&tenant, "alert_webhook_url"), &hook.url).await?;
+            if let Some(secret) = &hook.secret {
+                SecretStore::put(tx, keyring, settings_owner(&tenant, "alert_webhook_secret"), secret).await?;
+            }
+        }
+    }
+    sqlx::query("UPDATE tenants SET settings_json = $1, updated_at = $2 WHERE id = $3")
+        .bind(serde_json::to_string(&after).expect("serialisable"))
+        .bind(now_ms())
+        .bind(&tenant)
+        .execute(&mut **tx)
+        .await?;
+    audit::record(
+        tx,
+        actor,
+        request_id,
+        Change::new("tenant.settings", "tenant", tenant_id)
+            .tenant(tenant_id)
+            .before(before)
+            .after(&after),
+    )
+    .await
+}

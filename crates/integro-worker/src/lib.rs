@@ -1,12 +1,14 @@
 //! Workers: lease due jobs from the database queue and run them. A `reply`
-//! job asks the reply pipeline what to answer an inbound message and queues
-//! the answer; a `send` job hands an outbound message to its channel.
+//! job asks the reply engine what to answer an inbound message and queues
+//! the answer; a `send` job hands an outbound message to its channel; an
+//! `alert` job tells a tenant about a critical error.
 
+pub mod alert;
 pub mod egress;
-pub mod pipeline;
+pub mod engine;
 mod reply;
 pub mod runner;
 mod send;
 
-pub use pipeline::{Decision, FallbackPipeline, ReplyContext, ReplyPipeline};
+pub use engine::Engine;
 pub use runner::{Worker, WorkerConfig};

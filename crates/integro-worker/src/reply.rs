@@ -1,12 +1,23 @@
-//! A `reply` job: decide the answer to one inbound message and queue it.
+//! A `reply` job: file one inbound message into its conversation, ask the
+//! reply engine what to answer, and store the answer with everything it
+//! changes (variables, hand-off, usage, events), in one transaction with the
+//! job's completion.
 
-use integro_store::conversations::{self, ConversationState};
-use integro_store::{accounts, bots, jobs};
+use integro_engine::handoff;
+use integro_store::bots::Bot;
+use integro_store::conversations::{self, Conversation, ConversationState};
+use integro_store::db::now_ms;
+use integro_store::events::{self, NewEvent};
+use integro_store::jobs::{self, Job};
+use integro_store::memory;
+use integro_store::{Db, StoreError, Tx, accounts, bots, usage};
 use uuid::Uuid;
 
-use crate::pipeline::{Decision, ReplyContext};
+use crate::engine::{ALERT_EVERY_MS, Said, Turn, TurnRequest};
 use crate::runner::{Failure, Worker};
-use integro_store::jobs::Job;
+
+/// Conversations of a deleted bot still expire like a default bot's.
+const DEFAULT_EXPIRY_MS: i64 = 24 * 3600 * 1000;
 
 pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<(), Failure> {
     let id: Uuid = serde_json::from_value(job.payload["message_id"].clone())
@@ -14,47 +25,213 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<(), Failure> {
     let message = conversations::message(&worker.db, id)
         .await?
         .ok_or_else(|| Failure::Permanent(format!("message {id} does not exist")))?;
-    // Webhooks store the message alone, to be fast; it joins its contact's
-    // conversation here.
+    if memory::is_handled(&worker.db, id).await? {
+        // An earlier turn answered it together with its burst.
+        let tx = worker.db.begin().await?;
+        return complete(worker, job, tx).await;
+    }
     let account = accounts::get(&worker.db, message.tenant_id, message.account_id)
         .await?
         .ok_or_else(|| Failure::Permanent("the message's channel account was deleted".into()))?;
-    let conversation_id = conversations::file_inbound(&worker.db, &message, account.bot_id).await?;
-    let conversation = conversations::conversation(&worker.db, conversation_id)
+    let bot = bots::get(&worker.db, account.tenant_id, account.bot_id).await?;
+    let expiry_ms = bot.as_ref().map_or(DEFAULT_EXPIRY_MS, |b| {
+        b.settings.conversation_expiry_minutes as i64 * 60_000
+    });
+    // Webhooks store the message alone, to be fast; it joins its contact's
+    // conversation here.
+    let conversation_id =
+        conversations::file_inbound(&worker.db, &message, account.bot_id, expiry_ms).await?;
+    let mut conversation = conversations::conversation(&worker.db, conversation_id)
         .await?
         .ok_or_else(|| Failure::Permanent("the message's conversation does not exist".into()))?;
-    let bot = bots::get(&worker.db, conversation.tenant_id, conversation.bot_id).await?;
-    let decision = match (&bot, conversation.state) {
-        (None, _) => Decision::Silent("the bot was deleted"),
-        (Some(b), _) if !b.active => Decision::Silent("the bot is inactive"),
-        (_, ConversationState::Human) => Decision::Silent("a human has the conversation"),
-        (_, ConversationState::Closed) => Decision::Silent("the conversation is closed"),
-        (Some(bot), ConversationState::Bot) => worker
-            .pipeline
-            .decide(ReplyContext {
-                bot,
-                conversation: &conversation,
-                message: &message,
-            })
-            .await
-            .map_err(|e| Failure::Retry {
-                error: format!("reply pipeline: {e:#}"),
-                after: None,
-            })?,
-    };
-    let request_id = job.payload["request_id"].as_str().map(String::from);
-    // The answer and the job's completion commit together: a worker that dies
-    // before the commit leaves nothing behind, and the job is taken again.
-    let mut tx = worker.db.begin().await?;
-    match decision {
-        Decision::Reply(outgoing) => {
-            for mut out in outgoing {
-                out.request_id = out.request_id.or_else(|| request_id.clone());
-                conversations::queue_outbound(&mut tx, &conversation, out).await?;
-            }
-        }
-        Decision::Silent(why) => tracing::info!(message = %id, reason = why, "no reply"),
+    let now = now_ms();
+    let memory = memory::load(&worker.db, conversation.id).await?;
+    if let Some(bot) = &bot {
+        return_after_handoff_timeout(&worker.db, bot, &mut conversation, &memory, now).await?;
     }
+    let Some(bot) = bot.filter(|b| b.active) else {
+        tracing::info!(message = %id, "no reply: the bot is inactive or deleted");
+        return complete_with(worker, job, &conversation, None, Turn {
+            answered: vec![id],
+            ..Turn::default()
+        })
+        .await;
+    };
+    let at_ms = (message.created_at.unix_timestamp_nanos() / 1_000_000) as i64;
+    let inbound = Said {
+        id,
+        text: message.body.clone().unwrap_or_default(),
+        at_ms,
+    };
+    let burst: Vec<Said> = match &message.from_id {
+        Some(from) => memory::unanswered_from(&worker.db, account.id, from, conversation.id)
+            .await?
+            .into_iter()
+            .filter(|(m, _, _)| *m > id)
+            .map(|(m, body, at)| Said {
+                id: m,
+                text: body.unwrap_or_default(),
+                at_ms: at,
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let window_ms = bot.settings.rate_limit_window_seconds as i64 * 1000;
+    let inbound_in_window =
+        memory::inbound_since(&worker.db, conversation.id, now - window_ms).await?;
+    let turn = worker
+        .engine
+        .decide(
+            &worker.db,
+            &worker.keyring,
+            TurnRequest {
+                bot: &bot,
+                channel: account.kind,
+                conversation: Some(&conversation),
+                contact_name: None,
+                memory: &memory,
+                inbound: &inbound,
+                burst: &burst,
+                kind: &message.kind,
+                now_ms: now,
+                inbound_in_window,
+                coalesce: true,
+            },
+        )
+        .await
+        .map_err(|e| Failure::Retry {
+            error: format!("reply engine: {e:#}"),
+            after: None,
+        })?;
+    if let Some(until) = turn.wait_until {
+        return Err(Failure::Postpone(std::time::Duration::from_millis(
+            (until - now).max(1) as u64,
+        )));
+    }
+    for line in &turn.trace {
+        tracing::debug!(message = %id, "{line}");
+    }
+    complete_with(worker, job, &conversation, Some(&bot), turn).await
+}
+
+/// A conversation handed to a human goes back to the bot after the bot's
+/// hand-off timeout without a message.
+async fn return_after_handoff_timeout(
+    db: &Db,
+    bot: &Bot,
+    conversation: &mut Conversation,
+    memory: &memory::Memory,
+    now: i64,
+) -> Result<(), StoreError> {
+    let timeout = bot
+        .settings
+        .handoff_timeout_minutes
+        .map(|m| m as i64 * 60_000);
+    let last_activity = conversation
+        .last_message_at
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+        .into_iter()
+        .chain(memory.handed_off_at)
+        .max()
+        .unwrap_or(now);
+    if conversation.state != ConversationState::Human
+        || !handoff::handoff_expired(
+            integro_engine::handoff::ConversationState::Human,
+            last_activity,
+            now,
+            timeout,
+        )
+    {
+        return Ok(());
+    }
+    let mut tx = db.begin().await?;
+    memory::transition(
+        &mut tx,
+        conversation.tenant_id,
+        conversation.id,
+        ConversationState::Human,
+        ConversationState::Bot,
+        "inactivity_timeout",
+        Some("system"),
+    )
+    .await?;
+    tx.commit().await?;
+    conversation.state = ConversationState::Bot;
+    Ok(())
+}
+
+/// Stores the turn and completes the job, in one transaction: a worker that
+/// dies before the commit leaves nothing behind, and the job is taken again.
+async fn complete_with(
+    worker: &Worker,
+    job: &Job,
+    conversation: &Conversation,
+    bot: Option<&Bot>,
+    turn: Turn,
+) -> Result<(), Failure> {
+    let request_id = job.payload["request_id"].as_str().map(String::from);
+    let alerts = alerts_due(&worker.db, conversation.tenant_id, &turn).await?;
+    let bot_id = bot.map(|b| b.id);
+    let now = now_ms();
+    let mut tx = worker.db.begin().await?;
+    for mut out in turn.outgoing {
+        out.request_id = out.request_id.or_else(|| request_id.clone());
+        conversations::queue_outbound(&mut tx, conversation, out).await?;
+    }
+    if let Some(vars) = &turn.vars {
+        memory::set_vars(&mut tx, conversation.id, vars).await?;
+    }
+    if turn.rate_notice {
+        memory::note_rate_notice(&mut tx, conversation.id, now).await?;
+    }
+    if let Some(rule) = turn.handoff {
+        memory::transition(
+            &mut tx,
+            conversation.tenant_id,
+            conversation.id,
+            ConversationState::Bot,
+            ConversationState::Human,
+            "rule_handoff",
+            Some(&format!("rule:{rule}")),
+        )
+        .await?;
+    }
+    if let (Some((input, output)), Some(bot_id)) = (turn.usage, bot_id) {
+        usage::record(&mut tx, conversation.tenant_id, bot_id, now, input, output).await?;
+    }
+    for ((kind, detail, _), alert) in turn.events.into_iter().zip(alerts) {
+        let event = NewEvent {
+            tenant_id: conversation.tenant_id,
+            bot_id,
+            conversation_id: Some(conversation.id),
+            kind,
+            detail,
+        };
+        let event_id = events::record(&mut tx, event, alert).await?;
+        if alert {
+            crate::alert::enqueue(&mut tx, conversation.tenant_id, event_id).await?;
+        }
+    }
+    memory::mark_handled(&mut tx, conversation.id, &turn.answered).await?;
+    complete(worker, job, tx).await
+}
+
+/// Which of the turn's events go out as alerts: those meant to, when the
+/// tenant has no alert of that kind in the last hour (one outage, one alert).
+async fn alerts_due(db: &Db, tenant_id: Uuid, turn: &Turn) -> Result<Vec<bool>, StoreError> {
+    let mut out = Vec::with_capacity(turn.events.len());
+    for (kind, _, alert) in &turn.events {
+        let due = *alert
+            && events::last_alerted(db, tenant_id, kind)
+                .await?
+                .is_none_or(|at| now_ms() - at >= ALERT_EVERY_MS);
+        out.push(due);
+    }
+    Ok(out)
+}
+
+/// Completes the job inside `tx` and commits.
+async fn complete(worker: &Worker, job: &Job, mut tx: Tx<'_>) -> Result<(), Failure> {
     if !jobs::complete(&mut tx, job.id, &worker.owner).await? {
         return Err(Failure::LeaseLost);
     }

@@ -12,7 +12,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 
 use integro_core::breaker::CircuitBreakers;
 use crate::egress::Egress;
-use crate::pipeline::ReplyPipeline;
+use crate::engine::Engine;
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -50,7 +50,8 @@ pub struct Worker {
     pub db: Db,
     pub keyring: Arc<Keyring>,
     pub egress: Egress,
-    pub pipeline: Arc<dyn ReplyPipeline>,
+    /// Decides replies: rules, fallback, LLMs.
+    pub engine: Arc<Engine>,
     pub breakers: CircuitBreakers,
     pub config: WorkerConfig,
     /// Wakes the loop at once when this process enqueues a job.
@@ -91,7 +92,7 @@ impl Worker {
         db: Db,
         keyring: Arc<Keyring>,
         egress: Egress,
-        pipeline: Arc<dyn ReplyPipeline>,
+        engine: Arc<Engine>,
         config: WorkerConfig,
         wake: Arc<Notify>,
     ) -> Worker {
@@ -100,7 +101,7 @@ impl Worker {
             db,
             keyring,
             egress,
-            pipeline,
+            engine,
             config,
             wake,
             owner: format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple()),
@@ -193,6 +194,7 @@ impl Worker {
         let result = match job.kind.as_str() {
             conversations::REPLY_JOB => crate::reply::run(&self, &job).await,
             conversations::SEND_JOB => crate::send::run(&self, &job).await,
+            crate::alert::ALERT_JOB => crate::alert::run(&self, &job).await,
             other => Err(Failure::Permanent(format!("unknown job kind `{other}`"))),
         };
         heartbeat.abort();

@@ -244,6 +244,9 @@ pub async fn bot(config: &Config, cmd: BotCommand, json: bool) -> anyhow::Result
                 description: None,
                 fallback_reply,
                 active: true,
+                ai_profile_id: None,
+                persona: None,
+                settings: Default::default(),
             };
             let bot =
                 integro_store::bots::create(&mut tx, &Actor::cli(), None, tenant, fields).await?;
@@ -267,6 +270,14 @@ pub async fn bot(config: &Config, cmd: BotCommand, json: bool) -> anyhow::Result
                     println!("{:<36}  {:<8}  {}", b.id, b.active, b.name);
                 }
             }
+        }
+        BotCommand::Try {
+            bot,
+            message,
+            contact_name,
+            channel,
+        } => {
+            crate::reply::try_bot(&db, config, bot, message, contact_name, channel, json).await?
         }
     }
     Ok(())

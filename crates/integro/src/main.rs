@@ -3,6 +3,7 @@
 
 mod admin;
 mod doctor;
+mod reply;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -67,6 +68,12 @@ enum Command {
     /// Manage channel accounts.
     #[command(subcommand)]
     Account(AccountCommand),
+    /// Export and import a bot's rules as YAML.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+    /// Check AI provider credentials.
+    #[command(subcommand)]
+    Ai(AiCommand),
     /// Manage sealed secrets.
     #[command(subcommand)]
     Secrets(SecretsCommand),
@@ -88,6 +95,42 @@ pub enum BotCommand {
     List {
         #[arg(long)]
         tenant: Uuid,
+    },
+    /// Dry run: decide the reply to a made-up message and print the trace
+    /// (rules, prompt, history, provider, tokens). Nothing is stored or sent.
+    Try {
+        bot: Uuid,
+        message: String,
+        /// The contact's name, for templates and conditions.
+        #[arg(long)]
+        contact_name: Option<String>,
+        /// The channel to pretend.
+        #[arg(long, default_value = "web")]
+        channel: integro_core::ChannelKind,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum RulesCommand {
+    /// Print a bot's rules as YAML (or write them to --file).
+    Export {
+        bot: Uuid,
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Replace a bot's rules with those of a YAML file (`-` reads stdin).
+    /// Nothing changes unless every rule is valid.
+    Import { bot: Uuid, file: PathBuf },
+}
+
+#[derive(Subcommand)]
+pub enum AiCommand {
+    /// Check a credential against its provider and say what it answered.
+    Test {
+        credential: Uuid,
+        /// Also check that this model answers.
+        #[arg(long)]
+        model: Option<String>,
     },
 }
 
@@ -217,6 +260,8 @@ fn main() -> ExitCode {
             Command::Serve { .. } => serve(config).await,
             Command::Worker => worker(config).await,
             Command::Bot(cmd) => admin::bot(&config, cmd, cli.json).await,
+            Command::Rules(cmd) => reply::rules(&config, cmd).await,
+            Command::Ai(cmd) => reply::ai(&config, cmd).await,
             Command::Account(cmd) => admin::account(&config, cmd, cli.json).await,
             Command::Migrate => migrate(config).await,
             Command::Doctor => return Ok(doctor::run(&config).await),

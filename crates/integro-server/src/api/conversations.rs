@@ -5,7 +5,9 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use integro_core::{Permission, Template};
+use integro_engine::handoff::{self, Transition};
 use integro_store::Page;
+use integro_store::memory::{self, Transition as TransitionRecord};
 use integro_store::conversations::{
     self, Conversation, ConversationFilter, ConversationState, Message, Outgoing,
 };
@@ -24,6 +26,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_conversations))
         .routes(routes!(get_conversation))
         .routes(routes!(list_messages, send_message))
+        .routes(routes!(handoff_conversation))
+        .routes(routes!(resume_conversation))
+        .routes(routes!(reset_conversation))
+        .routes(routes!(list_transitions))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -142,6 +148,19 @@ async fn send_message(
         ));
     }
     let mut tx = state.db.begin().await?;
+    // An agent writing takes the conversation over: the bot goes quiet.
+    if conversation.state == ConversationState::Bot {
+        memory::transition(
+            &mut tx,
+            conversation.tenant_id,
+            conversation.id,
+            ConversationState::Bot,
+            ConversationState::Human,
+            "agent_message",
+            Some(&ctx.actor().label),
+        )
+        .await?;
+    }
     let message_id = conversations::queue_outbound(
         &mut tx,
         &conversation,
@@ -152,6 +171,7 @@ async fn send_message(
             template: req.template,
             reply_to: None,
             request_id: ctx.request_id().map(String::from),
+            ..Outgoing::default()
         },
     )
     .await?;
@@ -161,4 +181,112 @@ async fn send_message(
         .await?
         .ok_or_else(ApiError::internal)?;
     Ok((StatusCode::ACCEPTED, Json(message)))
+}
+
+fn engine_state(s: ConversationState) -> handoff::ConversationState {
+    match s {
+        ConversationState::Bot => handoff::ConversationState::Bot,
+        ConversationState::Human => handoff::ConversationState::Human,
+        ConversationState::Closed => handoff::ConversationState::Closed,
+    }
+}
+
+fn store_state(s: handoff::ConversationState) -> ConversationState {
+    match s {
+        handoff::ConversationState::Bot => ConversationState::Bot,
+        handoff::ConversationState::Human => ConversationState::Human,
+        handoff::ConversationState::Closed => ConversationState::Closed,
+    }
+}
+
+/// Applies a state change asked through the API, recording who asked.
+async fn move_conversation(
+    state: &AppState,
+    ctx: &TenantCtx,
+    id: Uuid,
+    transition: Transition,
+    reason: &str,
+) -> ApiResult<Json<Conversation>> {
+    ctx.require(Permission::Converse)?;
+    let conversation = find(state, ctx, id).await?;
+    let to = handoff::next_state(engine_state(conversation.state), transition)
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, "invalid_transition", e.to_string()))?;
+    let mut tx = state.db.begin().await?;
+    memory::transition(
+        &mut tx,
+        conversation.tenant_id,
+        conversation.id,
+        conversation.state,
+        store_state(to),
+        reason,
+        Some(&ctx.actor().label),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(find(state, ctx, id).await?))
+}
+
+/// Hand the conversation to a human: the bot stays silent, inbound messages
+/// still land.
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/handoff", tag = "conversations", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Conversation id")),
+    responses((status = 200, body = Conversation), (status = 404, body = Problem), (status = 409, body = Problem)))]
+async fn handoff_conversation(
+    State(state): State<AppState>,
+    ctx: TenantCtx,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Conversation>> {
+    move_conversation(&state, &ctx, id, Transition::ApiHandoff, "api_handoff").await
+}
+
+/// Give the conversation back to the bot.
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/resume", tag = "conversations", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Conversation id")),
+    responses((status = 200, body = Conversation), (status = 404, body = Problem), (status = 409, body = Problem)))]
+async fn resume_conversation(
+    State(state): State<AppState>,
+    ctx: TenantCtx,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Conversation>> {
+    move_conversation(&state, &ctx, id, Transition::Resume, "resume").await
+}
+
+/// Clear the conversation's memory: the LLM no longer sees the earlier
+/// messages, and rule variables are forgotten. The messages stay stored.
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/reset", tag = "conversations", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Conversation id")),
+    responses((status = 200, body = Conversation), (status = 404, body = Problem)))]
+async fn reset_conversation(
+    State(state): State<AppState>,
+    ctx: TenantCtx,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Conversation>> {
+    ctx.require(Permission::Converse)?;
+    let conversation = find(&state, &ctx, id).await?;
+    let mut tx = state.db.begin().await?;
+    memory::reset(&mut tx, conversation.id).await?;
+    integro_store::audit::record(
+        &mut tx,
+        ctx.actor(),
+        ctx.request_id(),
+        integro_store::audit::Change::new("conversation.reset", "conversation", conversation.id)
+            .tenant(conversation.tenant_id),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(conversation))
+}
+
+/// Who moved the conversation between bot, human and closed, and why.
+#[utoipa::path(get, path = "/api/v1/conversations/{id}/transitions", tag = "conversations", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Conversation id")),
+    responses((status = 200, body = Vec<TransitionRecord>), (status = 404, body = Problem)))]
+async fn list_transitions(
+    State(state): State<AppState>,
+    ctx: TenantCtx,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Vec<TransitionRecord>>> {
+    ctx.require(Permission::Read)?;
+    let conversation = find(&state, &ctx, id).await?;
+    Ok(Json(memory::transitions(&state.db, conversation.id).await?))
 }

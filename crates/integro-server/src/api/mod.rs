@@ -8,14 +8,20 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::state::AppState;
 
 pub mod accounts;
+pub mod ai_credentials;
+pub mod ai_profiles;
 pub mod api_keys;
 pub mod audit_log;
 pub mod auth;
 pub mod bots;
 pub mod conversations;
+pub mod events;
 pub mod health;
 pub mod jobs;
+pub mod rules;
+pub mod settings;
 pub mod tenants;
+pub mod usage;
 pub mod users;
 pub mod web;
 pub mod webhook_logs;
@@ -36,7 +42,10 @@ pub mod webhook_logs;
         (name = "users", description = "People of a tenant and their roles"),
         (name = "api-keys", description = "Keys for programs, per tenant"),
         (name = "audit-log", description = "Who changed what"),
-        (name = "bots", description = "Bots and their fallback replies"),
+        (name = "bots", description = "Bots: fallback replies, personas, settings, dry runs"),
+        (name = "rules", description = "A bot's keyword and pattern rules; YAML import and export"),
+        (name = "ai", description = "LLM credentials, AI profiles, token usage and engine events"),
+        (name = "settings", description = "The tenant's budget and alert webhook"),
         (name = "accounts", description = "Channel accounts (WhatsApp, Instagram, X, web)"),
         (name = "conversations", description = "Conversations, messages, manual replies"),
         (name = "web", description = "Integro's own web/API channel"),
@@ -79,6 +88,12 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(api_keys::router())
         .merge(audit_log::router())
         .merge(bots::router())
+        .merge(rules::router())
+        .merge(ai_credentials::router())
+        .merge(ai_profiles::router())
+        .merge(usage::router())
+        .merge(events::router())
+        .merge(settings::router())
         .merge(accounts::router())
         .merge(conversations::router())
         .merge(web::router())

@@ -1,0 +1,355 @@
+//! Rule conditions written in CEL (Common Expression Language).
+//!
+//! CEL is a small, side-effect-free, non-Turing-complete language, which is
+//! what a user-written condition needs:
+//! `channel == "whatsapp" && now.hour >= 9`. Conditions are compiled once when a rule set is built and then
+//! evaluated against a [`Vars`] tree. Input is untrusted, so compilation
+//! bounds the source length and the nesting of list macros (the one way a
+//! CEL program can do a lot of work), and both compilation and evaluation
+//! turn any failure, including a panic inside the CEL crate, into an error.
+
+use crate::template::Vars;
+use cel::common::ast::{EntryExpr, Expr, IdedExpr};
+use cel::common::types::{
+    CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelUInt,
+};
+use cel::common::value::Val;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, OnceLock};
+
+/// Longest accepted condition source, in characters.
+pub const MAX_CONDITION_CHARS: usize = 2000;
+
+/// How deeply list macros (`all`, `exists`, `exists_one`, `map`, `filter`)
+/// may nest. Each level multiplies the work by a list's length.
+pub const MAX_MACRO_NESTING: usize = 2;
+
+/// Deepest JSON nesting converted into CEL values; deeper values are null.
+const MAX_VALUE_DEPTH: usize = 64;
+
+/// Longest error detail kept, in characters (CEL errors can quote values).
+const MAX_ERROR_CHARS: usize = 300;
+
+/// Why a condition could not be compiled or evaluated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConditionError {
+    #[error("condition is empty")]
+    Empty,
+    #[error("condition is too long ({chars} characters, at most {max})")]
+    TooLong { chars: usize, max: usize },
+    /// A syntax error, with line and column as the CEL parser reports them.
+    #[error("invalid condition: {0}")]
+    Syntax(String),
+    #[error(
+        "condition is too complex: list macros (all, exists, exists_one, map, filter) nest more than {max} deep"
+    )]
+    TooComplex { max: usize },
+    /// Evaluation failed, e.g. a missing key or mismatched types.
+    #[error("condition could not be evaluated: {0}")]
+    Eval(String),
+    #[error("condition must be true or false, got {0}")]
+    NotBool(String),
+}
+
+/// A compiled CEL condition and the source it came from.
+///
+/// Cheap to clone, `Send + Sync`.
+#[derive(Clone, Debug)]
+pub struct Condition {
+    source: String,
+    program: Arc<cel::Program>,
+}
+
+/// Two conditions are equal when their sources are.
+impl PartialEq for Condition {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+/// The shared CEL environment (standard library and macros), built once.
+fn env() -> &'static Arc<cel::Env> {
+    static ENV: OnceLock<Arc<cel::Env>> = OnceLock::new();
+    ENV.get_or_init(|| Arc::new(cel::Env::stdlib()))
+}
+
+impl Condition {
+    /// Compiles `src`. Errors say what is wrong and where.
+    pub fn compile(src: &str) -> Result<Condition, ConditionError> {
+        if src.trim().is_empty() {
+            return Err(ConditionError::Empty);
+        }
+        let chars = src.chars().count();
+        if chars > MAX_CONDITION_CHARS {
+            return Err(ConditionError::TooLong {
+                chars,
+                max: MAX_CONDITION_CHARS,
+            });
+        }
+        let program = catch_unwind(|| env().compile(src))
+            .map_err(|_| ConditionError::Syntax("the expression could not be parsed".into()))?
+            .map_err(|errors| ConditionError::Syntax(describe_parse_errors(&errors)))?;
+        if macro_nesting(program.expression()) > MAX_MACRO_NESTING {
+            return Err(ConditionError::TooComplex {
+                max: MAX_MACRO_NESTING,
+            });
+        }
+        Ok(Condition {
+            source: src.to_string(),
+            program: Arc::new(program),
+        })
+    }
+
+    /// The source text this condition was compiled from.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Evaluates the condition; every top-level key of `vars` is a variable.
+    pub fn eval(&self, vars: &Vars) -> Result<bool, ConditionError> {
+        let context = EvalContext::new(vars);
+        self.eval_in(&context)
+    }
+
+    /// Evaluates against a prepared context, so a caller testing several
+    /// conditions on one message converts the variables only once.
+    pub(crate) fn eval_in(&self, context: &EvalContext<'_>) -> Result<bool, ConditionError> {
+        let result = catch_unwind(AssertUnwindSafe(|| self.program.execute(&context.0)))
+            .map_err(|_| ConditionError::Eval("the expression failed unexpectedly".into()))?;
+        match result {
+            Ok(cel::Value::Bool(b)) => Ok(b),
+            Ok(other) => Err(ConditionError::NotBool(other.type_of().to_string())),
+            Err(e) => Err(ConditionError::Eval(crate::text::truncate_chars(
+                &e.to_string(),
+                MAX_ERROR_CHARS,
+            ))),
+        }
+    }
+}
+
+/// The CEL variables for one evaluation, borrowing strings from [`Vars`].
+pub(crate) struct EvalContext<'v>(cel::Context<'v, 'v>);
+
+impl<'v> EvalContext<'v> {
+    pub(crate) fn new(vars: &'v Vars) -> Self {
+        let mut context = cel::Context::with_env(Arc::clone(env()));
+        for (name, value) in vars.entries() {
+            context.add_variable_as_val(name.as_str(), to_val(value, 0));
+        }
+        EvalContext(context)
+    }
+}
+
+/// Converts JSON into CEL values without copying strings. Integers become
+/// `int` when they fit (so `now.hour >= 9` compares int to int), else `uint`,
+/// else `double`.
+fn to_val(value: &Value, depth: usize) -> Box<dyn Val + '_> {
+    if depth > MAX_VALUE_DEPTH {
+        return Box::new(CelNull);
+    }
+    match value {
+        Value::Null => Box::new(CelNull),
+        Value::Bool(b) => Box::new(CelBool::from(*b)),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Box::new(CelInt::from(i))
+            } else if let Some(u) = n.as_u64() {
+                Box::new(CelUInt::from(u))
+            } else {
+                Box::new(CelDouble::from(n.as_f64().unwrap_or(f64::NAN)))
+            }
+        }
+        Value::String(s) => Box::new(CelString::from(s.as_str())),
+        Value::Array(items) => Box::new(CelList::from(
+            items
+                .iter()
+                .map(|item| to_val(item, depth + 1))
+                .collect::<Vec<_>>(),
+        )),
+        Value::Object(map) => Box::new(CelMap::from(
+            map.iter()
+                .map(|(k, v)| (CelMapKey::from(k.as_str()), to_val(v, depth + 1)))
+                .collect::<HashMap<_, _>>(),
+        )),
+    }
+}
+
+/// Formats the parser's errors as "line L, column C: message".
+fn describe_parse_errors(errors: &cel::ParseErrors) -> String {
+    let described: Vec<String> = errors
+        .errors
+        .iter()
+        .take(3)
+        .map(|e| {
+            let msg = crate::text::truncate_chars(&e.msg, MAX_ERROR_CHARS);
+            if e.pos.0 > 0 && e.pos.1 >= 0 {
+                format!("line {}, column {}: {msg}", e.pos.0, e.pos.1 + 1)
+            } else {
+                msg
+            }
+        })
+        .collect();
+    if described.is_empty() {
+        "the expression could not be parsed".into()
+    } else {
+        described.join("; ")
+    }
+}
+
+/// The deepest nesting of comprehensions (expanded list macros) in `expr`.
+/// Recursion is bounded by the parser's own depth limit.
+fn macro_nesting(expr: &IdedExpr) -> usize {
+    let max_of =
+        |exprs: &mut dyn Iterator<Item = &IdedExpr>| exprs.map(macro_nesting).max().unwrap_or(0);
+    match &expr.expr {
+        Expr::Unspecified | Expr::Ident(_) | Expr::Literal(_) => 0,
+        Expr::Call(call) => max_of(&mut call.target.as_deref().into_iter().chain(call.args.iter())),
+        Expr::Comprehension(c) => {
+            let body =
+                max_of(&mut [&c.accu_init, &c.loop_cond, &c.loop_step, &c.result].into_iter());
+            (1 + body).max(macro_nesting(&c.iter_range))
+        }
+        Expr::List(list) => max_of(&mut list.elements.iter()),
+        Expr::Map(map) => max_of(&mut map.entries.iter().flat_map(|e| entry_exprs(&e.expr))),
+        Expr::Struct(s) => max_of(&mut s.entries.iter().flat_map(|e| entry_exprs(&e.expr))),
+        Expr::Select(select) => macro_nesting(&select.operand),
+    }
+}
+
+fn entry_exprs(entry: &EntryExpr) -> Vec<&IdedExpr> {
+    match entry {
+        EntryExpr::StructField(f) => vec![&f.value],
+        EntryExpr::MapEntry(e) => vec![&e.key, &e.value],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn vars() -> Vars {
+        let mut v = Vars::new();
+        v.set("channel", "whatsapp");
+        v.set("now.hour", 10);
+        v.set("now.weekday", 3);
+        v.set("contact.name", "Ana");
+        v.set("message.text", "hello");
+        v.set("vars.vip", "yes");
+        v.set("contact.tags", json!(["a", "b"]));
+        v.set("big", u64::MAX);
+        v.set("ratio", 0.5);
+        v
+    }
+
+    fn eval(src: &str) -> Result<bool, ConditionError> {
+        Condition::compile(src)?.eval(&vars())
+    }
+
+    #[test]
+    fn send_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Condition>();
+    }
+
+    #[test]
+    fn example_expressions() {
+        assert_eq!(
+            eval(r#"channel == "whatsapp" && now.hour >= 9 && now.hour < 18"#),
+            Ok(true)
+        );
+        assert_eq!(eval(r#"contact.name.startsWith("A")"#), Ok(true));
+        assert_eq!(eval(r#""vip" in vars && vars.vip == "yes""#), Ok(true));
+        assert_eq!(eval("message.text.size() > 3"), Ok(true));
+        assert_eq!(eval("now.weekday in [1,2,3,4,5]"), Ok(true));
+    }
+
+    #[test]
+    fn false_results() {
+        assert_eq!(eval(r#"channel == "instagram""#), Ok(false));
+        assert_eq!(eval("now.hour >= 18"), Ok(false));
+        assert_eq!(eval(r#""missing" in vars"#), Ok(false));
+        assert_eq!(eval(r#"contact.tags.exists(t, t == "z")"#), Ok(false));
+        assert_eq!(eval(r#"has(contact.email)"#), Ok(false));
+    }
+
+    #[test]
+    fn number_kinds() {
+        assert_eq!(eval("big > 0u"), Ok(true));
+        assert_eq!(eval("ratio < 1.0"), Ok(true));
+        assert_eq!(eval("now.hour == 10"), Ok(true));
+    }
+
+    #[test]
+    fn evaluation_errors() {
+        assert!(matches!(eval("nope == 1"), Err(ConditionError::Eval(m)) if m.contains("nope")));
+        assert!(
+            matches!(eval("contact.email == 'x'"), Err(ConditionError::Eval(m)) if m.contains("email"))
+        );
+        assert!(matches!(
+            eval("contact.name > 3"),
+            Err(ConditionError::Eval(_))
+        ));
+        assert!(matches!(eval("1 / 0 == 1"), Err(ConditionError::Eval(_))));
+    }
+
+    #[test]
+    fn non_bool_is_an_error() {
+        let err = eval("now.hour + 1").unwrap_err();
+        assert_eq!(err, ConditionError::NotBool("int".into()));
+        assert_eq!(err.to_string(), "condition must be true or false, got int");
+        assert!(matches!(eval("contact.name"), Err(ConditionError::NotBool(t)) if t == "string"));
+    }
+
+    #[test]
+    fn syntax_errors_say_where() {
+        let err = Condition::compile("1 +").unwrap_err();
+        let ConditionError::Syntax(msg) = &err else {
+            panic!("{err:?}")
+        };
+        assert!(msg.starts_with("line 1, column "), "{msg}");
+        assert!(Condition::compile("a &&& b").is_err());
+        assert!(Condition::compile("\"unterminated").is_err());
+        assert_eq!(Condition::compile("  "), Err(ConditionError::Empty));
+    }
+
+    #[test]
+    fn limits() {
+        let long = "true && ".repeat(300) + "true";
+        assert!(matches!(
+            Condition::compile(&long),
+            Err(ConditionError::TooLong { .. })
+        ));
+        assert!(Condition::compile("[1,2].all(x, [1,2].exists(y, x == y))").is_ok());
+        assert_eq!(
+            Condition::compile("[1].all(x, [1].all(y, [1].all(z, true)))").map(|_| ()),
+            Err(ConditionError::TooComplex { max: 2 })
+        );
+        // Deep nesting is refused by the parser, not a stack overflow.
+        let deep = "(".repeat(500) + "true" + &")".repeat(500);
+        assert!(Condition::compile(&deep).is_err());
+        let deep = "!".repeat(1900) + "true";
+        let _ = Condition::compile(&deep).map(|c| c.eval(&vars()));
+        let deep = "[".repeat(900) + &"]".repeat(900) + " == []";
+        assert!(Condition::compile(&deep).is_err());
+        let chain = "contact".to_string() + &".a".repeat(900) + " == 1";
+        let _ = Condition::compile(&chain).map(|c| c.eval(&vars()));
+    }
+
+    #[test]
+    fn source_is_kept() {
+        let c = Condition::compile("true").unwrap();
+        assert_eq!(c.source(), "true");
+        assert_eq!(c.eval(&Vars::new()), Ok(true));
+    }
+
+    #[test]
+    fn deep_vars_do_not_overflow() {
+        let mut v = Vars::new();
+        v.set(&vec!["a"; 32].join("."), 1);
+        let c = Condition::compile("has(a.a)").unwrap();
+        assert_eq!(c.eval(&v), Ok(true));
+    }
+}

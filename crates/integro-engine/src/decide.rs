@@ -1,0 +1,307 @@
+//! One turn's decision, from plain facts: stay silent, answer from a rule or
+//! the fallback reply, or ask the LLM; and what a reply looks like once the
+//! output filters have been applied. The worker gathers the facts and carries
+//! out the plan; nothing here does IO.
+
+use uuid::Uuid;
+
+use crate::filters;
+use crate::guard::RateVerdict;
+use crate::handoff::ConversationState;
+use crate::rules::{Action, RuleSpec};
+use crate::template::{Vars, render};
+
+/// Whether the LLM may answer this turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AiAvailability {
+    /// The bot has no AI profile.
+    NotConfigured,
+    /// The tenant's monthly token budget is spent: rules and fallback only.
+    BudgetExhausted,
+    Ready,
+}
+
+/// What the worker knows when a turn starts.
+#[derive(Debug, Clone)]
+pub struct Situation<'a> {
+    pub state: ConversationState,
+    pub rate: RateVerdict,
+    /// The rule that matched the message, if any.
+    pub matched: Option<&'a RuleSpec>,
+    pub ai: AiAvailability,
+    pub fallback_reply: &'a str,
+    pub rate_notice: &'a str,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    /// Say nothing; the reason is logged and shown in dry runs.
+    Silent(&'static str),
+    /// Answer without the LLM.
+    Reply(Reply),
+    /// Ask the LLM; a rule may have added instructions.
+    AskLlm {
+        instructions: Option<String>,
+        rule_id: Option<Uuid>,
+        set_variable: Option<(String, String)>,
+    },
+}
+
+/// A reply decided without the LLM, and what the rule changes.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Reply {
+    pub text: Option<String>,
+    pub media_url: Option<String>,
+    pub rule_id: Option<Uuid>,
+    /// A conversation variable to set (name, rendered value).
+    pub set_variable: Option<(String, String)>,
+    /// Hand the conversation to a human after this reply.
+    pub handoff: bool,
+    /// This is the one-time notice of the per-contact rate limit.
+    pub rate_notice: bool,
+}
+
+pub fn plan(s: &Situation<'_>, vars: &Vars) -> Plan {
+    match s.state {
+        ConversationState::Human => return Plan::Silent("a human has the conversation"),
+        ConversationState::Closed => return Plan::Silent("the conversation is closed"),
+        ConversationState::Bot => {}
+    }
+    match s.rate {
+        RateVerdict::Silent => return Plan::Silent("the contact is over the rate limit"),
+        RateVerdict::Notice => {
+            return Plan::Reply(Reply {
+                text: Some(s.rate_notice.to_string()),
+                rate_notice: true,
+                ..Reply::default()
+            });
+        }
+        RateVerdict::Allow => {}
+    }
+    let fallback = || Reply {
+        text: Some(s.fallback_reply.to_string()),
+        ..Reply::default()
+    };
+    let Some(rule) = s.matched else {
+        return match s.ai {
+            AiAvailability::Ready => Plan::AskLlm {
+                instructions: None,
+                rule_id: None,
+                set_variable: None,
+            },
+            _ => Plan::Reply(fallback()),
+        };
+    };
+    let text = rule
+        .reply
+        .as_deref()
+        .and_then(|t| filters::clean_reply(&render(t, vars)));
+    let set_variable = match &rule.action {
+        Some(Action::SetVariable { name, value }) => Some((name.clone(), render(value, vars))),
+        _ => None,
+    };
+    match &rule.action {
+        Some(Action::AskLlm { instructions }) if s.ai == AiAvailability::Ready => Plan::AskLlm {
+            instructions: Some(render(instructions, vars)).filter(|i| !i.trim().is_empty()),
+            rule_id: Some(rule.id),
+            set_variable,
+        },
+        action => {
+            let handoff = matches!(action, Some(Action::Handoff));
+            let mut reply = Reply {
+                text,
+                media_url: rule.media_url.clone(),
+                rule_id: Some(rule.id),
+                set_variable,
+                handoff,
+                rate_notice: false,
+            };
+            // A rule that meant to ask the LLM, when the LLM may not answer,
+            // and has no text of its own: the fallback reply answers.
+            if matches!(action, Some(Action::AskLlm { .. }))
+                && reply.text.is_none()
+                && reply.media_url.is_none()
+            {
+                reply.text = Some(s.fallback_reply.to_string());
+            }
+            Plan::Reply(reply)
+        }
+    }
+}
+
+/// A reply as it goes out: cleaned, checked against the blocked phrases (a
+/// blocked reply is replaced by the fallback reply) and split to the
+/// channel's length limit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    pub parts: Vec<String>,
+    /// The blocked phrase that replaced the reply, if one did.
+    pub blocked: Option<String>,
+}
+
+pub fn finish(text: &str, blocked_phrases: &[String], fallback: &str, channel: &str) -> Finished {
+    let limit = filters::channel_limit(channel);
+    let (text, blocked) = match filters::blocked_phrase(text, blocked_phrases) {
+        Some(p) => (fallback, Some(p.to_string())),
+        None => (text, None),
+    };
+    let parts = match filters::clean_reply(text) {
+        Some(t) => filters::split_for_limit(&t, limit),
+        None => Vec::new(),
+    };
+    Finished { parts, blocked }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::MatchKind;
+
+    fn rule(reply: Option<&str>, action: Option<Action>) -> RuleSpec {
+        RuleSpec {
+            id: Uuid::from_u128(7),
+            priority: 0,
+            match_kind: MatchKind::Contains,
+            pattern: Some("price".into()),
+            keywords: vec![],
+            condition: None,
+            reply: reply.map(String::from),
+            media_url: None,
+            action,
+            active: true,
+        }
+    }
+
+    fn situation<'a>(matched: Option<&'a RuleSpec>, ai: AiAvailability) -> Situation<'a> {
+        Situation {
+            state: ConversationState::Bot,
+            rate: RateVerdict::Allow,
+            matched,
+            ai,
+            fallback_reply: "Sorry?",
+            rate_notice: "Slow down",
+        }
+    }
+
+    fn vars() -> Vars {
+        let mut v = Vars::new();
+        v.set("contact.name", "Ana");
+        v
+    }
+
+    #[test]
+    fn a_human_or_a_closed_conversation_keeps_the_bot_silent() {
+        let r = rule(Some("x"), None);
+        for state in [ConversationState::Human, ConversationState::Closed] {
+            let s = Situation {
+                state,
+                ..situation(Some(&r), AiAvailability::Ready)
+            };
+            assert!(matches!(plan(&s, &vars()), Plan::Silent(_)));
+        }
+    }
+
+    #[test]
+    fn over_the_rate_limit_one_notice_then_silence() {
+        let s = Situation {
+            rate: RateVerdict::Notice,
+            ..situation(None, AiAvailability::Ready)
+        };
+        let Plan::Reply(r) = plan(&s, &vars()) else {
+            panic!("a notice")
+        };
+        assert_eq!(r.text.as_deref(), Some("Slow down"));
+        assert!(r.rate_notice);
+        let s = Situation {
+            rate: RateVerdict::Silent,
+            ..situation(None, AiAvailability::Ready)
+        };
+        assert!(matches!(plan(&s, &vars()), Plan::Silent(_)));
+    }
+
+    #[test]
+    fn a_matching_rule_answers_with_its_rendered_reply() {
+        let r = rule(Some("Hi {{contact.name}}, it is 5 €"), None);
+        let Plan::Reply(reply) = plan(&situation(Some(&r), AiAvailability::Ready), &vars()) else {
+            panic!("a reply")
+        };
+        assert_eq!(reply.text.as_deref(), Some("Hi Ana, it is 5 €"));
+        assert_eq!(reply.rule_id, Some(r.id));
+        assert!(!reply.handoff);
+    }
+
+    #[test]
+    fn no_rule_asks_the_llm_when_it_may_and_the_fallback_otherwise() {
+        assert!(matches!(
+            plan(&situation(None, AiAvailability::Ready), &vars()),
+            Plan::AskLlm { rule_id: None, .. }
+        ));
+        for ai in [AiAvailability::NotConfigured, AiAvailability::BudgetExhausted] {
+            let Plan::Reply(r) = plan(&situation(None, ai), &vars()) else {
+                panic!("fallback")
+            };
+            assert_eq!(r.text.as_deref(), Some("Sorry?"));
+            assert_eq!(r.rule_id, None);
+        }
+    }
+
+    #[test]
+    fn rule_actions_hand_off_set_variables_and_ask_the_llm() {
+        let r = rule(Some("A person will answer"), Some(Action::Handoff));
+        let Plan::Reply(reply) = plan(&situation(Some(&r), AiAvailability::Ready), &vars()) else {
+            panic!()
+        };
+        assert!(reply.handoff);
+        assert_eq!(reply.text.as_deref(), Some("A person will answer"));
+
+        let r = rule(
+            Some("Noted"),
+            Some(Action::SetVariable {
+                name: "customer".into(),
+                value: "{{contact.name}}".into(),
+            }),
+        );
+        let Plan::Reply(reply) = plan(&situation(Some(&r), AiAvailability::Ready), &vars()) else {
+            panic!()
+        };
+        assert_eq!(reply.set_variable, Some(("customer".into(), "Ana".into())));
+
+        let r = rule(
+            None,
+            Some(Action::AskLlm {
+                instructions: "Quote prices for {{contact.name}}".into(),
+            }),
+        );
+        assert_eq!(
+            plan(&situation(Some(&r), AiAvailability::Ready), &vars()),
+            Plan::AskLlm {
+                instructions: Some("Quote prices for Ana".into()),
+                rule_id: Some(r.id),
+                set_variable: None
+            }
+        );
+        // Without the LLM, such a rule falls back.
+        let Plan::Reply(reply) =
+            plan(&situation(Some(&r), AiAvailability::BudgetExhausted), &vars())
+        else {
+            panic!()
+        };
+        assert_eq!(reply.text.as_deref(), Some("Sorry?"));
+    }
+
+    #[test]
+    fn finishing_blocks_phrases_and_splits_to_the_channel_limit() {
+        let blocked = vec!["competitor".to_string()];
+        let f = finish("Try our COMPETITOR instead", &blocked, "Sorry?", "whatsapp_cloud");
+        assert_eq!(f.parts, vec!["Sorry?".to_string()]);
+        assert_eq!(f.blocked.as_deref(), Some("competitor"));
+
+        let long = "One sentence here. ".repeat(100);
+        let f = finish(&long, &blocked, "Sorry?", "instagram");
+        assert!(f.parts.len() >= 2);
+        assert!(f.parts.iter().all(|p| p.chars().count() <= 1000));
+        assert!(f.parts.iter().all(|p| p.ends_with('.')));
+
+        assert!(finish("   ", &blocked, "Sorry?", "web").parts.is_empty());
+    }
+}

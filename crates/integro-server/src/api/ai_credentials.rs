@@ -1,0 +1,231 @@
+//! `/api/v1/ai-credentials`: a tenant's API keys for LLM providers. Keys are
+//! sealed at rest and never returned; `/test` checks one against its provider.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use integro_ai::{Endpoint, ProviderKind};
+use integro_core::Permission;
+use integro_store::Page;
+use integro_store::ai_credentials::{self, AiCredential, CredentialFields};
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{ApiJson, ListParams, TenantCtx};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_credential, list_credentials))
+        .routes(routes!(get_credential, update_credential, delete_credential))
+        .routes(routes!(test_credential))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCredential {
+    pub name: String,
+    /// `openai`, `anthropic` or `openai_compatible`.
+    pub provider: String,
+    /// Optional for `openai_compatible` servers that need no key.
+    pub api_key: Option<String>,
+    /// Defaults to the provider's public API; required for `openai_compatible`
+    /// (e.g. `http://localhost:11434/v1` for Ollama).
+    pub base_url: Option<String>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateCredential {
+    pub name: Option<String>,
+    /// A new key replaces the stored one.
+    pub api_key: Option<String>,
+    pub base_url: Option<String>,
+}
+
+pub(crate) async fn find(state: &AppState, ctx: &TenantCtx, id: Uuid) -> ApiResult<AiCredential> {
+    ai_credentials::get(&state.db, ctx.tenant_id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("AI credential"))
+}
+
+/// Store a provider API key (sealed; never shown again).
+#[utoipa::path(post, path = "/api/v1/ai-credentials", tag = "ai", security(("bearer" = [])),
+    request_body = CreateCredential,
+    responses((status = 201, body = AiCredential), (status = 403, body = Problem), (status = 422, body = Problem)))]
+async fn create_credential(
+    State(state): State<AppState>,
+    ctx: TenantCtx,
+    ApiJson(req): ApiJson<CreateCredential>,
+) -> ApiResult<(StatusCode, Json<AiCredential>)> {
+    ctx.require(Permission::Manage)?;
+    let mut tx = state.db.begin().await?;
+    let created = ai_credentials::create(
+        &mut tx,
+        &state.keyring,
+        ctx.actor(),
+        ctx.request_id(),
+        ctx.tenant_id,
+        CredentialFields {
+            name: req.name,
+            provider: req.provider,
+            base_url: req.base_url,
+            api_key: req.api_key,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// The tenant's AI credentials (keys are never shown).
+#[utoipa::path(get, path = "/api/v1/ai-credentials", tag = "ai", security(("bearer" = [])),
+    params(ListParams), responses((status = 200, body = Page<AiCredential>)))]
+async fn list_credentials(
+    State(state): State<AppState>,
+    ctx: TenantCtx,
+    Query(p): Query<ListParams>,
+) -> ApiResult<Json<Page<AiCredential>>> {
+    ctx.require(Permission::Read)?;
+    Ok(Json(
+        ai_credentials::list(&state.db, ctx.tenant_id, &p.page()?).await?,
+    ))
+}
+
+/// One AI credential.
+#[utoipa::path(get, path = "/api/v1/ai-credentials/{id}", tag = "ai", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Credential id")),
+    responses((status = 200, body = AiCredential), (status = 404, body = Problem)))]
+async fn get_credential(
+    State(state): State<AppState>,
+    ctx: TenantCtx,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<AiCredential>> {
+    ctx.require(Permission::Read)?;
+    Ok(Json(find(&state, &ctx, id).await?))
+}
+
+/// Rename, re-point or re-key a credential.
+#[utoipa::path(patch, path = "/api/v1/ai-credentials/{id}", tag = "ai", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Credential id")), request_body = UpdateCredential,
+    responses((status = 200, body = AiCredential), (status = 404, body = Problem), (status = 422, body = Problem)))]
+async fn update_credential(
+    State(state): State<AppState>,
+    ctx: TenantCtx,
+    Path(id): Path<Uuid>,
+    ApiJson(req): ApiJson<UpdateCredential>,
+) -> ApiResult<Json<AiCredential>> {
+    ctx.require(Permission::Manage)?;
+    let before = find(&state, &ctx, id).await?;
+    let mut tx = state.db.begin().await?;
+    let after = ai_credentials::update(
+        &mut tx,
+        &state.keyring,
+        ctx.actor(),
+        ctx.request_id(),
+        &before,
+        CredentialFields {
+            name: req.name.unwrap_or_else(|| before.name.clone()),
+            provider: before.provider.clone(),
+            base_url: req.base_url.or_else(|| before.base_url.clone()),
+            api_key: req.api_key,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(after))
+}
+
+/// Delete a credential and its sealed key. Refused while a profile uses it.
+#[utoipa::path(delete, path = "/api/v1/ai-credentials/{id}", tag = "ai", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Credential id")),
+    responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem)))]
+async fn delete_credential(
+    State(state): State<AppState>,
+    ctx: TenantCtx,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
+    ctx.require(Permission::Manage)?;
+    let credential = find(&state, &ctx, id).await?;
+    let mut tx = state.db.begin().await?;
+    ai_credentials::delete(&mut tx, ctx.actor(), ctx.request_id(), &credential).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestCredential {
+    /// Also check that this model answers (a one-token request).
+    pub model: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TestResult {
+    pub ok: bool,
+    /// The provider's answer in plain words.
+    pub message: String,
+    /// When not ok: `auth`, `quota`, `unknown_model`, `timeout`, …
+    pub code: Option<String>,
+}
+
+/// The endpoint a stored credential calls.
+pub(crate) async fn endpoint(state: &AppState, credential: &AiCredential) -> ApiResult<Endpoint> {
+    let provider: ProviderKind =
+        serde_json::from_value(serde_json::Value::String(credential.provider.clone()))
+            .map_err(|_| ApiError::internal())?;
+    Ok(Endpoint {
+        credential_id: credential.id.to_string(),
+        provider,
+        base_url: credential
+            .base_url
+            .clone()
+            .or_else(|| provider.default_base_url().map(String::from))
+            .unwrap_or_default(),
+        api_key: ai_credentials::api_key(&state.db, &state.keyring, credential).await?,
+    })
+}
+
+/// Check a credential against its provider with a minimal request, and say
+/// what the provider answered in plain words (bad key, no quota, unknown model).
+#[utoipa::path(post, path = "/api/v1/ai-credentials/{id}/test", tag = "ai", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Credential id")), request_body = TestCredential,
+    responses((status = 200, body = TestResult), (status = 404, body = Problem)))]
+async fn test_credential(
+    State(state): State<AppState>,
+    ctx: TenantCtx,
+    Path(id): Path<Uuid>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<TestResult>> {
+    ctx.require(Permission::Manage)?;
+    let credential = find(&state, &ctx, id).await?;
+    // The body is optional: no body tests the key alone.
+    let req: TestCredential = if body.iter().all(u8::is_ascii_whitespace) {
+        TestCredential::default()
+    } else {
+        crate::extract::parse_json(&body)?
+    };
+    let endpoint = endpoint(&state, &credential).await?;
+    let result = state
+        .engine
+        .ai()
+        .test(&endpoint, req.model.as_deref(), Duration::from_secs(20))
+        .await;
+    Ok(Json(match result {
+        Ok(message) => TestResult {
+            ok: true,
+            message,
+            code: None,
+        },
+        Err(e) => TestResult {
+            ok: false,
+            message: e.plain_words(),
+            code: Some(e.code().to_string()),
+        },
+    }))
+}

@@ -1,0 +1,76 @@
+//! `/api/v1/settings`: the tenant's engine settings — the monthly token
+//! budget and the alert webhook (its URL and secret are sealed, never shown).
+
+use axum::Json;
+use axum::extract::State;
+use integro_core::Permission;
+use integro_store::tenants::{self, AlertWebhook, SettingsChanges, TenantSettings};
+use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::{ApiResult, Problem};
+use crate::extract::{ApiJson, TenantCtx};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(get_settings, update_settings))
+}
+
+/// Fields left out stay as they are; `null` clears.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSettings {
+    #[serde(default, deserialize_with = "crate::extract::present")]
+    #[schema(value_type = Option<u64>)]
+    pub monthly_token_budget: Option<Option<u64>>,
+    /// A Slack-compatible incoming webhook for critical alerts.
+    #[serde(default, deserialize_with = "crate::extract::present")]
+    #[schema(value_type = Option<String>)]
+    pub alert_webhook_url: Option<Option<String>>,
+    /// Signs alerts: `x-integro-signature: v1=<hex HMAC-SHA256 of "{x-integro-timestamp}.{body}">`.
+    pub alert_webhook_secret: Option<String>,
+}
+
+/// The tenant's settings.
+#[utoipa::path(get, path = "/api/v1/settings", tag = "settings", security(("bearer" = [])),
+    responses((status = 200, body = TenantSettings)))]
+async fn get_settings(State(state): State<AppState>, ctx: TenantCtx) -> ApiResult<Json<TenantSettings>> {
+    ctx.require(Permission::Read)?;
+    Ok(Json(tenants::settings(&state.db, ctx.tenant_id).await?))
+}
+
+/// Change the tenant's settings.
+#[utoipa::path(patch, path = "/api/v1/settings", tag = "settings", security(("bearer" = [])),
+    request_body = UpdateSettings,
+    responses((status = 200, body = TenantSettings), (status = 403, body = Problem), (status = 422, body = Problem)))]
+async fn update_settings(
+    State(state): State<AppState>,
+    ctx: TenantCtx,
+    ApiJson(req): ApiJson<UpdateSettings>,
+) -> ApiResult<Json<TenantSettings>> {
+    ctx.require(Permission::Manage)?;
+    let before = tenants::settings(&state.db, ctx.tenant_id).await?;
+    let changes = SettingsChanges {
+        monthly_token_budget: req.monthly_token_budget,
+        alert_webhook: req.alert_webhook_url.map(|url| {
+            url.map(|url| AlertWebhook {
+                url,
+                secret: req.alert_webhook_secret.clone(),
+            })
+        }),
+    };
+    let mut tx = state.db.begin().await?;
+    tenants::update_settings(
+        &mut tx,
+        &state.keyring,
+        ctx.actor(),
+        ctx.request_id(),
+        ctx.tenant_id,
+        &before,
+        changes,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(tenants::settings(&state.db, ctx.tenant_id).await?))
+}

@@ -1,0 +1,126 @@
+//! Engine events: what the reply engine did that an operator should know
+//! about (a budget spent, every AI option failing, a provider key rejected,
+//! sends failing), kept per tenant; some are also sent as alerts.
+
+use integro_core::new_id;
+use serde::Serialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::db::{Tx, from_ms, now_ms};
+use crate::filter::Where;
+use crate::page::{Page, PageRequest};
+use crate::{Db, StoreError, parse_id};
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct EngineEvent {
+    pub id: Uuid,
+    pub bot_id: Option<Uuid>,
+    pub conversation_id: Option<Uuid>,
+    /// `budget_exhausted`, `ai_failed`, `ai_auth_failed`, `sends_failing`, `alert_failed`.
+    pub kind: String,
+    pub detail: String,
+    /// Whether an alert went out for it.
+    pub alerted: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+pub struct NewEvent<'a> {
+    pub tenant_id: Uuid,
+    pub bot_id: Option<Uuid>,
+    pub conversation_id: Option<Uuid>,
+    pub kind: &'a str,
+    pub detail: String,
+}
+
+pub async fn record(tx: &mut Tx<'_>, e: NewEvent<'_>, alerted: bool) -> Result<Uuid, StoreError> {
+    let id = new_id();
+    sqlx::query(
+        "INSERT INTO engine_events (id, tenant_id, bot_id, conversation_id, kind, detail, alerted, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(id.to_string())
+    .bind(e.tenant_id.to_string())
+    .bind(e.bot_id.map(|b| b.to_string()))
+    .bind(e.conversation_id.map(|c| c.to_string()))
+    .bind(e.kind)
+    .bind(e.detail)
+    .bind(alerted as i64)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await?;
+    Ok(id)
+}
+
+/// When an event of this kind last led to an alert for the tenant (to send
+/// one alert per outage, not one per message).
+pub async fn last_alerted(db: &Db, tenant_id: Uuid, kind: &str) -> Result<Option<i64>, StoreError> {
+    let at: Option<i64> = sqlx::query_scalar(
+        "SELECT MAX(created_at) FROM engine_events WHERE tenant_id = $1 AND kind = $2 AND alerted = 1",
+    )
+    .bind(tenant_id.to_string())
+    .bind(kind)
+    .fetch_one(db.pool())
+    .await?;
+    Ok(at)
+}
+
+/// Whether an event of this kind was recorded for the tenant since `since_ms`.
+pub async fn seen_since(db: &Db, tenant_id: Uuid, kind: &str, since_ms: i64) -> Result<bool, StoreError> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM engine_events WHERE tenant_id = $1 AND kind = $2 AND created_at >= $3",
+    )
+    .bind(tenant_id.to_string())
+    .bind(kind)
+    .bind(since_ms)
+    .fetch_one(db.pool())
+    .await?;
+    Ok(n > 0)
+}
+
+type Row = (String, Option<String>, Option<String>, String, String, i64, i64);
+
+pub async fn list(
+    db: &Db,
+    tenant_id: Uuid,
+    kind: Option<&str>,
+    page: &PageRequest,
+) -> Result<Page<EngineEvent>, StoreError> {
+    let rows: Vec<Row> = Where::new(
+        "SELECT id, bot_id, conversation_id, kind, detail, alerted, created_at FROM engine_events",
+    )
+    .and("tenant_id = {}", Some(tenant_id))
+    .and("kind = {}", kind)
+    .newest_first(page)
+    .fetch(db)
+    .await?;
+    let items = rows
+        .into_iter()
+        .map(|r| {
+            Ok(EngineEvent {
+                id: parse_id(&r.0)?,
+                bot_id: r.1.as_deref().map(parse_id).transpose()?,
+                conversation_id: r.2.as_deref().map(parse_id).transpose()?,
+                kind: r.3,
+                detail: r.4,
+                alerted: r.5 != 0,
+                created_at: from_ms(r.6),
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(Page::from_rows(items, page, |e| e.id))
+}
+
+/// An event's kind and detail (for the alert that reports it).
+pub async fn kind_and_detail(
+    db: &Db,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<Option<(String, String)>, StoreError> {
+    Ok(sqlx::query_as("SELECT kind, detail FROM engine_events WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant_id.to_string())
+        .bind(id.to_string())
+        .fetch_optional(db.pool())
+        .await?)
+}

@@ -1,0 +1,261 @@
+//! What the reply engine keeps about a conversation besides its messages:
+//! variables set by rules, where its memory starts (after a reset), the
+//! per-contact rate-limit notice, and who answers it (bot or human), with
+//! every hand-off recorded.
+
+use std::collections::BTreeMap;
+
+use integro_core::new_id;
+use serde::Serialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::conversations::ConversationState;
+use crate::db::{Tx, from_ms, now_ms};
+use crate::{Db, StoreError, parse_id};
+
+/// A conversation's engine state.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Memory {
+    pub vars: BTreeMap<String, String>,
+    /// Messages before this time (ms) are not part of the LLM's history.
+    pub memory_from: Option<i64>,
+    pub handed_off_at: Option<i64>,
+    pub rate_notice_at: Option<i64>,
+}
+
+pub async fn load(db: &Db, conversation_id: Uuid) -> Result<Memory, StoreError> {
+    let row: Option<(String, Option<i64>, Option<i64>, Option<i64>)> = sqlx::query_as(
+        "SELECT vars_json, memory_from, handed_off_at, rate_notice_at FROM conversations WHERE id = $1",
+    )
+    .bind(conversation_id.to_string())
+    .fetch_optional(db.pool())
+    .await?;
+    let Some((vars, memory_from, handed_off_at, rate_notice_at)) = row else {
+        return Err(StoreError::NotFound("conversation"));
+    };
+    Ok(Memory {
+        vars: serde_json::from_str(&vars).unwrap_or_default(),
+        memory_from,
+        handed_off_at,
+        rate_notice_at,
+    })
+}
+
+pub async fn set_vars(
+    tx: &mut Tx<'_>,
+    conversation_id: Uuid,
+    vars: &BTreeMap<String, String>,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE conversations SET vars_json = $1, updated_at = $2 WHERE id = $3")
+        .bind(serde_json::to_string(vars).expect("serialisable"))
+        .bind(now_ms())
+        .bind(conversation_id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+pub async fn note_rate_notice(tx: &mut Tx<'_>, conversation_id: Uuid, at: i64) -> Result<(), StoreError> {
+    sqlx::query("UPDATE conversations SET rate_notice_at = $1 WHERE id = $2")
+        .bind(at)
+        .bind(conversation_id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Forgets the conversation's history and variables: the LLM starts afresh.
+pub async fn reset(tx: &mut Tx<'_>, conversation_id: Uuid) -> Result<(), StoreError> {
+    let now = now_ms();
+    sqlx::query("UPDATE conversations SET vars_json = '{}', memory_from = $1, updated_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(conversation_id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// One earlier message, for the LLM's history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Said {
+    pub id: Uuid,
+    /// `contact`, `bot` or `agent`.
+    pub sender: String,
+    pub text: String,
+    pub at_ms: i64,
+}
+
+/// The last `limit` text messages of the conversation since `since_ms`,
+/// oldest first, without those in `except` (the ones being answered).
+/// Failed outbound messages never reached the contact and are left out.
+pub async fn history(
+    db: &Db,
+    conversation_id: Uuid,
+    since_ms: i64,
+    limit: u32,
+    except: &[Uuid],
+) -> Result<Vec<Said>, StoreError> {
+    let rows: Vec<(String, String, Option<String>, i64)> = sqlx::query_as(
+        "SELECT id, sender, body, created_at FROM messages WHERE conversation_id = $1 AND created_at >= $2 \
+         AND kind = 'text' AND status <> 'failed' AND body IS NOT NULL ORDER BY id DESC LIMIT $3",
+    )
+    .bind(conversation_id.to_string())
+    .bind(since_ms)
+    .bind(limit as i64 + except.len() as i64)
+    .fetch_all(db.pool())
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (id, sender, body, at) in rows {
+        let id = parse_id(&id)?;
+        if except.contains(&id) {
+            continue;
+        }
+        out.push(Said {
+            id,
+            sender,
+            text: body.unwrap_or_default(),
+            at_ms: at,
+        });
+    }
+    out.truncate(limit as usize);
+    out.reverse();
+    Ok(out)
+}
+
+/// Inbound messages of the conversation received since `since_ms` (the rate limit).
+pub async fn inbound_since(db: &Db, conversation_id: Uuid, since_ms: i64) -> Result<u32, StoreError> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM messages WHERE conversation_id = $1 AND direction = 'inbound' AND created_at >= $2",
+    )
+    .bind(conversation_id.to_string())
+    .bind(since_ms)
+    .fetch_one(db.pool())
+    .await?;
+    Ok(n.clamp(0, u32::MAX as i64) as u32)
+}
+
+/// Messages of the same contact that arrived before `up_to_id` and have not
+/// been answered yet: a burst answered in one turn.
+pub async fn unanswered_from(
+    db: &Db,
+    account_id: Uuid,
+    from_id: &str,
+    conversation_id: Uuid,
+) -> Result<Vec<(Uuid, Option<String>, i64)>, StoreError> {
+    let rows: Vec<(String, Option<String>, i64)> = sqlx::query_as(
+        "SELECT id, body, created_at FROM messages WHERE direction = 'inbound' AND handled_at IS NULL \
+         AND ((account_id = $1 AND from_id = $2 AND conversation_id IS NULL) OR conversation_id = $3) \
+         ORDER BY id LIMIT 50",
+    )
+    .bind(account_id.to_string())
+    .bind(from_id)
+    .bind(conversation_id.to_string())
+    .fetch_all(db.pool())
+    .await?;
+    rows.into_iter()
+        .map(|(id, body, at)| Ok((parse_id(&id)?, body, at)))
+        .collect()
+}
+
+/// The inbound messages have been answered (alone or together); jobs of the
+/// others of a burst find this and stay silent. They are filed into the
+/// conversation too, if they were not yet.
+pub async fn mark_handled(tx: &mut Tx<'_>, conversation_id: Uuid, ids: &[Uuid]) -> Result<(), StoreError> {
+    let now = now_ms();
+    for id in ids {
+        sqlx::query(
+            "UPDATE messages SET handled_at = $1, conversation_id = COALESCE(conversation_id, $2), updated_at = $1 \
+             WHERE id = $3 AND handled_at IS NULL",
+        )
+        .bind(now)
+        .bind(conversation_id.to_string())
+        .bind(id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+pub async fn is_handled(db: &Db, message_id: Uuid) -> Result<bool, StoreError> {
+    let at: Option<Option<i64>> = sqlx::query_scalar("SELECT handled_at FROM messages WHERE id = $1")
+        .bind(message_id.to_string())
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(matches!(at, Some(Some(_))))
+}
+
+/// A change of who answers a conversation.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Transition {
+    pub id: Uuid,
+    pub from_state: ConversationState,
+    pub to_state: ConversationState,
+    /// `rule_handoff`, `api_handoff`, `agent_message`, `resume`, `inactivity_timeout`, `close`, `reopen`.
+    pub reason: String,
+    /// Who made it: a user, an API key, a rule (`rule:<id>`) or `system`.
+    pub actor: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// Moves the conversation to `to` and records why and by whom.
+pub async fn transition(
+    tx: &mut Tx<'_>,
+    tenant_id: Uuid,
+    conversation_id: Uuid,
+    from: ConversationState,
+    to: ConversationState,
+    reason: &str,
+    actor: Option<&str>,
+) -> Result<(), StoreError> {
+    let now = now_ms();
+    let handed_off_at = (to == ConversationState::Human).then_some(now);
+    sqlx::query(
+        "UPDATE conversations SET state = $1, handed_off_at = $2, updated_at = $3, \
+         closed_at = CASE WHEN $1 = 'closed' THEN $3 ELSE NULL END WHERE id = $4",
+    )
+    .bind(to.as_str())
+    .bind(handed_off_at)
+    .bind(now)
+    .bind(conversation_id.to_string())
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO conversation_transitions (id, tenant_id, conversation_id, from_state, to_state, reason, actor, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(new_id().to_string())
+    .bind(tenant_id.to_string())
+    .bind(conversation_id.to_string())
+    .bind(from.as_str())
+    .bind(to.as_str())
+    .bind(reason)
+    .bind(actor)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn transitions(db: &Db, conversation_id: Uuid) -> Result<Vec<Transition>, StoreError> {
+    let rows: Vec<(String, String, String, String, Option<String>, i64)> = sqlx::query_as(
+        "SELECT id, from_state, to_state, reason, actor, created_at FROM conversation_transitions \
+         WHERE conversation_id = $1 ORDER BY id",
+    )
+    .bind(conversation_id.to_string())
+    .fetch_all(db.pool())
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(Transition {
+                id: parse_id(&r.0)?,
+                from_state: ConversationState::parse(&r.1),
+                to_state: ConversationState::parse(&r.2),
+                reason: r.3,
+                actor: r.4,
+                created_at: from_ms(r.5),
+            })
+        })
+        .collect()
+}

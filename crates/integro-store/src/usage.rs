@@ -1,0 +1,98 @@
+//! LLM token usage per tenant, bot and day, and the tenant's monthly budget.
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::db::Tx;
+use crate::{Db, StoreError, parse_id};
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct UsageDay {
+    pub bot_id: Uuid,
+    /// `YYYY-MM-DD`, UTC.
+    pub day: String,
+    pub requests: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+}
+
+/// `YYYY-MM-DD` (UTC) of a time in ms.
+pub fn day_of(ms: i64) -> String {
+    let t = crate::db::from_ms(ms);
+    format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day())
+}
+
+/// Adds one LLM request's tokens to the day's total.
+pub async fn record(
+    tx: &mut Tx<'_>,
+    tenant_id: Uuid,
+    bot_id: Uuid,
+    at_ms: i64,
+    input_tokens: u64,
+    output_tokens: u64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO usage_daily (tenant_id, bot_id, day, requests, input_tokens, output_tokens) VALUES ($1, $2, $3, 1, $4, $5) \
+         ON CONFLICT (tenant_id, bot_id, day) DO UPDATE SET requests = usage_daily.requests + 1, \
+         input_tokens = usage_daily.input_tokens + excluded.input_tokens, \
+         output_tokens = usage_daily.output_tokens + excluded.output_tokens",
+    )
+    .bind(tenant_id.to_string())
+    .bind(bot_id.to_string())
+    .bind(day_of(at_ms))
+    .bind(input_tokens.min(i64::MAX as u64) as i64)
+    .bind(output_tokens.min(i64::MAX as u64) as i64)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Tokens (input + output) the tenant has spent in the calendar month (UTC)
+/// of `at_ms`.
+pub async fn month_tokens(db: &Db, tenant_id: Uuid, at_ms: i64) -> Result<i64, StoreError> {
+    let day = day_of(at_ms);
+    let month_start = format!("{}-01", &day[..7]);
+    let total: Option<i64> = sqlx::query_scalar(
+        "SELECT CAST(SUM(input_tokens + output_tokens) AS BIGINT) FROM usage_daily WHERE tenant_id = $1 AND day >= $2 AND day <= $3",
+    )
+    .bind(tenant_id.to_string())
+    .bind(month_start)
+    .bind(day)
+    .fetch_one(db.pool())
+    .await?;
+    Ok(total.unwrap_or(0))
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct UsageFilter {
+    pub bot_id: Option<Uuid>,
+    /// Inclusive `YYYY-MM-DD` bounds.
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+/// Daily totals, newest day first (at most 1000 rows).
+pub async fn list(db: &Db, tenant_id: Uuid, filter: &UsageFilter) -> Result<Vec<UsageDay>, StoreError> {
+    let rows: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT bot_id, day, requests, input_tokens, output_tokens FROM usage_daily WHERE tenant_id = $1 \
+         AND ($2 = '' OR bot_id = $2) AND ($3 = '' OR day >= $3) AND ($4 = '' OR day <= $4) \
+         ORDER BY day DESC, bot_id LIMIT 1000",
+    )
+    .bind(tenant_id.to_string())
+    .bind(filter.bot_id.map(|b| b.to_string()).unwrap_or_default())
+    .bind(filter.from.clone().unwrap_or_default())
+    .bind(filter.to.clone().unwrap_or_default())
+    .fetch_all(db.pool())
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(UsageDay {
+                bot_id: parse_id(&r.0)?,
+                day: r.1,
+                requests: r.2,
+                input_tokens: r.3,
+                output_tokens: r.4,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,117 @@
+//! Critical-error alerts: an `alert` job posts one engine event to the
+//! tenant's Slack-compatible incoming webhook (`{"text": …}`), signed when
+//! the tenant set a secret, and retried like any job. Which events become
+//! alerts, and how rarely, is decided where they are recorded.
+
+use hmac::{Hmac, KeyInit, Mac};
+use integro_store::jobs::{self, Job, NewJob};
+use integro_store::{StoreError, Tx, tenants};
+use serde_json::json;
+use sha2::Sha256;
+use uuid::Uuid;
+
+use crate::runner::{Failure, Worker};
+
+pub const ALERT_JOB: &str = "alert";
+
+/// Header with the request's Unix time in seconds.
+pub const TIMESTAMP_HEADER: &str = "x-integro-timestamp";
+/// Header with `v1=<hex HMAC-SHA256 of "{timestamp}.{body}">` under the
+/// tenant's alert secret.
+pub const SIGNATURE_HEADER: &str = "x-integro-signature";
+
+pub async fn enqueue(tx: &mut Tx<'_>, tenant_id: Uuid, event_id: Uuid) -> Result<(), StoreError> {
+    jobs::enqueue_many(
+        tx,
+        vec![NewJob {
+            kind: ALERT_JOB,
+            payload: json!({ "event_id": event_id }),
+            tenant_id: Some(tenant_id),
+            queue_key: None,
+            max_attempts: 6,
+            run_at: None,
+        }],
+    )
+    .await
+}
+
+/// `v1=<hex>` over `{timestamp}.{body}`.
+pub fn sign(secret: &str, timestamp: i64, body: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+    mac.update(format!("{timestamp}.{body}").as_bytes());
+    let digest = mac.finalize().into_bytes();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("v1={hex}")
+}
+
+pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<(), Failure> {
+    let tenant_id = job
+        .tenant_id
+        .ok_or_else(|| Failure::Permanent("the alert names no tenant".into()))?;
+    let event_id: Uuid = serde_json::from_value(job.payload["event_id"].clone())
+        .map_err(|_| Failure::Permanent("the alert names no event".into()))?;
+    let event = event_text(worker, tenant_id, event_id).await?;
+    let Some(hook) = tenants::alert_webhook(&worker.db, &worker.keyring, tenant_id).await? else {
+        tracing::info!(event = %event_id, "alert not sent: the tenant removed its alert webhook");
+        return finish(worker, job).await;
+    };
+    let body = json!({
+        "text": format!("Integro alert ({}): {}", event.0, event.1),
+        "kind": event.0,
+        "detail": event.1,
+        "event_id": event_id,
+        "tenant_id": tenant_id,
+    })
+    .to_string();
+    let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut request = worker
+        .egress
+        .client
+        .post(&hook.url)
+        .header("content-type", "application/json")
+        .header(TIMESTAMP_HEADER, timestamp.to_string());
+    if let Some(secret) = &hook.secret {
+        request = request.header(SIGNATURE_HEADER, sign(secret, timestamp, &body));
+    }
+    let response = request.body(body).send().await.map_err(|e| Failure::Retry {
+        error: format!("alert webhook: {e}"),
+        after: None,
+    })?;
+    let status = response.status();
+    if status.is_success() {
+        return finish(worker, job).await;
+    }
+    let error = format!("alert webhook answered HTTP {}", status.as_u16());
+    if status.as_u16() == 429 || status.is_server_error() {
+        Err(Failure::Retry { error, after: None })
+    } else {
+        Err(Failure::Permanent(error))
+    }
+}
+
+async fn event_text(worker: &Worker, tenant_id: Uuid, id: Uuid) -> Result<(String, String), Failure> {
+    integro_store::events::kind_and_detail(&worker.db, tenant_id, id)
+        .await?
+        .ok_or_else(|| Failure::Permanent(format!("event {id} does not exist")))
+}
+
+async fn finish(worker: &Worker, job: &Job) -> Result<(), Failure> {
+    let mut tx = worker.db.begin().await?;
+    if !jobs::complete(&mut tx, job.id, &worker.owner).await? {
+        return Err(Failure::LeaseLost);
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn signatures_cover_the_timestamp_and_the_body() {
+        let a = super::sign("s3cret", 1700000000, "{\"text\":\"x\"}");
+        assert!(a.starts_with("v1=") && a.len() == 3 + 64);
+        assert_ne!(a, super::sign("s3cret", 1700000001, "{\"text\":\"x\"}"));
+        assert_ne!(a, super::sign("other", 1700000000, "{\"text\":\"x\"}"));
+        assert_eq!(a, super::sign("s3cret", 1700000000, "{\"text\":\"x\"}"));
+    }
+}

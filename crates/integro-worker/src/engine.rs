@@ -1,0 +1,567 @@
+//! The reply engine at the worker's edge. It gathers what the pure engine
+//! (`integro-engine`) needs — the bot's compiled rules, the conversation's
+//! memory, the tenant's budget — asks it for a plan, and carries the plan out:
+//! a rule's reply, the fallback, or the LLM through the bot's AI profile and
+//! its fallbacks. It returns the turn; the reply job stores it (or a dry run
+//! prints it). Nothing is written here.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use integro_ai::client::{AiClient, Attempt};
+use integro_ai::error::AiError;
+use integro_ai::{ChatMessage, ChatRequest, ChatRole, Endpoint, ProviderKind};
+use integro_core::ChannelKind;
+use integro_engine::context::{self, Speaker, Turn as HistoryTurn};
+use integro_engine::decide::{self, AiAvailability, Plan, Situation};
+use integro_engine::guard::{self, RateLimit, RateVerdict};
+use integro_engine::handoff::ConversationState as EngineState;
+use integro_engine::prompt::{self, Persona};
+use integro_engine::rules::RuleSet;
+use integro_engine::template::Vars;
+use integro_engine::{burst, text};
+use integro_store::bots::Bot;
+use integro_store::conversations::{Conversation, ConversationState, Outgoing};
+use integro_store::memory::{self, Memory};
+use integro_store::secrets::Keyring;
+use integro_store::{Db, StoreError, ai_credentials, ai_profiles, events, rules, tenants, usage};
+use uuid::Uuid;
+
+/// Alerts of one kind go out at most this often per tenant.
+pub const ALERT_EVERY_MS: i64 = 3_600_000;
+
+pub struct Engine {
+    ai: AiClient,
+    /// Compiled rule sets by bot, with the rules version they were built from.
+    rules: Mutex<HashMap<Uuid, (i64, Arc<RuleSet>)>>,
+}
+
+/// One inbound message answered in this turn.
+#[derive(Debug, Clone)]
+pub struct Said {
+    pub id: Uuid,
+    pub text: String,
+    pub at_ms: i64,
+}
+
+/// Everything about the turn that the caller knows.
+pub struct TurnRequest<'a> {
+    pub bot: &'a Bot,
+    pub channel: ChannelKind,
+    /// None in a dry run without a conversation.
+    pub conversation: Option<&'a Conversation>,
+    /// The contact's name when there is no conversation (dry runs).
+    pub contact_name: Option<&'a str>,
+    pub memory: &'a Memory,
+    /// The message this turn answers.
+    pub inbound: &'a Said,
+    /// Newer messages of the same contact, not yet answered: an LLM turn
+    /// answers them together with this one (rules and the fallback answer
+    /// each message on its own, at once).
+    pub burst: &'a [Said],
+    /// The newest message's kind (`text`, `image`, …).
+    pub kind: &'a str,
+    pub now_ms: i64,
+    /// Inbound messages of the conversation within the rate-limit window.
+    pub inbound_in_window: u32,
+    /// Wait for a burst to end before asking the LLM (not in dry runs).
+    pub coalesce: bool,
+}
+
+/// What the LLM was asked and answered, for dry runs and traces.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct LlmTrace {
+    pub system_prompt: String,
+    /// The history and the new message, as sent.
+    #[schema(value_type = Vec<Object>)]
+    pub messages: Vec<ChatMessage>,
+    /// `provider/model` of each profile tried, in order, with the outcome.
+    pub attempts: Vec<String>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+/// The engine's answer for one turn.
+#[derive(Debug, Default)]
+pub struct Turn {
+    pub outgoing: Vec<Outgoing>,
+    /// The conversation's variables after the turn, when a rule changed them.
+    pub vars: Option<BTreeMap<String, String>>,
+    /// Hand the conversation to a human; the rule that asked.
+    pub handoff: Option<Uuid>,
+    pub rate_notice: bool,
+    /// Tokens spent (input, output).
+    pub usage: Option<(u64, u64)>,
+    /// Events for the operator: (kind, detail, send an alert).
+    pub events: Vec<(&'static str, String, bool)>,
+    /// Human-readable lines: what matched and why.
+    pub trace: Vec<String>,
+    pub llm: Option<LlmTrace>,
+    /// A burst is still arriving: come back then (ms).
+    pub wait_until: Option<i64>,
+    /// The inbound messages this turn answers.
+    pub answered: Vec<Uuid>,
+}
+
+impl Engine {
+    pub fn new(ai: AiClient) -> Engine {
+        Engine {
+            ai,
+            rules: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn ai(&self) -> &AiClient {
+        &self.ai
+    }
+
+    /// The bot's rules, compiled once per rules version.
+    pub async fn rule_set(&self, db: &Db, bot: &Bot) -> Result<Arc<RuleSet>, StoreError> {
+        if let Some((version, set)) = self.rules.lock().expect("rules cache").get(&bot.id)
+            && *version == bot.rules_version
+        {
+            return Ok(set.clone());
+        }
+        let specs = rules::all(db, bot.id)
+            .await?
+            .into_iter()
+            .map(|r| r.fields.spec(r.id))
+            .collect();
+        // Rules are validated when saved; one that no longer compiles (a
+        // newer engine) is reported rather than silencing the whole bot.
+        let set = Arc::new(RuleSet::compile(specs).map_err(|e| {
+            StoreError::Conflict(format!("the bot's rules do not compile: {e}"))
+        })?);
+        self.rules
+            .lock()
+            .expect("rules cache")
+            .insert(bot.id, (bot.rules_version, set.clone()));
+        Ok(set)
+    }
+
+    pub async fn decide(
+        &self,
+        db: &Db,
+        keyring: &Keyring,
+        req: TurnRequest<'_>,
+    ) -> anyhow::Result<Turn> {
+        let bot = req.bot;
+        let settings = &bot.settings;
+        let mut turn = Turn {
+            answered: vec![req.inbound.id],
+            ..Turn::default()
+        };
+        let max_chars = settings.max_input_chars as usize;
+        let own_text = text::sanitize_input(&req.inbound.text, max_chars);
+        let mut vars = facts(&req, &own_text);
+        let state = match req.conversation.map(|c| c.state) {
+            Some(ConversationState::Human) => EngineState::Human,
+            Some(ConversationState::Closed) => EngineState::Closed,
+            _ => EngineState::Bot,
+        };
+        let rate = rate_verdict(&req);
+        let rule_set = self.rule_set(db, bot).await?;
+        let found = rule_set.find(&own_text, &vars);
+        turn.trace.extend(found.trace.iter().cloned());
+        let ai = self.availability(db, bot, req.now_ms, &mut turn).await?;
+        let situation = Situation {
+            state,
+            rate,
+            matched: found.rule,
+            ai,
+            fallback_reply: &bot.fallback_reply,
+            rate_notice: &settings.rate_limit_notice,
+        };
+        let reply_to = Some(req.inbound.id);
+        let mut conversation_vars = req.memory.vars.clone();
+        match decide::plan(&situation, &vars) {
+            Plan::Silent(why) => turn.trace.push(format!("silent: {why}")),
+            Plan::Reply(reply) => {
+                if let Some((name, value)) = reply.set_variable {
+                    conversation_vars.insert(name, value);
+                    turn.vars = Some(conversation_vars);
+                }
+                turn.rate_notice = reply.rate_notice;
+                if reply.handoff {
+                    turn.handoff = reply.rule_id;
+                    turn.trace.push("the rule hands the conversation to a human".into());
+                }
+                if reply.rule_id.is_none() && !reply.rate_notice {
+                    turn.trace.push("answered with the fallback reply".into());
+                }
+                let finished = reply.text.as_deref().map(|t| {
+                    decide::finish(
+                        t,
+                        &settings.blocked_phrases,
+                        &bot.fallback_reply,
+                        req.channel.as_str(),
+                    )
+                });
+                let mut parts = finished.map(|f| f.parts).unwrap_or_default();
+                let media = reply.media_url;
+                if parts.is_empty() && media.is_some() {
+                    parts.push(String::new());
+                }
+                for (i, part) in parts.into_iter().enumerate() {
+                    turn.outgoing.push(Outgoing {
+                        sender: "bot",
+                        text: Some(part).filter(|p| !p.is_empty()),
+                        media_url: if i == 0 { media.clone() } else { None },
+                        reply_to,
+                        rule_id: reply.rule_id,
+                        ..Outgoing::default()
+                    });
+                }
+            }
+            Plan::AskLlm {
+                instructions,
+                rule_id,
+                set_variable,
+            } => {
+                if req.coalesce
+                    && let burst::Coalesce::Wait { until_ms } = burst::coalesce(
+                        req.inbound.at_ms,
+                        req.now_ms,
+                        settings.burst_window_ms as i64,
+                    )
+                {
+                    turn.wait_until = Some(until_ms);
+                    turn.trace.push("waiting for the rest of a burst".into());
+                    return Ok(turn);
+                }
+                if let Some((name, value)) = set_variable {
+                    conversation_vars.insert(name, value);
+                    turn.vars = Some(conversation_vars.clone());
+                    vars.set("vars", serde_json::to_value(&conversation_vars)?);
+                }
+                let combined = std::iter::once(req.inbound)
+                    .chain(req.burst)
+                    .map(|s| text::sanitize_input(&s.text, max_chars))
+                    .filter(|t| !t.is_empty())
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                if !req.burst.is_empty() {
+                    turn.trace.push(format!(
+                        "answering {} messages of a burst in one turn",
+                        req.burst.len() + 1
+                    ));
+                }
+                turn.answered.extend(req.burst.iter().map(|s| s.id));
+                self.ask_llm(db, keyring, &req, &vars, &combined, instructions, rule_id, &mut turn)
+                    .await?;
+            }
+        }
+        Ok(turn)
+    }
+
+    /// Whether the LLM may answer: the bot has a profile and the tenant's
+    /// monthly budget is not spent (recording the first time it is, this month).
+    async fn availability(
+        &self,
+        db: &Db,
+        bot: &Bot,
+        now_ms: i64,
+        turn: &mut Turn,
+    ) -> Result<AiAvailability, StoreError> {
+        if bot.ai_profile_id.is_none() {
+            return Ok(AiAvailability::NotConfigured);
+        }
+        let Some(budget) = tenants::settings(db, bot.tenant_id).await?.monthly_token_budget else {
+            return Ok(AiAvailability::Ready);
+        };
+        let spent = usage::month_tokens(db, bot.tenant_id, now_ms).await?;
+        if (spent as u64) < budget {
+            return Ok(AiAvailability::Ready);
+        }
+        turn.trace.push(format!(
+            "the monthly token budget ({budget}) is spent ({spent}): rules and fallback only"
+        ));
+        let day = usage::day_of(now_ms);
+        let month_start = time::Date::parse(
+            &format!("{}-01", &day[..7]),
+            time::macros::format_description!("[year]-[month]-[day]"),
+        )
+        .map(|d| d.midnight().assume_utc().unix_timestamp() * 1000)
+        .unwrap_or(now_ms);
+        if !events::seen_since(db, bot.tenant_id, "budget_exhausted", month_start).await? {
+            turn.events.push((
+                "budget_exhausted",
+                format!(
+                    "the monthly token budget of {budget} tokens is spent; bots answer from rules and fallback replies until next month or until the budget is raised"
+                ),
+                true,
+            ));
+        }
+        Ok(AiAvailability::BudgetExhausted)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn ask_llm(
+        &self,
+        db: &Db,
+        keyring: &Keyring,
+        req: &TurnRequest<'_>,
+        vars: &Vars,
+        combined: &str,
+        instructions: Option<String>,
+        rule_id: Option<Uuid>,
+        turn: &mut Turn,
+    ) -> anyhow::Result<()> {
+        let bot = req.bot;
+        let settings = &bot.settings;
+        let persona = bot.persona.clone().unwrap_or_else(|| Persona {
+            name: bot.name.clone(),
+            ..Persona::default()
+        });
+        let system = prompt::system_prompt(&persona, vars, instructions.as_deref());
+        let messages = self.history(db, req, combined).await?;
+        let profile_id = bot.ai_profile_id.expect("availability checked the profile");
+        let chain = ai_profiles::chain(db, bot.tenant_id, profile_id).await?;
+        let mut attempts = Vec::with_capacity(chain.len());
+        for p in &chain {
+            let Some(cred) = ai_credentials::get(db, bot.tenant_id, p.credential_id).await? else {
+                continue;
+            };
+            let provider: ProviderKind =
+                serde_json::from_value(serde_json::Value::String(cred.provider.clone()))?;
+            let base_url = cred
+                .base_url
+                .clone()
+                .or_else(|| provider.default_base_url().map(String::from))
+                .unwrap_or_default();
+            attempts.push(Attempt {
+                endpoint: Endpoint {
+                    credential_id: cred.id.to_string(),
+                    provider,
+                    base_url,
+                    api_key: ai_credentials::api_key(db, keyring, &cred).await?,
+                },
+                request: ChatRequest {
+                    model: p.model.clone(),
+                    system: system.clone(),
+                    messages: messages.clone(),
+                    temperature: p.temperature.map(|t| t as f32),
+                    max_output_tokens: p.max_output_tokens,
+                },
+                timeout: Duration::from_millis(p.timeout_ms as u64),
+            });
+        }
+        let mut trace = LlmTrace {
+            system_prompt: system.clone(),
+            messages: messages.clone(),
+            attempts: Vec::new(),
+            input_tokens: 0,
+            output_tokens: 0,
+        };
+        let label = |i: usize| {
+            chain
+                .get(i)
+                .map(|p| format!("{} ({})", p.name, p.model))
+                .unwrap_or_default()
+        };
+        let reply_to = req.burst.last().map_or(Some(req.inbound.id), |s| Some(s.id));
+        match self.ai.chat_with_fallback(&attempts).await {
+            Ok((i, answer)) => {
+                for j in 0..i {
+                    trace.attempts.push(format!("{}: failed or skipped", label(j)));
+                }
+                trace.attempts.push(format!("{}: answered", label(i)));
+                trace.input_tokens = answer.input_tokens;
+                trace.output_tokens = answer.output_tokens;
+                turn.usage = Some((answer.input_tokens, answer.output_tokens));
+                let finished = decide::finish(
+                    &answer.text,
+                    &settings.blocked_phrases,
+                    &bot.fallback_reply,
+                    req.channel.as_str(),
+                );
+                if let Some(phrase) = &finished.blocked {
+                    turn.trace.push(format!(
+                        "the LLM's reply contained the blocked phrase \"{phrase}\": the fallback reply goes instead"
+                    ));
+                }
+                let parts = if finished.parts.is_empty() {
+                    turn.trace
+                        .push("the LLM's reply was empty: the fallback reply goes instead".into());
+                    vec![bot.fallback_reply.clone()]
+                } else {
+                    finished.parts
+                };
+                for (n, part) in parts.into_iter().enumerate() {
+                    turn.outgoing.push(Outgoing {
+                        sender: "bot",
+                        text: Some(part),
+                        reply_to,
+                        rule_id,
+                        ai_profile_id: chain.get(i).map(|p| p.id),
+                        // The turn's tokens are counted once, on its first part.
+                        tokens: (n == 0).then_some((answer.input_tokens, answer.output_tokens)),
+                        ..Outgoing::default()
+                    });
+                }
+            }
+            Err(errors) => {
+                for (j, e) in errors.iter().enumerate() {
+                    trace.attempts.push(format!("{}: {}", label(j), e.plain_words()));
+                }
+                if attempts.is_empty() {
+                    trace.attempts.push("no usable AI profile (its credential was deleted)".into());
+                }
+                if let Some(auth) = errors.iter().find(|e| matches!(e, AiError::Auth { .. })) {
+                    turn.events.push((
+                        "ai_auth_failed",
+                        format!("an AI provider rejected its credential: {}", auth.plain_words()),
+                        true,
+                    ));
+                }
+                let why = errors
+                    .iter()
+                    .map(|e| e.plain_words())
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                turn.events.push((
+                    "ai_failed",
+                    format!("every AI option failed for bot {}: {why}", bot.name),
+                    false,
+                ));
+                turn.trace
+                    .push("every AI option failed: the error reply goes instead".into());
+                turn.outgoing.push(Outgoing {
+                    sender: "bot",
+                    text: Some(settings.error_reply.clone()),
+                    reply_to,
+                    rule_id,
+                    ..Outgoing::default()
+                });
+            }
+        }
+        turn.llm = Some(trace);
+        Ok(())
+    }
+
+    /// The conversation's earlier turns and the new message, trimmed to the
+    /// bot's history settings, in the alternating order LLM APIs want.
+    async fn history(
+        &self,
+        db: &Db,
+        req: &TurnRequest<'_>,
+        combined: &str,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        let settings = &req.bot.settings;
+        let mut turns: Vec<HistoryTurn> = Vec::new();
+        if let Some(c) = req.conversation
+            && settings.history_messages > 0
+        {
+            let except: Vec<Uuid> = std::iter::once(req.inbound.id)
+                .chain(req.burst.iter().map(|s| s.id))
+                .collect();
+            let said = memory::history(
+                db,
+                c.id,
+                req.memory.memory_from.unwrap_or(0),
+                settings.history_messages,
+                &except,
+            )
+            .await?;
+            turns = said
+                .into_iter()
+                .map(|s| HistoryTurn {
+                    speaker: if s.sender == "contact" {
+                        Speaker::Contact
+                    } else {
+                        Speaker::Bot
+                    },
+                    text: s.text,
+                    at_ms: s.at_ms,
+                })
+                .collect();
+        }
+        let new_turn = HistoryTurn {
+            speaker: Speaker::Contact,
+            text: if combined.is_empty() {
+                format!("(sent a {} message)", req.kind)
+            } else {
+                combined.to_string()
+            },
+            at_ms: req.now_ms,
+        };
+        // The new message always goes; history fills what budget is left.
+        let budget = (settings.history_tokens as usize)
+            .saturating_sub(context::estimate_tokens(&new_turn.text));
+        let mut kept = context::window(&turns, settings.history_messages as usize, budget);
+        kept.push(new_turn);
+        Ok(context::merge_consecutive(kept)
+            .into_iter()
+            .map(|t| ChatMessage {
+                role: match t.speaker {
+                    Speaker::Contact => ChatRole::User,
+                    Speaker::Bot => ChatRole::Assistant,
+                },
+                content: t.text,
+            })
+            .collect())
+    }
+}
+
+fn rate_verdict(req: &TurnRequest<'_>) -> RateVerdict {
+    let s = &req.bot.settings;
+    let limit = RateLimit {
+        max_messages: s.rate_limit_messages,
+        per_ms: s.rate_limit_window_seconds as i64 * 1000,
+    };
+    let notice_sent = req
+        .memory
+        .rate_notice_at
+        .is_some_and(|at| req.now_ms - at < limit.per_ms);
+    guard::rate_verdict(&limit, req.inbound_in_window, notice_sent)
+}
+
+/// What rule conditions and templates can use: `message`, `contact`,
+/// `channel`, `vars`, `now` (in the bot's time zone), `bot` and `persona`.
+fn facts(req: &TurnRequest<'_>, combined: &str) -> Vars {
+    let mut v = Vars::new();
+    v.set("message.text", combined);
+    v.set("message.kind", req.kind);
+    v.set("channel", req.channel.as_str());
+    if let Some(c) = req.conversation {
+        v.set(
+            "contact.name",
+            c.contact.display_name.clone().unwrap_or_default(),
+        );
+        v.set(
+            "contact.phone",
+            c.contact.phone_e164.clone().unwrap_or_default(),
+        );
+        v.set("contact.id", c.contact.channel_user_id.clone());
+        v.set("conversation.id", c.id.to_string());
+    } else {
+        v.set("contact.name", req.contact_name.unwrap_or_default());
+        v.set("contact.phone", "");
+        v.set("contact.id", "");
+    }
+    v.set(
+        "vars",
+        serde_json::to_value(&req.memory.vars).unwrap_or_default(),
+    );
+    let tz = jiff::tz::TimeZone::get(&req.bot.settings.time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
+    if let Ok(ts) = jiff::Timestamp::from_millisecond(req.now_ms) {
+        let local = ts.to_zoned(tz);
+        v.set("now.year", local.year() as i64);
+        v.set("now.month", local.month() as i64);
+        v.set("now.day", local.day() as i64);
+        v.set("now.hour", local.hour() as i64);
+        v.set("now.minute", local.minute() as i64);
+        // 1 = Monday … 7 = Sunday.
+        v.set("now.weekday", local.weekday().to_monday_one_offset() as i64);
+        v.set("now.date", local.strftime("%Y-%m-%d").to_string());
+        v.set("now.time", local.strftime("%H:%M").to_string());
+    }
+    v.set("bot.name", req.bot.name.clone());
+    let persona = req.bot.persona.clone().unwrap_or_else(|| Persona {
+        name: req.bot.name.clone(),
+        ..Persona::default()
+    });
+    prompt::persona_vars(&persona, &mut v);
+    v
+}
