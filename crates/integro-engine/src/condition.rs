@@ -176,16 +176,18 @@ fn to_val(value: &Value, depth: usize) -> Box<dyn Val + '_> {
     }
 }
 
-/// Formats the parser's errors as "line L, column C: message".
+/// Formats the parser's errors (at most three) as "line L, column C: message".
 fn describe_parse_errors(errors: &cel::ParseErrors) -> String {
     let described: Vec<String> = errors
         .errors
         .iter()
         .take(3)
         .map(|e| {
-            let msg = crate::text::truncate_chars(&e.msg, MAX_ERROR_CHARS);
-            if e.pos.0 > 0 && e.pos.1 >= 0 {
-                format!("line {}, column {}: {msg}", e.pos.0, e.pos.1 + 1)
+            let msg = e.msg.strip_prefix("Syntax error: ").unwrap_or(&e.msg);
+            let msg = crate::text::truncate_chars(msg, MAX_ERROR_CHARS);
+            // The parser reports 1-based lines and columns.
+            if e.pos.0 > 0 && e.pos.1 > 0 {
+                format!("line {}, column {}: {msg}", e.pos.0, e.pos.1)
             } else {
                 msg
             }
@@ -309,7 +311,15 @@ mod tests {
         let ConditionError::Syntax(msg) = &err else {
             panic!("{err:?}")
         };
-        assert!(msg.starts_with("line 1, column "), "{msg}");
+        assert!(
+            msg.starts_with("line 1, column 4: mismatched input '<EOF>'"),
+            "{msg}"
+        );
+        let err = Condition::compile("  )").unwrap_err().to_string();
+        assert!(
+            err.starts_with("invalid condition: line 1, column 3: "),
+            "{err}"
+        );
         assert!(Condition::compile("a &&& b").is_err());
         assert!(Condition::compile("\"unterminated").is_err());
         assert_eq!(Condition::compile("  "), Err(ConditionError::Empty));

@@ -236,7 +236,10 @@ mod tests {
             plan(&situation(None, AiAvailability::Ready), &vars()),
             Plan::AskLlm { rule_id: None, .. }
         ));
-        for ai in [AiAvailability::NotConfigured, AiAvailability::BudgetExhausted] {
+        for ai in [
+            AiAvailability::NotConfigured,
+            AiAvailability::BudgetExhausted,
+        ] {
             let Plan::Reply(r) = plan(&situation(None, ai), &vars()) else {
                 panic!("fallback")
             };
@@ -281,9 +284,10 @@ mod tests {
             }
         );
         // Without the LLM, such a rule falls back.
-        let Plan::Reply(reply) =
-            plan(&situation(Some(&r), AiAvailability::BudgetExhausted), &vars())
-        else {
+        let Plan::Reply(reply) = plan(
+            &situation(Some(&r), AiAvailability::BudgetExhausted),
+            &vars(),
+        ) else {
             panic!()
         };
         assert_eq!(reply.text.as_deref(), Some("Sorry?"));
@@ -292,7 +296,12 @@ mod tests {
     #[test]
     fn finishing_blocks_phrases_and_splits_to_the_channel_limit() {
         let blocked = vec!["competitor".to_string()];
-        let f = finish("Try our COMPETITOR instead", &blocked, "Sorry?", "whatsapp_cloud");
+        let f = finish(
+            "Try our COMPETITOR instead",
+            &blocked,
+            "Sorry?",
+            "whatsapp_cloud",
+        );
         assert_eq!(f.parts, vec!["Sorry?".to_string()]);
         assert_eq!(f.blocked.as_deref(), Some("competitor"));
 

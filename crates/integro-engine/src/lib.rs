@@ -13,6 +13,7 @@ pub mod filters;
 pub mod guard;
 pub mod handoff;
 pub mod prompt;
+mod regex_index;
 pub mod rules;
 pub mod template;
 pub mod text;

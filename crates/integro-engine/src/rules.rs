@@ -4,14 +4,15 @@
 //! second, so a [`RuleSet`] is compiled once and matching never loops over
 //! the rules: all literal patterns (contains, any_keyword, starts_with) sit
 //! in one Aho-Corasick automaton, exact texts in one hash map, and regexes in
-//! one `RegexSet`. Each message is folded once, the few candidate rules are
+//! a literal-prefiltered regex index. Each message is folded once, the few candidate rules are
 //! collected, ordered by precedence, and their conditions evaluated in order.
 
 use crate::condition::{Condition, EvalContext};
+use crate::regex_index::{IndexError, RegexIndex};
 use crate::template::{self, Vars};
 use crate::text;
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
-use regex::{RegexBuilder, RegexSet, RegexSetBuilder};
+use regex::RegexBuilder;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fmt;
@@ -425,9 +426,7 @@ pub struct RuleSet {
     /// Exact form → rules, in precedence order.
     exact: HashMap<Box<str>, Vec<u32>>,
     /// All regexes; `None` when there are none.
-    regexes: Option<RegexSet>,
-    /// For regex `i` of the set, its rule.
-    regex_rules: Vec<u32>,
+    regexes: Option<RegexIndex>,
 }
 
 impl fmt::Debug for RuleSet {
@@ -436,7 +435,7 @@ impl fmt::Debug for RuleSet {
             .field("rules", &self.rules.len())
             .field("literal_patterns", &self.target_ranges.len())
             .field("exact_texts", &self.exact.len())
-            .field("regexes", &self.regex_rules.len())
+            .field("regexes", &self.regexes.as_ref().map_or(0, RegexIndex::len))
             .finish()
     }
 }
@@ -499,7 +498,6 @@ impl RuleSet {
         let mut pattern_targets: Vec<Vec<Target>> = Vec::new();
         let mut exact: HashMap<Box<str>, Vec<u32>> = HashMap::new();
         let mut regex_patterns = Vec::new();
-        let mut regex_rules = Vec::new();
         let mut compiled = Vec::with_capacity(prepared.len());
 
         for (index, (spec, p)) in prepared.into_iter().enumerate() {
@@ -519,8 +517,7 @@ impl RuleSet {
             if spec.match_kind == MatchKind::Regex
                 && let Some(pattern) = &spec.pattern
             {
-                regex_patterns.push(pattern.clone());
-                regex_rules.push(rule);
+                regex_patterns.push((pattern.clone(), rule));
             }
             compiled.push(CompiledRule {
                 label: describe(&spec),
@@ -556,17 +553,13 @@ impl RuleSet {
             None
         } else {
             Some(
-                RegexSetBuilder::new(&regex_patterns)
-                    .size_limit(REGEX_SET_SIZE_LIMIT)
-                    .build()
+                RegexIndex::build(regex_patterns, REGEX_SIZE_LIMIT, REGEX_SET_SIZE_LIMIT)
                     .map_err(|e| {
                         RuleError::new(
                             "pattern",
                             match e {
-                                regex::Error::CompiledTooBig(_) => {
-                                    "the bot's regular expressions are too large together; simplify or remove some".to_string()
-                                }
-                                e => format!("the regular expressions could not be compiled: {e}"),
+                                IndexError::TooBig => "the bot's regular expressions are too large together; simplify or remove some".to_string(),
+                                IndexError::Other(e) => format!("the regular expressions could not be compiled: {e}"),
                             },
                         )
                     })?,
@@ -580,7 +573,6 @@ impl RuleSet {
             targets,
             exact,
             regexes,
-            regex_rules,
         })
     }
 
@@ -703,24 +695,39 @@ impl RuleSet {
     /// possibly repeated). Work is proportional to the matches found, not
     /// to the number of rules.
     fn collect_candidates(&self, raw: &str, normalized: &str, out: &mut Vec<u32>) {
-        if let Some(ac) = &self.literals {
+        if let Some(ac) = &self.literals
+            && let Ok(matches) = ac.try_find_overlapping_iter(normalized)
+        {
             let start = text::content_start(normalized);
-            if let Ok(matches) = ac.try_find_overlapping_iter(normalized) {
-                for m in matches {
-                    if !text::at_word_boundaries(normalized, m.start(), m.end()) {
-                        continue;
+            // Patterns found as whole words, then expanded to their rules
+            // once each: a word repeated in a long message, or shared by
+            // many rules, costs one expansion, not one per occurrence.
+            let mut anywhere: Vec<u32> = Vec::new();
+            let mut at_start: Vec<u32> = Vec::new();
+            for m in matches {
+                if text::at_word_boundaries(normalized, m.start(), m.end()) {
+                    let id = m.pattern().as_u32();
+                    anywhere.push(id);
+                    if m.start() == start {
+                        at_start.push(id);
                     }
-                    let Some(&(from, to)) = self.target_ranges.get(m.pattern().as_usize()) else {
-                        continue;
-                    };
-                    let Some(targets) = self.targets.get(from as usize..to as usize) else {
-                        continue;
-                    };
-                    for t in targets {
-                        if !t.at_start || m.start() == start {
-                            out.push(t.rule);
-                        }
-                    }
+                }
+            }
+            anywhere.sort_unstable();
+            anywhere.dedup();
+            for (ids, wants_start) in [(&anywhere, false), (&at_start, true)] {
+                for &id in ids {
+                    let targets = self
+                        .target_ranges
+                        .get(id as usize)
+                        .and_then(|&(from, to)| self.targets.get(from as usize..to as usize))
+                        .unwrap_or_default();
+                    out.extend(
+                        targets
+                            .iter()
+                            .filter(|t| t.at_start == wants_start)
+                            .map(|t| t.rule),
+                    );
                 }
             }
         }
@@ -729,15 +736,8 @@ impl RuleSet {
         {
             out.extend_from_slice(rules);
         }
-        if let Some(set) = &self.regexes {
-            // `is_match` needs no allocation; only a hit pays for `matches`.
-            if set.is_match(raw) {
-                out.extend(
-                    set.matches(raw)
-                        .iter()
-                        .filter_map(|i| self.regex_rules.get(i).copied()),
-                );
-            }
+        if let Some(regexes) = &self.regexes {
+            regexes.matching_rules(raw, out);
         }
     }
 }
@@ -812,6 +812,28 @@ mod tests {
     fn contains_in_unspaced_scripts() {
         let s = set(vec![rule(1, MatchKind::Contains, "价格")]);
         assert_eq!(hit(&s, "这个价格多少"), Some(1));
+        let s = set(vec![rule(1, MatchKind::Contains, "가격")]);
+        assert_eq!(hit(&s, "가격은 얼마예요?"), Some(1));
+        let s = set(vec![rule(1, MatchKind::Exact, "안녕하세요")]);
+        assert_eq!(hit(&s, "안녕하세요!"), Some(1));
+    }
+
+    #[test]
+    fn repeated_words_and_shared_patterns_stay_cheap() {
+        let mut rules: Vec<RuleSpec> = (0..500)
+            .map(|i| rule(i, MatchKind::Contains, "a"))
+            .collect();
+        rules.push(rule(1000, MatchKind::StartsWith, "a"));
+        rules[0].priority = -1;
+        let s = set(rules);
+        let text = "a ".repeat(2000);
+        let m = s.find(&text, &Vars::new());
+        assert_eq!(m.rule.map(|r| r.id.as_u128()), Some(1));
+        assert!(
+            m.trace.iter().any(|l| l.contains("500 more rule(s)")),
+            "{:?}",
+            m.trace
+        );
     }
 
     #[test]

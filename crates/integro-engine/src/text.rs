@@ -5,8 +5,7 @@
 //! text is also untrusted: control and bidi-override characters can hide or
 //! reorder content in replies and prompts, so [`sanitize_input`] removes them.
 
-use unicode_normalization::UnicodeNormalization;
-use unicode_normalization::char::canonical_combining_class;
+use unicode_normalization::char::{canonical_combining_class, decompose_canonical};
 
 /// Case- and accent-insensitive form of `s`: "Ação" → "acao", "HÉLLO" → "hello".
 ///
@@ -17,26 +16,33 @@ use unicode_normalization::char::canonical_combining_class;
 /// change the meaning of a word) are kept. "Straße" becomes "straße".
 pub fn fold(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    fold_into(s, &mut out);
+    fold_chars(s, |c| out.push(c));
     out
 }
 
-/// Appends the folded form of `s` to `out` (see [`fold`]).
-pub(crate) fn fold_into(s: &str, out: &mut String) {
-    if s.is_ascii() {
-        // Fast path: nothing to decompose.
-        out.extend(s.chars().map(|c| c.to_ascii_lowercase()));
-        return;
-    }
-    for c in s.nfd() {
-        if canonical_combining_class(c) != 0 {
-            continue;
-        }
-        for l in c.to_lowercase() {
-            // Lowercasing "İ" yields "i" + U+0307; drop such marks too.
-            if canonical_combining_class(l) == 0 {
-                out.push(l);
+/// Calls `emit` with each character of the folded form of `s`.
+///
+/// Decomposing character by character is equivalent to full NFD here:
+/// NFD differs only in reordering combining marks, and every mark it would
+/// reorder (non-zero combining class) is dropped anyway.
+fn fold_chars(s: &str, mut emit: impl FnMut(char)) {
+    let mut push_lower = |c: char| {
+        if c.is_ascii() {
+            emit(c.to_ascii_lowercase());
+        } else if canonical_combining_class(c) == 0 {
+            for l in c.to_lowercase() {
+                // Lowercasing "İ" yields "i" + U+0307; drop such marks too.
+                if l.is_ascii() || canonical_combining_class(l) == 0 {
+                    emit(l);
+                }
             }
+        }
+    };
+    for c in s.chars() {
+        if c.is_ascii() {
+            push_lower(c);
+        } else {
+            decompose_canonical(c, &mut push_lower);
         }
     }
 }
@@ -48,15 +54,9 @@ pub(crate) fn fold_into(s: &str, out: &mut String) {
 /// "opening   hours" and "Opening hours" are the same text.
 pub(crate) fn normalize_into(s: &str, out: &mut String) {
     out.clear();
-    let mut folded = String::new();
-    let src: &str = if s.is_ascii() && !s.bytes().any(|b| b.is_ascii_uppercase()) {
-        s
-    } else {
-        fold_into(s, &mut folded);
-        &folded
-    };
+    out.reserve(s.len());
     let mut pending_space = false;
-    for c in src.chars() {
+    fold_chars(s, |c| {
         if c.is_whitespace() {
             pending_space = !out.is_empty();
         } else {
@@ -66,7 +66,7 @@ pub(crate) fn normalize_into(s: &str, out: &mut String) {
             }
             out.push(c);
         }
-    }
+    });
 }
 
 /// [`normalize_into`] returning a new string.
@@ -158,7 +158,8 @@ pub(crate) fn truncate_chars(s: &str, max: usize) -> String {
 
 /// Whether `c` takes part in whole-word matching. Letters and digits do,
 /// except those of scripts written without spaces between words (CJK,
-/// kana, Thai, Lao, Khmer, Myanmar), where a word boundary cannot be seen
+/// kana, Thai, Lao, Khmer, Myanmar, and Korean, whose particles attach to
+/// words), where a word boundary cannot be seen
 /// and any occurrence must count.
 pub(crate) fn is_word_char(c: char) -> bool {
     if c.is_ascii() {
@@ -176,7 +177,11 @@ pub(crate) fn is_word_char(c: char) -> bool {
         | '\u{3100}'..='\u{31FF}' // Bopomofo etc.
         | '\u{3400}'..='\u{4DBF}' // CJK extension A
         | '\u{4E00}'..='\u{9FFF}' // CJK unified
-        | '\u{AC00}'..='\u{D7AF}' // Hangul syllables are spaced, but short words glue particles
+        // Korean is spaced, but particles attach to words ("가격은"); folded
+        // text holds Hangul as conjoining jamo.
+        | '\u{1100}'..='\u{11FF}'
+        | '\u{A960}'..='\u{A97F}'
+        | '\u{AC00}'..='\u{D7FF}'
         | '\u{F900}'..='\u{FAFF}'
         | '\u{FF66}'..='\u{FF9F}' // half-width kana
         | '\u{20000}'..='\u{3FFFF}')
@@ -220,6 +225,30 @@ mod tests {
         assert_eq!(fold("e\u{0301}"), "e");
         // Emoji and CJK survive.
         assert_eq!(fold("Olá 👋 你好"), "ola 👋 你好");
+    }
+
+    #[test]
+    fn fold_matches_full_nfd_reference() {
+        use unicode_normalization::UnicodeNormalization;
+        let reference = |s: &str| -> String {
+            s.nfd()
+                .filter(|&c| canonical_combining_class(c) == 0)
+                .flat_map(char::to_lowercase)
+                .filter(|&c| canonical_combining_class(c) == 0)
+                .collect()
+        };
+        for s in [
+            "Ação É ñ Ü ß İ ǅ Ω ὰ",
+            "e\u{301}\u{327}a\u{308}\u{301}",
+            "\u{1E69}\u{323}\u{307} ḍ̇",
+            "한국어 日本語 ひらがな が",
+            "Ελληνικά Ά ΐ",
+            "русский Й ё",
+            "עִבְרִית",
+            "👋🏽 👨\u{200D}👩",
+        ] {
+            assert_eq!(fold(s), reference(s), "{s}");
+        }
     }
 
     #[test]
