@@ -115,7 +115,11 @@ CREATE TABLE engine_events (
     kind             TEXT NOT NULL,
     detail           TEXT NOT NULL,
     alerted          BIGINT NOT NULL DEFAULT 0,
+    -- Events that happen once per period (a budget spent this month, an
+    -- alert this hour) carry a key; a second one of the period is not stored.
+    dedupe_key       TEXT,
     created_at       BIGINT NOT NULL
 );
+CREATE UNIQUE INDEX engine_events_dedupe ON engine_events (dedupe_key);
 CREATE INDEX engine_events_tenant ON engine_events (tenant_id, id);
 CREATE INDEX engine_events_kind ON engine_events (tenant_id, kind, created_at);

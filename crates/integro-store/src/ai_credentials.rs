@@ -44,7 +44,17 @@ pub struct CredentialFields {
     pub api_key: Option<String>,
 }
 
-type Row = (String, String, String, String, Option<String>, i64, i64, Option<String>, i64);
+type Row = (
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    i64,
+    i64,
+    Option<String>,
+    i64,
+);
 const COLUMNS: &str = "c.id, c.tenant_id, c.name, c.provider, c.base_url, c.created_at, c.updated_at, c.created_by, \
      (SELECT COUNT(*) FROM sealed_secrets s WHERE s.owner_kind = 'ai_credential' AND s.owner_id = c.id)";
 
@@ -83,7 +93,10 @@ fn validate(f: &CredentialFields, creating: bool) -> Result<(), StoreError> {
     }
     match &f.base_url {
         Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
-            return Err(StoreError::invalid("base_url", "must be an http:// or https:// URL"));
+            return Err(StoreError::invalid(
+                "base_url",
+                "must be an http:// or https:// URL",
+            ));
         }
         None if f.provider == "openai_compatible" => {
             return Err(StoreError::invalid(
@@ -94,9 +107,10 @@ fn validate(f: &CredentialFields, creating: bool) -> Result<(), StoreError> {
         _ => {}
     }
     match &f.api_key {
-        Some(k) if k.trim().is_empty() || k.len() > 4096 => {
-            Err(StoreError::invalid("api_key", "must be 1 to 4096 characters"))
-        }
+        Some(k) if k.trim().is_empty() || k.len() > 4096 => Err(StoreError::invalid(
+            "api_key",
+            "must be 1 to 4096 characters",
+        )),
         None if creating && f.provider != "openai_compatible" => Err(StoreError::invalid(
             "api_key",
             "is required for this provider",
@@ -280,12 +294,14 @@ pub async fn delete(
         .bind(&id)
         .execute(&mut **tx)
         .await?;
-    sqlx::query("DELETE FROM sealed_secrets WHERE tenant_id = $1 AND owner_kind = $2 AND owner_id = $3")
-        .bind(&tenant)
-        .bind(OWNER_KIND)
-        .bind(&id)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "DELETE FROM sealed_secrets WHERE tenant_id = $1 AND owner_kind = $2 AND owner_id = $3",
+    )
+    .bind(&tenant)
+    .bind(OWNER_KIND)
+    .bind(&id)
+    .execute(&mut **tx)
+    .await?;
     audit::record(
         tx,
         actor,

@@ -109,13 +109,22 @@ async fn validate(
     if let Some(t) = f.temperature
         && !(0.0..=2.0).contains(&t)
     {
-        return Err(StoreError::invalid("temperature", "must be between 0 and 2"));
+        return Err(StoreError::invalid(
+            "temperature",
+            "must be between 0 and 2",
+        ));
     }
     if !(1..=100_000).contains(&f.max_output_tokens) {
-        return Err(StoreError::invalid("max_output_tokens", "must be 1 to 100000"));
+        return Err(StoreError::invalid(
+            "max_output_tokens",
+            "must be 1 to 100000",
+        ));
     }
     if !(100..=600_000).contains(&f.timeout_ms) {
-        return Err(StoreError::invalid("timeout_ms", "must be 100 to 600000 (ten minutes)"));
+        return Err(StoreError::invalid(
+            "timeout_ms",
+            "must be 100 to 600000 (ten minutes)",
+        ));
     }
     let n: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM ai_credentials WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
@@ -125,7 +134,10 @@ async fn validate(
     .fetch_one(&mut **tx)
     .await?;
     if n == 0 {
-        return Err(StoreError::invalid("credential_id", "no such AI credential in this tenant"));
+        return Err(StoreError::invalid(
+            "credential_id",
+            "no such AI credential in this tenant",
+        ));
     }
     // The fallback must exist in the tenant, and following fallbacks must
     // never come back to this profile.
@@ -153,7 +165,10 @@ async fn validate(
         .fetch_optional(&mut **tx)
         .await?;
         let Some((after,)) = row else {
-            return Err(StoreError::invalid("fallback_profile_id", "no such AI profile in this tenant"));
+            return Err(StoreError::invalid(
+                "fallback_profile_id",
+                "no such AI profile in this tenant",
+            ));
         };
         next = after.as_deref().map(parse_id).transpose()?;
     }
@@ -202,7 +217,11 @@ pub async fn create(
     Ok(created)
 }
 
-async fn get_in(tx: &mut Tx<'_>, tenant_id: Uuid, id: Uuid) -> Result<Option<AiProfile>, StoreError> {
+async fn get_in(
+    tx: &mut Tx<'_>,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<Option<AiProfile>, StoreError> {
     let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM ai_profiles WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL"
     )))
@@ -241,7 +260,11 @@ pub async fn chain(db: &Db, tenant_id: Uuid, first: Uuid) -> Result<Vec<AiProfil
     Ok(out)
 }
 
-pub async fn list(db: &Db, tenant_id: Uuid, page: &PageRequest) -> Result<Page<AiProfile>, StoreError> {
+pub async fn list(
+    db: &Db,
+    tenant_id: Uuid,
+    page: &PageRequest,
+) -> Result<Page<AiProfile>, StoreError> {
     let rows: Vec<Row> = Where::new(&format!("SELECT {COLUMNS} FROM ai_profiles"))
         .and_always("deleted_at IS NULL")
         .and("tenant_id = {}", Some(tenant_id))
@@ -316,12 +339,14 @@ pub async fn delete(
         )));
     }
     let now = now_ms();
-    sqlx::query("UPDATE ai_profiles SET deleted_at = $1, updated_at = $1 WHERE tenant_id = $2 AND id = $3")
-        .bind(now)
-        .bind(profile.tenant_id.to_string())
-        .bind(&id)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "UPDATE ai_profiles SET deleted_at = $1, updated_at = $1 WHERE tenant_id = $2 AND id = $3",
+    )
+    .bind(now)
+    .bind(profile.tenant_id.to_string())
+    .bind(&id)
+    .execute(&mut **tx)
+    .await?;
     audit::record(
         tx,
         actor,

@@ -100,17 +100,61 @@ impl BotSettings {
                 Err(StoreError::invalid(field, why))
             }
         };
-        check(self.history_messages <= 200, "settings.history_messages", "must be at most 200")?;
-        check(self.history_tokens <= 200_000, "settings.history_tokens", "must be at most 200000")?;
-        check(self.conversation_expiry_minutes >= 1, "settings.conversation_expiry_minutes", "must be at least 1")?;
-        check(self.burst_window_ms <= 60_000, "settings.burst_window_ms", "must be at most 60000 (one minute)")?;
-        check(self.rate_limit_window_seconds >= 1, "settings.rate_limit_window_seconds", "must be at least 1")?;
-        check(self.rate_limit_messages >= 1, "settings.rate_limit_messages", "must be at least 1")?;
-        check(!self.rate_limit_notice.trim().is_empty(), "settings.rate_limit_notice", "must not be empty")?;
-        check((1..=100_000).contains(&self.max_input_chars), "settings.max_input_chars", "must be 1 to 100000")?;
-        check(!self.error_reply.trim().is_empty(), "settings.error_reply", "must not be empty")?;
-        check(self.blocked_phrases.len() <= 1000, "settings.blocked_phrases", "at most 1000 phrases")?;
-        check(self.handoff_timeout_minutes != Some(0), "settings.handoff_timeout_minutes", "must be at least 1, or null for never")?;
+        check(
+            self.history_messages <= 200,
+            "settings.history_messages",
+            "must be at most 200",
+        )?;
+        check(
+            self.history_tokens <= 200_000,
+            "settings.history_tokens",
+            "must be at most 200000",
+        )?;
+        check(
+            self.conversation_expiry_minutes >= 1,
+            "settings.conversation_expiry_minutes",
+            "must be at least 1",
+        )?;
+        check(
+            self.burst_window_ms <= 60_000,
+            "settings.burst_window_ms",
+            "must be at most 60000 (one minute)",
+        )?;
+        check(
+            self.rate_limit_window_seconds >= 1,
+            "settings.rate_limit_window_seconds",
+            "must be at least 1",
+        )?;
+        check(
+            self.rate_limit_messages >= 1,
+            "settings.rate_limit_messages",
+            "must be at least 1",
+        )?;
+        check(
+            !self.rate_limit_notice.trim().is_empty(),
+            "settings.rate_limit_notice",
+            "must not be empty",
+        )?;
+        check(
+            (1..=100_000).contains(&self.max_input_chars),
+            "settings.max_input_chars",
+            "must be 1 to 100000",
+        )?;
+        check(
+            !self.error_reply.trim().is_empty(),
+            "settings.error_reply",
+            "must not be empty",
+        )?;
+        check(
+            self.blocked_phrases.len() <= 1000,
+            "settings.blocked_phrases",
+            "at most 1000 phrases",
+        )?;
+        check(
+            self.handoff_timeout_minutes != Some(0),
+            "settings.handoff_timeout_minutes",
+            "must be at least 1, or null for never",
+        )?;
         check(
             jiff::tz::TimeZone::get(&self.time_zone).is_ok(),
             "settings.time_zone",
@@ -188,7 +232,11 @@ pub fn merge_settings(
     serde_json::from_value(merged).map_err(|e| StoreError::invalid("settings", &e.to_string()))
 }
 
-async fn profile_exists(tx: &mut Tx<'_>, tenant_id: Uuid, id: Option<Uuid>) -> Result<(), StoreError> {
+async fn profile_exists(
+    tx: &mut Tx<'_>,
+    tenant_id: Uuid,
+    id: Option<Uuid>,
+) -> Result<(), StoreError> {
     let Some(id) = id else { return Ok(()) };
     let n: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM ai_profiles WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
@@ -198,7 +246,10 @@ async fn profile_exists(tx: &mut Tx<'_>, tenant_id: Uuid, id: Option<Uuid>) -> R
     .fetch_one(&mut **tx)
     .await?;
     if n == 0 {
-        return Err(StoreError::invalid("ai_profile_id", "no such AI profile in this tenant"));
+        return Err(StoreError::invalid(
+            "ai_profile_id",
+            "no such AI profile in this tenant",
+        ));
     }
     Ok(())
 }
@@ -222,7 +273,10 @@ fn validate(fields: &BotFields) -> Result<(), StoreError> {
     }
     if let Some(p) = &fields.persona {
         if p.name.trim().is_empty() || p.name.chars().count() > 200 {
-            return Err(StoreError::invalid("persona.name", "must be 1 to 200 characters"));
+            return Err(StoreError::invalid(
+                "persona.name",
+                "must be 1 to 200 characters",
+            ));
         }
         if let Some(t) = &p.system_prompt {
             integro_engine::template::check(t)

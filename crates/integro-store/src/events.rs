@@ -26,6 +26,7 @@ pub struct EngineEvent {
     pub created_at: OffsetDateTime,
 }
 
+#[derive(Clone)]
 pub struct NewEvent<'a> {
     pub tenant_id: Uuid,
     pub bot_id: Option<Uuid>,
@@ -34,11 +35,19 @@ pub struct NewEvent<'a> {
     pub detail: String,
 }
 
-pub async fn record(tx: &mut Tx<'_>, e: NewEvent<'_>, alerted: bool) -> Result<Uuid, StoreError> {
+/// Stores an event. With a `dedupe_key`, an event of the same key already
+/// stored (by this or a concurrent transaction) wins and this one is not
+/// stored: `None`.
+pub async fn record(
+    tx: &mut Tx<'_>,
+    e: NewEvent<'_>,
+    alerted: bool,
+    dedupe_key: Option<&str>,
+) -> Result<Option<Uuid>, StoreError> {
     let id = new_id();
-    sqlx::query(
-        "INSERT INTO engine_events (id, tenant_id, bot_id, conversation_id, kind, detail, alerted, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    let stored: Option<String> = sqlx::query_scalar(
+        "INSERT INTO engine_events (id, tenant_id, bot_id, conversation_id, kind, detail, alerted, dedupe_key, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
     )
     .bind(id.to_string())
     .bind(e.tenant_id.to_string())
@@ -47,39 +56,22 @@ pub async fn record(tx: &mut Tx<'_>, e: NewEvent<'_>, alerted: bool) -> Result<U
     .bind(e.kind)
     .bind(e.detail)
     .bind(alerted as i64)
+    .bind(dedupe_key)
     .bind(now_ms())
-    .execute(&mut **tx)
+    .fetch_optional(&mut **tx)
     .await?;
-    Ok(id)
+    Ok(stored.map(|_| id))
 }
 
-/// When an event of this kind last led to an alert for the tenant (to send
-/// one alert per outage, not one per message).
-pub async fn last_alerted(db: &Db, tenant_id: Uuid, kind: &str) -> Result<Option<i64>, StoreError> {
-    let at: Option<i64> = sqlx::query_scalar(
-        "SELECT MAX(created_at) FROM engine_events WHERE tenant_id = $1 AND kind = $2 AND alerted = 1",
-    )
-    .bind(tenant_id.to_string())
-    .bind(kind)
-    .fetch_one(db.pool())
-    .await?;
-    Ok(at)
-}
-
-/// Whether an event of this kind was recorded for the tenant since `since_ms`.
-pub async fn seen_since(db: &Db, tenant_id: Uuid, kind: &str, since_ms: i64) -> Result<bool, StoreError> {
-    let n: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM engine_events WHERE tenant_id = $1 AND kind = $2 AND created_at >= $3",
-    )
-    .bind(tenant_id.to_string())
-    .bind(kind)
-    .bind(since_ms)
-    .fetch_one(db.pool())
-    .await?;
-    Ok(n > 0)
-}
-
-type Row = (String, Option<String>, Option<String>, String, String, i64, i64);
+type Row = (
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    i64,
+    i64,
+);
 
 pub async fn list(
     db: &Db,
@@ -118,9 +110,11 @@ pub async fn kind_and_detail(
     tenant_id: Uuid,
     id: Uuid,
 ) -> Result<Option<(String, String)>, StoreError> {
-    Ok(sqlx::query_as("SELECT kind, detail FROM engine_events WHERE tenant_id = $1 AND id = $2")
-        .bind(tenant_id.to_string())
-        .bind(id.to_string())
-        .fetch_optional(db.pool())
-        .await?)
+    Ok(
+        sqlx::query_as("SELECT kind, detail FROM engine_events WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant_id.to_string())
+            .bind(id.to_string())
+            .fetch_optional(db.pool())
+            .await?,
+    )
 }

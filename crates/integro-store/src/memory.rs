@@ -56,7 +56,11 @@ pub async fn set_vars(
     Ok(())
 }
 
-pub async fn note_rate_notice(tx: &mut Tx<'_>, conversation_id: Uuid, at: i64) -> Result<(), StoreError> {
+pub async fn note_rate_notice(
+    tx: &mut Tx<'_>,
+    conversation_id: Uuid,
+    at: i64,
+) -> Result<(), StoreError> {
     sqlx::query("UPDATE conversations SET rate_notice_at = $1 WHERE id = $2")
         .bind(at)
         .bind(conversation_id.to_string())
@@ -124,7 +128,11 @@ pub async fn history(
 }
 
 /// Inbound messages of the conversation received since `since_ms` (the rate limit).
-pub async fn inbound_since(db: &Db, conversation_id: Uuid, since_ms: i64) -> Result<u32, StoreError> {
+pub async fn inbound_since(
+    db: &Db,
+    conversation_id: Uuid,
+    since_ms: i64,
+) -> Result<u32, StoreError> {
     let n: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM messages WHERE conversation_id = $1 AND direction = 'inbound' AND created_at >= $2",
     )
@@ -161,7 +169,11 @@ pub async fn unanswered_from(
 /// The inbound messages have been answered (alone or together); jobs of the
 /// others of a burst find this and stay silent. They are filed into the
 /// conversation too, if they were not yet.
-pub async fn mark_handled(tx: &mut Tx<'_>, conversation_id: Uuid, ids: &[Uuid]) -> Result<(), StoreError> {
+pub async fn mark_handled(
+    tx: &mut Tx<'_>,
+    conversation_id: Uuid,
+    ids: &[Uuid],
+) -> Result<(), StoreError> {
     let now = now_ms();
     for id in ids {
         sqlx::query(
@@ -178,10 +190,11 @@ pub async fn mark_handled(tx: &mut Tx<'_>, conversation_id: Uuid, ids: &[Uuid]) 
 }
 
 pub async fn is_handled(db: &Db, message_id: Uuid) -> Result<bool, StoreError> {
-    let at: Option<Option<i64>> = sqlx::query_scalar("SELECT handled_at FROM messages WHERE id = $1")
-        .bind(message_id.to_string())
-        .fetch_optional(db.pool())
-        .await?;
+    let at: Option<Option<i64>> =
+        sqlx::query_scalar("SELECT handled_at FROM messages WHERE id = $1")
+            .bind(message_id.to_string())
+            .fetch_optional(db.pool())
+            .await?;
     Ok(matches!(at, Some(Some(_))))
 }
 

@@ -93,12 +93,18 @@ impl RuleFields {
         if let Some(n) = &self.name
             && n.chars().count() > 200
         {
-            return Err(StoreError::invalid("name", "must be at most 200 characters"));
+            return Err(StoreError::invalid(
+                "name",
+                "must be at most 200 characters",
+            ));
         }
         if let Some(url) = &self.media_url
             && !(url.starts_with("https://") || url.starts_with("http://"))
         {
-            return Err(StoreError::invalid("media_url", "must be an http:// or https:// URL"));
+            return Err(StoreError::invalid(
+                "media_url",
+                "must be an http:// or https:// URL",
+            ));
         }
         integro_engine::rules::validate(&self.spec(Uuid::nil()))
             .map_err(|e| StoreError::invalid(e.field, &e.message))
@@ -207,10 +213,12 @@ async fn insert(
 }
 
 async fn count(tx: &mut Tx<'_>, bot_id: Uuid) -> Result<i64, StoreError> {
-    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM rules WHERE bot_id = $1 AND deleted_at IS NULL")
-        .bind(bot_id.to_string())
-        .fetch_one(&mut **tx)
-        .await?)
+    Ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM rules WHERE bot_id = $1 AND deleted_at IS NULL")
+            .bind(bot_id.to_string())
+            .fetch_one(&mut **tx)
+            .await?,
+    )
 }
 
 pub async fn create(
@@ -261,7 +269,12 @@ async fn get_in(
     row.map(from_row).transpose()
 }
 
-pub async fn get(db: &Db, tenant_id: Uuid, bot_id: Uuid, id: Uuid) -> Result<Option<Rule>, StoreError> {
+pub async fn get(
+    db: &Db,
+    tenant_id: Uuid,
+    bot_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Rule>, StoreError> {
     let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM rules WHERE tenant_id = $1 AND bot_id = $2 AND id = $3 AND deleted_at IS NULL"
     )))
@@ -361,12 +374,14 @@ pub async fn delete(
     rule: &Rule,
 ) -> Result<(), StoreError> {
     let now = now_ms();
-    sqlx::query("UPDATE rules SET deleted_at = $1, updated_at = $1 WHERE tenant_id = $2 AND id = $3")
-        .bind(now)
-        .bind(tenant_id.to_string())
-        .bind(rule.id.to_string())
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "UPDATE rules SET deleted_at = $1, updated_at = $1 WHERE tenant_id = $2 AND id = $3",
+    )
+    .bind(now)
+    .bind(tenant_id.to_string())
+    .bind(rule.id.to_string())
+    .execute(&mut **tx)
+    .await?;
     bump_version(tx, rule.bot_id).await?;
     audit::record(
         tx,

@@ -231,10 +231,13 @@ pub async fn alert_webhook(
 ) -> Result<Option<AlertWebhook>, StoreError> {
     use crate::secrets::SecretStore;
     let tenant = tenant_id.to_string();
-    let Some(url) = SecretStore::get(db, keyring, settings_owner(&tenant, "alert_webhook_url")).await? else {
+    let Some(url) =
+        SecretStore::get(db, keyring, settings_owner(&tenant, "alert_webhook_url")).await?
+    else {
         return Ok(None);
     };
-    let secret = SecretStore::get(db, keyring, settings_owner(&tenant, "alert_webhook_secret")).await?;
+    let secret =
+        SecretStore::get(db, keyring, settings_owner(&tenant, "alert_webhook_secret")).await?;
     Ok(Some(AlertWebhook { url, secret }))
 }
 
@@ -261,19 +264,36 @@ pub async fn update_settings(
         after.monthly_token_budget = budget;
     }
     if let Some(hook) = changes.alert_webhook {
-        sqlx::query("DELETE FROM sealed_secrets WHERE tenant_id = $1 AND owner_kind = $2 AND owner_id = $1")
-            .bind(&tenant)
-            .bind(SETTINGS_OWNER)
-            .execute(&mut **tx)
-            .await?;
+        sqlx::query(
+            "DELETE FROM sealed_secrets WHERE tenant_id = $1 AND owner_kind = $2 AND owner_id = $1",
+        )
+        .bind(&tenant)
+        .bind(SETTINGS_OWNER)
+        .execute(&mut **tx)
+        .await?;
         after.alert_webhook_set = hook.is_some();
         if let Some(hook) = hook {
             if !(hook.url.starts_with("https://") || hook.url.starts_with("http://")) {
-                return Err(StoreError::invalid("alert_webhook_url", "must be an http:// or https:// URL"));
+                return Err(StoreError::invalid(
+                    "alert_webhook_url",
+                    "must be an http:// or https:// URL",
+                ));
             }
-            SecretStore::put(tx, keyring, settings_owner(&tenant, "alert_webhook_url"), &hook.url).await?;
+            SecretStore::put(
+                tx,
+                keyring,
+                settings_owner(&tenant, "alert_webhook_url"),
+                &hook.url,
+            )
+            .await?;
             if let Some(secret) = &hook.secret {
-                SecretStore::put(tx, keyring, settings_owner(&tenant, "alert_webhook_secret"), secret).await?;
+                SecretStore::put(
+                    tx,
+                    keyring,
+                    settings_owner(&tenant, "alert_webhook_secret"),
+                    secret,
+                )
+                .await?;
             }
         }
     }

@@ -72,7 +72,11 @@ pub struct UsageFilter {
 }
 
 /// Daily totals, newest day first (at most 1000 rows).
-pub async fn list(db: &Db, tenant_id: Uuid, filter: &UsageFilter) -> Result<Vec<UsageDay>, StoreError> {
+pub async fn list(
+    db: &Db,
+    tenant_id: Uuid,
+    filter: &UsageFilter,
+) -> Result<Vec<UsageDay>, StoreError> {
     let rows: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
         "SELECT bot_id, day, requests, input_tokens, output_tokens FROM usage_daily WHERE tenant_id = $1 \
          AND ($2 = '' OR bot_id = $2) AND ($3 = '' OR day >= $3) AND ($4 = '' OR day <= $4) \

@@ -73,10 +73,14 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<(), Failure> {
     if let Some(secret) = &hook.secret {
         request = request.header(SIGNATURE_HEADER, sign(secret, timestamp, &body));
     }
-    let response = request.body(body).send().await.map_err(|e| Failure::Retry {
-        error: format!("alert webhook: {e}"),
-        after: None,
-    })?;
+    let response = request
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| Failure::Retry {
+            error: format!("alert webhook: {e}"),
+            after: None,
+        })?;
     let status = response.status();
     if status.is_success() {
         return finish(worker, job).await;
@@ -89,7 +93,11 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<(), Failure> {
     }
 }
 
-async fn event_text(worker: &Worker, tenant_id: Uuid, id: Uuid) -> Result<(String, String), Failure> {
+async fn event_text(
+    worker: &Worker,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<(String, String), Failure> {
     integro_store::events::kind_and_detail(&worker.db, tenant_id, id)
         .await?
         .ok_or_else(|| Failure::Permanent(format!("event {id} does not exist")))

@@ -25,7 +25,7 @@ use integro_store::bots::Bot;
 use integro_store::conversations::{Conversation, ConversationState, Outgoing};
 use integro_store::memory::{self, Memory};
 use integro_store::secrets::Keyring;
-use integro_store::{Db, StoreError, ai_credentials, ai_profiles, events, rules, tenants, usage};
+use integro_store::{Db, StoreError, ai_credentials, ai_profiles, rules, tenants, usage};
 use uuid::Uuid;
 
 /// Alerts of one kind go out at most this often per tenant.
@@ -82,6 +82,17 @@ pub struct LlmTrace {
     pub output_tokens: u64,
 }
 
+/// Something the operator should know about.
+#[derive(Debug, Clone)]
+pub struct Note {
+    pub kind: &'static str,
+    pub detail: String,
+    /// Also tell the tenant's alert webhook (at most once an hour per kind).
+    pub alert: bool,
+    /// Recorded once per key (e.g. once a month), not once per message.
+    pub once_key: Option<String>,
+}
+
 /// The engine's answer for one turn.
 #[derive(Debug, Default)]
 pub struct Turn {
@@ -93,8 +104,8 @@ pub struct Turn {
     pub rate_notice: bool,
     /// Tokens spent (input, output).
     pub usage: Option<(u64, u64)>,
-    /// Events for the operator: (kind, detail, send an alert).
-    pub events: Vec<(&'static str, String, bool)>,
+    /// Events for the operator.
+    pub events: Vec<Note>,
     /// Human-readable lines: what matched and why.
     pub trace: Vec<String>,
     pub llm: Option<LlmTrace>,
@@ -130,9 +141,10 @@ impl Engine {
             .collect();
         // Rules are validated when saved; one that no longer compiles (a
         // newer engine) is reported rather than silencing the whole bot.
-        let set = Arc::new(RuleSet::compile(specs).map_err(|e| {
-            StoreError::Conflict(format!("the bot's rules do not compile: {e}"))
-        })?);
+        let set =
+            Arc::new(RuleSet::compile(specs).map_err(|e| {
+                StoreError::Conflict(format!("the bot's rules do not compile: {e}"))
+            })?);
         self.rules
             .lock()
             .expect("rules cache")
@@ -185,7 +197,8 @@ impl Engine {
                 turn.rate_notice = reply.rate_notice;
                 if reply.handoff {
                     turn.handoff = reply.rule_id;
-                    turn.trace.push("the rule hands the conversation to a human".into());
+                    turn.trace
+                        .push("the rule hands the conversation to a human".into());
                 }
                 if reply.rule_id.is_none() && !reply.rate_notice {
                     turn.trace.push("answered with the fallback reply".into());
@@ -248,8 +261,17 @@ impl Engine {
                     ));
                 }
                 turn.answered.extend(req.burst.iter().map(|s| s.id));
-                self.ask_llm(db, keyring, &req, &vars, &combined, instructions, rule_id, &mut turn)
-                    .await?;
+                self.ask_llm(
+                    db,
+                    keyring,
+                    &req,
+                    &vars,
+                    &combined,
+                    instructions,
+                    rule_id,
+                    &mut turn,
+                )
+                .await?;
             }
         }
         Ok(turn)
@@ -267,7 +289,10 @@ impl Engine {
         if bot.ai_profile_id.is_none() {
             return Ok(AiAvailability::NotConfigured);
         }
-        let Some(budget) = tenants::settings(db, bot.tenant_id).await?.monthly_token_budget else {
+        let Some(budget) = tenants::settings(db, bot.tenant_id)
+            .await?
+            .monthly_token_budget
+        else {
             return Ok(AiAvailability::Ready);
         };
         let spent = usage::month_tokens(db, bot.tenant_id, now_ms).await?;
@@ -277,22 +302,15 @@ impl Engine {
         turn.trace.push(format!(
             "the monthly token budget ({budget}) is spent ({spent}): rules and fallback only"
         ));
-        let day = usage::day_of(now_ms);
-        let month_start = time::Date::parse(
-            &format!("{}-01", &day[..7]),
-            time::macros::format_description!("[year]-[month]-[day]"),
-        )
-        .map(|d| d.midnight().assume_utc().unix_timestamp() * 1000)
-        .unwrap_or(now_ms);
-        if !events::seen_since(db, bot.tenant_id, "budget_exhausted", month_start).await? {
-            turn.events.push((
-                "budget_exhausted",
-                format!(
-                    "the monthly token budget of {budget} tokens is spent; bots answer from rules and fallback replies until next month or until the budget is raised"
-                ),
-                true,
-            ));
-        }
+        let month = &usage::day_of(now_ms)[..7];
+        turn.events.push(Note {
+            kind: "budget_exhausted",
+            detail: format!(
+                "the monthly token budget of {budget} tokens is spent ({spent}); bots answer from rules and fallback replies until next month or until the budget is raised"
+            ),
+            alert: true,
+            once_key: Some(format!("budget_exhausted:{}:{month}", bot.tenant_id)),
+        });
         Ok(AiAvailability::BudgetExhausted)
     }
 
@@ -360,11 +378,16 @@ impl Engine {
                 .map(|p| format!("{} ({})", p.name, p.model))
                 .unwrap_or_default()
         };
-        let reply_to = req.burst.last().map_or(Some(req.inbound.id), |s| Some(s.id));
+        let reply_to = req
+            .burst
+            .last()
+            .map_or(Some(req.inbound.id), |s| Some(s.id));
         match self.ai.chat_with_fallback(&attempts).await {
             Ok((i, answer)) => {
                 for j in 0..i {
-                    trace.attempts.push(format!("{}: failed or skipped", label(j)));
+                    trace
+                        .attempts
+                        .push(format!("{}: failed or skipped", label(j)));
                 }
                 trace.attempts.push(format!("{}: answered", label(i)));
                 trace.input_tokens = answer.input_tokens;
@@ -403,28 +426,37 @@ impl Engine {
             }
             Err(errors) => {
                 for (j, e) in errors.iter().enumerate() {
-                    trace.attempts.push(format!("{}: {}", label(j), e.plain_words()));
+                    trace
+                        .attempts
+                        .push(format!("{}: {}", label(j), e.plain_words()));
                 }
                 if attempts.is_empty() {
-                    trace.attempts.push("no usable AI profile (its credential was deleted)".into());
+                    trace
+                        .attempts
+                        .push("no usable AI profile (its credential was deleted)".into());
                 }
                 if let Some(auth) = errors.iter().find(|e| matches!(e, AiError::Auth { .. })) {
-                    turn.events.push((
-                        "ai_auth_failed",
-                        format!("an AI provider rejected its credential: {}", auth.plain_words()),
-                        true,
-                    ));
+                    turn.events.push(Note {
+                        kind: "ai_auth_failed",
+                        detail: format!(
+                            "an AI provider rejected its credential: {}",
+                            auth.plain_words()
+                        ),
+                        alert: true,
+                        once_key: None,
+                    });
                 }
                 let why = errors
                     .iter()
                     .map(|e| e.plain_words())
                     .collect::<Vec<_>>()
                     .join("; ");
-                turn.events.push((
-                    "ai_failed",
-                    format!("every AI option failed for bot {}: {why}", bot.name),
-                    false,
-                ));
+                turn.events.push(Note {
+                    kind: "ai_failed",
+                    detail: format!("every AI option failed for bot {}: {why}", bot.name),
+                    alert: false,
+                    once_key: None,
+                });
                 turn.trace
                     .push("every AI option failed: the error reply goes instead".into());
                 turn.outgoing.push(Outgoing {
@@ -544,7 +576,8 @@ fn facts(req: &TurnRequest<'_>, combined: &str) -> Vars {
         "vars",
         serde_json::to_value(&req.memory.vars).unwrap_or_default(),
     );
-    let tz = jiff::tz::TimeZone::get(&req.bot.settings.time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
+    let tz =
+        jiff::tz::TimeZone::get(&req.bot.settings.time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
     if let Ok(ts) = jiff::Timestamp::from_millisecond(req.now_ms) {
         let local = ts.to_zoned(tz);
         v.set("now.year", local.year() as i64);

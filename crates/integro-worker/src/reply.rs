@@ -51,10 +51,16 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<(), Failure> {
     }
     let Some(bot) = bot.filter(|b| b.active) else {
         tracing::info!(message = %id, "no reply: the bot is inactive or deleted");
-        return complete_with(worker, job, &conversation, None, Turn {
-            answered: vec![id],
-            ..Turn::default()
-        })
+        return complete_with(
+            worker,
+            job,
+            &conversation,
+            None,
+            Turn {
+                answered: vec![id],
+                ..Turn::default()
+            },
+        )
         .await;
     };
     let at_ms = (message.created_at.unix_timestamp_nanos() / 1_000_000) as i64;
@@ -170,7 +176,6 @@ async fn complete_with(
     turn: Turn,
 ) -> Result<(), Failure> {
     let request_id = job.payload["request_id"].as_str().map(String::from);
-    let alerts = alerts_due(&worker.db, conversation.tenant_id, &turn).await?;
     let bot_id = bot.map(|b| b.id);
     let now = now_ms();
     let mut tx = worker.db.begin().await?;
@@ -199,35 +204,48 @@ async fn complete_with(
     if let (Some((input, output)), Some(bot_id)) = (turn.usage, bot_id) {
         usage::record(&mut tx, conversation.tenant_id, bot_id, now, input, output).await?;
     }
-    for ((kind, detail, _), alert) in turn.events.into_iter().zip(alerts) {
+    for note in turn.events {
         let event = NewEvent {
             tenant_id: conversation.tenant_id,
             bot_id,
             conversation_id: Some(conversation.id),
-            kind,
-            detail,
+            kind: note.kind,
+            detail: note.detail,
         };
-        let event_id = events::record(&mut tx, event, alert).await?;
-        if alert {
-            crate::alert::enqueue(&mut tx, conversation.tenant_id, event_id).await?;
-        }
+        record_note(&mut tx, event, note.alert, note.once_key.as_deref(), now).await?;
     }
     memory::mark_handled(&mut tx, conversation.id, &turn.answered).await?;
     complete(worker, job, tx).await
 }
 
-/// Which of the turn's events go out as alerts: those meant to, when the
-/// tenant has no alert of that kind in the last hour (one outage, one alert).
-async fn alerts_due(db: &Db, tenant_id: Uuid, turn: &Turn) -> Result<Vec<bool>, StoreError> {
-    let mut out = Vec::with_capacity(turn.events.len());
-    for (kind, _, alert) in &turn.events {
-        let due = *alert
-            && events::last_alerted(db, tenant_id, kind)
-                .await?
-                .is_none_or(|at| now_ms() - at >= ALERT_EVERY_MS);
-        out.push(due);
+/// Stores an event, once per `once_key` if it has one, and queues its alert
+/// when it asks for one and none of its kind went out for the tenant this
+/// hour (one outage, one alert). Concurrent turns agree through the unique
+/// dedupe key, not by reading first.
+async fn record_note(
+    tx: &mut Tx<'_>,
+    event: NewEvent<'_>,
+    alert: bool,
+    once_key: Option<&str>,
+    now: i64,
+) -> Result<(), StoreError> {
+    let tenant_id = event.tenant_id;
+    if let Some(key) = once_key {
+        if let Some(id) = events::record(tx, event, alert, Some(key)).await?
+            && alert
+        {
+            crate::alert::enqueue(tx, tenant_id, id).await?;
+        }
+        return Ok(());
     }
-    Ok(out)
+    if alert {
+        let hour_key = format!("alert:{tenant_id}:{}:{}", event.kind, now / ALERT_EVERY_MS);
+        if let Some(id) = events::record(tx, event.clone(), true, Some(&hour_key)).await? {
+            return crate::alert::enqueue(tx, tenant_id, id).await;
+        }
+    }
+    events::record(tx, event, false, None).await?;
+    Ok(())
 }
 
 /// Completes the job inside `tx` and commits.

@@ -10,9 +10,9 @@ use integro_store::secrets::Keyring;
 use integro_store::{Db, conversations, webhook_logs};
 use tokio::sync::{Notify, Semaphore, watch};
 
-use integro_core::breaker::CircuitBreakers;
 use crate::egress::Egress;
 use crate::engine::Engine;
+use integro_core::breaker::CircuitBreakers;
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {

@@ -11,8 +11,8 @@ use integro_store::jobs::{self, Job};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use integro_core::breaker::Permit;
 use crate::runner::{Failure, Worker};
+use integro_core::breaker::Permit;
 
 /// WhatsApp's customer-service window.
 const WINDOW: time::Duration = time::Duration::hours(24);

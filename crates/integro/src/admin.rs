@@ -276,9 +276,7 @@ pub async fn bot(config: &Config, cmd: BotCommand, json: bool) -> anyhow::Result
             message,
             contact_name,
             channel,
-        } => {
-            crate::reply::try_bot(&db, config, bot, message, contact_name, channel, json).await?
-        }
+        } => crate::reply::try_bot(&db, config, bot, message, contact_name, channel, json).await?,
     }
     Ok(())
 }

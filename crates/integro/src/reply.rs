@@ -65,10 +65,20 @@ pub async fn rules(config: &Config, cmd: RulesCommand) -> anyhow::Result<()> {
             let doc: RuleDocument = yaml_serde::from_str(&text)
                 .with_context(|| format!("{} is not a rules document", file.display()))?;
             let mut tx = db.begin().await?;
-            let n = rules::replace_all(&mut tx, &Actor::cli(), None, bot.tenant_id, bot.id, doc.rules)
-                .await?;
+            let n = rules::replace_all(
+                &mut tx,
+                &Actor::cli(),
+                None,
+                bot.tenant_id,
+                bot.id,
+                doc.rules,
+            )
+            .await?;
             tx.commit().await?;
-            println!("Imported {n} rule(s) into bot {} ({}); its earlier rules were replaced", bot.name, bot.id);
+            println!(
+                "Imported {n} rule(s) into bot {} ({}); its earlier rules were replaced",
+                bot.name, bot.id
+            );
         }
     }
     Ok(())
@@ -114,7 +124,12 @@ pub async fn try_bot(
     let replies: Vec<String> = turn
         .outgoing
         .iter()
-        .map(|o| o.text.clone().or_else(|| o.media_url.clone()).unwrap_or_default())
+        .map(|o| {
+            o.text
+                .clone()
+                .or_else(|| o.media_url.clone())
+                .unwrap_or_default()
+        })
         .collect();
     if json {
         let out = serde_json::json!({
@@ -156,7 +171,10 @@ pub async fn try_bot(
 }
 
 fn indent(text: &str) -> String {
-    text.lines().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
+    text.lines()
+        .map(|l| format!("  {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 pub async fn ai(config: &Config, cmd: AiCommand) -> anyhow::Result<()> {

@@ -22,7 +22,11 @@ use crate::state::AppState;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_credential, list_credentials))
-        .routes(routes!(get_credential, update_credential, delete_credential))
+        .routes(routes!(
+            get_credential,
+            update_credential,
+            delete_credential
+        ))
         .routes(routes!(test_credential))
 }
 

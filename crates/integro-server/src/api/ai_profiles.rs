@@ -85,8 +85,14 @@ async fn create_profile(
         fallback_profile_id: req.fallback_profile_id,
     };
     let mut tx = state.db.begin().await?;
-    let created =
-        ai_profiles::create(&mut tx, ctx.actor(), ctx.request_id(), ctx.tenant_id, fields).await?;
+    let created = ai_profiles::create(
+        &mut tx,
+        ctx.actor(),
+        ctx.request_id(),
+        ctx.tenant_id,
+        fields,
+    )
+    .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(created)))
 }

@@ -4,8 +4,8 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use integro_core::Permission;
-use integro_store::Page;
 use integro_engine::prompt::Persona;
+use integro_store::Page;
 use integro_store::bots::{self, Bot, BotFields, BotSettings};
 use integro_store::conversations;
 use integro_store::db::now_ms;
@@ -274,7 +274,9 @@ async fn try_bot(
             conversations::get(&state.db, ctx.tenant_id, c)
                 .await?
                 .filter(|c| c.bot_id == bot.id)
-                .ok_or_else(|| ApiError::invalid_field("conversation_id", "no such conversation of this bot"))?,
+                .ok_or_else(|| {
+                    ApiError::invalid_field("conversation_id", "no such conversation of this bot")
+                })?,
         ),
         None => None,
     };

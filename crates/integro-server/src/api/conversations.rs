@@ -7,10 +7,10 @@ use axum::http::StatusCode;
 use integro_core::{Permission, Template};
 use integro_engine::handoff::{self, Transition};
 use integro_store::Page;
-use integro_store::memory::{self, Transition as TransitionRecord};
 use integro_store::conversations::{
     self, Conversation, ConversationFilter, ConversationState, Message, Outgoing,
 };
+use integro_store::memory::{self, Transition as TransitionRecord};
 use serde::Deserialize;
 use time::OffsetDateTime;
 use utoipa_axum::router::OpenApiRouter;

@@ -46,8 +46,15 @@ async fn create_rule(
     ctx.require(Permission::Manage)?;
     let bot = bots::find(&state, &ctx, bot_id).await?;
     let mut tx = state.db.begin().await?;
-    let rule = rules::create(&mut tx, ctx.actor(), ctx.request_id(), ctx.tenant_id, bot.id, req)
-        .await?;
+    let rule = rules::create(
+        &mut tx,
+        ctx.actor(),
+        ctx.request_id(),
+        ctx.tenant_id,
+        bot.id,
+        req,
+    )
+    .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(rule)))
 }
@@ -187,7 +194,10 @@ async fn import_rules(
         .map_err(|_| ApiError::bad_request("malformed_yaml", "the document is not UTF-8"))?;
     // YAML is a superset of JSON: one parser reads both.
     let doc: RuleDocument = yaml_serde::from_str(text).map_err(|e| {
-        ApiError::bad_request("malformed_yaml", format!("the rules document does not parse: {e}"))
+        ApiError::bad_request(
+            "malformed_yaml",
+            format!("the rules document does not parse: {e}"),
+        )
     })?;
     let mut tx = state.db.begin().await?;
     let imported = rules::replace_all(

@@ -35,7 +35,10 @@ pub struct UpdateSettings {
 /// The tenant's settings.
 #[utoipa::path(get, path = "/api/v1/settings", tag = "settings", security(("bearer" = [])),
     responses((status = 200, body = TenantSettings)))]
-async fn get_settings(State(state): State<AppState>, ctx: TenantCtx) -> ApiResult<Json<TenantSettings>> {
+async fn get_settings(
+    State(state): State<AppState>,
+    ctx: TenantCtx,
+) -> ApiResult<Json<TenantSettings>> {
     ctx.require(Permission::Read)?;
     Ok(Json(tenants::settings(&state.db, ctx.tenant_id).await?))
 }

@@ -5,8 +5,8 @@ use axum::Json;
 use axum::extract::{Query, State};
 use integro_core::Permission;
 use integro_store::db::now_ms;
-use integro_store::usage::{self, UsageDay, UsageFilter};
 use integro_store::tenants;
+use integro_store::usage::{self, UsageDay, UsageFilter};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -46,8 +46,17 @@ pub struct Usage {
 
 fn day(field: &str, value: Option<String>) -> ApiResult<Option<String>> {
     match value {
-        Some(v) if time::Date::parse(&v, time::macros::format_description!("[year]-[month]-[day]")).is_err() => {
-            Err(ApiError::invalid_field(field, "must be a date as YYYY-MM-DD"))
+        Some(v)
+            if time::Date::parse(
+                &v,
+                time::macros::format_description!("[year]-[month]-[day]"),
+            )
+            .is_err() =>
+        {
+            Err(ApiError::invalid_field(
+                field,
+                "must be a date as YYYY-MM-DD",
+            ))
         }
         v => Ok(v),
     }

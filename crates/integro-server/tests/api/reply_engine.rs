@@ -42,7 +42,8 @@ struct TwilioAccepts(AtomicUsize);
 impl Respond for TwilioAccepts {
     fn respond(&self, _: &wiremock::Request) -> ResponseTemplate {
         let n = self.0.fetch_add(1, Ordering::SeqCst);
-        ResponseTemplate::new(201).set_body_json(json!({ "sid": format!("SMout{n}"), "status": "queued" }))
+        ResponseTemplate::new(201)
+            .set_body_json(json!({ "sid": format!("SMout{n}"), "status": "queued" }))
     }
 }
 
@@ -105,7 +106,10 @@ async fn bodies(t: &Loop) -> Vec<String> {
 }
 
 async fn wait_bodies(t: &Loop, n: usize) -> Vec<String> {
-    wait_until(Duration::from_secs(20), || async { bodies(t).await.len() >= n }).await;
+    wait_until(Duration::from_secs(20), || async {
+        bodies(t).await.len() >= n
+    })
+    .await;
     bodies(t).await
 }
 
@@ -214,7 +218,8 @@ async fn a_handed_off_conversation_gets_no_bot_reply(kind: DbKind) {
     .await;
 
     // While a human has it, messages land and the bot says nothing.
-    t.twilio_message("SM3", "+14155550100", "are you there?").await;
+    t.twilio_message("SM3", "+14155550100", "are you there?")
+        .await;
     wait_until(Duration::from_secs(20), || async {
         let messages = t.messages().await;
         messages.iter().any(|m| m["body"] == "are you there?")
@@ -260,7 +265,12 @@ async fn a_handed_off_conversation_gets_no_bot_reply(kind: DbKind) {
             .unwrap()
             .starts_with("rule:")
     );
-    assert!(transitions[1]["actor"].as_str().unwrap().starts_with("api_key:"));
+    assert!(
+        transitions[1]["actor"]
+            .as_str()
+            .unwrap()
+            .starts_with("api_key:")
+    );
 }
 
 async fn a_rejected_key_gives_the_error_reply_an_event_and_one_signed_alert(kind: DbKind) {
@@ -319,7 +329,12 @@ async fn a_rejected_key_gives_the_error_reply_an_event_and_one_signed_alert(kind
     );
     let alert: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(alert["kind"], "ai_auth_failed");
-    assert!(alert["text"].as_str().unwrap().contains("API key was rejected"));
+    assert!(
+        alert["text"]
+            .as_str()
+            .unwrap()
+            .contains("API key was rejected")
+    );
 
     let events = t.get("/api/v1/events?kind=ai_auth_failed").await;
     let events = events["items"].as_array().unwrap();
@@ -341,7 +356,12 @@ async fn a_spent_budget_leaves_rules_and_the_fallback(kind: DbKind) {
         .mount(&llm)
         .await;
     give_bot_llm(&t, "openai", format!("{}/v1", llm.uri()), "gpt-4o-mini").await;
-    patch(&t, "/api/v1/settings", json!({ "monthly_token_budget": 100 })).await;
+    patch(
+        &t,
+        "/api/v1/settings",
+        json!({ "monthly_token_budget": 100 }),
+    )
+    .await;
     created(
         &t,
         &format!("/api/v1/bots/{}/rules", t.bot_id),
@@ -349,14 +369,16 @@ async fn a_spent_budget_leaves_rules_and_the_fallback(kind: DbKind) {
     )
     .await;
 
-    t.twilio_message("SM1", "+14155550100", "tell me something").await;
+    t.twilio_message("SM1", "+14155550100", "tell me something")
+        .await;
     assert_eq!(wait_bodies(&t, 1).await, vec!["From the LLM."]);
     wait_until(Duration::from_secs(20), || async {
         t.get("/api/v1/usage").await["budget_exhausted"] == true
     })
     .await;
 
-    t.twilio_message("SM2", "+14155550101", "tell me more").await;
+    t.twilio_message("SM2", "+14155550101", "tell me more")
+        .await;
     t.twilio_message("SM3", "+14155550102", "Menu!").await;
     let sent = wait_bodies(&t, 3).await;
     assert!(sent[1..].contains(&FALLBACK.to_string()));
@@ -364,7 +386,8 @@ async fn a_spent_budget_leaves_rules_and_the_fallback(kind: DbKind) {
     assert_eq!(
         llm.received_requests().await.unwrap().len(),
         1,
-        "no LLM call once the budget is spent"
+        "no LLM call once the budget is spent: {sent:?} {}",
+        t.get("/api/v1/jobs").await
     );
     let events = t.get("/api/v1/events?kind=budget_exhausted").await;
     assert_eq!(events["items"].as_array().unwrap().len(), 1);
@@ -438,20 +461,35 @@ async fn the_fallback_profile_answers_while_the_primary_is_overloaded(kind: DbKi
         assert_eq!(sent[i], "Backup here.");
     }
     let calls = anthropic.received_requests().await.unwrap();
-    assert_eq!(calls.len(), 5 * 3, "5 calls of 3 attempts, then the circuit is open");
+    assert_eq!(
+        calls.len(),
+        5 * 3,
+        "5 calls of 3 attempts, then the circuit is open"
+    );
     let body: Value = serde_json::from_slice(&calls[0].body).unwrap();
     assert_eq!(calls[0].headers["x-api-key"], "sk-ant-1");
     assert_eq!(calls[0].headers["anthropic-version"], "2023-06-01");
     assert_eq!(body["model"], "claude-sonnet-4-5");
     assert_eq!(body["max_tokens"], 200);
-    assert_eq!(body["messages"], json!([{ "role": "user", "content": "hi" }]));
+    assert_eq!(
+        body["messages"],
+        json!([{ "role": "user", "content": "hi" }])
+    );
     assert!(body["system"].as_str().unwrap().contains("Helper"));
-    let metrics = t.app.client.get(t.app.url("/metrics")).send().await.unwrap();
+    let metrics = t
+        .app
+        .client
+        .get(t.app.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
     let metrics = metrics.text().await.unwrap();
     assert!(
         metrics
             .lines()
-            .any(|l| l.starts_with("integro_circuit_open") && l.contains(&format!("ai:{}", cred["id"].as_str().unwrap())) && l.ends_with(" 1")),
+            .any(|l| l.starts_with("integro_circuit_open")
+                && l.contains(&format!("ai:{}", cred["id"].as_str().unwrap()))
+                && l.ends_with(" 1")),
         "the open circuit shows in /metrics"
     );
 }
@@ -462,12 +500,27 @@ async fn rules_are_validated_exported_and_imported_whole(kind: DbKind) {
     };
     let rules_path = format!("/api/v1/bots/{}/rules", t.bot_id);
     for (body, field) in [
-        (json!({ "match": "regex", "pattern": "(unclosed", "reply": "x" }), "pattern"),
-        (json!({ "match": "contains", "pattern": "hi", "reply": "x", "condition": "channel ==" }), "condition"),
-        (json!({ "match": "any_keyword", "keywords": [], "reply": "x" }), "keywords"),
+        (
+            json!({ "match": "regex", "pattern": "(unclosed", "reply": "x" }),
+            "pattern",
+        ),
+        (
+            json!({ "match": "contains", "pattern": "hi", "reply": "x", "condition": "channel ==" }),
+            "condition",
+        ),
+        (
+            json!({ "match": "any_keyword", "keywords": [], "reply": "x" }),
+            "keywords",
+        ),
         (json!({ "match": "contains", "pattern": "hi" }), "reply"),
-        (json!({ "match": "contains", "pattern": "hi", "reply": "Hi {{contact.name" }), "reply"),
-        (json!({ "match": "sounds_like", "pattern": "hi", "reply": "x" }), "match"),
+        (
+            json!({ "match": "contains", "pattern": "hi", "reply": "Hi {{contact.name" }),
+            "reply",
+        ),
+        (
+            json!({ "match": "sounds_like", "pattern": "hi", "reply": "x" }),
+            "match",
+        ),
     ] {
         let res = t.app.post(&rules_path, &t.key, body.clone()).await;
         let problem = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
@@ -502,9 +555,7 @@ async fn rules_are_validated_exported_and_imported_whole(kind: DbKind) {
     assert!(yaml.contains("pattern: hours"), "{yaml}");
 
     // An import with one bad rule changes nothing and names the rule.
-    let bad = format!(
-        "{yaml}- match: regex\n  pattern: '(['\n  reply: broken\n"
-    );
+    let bad = format!("{yaml}- match: regex\n  pattern: '(['\n  reply: broken\n");
     let res = t
         .app
         .request(Method::POST, &format!("{rules_path}/import"), &t.key)
@@ -515,7 +566,10 @@ async fn rules_are_validated_exported_and_imported_whole(kind: DbKind) {
         .unwrap();
     let problem = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
     assert_eq!(problem["errors"][0]["field"], "rules[2].pattern");
-    assert_eq!(t.get(&rules_path).await["items"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        t.get(&rules_path).await["items"].as_array().unwrap().len(),
+        2
+    );
 
     // A good import replaces the rules: export → import round-trips.
     let res = t
@@ -567,7 +621,11 @@ async fn a_dry_run_shows_the_decision_and_sends_nothing(kind: DbKind) {
     let try_path = format!("/api/v1/bots/{}/try", t.bot_id);
     let res = t
         .app
-        .post(&try_path, &t.key, json!({ "text": "Price of the cake?", "contact_name": "Rui" }))
+        .post(
+            &try_path,
+            &t.key,
+            json!({ "text": "Price of the cake?", "contact_name": "Rui" }),
+        )
         .await;
     assert_eq!(res.status(), StatusCode::OK);
     let result: Value = res.json().await.unwrap();
@@ -597,7 +655,12 @@ async fn a_dry_run_shows_the_decision_and_sends_nothing(kind: DbKind) {
     );
     // Nothing stored, nothing sent.
     assert!(t.provider_requests().await.is_empty());
-    assert!(t.get("/api/v1/conversations").await["items"].as_array().unwrap().is_empty());
+    assert!(
+        t.get("/api/v1/conversations").await["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(t.get("/api/v1/usage").await["total_requests"], 0);
 }
 
@@ -624,20 +687,31 @@ async fn credentials_are_never_shown_and_tested_in_plain_words(kind: DbKind) {
     for body in [
         cred.to_string(),
         t.get("/api/v1/ai-credentials").await.to_string(),
-        t.get(&format!("/api/v1/ai-credentials/{id}")).await.to_string(),
+        t.get(&format!("/api/v1/ai-credentials/{id}"))
+            .await
+            .to_string(),
         t.get("/api/v1/audit-log").await.to_string(),
     ] {
         assert!(!body.contains("sk-very-secret"));
     }
     let res = t
         .app
-        .post(&format!("/api/v1/ai-credentials/{id}/test"), &t.key, json!({}))
+        .post(
+            &format!("/api/v1/ai-credentials/{id}/test"),
+            &t.key,
+            json!({}),
+        )
         .await;
     assert_eq!(res.status(), StatusCode::OK);
     let result: Value = res.json().await.unwrap();
     assert_eq!(result["ok"], false);
     assert_eq!(result["code"], "auth");
-    assert!(result["message"].as_str().unwrap().contains("API key was rejected"));
+    assert!(
+        result["message"]
+            .as_str()
+            .unwrap()
+            .contains("API key was rejected")
+    );
     assert_eq!(
         llm.received_requests().await.unwrap()[0].headers["authorization"],
         "Bearer sk-very-secret"
