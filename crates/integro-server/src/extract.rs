@@ -349,6 +349,17 @@ impl FromRequestParts<AppState> for TenantCtx {
     }
 }
 
+/// For PATCH fields where `null` means "clear": a present field (even
+/// `null`) becomes `Some(value)`; use with `#[serde(default)]` so an absent
+/// field stays `None`.
+pub fn present<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -394,15 +405,4 @@ mod tests {
             "malformed_json"
         );
     }
-}
-
-/// For PATCH fields where `null` means "clear": a present field (even
-/// `null`) becomes `Some(value)`; use with `#[serde(default)]` so an absent
-/// field stays `None`.
-pub fn present<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    T: Deserialize<'de>,
-    D: serde::Deserializer<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
 }

@@ -154,7 +154,7 @@ async fn validate(
         if hops >= MAX_CHAIN {
             return Err(StoreError::invalid(
                 "fallback_profile_id",
-                &format!("fallback chains are limited to {MAX_CHAIN} profiles"),
+                format!("fallback chains are limited to {MAX_CHAIN} profiles"),
             ));
         }
         let row: Option<(Option<String>,)> = sqlx::query_as(

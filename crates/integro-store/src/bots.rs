@@ -229,7 +229,7 @@ pub fn merge_settings(
     for (k, v) in changes {
         merged[k] = v;
     }
-    serde_json::from_value(merged).map_err(|e| StoreError::invalid("settings", &e.to_string()))
+    serde_json::from_value(merged).map_err(|e| StoreError::invalid("settings", e.to_string()))
 }
 
 async fn profile_exists(
@@ -280,7 +280,7 @@ fn validate(fields: &BotFields) -> Result<(), StoreError> {
         }
         if let Some(t) = &p.system_prompt {
             integro_engine::template::check(t)
-                .map_err(|e| StoreError::invalid("persona.system_prompt", &e.to_string()))?;
+                .map_err(|e| StoreError::invalid("persona.system_prompt", e.to_string()))?;
         }
     }
     fields.settings.validate()

@@ -25,7 +25,8 @@ pub struct Memory {
 }
 
 pub async fn load(db: &Db, conversation_id: Uuid) -> Result<Memory, StoreError> {
-    let row: Option<(String, Option<i64>, Option<i64>, Option<i64>)> = sqlx::query_as(
+    type Row = (String, Option<i64>, Option<i64>, Option<i64>);
+    let row: Option<Row> = sqlx::query_as(
         "SELECT vars_json, memory_from, handed_off_at, rate_notice_at FROM conversations WHERE id = $1",
     )
     .bind(conversation_id.to_string())

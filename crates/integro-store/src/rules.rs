@@ -408,7 +408,7 @@ pub async fn replace_all(
     if rules.len() as i64 > MAX_RULES_PER_BOT {
         return Err(StoreError::invalid(
             "rules",
-            &format!("at most {MAX_RULES_PER_BOT} rules per bot"),
+            format!("at most {MAX_RULES_PER_BOT} rules per bot"),
         ));
     }
     for (i, r) in rules.iter().enumerate() {
