@@ -442,3 +442,34 @@ pub async fn replace_all(
     .await?;
     Ok(rules.len())
 }
+
+/// A bot's rules as one YAML document `{rules: [...]}`: what export writes
+/// and import reads.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuleDocument {
+    pub rules: Vec<RuleFields>,
+}
+
+impl RuleDocument {
+    /// The bot's live rules, in creation order.
+    pub async fn of_bot(db: &Db, bot_id: Uuid) -> Result<RuleDocument, StoreError> {
+        Ok(RuleDocument {
+            rules: all(db, bot_id)
+                .await?
+                .into_iter()
+                .map(|r| r.fields)
+                .collect(),
+        })
+    }
+
+    pub fn to_yaml(&self) -> String {
+        yaml_serde::to_string(self).expect("rules serialise to YAML")
+    }
+
+    /// Reads YAML (or JSON, which YAML includes). The error says where the
+    /// document is wrong.
+    pub fn from_yaml(text: &str) -> Result<RuleDocument, String> {
+        yaml_serde::from_str(text).map_err(|e| format!("the rules document does not parse: {e}"))
+    }
+}

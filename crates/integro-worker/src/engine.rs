@@ -115,6 +115,35 @@ pub struct Turn {
     pub answered: Vec<Uuid>,
 }
 
+impl Turn {
+    /// What would be sent, in order: each part's text, or its media URL.
+    pub fn replies(&self) -> Vec<String> {
+        self.outgoing
+            .iter()
+            .map(|o| {
+                o.text
+                    .clone()
+                    .or_else(|| o.media_url.clone())
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    /// The rule that answered, if one did.
+    pub fn rule_id(&self) -> Option<Uuid> {
+        self.outgoing.iter().find_map(|o| o.rule_id)
+    }
+}
+
+/// A made-up message for a dry run.
+pub struct DryRun<'a> {
+    pub text: String,
+    pub contact_name: Option<&'a str>,
+    pub channel: ChannelKind,
+    /// Decide inside this conversation (its history, variables and state).
+    pub conversation: Option<&'a Conversation>,
+}
+
 impl Engine {
     pub fn new(ai: AiClient) -> Engine {
         Engine {
@@ -277,6 +306,44 @@ impl Engine {
         Ok(turn)
     }
 
+    /// The whole decision for a made-up message, storing and sending nothing.
+    pub async fn dry_run(
+        &self,
+        db: &Db,
+        keyring: &Keyring,
+        bot: &Bot,
+        message: DryRun<'_>,
+    ) -> anyhow::Result<Turn> {
+        let memory = match message.conversation {
+            Some(c) => memory::load(db, c.id).await?,
+            None => Memory::default(),
+        };
+        let now = integro_store::db::now_ms();
+        let inbound = Said {
+            id: integro_core::new_id(),
+            text: message.text,
+            at_ms: now,
+        };
+        self.decide(
+            db,
+            keyring,
+            TurnRequest {
+                bot,
+                channel: message.channel,
+                conversation: message.conversation,
+                contact_name: message.contact_name,
+                memory: &memory,
+                inbound: &inbound,
+                burst: &[],
+                kind: "text",
+                now_ms: now,
+                inbound_in_window: 1,
+                coalesce: false,
+            },
+        )
+        .await
+    }
+
     /// Whether the LLM may answer: the bot has a profile and the tenant's
     /// monthly budget is not spent (recording the first time it is, this month).
     async fn availability(
@@ -341,20 +408,8 @@ impl Engine {
             let Some(cred) = ai_credentials::get(db, bot.tenant_id, p.credential_id).await? else {
                 continue;
             };
-            let provider: ProviderKind =
-                serde_json::from_value(serde_json::Value::String(cred.provider.clone()))?;
-            let base_url = cred
-                .base_url
-                .clone()
-                .or_else(|| provider.default_base_url().map(String::from))
-                .unwrap_or_default();
             attempts.push(Attempt {
-                endpoint: Endpoint {
-                    credential_id: cred.id.to_string(),
-                    provider,
-                    base_url,
-                    api_key: ai_credentials::api_key(db, keyring, &cred).await?,
-                },
+                endpoint: endpoint(db, keyring, &cred).await?,
                 request: ChatRequest {
                     model: p.model.clone(),
                     system: system.clone(),
@@ -534,6 +589,26 @@ impl Engine {
             })
             .collect())
     }
+}
+
+/// The endpoint a stored AI credential calls, with its key unsealed.
+pub async fn endpoint(
+    db: &Db,
+    keyring: &Keyring,
+    credential: &ai_credentials::AiCredential,
+) -> anyhow::Result<Endpoint> {
+    let provider: ProviderKind =
+        serde_json::from_value(serde_json::Value::String(credential.provider.clone()))?;
+    Ok(Endpoint {
+        credential_id: credential.id.to_string(),
+        provider,
+        base_url: credential
+            .base_url
+            .clone()
+            .or_else(|| provider.default_base_url().map(String::from))
+            .unwrap_or_default(),
+        api_key: ai_credentials::api_key(db, keyring, credential).await?,
+    })
 }
 
 fn rate_verdict(req: &TurnRequest<'_>) -> RateVerdict {

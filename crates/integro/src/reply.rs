@@ -5,24 +5,15 @@ use std::io::Read;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use integro_ai::{Endpoint, ProviderKind};
 use integro_core::Actor;
 use integro_server::Config;
 use integro_server::startup::{self, load_keyring, open_database};
-use integro_store::memory::Memory;
-use integro_store::rules::{self, RuleFields};
+use integro_store::rules::{self, RuleDocument};
 use integro_store::{ai_credentials, bots};
-use integro_worker::engine::{Said, TurnRequest};
-use serde::{Deserialize, Serialize};
+use integro_worker::engine::DryRun;
 use uuid::Uuid;
 
 use crate::{AiCommand, RulesCommand};
-
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RuleDocument {
-    rules: Vec<RuleFields>,
-}
 
 async fn bot(db: &integro_store::Db, id: Uuid) -> anyhow::Result<bots::Bot> {
     bots::by_id(db, id)
@@ -35,14 +26,8 @@ pub async fn rules(config: &Config, cmd: RulesCommand) -> anyhow::Result<()> {
     match cmd {
         RulesCommand::Export { bot: id, file } => {
             let bot = bot(&db, id).await?;
-            let doc = RuleDocument {
-                rules: rules::all(&db, bot.id)
-                    .await?
-                    .into_iter()
-                    .map(|r| r.fields)
-                    .collect(),
-            };
-            let yaml = yaml_serde::to_string(&doc)?;
+            let doc = RuleDocument::of_bot(&db, bot.id).await?;
+            let yaml = doc.to_yaml();
             match file {
                 Some(path) => {
                     std::fs::write(&path, yaml)
@@ -62,8 +47,8 @@ pub async fn rules(config: &Config, cmd: RulesCommand) -> anyhow::Result<()> {
                 std::fs::read_to_string(&file)
                     .with_context(|| format!("reading {}", file.display()))?
             };
-            let doc: RuleDocument = yaml_serde::from_str(&text)
-                .with_context(|| format!("{} is not a rules document", file.display()))?;
+            let doc = RuleDocument::from_yaml(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             let mut tx = db.begin().await?;
             let n = rules::replace_all(
                 &mut tx,
@@ -95,29 +80,16 @@ pub async fn try_bot(
 ) -> anyhow::Result<()> {
     let (keyring, _) = load_keyring(config)?;
     let bot = bot(db, id).await?;
-    let engine = startup::engine();
-    let now = integro_store::db::now_ms();
-    let inbound = Said {
-        id: integro_core::new_id(),
-        text,
-        at_ms: now,
-    };
-    let turn = engine
-        .decide(
+    let turn = startup::engine()
+        .dry_run(
             db,
             &keyring,
-            TurnRequest {
-                bot: &bot,
+            &bot,
+            DryRun {
+                text,
+                contact_name: contact_name.as_deref(),
                 channel,
                 conversation: None,
-                contact_name: contact_name.as_deref(),
-                memory: &Memory::default(),
-                inbound: &inbound,
-                burst: &[],
-                kind: "text",
-                now_ms: now,
-                inbound_in_window: 1,
-                coalesce: false,
             },
         )
         .await?;
@@ -134,7 +106,7 @@ pub async fn try_bot(
     if json {
         let out = serde_json::json!({
             "replies": replies,
-            "rule_id": turn.outgoing.iter().find_map(|o| o.rule_id),
+            "rule_id": turn.rule_id(),
             "handoff": turn.handoff.is_some(),
             "trace": turn.trace,
             "llm": turn.llm,
@@ -184,18 +156,7 @@ pub async fn ai(config: &Config, cmd: AiCommand) -> anyhow::Result<()> {
     let cred = ai_credentials::by_id(&db, credential)
         .await?
         .with_context(|| format!("AI credential {credential} does not exist"))?;
-    let provider: ProviderKind =
-        serde_json::from_value(serde_json::Value::String(cred.provider.clone()))?;
-    let endpoint = Endpoint {
-        credential_id: cred.id.to_string(),
-        provider,
-        base_url: cred
-            .base_url
-            .clone()
-            .or_else(|| provider.default_base_url().map(String::from))
-            .unwrap_or_default(),
-        api_key: ai_credentials::api_key(&db, &keyring, &cred).await?,
-    };
+    let endpoint = integro_worker::engine::endpoint(&db, &keyring, &cred).await?;
     match startup::engine()
         .ai()
         .test(&endpoint, model.as_deref(), Duration::from_secs(20))

@@ -6,7 +6,6 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use integro_ai::{Endpoint, ProviderKind};
 use integro_core::Permission;
 use integro_store::Page;
 use integro_store::ai_credentials::{self, AiCredential, CredentialFields};
@@ -178,23 +177,6 @@ pub struct TestResult {
     pub code: Option<String>,
 }
 
-/// The endpoint a stored credential calls.
-pub(crate) async fn endpoint(state: &AppState, credential: &AiCredential) -> ApiResult<Endpoint> {
-    let provider: ProviderKind =
-        serde_json::from_value(serde_json::Value::String(credential.provider.clone()))
-            .map_err(|_| ApiError::internal())?;
-    Ok(Endpoint {
-        credential_id: credential.id.to_string(),
-        provider,
-        base_url: credential
-            .base_url
-            .clone()
-            .or_else(|| provider.default_base_url().map(String::from))
-            .unwrap_or_default(),
-        api_key: ai_credentials::api_key(&state.db, &state.keyring, credential).await?,
-    })
-}
-
 /// Check a credential against its provider with a minimal request, and say
 /// what the provider answered in plain words (bad key, no quota, unknown model).
 #[utoipa::path(post, path = "/api/v1/ai-credentials/{id}/test", tag = "ai", security(("bearer" = [])),
@@ -214,7 +196,12 @@ async fn test_credential(
     } else {
         crate::extract::parse_json(&body)?
     };
-    let endpoint = endpoint(&state, &credential).await?;
+    let endpoint = integro_worker::engine::endpoint(&state.db, &state.keyring, &credential)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %format!("{e:#}"), "opening an AI credential failed");
+            ApiError::internal()
+        })?;
     let result = state
         .engine
         .ai()

@@ -8,9 +8,7 @@ use integro_engine::prompt::Persona;
 use integro_store::Page;
 use integro_store::bots::{self, Bot, BotFields, BotSettings};
 use integro_store::conversations;
-use integro_store::db::now_ms;
-use integro_store::memory::{self, Memory};
-use integro_worker::engine::{LlmTrace, Said, TurnRequest};
+use integro_worker::engine::{DryRun, LlmTrace};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -283,33 +281,17 @@ async fn try_bot(
     if let (Some(c), Some(name)) = (conversation.as_mut(), &req.contact_name) {
         c.contact.display_name = Some(name.clone());
     }
-    let memory = match &conversation {
-        Some(c) => memory::load(&state.db, c.id).await?,
-        None => Memory::default(),
-    };
-    let now = now_ms();
-    let inbound = Said {
-        id: integro_core::new_id(),
-        text: req.text,
-        at_ms: now,
-    };
     let turn = state
         .engine
-        .decide(
+        .dry_run(
             &state.db,
             &state.keyring,
-            TurnRequest {
-                bot: &bot,
+            &bot,
+            DryRun {
+                text: req.text,
+                contact_name: req.contact_name.as_deref(),
                 channel: req.channel.unwrap_or(integro_core::ChannelKind::Web),
                 conversation: conversation.as_ref(),
-                contact_name: req.contact_name.as_deref(),
-                memory: &memory,
-                inbound: &inbound,
-                burst: &[],
-                kind: "text",
-                now_ms: now,
-                inbound_in_window: 1,
-                coalesce: false,
             },
         )
         .await
@@ -322,17 +304,8 @@ async fn try_bot(
             )
         })?;
     Ok(Json(TryResult {
-        replies: turn
-            .outgoing
-            .iter()
-            .map(|o| {
-                o.text
-                    .clone()
-                    .or_else(|| o.media_url.clone())
-                    .unwrap_or_default()
-            })
-            .collect(),
-        rule_id: turn.outgoing.iter().find_map(|o| o.rule_id),
+        replies: turn.replies(),
+        rule_id: turn.rule_id(),
         handoff: turn.handoff.is_some(),
         trace: turn.trace,
         llm: turn.llm,

@@ -8,8 +8,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use integro_core::Permission;
 use integro_store::Page;
-use integro_store::rules::{self, Rule, RuleFields};
-use serde::{Deserialize, Serialize};
+use integro_store::rules::{self, Rule, RuleDocument, RuleFields};
+use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -141,13 +141,6 @@ async fn delete_rule(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The YAML document of a bot's rules (export and import use the same shape).
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RuleDocument {
-    pub rules: Vec<RuleFields>,
-}
-
 /// All of a bot's rules as YAML, ready to edit and import again.
 #[utoipa::path(get, path = "/api/v1/bots/{bot_id}/rules/export", tag = "rules", security(("bearer" = [])),
     params(("bot_id" = Uuid, Path, description = "Bot id")),
@@ -159,14 +152,7 @@ async fn export_rules(
 ) -> ApiResult<Response> {
     ctx.require(Permission::Read)?;
     let bot = bots::find(&state, &ctx, bot_id).await?;
-    let doc = RuleDocument {
-        rules: rules::all(&state.db, bot.id)
-            .await?
-            .into_iter()
-            .map(|r| r.fields)
-            .collect(),
-    };
-    let yaml = yaml_serde::to_string(&doc).map_err(|_| ApiError::internal())?;
+    let yaml = RuleDocument::of_bot(&state.db, bot.id).await?.to_yaml();
     Ok(([(header::CONTENT_TYPE, "application/yaml")], yaml).into_response())
 }
 
@@ -193,12 +179,8 @@ async fn import_rules(
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("malformed_yaml", "the document is not UTF-8"))?;
     // YAML is a superset of JSON: one parser reads both.
-    let doc: RuleDocument = yaml_serde::from_str(text).map_err(|e| {
-        ApiError::bad_request(
-            "malformed_yaml",
-            format!("the rules document does not parse: {e}"),
-        )
-    })?;
+    let doc =
+        RuleDocument::from_yaml(text).map_err(|e| ApiError::bad_request("malformed_yaml", e))?;
     let mut tx = state.db.begin().await?;
     let imported = rules::replace_all(
         &mut tx,

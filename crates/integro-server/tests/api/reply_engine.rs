@@ -26,6 +26,9 @@ db_tests!(
     rules_are_validated_exported_and_imported_whole,
     a_dry_run_shows_the_decision_and_sends_nothing,
     credentials_are_never_shown_and_tested_in_plain_words,
+    a_burst_is_answered_in_one_llm_turn,
+    past_the_rate_limit_one_notice_then_silence,
+    reset_and_expiry_start_the_memory_afresh,
 );
 
 fn openai_answer(text: &str, input: u64, output: u64) -> ResponseTemplate {
@@ -736,4 +739,166 @@ async fn credentials_are_never_shown_and_tested_in_plain_words(kind: DbKind) {
         )
         .await;
     assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+}
+
+async fn a_burst_is_answered_in_one_llm_turn(kind: DbKind) {
+    let Some(t) = Loop::twilio(kind, 2).await else {
+        return;
+    };
+    twilio_sends(&t).await;
+    let llm = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(openai_answer("All three answered.", 30, 5))
+        .mount(&llm)
+        .await;
+    give_bot_llm(&t, "openai", format!("{}/v1", llm.uri()), "gpt-4o-mini").await;
+    patch(
+        &t,
+        &format!("/api/v1/bots/{}", t.bot_id),
+        json!({ "settings": { "burst_window_ms": 1500 } }),
+    )
+    .await;
+    for (sid, text) in [
+        ("SM1", "hi"),
+        ("SM2", "I need a cake"),
+        ("SM3", "for Saturday"),
+    ] {
+        assert_eq!(
+            t.twilio_message(sid, "+14155550100", text).await.status(),
+            StatusCode::OK
+        );
+    }
+    assert_eq!(wait_bodies(&t, 1).await, vec!["All three answered."]);
+    // Every message is kept; the later ones' jobs find them answered.
+    wait_until(Duration::from_secs(20), || async {
+        t.messages()
+            .await
+            .iter()
+            .filter(|m| m["direction"] == "inbound")
+            .count()
+            == 3
+            && t.get("/api/v1/jobs?state=ready").await["items"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(bodies(&t).await.len(), 1, "one reply for the burst");
+    let calls = llm.received_requests().await.unwrap();
+    assert_eq!(calls.len(), 1);
+    let body: Value = serde_json::from_slice(&calls[0].body).unwrap();
+    let messages = body["messages"].as_array().unwrap();
+    assert_eq!(
+        messages.last().unwrap(),
+        &json!({ "role": "user", "content": "hi\nI need a cake\nfor Saturday" })
+    );
+}
+
+async fn past_the_rate_limit_one_notice_then_silence(kind: DbKind) {
+    let Some(t) = Loop::twilio(kind, 2).await else {
+        return;
+    };
+    twilio_sends(&t).await;
+    patch(
+        &t,
+        &format!("/api/v1/bots/{}", t.bot_id),
+        json!({ "settings": { "rate_limit_messages": 2, "rate_limit_window_seconds": 60, "rate_limit_notice": "Easy there!" } }),
+    )
+    .await;
+    for i in 1..=3 {
+        t.twilio_message(&format!("SM{i}"), "+14155550100", "hello")
+            .await;
+        wait_bodies(&t, i).await;
+    }
+    for i in 4..=5 {
+        t.twilio_message(&format!("SM{i}"), "+14155550100", "hello")
+            .await;
+    }
+    wait_until(Duration::from_secs(20), || async {
+        t.messages()
+            .await
+            .iter()
+            .filter(|m| m["direction"] == "inbound")
+            .count()
+            == 5
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(bodies(&t).await, vec![FALLBACK, FALLBACK, "Easy there!"]);
+    // Another contact is not limited by the first one.
+    t.twilio_message("SM6", "+14155550199", "hello").await;
+    assert_eq!(wait_bodies(&t, 4).await[3], FALLBACK);
+}
+
+async fn reset_and_expiry_start_the_memory_afresh(kind: DbKind) {
+    let Some(t) = Loop::twilio(kind, 2).await else {
+        return;
+    };
+    twilio_sends(&t).await;
+    let llm = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(openai_answer("Noted.", 10, 2))
+        .mount(&llm)
+        .await;
+    give_bot_llm(&t, "openai", format!("{}/v1", llm.uri()), "gpt-4o-mini").await;
+    let user_turns = |n: usize| {
+        let llm = &llm;
+        async move {
+            let calls = llm.received_requests().await.unwrap();
+            let body: Value = serde_json::from_slice(&calls[n].body).unwrap();
+            body["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|m| m["role"] != "system")
+                .map(|m| m["content"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    t.twilio_message("SM1", "+14155550100", "my name is Ana")
+        .await;
+    wait_bodies(&t, 1).await;
+    t.twilio_message("SM2", "+14155550100", "what is my name?")
+        .await;
+    wait_bodies(&t, 2).await;
+    assert_eq!(
+        user_turns(1).await,
+        vec!["my name is Ana", "Noted.", "what is my name?"]
+    );
+
+    // A reset forgets the history; the messages stay.
+    let id = t.get("/api/v1/conversations").await["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let res = t
+        .request(
+            Method::POST,
+            &format!("/api/v1/conversations/{id}/reset"),
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    t.twilio_message("SM3", "+14155550100", "who am I?").await;
+    wait_bodies(&t, 3).await;
+    assert_eq!(user_turns(2).await, vec!["who am I?"]);
+    assert_eq!(t.messages().await.len(), 6);
+
+    // A conversation idle past the bot's expiry is closed; the next message
+    // starts a new one with no history.
+    sqlx::query("UPDATE conversations SET last_message_at = last_message_at - 90000000")
+        .execute(t.app.state.db.pool())
+        .await
+        .unwrap();
+    t.twilio_message("SM4", "+14155550100", "hello again").await;
+    wait_bodies(&t, 4).await;
+    assert_eq!(user_turns(3).await, vec!["hello again"]);
+    let closed = t.get("/api/v1/conversations?state=closed").await;
+    assert_eq!(closed["items"][0]["id"], id.as_str());
+    let open = t.get("/api/v1/conversations?state=bot").await;
+    assert_eq!(open["items"].as_array().unwrap().len(), 1);
+    assert_ne!(open["items"][0]["id"], id.as_str());
 }
