@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Who handles a conversation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConversationState {
     /// The bot answers.
@@ -14,6 +14,25 @@ pub enum ConversationState {
     Human,
     /// Finished.
     Closed,
+}
+
+impl ConversationState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConversationState::Bot => "bot",
+            ConversationState::Human => "human",
+            ConversationState::Closed => "closed",
+        }
+    }
+
+    /// The state as stored; anything unknown reads as `bot`.
+    pub fn from_stored(s: &str) -> ConversationState {
+        match s {
+            "human" => ConversationState::Human,
+            "closed" => ConversationState::Closed,
+            _ => ConversationState::Bot,
+        }
+    }
 }
 
 /// Something that changes who handles a conversation.

@@ -5,7 +5,7 @@ use crate::template::{self, Vars};
 use serde::{Deserialize, Serialize};
 
 /// How the bot presents itself to the LLM.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct Persona {
     pub name: String,

@@ -39,7 +39,7 @@ pub const MAX_VARIABLE_VALUE_CHARS: usize = 1000;
 pub const MAX_INSTRUCTIONS_CHARS: usize = 4000;
 
 /// How a rule's pattern is compared with a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MatchKind {
     /// The pattern occurs in the message as whole words.
@@ -57,7 +57,7 @@ pub enum MatchKind {
 }
 
 impl MatchKind {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             MatchKind::Contains => "contains",
             MatchKind::Exact => "exact",
@@ -69,7 +69,7 @@ impl MatchKind {
 }
 
 /// What a rule does besides (or instead of) replying.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Action {
     /// Hand the conversation to a human.

@@ -25,7 +25,6 @@ pub struct Bot {
     /// fallback reply only.
     pub ai_profile_id: Option<Uuid>,
     /// Who the bot is when the LLM speaks.
-    #[schema(value_type = Option<Object>)]
     pub persona: Option<Persona>,
     pub settings: BotSettings,
     /// Bumped on every change to the bot's rules.

@@ -19,31 +19,8 @@ pub const SEND_JOB: &str = "send";
 const REPLY_ATTEMPTS: i64 = 5;
 const SEND_ATTEMPTS: i64 = 8;
 
-/// Who answers a conversation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ConversationState {
-    Bot,
-    Human,
-    Closed,
-}
-
-impl ConversationState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConversationState::Bot => "bot",
-            ConversationState::Human => "human",
-            ConversationState::Closed => "closed",
-        }
-    }
-    pub(crate) fn parse(s: &str) -> ConversationState {
-        match s {
-            "human" => ConversationState::Human,
-            "closed" => ConversationState::Closed,
-            _ => ConversationState::Bot,
-        }
-    }
-}
+/// Who answers a conversation: `bot`, `human` or `closed`.
+pub use integro_engine::handoff::ConversationState;
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Contact {
@@ -587,7 +564,7 @@ fn conversation_from_row(r: ConversationRow) -> Result<Conversation, StoreError>
         tenant_id: parse_id(&r.1)?,
         account_id: parse_id(&r.2)?,
         bot_id: parse_id(&r.3)?,
-        state: ConversationState::parse(&r.4),
+        state: ConversationState::from_stored(&r.4),
         last_inbound_at: r.5.map(from_ms),
         last_message_at: r.6.map(from_ms),
         created_at: from_ms(r.7),

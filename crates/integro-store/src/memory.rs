@@ -264,8 +264,8 @@ pub async fn transitions(db: &Db, conversation_id: Uuid) -> Result<Vec<Transitio
         .map(|r| {
             Ok(Transition {
                 id: parse_id(&r.0)?,
-                from_state: ConversationState::parse(&r.1),
-                to_state: ConversationState::parse(&r.2),
+                from_state: ConversationState::from_stored(&r.1),
+                to_state: ConversationState::from_stored(&r.2),
                 reason: r.3,
                 actor: r.4,
                 created_at: from_ms(r.5),

@@ -41,7 +41,6 @@ pub struct RuleFields {
     /// `contains` (default: whole words, ignoring case and accents), `exact`,
     /// `starts_with`, `any_keyword` or `regex`.
     #[serde(rename = "match", default = "contains")]
-    #[schema(value_type = String)]
     pub match_kind: MatchKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pattern: Option<String>,
@@ -59,7 +58,6 @@ pub struct RuleFields {
     /// `{"type": "handoff"}`, `{"type": "set_variable", "name": …, "value": …}`
     /// or `{"type": "ask_llm", "instructions": …}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
     pub action: Option<Action>,
     #[serde(default = "yes")]
     pub active: bool,
@@ -163,13 +161,6 @@ fn from_row(r: Row) -> Result<Rule, StoreError> {
     })
 }
 
-fn kind_text(k: MatchKind) -> String {
-    serde_json::to_value(k)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_else(|| "contains".into())
-}
-
 async fn bump_version(tx: &mut Tx<'_>, bot_id: Uuid) -> Result<(), StoreError> {
     sqlx::query("UPDATE bots SET rules_version = rules_version + 1 WHERE id = $1")
         .bind(bot_id.to_string())
@@ -197,7 +188,7 @@ async fn insert(
     .bind(bot_id.to_string())
     .bind(f.name.clone())
     .bind(f.priority)
-    .bind(kind_text(f.match_kind))
+    .bind(f.match_kind.as_str())
     .bind(f.pattern.clone())
     .bind(serde_json::to_string(&f.keywords).expect("serialisable"))
     .bind(f.condition.clone())
@@ -336,7 +327,7 @@ pub async fn update(
     )
     .bind(f.name.clone())
     .bind(f.priority)
-    .bind(kind_text(f.match_kind))
+    .bind(f.match_kind.as_str())
     .bind(f.pattern.clone())
     .bind(serde_json::to_string(&f.keywords).expect("serialisable"))
     .bind(f.condition.clone())

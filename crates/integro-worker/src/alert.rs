@@ -4,12 +4,14 @@
 //! alerts, and how rarely, is decided where they are recorded.
 
 use hmac::{Hmac, KeyInit, Mac};
+use integro_store::events::{self, NewEvent};
 use integro_store::jobs::{self, Job, NewJob};
 use integro_store::{StoreError, Tx, tenants};
 use serde_json::json;
 use sha2::Sha256;
 use uuid::Uuid;
 
+use crate::engine::ALERT_EVERY_MS;
 use crate::runner::{Failure, Worker};
 
 pub const ALERT_JOB: &str = "alert";
@@ -33,6 +35,36 @@ pub async fn enqueue(tx: &mut Tx<'_>, tenant_id: Uuid, event_id: Uuid) -> Result
         }],
     )
     .await
+}
+
+/// Stores an event, once per `once_key` if it has one, and queues its alert
+/// when it asks for one and none of its kind went out for the tenant this
+/// hour (one outage, one alert). Concurrent turns agree through the unique
+/// dedupe key, not by reading first.
+pub async fn record_note(
+    tx: &mut Tx<'_>,
+    event: NewEvent<'_>,
+    alert: bool,
+    once_key: Option<&str>,
+    now: i64,
+) -> Result<(), StoreError> {
+    let tenant_id = event.tenant_id;
+    if let Some(key) = once_key {
+        if let Some(id) = events::record(tx, event, alert, Some(key)).await?
+            && alert
+        {
+            enqueue(tx, tenant_id, id).await?;
+        }
+        return Ok(());
+    }
+    if alert {
+        let hour_key = format!("alert:{tenant_id}:{}:{}", event.kind, now / ALERT_EVERY_MS);
+        if let Some(id) = events::record(tx, event.clone(), true, Some(&hour_key)).await? {
+            return enqueue(tx, tenant_id, id).await;
+        }
+    }
+    events::record(tx, event, false, None).await?;
+    Ok(())
 }
 
 /// `v1=<hex>` over `{timestamp}.{body}`.

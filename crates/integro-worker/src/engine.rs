@@ -16,7 +16,6 @@ use integro_core::ChannelKind;
 use integro_engine::context::{self, Speaker, Turn as HistoryTurn};
 use integro_engine::decide::{self, AiAvailability, Plan, Situation};
 use integro_engine::guard::{self, RateLimit, RateVerdict};
-use integro_engine::handoff::ConversationState as EngineState;
 use integro_engine::prompt::{self, Persona};
 use integro_engine::rules::RuleSet;
 use integro_engine::template::Vars;
@@ -196,11 +195,7 @@ impl Engine {
         let max_chars = settings.max_input_chars as usize;
         let own_text = text::sanitize_input(&req.inbound.text, max_chars);
         let mut vars = facts(&req, &own_text);
-        let state = match req.conversation.map(|c| c.state) {
-            Some(ConversationState::Human) => EngineState::Human,
-            Some(ConversationState::Closed) => EngineState::Closed,
-            _ => EngineState::Bot,
-        };
+        let state = req.conversation.map_or(ConversationState::Bot, |c| c.state);
         let rate = rate_verdict(&req);
         let rule_set = self.rule_set(db, bot).await?;
         let found = rule_set.find(&own_text, &vars);

@@ -7,13 +7,13 @@ use integro_engine::handoff;
 use integro_store::bots::Bot;
 use integro_store::conversations::{self, Conversation, ConversationState};
 use integro_store::db::now_ms;
-use integro_store::events::{self, NewEvent};
+use integro_store::events::NewEvent;
 use integro_store::jobs::{self, Job};
 use integro_store::memory;
 use integro_store::{Db, StoreError, Tx, accounts, bots, usage};
 use uuid::Uuid;
 
-use crate::engine::{ALERT_EVERY_MS, Said, Turn, TurnRequest};
+use crate::engine::{Said, Turn, TurnRequest};
 use crate::runner::{Failure, Worker};
 
 /// Conversations of a deleted bot still expire like a default bot's.
@@ -141,12 +141,7 @@ async fn return_after_handoff_timeout(
         .max()
         .unwrap_or(now);
     if conversation.state != ConversationState::Human
-        || !handoff::handoff_expired(
-            integro_engine::handoff::ConversationState::Human,
-            last_activity,
-            now,
-            timeout,
-        )
+        || !handoff::handoff_expired(ConversationState::Human, last_activity, now, timeout)
     {
         return Ok(());
     }
@@ -212,40 +207,11 @@ async fn complete_with(
             kind: note.kind,
             detail: note.detail,
         };
-        record_note(&mut tx, event, note.alert, note.once_key.as_deref(), now).await?;
+        crate::alert::record_note(&mut tx, event, note.alert, note.once_key.as_deref(), now)
+            .await?;
     }
     memory::mark_handled(&mut tx, conversation.id, &turn.answered).await?;
     complete(worker, job, tx).await
-}
-
-/// Stores an event, once per `once_key` if it has one, and queues its alert
-/// when it asks for one and none of its kind went out for the tenant this
-/// hour (one outage, one alert). Concurrent turns agree through the unique
-/// dedupe key, not by reading first.
-async fn record_note(
-    tx: &mut Tx<'_>,
-    event: NewEvent<'_>,
-    alert: bool,
-    once_key: Option<&str>,
-    now: i64,
-) -> Result<(), StoreError> {
-    let tenant_id = event.tenant_id;
-    if let Some(key) = once_key {
-        if let Some(id) = events::record(tx, event, alert, Some(key)).await?
-            && alert
-        {
-            crate::alert::enqueue(tx, tenant_id, id).await?;
-        }
-        return Ok(());
-    }
-    if alert {
-        let hour_key = format!("alert:{tenant_id}:{}:{}", event.kind, now / ALERT_EVERY_MS);
-        if let Some(id) = events::record(tx, event.clone(), true, Some(&hour_key)).await? {
-            return crate::alert::enqueue(tx, tenant_id, id).await;
-        }
-    }
-    events::record(tx, event, false, None).await?;
-    Ok(())
 }
 
 /// Completes the job inside `tx` and commits.

@@ -248,6 +248,9 @@ impl Worker {
                 {
                     tracing::error!(job = %job.id, error = %e, "marking the message failed did not work");
                 }
+                if !permanent && job.kind == conversations::SEND_JOB {
+                    self.sends_failing(job, &error).await;
+                }
                 "dead"
             }
             Ok(_) => {
@@ -258,6 +261,35 @@ impl Worker {
                 tracing::error!(job = %job.id, error = %e, "recording the failure did not work; the lease will expire");
                 "error"
             }
+        }
+    }
+
+    /// A send that ran out of retries means a provider has been failing for
+    /// a while: the tenant hears of it (one alert an hour at most).
+    async fn sends_failing(&self, job: &Job, error: &str) {
+        let Some(tenant_id) = job.tenant_id else {
+            return;
+        };
+        let event = integro_store::events::NewEvent {
+            tenant_id,
+            bot_id: None,
+            conversation_id: None,
+            kind: "sends_failing",
+            detail: format!(
+                "a message could not be sent after {} attempts: {error}",
+                job.attempts
+            ),
+        };
+        let result = async {
+            let mut tx = self.db.begin().await?;
+            crate::alert::record_note(&mut tx, event, true, None, integro_store::db::now_ms())
+                .await?;
+            tx.commit().await?;
+            Ok::<_, integro_store::StoreError>(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::error!(job = %job.id, error = %e, "recording failing sends did not work");
         }
     }
 

@@ -276,3 +276,90 @@ fn bots_and_accounts_from_the_command_line() {
         text(&out)
     );
 }
+
+#[test]
+fn rules_round_trip_as_yaml_and_a_dry_run_explains_the_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = |out: &Output| -> serde_json::Value { serde_json::from_slice(&out.stdout).unwrap() };
+    let out = integro(dir.path(), &["--json", "tenant", "create", "Acme"], &[]);
+    let tenant = json(&out)["id"].as_str().unwrap().to_string();
+    let out = integro(
+        dir.path(),
+        &[
+            "--json",
+            "bot",
+            "create",
+            "--tenant",
+            &tenant,
+            "--name",
+            "Helper",
+            "--fallback-reply",
+            "We will get back to you.",
+        ],
+        &[],
+    );
+    let bot = json(&out)["id"].as_str().unwrap().to_string();
+
+    let rules = dir.path().join("rules.yaml");
+    std::fs::write(
+        &rules,
+        "rules:\n- match: any_keyword\n  keywords: [price, cost]\n  reply: 'It costs 5, {{contact.name}}.'\n  priority: 3\n- match: regex\n  pattern: '(?i)order #?\\d+'\n  reply: Checking your order\n",
+    )
+    .unwrap();
+    let out = integro(
+        dir.path(),
+        &["rules", "import", &bot, rules.to_str().unwrap()],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("Imported 2 rule(s)"));
+
+    let out = integro(dir.path(), &["rules", "export", &bot], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let exported = String::from_utf8(out.stdout.clone()).unwrap();
+    assert!(exported.contains("- price"), "{exported}");
+    assert!(exported.contains("Checking your order"), "{exported}");
+
+    // A broken file changes nothing and says which rule is wrong.
+    std::fs::write(
+        &rules,
+        "rules:\n- match: regex\n  pattern: '(['\n  reply: x\n",
+    )
+    .unwrap();
+    let out = integro(
+        dir.path(),
+        &["rules", "import", &bot, rules.to_str().unwrap()],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(text(&out).contains("rules[0].pattern"), "{}", text(&out));
+    let again = integro(dir.path(), &["rules", "export", &bot], &[]);
+    assert_eq!(String::from_utf8(again.stdout).unwrap(), exported);
+
+    let out = integro(
+        dir.path(),
+        &[
+            "--json",
+            "bot",
+            "try",
+            &bot,
+            "What's the PRICE?",
+            "--contact-name",
+            "Ana",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let result = json(&out);
+    assert_eq!(result["replies"], serde_json::json!(["It costs 5, Ana."]));
+    assert!(result["rule_id"].is_string());
+
+    let out = integro(dir.path(), &["bot", "try", &bot, "hello there"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let printed = text(&out);
+    assert!(printed.contains("no rule matched"), "{printed}");
+    assert!(
+        printed.contains("Reply: We will get back to you."),
+        "{printed}"
+    );
+}

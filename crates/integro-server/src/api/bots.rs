@@ -37,7 +37,6 @@ pub struct CreateBot {
     pub active: bool,
     /// The AI profile that answers when no rule does.
     pub ai_profile_id: Option<Uuid>,
-    #[schema(value_type = Option<Object>)]
     pub persona: Option<Persona>,
     /// Any of the bot settings; the rest take their defaults.
     #[schema(value_type = Option<Object>)]
@@ -190,7 +189,7 @@ async fn delete_bot(
 /// The bot's persona: who it is when the LLM speaks.
 #[utoipa::path(get, path = "/api/v1/bots/{id}/persona", tag = "bots", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Bot id")),
-    responses((status = 200, body = Object), (status = 404, body = Problem)))]
+    responses((status = 200, body = Persona), (status = 404, body = Problem)))]
 async fn get_persona(
     State(state): State<AppState>,
     ctx: TenantCtx,
@@ -208,8 +207,8 @@ async fn get_persona(
 /// `system_prompt` template that can use `{{persona.*}}`, `{{contact.*}}`
 /// and `{{vars.*}}` fields (a sensible default is used when left out).
 #[utoipa::path(put, path = "/api/v1/bots/{id}/persona", tag = "bots", security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "Bot id")), request_body = Object,
-    responses((status = 200, body = Object), (status = 404, body = Problem), (status = 422, body = Problem)))]
+    params(("id" = Uuid, Path, description = "Bot id")), request_body = Persona,
+    responses((status = 200, body = Persona), (status = 404, body = Problem), (status = 422, body = Problem)))]
 async fn put_persona(
     State(state): State<AppState>,
     ctx: TenantCtx,

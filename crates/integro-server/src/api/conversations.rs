@@ -183,22 +183,6 @@ async fn send_message(
     Ok((StatusCode::ACCEPTED, Json(message)))
 }
 
-fn engine_state(s: ConversationState) -> handoff::ConversationState {
-    match s {
-        ConversationState::Bot => handoff::ConversationState::Bot,
-        ConversationState::Human => handoff::ConversationState::Human,
-        ConversationState::Closed => handoff::ConversationState::Closed,
-    }
-}
-
-fn store_state(s: handoff::ConversationState) -> ConversationState {
-    match s {
-        handoff::ConversationState::Bot => ConversationState::Bot,
-        handoff::ConversationState::Human => ConversationState::Human,
-        handoff::ConversationState::Closed => ConversationState::Closed,
-    }
-}
-
 /// Applies a state change asked through the API, recording who asked.
 async fn move_conversation(
     state: &AppState,
@@ -209,7 +193,7 @@ async fn move_conversation(
 ) -> ApiResult<Json<Conversation>> {
     ctx.require(Permission::Converse)?;
     let conversation = find(state, ctx, id).await?;
-    let to = handoff::next_state(engine_state(conversation.state), transition)
+    let to = handoff::next_state(conversation.state, transition)
         .map_err(|e| ApiError::new(StatusCode::CONFLICT, "invalid_transition", e.to_string()))?;
     let mut tx = state.db.begin().await?;
     memory::transition(
@@ -217,7 +201,7 @@ async fn move_conversation(
         conversation.tenant_id,
         conversation.id,
         conversation.state,
-        store_state(to),
+        to,
         reason,
         Some(&ctx.actor().label),
     )
