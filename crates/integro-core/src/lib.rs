@@ -2,6 +2,7 @@
 
 pub mod actor;
 pub mod breaker;
+pub mod cache;
 pub mod channel;
 pub mod role;
 

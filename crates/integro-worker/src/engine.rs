@@ -13,6 +13,7 @@ use integro_ai::client::{AiClient, Attempt};
 use integro_ai::error::AiError;
 use integro_ai::{ChatMessage, ChatRequest, ChatRole, Endpoint, ProviderKind};
 use integro_core::ChannelKind;
+use integro_core::cache::TtlCache;
 use integro_engine::context::{self, Speaker, Turn as HistoryTurn};
 use integro_engine::decide::{self, AiAvailability, Plan, Situation};
 use integro_engine::guard::{self, RateLimit, RateVerdict};
@@ -30,10 +31,22 @@ use uuid::Uuid;
 /// Alerts of one kind go out at most this often per tenant.
 pub const ALERT_EVERY_MS: i64 = 3_600_000;
 
+/// How long AI endpoints and tenant settings are reused before being read
+/// again: another process's change is seen within this time (this process's
+/// API clears the caches at once).
+pub const SETTINGS_TTL: Duration = Duration::from_secs(5);
+
+/// An AI profile with the endpoint it calls.
+type Chain = Arc<Vec<(ai_profiles::AiProfile, Endpoint)>>;
+
 pub struct Engine {
     ai: AiClient,
     /// Compiled rule sets by bot, with the rules version they were built from.
     rules: Mutex<HashMap<Uuid, (i64, Arc<RuleSet>)>>,
+    /// Fallback chains by their first profile; every turn would otherwise
+    /// read profiles, credentials and unseal keys (SQLite round trips).
+    chains: TtlCache<Uuid, Chain>,
+    tenant_settings: TtlCache<Uuid, tenants::TenantSettings>,
 }
 
 /// One inbound message answered in this turn.
@@ -148,7 +161,51 @@ impl Engine {
         Engine {
             ai,
             rules: Mutex::new(HashMap::new()),
+            chains: TtlCache::new(SETTINGS_TTL),
+            tenant_settings: TtlCache::new(SETTINGS_TTL),
         }
+    }
+
+    /// Drops cached AI endpoints and tenant settings (after an API change).
+    pub fn forget_settings(&self) {
+        self.chains.clear();
+        self.tenant_settings.clear();
+    }
+
+    async fn chain(
+        &self,
+        db: &Db,
+        keyring: &Keyring,
+        bot: &Bot,
+        first: Uuid,
+    ) -> anyhow::Result<Chain> {
+        if let Some(chain) = self.chains.get(&first) {
+            return Ok(chain);
+        }
+        let mut chain = Vec::new();
+        for p in ai_profiles::chain(db, bot.tenant_id, first).await? {
+            // A profile whose credential was deleted is skipped.
+            if let Some(cred) = ai_credentials::get(db, bot.tenant_id, p.credential_id).await? {
+                let endpoint = endpoint(db, keyring, &cred).await?;
+                chain.push((p, endpoint));
+            }
+        }
+        let chain = Arc::new(chain);
+        self.chains.put(first, chain.clone());
+        Ok(chain)
+    }
+
+    async fn settings_of(
+        &self,
+        db: &Db,
+        tenant_id: Uuid,
+    ) -> Result<tenants::TenantSettings, StoreError> {
+        if let Some(s) = self.tenant_settings.get(&tenant_id) {
+            return Ok(s);
+        }
+        let s = tenants::settings(db, tenant_id).await?;
+        self.tenant_settings.put(tenant_id, s.clone());
+        Ok(s)
     }
 
     pub fn ai(&self) -> &AiClient {
@@ -351,7 +408,8 @@ impl Engine {
         if bot.ai_profile_id.is_none() {
             return Ok(AiAvailability::NotConfigured);
         }
-        let Some(budget) = tenants::settings(db, bot.tenant_id)
+        let Some(budget) = self
+            .settings_of(db, bot.tenant_id)
             .await?
             .monthly_token_budget
         else {
@@ -397,14 +455,11 @@ impl Engine {
         let system = prompt::system_prompt(&persona, vars, instructions.as_deref());
         let messages = self.history(db, req, combined).await?;
         let profile_id = bot.ai_profile_id.expect("availability checked the profile");
-        let chain = ai_profiles::chain(db, bot.tenant_id, profile_id).await?;
-        let mut attempts = Vec::with_capacity(chain.len());
-        for p in &chain {
-            let Some(cred) = ai_credentials::get(db, bot.tenant_id, p.credential_id).await? else {
-                continue;
-            };
-            attempts.push(Attempt {
-                endpoint: endpoint(db, keyring, &cred).await?,
+        let chain = self.chain(db, keyring, bot, profile_id).await?;
+        let attempts: Vec<Attempt> = chain
+            .iter()
+            .map(|(p, endpoint)| Attempt {
+                endpoint: endpoint.clone(),
                 request: ChatRequest {
                     model: p.model.clone(),
                     system: system.clone(),
@@ -413,8 +468,8 @@ impl Engine {
                     max_output_tokens: p.max_output_tokens,
                 },
                 timeout: Duration::from_millis(p.timeout_ms as u64),
-            });
-        }
+            })
+            .collect();
         let mut trace = LlmTrace {
             system_prompt: system.clone(),
             messages: messages.clone(),
@@ -425,7 +480,7 @@ impl Engine {
         let label = |i: usize| {
             chain
                 .get(i)
-                .map(|p| format!("{} ({})", p.name, p.model))
+                .map(|(p, _)| format!("{} ({})", p.name, p.model))
                 .unwrap_or_default()
         };
         let reply_to = req
@@ -467,7 +522,7 @@ impl Engine {
                         text: Some(part),
                         reply_to,
                         rule_id,
-                        ai_profile_id: chain.get(i).map(|p| p.id),
+                        ai_profile_id: chain.get(i).map(|(p, _)| p.id),
                         // The turn's tokens are counted once, on its first part.
                         tokens: (n == 0).then_some((answer.input_tokens, answer.output_tokens)),
                         ..Outgoing::default()

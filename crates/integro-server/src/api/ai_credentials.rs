@@ -83,6 +83,7 @@ async fn create_credential(
     )
     .await?;
     tx.commit().await?;
+    state.engine.forget_settings();
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -141,6 +142,7 @@ async fn update_credential(
     )
     .await?;
     tx.commit().await?;
+    state.engine.forget_settings();
     Ok(Json(after))
 }
 
@@ -158,6 +160,7 @@ async fn delete_credential(
     let mut tx = state.db.begin().await?;
     ai_credentials::delete(&mut tx, ctx.actor(), ctx.request_id(), &credential).await?;
     tx.commit().await?;
+    state.engine.forget_settings();
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -94,6 +94,7 @@ async fn create_profile(
     )
     .await?;
     tx.commit().await?;
+    state.engine.forget_settings();
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -161,6 +162,7 @@ async fn update_profile(
     let mut tx = state.db.begin().await?;
     let after = ai_profiles::update(&mut tx, ctx.actor(), ctx.request_id(), &before, f).await?;
     tx.commit().await?;
+    state.engine.forget_settings();
     Ok(Json(after))
 }
 
@@ -178,5 +180,6 @@ async fn delete_profile(
     let mut tx = state.db.begin().await?;
     ai_profiles::delete(&mut tx, ctx.actor(), ctx.request_id(), &profile).await?;
     tx.commit().await?;
+    state.engine.forget_settings();
     Ok(StatusCode::NO_CONTENT)
 }

@@ -75,5 +75,6 @@ async fn update_settings(
     )
     .await?;
     tx.commit().await?;
+    state.engine.forget_settings();
     Ok(Json(tenants::settings(&state.db, ctx.tenant_id).await?))
 }

@@ -317,36 +317,26 @@ impl Rejection {
 /// webhooks does not look up and unseal the same account each time. Changes
 /// made through this process's API take effect at once; others within the TTL.
 pub struct AccountCache {
-    ttl: std::time::Duration,
-    entries: std::sync::Mutex<std::collections::HashMap<Uuid, (Instant, Account, Credentials)>>,
+    entries: integro_core::cache::TtlCache<Uuid, (Account, Credentials)>,
 }
 
 impl AccountCache {
     pub fn new(ttl: std::time::Duration) -> AccountCache {
         AccountCache {
-            ttl,
-            entries: std::sync::Mutex::new(std::collections::HashMap::new()),
+            entries: integro_core::cache::TtlCache::new(ttl),
         }
     }
 
     fn get(&self, id: Uuid) -> Option<(Account, Credentials)> {
-        let entries = self.entries.lock().expect("cache lock");
-        entries
-            .get(&id)
-            .filter(|(at, _, _)| at.elapsed() < self.ttl)
-            .map(|(_, a, c)| (a.clone(), c.clone()))
+        self.entries.get(&id)
     }
 
     fn put(&self, account: Account, creds: Credentials) {
-        let mut entries = self.entries.lock().expect("cache lock");
-        if entries.len() > 10_000 {
-            entries.retain(|_, (at, _, _)| at.elapsed() < self.ttl);
-        }
-        entries.insert(account.id, (Instant::now(), account, creds));
+        self.entries.put(account.id, (account, creds));
     }
 
     pub fn forget(&self, id: Uuid) {
-        self.entries.lock().expect("cache lock").remove(&id);
+        self.entries.forget(&id);
     }
 }
 
