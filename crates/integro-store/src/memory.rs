@@ -20,6 +20,7 @@ pub struct Memory {
     pub vars: BTreeMap<String, String>,
     /// Messages before this time (ms) are not part of the LLM's history.
     pub memory_from: Option<i64>,
+    /// When a human took the conversation, or last wrote in it.
     pub handed_off_at: Option<i64>,
     pub rate_notice_at: Option<i64>,
 }
@@ -197,6 +198,17 @@ pub async fn is_handled(db: &Db, message_id: Uuid) -> Result<bool, StoreError> {
             .fetch_optional(db.pool())
             .await?;
     Ok(matches!(at, Some(Some(_))))
+}
+
+/// The human who has the conversation just wrote: the hand-off timeout
+/// counts from now.
+pub async fn human_active(tx: &mut Tx<'_>, conversation_id: Uuid) -> Result<(), StoreError> {
+    sqlx::query("UPDATE conversations SET handed_off_at = $1 WHERE id = $2 AND state = 'human'")
+        .bind(now_ms())
+        .bind(conversation_id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// A change of who answers a conversation.

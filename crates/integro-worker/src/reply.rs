@@ -120,8 +120,8 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<(), Failure> {
     complete_with(worker, job, &conversation, Some(&bot), turn).await
 }
 
-/// A conversation handed to a human goes back to the bot after the bot's
-/// hand-off timeout without a message.
+/// A conversation handed to a human goes back to the bot when the human has
+/// not written for the bot's hand-off timeout.
 async fn return_after_handoff_timeout(
     db: &Db,
     bot: &Bot,
@@ -133,13 +133,10 @@ async fn return_after_handoff_timeout(
         .settings
         .handoff_timeout_minutes
         .map(|m| m as i64 * 60_000);
-    let last_activity = conversation
-        .last_message_at
-        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-        .into_iter()
-        .chain(memory.handed_off_at)
-        .max()
-        .unwrap_or(now);
+    // The human's last sign of life: the hand-off, or their last message.
+    let Some(last_activity) = memory.handed_off_at else {
+        return Ok(());
+    };
     if conversation.state != ConversationState::Human
         || !handoff::handoff_expired(ConversationState::Human, last_activity, now, timeout)
     {

@@ -160,6 +160,8 @@ async fn send_message(
             Some(&ctx.actor().label),
         )
         .await?;
+    } else {
+        memory::human_active(&mut tx, conversation.id).await?;
     }
     let message_id = conversations::queue_outbound(
         &mut tx,

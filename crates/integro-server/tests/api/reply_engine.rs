@@ -29,6 +29,7 @@ db_tests!(
     a_burst_is_answered_in_one_llm_turn,
     past_the_rate_limit_one_notice_then_silence,
     reset_and_expiry_start_the_memory_afresh,
+    an_agent_takes_over_and_the_bot_returns_after_the_handoff_timeout,
 );
 
 fn openai_answer(text: &str, input: u64, output: u64) -> ResponseTemplate {
@@ -901,4 +902,79 @@ async fn reset_and_expiry_start_the_memory_afresh(kind: DbKind) {
     let open = t.get("/api/v1/conversations?state=bot").await;
     assert_eq!(open["items"].as_array().unwrap().len(), 1);
     assert_ne!(open["items"][0]["id"], id.as_str());
+}
+
+async fn an_agent_takes_over_and_the_bot_returns_after_the_handoff_timeout(kind: DbKind) {
+    let Some(t) = Loop::twilio(kind, 2).await else {
+        return;
+    };
+    twilio_sends(&t).await;
+    patch(
+        &t,
+        &format!("/api/v1/bots/{}", t.bot_id),
+        json!({ "settings": { "handoff_timeout_minutes": 10 } }),
+    )
+    .await;
+    t.twilio_message("SM1", "+14155550100", "hello").await;
+    assert_eq!(wait_bodies(&t, 1).await, vec![FALLBACK]);
+    let id = t.get("/api/v1/conversations").await["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // An agent writing takes the conversation: the bot goes quiet.
+    let res = t
+        .request(
+            Method::POST,
+            &format!("/api/v1/conversations/{id}/messages"),
+            Some(json!({ "text": "Hi, Marta here." })),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    assert_eq!(wait_bodies(&t, 2).await[1], "Hi, Marta here.");
+    assert_eq!(
+        t.get(&format!("/api/v1/conversations/{id}")).await["state"],
+        "human"
+    );
+    t.twilio_message("SM2", "+14155550100", "thanks Marta")
+        .await;
+    wait_until(Duration::from_secs(20), || async {
+        t.messages()
+            .await
+            .iter()
+            .any(|m| m["body"] == "thanks Marta")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(bodies(&t).await.len(), 2);
+
+    // Ten quiet minutes later (moved back in time here), the bot answers again.
+    sqlx::query(
+        "UPDATE conversations SET last_message_at = last_message_at - 700000, handed_off_at = handed_off_at - 700000",
+    )
+    .execute(t.app.state.db.pool())
+    .await
+    .unwrap();
+    t.twilio_message("SM3", "+14155550100", "hello?").await;
+    assert_eq!(wait_bodies(&t, 3).await[2], FALLBACK);
+    let transitions = t
+        .get(&format!("/api/v1/conversations/{id}/transitions"))
+        .await;
+    let moves: Vec<(String, String)> = transitions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["reason"].as_str().unwrap().to_string(),
+                x["actor"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(moves[0].0, "agent_message");
+    assert!(moves[0].1.starts_with("api_key:"));
+    assert_eq!(
+        moves[1],
+        ("inactivity_timeout".to_string(), "system".to_string())
+    );
 }
