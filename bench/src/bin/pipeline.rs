@@ -169,6 +169,7 @@ async fn main() -> anyhow::Result<()> {
             media_url: None,
             action: None,
             active: true,
+            unknown: Default::default(),
         })
         .collect();
     rules::replace_all(&mut tx, &actor, None, tenant.id, bot.id, rule_set).await?;

@@ -24,9 +24,8 @@ pub fn parse(body: &[u8], ig_user_id: &str) -> Result<Vec<InboundEvent>, ParseEr
         .ok_or_else(|| ParseError::new("`entry` is missing"))?;
     let mut events = Vec::new();
     for entry in entries {
-        if let Some(id) = entry["id"].as_str()
-            && id != ig_user_id
-        {
+        // An entry for another account (or naming none) is not this account's.
+        if entry["id"].as_str() != Some(ig_user_id) {
             continue;
         }
         // Comments come as `changes[]`; only direct messages are handled.
@@ -67,10 +66,14 @@ fn media_kind(attachment_type: &str) -> &str {
 
 fn parse_message(e: &Value, sender: Option<&str>) -> Result<Option<InboundMessage>, ParseError> {
     let m = &e["message"];
+    // An empty id would make every such message a "duplicate" of the first.
     let mid = m["mid"]
         .as_str()
+        .filter(|mid| !mid.is_empty())
         .ok_or_else(|| ParseError::new("a message has no mid"))?;
-    let from = sender.ok_or_else(|| ParseError::new("a message has no sender"))?;
+    let from = sender
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ParseError::new("a message has no sender"))?;
     // Echoes would make the bot answer itself; deletions are not new messages.
     if m["is_echo"] == true || m["is_deleted"] == true {
         return Ok(None);
@@ -218,10 +221,15 @@ mod tests {
         assert!(parse(b"not json", "1").is_err());
         assert!(parse(br#"{"object":"page","entry":[]}"#, "1").is_err());
         assert!(parse(br#"{"object":"instagram"}"#, "1").is_err());
-        let no_mid = r#"{"object":"instagram","entry":[{"messaging":[{"sender":{"id":"U"},"message":{"text":"x"}}]}]}"#;
+        let no_mid = r#"{"object":"instagram","entry":[{"id":"1","messaging":[{"sender":{"id":"U"},"message":{"text":"x"}}]}]}"#;
         assert!(parse(no_mid.as_bytes(), "1").is_err());
-        let no_sender = r#"{"object":"instagram","entry":[{"messaging":[{"message":{"mid":"M","text":"x"}}]}]}"#;
+        let empty_mid = no_mid.replace(r#""text":"x""#, r#""mid":"","text":"x""#);
+        assert!(parse(empty_mid.as_bytes(), "1").is_err());
+        let no_sender = r#"{"object":"instagram","entry":[{"id":"1","messaging":[{"message":{"mid":"M","text":"x"}}]}]}"#;
         assert!(parse(no_sender.as_bytes(), "1").is_err());
+        // An entry that names no account is not this account's.
+        let no_account = no_sender.replace(r#""id":"1","#, "");
+        assert!(parse(no_account.as_bytes(), "1").unwrap().is_empty());
     }
 
     #[test]

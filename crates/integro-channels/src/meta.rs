@@ -39,7 +39,9 @@ pub fn sign(app_secret: &str, body: &[u8]) -> String {
 }
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) || !text.is_ascii() {
+    // Hex digits only: `u8::from_str_radix` alone would also take a sign
+    // (`+f` is 15), so a header other than Meta's would pass.
+    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..text.len())

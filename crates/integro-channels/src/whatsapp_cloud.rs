@@ -33,9 +33,8 @@ pub fn parse(body: &[u8], phone_number_id: &str) -> Result<Vec<InboundEvent>, Pa
         if change["field"] != "messages" {
             continue;
         }
-        if let Some(id) = value["metadata"]["phone_number_id"].as_str()
-            && id != phone_number_id
-        {
+        // A change for another number (or naming none) is not this account's.
+        if value["metadata"]["phone_number_id"].as_str() != Some(phone_number_id) {
             continue;
         }
         let contacts = value["contacts"].as_array();
@@ -56,18 +55,21 @@ fn text_of(v: &Value) -> Option<String> {
 }
 
 fn parse_message(m: &Value, contacts: Option<&Vec<Value>>) -> Result<InboundMessage, ParseError> {
+    // An empty id would make every such message a "duplicate" of the first.
     let id = m["id"]
         .as_str()
+        .filter(|id| !id.is_empty())
         .ok_or_else(|| ParseError::new("a message has no id"))?;
     let from = m["from"]
         .as_str()
+        .filter(|f| !f.is_empty())
         .ok_or_else(|| ParseError::new("a message has no `from`"))?;
     let kind = m["type"].as_str().unwrap_or("unknown").to_string();
+    // The sender's own contact entry; another sender's name is never borrowed.
     let contact = contacts
         .into_iter()
         .flatten()
-        .find(|c| c["wa_id"].as_str() == Some(from))
-        .or_else(|| contacts.and_then(|c| c.first()));
+        .find(|c| c["wa_id"].as_str() == Some(from));
     let mut media = Vec::new();
     let text = match kind.as_str() {
         "text" => text_of(&m["text"]["body"]),
@@ -225,8 +227,13 @@ mod tests {
         assert!(parse(b"not json", "1").is_err());
         assert!(parse(br#"{"object":"page","entry":[]}"#, "1").is_err());
         assert!(parse(br#"{"object":"whatsapp_business_account"}"#, "1").is_err());
-        let no_id = r#"{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":{"messages":[{"from":"1","type":"text"}]}}]}]}"#;
+        let no_id = r#"{"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":{"metadata":{"phone_number_id":"1"},"messages":[{"from":"1","type":"text"}]}}]}]}"#;
         assert!(parse(no_id.as_bytes(), "1").is_err());
+        let empty_id = no_id.replace(r#""from":"1""#, r#""id":"","from":"1""#);
+        assert!(parse(empty_id.as_bytes(), "1").is_err());
+        // A change that names no number is not this account's.
+        let no_number = no_id.replace(r#""metadata":{"phone_number_id":"1"},"#, "");
+        assert!(parse(no_number.as_bytes(), "1").unwrap().is_empty());
     }
 
     #[test]

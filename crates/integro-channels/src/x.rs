@@ -78,10 +78,12 @@ pub fn parse(body: &[u8], user_id: &str) -> Result<Vec<InboundEvent>, ParseError
         }
         let id = e["id"]
             .as_str()
+            .filter(|v| !v.is_empty())
             .ok_or_else(|| ParseError::new("a direct message has no id"))?;
         let create = &e["message_create"];
         let sender = create["sender_id"]
             .as_str()
+            .filter(|v| !v.is_empty())
             .ok_or_else(|| ParseError::new("a direct message has no sender_id"))?;
         if own(sender) {
             continue;
@@ -100,9 +102,11 @@ pub fn parse(body: &[u8], user_id: &str) -> Result<Vec<InboundEvent>, ParseError
     for t in v["tweet_create_events"].as_array().into_iter().flatten() {
         let id = t["id_str"]
             .as_str()
+            .filter(|v| !v.is_empty())
             .ok_or_else(|| ParseError::new("a tweet has no id_str"))?;
         let author = t["user"]["id_str"]
             .as_str()
+            .filter(|v| !v.is_empty())
             .ok_or_else(|| ParseError::new("a tweet has no user.id_str"))?;
         // Retweets are not addressed to us, and blocked users get no answer.
         if own(author) || t["retweeted_status"].is_object() || t["user_has_blocked"] == true {

@@ -31,7 +31,6 @@ pub struct Rule {
 
 /// What a caller sets on a rule; also the shape of a rule in YAML exports.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct RuleFields {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -61,6 +60,13 @@ pub struct RuleFields {
     pub action: Option<Action>,
     #[serde(default = "yes")]
     pub active: bool,
+    /// Fields not listed above: refused by `validate`, so that a misspelt
+    /// field is an error rather than ignored. (Not `deny_unknown_fields`,
+    /// which would also forbid the `id` and times in the `Rule` schema that
+    /// flattens this one.)
+    #[serde(flatten, skip_serializing)]
+    #[schema(ignore)]
+    pub unknown: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 fn contains() -> MatchKind {
@@ -88,6 +94,9 @@ impl RuleFields {
     }
 
     pub fn validate(&self) -> Result<(), StoreError> {
+        if let Some(field) = self.unknown.keys().next() {
+            return Err(StoreError::invalid(field, "unknown field"));
+        }
         if let Some(n) = &self.name
             && n.chars().count() > 200
         {
@@ -154,6 +163,7 @@ fn from_row(r: Row) -> Result<Rule, StoreError> {
                 .transpose()
                 .map_err(|e| corrupt("action", e))?,
             active: r.11 != 0,
+            unknown: Default::default(),
         },
         created_at: from_ms(r.12),
         updated_at: from_ms(r.13),

@@ -144,7 +144,7 @@ async fn delete_rule(
 /// All of a bot's rules as YAML, ready to edit and import again.
 #[utoipa::path(get, path = "/api/v1/bots/{bot_id}/rules/export", tag = "rules", security(("bearer" = [])),
     params(("bot_id" = Uuid, Path, description = "Bot id")),
-    responses((status = 200, description = "YAML", content_type = "application/yaml", body = String), (status = 404, body = Problem)))]
+    responses((status = 200, description = "The rules as YAML", content_type = "application/yaml", body = RuleDocument), (status = 404, body = Problem)))]
 async fn export_rules(
     State(state): State<AppState>,
     ctx: TenantCtx,
