@@ -232,7 +232,9 @@ async fn main() -> anyhow::Result<()> {
     }
     tx.commit().await?;
     let bot = bots::get(&db, tenant.id, bot.id).await?.context("bot")?;
-    let engine = Arc::new(integro_server::startup::engine());
+    let engine = Arc::new(integro_server::startup::engine(
+        &integro_server::Config::default(),
+    ));
 
     let turn = |text: String| {
         let (db, keyring, engine, bot, conversation) =

@@ -69,6 +69,12 @@ pub struct Config {
     pub workers: usize,
     /// `INTEGRO_WEBHOOK_LOG_RETENTION_DAYS`: how long the webhook log keeps entries.
     pub webhook_log_retention_days: u64,
+    /// `INTEGRO_BREAKER_THRESHOLD`: failures in a row that open a provider's
+    /// circuit (channel accounts and AI credentials alike).
+    pub breaker_threshold: u32,
+    /// `INTEGRO_BREAKER_COOL_DOWN_SECS`: how long an open circuit waits before
+    /// one trial call.
+    pub breaker_cool_down_secs: u64,
 }
 
 impl Default for Config {
@@ -100,6 +106,8 @@ impl Default for Config {
             workers: 16,
             max_in_flight: 2048,
             webhook_log_retention_days: 7,
+            breaker_threshold: 5,
+            breaker_cool_down_secs: 30,
         }
     }
 }

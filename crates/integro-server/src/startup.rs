@@ -167,13 +167,13 @@ pub fn metrics_handle() -> PrometheusHandle {
 }
 
 /// The reply engine: LLM calls retried twice with backoff, and a provider
-/// credential's circuit opened after 5 failures in a row, for 30 s.
-pub fn engine() -> Engine {
+/// credential's circuit opened after `breaker_threshold` failures in a row.
+pub fn engine(config: &Config) -> Engine {
     Engine::new(integro_ai::client::AiClient::new(
         integro_ai::retry::RetryPolicy::default(),
         Arc::new(integro_core::breaker::CircuitBreakers::new(
-            5,
-            Duration::from_secs(30),
+            config.breaker_threshold,
+            Duration::from_secs(config.breaker_cool_down_secs),
         )),
     ))
 }
@@ -196,6 +196,7 @@ impl App {
         let tokens = TokenKeys::new(&keyring.current().derive("jwt-access-v1"));
         let wake = Arc::new(tokio::sync::Notify::new());
         let (stop, stopping) = watch::channel(false);
+        let engine = Arc::new(engine(&config));
         let state = AppState {
             stopping,
             ingest: crate::ingest::Ingestor::start(db.clone(), wake.clone()),
@@ -207,7 +208,7 @@ impl App {
             keyring: Arc::new(keyring),
             tokens,
             metrics: metrics_handle(),
-            engine: Arc::new(engine()),
+            engine,
         };
         Ok(App {
             state,
@@ -286,6 +287,8 @@ pub fn build_worker(state: &AppState) -> Arc<Worker> {
     let worker_config = WorkerConfig {
         concurrency: config.workers.max(1),
         webhook_log_retention: Duration::from_secs(config.webhook_log_retention_days * 24 * 3600),
+        breaker_threshold: config.breaker_threshold,
+        breaker_cool_down: Duration::from_secs(config.breaker_cool_down_secs),
         ..WorkerConfig::default()
     };
     Arc::new(Worker::new(

@@ -80,7 +80,7 @@ pub async fn try_bot(
 ) -> anyhow::Result<()> {
     let (keyring, _) = load_keyring(config)?;
     let bot = bot(db, id).await?;
-    let turn = startup::engine()
+    let turn = startup::engine(config)
         .dry_run(
             db,
             &keyring,
@@ -157,7 +157,7 @@ pub async fn ai(config: &Config, cmd: AiCommand) -> anyhow::Result<()> {
         .await?
         .with_context(|| format!("AI credential {credential} does not exist"))?;
     let endpoint = integro_worker::engine::endpoint(&db, &keyring, &cred).await?;
-    match startup::engine()
+    match startup::engine(config)
         .ai()
         .test(&endpoint, model.as_deref(), Duration::from_secs(20))
         .await

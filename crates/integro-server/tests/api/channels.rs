@@ -49,6 +49,16 @@ impl Loop {
         workers: usize,
     ) -> Option<Loop> {
         let (app, provider) = start(kind, workers).await?;
+        Some(Loop::with_app(app, provider, channel, credentials).await)
+    }
+
+    /// A tenant, a bot and an account of `channel` on a running app.
+    pub async fn with_app(
+        app: TestApp,
+        provider: MockServer,
+        channel: &str,
+        credentials: Value,
+    ) -> Loop {
         let tenant = app.create_tenant("Shop").await;
         let (_, key) = app.create_key(&tenant, "admin").await;
         let res = app
@@ -80,13 +90,13 @@ impl Loop {
             .as_str()
             .unwrap()
             .to_string();
-        Some(Loop {
+        Loop {
             app,
             provider,
             key,
             bot_id,
             account_id,
-        })
+        }
     }
 
     pub async fn twilio(kind: DbKind, workers: usize) -> Option<Loop> {
@@ -200,6 +210,18 @@ impl Loop {
             req = req.json(&b);
         }
         req.send().await.unwrap()
+    }
+}
+
+/// Twilio accepting every send, each with its own message SID.
+#[derive(Default)]
+pub struct TwilioAccepts(std::sync::atomic::AtomicUsize);
+
+impl wiremock::Respond for TwilioAccepts {
+    fn respond(&self, _: &wiremock::Request) -> wiremock::ResponseTemplate {
+        let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        wiremock::ResponseTemplate::new(201)
+            .set_body_json(json!({ "sid": format!("SMout{n}"), "status": "queued" }))
     }
 }
 

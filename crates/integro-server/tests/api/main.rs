@@ -10,6 +10,7 @@ mod audit;
 mod auth;
 mod operations;
 mod problems;
+mod proof;
 mod reply_engine;
 mod secrets;
 mod tenancy;

@@ -2,15 +2,14 @@
 //! LLM with the persona and the conversation's history, with fallbacks,
 //! budgets, alerts and hand-off. Providers are local HTTP servers.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, Respond, ResponseTemplate};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::channels::{FALLBACK, Loop, field, form, wait_until};
+use crate::channels::{FALLBACK, Loop, TwilioAccepts, field, form, wait_until};
 use crate::db_tests;
 use crate::helpers::{DbKind, assert_problem};
 
@@ -40,21 +39,10 @@ fn openai_answer(text: &str, input: u64, output: u64) -> ResponseTemplate {
     }))
 }
 
-/// Twilio accepting every send, each with its own message SID.
-struct TwilioAccepts(AtomicUsize);
-
-impl Respond for TwilioAccepts {
-    fn respond(&self, _: &wiremock::Request) -> ResponseTemplate {
-        let n = self.0.fetch_add(1, Ordering::SeqCst);
-        ResponseTemplate::new(201)
-            .set_body_json(json!({ "sid": format!("SMout{n}"), "status": "queued" }))
-    }
-}
-
 async fn twilio_sends(t: &Loop) {
     Mock::given(method("POST"))
         .and(path(SEND_PATH))
-        .respond_with(TwilioAccepts(AtomicUsize::new(0)))
+        .respond_with(TwilioAccepts::default())
         .mount(&t.provider)
         .await;
 }
