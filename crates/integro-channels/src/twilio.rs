@@ -248,6 +248,77 @@ pub async fn send(
     Err(http::classify(status, &headers, code, message))
 }
 
+/// Messages Twilio already holds from the account's number to `msg.to` with
+/// `msg`'s text, created at or after `since` (Unix seconds), oldest first:
+/// their SIDs. A send whose outcome is unknown (the process died, or the
+/// answer timed out, after Twilio may have accepted it) looks here before
+/// sending again, because Twilio's API takes no idempotency key. Lists the
+/// 50 newest messages between the two numbers (`GET Messages.json?To&From`,
+/// newest first); no `DateSent` filter, since a queued message has no send
+/// date yet.
+pub async fn find_sent(
+    client: &reqwest::Client,
+    api_base: &str,
+    creds: &Credentials,
+    msg: &OutboundMessage,
+    since: i64,
+) -> Result<Vec<String>, SendError> {
+    // Templates and media-only messages have no text to recognise them by.
+    let Some(text) = msg.text.as_deref().filter(|_| msg.template.is_none()) else {
+        return Ok(Vec::new());
+    };
+    let account_sid = creds.require("account_sid")?;
+    let auth_token = creds.require("auth_token")?;
+    let from = creds.require("phone_number")?;
+    let url = format!(
+        "{}/2010-04-01/Accounts/{account_sid}/Messages.json",
+        api_base.trim_end_matches('/')
+    );
+    let res = client
+        .get(url)
+        .basic_auth(account_sid, Some(auth_token))
+        .query(&[
+            ("To", format!("whatsapp:{}", strip_whatsapp(&msg.to))),
+            ("From", format!("whatsapp:{}", strip_whatsapp(from))),
+            ("PageSize", "50".to_string()),
+        ])
+        .send()
+        .await
+        .map_err(http::transport)?;
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = res.text().await.map_err(http::transport)?;
+    if !status.is_success() {
+        return Err(http::classify(
+            status,
+            &headers,
+            None,
+            body.chars().take(300).collect(),
+        ));
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| {
+        SendError::retryable(None, format!("unreadable message list from Twilio: {e}"))
+    })?;
+    let mut found: Vec<(i64, String)> = v["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["body"].as_str() == Some(text))
+        .filter_map(|m| {
+            let created = time::OffsetDateTime::parse(
+                m["date_created"].as_str()?,
+                &time::format_description::well_known::Rfc2822,
+            )
+            .ok()?
+            .unix_timestamp();
+            let sid = m["sid"].as_str()?.to_string();
+            (created >= since).then_some((created, sid))
+        })
+        .collect();
+    found.sort();
+    Ok(found.into_iter().map(|(_, sid)| sid).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -488,6 +488,23 @@ pub async fn mark_sent(
     Ok(())
 }
 
+/// Whether one of the account's outbound messages already carries this
+/// provider id.
+pub async fn provider_id_known(
+    db: &Db,
+    account_id: Uuid,
+    provider_id: &str,
+) -> Result<bool, StoreError> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM messages WHERE account_id = $1 AND direction = 'outbound' AND provider_message_id = $2",
+    )
+    .bind(account_id.to_string())
+    .bind(provider_id)
+    .fetch_one(db.pool())
+    .await?;
+    Ok(n > 0)
+}
+
 /// The message will not go out; the reason is kept on it.
 pub async fn mark_failed(
     db: &Db,

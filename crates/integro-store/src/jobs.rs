@@ -163,6 +163,10 @@ pub async fn enqueue_many(tx: &mut Tx<'_>, jobs: Vec<NewJob<'_>>) -> Result<(), 
     Ok(())
 }
 
+/// `last_error` of a job taken again because its worker stopped mid-attempt:
+/// that attempt's outcome is unknown.
+pub const LEASE_EXPIRED: &str = "the previous attempt did not finish: its worker stopped";
+
 /// Leases up to `limit` due jobs to `owner` for `lease_ms`. A job is due when
 /// it is ready and its time has come, or running with an expired lease (its
 /// worker died). A job waits while an older job of its queue key is not
@@ -175,7 +179,8 @@ pub async fn claim(
 ) -> Result<Vec<Job>, StoreError> {
     let now = now_ms();
     let sql = format!(
-        "UPDATE jobs SET state = 'running', lease_owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3 \
+        "UPDATE jobs SET state = 'running', lease_owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3, \
+         last_error = CASE WHEN state = 'running' THEN '{LEASE_EXPIRED}' ELSE last_error END \
          WHERE id IN (SELECT j.id FROM jobs j \
              WHERE ((j.state = 'ready' AND j.run_at <= $3) OR (j.state = 'running' AND j.lease_until < $3)) \
              AND (j.queue_key IS NULL OR NOT EXISTS (SELECT 1 FROM jobs o WHERE o.queue_key = j.queue_key \

@@ -45,4 +45,23 @@ impl Egress {
             ChannelKind::Web => Ok(format!("web-{local_id}")),
         }
     }
+
+    /// Provider ids of messages the provider already holds that look like
+    /// `msg` (same recipient and text) created since `since` (Unix seconds),
+    /// oldest first. Only Twilio can be asked; for the others the answer is
+    /// empty (see docs/architecture.md on the crash window).
+    pub async fn find_sent(
+        &self,
+        kind: ChannelKind,
+        creds: &Credentials,
+        msg: &OutboundMessage,
+        since: i64,
+    ) -> Result<Vec<String>, SendError> {
+        match kind {
+            ChannelKind::TwilioWhatsapp => {
+                twilio::find_sent(&self.client, &self.urls.twilio, creds, msg, since).await
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
 }

@@ -14,6 +14,9 @@ use uuid::Uuid;
 use crate::runner::{Failure, Worker};
 use integro_core::breaker::Permit;
 
+/// Starts the `last_error` of an attempt the provider answered with an error.
+const REFUSED: &str = "the provider refused: ";
+
 /// WhatsApp's customer-service window.
 const WINDOW: time::Duration = time::Duration::hours(24);
 
@@ -94,6 +97,33 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<(), Failure> {
         return Err(Failure::Postpone(after.max(Duration::from_millis(100))));
     }
     let creds = Credentials(accounts::credentials(&worker.db, &worker.keyring, &account).await?);
+    // An earlier attempt may have reached the provider and died (or timed
+    // out) before recording it: adopt what the provider already has rather
+    // than send the message twice. A provider that answered with an error
+    // did not take the message: no need to ask.
+    let outcome_unknown = job.attempts > 1
+        && !job
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with(REFUSED));
+    if outcome_unknown {
+        let since = message.created_at.unix_timestamp() - 2;
+        // If the provider cannot say, sending again is the lesser harm.
+        let candidates = worker
+            .egress
+            .find_sent(account.kind, &creds, &outbound, since)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(message = %id, error = %e, "could not ask the provider whether an earlier attempt went out; sending");
+                Vec::new()
+            });
+        for sid in candidates {
+            if !conversations::provider_id_known(&worker.db, account.id, &sid).await? {
+                tracing::info!(message = %id, provider_id = %sid, "an earlier attempt had gone out; adopting it");
+                return record_sent(worker, job, id, &sid, sent_kind).await;
+            }
+        }
+    }
     match worker
         .egress
         .send(account.kind, account.id, &creds, &outbound, id)
@@ -101,20 +131,18 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<(), Failure> {
     {
         Ok(provider_id) => {
             worker.breakers.success(&circuit);
-            let mut tx = worker.db.begin().await?;
-            conversations::mark_sent(&mut tx, id, &provider_id, sent_kind).await?;
-            if !jobs::complete(&mut tx, job.id, &worker.owner).await? {
-                // The message did go out: record that, the other worker will see it.
-                tx.commit().await?;
-                return Err(Failure::LeaseLost);
-            }
-            tx.commit().await?;
-            Ok(())
+            record_sent(worker, job, id, &provider_id, sent_kind).await
         }
         Err(e) if e.retryable => {
             worker.breakers.failure(&circuit);
             Err(Failure::Retry {
-                error: e.to_string(),
+                // An HTTP answer is a refusal; anything else (a timeout, a
+                // dropped connection) leaves the outcome unknown.
+                error: if e.message.starts_with("HTTP ") {
+                    format!("{REFUSED}{e}")
+                } else {
+                    e.to_string()
+                },
                 after: e.retry_after_secs.map(Duration::from_secs),
             })
         }
@@ -123,6 +151,25 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<(), Failure> {
             Err(Failure::Permanent(e.to_string()))
         }
     }
+}
+
+/// The message went out as `provider_id`: recorded with the job's completion.
+async fn record_sent(
+    worker: &Worker,
+    job: &Job,
+    id: Uuid,
+    provider_id: &str,
+    sent_kind: Option<&str>,
+) -> Result<(), Failure> {
+    let mut tx = worker.db.begin().await?;
+    conversations::mark_sent(&mut tx, id, provider_id, sent_kind).await?;
+    if !jobs::complete(&mut tx, job.id, &worker.owner).await? {
+        // The message did go out: record that, the other worker will see it.
+        tx.commit().await?;
+        return Err(Failure::LeaseLost);
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 async fn finish(worker: &Worker, job: &Job) -> Result<(), Failure> {

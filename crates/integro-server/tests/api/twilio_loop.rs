@@ -598,4 +598,67 @@ db_tests!(
     messages_of_one_conversation_are_answered_in_order,
     conversations_of_other_tenants_are_invisible,
     credentials_are_sealed_and_masked,
+    a_send_twilio_took_before_its_answer_was_lost_is_not_sent_again,
 );
+
+/// Twilio accepts the message but its answer never arrives in time (as when
+/// the process dies after the call): the retry finds the message in Twilio's
+/// list and adopts it instead of sending a second copy.
+async fn a_send_twilio_took_before_its_answer_was_lost_is_not_sent_again(kind: DbKind) {
+    let Some(t) = Loop::twilio(kind, 2).await else {
+        return;
+    };
+    // Longer than the client's 2 s timeout: the first attempt sees no answer.
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(created("SMlate").set_delay(Duration::from_secs(3)))
+        .up_to_n_times(1)
+        .mount(&t.provider)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(created("SMsecond"))
+        .mount(&t.provider)
+        .await;
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc2822)
+        .unwrap();
+    Mock::given(method("GET"))
+        .and(path(SEND_PATH))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "messages": [
+                // Another message to the same person, older: not this one.
+                { "sid": "SMold", "body": FALLBACK, "to": "whatsapp:+14155550100", "from": "whatsapp:+14155238886",
+                  "date_created": "Thu, 30 Jul 2015 20:12:31 +0000", "status": "delivered" },
+                { "sid": "SMlate", "body": FALLBACK, "to": "whatsapp:+14155550100", "from": "whatsapp:+14155238886",
+                  "date_created": now, "status": "queued" }
+            ],
+            "page": 0, "page_size": 50
+        })))
+        .mount(&t.provider)
+        .await;
+
+    t.twilio_message("SM1", "+14155550100", "hello").await;
+    let out = t.wait_outbound_status("sent").await;
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0]["provider_message_id"], "SMlate");
+    let requests = t.provider_requests().await;
+    let posts = requests
+        .iter()
+        .filter(|r| r.method.as_str() == "POST")
+        .count();
+    assert_eq!(posts, 1, "the message was not sent a second time");
+    let list = requests
+        .iter()
+        .find(|r| r.method.as_str() == "GET")
+        .expect("the retry asked Twilio what it has");
+    let query: Vec<(String, String)> = list.url.query_pairs().into_owned().collect();
+    assert!(query.contains(&("To".into(), "whatsapp:+14155550100".into())));
+    assert!(query.contains(&("From".into(), "whatsapp:+14155238886".into())));
+    assert!(
+        list.headers["authorization"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic ")
+    );
+}
