@@ -69,6 +69,9 @@ pub struct Config {
     pub workers: usize,
     /// `INTEGRO_WEBHOOK_LOG_RETENTION_DAYS`: how long the webhook log keeps entries.
     pub webhook_log_retention_days: u64,
+    /// `INTEGRO_JOB_LEASE_SECS`: how long a worker holds a job without
+    /// renewing it; the jobs of a worker that died are taken again after this.
+    pub job_lease_secs: u64,
     /// `INTEGRO_BREAKER_THRESHOLD`: failures in a row that open a provider's
     /// circuit (channel accounts and AI credentials alike).
     pub breaker_threshold: u32,
@@ -106,6 +109,7 @@ impl Default for Config {
             workers: 16,
             max_in_flight: 2048,
             webhook_log_retention_days: 7,
+            job_lease_secs: 60,
             breaker_threshold: 5,
             breaker_cool_down_secs: 30,
         }

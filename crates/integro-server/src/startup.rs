@@ -287,6 +287,7 @@ pub fn build_worker(state: &AppState) -> Arc<Worker> {
     let worker_config = WorkerConfig {
         concurrency: config.workers.max(1),
         webhook_log_retention: Duration::from_secs(config.webhook_log_retention_days * 24 * 3600),
+        lease: Duration::from_secs(config.job_lease_secs.max(1)),
         breaker_threshold: config.breaker_threshold,
         breaker_cool_down: Duration::from_secs(config.breaker_cool_down_secs),
         ..WorkerConfig::default()
