@@ -37,13 +37,14 @@ key=$(curl -sf "$base/api/v1/api-keys" -H "authorization: Bearer $token" -H "x-i
 # The coverage phase is left out: in this version it sometimes stops with an
 # internal error (a KeyError in its schema walker), which would fail CI for
 # nothing; fuzzing and the stateful phase run.
-# Left out: the SSE streams (they never end), the provider webhooks (signed by
-# providers; covered by the property tests), and the endpoints that would
-# revoke the key or the tenant this run authenticates with.
+# Left out: the web channel's SSE stream (it never ends), the provider
+# webhooks (signed by providers; covered by the property tests), and the
+# endpoints that would revoke the key or the tenant this run authenticates
+# with.
 python3 -m schemathesis.cli run "$base/api/v1/openapi.json" \
     --header "Authorization: Bearer $key" \
     --checks not_a_server_error,response_schema_conformance \
-    --exclude-path-regex '/events$|/webhooks/|/auth/|/api-keys|/tenants|/users' \
+    --exclude-path-regex '/web/.*/events$|/webhooks/|/auth/|/api-keys|/tenants|/users' \
     --phases examples,fuzzing,stateful \
     --max-examples 10 --max-time "$SECONDS_BUDGET" --workers 2 \
     --seed 20261122 --generation-deterministic \
