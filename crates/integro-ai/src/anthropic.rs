@@ -88,10 +88,7 @@ pub fn request_body(request: &ChatRequest) -> Result<Vec<u8>, AiError> {
             .collect(),
         temperature: request.temperature,
     };
-    serde_json::to_vec(&body).map_err(|e| AiError::BadRequest {
-        status: 0,
-        message: format!("the request could not be encoded: {e}"),
-    })
+    wire::encode(&body)
 }
 
 /// A 2xx answer: the text blocks joined, usage, `stop_reason` and the
@@ -110,15 +107,7 @@ pub(crate) fn parse(
     requested_model: &str,
     require_text: bool,
 ) -> Result<ChatResponse, AiError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| wire::not_json(body, &e))?;
-    if !value.is_object() {
-        return Err(AiError::InvalidResponse {
-            message: format!(
-                "the answer is not a JSON object: {}",
-                wire::snippet(body, 120)
-            ),
-        });
-    }
+    let value = wire::json_object(body)?;
     let Some(blocks) = value.get("content").and_then(Value::as_array) else {
         if let Some(e) = wire::error_in_success(&value) {
             return Err(e);

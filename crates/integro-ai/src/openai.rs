@@ -81,10 +81,7 @@ pub fn request_body(request: &ChatRequest, compatible: bool) -> Result<Vec<u8>, 
         max_completion_tokens: (!compatible).then_some(request.max_output_tokens),
         max_tokens: compatible.then_some(request.max_output_tokens),
     };
-    serde_json::to_vec(&body).map_err(|e| AiError::BadRequest {
-        status: 0,
-        message: format!("the request could not be encoded: {e}"),
-    })
+    wire::encode(&body)
 }
 
 /// A 2xx answer: `choices[0].message.content`, usage (0 when missing),
@@ -104,15 +101,7 @@ pub(crate) fn parse(
     requested_model: &str,
     require_text: bool,
 ) -> Result<ChatResponse, AiError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| wire::not_json(body, &e))?;
-    if !value.is_object() {
-        return Err(AiError::InvalidResponse {
-            message: format!(
-                "the answer is not a JSON object: {}",
-                wire::snippet(body, 120)
-            ),
-        });
-    }
+    let value = wire::json_object(body)?;
     let Some(choice) = value.get("choices").and_then(|c| c.get(0)) else {
         if let Some(e) = wire::error_in_success(&value) {
             return Err(e);

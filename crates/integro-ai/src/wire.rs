@@ -241,6 +241,25 @@ pub(crate) fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 /// A 2xx body that is not the JSON object we expect.
+/// A request body as bytes; a body that cannot be encoded is refused here.
+pub(crate) fn encode(body: &impl serde::Serialize) -> Result<Vec<u8>, AiError> {
+    serde_json::to_vec(body).map_err(|e| AiError::BadRequest {
+        status: 0,
+        message: format!("the request could not be encoded: {e}"),
+    })
+}
+
+/// A 2xx answer's body, which must be a JSON object.
+pub(crate) fn json_object(body: &[u8]) -> Result<serde_json::Value, AiError> {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| not_json(body, &e))?;
+    if !value.is_object() {
+        return Err(AiError::InvalidResponse {
+            message: format!("the answer is not a JSON object: {}", snippet(body, 120)),
+        });
+    }
+    Ok(value)
+}
+
 pub(crate) fn not_json(body: &[u8], e: &serde_json::Error) -> AiError {
     if body.iter().all(u8::is_ascii_whitespace) {
         return AiError::InvalidResponse {

@@ -39,6 +39,17 @@ fn openai_answer(text: &str, input: u64, output: u64) -> ResponseTemplate {
     }))
 }
 
+/// An OpenAI-compatible server answering every chat completion with `answer`.
+async fn openai_llm(answer: ResponseTemplate) -> MockServer {
+    let llm = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(answer)
+        .mount(&llm)
+        .await;
+    llm
+}
+
 async fn twilio_sends(t: &Loop) {
     Mock::given(method("POST"))
         .and(path(SEND_PATH))
@@ -110,12 +121,7 @@ async fn a_rule_answers_and_the_llm_answers_the_rest_with_persona_and_history(ki
         return;
     };
     twilio_sends(&t).await;
-    let llm = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
-        .respond_with(openai_answer("A scarf would be lovely.", 52, 7))
-        .mount(&llm)
-        .await;
+    let llm = openai_llm(openai_answer("A scarf would be lovely.", 52, 7)).await;
     let profile = give_bot_llm(&t, "openai", format!("{}/v1", llm.uri()), "gpt-4o-mini").await;
     let res = t
         .request(
@@ -270,14 +276,9 @@ async fn a_rejected_key_gives_the_error_reply_an_event_and_one_signed_alert(kind
         return;
     };
     twilio_sends(&t).await;
-    let llm = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
-        .respond_with(ResponseTemplate::new(401).set_body_json(json!({
+    let llm = openai_llm(ResponseTemplate::new(401).set_body_json(json!({
             "error": { "message": "Incorrect API key provided", "type": "invalid_request_error", "param": null, "code": "invalid_api_key" }
-        })))
-        .mount(&llm)
-        .await;
+        }))).await;
     let slack = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/hook"))
@@ -341,12 +342,7 @@ async fn a_spent_budget_leaves_rules_and_the_fallback(kind: DbKind) {
         return;
     };
     twilio_sends(&t).await;
-    let llm = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
-        .respond_with(openai_answer("From the LLM.", 60, 40))
-        .mount(&llm)
-        .await;
+    let llm = openai_llm(openai_answer("From the LLM.", 60, 40)).await;
     give_bot_llm(&t, "openai", format!("{}/v1", llm.uri()), "gpt-4o-mini").await;
     patch(
         &t,
@@ -597,12 +593,7 @@ async fn a_dry_run_shows_the_decision_and_sends_nothing(kind: DbKind) {
     let Some(t) = Loop::twilio(kind, 2).await else {
         return;
     };
-    let llm = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
-        .respond_with(openai_answer("Dry answer.", 20, 4))
-        .mount(&llm)
-        .await;
+    let llm = openai_llm(openai_answer("Dry answer.", 20, 4)).await;
     give_bot_llm(&t, "openai", format!("{}/v1", llm.uri()), "gpt-4o-mini").await;
     let rule = created(
         &t,
@@ -735,12 +726,7 @@ async fn a_burst_is_answered_in_one_llm_turn(kind: DbKind) {
         return;
     };
     twilio_sends(&t).await;
-    let llm = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
-        .respond_with(openai_answer("All three answered.", 30, 5))
-        .mount(&llm)
-        .await;
+    let llm = openai_llm(openai_answer("All three answered.", 30, 5)).await;
     give_bot_llm(&t, "openai", format!("{}/v1", llm.uri()), "gpt-4o-mini").await;
     patch(
         &t,
@@ -826,12 +812,7 @@ async fn reset_and_expiry_start_the_memory_afresh(kind: DbKind) {
         return;
     };
     twilio_sends(&t).await;
-    let llm = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/v1/chat/completions"))
-        .respond_with(openai_answer("Noted.", 10, 2))
-        .mount(&llm)
-        .await;
+    let llm = openai_llm(openai_answer("Noted.", 10, 2)).await;
     give_bot_llm(&t, "openai", format!("{}/v1", llm.uri()), "gpt-4o-mini").await;
     let user_turns = |n: usize| {
         let llm = &llm;
