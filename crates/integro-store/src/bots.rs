@@ -430,6 +430,16 @@ pub async fn by_id(db: &Db, id: Uuid) -> Result<Option<Bot>, StoreError> {
     row.map(from_row).transpose()
 }
 
+impl Bot {
+    /// The bot's persona, or one that only carries the bot's name.
+    pub fn persona_or_default(&self) -> Persona {
+        self.persona.clone().unwrap_or_else(|| Persona {
+            name: self.name.clone(),
+            ..Persona::default()
+        })
+    }
+}
+
 impl BotFields {
     /// The fields of a stored bot, to change some of them.
     pub fn of(bot: &Bot) -> BotFields {

@@ -88,6 +88,9 @@ pub struct Message {
     pub ai_profile_id: Option<Uuid>,
     pub input_tokens: Option<i64>,
     pub output_tokens: Option<i64>,
+    /// Inbound: when a reply job answered it (alone or within a burst), ms.
+    #[serde(skip)]
+    pub handled_at: Option<i64>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -384,7 +387,7 @@ pub async fn queue_outbound(
 
 const MESSAGE_COLUMNS: &str = "id, tenant_id, conversation_id, account_id, from_id, from_name, from_phone, direction, sender, \
                                provider_message_id, kind, body, media_json, status, error_code, error_message, reply_to, \
-                               created_at, updated_at, rule_id, ai_profile_id, input_tokens, output_tokens";
+                               created_at, updated_at, rule_id, ai_profile_id, input_tokens, output_tokens, handled_at";
 
 fn message_from_row(r: &sqlx::any::AnyRow) -> Result<Message, StoreError> {
     use sqlx::Row;
@@ -420,6 +423,7 @@ fn message_from_row(r: &sqlx::any::AnyRow) -> Result<Message, StoreError> {
         ai_profile_id: opt(20)?.as_deref().map(parse_id).transpose()?,
         input_tokens: r.try_get(21)?,
         output_tokens: r.try_get(22)?,
+        handled_at: r.try_get(23)?,
     })
 }
 

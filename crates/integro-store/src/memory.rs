@@ -191,15 +191,6 @@ pub async fn mark_handled(
     Ok(())
 }
 
-pub async fn is_handled(db: &Db, message_id: Uuid) -> Result<bool, StoreError> {
-    let at: Option<Option<i64>> =
-        sqlx::query_scalar("SELECT handled_at FROM messages WHERE id = $1")
-            .bind(message_id.to_string())
-            .fetch_optional(db.pool())
-            .await?;
-    Ok(matches!(at, Some(Some(_))))
-}
-
 /// The human who has the conversation just wrote: the hand-off timeout
 /// counts from now.
 pub async fn human_active(tx: &mut Tx<'_>, conversation_id: Uuid) -> Result<(), StoreError> {

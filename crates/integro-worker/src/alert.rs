@@ -85,7 +85,7 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<(), Failure> {
     let event = event_text(worker, tenant_id, event_id).await?;
     let Some(hook) = tenants::alert_webhook(&worker.db, &worker.keyring, tenant_id).await? else {
         tracing::info!(event = %event_id, "alert not sent: the tenant removed its alert webhook");
-        return finish(worker, job).await;
+        return worker.finish(job).await;
     };
     let body = json!({
         "text": format!("Integro alert ({}): {}", event.0, event.1),
@@ -115,7 +115,7 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<(), Failure> {
         })?;
     let status = response.status();
     if status.is_success() {
-        return finish(worker, job).await;
+        return worker.finish(job).await;
     }
     let error = format!("alert webhook answered HTTP {}", status.as_u16());
     if status.as_u16() == 429 || status.is_server_error() {
@@ -133,15 +133,6 @@ async fn event_text(
     integro_store::events::kind_and_detail(&worker.db, tenant_id, id)
         .await?
         .ok_or_else(|| Failure::Permanent(format!("event {id} does not exist")))
-}
-
-async fn finish(worker: &Worker, job: &Job) -> Result<(), Failure> {
-    let mut tx = worker.db.begin().await?;
-    if !jobs::complete(&mut tx, job.id, &worker.owner).await? {
-        return Err(Failure::LeaseLost);
-    }
-    tx.commit().await?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use integro_core::cache::TtlCache;
 use integro_engine::context::{self, Speaker, Turn as HistoryTurn};
 use integro_engine::decide::{self, AiAvailability, Plan, Situation};
 use integro_engine::guard::{self, RateLimit, RateVerdict};
-use integro_engine::prompt::{self, Persona};
+use integro_engine::prompt;
 use integro_engine::rules::RuleSet;
 use integro_engine::template::Vars;
 use integro_engine::{burst, text};
@@ -448,10 +448,7 @@ impl Engine {
     ) -> anyhow::Result<()> {
         let bot = req.bot;
         let settings = &bot.settings;
-        let persona = bot.persona.clone().unwrap_or_else(|| Persona {
-            name: bot.name.clone(),
-            ..Persona::default()
-        });
+        let persona = bot.persona_or_default();
         let system = prompt::system_prompt(&persona, vars, instructions.as_deref());
         let messages = self.history(db, req, combined).await?;
         let profile_id = bot.ai_profile_id.expect("availability checked the profile");
@@ -716,10 +713,7 @@ fn facts(req: &TurnRequest<'_>, combined: &str) -> Vars {
         v.set("now.time", local.strftime("%H:%M").to_string());
     }
     v.set("bot.name", req.bot.name.clone());
-    let persona = req.bot.persona.clone().unwrap_or_else(|| Persona {
-        name: req.bot.name.clone(),
-        ..Persona::default()
-    });
+    let persona = req.bot.persona_or_default();
     prompt::persona_vars(&persona, &mut v);
     v
 }

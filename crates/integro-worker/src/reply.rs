@@ -4,20 +4,17 @@
 //! job's completion.
 
 use integro_engine::handoff;
-use integro_store::bots::Bot;
+use integro_store::bots::{Bot, BotSettings};
 use integro_store::conversations::{self, Conversation, ConversationState};
 use integro_store::db::now_ms;
 use integro_store::events::NewEvent;
-use integro_store::jobs::{self, Job};
+use integro_store::jobs::Job;
 use integro_store::memory;
-use integro_store::{Db, StoreError, Tx, accounts, bots, usage};
+use integro_store::{Db, StoreError, accounts, bots, usage};
 use uuid::Uuid;
 
 use crate::engine::{Said, Turn, TurnRequest};
 use crate::runner::{Failure, Worker};
-
-/// Conversations of a deleted bot still expire like a default bot's.
-const DEFAULT_EXPIRY_MS: i64 = 24 * 3600 * 1000;
 
 pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<(), Failure> {
     let id: Uuid = serde_json::from_value(job.payload["message_id"].clone())
@@ -25,18 +22,20 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<(), Failure> {
     let message = conversations::message(&worker.db, id)
         .await?
         .ok_or_else(|| Failure::Permanent(format!("message {id} does not exist")))?;
-    if memory::is_handled(&worker.db, id).await? {
+    if message.handled_at.is_some() {
         // An earlier turn answered it together with its burst.
-        let tx = worker.db.begin().await?;
-        return complete(worker, job, tx).await;
+        return worker.finish(job).await;
     }
     let account = accounts::get(&worker.db, message.tenant_id, message.account_id)
         .await?
         .ok_or_else(|| Failure::Permanent("the message's channel account was deleted".into()))?;
     let bot = bots::get(&worker.db, account.tenant_id, account.bot_id).await?;
-    let expiry_ms = bot.as_ref().map_or(DEFAULT_EXPIRY_MS, |b| {
-        b.settings.conversation_expiry_minutes as i64 * 60_000
-    });
+    // Conversations of a deleted bot still expire like a default bot's.
+    let expiry_minutes = bot.as_ref().map_or_else(
+        || BotSettings::default().conversation_expiry_minutes,
+        |b| b.settings.conversation_expiry_minutes,
+    );
+    let expiry_ms = expiry_minutes as i64 * 60_000;
     // Webhooks store the message alone, to be fast; it joins its contact's
     // conversation here.
     let conversation_id =
@@ -208,15 +207,5 @@ async fn complete_with(
             .await?;
     }
     memory::mark_handled(&mut tx, conversation.id, &turn.answered).await?;
-    complete(worker, job, tx).await
-}
-
-/// Completes the job inside `tx` and commits.
-async fn complete(worker: &Worker, job: &Job, mut tx: Tx<'_>) -> Result<(), Failure> {
-    if !jobs::complete(&mut tx, job.id, &worker.owner).await? {
-        return Err(Failure::LeaseLost);
-    }
-    tx.commit().await?;
-    worker.wake.notify_one();
-    Ok(())
+    worker.complete(job, tx).await
 }

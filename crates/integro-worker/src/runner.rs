@@ -264,6 +264,27 @@ impl Worker {
         }
     }
 
+    /// Completes `job` inside `tx` (with whatever the job wrote there) and
+    /// commits. A worker whose lease was taken over finishes nothing.
+    pub(crate) async fn complete(
+        &self,
+        job: &Job,
+        mut tx: integro_store::Tx<'_>,
+    ) -> Result<(), Failure> {
+        if !jobs::complete(&mut tx, job.id, &self.owner).await? {
+            return Err(Failure::LeaseLost);
+        }
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Completes `job`, which wrote nothing.
+    pub(crate) async fn finish(&self, job: &Job) -> Result<(), Failure> {
+        let tx = self.db.begin().await?;
+        self.complete(job, tx).await
+    }
+
     /// A send that ran out of retries means a provider has been failing for
     /// a while: the tenant hears of it (one alert an hour at most).
     async fn sends_failing(&self, job: &Job, error: &str) {

@@ -32,7 +32,7 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<(), Failure> {
         .ok_or_else(|| Failure::Permanent(format!("message {id} does not exist")))?;
     if message.provider_message_id.is_some() {
         // Sent by an earlier attempt whose completion was lost: not again.
-        return finish(worker, job).await;
+        return worker.finish(job).await;
     }
     let conversation_id = message
         .conversation_id
@@ -50,7 +50,7 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<(), Failure> {
             "the channel account was deleted",
         )
         .await?;
-        return finish(worker, job).await;
+        return worker.finish(job).await;
     };
 
     let mut outbound = OutboundMessage {
@@ -87,7 +87,7 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<(), Failure> {
                      and the account has none configured",
                 )
                 .await?;
-                return finish(worker, job).await;
+                return worker.finish(job).await;
             }
         }
     }
@@ -166,15 +166,6 @@ async fn record_sent(
     if !jobs::complete(&mut tx, job.id, &worker.owner).await? {
         // The message did go out: record that, the other worker will see it.
         tx.commit().await?;
-        return Err(Failure::LeaseLost);
-    }
-    tx.commit().await?;
-    Ok(())
-}
-
-async fn finish(worker: &Worker, job: &Job) -> Result<(), Failure> {
-    let mut tx = worker.db.begin().await?;
-    if !jobs::complete(&mut tx, job.id, &worker.owner).await? {
         return Err(Failure::LeaseLost);
     }
     tx.commit().await?;

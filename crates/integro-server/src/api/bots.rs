@@ -197,10 +197,7 @@ async fn get_persona(
 ) -> ApiResult<Json<Persona>> {
     ctx.require(Permission::Read)?;
     let bot = find(&state, &ctx, id).await?;
-    Ok(Json(bot.persona.unwrap_or_else(|| Persona {
-        name: bot.name.clone(),
-        ..Persona::default()
-    })))
+    Ok(Json(bot.persona_or_default()))
 }
 
 /// Set the bot's persona: `name`, `tone`, `interests`, `language` and a
