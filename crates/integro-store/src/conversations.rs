@@ -161,18 +161,12 @@ pub async fn record_inbound(
             "INSERT INTO messages (id, tenant_id, conversation_id, account_id, from_id, from_name, from_phone, direction, sender, \
              provider_message_id, kind, body, media_json, status, reply_to, request_id, created_at, updated_at) VALUES ",
         );
-        for i in 0..chunk.len() {
-            let p: Vec<String> = (1..=COLUMNS)
-                .map(|c| crate::db::param(tx, i * COLUMNS + c))
-                .collect();
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!(
+        sql.push_str(&crate::db::values_rows(tx, chunk.len(), COLUMNS, |p| {
+            format!(
                 "({}, {}, NULL, {}, {}, {}, {}, 'inbound', 'contact', {}, {}, {}, {}, 'received', NULL, {}, {}, {})",
                 p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[12]
-            ));
-        }
+            )
+        }));
         sql.push_str(
             " ON CONFLICT (account_id, direction, provider_message_id) DO NOTHING RETURNING id",
         );

@@ -263,17 +263,36 @@ impl FromStr for Backend {
     }
 }
 
-/// The `n`th bind parameter of a long statement (multi-row inserts). SQLite
-/// gets plain `?`: sqlx looks up each numbered parameter by name, which costs
-/// time proportional to the parameter count, for every parameter.
-pub fn param(tx: &Tx<'_>, n: usize) -> String {
+/// The `VALUES` list of a multi-row insert: `rows` tuples, each laid out by
+/// `row` from its `columns` placeholders. SQLite gets plain `?`: it looks up
+/// each named parameter (`$n`) by name, time proportional to the parameter
+/// count, for every parameter, which made big batches quadratic.
+pub fn values_rows(
+    tx: &Tx<'_>,
+    rows: usize,
+    columns: usize,
+    row: impl Fn(&[String]) -> String,
+) -> String {
     use sqlx::AnyConnection;
     let conn: &AnyConnection = tx;
-    if conn.backend_name().eq_ignore_ascii_case("sqlite") {
-        "?".to_string()
-    } else {
-        format!("${n}")
+    let sqlite = conn.backend_name().eq_ignore_ascii_case("sqlite");
+    let mut sql = String::with_capacity(rows * columns * 6);
+    for r in 0..rows {
+        let params: Vec<String> = (1..=columns)
+            .map(|c| {
+                if sqlite {
+                    "?".to_string()
+                } else {
+                    format!("${}", r * columns + c)
+                }
+            })
+            .collect();
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&row(&params));
     }
+    sql
 }
 
 /// Current time as stored: Unix milliseconds.

@@ -133,16 +133,12 @@ pub async fn enqueue_many(tx: &mut Tx<'_>, jobs: Vec<NewJob<'_>>) -> Result<(), 
         let mut sql = String::from(
             "INSERT INTO jobs (id, tenant_id, kind, payload, queue_key, state, attempts, max_attempts, run_at, created_at, updated_at) VALUES ",
         );
-        for i in 0..chunk.len() {
-            let p: Vec<String> = (1..=9).map(|c| crate::db::param(tx, i * 9 + c)).collect();
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!(
+        sql.push_str(&crate::db::values_rows(tx, chunk.len(), 9, |p| {
+            format!(
                 "({}, {}, {}, {}, {}, 'ready', 0, {}, {}, {}, {})",
                 p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8]
-            ));
-        }
+            )
+        }));
         // Multi-row statements are not kept prepared: one per batch size would
         // fill the cache. The single-row one is.
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(chunk.len() == 1);

@@ -54,25 +54,21 @@ pub struct NewWebhookLog {
 /// Records several entries with one statement (group commits of webhooks).
 pub async fn record_many(tx: &mut Tx<'_>, logs: Vec<NewWebhookLog>) -> Result<(), StoreError> {
     const COLUMNS: usize = 14;
-    for chunk in logs.chunks(256) {
+    let mut logs = logs.into_iter().peekable();
+    while logs.peek().is_some() {
+        let chunk: Vec<NewWebhookLog> = logs.by_ref().take(256).collect();
         let mut sql = String::from(
             "INSERT INTO webhook_logs (id, tenant_id, account_id, channel, method, path, headers_json, body, status, duration_us, \
              outcome, error, request_id, created_at) VALUES ",
         );
-        for i in 0..chunk.len() {
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            let params: Vec<String> = (1..=COLUMNS)
-                .map(|c| format!("${}", i * COLUMNS + c))
-                .collect();
-            sql.push_str(&format!("({})", params.join(", ")));
-        }
+        sql.push_str(&crate::db::values_rows(tx, chunk.len(), COLUMNS, |p| {
+            format!("({})", p.join(", "))
+        }));
         let now = now_ms();
         // Multi-row statements are not kept prepared: one per batch size would
         // fill the cache. The single-row one is.
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(chunk.len() == 1);
-        for log in chunk.iter().cloned() {
+        for log in chunk {
             q = q
                 .bind(new_id().to_string())
                 .bind(log.tenant_id.map(|t| t.to_string()))
