@@ -1,7 +1,8 @@
 //! Integro's promise under stress, on both databases: a duplicate storm gets
 //! exactly one reply per message, and a provider that fails for a while
-//! (429, 500, hanging) gets every message exactly once after it recovers,
-//! with its circuit opening and closing in `/metrics` and no job given up.
+//! (429, 500, answers too slow to wait for, connection resets) gets every
+//! message exactly once after it recovers, with its circuit opening and
+//! closing in `/metrics` and no job given up.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -93,32 +94,131 @@ async fn a_duplicate_storm_gets_one_reply_per_message(kind: DbKind) {
     }
 }
 
-/// Twilio failing while `down` (429 with Retry-After, 500, or hanging past
-/// the client's timeout, in turn), then accepting; counts what it accepted.
+/// A message the mock Twilio took.
+#[derive(Clone)]
+struct Taken {
+    sid: String,
+    to: String,
+    body: String,
+    at: time::OffsetDateTime,
+}
+
+/// Twilio failing while `down`, in turn: 429 with Retry-After, 500, or taking
+/// the message but answering later than the client waits (so the sender does
+/// not know it went out); then accepting. Records what it took.
 struct FlakyTwilio {
     down: Arc<AtomicBool>,
     calls: AtomicUsize,
-    accepted: Arc<Mutex<Vec<String>>>,
+    taken: Arc<Mutex<Vec<Taken>>>,
 }
 
 impl Respond for FlakyTwilio {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let n = self.calls.fetch_add(1, Ordering::SeqCst);
-        if self.down.load(Ordering::SeqCst) {
-            return match n % 3 {
-                0 => ResponseTemplate::new(429)
-                    .insert_header("retry-after", "1")
-                    .set_body_json(json!({ "code": 20429, "message": "Too Many Requests" })),
-                1 => ResponseTemplate::new(500)
-                    .set_body_json(json!({ "code": 20500, "message": "Internal Server Error" })),
-                // Longer than the client waits: the attempt times out.
-                _ => ResponseTemplate::new(503).set_delay(Duration::from_millis(1500)),
-            };
+        let down = self.down.load(Ordering::SeqCst);
+        if down && n.is_multiple_of(3) {
+            return ResponseTemplate::new(429)
+                .insert_header("retry-after", "1")
+                .set_body_json(json!({ "code": 20429, "message": "Too Many Requests" }));
         }
-        let to = field(&form(request), "To").unwrap_or_default().to_string();
-        self.accepted.lock().unwrap().push(to);
-        ResponseTemplate::new(201)
-            .set_body_json(json!({ "sid": format!("SMok{n}"), "status": "queued" }))
+        if down && n % 3 == 1 {
+            return ResponseTemplate::new(500)
+                .set_body_json(json!({ "code": 20500, "message": "Internal Server Error" }));
+        }
+        let f = form(request);
+        let sid = format!("SMok{n}");
+        self.taken.lock().unwrap().push(Taken {
+            sid: sid.clone(),
+            to: field(&f, "To").unwrap_or_default().to_string(),
+            body: field(&f, "Body").unwrap_or_default().to_string(),
+            at: time::OffsetDateTime::now_utc(),
+        });
+        let answer =
+            ResponseTemplate::new(201).set_body_json(json!({ "sid": sid, "status": "queued" }));
+        if down {
+            // Longer than the client waits: the attempt times out, yet the message went out.
+            answer.set_delay(Duration::from_millis(1500))
+        } else {
+            answer
+        }
+    }
+}
+
+/// Twilio's message list (`GET Messages.json?To=…`), from what the mock took:
+/// how a sender that timed out finds that its message did go out.
+struct TwilioList {
+    taken: Arc<Mutex<Vec<Taken>>>,
+}
+
+impl Respond for TwilioList {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let to = request
+            .url
+            .query_pairs()
+            .find(|(k, _)| k == "To")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        let messages: Vec<serde_json::Value> = self
+            .taken
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m.to == to)
+            .map(|m| {
+                json!({
+                    "sid": m.sid, "to": m.to, "body": m.body, "status": "sent",
+                    "date_created": m.at.format(&time::format_description::well_known::Rfc2822).unwrap(),
+                })
+            })
+            .collect();
+        ResponseTemplate::new(200)
+            .set_body_json(json!({ "messages": messages, "page": 0, "page_size": 50 }))
+    }
+}
+
+/// A TCP proxy in front of the mock provider. While `resetting`, every other
+/// new connection is reset (RST) once the request has arrived, without being
+/// forwarded; the others, and all of them afterwards, are passed through.
+struct ResettingProxy {
+    url: String,
+    resetting: Arc<AtomicBool>,
+    resets: Arc<AtomicUsize>,
+}
+
+impl ResettingProxy {
+    async fn start(target: &str) -> ResettingProxy {
+        use tokio::io::AsyncReadExt;
+        let target = target.trim_start_matches("http://").to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let resetting = Arc::new(AtomicBool::new(true));
+        let resets = Arc::new(AtomicUsize::new(0));
+        let (on, count) = (resetting.clone(), resets.clone());
+        tokio::spawn(async move {
+            let mut n = 0usize;
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                n += 1;
+                if on.load(Ordering::SeqCst) && n.is_multiple_of(2) {
+                    let mut first = [0u8; 64];
+                    let _ = inbound.read(&mut first).await;
+                    let _ = inbound.set_zero_linger();
+                    drop(inbound);
+                    count.fetch_add(1, Ordering::SeqCst);
+                    continue;
+                }
+                let target = target.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        ResettingProxy {
+            url,
+            resetting,
+            resets,
+        }
     }
 }
 
@@ -141,7 +241,8 @@ async fn circuit_open(t: &Loop) -> Option<bool> {
 
 async fn after_a_provider_outage_every_message_goes_out_exactly_once(kind: DbKind) {
     let provider = wiremock::MockServer::start().await;
-    let uri = provider.uri();
+    let proxy = ResettingProxy::start(&provider.uri()).await;
+    let uri = proxy.url.clone();
     let Some(app) = crate::helpers::TestApp::spawn_with(kind, |c| {
         c.public_url = Some(PUBLIC_URL.into());
         c.twilio_api_base = uri.clone();
@@ -162,13 +263,20 @@ async fn after_a_provider_outage_every_message_goes_out_exactly_once(kind: DbKin
     )
     .await;
     let down = Arc::new(AtomicBool::new(true));
-    let accepted = Arc::new(Mutex::new(Vec::new()));
+    let taken = Arc::new(Mutex::new(Vec::new()));
     Mock::given(method("POST"))
         .and(path(SEND_PATH))
         .respond_with(FlakyTwilio {
             down: down.clone(),
             calls: AtomicUsize::new(0),
-            accepted: accepted.clone(),
+            taken: taken.clone(),
+        })
+        .mount(&t.provider)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(SEND_PATH))
+        .respond_with(TwilioList {
+            taken: taken.clone(),
         })
         .mount(&t.provider)
         .await;
@@ -187,8 +295,13 @@ async fn after_a_provider_outage_every_message_goes_out_exactly_once(kind: DbKin
     .await;
     // It recovers: every message goes out once, and the circuit closes.
     down.store(false, Ordering::SeqCst);
+    proxy.resetting.store(false, Ordering::SeqCst);
+    assert!(
+        proxy.resets.load(Ordering::SeqCst) > 0,
+        "the outage included connection resets"
+    );
     wait_until(Duration::from_secs(60), || async {
-        accepted.lock().unwrap().len() >= MESSAGES
+        taken.lock().unwrap().len() >= MESSAGES
     })
     .await;
     wait_until(Duration::from_secs(10), || async {
@@ -196,7 +309,7 @@ async fn after_a_provider_outage_every_message_goes_out_exactly_once(kind: DbKin
     })
     .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let mut delivered = accepted.lock().unwrap().clone();
+    let mut delivered: Vec<String> = taken.lock().unwrap().iter().map(|m| m.to.clone()).collect();
     delivered.sort();
     let mut expected: Vec<String> = (0..MESSAGES)
         .map(|i| format!("whatsapp:{}", contact(i)))
