@@ -515,7 +515,7 @@ pub async fn mark_failed(
         .bind(reason)
         .bind(now_ms())
         .bind(id.to_string())
-        .execute(db.pool())
+        .execute(db.writer())
         .await?;
     Ok(())
 }

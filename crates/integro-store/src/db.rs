@@ -88,7 +88,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
 
 #[derive(Clone)]
 pub struct Db {
+    /// Reads (and, on PostgreSQL, everything).
     pool: AnyPool,
+    /// Writes. On SQLite one connection: SQLite has one writer anyway, and
+    /// writers queued here wait their turn in order, where several writer
+    /// connections would poll the file lock, sleeping up to 100 ms a try.
+    writer: AnyPool,
     backend: Backend,
 }
 
@@ -115,24 +120,6 @@ impl Db {
     pub async fn connect_with(url: &str, opts: ConnectOptions) -> Result<Db, StoreError> {
         install_default_drivers();
         let backend = Backend::from_url(url)?;
-        let mut pool = AnyPoolOptions::new()
-            .max_connections(opts.max_connections)
-            .acquire_timeout(opts.acquire_timeout);
-        if backend == Backend::Sqlite {
-            // WAL lets readers work while one writer commits; synchronous=FULL
-            // makes a commit durable before we acknowledge it; the busy timeout
-            // makes writers queue instead of failing.
-            pool = pool.after_connect(|conn, _meta| {
-                Box::pin(async move {
-                    conn.execute(
-                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
-                    )
-                    .await?;
-                    Ok(())
-                })
-            });
-        }
         let url = match backend {
             // Create the file on first use.
             Backend::Sqlite if !url.contains("mode=") => {
@@ -141,15 +128,50 @@ impl Db {
             }
             _ => url.to_string(),
         };
-        let pool = pool
-            .connect(&url)
-            .await
-            .map_err(|e| StoreError::Connect(format!("{}: {e}", redact_url(&url))))?;
-        Ok(Db { pool, backend })
+        let connect = |options: AnyPoolOptions| {
+            let url = url.clone();
+            async move {
+                options
+                    .connect(&url)
+                    .await
+                    .map_err(|e| StoreError::Connect(format!("{}: {e}", redact_url(&url))))
+            }
+        };
+        let options = || {
+            AnyPoolOptions::new()
+                .max_connections(opts.max_connections)
+                .acquire_timeout(opts.acquire_timeout)
+        };
+        match backend {
+            Backend::Postgres => {
+                let pool = connect(options()).await?;
+                Ok(Db {
+                    writer: pool.clone(),
+                    pool,
+                    backend,
+                })
+            }
+            Backend::Sqlite => {
+                // The writer first: it creates the file and turns WAL on.
+                let writer = connect(sqlite_pragmas(options().max_connections(1), false)).await?;
+                let pool = connect(sqlite_pragmas(options(), true)).await?;
+                Ok(Db {
+                    pool,
+                    writer,
+                    backend,
+                })
+            }
+        }
     }
 
+    /// For reads. On SQLite its connections are read-only.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// For a statement that writes, outside a transaction.
+    pub fn writer(&self) -> &AnyPool {
+        &self.writer
     }
 
     pub fn backend(&self) -> Backend {
@@ -161,8 +183,8 @@ impl Db {
     /// deadlocking when a read turns into a write.
     pub async fn begin(&self) -> Result<Tx<'static>, StoreError> {
         Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.writer.begin().await?,
         })
     }
 
@@ -199,7 +221,7 @@ impl Db {
     /// Applies every embedded migration not applied yet.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         self.migrator()
-            .run(&self.pool)
+            .run(&self.writer)
             .await
             .map_err(|e| StoreError::Migrate(e.to_string()))
     }
@@ -253,7 +275,28 @@ impl Db {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
+}
+
+/// WAL lets readers work while the writer commits; synchronous=FULL makes a
+/// commit durable before we acknowledge it; the busy timeout makes writers of
+/// other processes (the CLI) queue instead of failing. Reading connections
+/// refuse to write, so a write sent to the wrong pool fails loudly.
+fn sqlite_pragmas(options: AnyPoolOptions, read_only: bool) -> AnyPoolOptions {
+    options.after_connect(move |conn, _meta| {
+        Box::pin(async move {
+            conn.execute(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+            )
+            .await?;
+            if read_only {
+                conn.execute("PRAGMA query_only = ON;").await?;
+            }
+            Ok(())
+        })
+    })
 }
 
 impl FromStr for Backend {

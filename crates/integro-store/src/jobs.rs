@@ -190,7 +190,7 @@ pub async fn claim(
         .bind(now + lease_ms)
         .bind(now)
         .bind(limit)
-        .fetch_all(db.pool())
+        .fetch_all(db.writer())
         .await?;
     let mut jobs = rows
         .into_iter()
@@ -210,7 +210,7 @@ pub async fn heartbeat(db: &Db, id: Uuid, owner: &str, lease_ms: i64) -> Result<
     .bind(now)
     .bind(id.to_string())
     .bind(owner)
-    .execute(db.pool())
+    .execute(db.writer())
     .await?;
     Ok(r.rows_affected() == 1)
 }
@@ -260,7 +260,7 @@ pub async fn fail(
     .bind((state == JobState::Dead).then_some(now))
     .bind(job.id.to_string())
     .bind(owner)
-    .execute(db.pool())
+    .execute(db.writer())
     .await?;
     Ok(state)
 }
@@ -277,7 +277,7 @@ pub async fn postpone(db: &Db, id: Uuid, owner: &str, delay_ms: i64) -> Result<(
     .bind(now)
     .bind(id.to_string())
     .bind(owner)
-    .execute(db.pool())
+    .execute(db.writer())
     .await?;
     Ok(())
 }
@@ -291,7 +291,7 @@ pub async fn release_all(db: &Db, owner: &str) -> Result<u64, StoreError> {
     )
     .bind(now)
     .bind(owner)
-    .execute(db.pool())
+    .execute(db.writer())
     .await?;
     Ok(r.rows_affected())
 }
@@ -380,7 +380,7 @@ pub async fn purge_finished(db: &Db, older_than_ms: i64) -> Result<u64, StoreErr
     let r =
         sqlx::query("DELETE FROM jobs WHERE state IN ('done', 'cancelled') AND finished_at < $1")
             .bind(now_ms() - older_than_ms)
-            .execute(db.pool())
+            .execute(db.writer())
             .await?;
     Ok(r.rows_affected())
 }

@@ -116,7 +116,7 @@ pub async fn revoke(db: &Db, token: &str) -> Result<bool, StoreError> {
     )
     .bind(now_ms())
     .bind(token_hash(token))
-    .execute(db.pool())
+    .execute(db.writer())
     .await?;
     Ok(result.rows_affected() > 0)
 }

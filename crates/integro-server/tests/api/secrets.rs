@@ -40,7 +40,7 @@ async fn sealed_secrets_round_trip_and_stay_bound(kind: DbKind) {
         "INSERT INTO sealed_secrets (tenant_id, owner_kind, owner_id, field, key_id, ciphertext, created_at, updated_at) \
          SELECT tenant_id, owner_kind, 'acc-2', field, key_id, ciphertext, created_at, updated_at FROM sealed_secrets WHERE owner_id = 'acc-1'",
     )
-    .execute(db.pool())
+    .execute(db.writer())
     .await
     .unwrap();
     let moved = SecretStore::get(db, keyring, owner("acc-2")).await;
@@ -48,7 +48,7 @@ async fn sealed_secrets_round_trip_and_stay_bound(kind: DbKind) {
 
     // Tampered in place, it does not open either.
     sqlx::query("UPDATE sealed_secrets SET ciphertext = 'A' || substr(ciphertext, 2) WHERE owner_id = 'acc-1'")
-        .execute(db.pool())
+        .execute(db.writer())
         .await
         .unwrap();
     assert!(matches!(
