@@ -439,7 +439,11 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
         ("INTEGRO_DATA_DIR".into(), data.path().display().to_string()),
         ("INTEGRO_LISTEN".into(), format!("127.0.0.1:{port}")),
         ("INTEGRO_PUBLIC_URL".into(), base.clone()),
-        ("INTEGRO_LOG".into(), "warn".into()),
+        // Quiet unless asked (INTEGRO_LOG=sqlx::query=debug shows every statement).
+        (
+            "INTEGRO_LOG".into(),
+            std::env::var("INTEGRO_LOG").unwrap_or_else(|_| "warn".into()),
+        ),
         ("INTEGRO_ADMIN_EMAIL".into(), "e2e@integro.test".into()),
         (
             "INTEGRO_ADMIN_PASSWORD".into(),

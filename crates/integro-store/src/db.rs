@@ -84,6 +84,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/0003_reply_engine.sql"),
         include_str!("../migrations/0003_reply_engine.sql"),
     ),
+    (
+        4,
+        "job claims",
+        include_str!("../migrations/0004_job_claims.sql"),
+        include_str!("../migrations/0004_job_claims.sql"),
+    ),
 ];
 
 #[derive(Clone)]
