@@ -3,9 +3,13 @@
 # servers of ../shared/bench-reference, measured by the same generator in the
 # same run. Writes bench/results/<date>/results.jsonl and summary.md.
 #
-# usage: bench/run.sh [DURATION_S]        (default 10 s per case)
+# Then the end-to-end load (webhook → provider send) on both databases.
+#
+# usage: bench/run.sh [DURATION_S]        (default 10 s per ingest case)
 # env:   PG_ADMIN_URL (postgres://postgres@127.0.0.1:5432/postgres)  CONCURRENCY (64)
-#        CASES: a subset of "ref-ok ref-sqlite-batch ref-pg-batch integro-sqlite integro-pg" (default all)
+#        CASES: a subset of "ref-ok ref-sqlite-batch ref-pg-batch integro-sqlite integro-pg
+#               e2e-sqlite e2e-pg" (default all)
+#        E2E_RATES (default "200 1000") and E2E_DURATION (default 60) for the e2e cases
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -75,7 +79,7 @@ integro() {  # LABEL DATABASE_URL(empty for SQLite)
   measure "$label-saturation" $pid "http://127.0.0.1:$PORT$path" "https://bot.example.com$path" --concurrency "$CONC"
   measure "$label-2000rps" $pid "http://127.0.0.1:$PORT$path" "https://bot.example.com$path" --rate 2000
   kill -TERM $pid; wait $pid 2>/dev/null || true
-  unset INTEGRO_DATABASE_URL
+  unset INTEGRO_DATABASE_URL INTEGRO_DATA_DIR INTEGRO_LISTEN INTEGRO_PUBLIC_URL INTEGRO_LOG INTEGRO_WORKERS INTEGRO_ADMIN_PASSWORD
 }
 
 psql_admin() { psql "$PG_ADMIN_URL" -qAt -c "$1" >/dev/null 2>&1; }
@@ -96,4 +100,19 @@ if want integro-pg; then
 fi
 
 python3 "$ROOT/bench/summarize.py" "$OUT/results.jsonl" "$(git rev-parse --short HEAD)" > "$OUT/summary.md"
+
+# End to end: each case writes e2e.json, summary.md and e2e.svg in its folder.
+e2e() {  # LABEL RATE [DATABASE_URL]
+  local label=$1 rate=$2 dburl=${3:-}
+  "$BENCH" e2e --integro "$INTEGRO" --rate "$rate" --duration "${E2E_DURATION:-60}" \
+      --out "$OUT/$label-$rate" ${dburl:+--database-url "$dburl"} > /dev/null || true
+  { echo; sed 's/^# /## '"$label"' at '"$rate"'\/s: /' "$OUT/$label-$rate/summary.md"; } >> "$OUT/summary.md"
+}
+for rate in ${E2E_RATES:-200 1000}; do
+  if want e2e-sqlite; then e2e e2e-sqlite "$rate"; fi
+  if want e2e-pg; then
+    psql_admin "DROP DATABASE IF EXISTS integro_bench_e2e"; psql_admin "CREATE DATABASE integro_bench_e2e"
+    e2e e2e-pg "$rate" "$PG_BASE/integro_bench_e2e"
+  fi
+done
 cat "$OUT/summary.md"

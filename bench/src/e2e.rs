@@ -59,6 +59,10 @@ pub struct E2eArgs {
     /// Seconds before a webhook request counts as timed out.
     #[arg(long, default_value_t = 10)]
     timeout: u64,
+    /// More settings for Integro, as KEY=VALUE (e.g. INTEGRO_DB_MAX_CONNECTIONS=32);
+    /// nothing else of the caller's INTEGRO_* environment reaches it.
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    extra_env: Vec<String>,
 }
 
 /// Channels and their shares (summing to 1), from `twilio=50,whatsapp=30`.
@@ -464,6 +468,12 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
     }
     if let Some(w) = args.workers {
         env.push(("INTEGRO_WORKERS".into(), w.to_string()));
+    }
+    for setting in &args.extra_env {
+        let (key, value) = setting
+            .split_once('=')
+            .with_context(|| format!("--env {setting}: expected KEY=VALUE"))?;
+        env.push((key.into(), value.into()));
     }
     let integro = Integro {
         binary: integro_binary.clone(),

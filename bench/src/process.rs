@@ -17,10 +17,15 @@ pub struct Integro {
 impl Integro {
     fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(&self.binary);
+        // Settings of the caller's (a config file, INTEGRO_WORKERS=0 left by
+        // an ingest benchmark) must not change the run: only ours reach it.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("INTEGRO_") {
+                c.env_remove(key);
+            }
+        }
         c.args(args)
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            // A config file of the caller's must not change the run.
-            .env_remove("INTEGRO_CONFIG");
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         c
     }
 
