@@ -239,8 +239,7 @@ pub async fn file_inbound(
     );
     let at = (message.created_at.unix_timestamp_nanos() / 1_000_000) as i64;
     let now = now_ms();
-    // Relaxed: filing is redone if lost (it is idempotent).
-    let mut tx = db.begin_relaxed().await?;
+    let mut tx = db.begin().await?;
     let contact_id: String = sqlx::query_scalar(
         "INSERT INTO contacts (id, tenant_id, account_id, channel_user_id, display_name, phone_e164, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \

@@ -4,8 +4,6 @@
 //! differs between the two lives here and nowhere else.
 
 use std::str::FromStr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
@@ -103,9 +101,6 @@ pub struct Db {
     /// connections would poll the file lock, sleeping up to 100 ms a try.
     writer: AnyPool,
     backend: Backend,
-    /// SQLite: the writer runs a relaxed transaction (`synchronous = NORMAL`)
-    /// and must be set back to FULL when it is released.
-    relaxed: Arc<AtomicBool>,
 }
 
 #[derive(Debug, Clone)]
@@ -160,32 +155,16 @@ impl Db {
                     writer: pool.clone(),
                     pool,
                     backend,
-                    relaxed: Arc::default(),
                 })
             }
             Backend::Sqlite => {
-                let relaxed = Arc::new(AtomicBool::new(false));
-                let flag = relaxed.clone();
-                // Back to FULL before anyone else gets the writer; should that
-                // fail, the connection is closed and a new one starts at FULL.
-                let writer_options = sqlite_pragmas(options().max_connections(1), false)
-                    .after_release(move |conn, _meta| {
-                        let flag = flag.clone();
-                        Box::pin(async move {
-                            if flag.swap(false, Ordering::SeqCst) {
-                                conn.execute("PRAGMA synchronous = FULL").await?;
-                            }
-                            Ok(true)
-                        })
-                    });
                 // The writer first: it creates the file and turns WAL on.
-                let writer = connect(writer_options).await?;
+                let writer = connect(sqlite_pragmas(options().max_connections(1), false)).await?;
                 let pool = connect(sqlite_pragmas(options(), true)).await?;
                 Ok(Db {
                     pool,
                     writer,
                     backend,
-                    relaxed,
                 })
             }
         }
@@ -213,29 +192,6 @@ impl Db {
             Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.writer.begin().await?,
         })
-    }
-
-    /// Starts a write transaction whose commit need not reach the disk at
-    /// once: for workers' bookkeeping that can be redone, never for what a
-    /// webhook's or an API call's answer promises. On SQLite it commits with
-    /// `synchronous = NORMAL` (safe against a crash of the process, not of the
-    /// machine); the next FULL commit, at the latest the claim of the job that
-    /// acts on it outside (a send), makes it durable, since both flush the
-    /// same write-ahead log. On PostgreSQL it is an ordinary transaction.
-    pub async fn begin_relaxed(&self) -> Result<Tx<'static>, StoreError> {
-        match self.backend {
-            Backend::Sqlite => {
-                let mut writer = self.writer.acquire().await?;
-                self.relaxed.store(true, Ordering::SeqCst);
-                writer.execute("PRAGMA synchronous = NORMAL").await?;
-                Ok(sqlx::Transaction::begin(
-                    writer,
-                    Some(AssertSqlSafe("BEGIN IMMEDIATE").into_sql_str()),
-                )
-                .await?)
-            }
-            Backend::Postgres => self.begin().await,
-        }
     }
 
     /// Appended to a job-claiming `SELECT`: on PostgreSQL, concurrent workers
@@ -421,52 +377,5 @@ mod tests {
             Backend::from_url("postgresql://h/db").unwrap(),
             Backend::Postgres
         );
-    }
-
-    /// `synchronous` of the writer connection: 2 is FULL, 1 NORMAL.
-    async fn writer_sync(db: &Db) -> i64 {
-        sqlx::query_scalar("PRAGMA synchronous")
-            .fetch_one(db.writer())
-            .await
-            .unwrap()
-    }
-
-    #[tokio::test]
-    async fn sqlite_writes_are_full_after_a_relaxed_transaction_and_reads_refuse_to_write() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let db = Db::connect(&url).await.unwrap();
-        assert_eq!(writer_sync(&db).await, 2);
-        let mut tx = db.begin_relaxed().await.unwrap();
-        let inside: i64 = sqlx::query_scalar("PRAGMA synchronous")
-            .fetch_one(&mut *tx)
-            .await
-            .unwrap();
-        assert_eq!(inside, 1, "the relaxed transaction commits with NORMAL");
-        sqlx::query("CREATE TABLE t (x INTEGER)")
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-        tx.commit().await.unwrap();
-        assert_eq!(writer_sync(&db).await, 2, "back to FULL after a commit");
-        // Dropped without a commit (an error on the way): rolled back, and FULL again.
-        let tx = db.begin_relaxed().await.unwrap();
-        drop(tx);
-        assert_eq!(writer_sync(&db).await, 2, "back to FULL after a rollback");
-        let mut tx = db.begin().await.unwrap();
-        sqlx::query("INSERT INTO t (x) VALUES (1)")
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-        tx.commit().await.unwrap();
-        let refused = sqlx::query("INSERT INTO t (x) VALUES (2)")
-            .execute(db.pool())
-            .await;
-        assert!(refused.is_err(), "readers are read-only");
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
-            .fetch_one(db.pool())
-            .await
-            .unwrap();
-        assert_eq!(n, 1);
     }
 }

@@ -169,9 +169,7 @@ async fn complete_with(
     let request_id = job.payload["request_id"].as_str().map(String::from);
     let bot_id = bot.map(|b| b.id);
     let now = now_ms();
-    // Relaxed: the send job's claim, a full commit, makes this durable before
-    // anything leaves; lost with the machine, the turn is simply taken again.
-    let mut tx = worker.db.begin_relaxed().await?;
+    let mut tx = worker.db.begin().await?;
     for mut out in turn.outgoing {
         out.request_id = out.request_id.or_else(|| request_id.clone());
         conversations::queue_outbound(&mut tx, conversation, out).await?;

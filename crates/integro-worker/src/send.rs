@@ -161,9 +161,7 @@ async fn record_sent(
     provider_id: &str,
     sent_kind: Option<&str>,
 ) -> Result<(), Failure> {
-    // Relaxed: lost with the machine, the send is retried and reconciled as
-    // after a crash.
-    let mut tx = worker.db.begin_relaxed().await?;
+    let mut tx = worker.db.begin().await?;
     conversations::mark_sent(&mut tx, id, provider_id, sent_kind).await?;
     if !jobs::complete(&mut tx, job.id, &worker.owner).await? {
         // The message did go out: record that, the other worker will see it.
