@@ -378,4 +378,34 @@ mod tests {
             Backend::Postgres
         );
     }
+
+    #[tokio::test]
+    async fn sqlite_writes_go_through_the_writer_and_readers_refuse_to_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let db = Db::connect(&url).await.unwrap();
+        let mut tx = db.begin().await.unwrap();
+        sqlx::query("CREATE TABLE t (x INTEGER)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO t (x) VALUES (1)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        sqlx::query("INSERT INTO t (x) VALUES (2)")
+            .execute(db.writer())
+            .await
+            .unwrap();
+        let refused = sqlx::query("INSERT INTO t (x) VALUES (3)")
+            .execute(db.pool())
+            .await;
+        assert!(refused.is_err(), "readers are read-only: {refused:?}");
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(n, 2);
+    }
 }
