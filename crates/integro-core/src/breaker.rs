@@ -14,8 +14,12 @@ enum State {
     Open {
         until: Instant,
     },
-    /// One trial call is under way.
-    HalfOpen,
+    /// One trial call is under way since `since`. A trial that never
+    /// reports (its caller stopped early) must not hold the circuit forever:
+    /// past a cool-down, another call may try.
+    HalfOpen {
+        since: Instant,
+    },
 }
 
 pub struct CircuitBreakers {
@@ -46,24 +50,23 @@ impl CircuitBreakers {
         let state = circuits
             .entry(key.to_string())
             .or_insert(State::Closed { failures: 0 });
+        let now = Instant::now();
         match *state {
             State::Closed { .. } => Permit::Go,
-            State::HalfOpen => Permit::Wait(self.cool_down / 4),
-            State::Open { until } => {
-                let now = Instant::now();
-                if now >= until {
-                    *state = State::HalfOpen;
-                    Permit::Go
-                } else {
-                    Permit::Wait(until - now)
-                }
+            State::HalfOpen { since } if now < since + self.cool_down => {
+                Permit::Wait(self.cool_down / 4)
+            }
+            State::Open { until } if now < until => Permit::Wait(until - now),
+            State::HalfOpen { .. } | State::Open { .. } => {
+                *state = State::HalfOpen { since: now };
+                Permit::Go
             }
         }
     }
 
     pub fn success(&self, key: &str) {
         let mut circuits = self.circuits.lock().expect("breaker lock");
-        if let Some(State::HalfOpen | State::Open { .. }) = circuits.get(key) {
+        if let Some(State::HalfOpen { .. } | State::Open { .. }) = circuits.get(key) {
             tracing::info!(circuit = key, "circuit closed");
             metrics::gauge!("integro_circuit_open", "circuit" => key.to_string()).set(0.0);
         }
@@ -131,5 +134,17 @@ mod tests {
         assert_eq!(b.permit("k"), Permit::Go);
         b.failure("k");
         assert!(matches!(b.permit("k"), Permit::Wait(_)));
+    }
+
+    #[test]
+    fn a_trial_that_never_reports_does_not_hold_the_circuit() {
+        let b = CircuitBreakers::new(1, Duration::from_millis(20));
+        b.failure("k");
+        std::thread::sleep(Duration::from_millis(25));
+        assert_eq!(b.permit("k"), Permit::Go, "the trial");
+        assert!(matches!(b.permit("k"), Permit::Wait(_)));
+        // Its caller stopped without a success or a failure.
+        std::thread::sleep(Duration::from_millis(25));
+        assert_eq!(b.permit("k"), Permit::Go, "another trial");
     }
 }

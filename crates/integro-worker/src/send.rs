@@ -120,6 +120,8 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<(), Failure> {
         for sid in candidates {
             if !conversations::provider_id_known(&worker.db, account.id, &sid).await? {
                 tracing::info!(message = %id, provider_id = %sid, "an earlier attempt had gone out; adopting it");
+                // The provider answered: it is up (and this may be the circuit's trial).
+                worker.breakers.success(&circuit);
                 return record_sent(worker, job, id, &sid, sent_kind).await;
             }
         }
@@ -147,6 +149,8 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<(), Failure> {
             })
         }
         Err(e) => {
+            // A refusal of this one message: the provider itself is up.
+            worker.breakers.success(&circuit);
             conversations::mark_failed(&worker.db, id, e.code.as_deref(), &e.message).await?;
             Err(Failure::Permanent(e.to_string()))
         }
