@@ -43,6 +43,27 @@ pub fn classify(
     }
 }
 
+/// A provider's answer, read whole.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+/// Sends the request and reads the answer; no answer at all is a retryable
+/// transport error.
+pub async fn call(request: reqwest::RequestBuilder) -> Result<Answer, SendError> {
+    let res = request.send().await.map_err(transport)?;
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = res.text().await.map_err(transport)?;
+    Ok(Answer {
+        status,
+        headers,
+        body,
+    })
+}
+
 /// A request that got no answer: timeouts and connection failures are retried.
 pub fn transport(e: reqwest::Error) -> SendError {
     let what = if e.is_timeout() {

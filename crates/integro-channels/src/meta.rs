@@ -79,16 +79,11 @@ pub async fn send_json(
     body: &serde_json::Value,
     id_pointer: &str,
 ) -> Result<String, SendError> {
-    let res = client
-        .post(url)
-        .bearer_auth(token)
-        .json(body)
-        .send()
-        .await
-        .map_err(http::transport)?;
-    let status = res.status();
-    let headers = res.headers().clone();
-    let text = res.text().await.map_err(http::transport)?;
+    let http::Answer {
+        status,
+        headers,
+        body: text,
+    } = http::call(client.post(url).bearer_auth(token).json(body)).await?;
     if !status.is_success() {
         return Err(graph_error(status, &headers, &text));
     }

@@ -214,20 +214,17 @@ pub async fn send(
     if let Some(url) = status_callback {
         form.push(("StatusCallback", url.to_string()));
     }
-    let url = format!(
-        "{}/2010-04-01/Accounts/{account_sid}/Messages.json",
-        api_base.trim_end_matches('/')
-    );
-    let res = client
-        .post(url)
-        .basic_auth(account_sid, Some(auth_token))
-        .form(&form)
-        .send()
-        .await
-        .map_err(http::transport)?;
-    let status = res.status();
-    let headers = res.headers().clone();
-    let body = res.text().await.map_err(http::transport)?;
+    let http::Answer {
+        status,
+        headers,
+        body,
+    } = http::call(
+        client
+            .post(messages_url(api_base, account_sid))
+            .basic_auth(account_sid, Some(auth_token))
+            .form(&form),
+    )
+    .await?;
     if status.is_success() {
         let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| {
             SendError::retryable(None, format!("unreadable answer from Twilio: {e}"))
@@ -246,6 +243,14 @@ pub async fn send(
         .and_then(|e| e.message)
         .unwrap_or_else(|| body.chars().take(300).collect());
     Err(http::classify(status, &headers, code, message))
+}
+
+/// The Messages resource of the account: where sends go and are listed.
+fn messages_url(api_base: &str, account_sid: &str) -> String {
+    format!(
+        "{}/2010-04-01/Accounts/{account_sid}/Messages.json",
+        api_base.trim_end_matches('/')
+    )
 }
 
 /// Messages Twilio already holds from the account's number to `msg.to` with
@@ -270,24 +275,21 @@ pub async fn find_sent(
     let account_sid = creds.require("account_sid")?;
     let auth_token = creds.require("auth_token")?;
     let from = creds.require("phone_number")?;
-    let url = format!(
-        "{}/2010-04-01/Accounts/{account_sid}/Messages.json",
-        api_base.trim_end_matches('/')
-    );
-    let res = client
-        .get(url)
-        .basic_auth(account_sid, Some(auth_token))
-        .query(&[
-            ("To", format!("whatsapp:{}", strip_whatsapp(&msg.to))),
-            ("From", format!("whatsapp:{}", strip_whatsapp(from))),
-            ("PageSize", "50".to_string()),
-        ])
-        .send()
-        .await
-        .map_err(http::transport)?;
-    let status = res.status();
-    let headers = res.headers().clone();
-    let body = res.text().await.map_err(http::transport)?;
+    let http::Answer {
+        status,
+        headers,
+        body,
+    } = http::call(
+        client
+            .get(messages_url(api_base, account_sid))
+            .basic_auth(account_sid, Some(auth_token))
+            .query(&[
+                ("To", format!("whatsapp:{}", strip_whatsapp(&msg.to))),
+                ("From", format!("whatsapp:{}", strip_whatsapp(from))),
+                ("PageSize", "50".to_string()),
+            ]),
+    )
+    .await?;
     if !status.is_success() {
         return Err(http::classify(
             status,

@@ -308,16 +308,17 @@ pub async fn send(
         &nonce(),
         &timestamp,
     );
-    let res = client
-        .post(url)
-        .header(reqwest::header::AUTHORIZATION, authorization)
-        .json(&body)
-        .send()
-        .await
-        .map_err(http::transport)?;
-    let status = res.status();
-    let headers = res.headers().clone();
-    let body = res.text().await.map_err(http::transport)?;
+    let http::Answer {
+        status,
+        headers,
+        body,
+    } = http::call(
+        client
+            .post(url)
+            .header(reqwest::header::AUTHORIZATION, authorization)
+            .json(&body),
+    )
+    .await?;
     if !status.is_success() {
         return Err(x_error(status, &headers, &body));
     }
