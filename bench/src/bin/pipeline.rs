@@ -211,7 +211,10 @@ async fn main() -> anyhow::Result<()> {
     let message = conversations::message(&db, first)
         .await?
         .context("stored")?;
-    let conversation_id = conversations::file_inbound(&db, &message, bot.id, i64::MAX / 4).await?;
+    let mut tx = db.begin().await?;
+    let conversation_id =
+        conversations::file_inbound(&mut tx, &message, bot.id, i64::MAX / 4).await?;
+    tx.commit().await?;
     let conversation = conversations::conversation(&db, conversation_id)
         .await?
         .context("filed")?;
@@ -227,6 +230,7 @@ async fn main() -> anyhow::Result<()> {
                 )),
                 ..Outgoing::default()
             },
+            None,
         )
         .await?;
     }

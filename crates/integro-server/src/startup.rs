@@ -14,6 +14,7 @@ use integro_store::credentials::generate_password;
 use integro_store::db::ConnectOptions;
 use integro_store::secrets::{Keyring, MasterKey};
 use integro_store::users::{self, NewUser};
+use integro_worker::accounts::{ACCOUNT_TTL, AccountCache};
 use integro_worker::egress::Egress;
 use integro_worker::{Engine, Worker, WorkerConfig};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -200,7 +201,7 @@ impl App {
         let state = AppState {
             stopping,
             ingest: crate::ingest::Ingestor::start(db.clone(), wake.clone()),
-            accounts: Arc::new(crate::webhooks::AccountCache::new(Duration::from_secs(5))),
+            accounts: AccountCache::new(ACCOUNT_TTL),
             wake,
             db,
             rate_limit: Arc::new(RateLimit::per_hour(config.rate_limit_per_hour)),
@@ -297,6 +298,7 @@ pub fn build_worker(state: &AppState) -> Arc<Worker> {
         state.keyring.clone(),
         egress,
         state.engine.clone(),
+        state.accounts.clone(),
         worker_config,
         state.wake.clone(),
     ))

@@ -25,7 +25,7 @@ pub struct AppState {
     /// Wakes this process's workers when a request enqueues a job.
     pub wake: Arc<tokio::sync::Notify>,
     /// Channel accounts recently named by webhooks.
-    pub accounts: Arc<crate::webhooks::AccountCache>,
+    pub accounts: Arc<integro_worker::accounts::AccountCache>,
     /// Turns true when the process is shutting down.
     pub stopping: tokio::sync::watch::Receiver<bool>,
     /// Stores webhooks in group commits.

@@ -220,9 +220,9 @@ pub async fn record_inbound(
 /// (creating the contact and the conversation on first contact). An open
 /// conversation whose last message is older than `expiry_ms` is closed first,
 /// so the message starts a new one with no history. Returns the conversation
-/// id; filing twice is harmless.
+/// id; filing twice is harmless. Inside the caller's transaction.
 pub async fn file_inbound(
-    db: &Db,
+    tx: &mut Tx<'_>,
     message: &Message,
     bot_id: Uuid,
     expiry_ms: i64,
@@ -239,7 +239,6 @@ pub async fn file_inbound(
     );
     let at = (message.created_at.unix_timestamp_nanos() / 1_000_000) as i64;
     let now = now_ms();
-    let mut tx = db.begin().await?;
     let contact_id: String = sqlx::query_scalar(
         "INSERT INTO contacts (id, tenant_id, account_id, channel_user_id, display_name, phone_e164, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
@@ -255,7 +254,7 @@ pub async fn file_inbound(
     .bind(message.from_name.clone())
     .bind(message.from_phone.clone())
     .bind(now)
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut **tx)
     .await?;
     sqlx::query(
         "UPDATE conversations SET state = 'closed', closed_at = $1, updated_at = $1 \
@@ -265,7 +264,7 @@ pub async fn file_inbound(
     .bind(&account_id)
     .bind(&contact_id)
     .bind(at.saturating_sub(expiry_ms))
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
     let conversation_id: String = sqlx::query_scalar(
         "INSERT INTO conversations (id, tenant_id, account_id, bot_id, contact_id, state, last_inbound_at, last_message_at, created_at, updated_at) \
@@ -281,15 +280,14 @@ pub async fn file_inbound(
     .bind(&contact_id)
     .bind(at)
     .bind(now)
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut **tx)
     .await?;
     sqlx::query("UPDATE messages SET conversation_id = $1, updated_at = $2 WHERE id = $3 AND conversation_id IS NULL")
         .bind(&conversation_id)
         .bind(now)
         .bind(message.id.to_string())
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-    tx.commit().await?;
     parse_id(&conversation_id)
 }
 
@@ -311,11 +309,14 @@ pub struct Outgoing {
 
 /// Stores an outbound message as `queued` and enqueues its send job, inside
 /// the caller's transaction. Sends of one conversation go out in order.
+/// With `lease_to` (owner, lease in ms) the send job is leased to that
+/// worker when no earlier send of the conversation is pending, and returned.
 pub async fn queue_outbound(
     tx: &mut Tx<'_>,
     conversation: &Conversation,
     out: Outgoing,
-) -> Result<Uuid, StoreError> {
+    lease_to: Option<(&str, i64)>,
+) -> Result<(Uuid, Option<jobs::Job>), StoreError> {
     let id = new_id();
     let now = now_ms();
     let kind = if out.template.is_some() {
@@ -364,19 +365,22 @@ pub async fn queue_outbound(
         .bind(conversation.id.to_string())
         .execute(&mut **tx)
         .await?;
-    jobs::enqueue_many(
-        tx,
-        vec![NewJob {
-            kind: SEND_JOB,
-            payload: json!({ "message_id": id, "request_id": out.request_id }),
-            tenant_id: Some(conversation.tenant_id),
-            queue_key: Some(format!("send:{}", conversation.id)),
-            max_attempts: SEND_ATTEMPTS,
-            run_at: None,
-        }],
-    )
-    .await?;
-    Ok(id)
+    let job = NewJob {
+        kind: SEND_JOB,
+        payload: json!({ "message_id": id, "request_id": out.request_id }),
+        tenant_id: Some(conversation.tenant_id),
+        queue_key: Some(format!("send:{}", conversation.id)),
+        max_attempts: SEND_ATTEMPTS,
+        run_at: None,
+    };
+    let leased = match lease_to {
+        Some((owner, lease_ms)) => jobs::enqueue_leased(tx, job, owner, lease_ms).await?,
+        None => {
+            jobs::enqueue_many(tx, vec![job]).await?;
+            None
+        }
+    };
+    Ok((id, leased))
 }
 
 const MESSAGE_COLUMNS: &str = "id, tenant_id, conversation_id, account_id, from_id, from_name, from_phone, direction, sender, \
@@ -510,14 +514,20 @@ pub async fn mark_failed(
     code: Option<&str>,
     reason: &str,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE messages SET status = 'failed', error_code = $1, error_message = $2, updated_at = $3 WHERE id = $4")
-        .bind(code)
-        .bind(reason)
-        .bind(now_ms())
-        .bind(id.to_string())
-        .execute(db.writer())
-        .await?;
-    Ok(())
+    let (code, reason) = (code.map(String::from), reason.to_string());
+    db.write(move |tx| {
+        Box::pin(async move {
+            sqlx::query("UPDATE messages SET status = 'failed', error_code = $1, error_message = $2, updated_at = $3 WHERE id = $4")
+                .bind(code)
+                .bind(reason)
+                .bind(now_ms())
+                .bind(id.to_string())
+                .execute(&mut **tx)
+                .await?;
+            Ok(())
+        })
+    })
+    .await
 }
 
 /// Applies a delivery report; statuses only move forward. Returns whether

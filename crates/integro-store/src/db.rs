@@ -4,6 +4,7 @@
 //! differs between the two lives here and nowhere else.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
@@ -11,6 +12,8 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, AssertSqlSafe, Executor, SqlSafeStr};
 
 use crate::StoreError;
+use crate::group_commit::{GroupCommit, UnitFn};
+use futures_util::future::BoxFuture;
 
 /// A transaction, or a savepoint inside one.
 pub type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
@@ -101,6 +104,8 @@ pub struct Db {
     /// connections would poll the file lock, sleeping up to 100 ms a try.
     writer: AnyPool,
     backend: Backend,
+    /// SQLite: queues the workers' write units into shared commits.
+    group_commit: Option<Arc<GroupCommit>>,
 }
 
 #[derive(Debug, Clone)]
@@ -155,6 +160,7 @@ impl Db {
                     writer: pool.clone(),
                     pool,
                     backend,
+                    group_commit: None,
                 })
             }
             Backend::Sqlite => {
@@ -163,6 +169,7 @@ impl Db {
                 let pool = connect(sqlite_pragmas(options(), true)).await?;
                 Ok(Db {
                     pool,
+                    group_commit: Some(GroupCommit::new(writer.clone())),
                     writer,
                     backend,
                 })
@@ -192,6 +199,30 @@ impl Db {
             Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.writer.begin().await?,
         })
+    }
+
+    /// Runs `work` in a transaction and commits it; resolves once it is
+    /// durable. On SQLite units queued at the same moment share one commit
+    /// (each in a savepoint, so each succeeds or fails alone); see
+    /// `group_commit.rs`. `work` must read and write through the transaction
+    /// it is given, and an error from it undoes its writes.
+    pub async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'a> FnOnce(&'a mut Tx<'static>) -> BoxFuture<'a, Result<T, StoreError>>
+            + Send
+            + 'static,
+    {
+        let work: UnitFn<T> = Box::new(work);
+        match &self.group_commit {
+            Some(group) => group.write(work).await,
+            None => {
+                let mut tx = self.begin().await?;
+                let value = work(&mut tx).await?;
+                tx.commit().await?;
+                Ok(value)
+            }
+        }
     }
 
     /// Appended to a job-claiming `SELECT`: on PostgreSQL, concurrent workers

@@ -159,6 +159,40 @@ pub async fn enqueue_many(tx: &mut Tx<'_>, jobs: Vec<NewJob<'_>>) -> Result<(), 
     Ok(())
 }
 
+/// Enqueues one job inside the caller's transaction and, when no older job
+/// of its queue key is pending, leases it to `owner` at once: the caller runs
+/// it next, without waiting for a claim (a reply's send, right after the
+/// turn). Returns the job when it was leased.
+pub async fn enqueue_leased(
+    tx: &mut Tx<'_>,
+    job: NewJob<'_>,
+    owner: &str,
+    lease_ms: i64,
+) -> Result<Option<Job>, StoreError> {
+    let now = now_ms();
+    let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO jobs (id, tenant_id, kind, payload, queue_key, state, attempts, max_attempts, run_at, \
+           lease_owner, lease_until, created_at, updated_at) \
+         SELECT $1, $2, $3, $4, $5, CASE WHEN busy THEN 'ready' ELSE 'running' END, CASE WHEN busy THEN 0 ELSE 1 END, \
+           $6, $7, CASE WHEN busy THEN NULL ELSE $8 END, CASE WHEN busy THEN NULL ELSE $9 END, $7, $7 \
+         FROM (SELECT EXISTS (SELECT 1 FROM jobs o WHERE o.queue_key = $5 AND o.state IN ('ready', 'running')) AS busy) b \
+         RETURNING {COLUMNS}"
+    )))
+    .bind(new_id().to_string())
+    .bind(job.tenant_id.map(|t| t.to_string()))
+    .bind(job.kind.to_string())
+    .bind(job.payload.to_string())
+    .bind(job.queue_key.clone())
+    .bind(job.max_attempts.max(1))
+    .bind(job.run_at.unwrap_or(now))
+    .bind(owner.to_string())
+    .bind(now + lease_ms)
+    .fetch_one(&mut **tx)
+    .await?;
+    let job = from_row(row)?;
+    Ok((job.state == JobState::Running).then_some(job))
+}
+
 /// `last_error` of a job taken again because its worker stopped mid-attempt:
 /// that attempt's outcome is unknown.
 pub const LEASE_EXPIRED: &str = "the previous attempt did not finish: its worker stopped";
@@ -173,17 +207,16 @@ pub async fn claim(
     limit: i64,
     lease_ms: i64,
 ) -> Result<Vec<Job>, StoreError> {
-    let now = now_ms();
     // Ready jobs and expired leases are found apart, each walking its index
     // in order and stopping at the limit: one query with an OR collected and
     // sorted every due job, which under a backlog of thousands cost ~1000x.
+    let skip_locked = db.skip_locked();
     let due = |condition: &str, alias: &str| {
         format!(
             "SELECT id FROM (SELECT j.id FROM jobs j WHERE {condition} \
              AND (j.queue_key IS NULL OR NOT EXISTS (SELECT 1 FROM jobs o WHERE o.queue_key = j.queue_key \
                   AND o.state IN ('ready', 'running') AND o.id < j.id)) \
-             ORDER BY j.run_at, j.id LIMIT $4{}) {alias}",
-            db.skip_locked(),
+             ORDER BY j.run_at, j.id LIMIT $4{skip_locked}) {alias}",
         )
     };
     let sql = format!(
@@ -194,12 +227,22 @@ pub async fn claim(
         due("j.state = 'ready' AND j.run_at <= $3", "ready"),
         due("j.state = 'running' AND j.lease_until < $3", "expired"),
     );
-    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(owner)
-        .bind(now + lease_ms)
-        .bind(now)
-        .bind(limit)
-        .fetch_all(db.writer())
+    let owner = owner.to_string();
+    // Claims share the workers' group commits (a claim is a write, and on
+    // SQLite a commit of its own per claim was a flush per job).
+    let rows: Vec<Row> = db
+        .write(move |tx| {
+            Box::pin(async move {
+                let now = now_ms();
+                Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(owner)
+                    .bind(now + lease_ms)
+                    .bind(now)
+                    .bind(limit)
+                    .fetch_all(&mut **tx)
+                    .await?)
+            })
+        })
         .await?;
     let mut jobs = rows
         .into_iter()
@@ -211,34 +254,53 @@ pub async fn claim(
 
 /// Extends the lease of a job still held by `owner`; false when it was lost.
 pub async fn heartbeat(db: &Db, id: Uuid, owner: &str, lease_ms: i64) -> Result<bool, StoreError> {
-    let now = now_ms();
-    let r = sqlx::query(
-        "UPDATE jobs SET lease_until = $1, updated_at = $2 WHERE id = $3 AND lease_owner = $4 AND state = 'running'",
-    )
-    .bind(now + lease_ms)
-    .bind(now)
-    .bind(id.to_string())
-    .bind(owner)
-    .execute(db.writer())
-    .await?;
-    Ok(r.rows_affected() == 1)
+    let owner = owner.to_string();
+    db.write(move |tx| {
+        Box::pin(async move {
+            let now = now_ms();
+            let r = sqlx::query(
+                "UPDATE jobs SET lease_until = $1, updated_at = $2 WHERE id = $3 AND lease_owner = $4 AND state = 'running'",
+            )
+            .bind(now + lease_ms)
+            .bind(now)
+            .bind(id.to_string())
+            .bind(owner)
+            .execute(&mut **tx)
+            .await?;
+            Ok(r.rows_affected() == 1)
+        })
+    })
+    .await
 }
 
-/// Marks the job done inside the transaction that records its effects. False
-/// when `owner` no longer holds it: the caller must roll back, since another
-/// worker has taken the job over.
-pub async fn complete(tx: &mut Tx<'_>, id: Uuid, owner: &str) -> Result<bool, StoreError> {
+/// What completing a job found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completion {
+    /// `owner` no longer holds the job: another worker has taken it over,
+    /// and the caller must not keep what it wrote.
+    LeaseLost,
+    /// Done. `next_ready`: a job of the same queue key is ready behind it
+    /// (it can be claimed now).
+    Done { next_ready: bool },
+}
+
+/// Marks the job done inside the transaction that records its effects.
+pub async fn complete(tx: &mut Tx<'_>, id: Uuid, owner: &str) -> Result<Completion, StoreError> {
     let now = now_ms();
-    let r = sqlx::query(
+    let waiting: Option<i64> = sqlx::query_scalar(
         "UPDATE jobs SET state = 'done', lease_until = NULL, finished_at = $1, updated_at = $1, last_error = NULL \
-         WHERE id = $2 AND lease_owner = $3 AND state = 'running'",
+         WHERE id = $2 AND lease_owner = $3 AND state = 'running' \
+         RETURNING (SELECT COUNT(*) FROM jobs o WHERE o.queue_key = jobs.queue_key AND o.state = 'ready')",
     )
     .bind(now)
     .bind(id.to_string())
     .bind(owner)
-    .execute(&mut **tx)
+    .fetch_optional(&mut **tx)
     .await?;
-    Ok(r.rows_affected() == 1)
+    Ok(match waiting {
+        None => Completion::LeaseLost,
+        Some(n) => Completion::Done { next_ready: n > 0 },
+    })
 }
 
 /// Records a failed attempt: the job runs again after `delay_ms`, or is dead
@@ -258,18 +320,25 @@ pub async fn fail(
         JobState::Ready
     };
     let error: String = error.chars().take(2000).collect();
-    sqlx::query(
-        "UPDATE jobs SET state = $1, run_at = $2, lease_until = NULL, lease_owner = NULL, last_error = $3, updated_at = $4, \
-         finished_at = $5 WHERE id = $6 AND lease_owner = $7 AND state = 'running'",
-    )
-    .bind(state.as_str())
-    .bind(now + delay_ms)
-    .bind(error)
-    .bind(now)
-    .bind((state == JobState::Dead).then_some(now))
-    .bind(job.id.to_string())
-    .bind(owner)
-    .execute(db.writer())
+    let (id, owner) = (job.id, owner.to_string());
+    db.write(move |tx| {
+        Box::pin(async move {
+            sqlx::query(
+                "UPDATE jobs SET state = $1, run_at = $2, lease_until = NULL, lease_owner = NULL, last_error = $3, updated_at = $4, \
+                 finished_at = $5 WHERE id = $6 AND lease_owner = $7 AND state = 'running'",
+            )
+            .bind(state.as_str())
+            .bind(now + delay_ms)
+            .bind(error)
+            .bind(now)
+            .bind((state == JobState::Dead).then_some(now))
+            .bind(id.to_string())
+            .bind(owner)
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
+        })
+    })
     .await?;
     Ok(state)
 }
@@ -277,18 +346,24 @@ pub async fn fail(
 /// Puts a job back without counting the attempt (its circuit was open, or the
 /// worker is shutting down).
 pub async fn postpone(db: &Db, id: Uuid, owner: &str, delay_ms: i64) -> Result<(), StoreError> {
-    let now = now_ms();
-    sqlx::query(
-        "UPDATE jobs SET state = 'ready', run_at = $1, lease_until = NULL, lease_owner = NULL, attempts = attempts - 1, \
-         updated_at = $2 WHERE id = $3 AND lease_owner = $4 AND state = 'running'",
-    )
-    .bind(now + delay_ms)
-    .bind(now)
-    .bind(id.to_string())
-    .bind(owner)
-    .execute(db.writer())
-    .await?;
-    Ok(())
+    let owner = owner.to_string();
+    db.write(move |tx| {
+        Box::pin(async move {
+            let now = now_ms();
+            sqlx::query(
+                "UPDATE jobs SET state = 'ready', run_at = $1, lease_until = NULL, lease_owner = NULL, attempts = attempts - 1, \
+                 updated_at = $2 WHERE id = $3 AND lease_owner = $4 AND state = 'running'",
+            )
+            .bind(now + delay_ms)
+            .bind(now)
+            .bind(id.to_string())
+            .bind(owner)
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
+        })
+    })
+    .await
 }
 
 /// Hands every job `owner` holds back to the queue (graceful shutdown).

@@ -14,6 +14,7 @@ pub mod db;
 mod error;
 pub mod events;
 mod filter;
+mod group_commit;
 pub mod jobs;
 pub mod memory;
 pub mod page;
@@ -27,6 +28,7 @@ pub mod webhook_logs;
 
 pub use db::{Backend, Db, Tx};
 pub use error::StoreError;
+pub use futures_util::future::BoxFuture;
 pub use page::{Page, PageRequest};
 /// The database driver's error, for callers that commit transactions.
 pub use sqlx::Error as DbError;

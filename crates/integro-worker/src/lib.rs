@@ -3,6 +3,7 @@
 //! the answer; a `send` job hands an outbound message to its channel; an
 //! `alert` job tells a tenant about a critical error.
 
+pub mod accounts;
 pub mod alert;
 pub mod egress;
 pub mod engine;

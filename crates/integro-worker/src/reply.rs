@@ -10,13 +10,14 @@ use integro_store::db::now_ms;
 use integro_store::events::NewEvent;
 use integro_store::jobs::Job;
 use integro_store::memory;
-use integro_store::{Db, StoreError, accounts, bots, usage};
+use integro_store::{Db, StoreError, bots, usage};
 use uuid::Uuid;
 
 use crate::engine::{Said, Turn, TurnRequest};
 use crate::runner::{Failure, Worker};
 
-pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<(), Failure> {
+/// Returns the send jobs leased to this worker, to run next.
+pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<Vec<Job>, Failure> {
     let id: Uuid = serde_json::from_value(job.payload["message_id"].clone())
         .map_err(|_| Failure::Permanent("the job names no message".into()))?;
     let message = conversations::message(&worker.db, id)
@@ -24,9 +25,16 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<(), Failure> {
         .ok_or_else(|| Failure::Permanent(format!("message {id} does not exist")))?;
     if message.handled_at.is_some() {
         // An earlier turn answered it together with its burst.
-        return worker.finish(job).await;
+        return worker.finish(job).await.map(|()| Vec::new());
     }
-    let account = accounts::get(&worker.db, message.tenant_id, message.account_id)
+    let (account, _) = worker
+        .accounts
+        .get(
+            &worker.db,
+            &worker.keyring,
+            message.tenant_id,
+            message.account_id,
+        )
         .await?
         .ok_or_else(|| Failure::Permanent("the message's channel account was deleted".into()))?;
     let bot = bots::get(&worker.db, account.tenant_id, account.bot_id).await?;
@@ -38,8 +46,20 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<(), Failure> {
     let expiry_ms = expiry_minutes as i64 * 60_000;
     // Webhooks store the message alone, to be fast; it joins its contact's
     // conversation here.
-    let conversation_id =
-        conversations::file_inbound(&worker.db, &message, account.bot_id, expiry_ms).await?;
+    let conversation_id = match message.conversation_id {
+        Some(id) => id,
+        None => {
+            let (message, bot_id) = (message.clone(), account.bot_id);
+            worker
+                .db
+                .write(move |tx| {
+                    Box::pin(async move {
+                        conversations::file_inbound(tx, &message, bot_id, expiry_ms).await
+                    })
+                })
+                .await?
+        }
+    };
     let mut conversation = conversations::conversation(&worker.db, conversation_id)
         .await?
         .ok_or_else(|| Failure::Permanent("the message's conversation does not exist".into()))?;
@@ -141,18 +161,22 @@ async fn return_after_handoff_timeout(
     {
         return Ok(());
     }
-    let mut tx = db.begin().await?;
-    memory::transition(
-        &mut tx,
-        conversation.tenant_id,
-        conversation.id,
-        ConversationState::Human,
-        ConversationState::Bot,
-        "inactivity_timeout",
-        Some("system"),
-    )
+    let (tenant_id, id) = (conversation.tenant_id, conversation.id);
+    db.write(move |tx| {
+        Box::pin(async move {
+            memory::transition(
+                tx,
+                tenant_id,
+                id,
+                ConversationState::Human,
+                ConversationState::Bot,
+                "inactivity_timeout",
+                Some("system"),
+            )
+            .await
+        })
+    })
     .await?;
-    tx.commit().await?;
     conversation.state = ConversationState::Bot;
     Ok(())
 }
@@ -165,47 +189,64 @@ async fn complete_with(
     conversation: &Conversation,
     bot: Option<&Bot>,
     turn: Turn,
-) -> Result<(), Failure> {
+) -> Result<Vec<Job>, Failure> {
     let request_id = job.payload["request_id"].as_str().map(String::from);
     let bot_id = bot.map(|b| b.id);
-    let now = now_ms();
-    let mut tx = worker.db.begin().await?;
-    for mut out in turn.outgoing {
-        out.request_id = out.request_id.or_else(|| request_id.clone());
-        conversations::queue_outbound(&mut tx, conversation, out).await?;
-    }
-    if let Some(vars) = &turn.vars {
-        memory::set_vars(&mut tx, conversation.id, vars).await?;
-    }
-    if turn.rate_notice {
-        memory::note_rate_notice(&mut tx, conversation.id, now).await?;
-    }
-    if let Some(rule) = turn.handoff {
-        memory::transition(
-            &mut tx,
-            conversation.tenant_id,
-            conversation.id,
-            ConversationState::Bot,
-            ConversationState::Human,
-            "rule_handoff",
-            Some(&format!("rule:{rule}")),
-        )
-        .await?;
-    }
-    if let (Some((input, output)), Some(bot_id)) = (turn.usage, bot_id) {
-        usage::record(&mut tx, conversation.tenant_id, bot_id, now, input, output).await?;
-    }
-    for note in turn.events {
-        let event = NewEvent {
-            tenant_id: conversation.tenant_id,
-            bot_id,
-            conversation_id: Some(conversation.id),
-            kind: note.kind,
-            detail: note.detail,
-        };
-        crate::alert::record_note(&mut tx, event, note.alert, note.once_key.as_deref(), now)
-            .await?;
-    }
-    memory::mark_handled(&mut tx, conversation.id, &turn.answered).await?;
-    worker.complete(job, tx).await
+    let conversation = conversation.clone();
+    let (owner, lease_ms) = (worker.owner.clone(), worker.config.lease.as_millis() as i64);
+    worker
+        .complete(job, move |tx| {
+            Box::pin(async move {
+                let now = now_ms();
+                // The first send is leased to this worker, which runs it
+                // next; any more wait their turn in the queue.
+                let mut sends = Vec::new();
+                for mut out in turn.outgoing {
+                    out.request_id = out.request_id.or_else(|| request_id.clone());
+                    let (_, leased) = conversations::queue_outbound(
+                        tx,
+                        &conversation,
+                        out,
+                        Some((&owner, lease_ms)),
+                    )
+                    .await?;
+                    sends.extend(leased);
+                }
+                if let Some(vars) = &turn.vars {
+                    memory::set_vars(tx, conversation.id, vars).await?;
+                }
+                if turn.rate_notice {
+                    memory::note_rate_notice(tx, conversation.id, now).await?;
+                }
+                if let Some(rule) = turn.handoff {
+                    memory::transition(
+                        tx,
+                        conversation.tenant_id,
+                        conversation.id,
+                        ConversationState::Bot,
+                        ConversationState::Human,
+                        "rule_handoff",
+                        Some(&format!("rule:{rule}")),
+                    )
+                    .await?;
+                }
+                if let (Some((input, output)), Some(bot_id)) = (turn.usage, bot_id) {
+                    usage::record(tx, conversation.tenant_id, bot_id, now, input, output).await?;
+                }
+                for note in turn.events {
+                    let event = NewEvent {
+                        tenant_id: conversation.tenant_id,
+                        bot_id,
+                        conversation_id: Some(conversation.id),
+                        kind: note.kind,
+                        detail: note.detail,
+                    };
+                    crate::alert::record_note(tx, event, note.alert, note.once_key.as_deref(), now)
+                        .await?;
+                }
+                memory::mark_handled(tx, conversation.id, &turn.answered).await?;
+                Ok(sends)
+            })
+        })
+        .await
 }

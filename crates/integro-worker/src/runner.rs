@@ -5,11 +5,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use integro_store::jobs::{self, Job, JobState};
+use integro_store::jobs::{self, Completion, Job, JobState};
 use integro_store::secrets::Keyring;
-use integro_store::{Db, conversations, webhook_logs};
+use integro_store::{BoxFuture, Db, StoreError, Tx, conversations, webhook_logs};
 use tokio::sync::{Notify, Semaphore, watch};
 
+use crate::accounts::AccountCache;
 use crate::egress::Egress;
 use crate::engine::Engine;
 use integro_core::breaker::CircuitBreakers;
@@ -52,6 +53,8 @@ pub struct Worker {
     pub egress: Egress,
     /// Decides replies: rules, fallback, LLMs.
     pub engine: Arc<Engine>,
+    /// Accounts and their credentials, shared with the webhook handlers.
+    pub accounts: Arc<AccountCache>,
     pub breakers: CircuitBreakers,
     pub config: WorkerConfig,
     /// Wakes the loop at once when this process enqueues a job.
@@ -93,6 +96,7 @@ impl Worker {
         keyring: Arc<Keyring>,
         egress: Egress,
         engine: Arc<Engine>,
+        accounts: Arc<AccountCache>,
         config: WorkerConfig,
         wake: Arc<Notify>,
     ) -> Worker {
@@ -102,6 +106,7 @@ impl Worker {
             keyring,
             egress,
             engine,
+            accounts,
             config,
             wake,
             owner: format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple()),
@@ -119,9 +124,15 @@ impl Worker {
                 break;
             }
             let free = slots.available_permits();
-            let claimed = if free == 0 {
-                Vec::new()
-            } else {
+            if free == 0 {
+                // Every slot is busy: claim again as soon as one is free.
+                tokio::select! {
+                    permit = slots.acquire() => drop(permit),
+                    changed = shutdown.changed() => if changed.is_err() { break },
+                }
+                continue;
+            }
+            let claimed = {
                 match jobs::claim(
                     &self.db,
                     &self.owner,
@@ -191,8 +202,11 @@ impl Worker {
                 }
             })
         };
+        let mut next = Vec::new();
         let result = match job.kind.as_str() {
-            conversations::REPLY_JOB => crate::reply::run(&self, &job).await,
+            conversations::REPLY_JOB => crate::reply::run(&self, &job)
+                .await
+                .map(|sends| next = sends),
             conversations::SEND_JOB => crate::send::run(&self, &job).await,
             crate::alert::ALERT_JOB => crate::alert::run(&self, &job).await,
             other => Err(Failure::Permanent(format!("unknown job kind `{other}`"))),
@@ -206,6 +220,10 @@ impl Worker {
             .record(started.elapsed().as_secs_f64());
         metrics::counter!("integro_jobs_total", "kind" => job.kind.clone(), "outcome" => outcome)
             .increment(1);
+        // Jobs this one leased to us (a reply's send) run now, in this slot.
+        for job in next {
+            Box::pin(self.clone().execute(job)).await;
+        }
     }
 
     async fn record_failure(&self, job: &Job, failure: Failure) -> &'static str {
@@ -264,25 +282,40 @@ impl Worker {
         }
     }
 
-    /// Completes `job` inside `tx` (with whatever the job wrote there) and
-    /// commits. A worker whose lease was taken over finishes nothing.
-    pub(crate) async fn complete(
-        &self,
-        job: &Job,
-        mut tx: integro_store::Tx<'_>,
-    ) -> Result<(), Failure> {
-        if !jobs::complete(&mut tx, job.id, &self.owner).await? {
-            return Err(Failure::LeaseLost);
+    /// Completes `job` together with `writes`, in one unit that becomes
+    /// durable with the workers' next group commit. A worker whose lease was
+    /// taken over writes and finishes nothing.
+    pub(crate) async fn complete<T, F>(&self, job: &Job, writes: F) -> Result<T, Failure>
+    where
+        T: Send + 'static,
+        F: for<'a> FnOnce(&'a mut Tx<'static>) -> BoxFuture<'a, Result<T, StoreError>>
+            + Send
+            + 'static,
+    {
+        let (id, owner) = (job.id, self.owner.clone());
+        let done = self
+            .db
+            .write(move |tx| {
+                Box::pin(async move {
+                    match jobs::complete(tx, id, &owner).await? {
+                        Completion::LeaseLost => Ok(None),
+                        Completion::Done { next_ready } => {
+                            writes(tx).await.map(|value| Some((value, next_ready)))
+                        }
+                    }
+                })
+            })
+            .await?;
+        let (value, next_ready) = done.ok_or(Failure::LeaseLost)?;
+        if next_ready {
+            self.wake.notify_one();
         }
-        tx.commit().await?;
-        self.wake.notify_one();
-        Ok(())
+        Ok(value)
     }
 
     /// Completes `job`, which wrote nothing.
     pub(crate) async fn finish(&self, job: &Job) -> Result<(), Failure> {
-        let tx = self.db.begin().await?;
-        self.complete(job, tx).await
+        self.complete(job, |_| Box::pin(async { Ok(()) })).await
     }
 
     /// A send that ran out of retries means a provider has been failing for
@@ -301,14 +334,15 @@ impl Worker {
                 job.attempts
             ),
         };
-        let result = async {
-            let mut tx = self.db.begin().await?;
-            crate::alert::record_note(&mut tx, event, true, None, integro_store::db::now_ms())
-                .await?;
-            tx.commit().await?;
-            Ok::<_, integro_store::StoreError>(())
-        }
-        .await;
+        let result = self
+            .db
+            .write(move |tx| {
+                Box::pin(async move {
+                    crate::alert::record_note(tx, event, true, None, integro_store::db::now_ms())
+                        .await
+                })
+            })
+            .await;
         if let Err(e) = result {
             tracing::error!(job = %job.id, error = %e, "recording failing sends did not work");
         }

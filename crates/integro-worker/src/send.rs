@@ -3,11 +3,9 @@
 
 use std::time::Duration;
 
-use integro_channels::Credentials;
 use integro_core::OutboundMessage;
-use integro_store::accounts;
 use integro_store::conversations;
-use integro_store::jobs::{self, Job};
+use integro_store::jobs::{self, Completion, Job};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -40,8 +38,15 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<(), Failure> {
     let conversation = conversations::conversation(&worker.db, conversation_id)
         .await?
         .ok_or_else(|| Failure::Permanent("the message's conversation does not exist".into()))?;
-    let Some(account) =
-        accounts::get(&worker.db, conversation.tenant_id, conversation.account_id).await?
+    let Some((account, creds)) = worker
+        .accounts
+        .get(
+            &worker.db,
+            &worker.keyring,
+            conversation.tenant_id,
+            conversation.account_id,
+        )
+        .await?
     else {
         conversations::mark_failed(
             &worker.db,
@@ -96,7 +101,6 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<(), Failure> {
     if let Permit::Wait(after) = worker.breakers.permit(&circuit) {
         return Err(Failure::Postpone(after.max(Duration::from_millis(100))));
     }
-    let creds = Credentials(accounts::credentials(&worker.db, &worker.keyring, &account).await?);
     // An earlier attempt may have reached the provider and died (or timed
     // out) before recording it: adopt what the provider already has rather
     // than send the message twice. A provider that answered with an error
@@ -165,13 +169,26 @@ async fn record_sent(
     provider_id: &str,
     sent_kind: Option<&str>,
 ) -> Result<(), Failure> {
-    let mut tx = worker.db.begin().await?;
-    conversations::mark_sent(&mut tx, id, provider_id, sent_kind).await?;
-    if !jobs::complete(&mut tx, job.id, &worker.owner).await? {
-        // The message did go out: record that, the other worker will see it.
-        tx.commit().await?;
-        return Err(Failure::LeaseLost);
+    let (provider_id, sent_kind) = (provider_id.to_string(), sent_kind.map(String::from));
+    let (job_id, owner) = (job.id, worker.owner.clone());
+    let completed = worker
+        .db
+        .write(move |tx| {
+            Box::pin(async move {
+                conversations::mark_sent(tx, id, &provider_id, sent_kind.as_deref()).await?;
+                // Should the lease have been taken over, the message did go
+                // out all the same: that is recorded, the other worker sees it.
+                jobs::complete(tx, job_id, &owner).await
+            })
+        })
+        .await?;
+    match completed {
+        Completion::LeaseLost => Err(Failure::LeaseLost),
+        Completion::Done { next_ready } => {
+            if next_ready {
+                worker.wake.notify_one();
+            }
+            Ok(())
+        }
     }
-    tx.commit().await?;
-    Ok(())
 }

@@ -289,6 +289,8 @@ async fn update_account(
     )
     .await?;
     tx.commit().await?;
+    // Webhooks and workers of this process see the change at once.
+    state.accounts.forget(account.id);
     Ok(Json(view(&state, account)))
 }
 

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use integro_channels::Credentials;
 use integro_core::{ChannelKind, InboundEvent};
-use integro_store::accounts::{self, Account};
+use integro_store::accounts::Account;
 use integro_store::webhook_logs::{self, NewWebhookLog};
 use serde_json::{Map, Value};
 use utoipa_axum::router::OpenApiRouter;
@@ -92,23 +92,11 @@ impl Hook {
             )
         };
         let id = Uuid::parse_str(id).map_err(|_| not_found())?;
-        let found = match state.accounts.get(id) {
-            Some(hit) => Some(hit),
-            None => match accounts::find_for_webhook(&state.db, id)
-                .await
-                .map_err(Rejection::internal)?
-            {
-                Some(account) => {
-                    let creds = accounts::credentials(&state.db, &state.keyring, &account)
-                        .await
-                        .map(Credentials)
-                        .map_err(Rejection::internal)?;
-                    state.accounts.put(account.clone(), creds.clone());
-                    Some((account, creds))
-                }
-                None => None,
-            },
-        };
+        let found = state
+            .accounts
+            .find(&state.db, &state.keyring, id)
+            .await
+            .map_err(Rejection::internal)?;
         match found {
             Some((account, creds)) if kinds.contains(&account.kind) => {
                 self.account = Some(account.clone());
@@ -310,33 +298,6 @@ impl Rejection {
             "unavailable",
             "the webhook could not be handled; retry",
         )
-    }
-}
-
-/// Accounts and their credentials, kept a few seconds so that a burst of
-/// webhooks does not look up and unseal the same account each time. Changes
-/// made through this process's API take effect at once; others within the TTL.
-pub struct AccountCache {
-    entries: integro_core::cache::TtlCache<Uuid, (Account, Credentials)>,
-}
-
-impl AccountCache {
-    pub fn new(ttl: std::time::Duration) -> AccountCache {
-        AccountCache {
-            entries: integro_core::cache::TtlCache::new(ttl),
-        }
-    }
-
-    fn get(&self, id: Uuid) -> Option<(Account, Credentials)> {
-        self.entries.get(&id)
-    }
-
-    fn put(&self, account: Account, creds: Credentials) {
-        self.entries.put(account.id, (account, creds));
-    }
-
-    pub fn forget(&self, id: Uuid) {
-        self.entries.forget(&id);
     }
 }
 

@@ -1,0 +1,165 @@
+//! Group commit for the workers' small writes (ADR 0009). On SQLite every
+//! commit is a disk flush through the one writer connection, and a message
+//! costs the workers several commits (the claim, filing, the turn, the send's
+//! record); committed one by one they capped the loop at the flush rate. So a
+//! write unit is queued to a committer task that takes whatever units are
+//! waiting, runs each in a savepoint of one transaction and commits once:
+//! each unit still succeeds or fails on its own, and its caller hears of it
+//! only once it is durable. Nothing waits for a batch to fill.
+//!
+//! On PostgreSQL, whose connections commit concurrently, a unit is simply its
+//! own transaction.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use sqlx::AnyPool;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::StoreError;
+use crate::db::Tx;
+
+/// Units committed together at most.
+const BATCH_MAX: usize = 128;
+
+/// What a unit does with the transaction it is given. It must write through
+/// that transaction only: a read elsewhere does not see the batch.
+pub type UnitFn<T> =
+    Box<dyn for<'a> FnOnce(&'a mut Tx<'static>) -> BoxFuture<'a, Result<T, StoreError>> + Send>;
+
+/// A unit waiting in the queue, its result type erased.
+trait Queued: Send {
+    /// Runs the unit; false when it failed (its writes must be undone).
+    fn run<'a>(&'a mut self, tx: &'a mut Tx<'static>) -> BoxFuture<'a, bool>;
+    /// Tells the caller: the unit's result, once the batch is durable, or
+    /// the batch's error.
+    fn finish(self: Box<Self>, committed: Result<(), String>);
+}
+
+struct Unit<T> {
+    work: Option<UnitFn<T>>,
+    result: Option<Result<T, StoreError>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T: Send + 'static> Queued for Unit<T> {
+    fn run<'a>(&'a mut self, tx: &'a mut Tx<'static>) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            let Some(work) = self.work.take() else {
+                return false;
+            };
+            // A panicking unit fails alone; the committer goes on.
+            let result = match AssertUnwindSafe(work(tx)).catch_unwind().await {
+                Ok(result) => result,
+                Err(_) => Err(StoreError::Conflict("a write unit panicked".into())),
+            };
+            let ok = result.is_ok();
+            self.result = Some(result);
+            ok
+        })
+    }
+
+    fn finish(self: Box<Self>, committed: Result<(), String>) {
+        let result = match (self.result, committed) {
+            // A failed unit's own error says more than the batch's.
+            (Some(Err(e)), _) => Err(e),
+            (Some(Ok(value)), Ok(())) => Ok(value),
+            (_, Err(e)) => Err(StoreError::Conflict(format!("the commit failed: {e}"))),
+            (None, Ok(())) => Err(StoreError::Conflict("the write unit did not run".into())),
+        };
+        // The caller may have stopped waiting; the unit is committed anyway.
+        let _ = self.reply.send(result);
+    }
+}
+
+/// The queue in front of SQLite's writer connection.
+pub(crate) struct GroupCommit {
+    writer: AnyPool,
+    queue: Mutex<Option<mpsc::UnboundedSender<Box<dyn Queued>>>>,
+}
+
+impl GroupCommit {
+    pub(crate) fn new(writer: AnyPool) -> Arc<GroupCommit> {
+        Arc::new(GroupCommit {
+            writer,
+            queue: Mutex::new(None),
+        })
+    }
+
+    pub(crate) async fn write<T: Send + 'static>(&self, work: UnitFn<T>) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let unit: Box<dyn Queued> = Box::new(Unit {
+            work: Some(work),
+            result: None,
+            reply,
+        });
+        {
+            let mut queue = self.queue.lock().expect("group commit queue");
+            let unsent = match queue.as_ref() {
+                Some(sender) => sender.send(unit).err().map(|back| back.0),
+                None => Some(unit),
+            };
+            // The committer starts with the first unit, on the caller's
+            // runtime, and again should that runtime have gone away.
+            if let Some(unit) = unsent {
+                let (sender, receiver) = mpsc::unbounded_channel();
+                tokio::spawn(commit_batches(self.writer.clone(), receiver));
+                if sender.send(unit).is_err() {
+                    return Err(StoreError::Conflict("the committer stopped".into()));
+                }
+                *queue = Some(sender);
+            }
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Conflict("the committer stopped".into())))
+    }
+}
+
+async fn commit_batches(writer: AnyPool, mut queue: mpsc::UnboundedReceiver<Box<dyn Queued>>) {
+    let mut batch: Vec<Box<dyn Queued>> = Vec::with_capacity(BATCH_MAX);
+    while let Some(first) = queue.recv().await {
+        batch.push(first);
+        while batch.len() < BATCH_MAX {
+            match queue.try_recv() {
+                Ok(unit) => batch.push(unit),
+                Err(_) => break,
+            }
+        }
+        metrics::histogram!("integro_group_commit_units").record(batch.len() as f64);
+        let committed = run_batch(&writer, &mut batch)
+            .await
+            .map_err(|e| e.to_string());
+        if let Err(e) = &committed {
+            tracing::error!(units = batch.len(), error = %e, "a group commit failed");
+        }
+        for unit in batch.drain(..) {
+            unit.finish(committed.clone());
+        }
+    }
+}
+
+/// Runs the batch in one transaction, each unit in a savepoint of its own
+/// (a lone unit needs none: when it fails the transaction is rolled back).
+async fn run_batch(writer: &AnyPool, batch: &mut [Box<dyn Queued>]) -> Result<(), StoreError> {
+    let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+    if let [unit] = batch {
+        if unit.run(&mut tx).await {
+            tx.commit().await?;
+        } else {
+            tx.rollback().await?;
+        }
+        return Ok(());
+    }
+    for unit in batch.iter_mut() {
+        sqlx::query("SAVEPOINT unit").execute(&mut *tx).await?;
+        if !unit.run(&mut tx).await {
+            sqlx::query("ROLLBACK TO unit").execute(&mut *tx).await?;
+        }
+        sqlx::query("RELEASE unit").execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
