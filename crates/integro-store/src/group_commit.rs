@@ -163,3 +163,73 @@ async fn run_batch(writer: &AnyPool, batch: &mut [Box<dyn Queued>]) -> Result<()
     tx.commit().await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{Db, StoreError};
+
+    /// Units queued together share a commit, yet each succeeds or fails on
+    /// its own: a failing (or panicking) unit leaves none of its writes.
+    #[tokio::test]
+    async fn a_failing_unit_is_undone_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let db = Db::connect(&url).await.unwrap();
+        sqlx::query("CREATE TABLE t (x INTEGER UNIQUE)")
+            .execute(db.writer())
+            .await
+            .unwrap();
+        async fn insert(tx: &mut crate::Tx<'static>, x: i64) -> Result<(), StoreError> {
+            sqlx::query("INSERT INTO t (x) VALUES ($1)")
+                .bind(x)
+                .execute(&mut **tx)
+                .await?;
+            Ok(())
+        }
+        let mut units = Vec::new();
+        for i in 0..20i64 {
+            let db = db.clone();
+            units.push(tokio::spawn(async move {
+                db.write(move |tx| {
+                    Box::pin(async move {
+                        if i == 0 {
+                            // Holds the committer so that the others queue up
+                            // and go together in the next batch.
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        }
+                        insert(tx, 1000 + i).await?;
+                        match i {
+                            7 => {
+                                insert(tx, 1003).await?; // taken by unit 3
+                            }
+                            9 => panic!("a bug in a unit"),
+                            _ => {}
+                        }
+                        Ok::<_, StoreError>(i)
+                    })
+                })
+                .await
+            }));
+            if i == 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+        let mut failed = Vec::new();
+        for (i, unit) in units.into_iter().enumerate() {
+            match unit.await.unwrap() {
+                Ok(v) => assert_eq!(v, i as i64),
+                Err(_) => failed.push(i),
+            }
+        }
+        assert_eq!(failed, vec![7, 9]);
+        let stored: Vec<i64> = sqlx::query_scalar("SELECT x FROM t ORDER BY x")
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+        let expected: Vec<i64> = (0..20)
+            .filter(|i| *i != 7 && *i != 9)
+            .map(|i| 1000 + i)
+            .collect();
+        assert_eq!(stored, expected);
+    }
+}
