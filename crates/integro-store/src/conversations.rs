@@ -291,6 +291,38 @@ pub async fn file_inbound(
     parse_id(&conversation_id)
 }
 
+/// Whether a conversation whose last message was at `last` (ms, or its
+/// creation) has expired by `at`: `file_inbound` closes it and starts anew.
+pub fn expired(conversation: &Conversation, at: i64, expiry_ms: i64) -> bool {
+    let last = conversation
+        .last_message_at
+        .unwrap_or(conversation.created_at);
+    ((last.unix_timestamp_nanos() / 1_000_000) as i64) < at.saturating_sub(expiry_ms)
+}
+
+/// Records a new inbound message (at `at`, ms) on an open conversation the
+/// caller found and checked (`find_open`, not `expired`), inside its
+/// transaction: `file_inbound` in one statement, for a contact who is already
+/// known. The message itself joins the conversation when it is marked
+/// handled (`memory::mark_handled`). False when the conversation was closed
+/// in the meantime: then the message must be filed with `file_inbound`.
+pub async fn touch_open(
+    tx: &mut Tx<'_>,
+    conversation_id: Uuid,
+    at: i64,
+) -> Result<bool, StoreError> {
+    let r = sqlx::query(
+        "UPDATE conversations SET last_inbound_at = $1, last_message_at = $1, updated_at = $2 \
+         WHERE id = $3 AND closed_at IS NULL",
+    )
+    .bind(at)
+    .bind(now_ms())
+    .bind(conversation_id.to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
 /// What to send.
 #[derive(Debug, Clone, Default)]
 pub struct Outgoing {
@@ -311,12 +343,13 @@ pub struct Outgoing {
 /// the caller's transaction. Sends of one conversation go out in order.
 /// With `lease_to` (owner, lease in ms) the send job is leased to that
 /// worker when no earlier send of the conversation is pending, and returned.
+/// Returns the message as stored.
 pub async fn queue_outbound(
     tx: &mut Tx<'_>,
     conversation: &Conversation,
     out: Outgoing,
     lease_to: Option<(&str, i64)>,
-) -> Result<(Uuid, Option<jobs::Job>), StoreError> {
+) -> Result<(Message, Option<jobs::Job>), StoreError> {
     let id = new_id();
     let now = now_ms();
     let kind = if out.template.is_some() {
@@ -326,14 +359,17 @@ pub async fn queue_outbound(
     } else {
         "text"
     };
-    let media = out.media_url.as_ref().map(|url| {
-        serde_json::to_string(&[Media {
+    let media_list: Vec<Media> = out
+        .media_url
+        .iter()
+        .map(|url| Media {
             kind: "image".into(),
             reference: url.clone(),
             content_type: None,
-        }])
-        .expect("serialisable")
-    });
+        })
+        .collect();
+    let media =
+        (!media_list.is_empty()).then(|| serde_json::to_string(&media_list).expect("serialisable"));
     let body = match &out.template {
         Some(t) => Some(serde_json::to_string(t).expect("serialisable")),
         None => out.text.clone(),
@@ -349,7 +385,7 @@ pub async fn queue_outbound(
     .bind(conversation.account_id.to_string())
     .bind(out.sender)
     .bind(kind)
-    .bind(body)
+    .bind(body.clone())
     .bind(media)
     .bind(out.reply_to.map(|r| r.to_string()))
     .bind(out.request_id.clone())
@@ -380,7 +416,34 @@ pub async fn queue_outbound(
             None
         }
     };
-    Ok((id, leased))
+    let at = from_ms(now);
+    let message = Message {
+        id,
+        tenant_id: conversation.tenant_id,
+        conversation_id: Some(conversation.id),
+        account_id: conversation.account_id,
+        from_id: None,
+        from_name: None,
+        from_phone: None,
+        direction: Direction::Outbound,
+        sender: out.sender.to_string(),
+        provider_message_id: None,
+        kind: kind.to_string(),
+        body,
+        media: media_list,
+        status: "queued".into(),
+        error_code: None,
+        error_message: None,
+        reply_to: out.reply_to,
+        rule_id: out.rule_id,
+        ai_profile_id: out.ai_profile_id,
+        input_tokens: out.tokens.map(|t| t.0.min(i64::MAX as u64) as i64),
+        output_tokens: out.tokens.map(|t| t.1.min(i64::MAX as u64) as i64),
+        handled_at: None,
+        created_at: at,
+        updated_at: at,
+    };
+    Ok((message, leased))
 }
 
 const MESSAGE_COLUMNS: &str = "id, tenant_id, conversation_id, account_id, from_id, from_name, from_phone, direction, sender, \
@@ -684,8 +747,12 @@ pub async fn find_open(
     channel_user_id: &str,
 ) -> Result<Option<Conversation>, StoreError> {
     let row: Option<ConversationRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {CONVERSATION_COLUMNS} FROM conversations c JOIN contacts k ON k.id = c.contact_id \
-         WHERE c.tenant_id = $1 AND c.account_id = $2 AND k.channel_user_id = $3 AND c.closed_at IS NULL"
+        // The contact first, by its unique (account, channel id), then its
+        // open conversation (CROSS JOIN keeps SQLite to that order: it
+        // preferred walking the tenant's conversations).
+        "SELECT {CONVERSATION_COLUMNS} FROM contacts k CROSS JOIN conversations c \
+         WHERE k.account_id = $2 AND k.channel_user_id = $3 AND c.account_id = $2 AND c.contact_id = k.id \
+         AND c.closed_at IS NULL AND c.tenant_id = $1"
     )))
     .bind(tenant_id.to_string())
     .bind(account_id.to_string())

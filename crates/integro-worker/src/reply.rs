@@ -14,10 +14,10 @@ use integro_store::{Db, StoreError, bots, usage};
 use uuid::Uuid;
 
 use crate::engine::{Said, Turn, TurnRequest};
-use crate::runner::{Failure, Worker};
+use crate::runner::{Failure, Leased, Worker};
 
 /// Returns the send jobs leased to this worker, to run next.
-pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<Vec<Job>, Failure> {
+pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<Vec<Leased>, Failure> {
     let id: Uuid = serde_json::from_value(job.payload["message_id"].clone())
         .map_err(|_| Failure::Permanent("the job names no message".into()))?;
     let message = conversations::message(&worker.db, id)
@@ -45,24 +45,58 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<Vec<Job>, Failure>
     );
     let expiry_ms = expiry_minutes as i64 * 60_000;
     // Webhooks store the message alone, to be fast; it joins its contact's
-    // conversation here.
-    let conversation_id = match message.conversation_id {
-        Some(id) => id,
-        None => {
-            let (message, bot_id) = (message.clone(), account.bot_id);
-            worker
-                .db
-                .write(move |tx| {
-                    Box::pin(async move {
-                        conversations::file_inbound(tx, &message, bot_id, expiry_ms).await
-                    })
-                })
+    // conversation here. A known contact's open conversation is only
+    // touched, in the turn's own commit; anything else (a new contact, a new
+    // name or number, an expired conversation) is filed first.
+    let at_ms = (message.created_at.unix_timestamp_nanos() / 1_000_000) as i64;
+    let open = match (&message.conversation_id, &message.from_id) {
+        (None, Some(from)) => {
+            conversations::find_open(&worker.db, message.tenant_id, account.id, from)
                 .await?
+                .filter(|c| {
+                    !conversations::expired(c, at_ms, expiry_ms)
+                        && message
+                            .from_name
+                            .as_ref()
+                            .is_none_or(|n| Some(n) == c.contact.display_name.as_ref())
+                        && message
+                            .from_phone
+                            .as_ref()
+                            .is_none_or(|p| Some(p) == c.contact.phone_e164.as_ref())
+                })
+        }
+        _ => None,
+    };
+    let touch = open.is_some();
+    let mut conversation = match open {
+        Some(mut c) => {
+            c.last_inbound_at = Some(message.created_at);
+            c.last_message_at = Some(message.created_at);
+            c
+        }
+        None => {
+            let conversation_id = match message.conversation_id {
+                Some(id) => id,
+                None => {
+                    let (message, bot_id) = (message.clone(), account.bot_id);
+                    worker
+                        .db
+                        .write(move |tx| {
+                            Box::pin(async move {
+                                conversations::file_inbound(tx, &message, bot_id, expiry_ms).await
+                            })
+                        })
+                        .await?
+                }
+            };
+            conversations::conversation(&worker.db, conversation_id)
+                .await?
+                .ok_or_else(|| {
+                    Failure::Permanent("the message's conversation does not exist".into())
+                })?
         }
     };
-    let mut conversation = conversations::conversation(&worker.db, conversation_id)
-        .await?
-        .ok_or_else(|| Failure::Permanent("the message's conversation does not exist".into()))?;
+    let filing = touch.then_some(at_ms);
     let now = now_ms();
     let memory = memory::load(&worker.db, conversation.id).await?;
     if let Some(bot) = &bot {
@@ -74,6 +108,7 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<Vec<Job>, Failure>
             worker,
             job,
             &conversation,
+            filing,
             None,
             Turn {
                 answered: vec![id],
@@ -82,7 +117,6 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<Vec<Job>, Failure>
         )
         .await;
     };
-    let at_ms = (message.created_at.unix_timestamp_nanos() / 1_000_000) as i64;
     let inbound = Said {
         id,
         text: message.body.clone().unwrap_or_default(),
@@ -102,8 +136,10 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<Vec<Job>, Failure>
         None => Vec::new(),
     };
     let window_ms = bot.settings.rate_limit_window_seconds as i64 * 1000;
-    let inbound_in_window =
-        memory::inbound_since(&worker.db, conversation.id, now - window_ms).await?;
+    // A message not filed yet is not counted by the query.
+    let inbound_in_window = memory::inbound_since(&worker.db, conversation.id, now - window_ms)
+        .await?
+        + u32::from(touch);
     let turn = worker
         .engine
         .decide(
@@ -136,7 +172,7 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<Vec<Job>, Failure>
     for line in &turn.trace {
         tracing::debug!(message = %id, "{line}");
     }
-    complete_with(worker, job, &conversation, Some(&bot), turn).await
+    complete_with(worker, job, &conversation, filing, Some(&bot), turn).await
 }
 
 /// A conversation handed to a human goes back to the bot when the human has
@@ -187,9 +223,10 @@ async fn complete_with(
     worker: &Worker,
     job: &Job,
     conversation: &Conversation,
+    filing: Option<i64>,
     bot: Option<&Bot>,
     turn: Turn,
-) -> Result<Vec<Job>, Failure> {
+) -> Result<Vec<Leased>, Failure> {
     let request_id = job.payload["request_id"].as_str().map(String::from);
     let bot_id = bot.map(|b| b.id);
     let conversation = conversation.clone();
@@ -198,19 +235,33 @@ async fn complete_with(
         .complete(job, move |tx| {
             Box::pin(async move {
                 let now = now_ms();
+                // The message joins its open conversation (`mark_handled`
+                // files it); should that have closed meanwhile, the job is
+                // tried again and files it anew.
+                if let Some(at) = filing
+                    && !conversations::touch_open(tx, conversation.id, at).await?
+                {
+                    return Err(StoreError::Conflict(
+                        "the conversation closed while the reply was being decided".into(),
+                    ));
+                }
                 // The first send is leased to this worker, which runs it
                 // next; any more wait their turn in the queue.
                 let mut sends = Vec::new();
                 for mut out in turn.outgoing {
                     out.request_id = out.request_id.or_else(|| request_id.clone());
-                    let (_, leased) = conversations::queue_outbound(
+                    let (message, leased) = conversations::queue_outbound(
                         tx,
                         &conversation,
                         out,
                         Some((&owner, lease_ms)),
                     )
                     .await?;
-                    sends.extend(leased);
+                    sends.extend(leased.map(|job| Leased {
+                        job,
+                        message,
+                        conversation: conversation.clone(),
+                    }));
                 }
                 if let Some(vars) = &turn.vars {
                     memory::set_vars(tx, conversation.id, vars).await?;

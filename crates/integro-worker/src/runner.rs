@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use integro_store::conversations::{Conversation, Message};
 use integro_store::jobs::{self, Completion, Job, JobState};
 use integro_store::secrets::Keyring;
 use integro_store::{BoxFuture, Db, StoreError, Tx, conversations, webhook_logs};
@@ -61,6 +62,14 @@ pub struct Worker {
     pub wake: Arc<Notify>,
     /// Unique per process, so that a lease names its holder.
     pub owner: String,
+}
+
+/// A job leased to this worker by the one it just ran (a reply's send),
+/// with what it is about.
+pub(crate) struct Leased {
+    pub job: Job,
+    pub message: Message,
+    pub conversation: Conversation,
 }
 
 /// Why a job attempt did not finish.
@@ -183,6 +192,12 @@ impl Worker {
     }
 
     async fn execute(self: Arc<Self>, job: Job) {
+        self.execute_with(job, None).await
+    }
+
+    /// Runs a job; a send leased by the turn that wrote it comes with its
+    /// message and conversation, which need not be read again.
+    async fn execute_with(self: Arc<Self>, job: Job, known: Option<(Message, Conversation)>) {
         let started = Instant::now();
         let heartbeat = {
             let (db, owner, id, lease) = (
@@ -207,7 +222,7 @@ impl Worker {
             conversations::REPLY_JOB => crate::reply::run(&self, &job)
                 .await
                 .map(|sends| next = sends),
-            conversations::SEND_JOB => crate::send::run(&self, &job).await,
+            conversations::SEND_JOB => crate::send::run(&self, &job, known).await,
             crate::alert::ALERT_JOB => crate::alert::run(&self, &job).await,
             other => Err(Failure::Permanent(format!("unknown job kind `{other}`"))),
         };
@@ -221,8 +236,9 @@ impl Worker {
         metrics::counter!("integro_jobs_total", "kind" => job.kind.clone(), "outcome" => outcome)
             .increment(1);
         // Jobs this one leased to us (a reply's send) run now, in this slot.
-        for job in next {
-            Box::pin(self.clone().execute(job)).await;
+        for leased in next {
+            let known = Some((leased.message, leased.conversation));
+            Box::pin(self.clone().execute_with(leased.job, known)).await;
         }
     }
 

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use integro_core::OutboundMessage;
-use integro_store::conversations;
+use integro_store::conversations::{self, Conversation, Message};
 use integro_store::jobs::{self, Completion, Job};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -22,22 +22,23 @@ pub(crate) fn message_id(job: &Job) -> Option<Uuid> {
     serde_json::from_value(job.payload["message_id"].clone()).ok()
 }
 
-pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<(), Failure> {
+/// `known`: the message and its conversation, when the caller has just
+/// stored them (a reply's send, run right after the turn).
+pub(crate) async fn run(
+    worker: &Worker,
+    job: &Job,
+    known: Option<(Message, Conversation)>,
+) -> Result<(), Failure> {
     let id =
         message_id(job).ok_or_else(|| Failure::Permanent("the job names no message".into()))?;
-    let message = conversations::message(&worker.db, id)
-        .await?
-        .ok_or_else(|| Failure::Permanent(format!("message {id} does not exist")))?;
+    let (message, conversation) = match known {
+        Some(known) => known,
+        None => load(worker, id).await?,
+    };
     if message.provider_message_id.is_some() {
         // Sent by an earlier attempt whose completion was lost: not again.
         return worker.finish(job).await;
     }
-    let conversation_id = message
-        .conversation_id
-        .ok_or_else(|| Failure::Permanent("an outbound message without a conversation".into()))?;
-    let conversation = conversations::conversation(&worker.db, conversation_id)
-        .await?
-        .ok_or_else(|| Failure::Permanent("the message's conversation does not exist".into()))?;
     let Some((account, creds)) = worker
         .accounts
         .get(
@@ -159,6 +160,19 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<(), Failure> {
             Err(Failure::Permanent(e.to_string()))
         }
     }
+}
+
+async fn load(worker: &Worker, id: Uuid) -> Result<(Message, Conversation), Failure> {
+    let message = conversations::message(&worker.db, id)
+        .await?
+        .ok_or_else(|| Failure::Permanent(format!("message {id} does not exist")))?;
+    let conversation_id = message
+        .conversation_id
+        .ok_or_else(|| Failure::Permanent("an outbound message without a conversation".into()))?;
+    let conversation = conversations::conversation(&worker.db, conversation_id)
+        .await?
+        .ok_or_else(|| Failure::Permanent("the message's conversation does not exist".into()))?;
+    Ok((message, conversation))
 }
 
 /// The message went out as `provider_id`: recorded with the job's completion.

@@ -163,7 +163,7 @@ async fn send_message(
     } else {
         memory::human_active(&mut tx, conversation.id).await?;
     }
-    let (message_id, _) = conversations::queue_outbound(
+    let (message, _) = conversations::queue_outbound(
         &mut tx,
         &conversation,
         Outgoing {
@@ -180,9 +180,6 @@ async fn send_message(
     .await?;
     tx.commit().await?;
     state.wake.notify_one();
-    let message = conversations::message(&state.db, message_id)
-        .await?
-        .ok_or_else(ApiError::internal)?;
     Ok((StatusCode::ACCEPTED, Json(message)))
 }
 
