@@ -291,8 +291,8 @@ pub async fn file_inbound(
     parse_id(&conversation_id)
 }
 
-/// Whether a conversation whose last message was at `last` (ms, or its
-/// creation) has expired by `at`: `file_inbound` closes it and starts anew.
+/// Whether the conversation, idle since its last message (or its creation),
+/// has expired by `at` (ms): `file_inbound` would close it and start anew.
 pub fn expired(conversation: &Conversation, at: i64, expiry_ms: i64) -> bool {
     let last = conversation
         .last_message_at
@@ -374,6 +374,9 @@ pub async fn queue_outbound(
         Some(t) => Some(serde_json::to_string(t).expect("serialisable")),
         None => out.text.clone(),
     };
+    let stored = |n: u64| n.min(i64::MAX as u64) as i64;
+    let input_tokens = out.tokens.map(|t| stored(t.0));
+    let output_tokens = out.tokens.map(|t| stored(t.1));
     sqlx::query(
         "INSERT INTO messages (id, tenant_id, conversation_id, account_id, direction, sender, provider_message_id, kind, body, \
          media_json, status, reply_to, request_id, created_at, updated_at, rule_id, ai_profile_id, input_tokens, output_tokens) \
@@ -392,8 +395,8 @@ pub async fn queue_outbound(
     .bind(now)
     .bind(out.rule_id.map(|r| r.to_string()))
     .bind(out.ai_profile_id.map(|p| p.to_string()))
-    .bind(out.tokens.map(|t| t.0.min(i64::MAX as u64) as i64))
-    .bind(out.tokens.map(|t| t.1.min(i64::MAX as u64) as i64))
+    .bind(input_tokens)
+    .bind(output_tokens)
     .execute(&mut **tx)
     .await?;
     sqlx::query("UPDATE conversations SET last_message_at = $1, updated_at = $1 WHERE id = $2")
@@ -437,8 +440,8 @@ pub async fn queue_outbound(
         reply_to: out.reply_to,
         rule_id: out.rule_id,
         ai_profile_id: out.ai_profile_id,
-        input_tokens: out.tokens.map(|t| t.0.min(i64::MAX as u64) as i64),
-        output_tokens: out.tokens.map(|t| t.1.min(i64::MAX as u64) as i64),
+        input_tokens,
+        output_tokens,
         handled_at: None,
         created_at: at,
         updated_at: at,

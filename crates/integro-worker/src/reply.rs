@@ -67,7 +67,8 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<Vec<Leased>, Failu
         }
         _ => None,
     };
-    let touch = open.is_some();
+    // When set, the turn's commit touches the open conversation (ms of the message).
+    let filing = open.as_ref().map(|_| at_ms);
     let mut conversation = match open {
         Some(mut c) => {
             c.last_inbound_at = Some(message.created_at);
@@ -96,7 +97,6 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<Vec<Leased>, Failu
                 })?
         }
     };
-    let filing = touch.then_some(at_ms);
     let now = now_ms();
     let memory = memory::load(&worker.db, conversation.id).await?;
     if let Some(bot) = &bot {
@@ -139,7 +139,7 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<Vec<Leased>, Failu
     // A message not filed yet is not counted by the query.
     let inbound_in_window = memory::inbound_since(&worker.db, conversation.id, now - window_ms)
         .await?
-        + u32::from(touch);
+        + u32::from(filing.is_some());
     let turn = worker
         .engine
         .decide(

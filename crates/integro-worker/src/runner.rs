@@ -309,24 +309,35 @@ impl Worker {
             + 'static,
     {
         let (id, owner) = (job.id, self.owner.clone());
-        let done = self
+        let (completion, value) = self
             .db
             .write(move |tx| {
                 Box::pin(async move {
-                    match jobs::complete(tx, id, &owner).await? {
-                        Completion::LeaseLost => Ok(None),
-                        Completion::Done { next_ready } => {
-                            writes(tx).await.map(|value| Some((value, next_ready)))
-                        }
-                    }
+                    let completion = jobs::complete(tx, id, &owner).await?;
+                    let value = match completion {
+                        Completion::LeaseLost => None,
+                        Completion::Done { .. } => Some(writes(tx).await?),
+                    };
+                    Ok((completion, value))
                 })
             })
             .await?;
-        let (value, next_ready) = done.ok_or(Failure::LeaseLost)?;
-        if next_ready {
-            self.wake.notify_one();
+        self.completed(completion)?;
+        value.ok_or(Failure::LeaseLost)
+    }
+
+    /// What a job's completion means to this worker: a job queued behind
+    /// it can be claimed now, or another worker holds the job.
+    pub(crate) fn completed(&self, completion: Completion) -> Result<(), Failure> {
+        match completion {
+            Completion::LeaseLost => Err(Failure::LeaseLost),
+            Completion::Done { next_ready } => {
+                if next_ready {
+                    self.wake.notify_one();
+                }
+                Ok(())
+            }
         }
-        Ok(value)
     }
 
     /// Completes `job`, which wrote nothing.

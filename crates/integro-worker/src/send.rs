@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use integro_core::OutboundMessage;
 use integro_store::conversations::{self, Conversation, Message};
-use integro_store::jobs::{self, Completion, Job};
+use integro_store::jobs::{self, Job};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -196,13 +196,5 @@ async fn record_sent(
             })
         })
         .await?;
-    match completed {
-        Completion::LeaseLost => Err(Failure::LeaseLost),
-        Completion::Done { next_ready } => {
-            if next_ready {
-                worker.wake.notify_one();
-            }
-            Ok(())
-        }
-    }
+    worker.completed(completed)
 }
