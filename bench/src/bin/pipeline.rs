@@ -230,7 +230,6 @@ async fn main() -> anyhow::Result<()> {
                 )),
                 ..Outgoing::default()
             },
-            None,
         )
         .await?;
     }

@@ -300,26 +300,45 @@ pub fn expired(conversation: &Conversation, at: i64, expiry_ms: i64) -> bool {
     ((last.unix_timestamp_nanos() / 1_000_000) as i64) < at.saturating_sub(expiry_ms)
 }
 
-/// Records a new inbound message (at `at`, ms) on an open conversation the
-/// caller found and checked (`find_open`, not `expired`), inside its
-/// transaction: `file_inbound` in one statement, for a contact who is already
-/// known. The message itself joins the conversation when it is marked
-/// handled (`memory::mark_handled`). False when the conversation was closed
-/// in the meantime: then the message must be filed with `file_inbound`.
-pub async fn touch_open(
+/// Records what a turn brought to a conversation, in one statement inside
+/// the caller's transaction: a new inbound message (at `inbound_at`, ms) on
+/// an open conversation the caller found and checked (`find_open`, not
+/// `expired`), which is `file_inbound` for a contact who is already known,
+/// and the time of its last outbound message (`replied_at`, ms) when it
+/// queued any (`insert_outbound`). The message itself joins the
+/// conversation when it is marked handled (`memory::mark_handled`). False
+/// when an inbound message was given and the conversation was closed in the
+/// meantime: then the message must be filed with `file_inbound`.
+pub async fn touch(
     tx: &mut Tx<'_>,
     conversation_id: Uuid,
-    at: i64,
+    inbound_at: Option<i64>,
+    replied_at: Option<i64>,
 ) -> Result<bool, StoreError> {
-    let r = sqlx::query(
-        "UPDATE conversations SET last_inbound_at = $1, last_message_at = $1, updated_at = $2 \
-         WHERE id = $3 AND closed_at IS NULL",
-    )
-    .bind(at)
-    .bind(now_ms())
-    .bind(conversation_id.to_string())
-    .execute(&mut **tx)
-    .await?;
+    let now = now_ms();
+    let r = match (inbound_at, replied_at) {
+        (None, None) => return Ok(true),
+        (Some(at), replied_at) => sqlx::query(
+            "UPDATE conversations SET last_inbound_at = $1, last_message_at = $2, updated_at = $3 \
+                 WHERE id = $4 AND closed_at IS NULL",
+        )
+        .bind(at)
+        .bind(replied_at.unwrap_or(at).max(at))
+        .bind(now)
+        .bind(conversation_id.to_string())
+        .execute(&mut **tx)
+        .await?,
+        (None, Some(replied_at)) => {
+            sqlx::query(
+                "UPDATE conversations SET last_message_at = $1, updated_at = $2 WHERE id = $3",
+            )
+            .bind(replied_at)
+            .bind(now)
+            .bind(conversation_id.to_string())
+            .execute(&mut **tx)
+            .await?
+        }
+    };
     Ok(r.rows_affected() == 1)
 }
 
@@ -340,11 +359,24 @@ pub struct Outgoing {
 }
 
 /// Stores an outbound message as `queued` and enqueues its send job, inside
-/// the caller's transaction. Sends of one conversation go out in order.
-/// With `lease_to` (owner, lease in ms) the send job is leased to that
-/// worker when no earlier send of the conversation is pending, and returned.
-/// Returns the message as stored.
+/// the caller's transaction, and marks the conversation's last message.
+/// Sends of one conversation go out in order. Returns the message as stored.
 pub async fn queue_outbound(
+    tx: &mut Tx<'_>,
+    conversation: &Conversation,
+    out: Outgoing,
+) -> Result<Message, StoreError> {
+    let (message, _) = insert_outbound(tx, conversation, out, None).await?;
+    let at = (message.created_at.unix_timestamp_nanos() / 1_000_000) as i64;
+    touch(tx, conversation.id, None, Some(at)).await?;
+    Ok(message)
+}
+
+/// `queue_outbound` without marking the conversation, for a caller that
+/// marks it once for all it queued (`touch`). With `lease_to` (owner, lease
+/// in ms) the send job is leased to that worker when no earlier send of the
+/// conversation is pending, and returned.
+pub async fn insert_outbound(
     tx: &mut Tx<'_>,
     conversation: &Conversation,
     out: Outgoing,
@@ -399,11 +431,6 @@ pub async fn queue_outbound(
     .bind(output_tokens)
     .execute(&mut **tx)
     .await?;
-    sqlx::query("UPDATE conversations SET last_message_at = $1, updated_at = $1 WHERE id = $2")
-        .bind(now)
-        .bind(conversation.id.to_string())
-        .execute(&mut **tx)
-        .await?;
     let job = NewJob {
         kind: SEND_JOB,
         payload: json!({ "message_id": id, "request_id": out.request_id }),

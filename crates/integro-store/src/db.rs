@@ -318,22 +318,31 @@ impl Db {
 
 /// WAL lets readers work while the writer commits; synchronous=FULL makes a
 /// commit durable before we acknowledge it; the busy timeout makes writers of
-/// other processes (the CLI) queue instead of failing. Reading connections
+/// other processes (the CLI) queue instead of failing. Savepoints (ADR 0009)
+/// keep their journals in memory rather than in temporary files: they are
+/// only for undoing a unit inside its transaction. Reading connections
 /// refuse to write, so a write sent to the wrong pool fails loudly.
+///
+/// A connection is not pinged before each use, as sqlx does by default: a
+/// local file does not go stale, and the ping was one more round trip to
+/// the connection's thread for every read and every transaction.
 fn sqlite_pragmas(options: AnyPoolOptions, read_only: bool) -> AnyPoolOptions {
-    options.after_connect(move |conn, _meta| {
-        Box::pin(async move {
-            conn.execute(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
-            )
-            .await?;
-            if read_only {
-                conn.execute("PRAGMA query_only = ON;").await?;
-            }
-            Ok(())
+    options
+        .test_before_acquire(false)
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                conn.execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
+                 PRAGMA temp_store = MEMORY;",
+                )
+                .await?;
+                if read_only {
+                    conn.execute("PRAGMA query_only = ON;").await?;
+                }
+                Ok(())
+            })
         })
-    })
 }
 
 impl FromStr for Backend {

@@ -235,33 +235,34 @@ async fn complete_with(
         .complete(job, move |tx| {
             Box::pin(async move {
                 let now = now_ms();
-                // The message joins its open conversation (`mark_handled`
-                // files it); should that have closed meanwhile, the job is
-                // tried again and files it anew.
-                if let Some(at) = filing
-                    && !conversations::touch_open(tx, conversation.id, at).await?
-                {
-                    return Err(StoreError::Conflict(
-                        "the conversation closed while the reply was being decided".into(),
-                    ));
-                }
                 // The first send is leased to this worker, which runs it
                 // next; any more wait their turn in the queue.
                 let mut sends = Vec::new();
+                let mut replied_at = None;
                 for mut out in turn.outgoing {
                     out.request_id = out.request_id.or_else(|| request_id.clone());
-                    let (message, leased) = conversations::queue_outbound(
+                    let (message, leased) = conversations::insert_outbound(
                         tx,
                         &conversation,
                         out,
                         Some((&owner, lease_ms)),
                     )
                     .await?;
+                    replied_at =
+                        Some((message.created_at.unix_timestamp_nanos() / 1_000_000) as i64);
                     sends.extend(leased.map(|job| Leased {
                         job,
                         message,
                         conversation: conversation.clone(),
                     }));
+                }
+                // The message joins its open conversation (`mark_handled`
+                // files it); should that have closed meanwhile, the job is
+                // tried again and files it anew.
+                if !conversations::touch(tx, conversation.id, filing, replied_at).await? {
+                    return Err(StoreError::Conflict(
+                        "the conversation closed while the reply was being decided".into(),
+                    ));
                 }
                 if let Some(vars) = &turn.vars {
                     memory::set_vars(tx, conversation.id, vars).await?;

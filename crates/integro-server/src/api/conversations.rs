@@ -163,7 +163,7 @@ async fn send_message(
     } else {
         memory::human_active(&mut tx, conversation.id).await?;
     }
-    let (message, _) = conversations::queue_outbound(
+    let message = conversations::queue_outbound(
         &mut tx,
         &conversation,
         Outgoing {
@@ -175,7 +175,6 @@ async fn send_message(
             request_id: ctx.request_id().map(String::from),
             ..Outgoing::default()
         },
-        None,
     )
     .await?;
     tx.commit().await?;
