@@ -4,14 +4,20 @@
 //! it all in one transaction, commits once, then answers them all (should the
 //! batch fail, each webhook is tried again on its own). Nothing waits for a
 //! batch to fill: a lone webhook is committed at once.
+//!
+//! A batch is one write unit (`Db::write`): on SQLite it shares the commit,
+//! and so the flush, of whatever the workers are writing at that moment
+//! (ADR 0009), where a transaction of its own took turns with theirs on the
+//! one writer connection.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use integro_core::InboundEvent;
 use integro_store::accounts::Account;
 use integro_store::conversations::{self, Ingested};
 use integro_store::webhook_logs::{self, NewWebhookLog};
-use integro_store::{Backend, Db, StoreError, jobs};
+use integro_store::{Backend, Db, StoreError, Tx, jobs};
 use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 
 /// Items stored in one transaction at most.
@@ -26,6 +32,14 @@ pub struct Item {
     pub log: NewWebhookLog,
     pub request_id: Option<String>,
     pub reply: oneshot::Sender<Result<&'static str, String>>,
+}
+
+/// An item without its reply: what its write unit stores.
+struct Webhook {
+    account: Account,
+    events: Vec<InboundEvent>,
+    log: NewWebhookLog,
+    request_id: Option<String>,
 }
 
 #[derive(Clone)]
@@ -75,14 +89,28 @@ async fn write_batches(db: Db, rx: Arc<Mutex<mpsc::Receiver<Item>>>, wake: Arc<N
             batch
         };
         metrics::histogram!("integro_ingest_batch_size").record(batch.len() as f64);
-        let outcomes = match store_together(&db, &batch).await {
+        let (webhooks, replies): (Vec<Webhook>, Vec<_>) = batch
+            .into_iter()
+            .map(|item| {
+                let webhook = Webhook {
+                    account: item.account,
+                    events: item.events,
+                    log: item.log,
+                    request_id: item.request_id,
+                };
+                (webhook, item.reply)
+            })
+            .unzip();
+        let webhooks = Arc::new(webhooks);
+        let n = webhooks.len();
+        let outcomes = match store(&db, webhooks.clone(), 0..n).await {
             Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
             // One bad item must not sink the others: store each on its own.
-            Err(e) if batch.len() > 1 => {
-                tracing::warn!(error = %e, items = batch.len(), "a batch failed; storing its webhooks one by one");
-                let mut outcomes = Vec::with_capacity(batch.len());
-                for item in &batch {
-                    let one = store_together(&db, std::slice::from_ref(item)).await;
+            Err(e) if n > 1 => {
+                tracing::warn!(error = %e, items = n, "a batch failed; storing its webhooks one by one");
+                let mut outcomes = Vec::with_capacity(n);
+                for i in 0..n {
+                    let one = store(&db, webhooks.clone(), i..i + 1).await;
                     outcomes.push(one.map(|o| o[0]).map_err(|e| e.to_string()));
                 }
                 outcomes
@@ -90,9 +118,9 @@ async fn write_batches(db: Db, rx: Arc<Mutex<mpsc::Receiver<Item>>>, wake: Arc<N
             Err(e) => vec![Err(e.to_string())],
         };
         let mut stored = false;
-        for (item, outcome) in batch.into_iter().zip(outcomes) {
+        for (reply, outcome) in replies.into_iter().zip(outcomes) {
             stored |= outcome.is_ok();
-            let _ = item.reply.send(outcome);
+            let _ = reply.send(outcome);
         }
         if stored {
             wake.notify_one();
@@ -100,10 +128,23 @@ async fn write_batches(db: Db, rx: Arc<Mutex<mpsc::Receiver<Item>>>, wake: Arc<N
     }
 }
 
-/// Stores `items` in one transaction: their messages, their reply jobs and
-/// their log entries with one statement each. All or nothing.
-async fn store_together(db: &Db, items: &[Item]) -> Result<Vec<&'static str>, StoreError> {
-    let mut tx = db.begin().await?;
+/// Stores `webhooks[range]` in one write unit, all or nothing; resolves
+/// once it is durable.
+async fn store(
+    db: &Db,
+    webhooks: Arc<Vec<Webhook>>,
+    range: Range<usize>,
+) -> Result<Vec<&'static str>, StoreError> {
+    db.write(move |tx| Box::pin(async move { store_together(tx, &webhooks[range]).await }))
+        .await
+}
+
+/// Stores `items` in the caller's transaction: their messages, their reply
+/// jobs and their log entries with one statement each.
+async fn store_together(
+    tx: &mut Tx<'_>,
+    items: &[Webhook],
+) -> Result<Vec<&'static str>, StoreError> {
     let mut inbound = Vec::new();
     let mut owners = Vec::new();
     for (n, item) in items.iter().enumerate() {
@@ -118,13 +159,13 @@ async fn store_together(db: &Db, items: &[Item]) -> Result<Vec<&'static str>, St
                     owners.push(n);
                 }
                 InboundEvent::Status(s) => {
-                    conversations::apply_status(&mut tx, item.account.id, s).await?;
+                    conversations::apply_status(tx, item.account.id, s).await?;
                 }
             }
         }
     }
     let mut jobs = Vec::with_capacity(inbound.len());
-    let results = conversations::record_inbound(&mut tx, &inbound, &mut jobs).await?;
+    let results = conversations::record_inbound(tx, &inbound, &mut jobs).await?;
     let mut stored = vec![0usize; items.len()];
     for (owner, result) in owners.iter().zip(&results) {
         if matches!(result, Ingested::Stored { .. }) {
@@ -149,8 +190,7 @@ async fn store_together(db: &Db, items: &[Item]) -> Result<Vec<&'static str>, St
         });
         outcomes.push(outcome);
     }
-    jobs::enqueue_many(&mut tx, jobs).await?;
-    webhook_logs::record_many(&mut tx, logs).await?;
-    tx.commit().await?;
+    jobs::enqueue_many(tx, jobs).await?;
+    webhook_logs::record_many(tx, logs).await?;
     Ok(outcomes)
 }
