@@ -25,21 +25,19 @@ const BATCH_MAX: usize = 256;
 /// Items waiting at most; past this, webhooks wait for room.
 const QUEUE: usize = 4096;
 
+/// A webhook to store, and where its outcome goes.
 pub struct Item {
+    pub webhook: Webhook,
+    pub reply: oneshot::Sender<Result<&'static str, String>>,
+}
+
+/// What a webhook stores.
+pub struct Webhook {
     pub account: Account,
     pub events: Vec<InboundEvent>,
     /// Filled in with the outcome before it is stored.
     pub log: NewWebhookLog,
     pub request_id: Option<String>,
-    pub reply: oneshot::Sender<Result<&'static str, String>>,
-}
-
-/// An item without its reply: what its write unit stores.
-struct Webhook {
-    account: Account,
-    events: Vec<InboundEvent>,
-    log: NewWebhookLog,
-    request_id: Option<String>,
 }
 
 #[derive(Clone)]
@@ -91,15 +89,7 @@ async fn write_batches(db: Db, rx: Arc<Mutex<mpsc::Receiver<Item>>>, wake: Arc<N
         metrics::histogram!("integro_ingest_batch_size").record(batch.len() as f64);
         let (webhooks, replies): (Vec<Webhook>, Vec<_>) = batch
             .into_iter()
-            .map(|item| {
-                let webhook = Webhook {
-                    account: item.account,
-                    events: item.events,
-                    log: item.log,
-                    request_id: item.request_id,
-                };
-                (webhook, item.reply)
-            })
+            .map(|item| (item.webhook, item.reply))
             .unzip();
         let webhooks = Arc::new(webhooks);
         let n = webhooks.len();

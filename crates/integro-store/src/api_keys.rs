@@ -215,9 +215,9 @@ pub async fn authenticate(db: &Db, secret: &str) -> Result<Option<ApiKey>, Store
         return Ok(None);
     };
     let now = now_ms();
-    let stale = key.last_used_at.is_none_or(|t| {
-        now - (t.unix_timestamp_nanos() / 1_000_000) as i64 >= LAST_USED_RESOLUTION_MS
-    });
+    let stale = key
+        .last_used_at
+        .is_none_or(|t| now - crate::db::to_ms(t) >= LAST_USED_RESOLUTION_MS);
     if stale {
         sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
             .bind(now)

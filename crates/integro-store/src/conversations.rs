@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::accounts::Account;
-use crate::db::{Tx, from_ms, now_ms};
+use crate::db::{Tx, from_ms, now_ms, to_ms};
 use crate::jobs::{self, NewJob};
 use crate::page::{Page, PageRequest};
 use crate::{Db, StoreError, parse_id};
@@ -237,7 +237,7 @@ pub async fn file_inbound(
         message.tenant_id.to_string(),
         message.account_id.to_string(),
     );
-    let at = (message.created_at.unix_timestamp_nanos() / 1_000_000) as i64;
+    let at = to_ms(message.created_at);
     let now = now_ms();
     let contact_id: String = sqlx::query_scalar(
         "INSERT INTO contacts (id, tenant_id, account_id, channel_user_id, display_name, phone_e164, created_at, updated_at) \
@@ -297,7 +297,7 @@ pub fn expired(conversation: &Conversation, at: i64, expiry_ms: i64) -> bool {
     let last = conversation
         .last_message_at
         .unwrap_or(conversation.created_at);
-    ((last.unix_timestamp_nanos() / 1_000_000) as i64) < at.saturating_sub(expiry_ms)
+    to_ms(last) < at.saturating_sub(expiry_ms)
 }
 
 /// Records what a turn brought to a conversation, in one statement inside
@@ -367,8 +367,7 @@ pub async fn queue_outbound(
     out: Outgoing,
 ) -> Result<Message, StoreError> {
     let (message, _) = insert_outbound(tx, conversation, out, None).await?;
-    let at = (message.created_at.unix_timestamp_nanos() / 1_000_000) as i64;
-    touch(tx, conversation.id, None, Some(at)).await?;
+    touch(tx, conversation.id, None, Some(to_ms(message.created_at))).await?;
     Ok(message)
 }
 

@@ -386,7 +386,12 @@ pub fn values_rows(
 
 /// Current time as stored: Unix milliseconds.
 pub fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+    to_ms(time::OffsetDateTime::now_utc())
+}
+
+/// A date-time as stored: Unix milliseconds.
+pub fn to_ms(t: time::OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 /// A stored time back as a date-time.

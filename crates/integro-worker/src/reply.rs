@@ -6,7 +6,7 @@
 use integro_engine::handoff;
 use integro_store::bots::{Bot, BotSettings};
 use integro_store::conversations::{self, Conversation, ConversationState};
-use integro_store::db::now_ms;
+use integro_store::db::{now_ms, to_ms};
 use integro_store::events::NewEvent;
 use integro_store::jobs::Job;
 use integro_store::memory;
@@ -48,7 +48,7 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<Vec<Leased>, Failu
     // conversation here. A known contact's open conversation is only
     // touched, in the turn's own commit; anything else (a new contact, a new
     // name or number, an expired conversation) is filed first.
-    let at_ms = (message.created_at.unix_timestamp_nanos() / 1_000_000) as i64;
+    let at_ms = to_ms(message.created_at);
     let open = match (&message.conversation_id, &message.from_id) {
         (None, Some(from)) => {
             conversations::find_open(&worker.db, message.tenant_id, account.id, from)
@@ -248,8 +248,7 @@ async fn complete_with(
                         Some((&owner, lease_ms)),
                     )
                     .await?;
-                    replied_at =
-                        Some((message.created_at.unix_timestamp_nanos() / 1_000_000) as i64);
+                    replied_at = Some(to_ms(message.created_at));
                     sends.extend(leased.map(|job| Leased {
                         job,
                         message,

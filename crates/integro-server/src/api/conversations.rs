@@ -61,9 +61,7 @@ async fn list_conversations(
         account_id: p.account_id,
         bot_id: p.bot_id,
         state: p.state,
-        since: p
-            .since
-            .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64),
+        since: p.since.map(integro_store::db::to_ms),
     };
     Ok(Json(
         conversations::list(&state.db, ctx.tenant_id, &filter, &page).await?,

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::error::{ApiError, problem, problem_response};
 use crate::extract::REQUEST_ID_HEADER;
-use crate::ingest::Item;
+use crate::ingest::{Item, Webhook};
 use crate::state::AppState;
 
 pub mod meta;
@@ -227,10 +227,12 @@ impl Hook {
     ) -> Response {
         let (reply, outcome) = tokio::sync::oneshot::channel();
         let item = Item {
-            account: account.clone(),
-            events,
-            log: self.log(StatusCode::OK, "accepted", None),
-            request_id: self.header(REQUEST_ID_HEADER).map(String::from),
+            webhook: Webhook {
+                account: account.clone(),
+                events,
+                log: self.log(StatusCode::OK, "accepted", None),
+                request_id: self.header(REQUEST_ID_HEADER).map(String::from),
+            },
             reply,
         };
         let result = match state.ingest.submit(item).await {
