@@ -285,10 +285,15 @@ mod tests {
         .unwrap();
         assert!(found.is_empty());
         let wa = creds(&[("phone_number_id", "1065"), ("access_token", "a")]);
-        let wamid =
-            integro_channels::whatsapp_cloud::send(&client, &urls, &wa, &text_to("4915000000001"))
-                .await
-                .unwrap();
+        let wamid = integro_channels::whatsapp_cloud::send(
+            &client,
+            &urls,
+            &wa,
+            &text_to("4915000000001"),
+            "local-1",
+        )
+        .await
+        .unwrap();
         assert!(wamid.starts_with("wamid."));
         let ig = creds(&[("ig_user_id", "1784"), ("access_token", "a")]);
         let mid =

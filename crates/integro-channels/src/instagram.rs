@@ -40,6 +40,7 @@ pub fn parse(body: &[u8], ig_user_id: &str) -> Result<Vec<InboundEvent>, ParseEr
                 }
             } else if let Some(mid) = e["read"]["mid"].as_str() {
                 events.push(InboundEvent::Status(StatusUpdate {
+                    local_id: None,
                     provider_message_id: mid.to_string(),
                     status: DeliveryStatus::Read,
                     error_code: None,

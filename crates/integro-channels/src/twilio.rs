@@ -117,6 +117,7 @@ pub fn parse(params: &Params) -> Result<Vec<InboundEvent>, ParseError> {
         let status = status_of(status)
             .ok_or_else(|| ParseError::new(format!("unknown MessageStatus `{status}`")))?;
         return Ok(vec![InboundEvent::Status(StatusUpdate {
+            local_id: None,
             provider_message_id: sid.to_string(),
             status,
             error_code: param(params, "ErrorCode").map(String::from),
@@ -418,6 +419,7 @@ mod tests {
         assert_eq!(
             events,
             vec![InboundEvent::Status(StatusUpdate {
+                local_id: None,
                 provider_message_id: "SM2".into(),
                 status: DeliveryStatus::Failed,
                 error_code: Some("63016".into()),

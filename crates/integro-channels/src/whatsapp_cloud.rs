@@ -121,6 +121,7 @@ fn parse_status(s: &Value) -> Result<Option<StatusUpdate>, ParseError> {
     };
     let error = &s["errors"][0];
     Ok(Some(StatusUpdate {
+        local_id: text_of(&s["biz_opaque_callback_data"]),
         provider_message_id: id.to_string(),
         status,
         error_code: error["code"].as_i64().map(|c| c.to_string()),
@@ -128,12 +129,15 @@ fn parse_status(s: &Value) -> Result<Option<StatusUpdate>, ParseError> {
     }))
 }
 
-/// The request body for `msg`.
-pub fn request_body(msg: &OutboundMessage) -> Value {
+/// The request body for `msg`, our message `local_id`. Meta echoes the
+/// `biz_opaque_callback_data` in the message's status webhooks: a send whose
+/// answer was lost is recognised by it.
+pub fn request_body(msg: &OutboundMessage, local_id: &str) -> Value {
     let mut body = json!({
         "messaging_product": "whatsapp",
         "recipient_type": "individual",
         "to": msg.to,
+        "biz_opaque_callback_data": local_id,
     });
     if let Some(t) = &msg.template {
         body["type"] = json!("template");
@@ -173,6 +177,7 @@ pub async fn send(
     urls: &ProviderUrls,
     creds: &Credentials,
     msg: &OutboundMessage,
+    local_id: &str,
 ) -> Result<String, SendError> {
     let phone_number_id = creds.require("phone_number_id")?;
     let token = creds.require("access_token")?;
@@ -181,7 +186,14 @@ pub async fn send(
         urls.graph.trim_end_matches('/'),
         urls.graph_version
     );
-    meta::send_json(client, url, token, &request_body(msg), "/messages/0/id").await
+    meta::send_json(
+        client,
+        url,
+        token,
+        &request_body(msg, local_id),
+        "/messages/0/id",
+    )
+    .await
 }
 
 #[cfg(test)]
@@ -193,7 +205,7 @@ mod tests {
       "contacts":[{"profile":{"name":"Sheena Nelson"},"wa_id":"16505551234"}],
       "messages":[{"from":"16505551234","id":"wamid.A","timestamp":"1749416383","type":"text","text":{"body":"Hi there"}},
                   {"from":"16505551234","id":"wamid.B","timestamp":"1749416384","type":"image","image":{"id":"MEDIA1","mime_type":"image/jpeg","caption":"look"}}],
-      "statuses":[{"id":"wamid.OUT","status":"read","timestamp":"1","recipient_id":"16505551234"}]}}]}]}"#;
+      "statuses":[{"id":"wamid.OUT","status":"read","timestamp":"1","recipient_id":"16505551234","biz_opaque_callback_data":"LOCAL1"}]}}]}]}"#;
 
     #[test]
     fn parses_messages_media_and_statuses() {
@@ -215,6 +227,7 @@ mod tests {
             panic!()
         };
         assert_eq!(s.status, DeliveryStatus::Read);
+        assert_eq!(s.local_id.as_deref(), Some("LOCAL1"));
     }
 
     #[test]
@@ -238,27 +251,34 @@ mod tests {
 
     #[test]
     fn builds_text_and_template_requests() {
-        let text = request_body(&OutboundMessage {
-            to: "16505551234".into(),
-            text: Some("Hello".into()),
-            media_url: None,
-            template: None,
-            reply_to: Some("wamid.A".into()),
-        });
+        let text = request_body(
+            &OutboundMessage {
+                to: "16505551234".into(),
+                text: Some("Hello".into()),
+                media_url: None,
+                template: None,
+                reply_to: Some("wamid.A".into()),
+            },
+            "LOCAL1",
+        );
         assert_eq!(text["type"], "text");
+        assert_eq!(text["biz_opaque_callback_data"], "LOCAL1");
         assert_eq!(text["text"]["body"], "Hello");
         assert_eq!(text["context"]["message_id"], "wamid.A");
-        let template = request_body(&OutboundMessage {
-            to: "1".into(),
-            text: None,
-            media_url: None,
-            template: Some(integro_core::Template {
-                name: "order_update".into(),
-                language: Some("en_US".into()),
-                parameters: vec!["#1234".into()],
-            }),
-            reply_to: None,
-        });
+        let template = request_body(
+            &OutboundMessage {
+                to: "1".into(),
+                text: None,
+                media_url: None,
+                template: Some(integro_core::Template {
+                    name: "order_update".into(),
+                    language: Some("en_US".into()),
+                    parameters: vec!["#1234".into()],
+                }),
+                reply_to: None,
+            },
+            "LOCAL2",
+        );
         assert_eq!(
             template["template"]["components"][0]["parameters"][0]["text"],
             "#1234"

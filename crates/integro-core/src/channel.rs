@@ -167,6 +167,10 @@ pub struct StatusUpdate {
     pub status: DeliveryStatus,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
+    /// Our id of the message, where the provider echoes one given with the
+    /// send (WhatsApp Cloud's `biz_opaque_callback_data`): a send whose
+    /// answer was lost is recognised by it.
+    pub local_id: Option<String>,
 }
 
 /// What one webhook request carried. One request may batch several.

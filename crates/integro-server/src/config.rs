@@ -72,6 +72,10 @@ pub struct Config {
     /// `INTEGRO_JOB_LEASE_SECS`: how long a worker holds a job without
     /// renewing it; the jobs of a worker that died are taken again after this.
     pub job_lease_secs: u64,
+    /// `INTEGRO_SEND_STATUS_GRACE_SECS`: how long a WhatsApp Cloud send whose
+    /// outcome is unknown waits for Meta's status report before it is sent
+    /// again.
+    pub send_status_grace_secs: u64,
     /// `INTEGRO_BREAKER_THRESHOLD`: failures in a row that open a provider's
     /// circuit (channel accounts and AI credentials alike).
     pub breaker_threshold: u32,
@@ -110,6 +114,7 @@ impl Default for Config {
             max_in_flight: 2048,
             webhook_log_retention_days: 7,
             job_lease_secs: 60,
+            send_status_grace_secs: 30,
             breaker_threshold: 5,
             breaker_cool_down_secs: 30,
         }

@@ -9,16 +9,22 @@
 //! and so the flush, of whatever the workers are writing at that moment
 //! (ADR 0009), where a transaction of its own took turns with theirs on the
 //! one writer connection.
+//!
+//! On SQLite, a batch leases the reply jobs it enqueues to the process's own
+//! worker, as far as it has free slots, and hands them over once durable:
+//! their first attempt needs no claim, a write of its own on the one writer.
 
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use integro_core::InboundEvent;
 use integro_store::accounts::Account;
 use integro_store::conversations::{self, Ingested};
+use integro_store::jobs::{self, Job, Lease};
 use integro_store::webhook_logs::{self, NewWebhookLog};
-use integro_store::{Backend, Db, StoreError, Tx, jobs};
-use tokio::sync::{Mutex, Notify, mpsc, oneshot};
+use integro_store::{Backend, Db, StoreError, Tx};
+use integro_worker::runner::Worker;
+use tokio::sync::{Mutex, Notify, OwnedSemaphorePermit, mpsc, oneshot};
 
 /// Items stored in one transaction at most.
 const BATCH_MAX: usize = 256;
@@ -43,6 +49,8 @@ pub struct Webhook {
 #[derive(Clone)]
 pub struct Ingestor {
     queue: mpsc::Sender<Item>,
+    /// This process's worker, once it runs; reply jobs are leased to it.
+    worker: Arc<OnceLock<Arc<Worker>>>,
 }
 
 impl Ingestor {
@@ -51,14 +59,26 @@ impl Ingestor {
     pub fn start(db: Db, wake: Arc<Notify>) -> Ingestor {
         let (queue, rx) = mpsc::channel(QUEUE);
         let rx = Arc::new(Mutex::new(rx));
+        let worker = Arc::new(OnceLock::new());
         let writers = match db.backend() {
             Backend::Sqlite => 1,
             Backend::Postgres => 4,
         };
         for _ in 0..writers {
-            tokio::spawn(write_batches(db.clone(), rx.clone(), wake.clone()));
+            tokio::spawn(write_batches(
+                db.clone(),
+                rx.clone(),
+                wake.clone(),
+                worker.clone(),
+            ));
         }
-        Ingestor { queue }
+        Ingestor { queue, worker }
+    }
+
+    /// Hands the reply jobs of stored webhooks to `worker`, this process's
+    /// own, while it has free slots (SQLite only: see `jobs::enqueue_leasing`).
+    pub fn attach(&self, worker: Arc<Worker>) {
+        let _ = self.worker.set(worker);
     }
 
     /// Stores the item; resolves once it is durable (or failed).
@@ -70,7 +90,17 @@ impl Ingestor {
     }
 }
 
-async fn write_batches(db: Db, rx: Arc<Mutex<mpsc::Receiver<Item>>>, wake: Arc<Notify>) {
+async fn write_batches(
+    db: Db,
+    rx: Arc<Mutex<mpsc::Receiver<Item>>>,
+    wake: Arc<Notify>,
+    worker: Arc<OnceLock<Arc<Worker>>>,
+) {
+    // Two writers could both find a conversation idle and both lease it a job.
+    let worker = match db.backend() {
+        Backend::Sqlite => worker,
+        Backend::Postgres => Arc::new(OnceLock::new()),
+    };
     loop {
         let batch = {
             let mut rx = rx.lock().await;
@@ -93,27 +123,69 @@ async fn write_batches(db: Db, rx: Arc<Mutex<mpsc::Receiver<Item>>>, wake: Arc<N
             .unzip();
         let webhooks = Arc::new(webhooks);
         let n = webhooks.len();
-        let outcomes = match store(&db, webhooks.clone(), 0..n).await {
+        let mut handoff = Handoff::new(worker.get(), &webhooks);
+        let outcomes = match store(&db, webhooks.clone(), 0..n, &mut handoff).await {
             Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
             // One bad item must not sink the others: store each on its own.
             Err(e) if n > 1 => {
                 tracing::warn!(error = %e, items = n, "a batch failed; storing its webhooks one by one");
                 let mut outcomes = Vec::with_capacity(n);
                 for i in 0..n {
-                    let one = store(&db, webhooks.clone(), i..i + 1).await;
+                    let one = store(&db, webhooks.clone(), i..i + 1, &mut handoff).await;
                     outcomes.push(one.map(|o| o[0]).map_err(|e| e.to_string()));
                 }
                 outcomes
             }
             Err(e) => vec![Err(e.to_string())],
         };
-        let mut stored = false;
         for (reply, outcome) in replies.into_iter().zip(outcomes) {
-            stored |= outcome.is_ok();
             let _ = reply.send(outcome);
         }
-        if stored {
+        // Jobs left ready wait for a claim.
+        if handoff.left_ready {
             wake.notify_one();
+        }
+        handoff.run();
+    }
+}
+
+/// Reply jobs that a batch leases to this process's worker, in the slots
+/// taken for them.
+struct Handoff<'w> {
+    worker: Option<&'w Arc<Worker>>,
+    slots: Vec<OwnedSemaphorePermit>,
+    leased: Vec<Job>,
+    /// Some stored job was not leased.
+    left_ready: bool,
+}
+
+impl<'w> Handoff<'w> {
+    fn new(worker: Option<&'w Arc<Worker>>, webhooks: &[Webhook]) -> Handoff<'w> {
+        let messages = webhooks
+            .iter()
+            .flat_map(|w| &w.events)
+            .filter(|e| matches!(e, InboundEvent::Message(_)))
+            .count();
+        Handoff {
+            slots: worker.map(|w| w.take_slots(messages)).unwrap_or_default(),
+            worker,
+            leased: Vec::new(),
+            left_ready: false,
+        }
+    }
+
+    /// What the next write may lease.
+    fn lease(&self) -> Option<(String, i64, usize)> {
+        let w = self.worker?;
+        let free = self.slots.len() - self.leased.len();
+        Some((w.owner.clone(), w.lease_ms(), free))
+    }
+
+    /// Starts the leased jobs; slots left over are freed.
+    fn run(mut self) {
+        let Some(worker) = self.worker else { return };
+        for (job, slot) in self.leased.drain(..).zip(self.slots.drain(..)) {
+            worker.run_leased(job, slot);
         }
     }
 }
@@ -124,17 +196,35 @@ async fn store(
     db: &Db,
     webhooks: Arc<Vec<Webhook>>,
     range: Range<usize>,
+    handoff: &mut Handoff<'_>,
 ) -> Result<Vec<&'static str>, StoreError> {
-    db.write(move |tx| Box::pin(async move { store_together(tx, &webhooks[range]).await }))
-        .await
+    let lease = handoff.lease();
+    let (outcomes, leased, left_ready) = db
+        .write(move |tx| {
+            Box::pin(async move {
+                let lease = lease.as_ref().map(|(owner, lease_ms, slots)| Lease {
+                    owner,
+                    lease_ms: *lease_ms,
+                    slots: *slots,
+                });
+                store_together(tx, &webhooks[range], lease).await
+            })
+        })
+        .await?;
+    handoff.leased.extend(leased);
+    handoff.left_ready |= left_ready;
+    Ok(outcomes)
 }
 
 /// Stores `items` in the caller's transaction: their messages, their reply
-/// jobs and their log entries with one statement each.
+/// jobs and their log entries with one statement each. Returns each item's
+/// outcome, the jobs leased to `lease.owner`, and whether any job was left
+/// ready for a claim.
 async fn store_together(
     tx: &mut Tx<'_>,
     items: &[Webhook],
-) -> Result<Vec<&'static str>, StoreError> {
+    lease: Option<Lease<'_>>,
+) -> Result<(Vec<&'static str>, Vec<Job>, bool), StoreError> {
     let mut inbound = Vec::new();
     let mut owners = Vec::new();
     for (n, item) in items.iter().enumerate() {
@@ -180,7 +270,9 @@ async fn store_together(
         });
         outcomes.push(outcome);
     }
-    jobs::enqueue_many(tx, jobs).await?;
+    let enqueued = jobs.len();
+    let leased = jobs::enqueue_leasing(tx, jobs, lease).await?;
     webhook_logs::record_many(tx, logs).await?;
-    Ok(outcomes)
+    let left_ready = leased.len() < enqueued;
+    Ok((outcomes, leased, left_ready))
 }

@@ -198,7 +198,7 @@ impl App {
         let wake = Arc::new(tokio::sync::Notify::new());
         let (stop, stopping) = watch::channel(false);
         let engine = Arc::new(engine(&config));
-        let state = AppState {
+        let state = AppState::new(crate::state::Shared {
             stopping,
             ingest: crate::ingest::Ingestor::start(db.clone(), wake.clone()),
             accounts: AccountCache::new(ACCOUNT_TTL),
@@ -210,7 +210,7 @@ impl App {
             tokens,
             metrics: metrics_handle(),
             engine,
-        };
+        });
         Ok(App {
             state,
             key_source,
@@ -252,8 +252,11 @@ impl App {
             }
         });
         let stopping = self.state.stopping.clone();
-        let workers =
-            (self.state.config.workers > 0).then(|| tokio::spawn(self.worker().run(stopping)));
+        let workers = (self.state.config.workers > 0).then(|| {
+            let worker = self.worker();
+            self.state.ingest.attach(worker.clone());
+            tokio::spawn(worker.run(stopping))
+        });
         let db = self.state.db.clone();
         let router = crate::http::router(self.state);
         let stop = Arc::new(self.stop);
@@ -289,6 +292,7 @@ pub fn build_worker(state: &AppState) -> Arc<Worker> {
         concurrency: config.workers.max(1),
         webhook_log_retention: Duration::from_secs(config.webhook_log_retention_days * 24 * 3600),
         lease: Duration::from_secs(config.job_lease_secs.max(1)),
+        status_grace: Duration::from_secs(config.send_status_grace_secs),
         breaker_threshold: config.breaker_threshold,
         breaker_cool_down: Duration::from_secs(config.breaker_cool_down_secs),
         ..WorkerConfig::default()

@@ -14,8 +14,26 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::tokens::TokenKeys;
 
+/// Cloned for every request (and by every middleware on its way), so it is
+/// one reference count: cloning and dropping the fields themselves took 2%
+/// of perf's samples of webhook ingest.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub db: Db,
     pub config: Arc<Config>,
     pub keyring: Arc<Keyring>,

@@ -636,20 +636,44 @@ pub async fn apply_status(
     .bind(&update.provider_message_id)
     .fetch_optional(&mut **tx)
     .await?;
+    // A message whose send went out but whose answer was lost (the worker
+    // died, or the answer came too late) has no provider id yet: the status
+    // names it by our id, and it adopts the provider's. Its send job, taken
+    // again, finds it sent.
+    let (row, adopt) = match (row, update.local_id.as_deref().map(crate::parse_id)) {
+        (Some(row), _) => (Some(row), false),
+        (None, Some(Ok(local_id))) => {
+            let row: Option<(String, String)> = sqlx::query_as(
+                "SELECT id, status FROM messages WHERE id = $1 AND account_id = $2 AND direction = 'outbound' \
+                 AND provider_message_id IS NULL",
+            )
+            .bind(local_id.to_string())
+            .bind(account_id.to_string())
+            .fetch_optional(&mut **tx)
+            .await?;
+            (row, true)
+        }
+        (None, _) => (None, false),
+    };
     let Some((id, current)) = row else {
         return Ok(false);
     };
     let current = DeliveryStatus::parse(&current).unwrap_or(DeliveryStatus::Queued);
-    if !current.may_become(update.status) {
+    let status = if current.may_become(update.status) {
+        update.status
+    } else if adopt {
+        current
+    } else {
         return Ok(false);
-    }
+    };
     sqlx::query(
         "UPDATE messages SET status = $1, error_code = COALESCE($2, error_code), error_message = COALESCE($3, error_message), \
-         updated_at = $4 WHERE id = $5",
+         provider_message_id = COALESCE(provider_message_id, $4), updated_at = $5 WHERE id = $6",
     )
-    .bind(update.status.as_str())
+    .bind(status.as_str())
     .bind(update.error_code.clone())
     .bind(update.error_message.clone())
+    .bind(adopt.then(|| update.provider_message_id.clone()))
     .bind(now_ms())
     .bind(id)
     .execute(&mut **tx)

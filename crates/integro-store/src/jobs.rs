@@ -3,6 +3,8 @@
 //! that dies loses its lease and another takes the job. Jobs sharing a
 //! `queue_key` (a conversation) run one at a time, oldest first.
 
+use std::collections::{BTreeSet, HashSet};
+
 use integro_core::new_id;
 use serde::Serialize;
 use serde_json::Value;
@@ -127,36 +129,128 @@ pub struct NewJob<'a> {
 /// exactly when the data it concerns does; several with one statement
 /// (group commits of webhooks).
 pub async fn enqueue_many(tx: &mut Tx<'_>, jobs: Vec<NewJob<'_>>) -> Result<(), StoreError> {
-    // 9 parameters a row; well under both databases' limits at 256 rows.
-    for chunk in jobs.chunks(256) {
-        let now = now_ms();
+    enqueue_leasing(tx, jobs, None).await.map(drop)
+}
+
+/// Jobs that a batch may lease to this process's own worker as it enqueues
+/// them: their first attempt starts without a claim.
+#[derive(Debug, Clone, Copy)]
+pub struct Lease<'a> {
+    pub owner: &'a str,
+    pub lease_ms: i64,
+    /// The worker's free slots: jobs leased at most.
+    pub slots: usize,
+}
+
+/// `enqueue_many`, leasing up to `lease.slots` of the jobs to `lease.owner`
+/// at once: each job whose queue key has no pending job, in the table or
+/// earlier in `jobs` (those wait their turn, as with a claim). Returns the
+/// leased jobs.
+///
+/// The check and the insert are two statements: only for a database whose
+/// writes are serialized (SQLite), where nothing can come between them.
+pub async fn enqueue_leasing(
+    tx: &mut Tx<'_>,
+    jobs: Vec<NewJob<'_>>,
+    lease: Option<Lease<'_>>,
+) -> Result<Vec<Job>, StoreError> {
+    let now = now_ms();
+    let lease = lease.filter(|l| l.slots > 0);
+    let mut busy = match lease {
+        Some(_) => pending_queue_keys(tx, &jobs).await?,
+        None => HashSet::new(),
+    };
+    let mut leased = Vec::new();
+    let mut rows = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let lease = lease.filter(|l| {
+            leased.len() < l.slots && job.queue_key.as_ref().is_none_or(|k| !busy.contains(k))
+        });
+        if let Some(key) = &job.queue_key {
+            busy.insert(key.clone());
+        }
+        let run_at = job.run_at.unwrap_or(now);
+        let row = Job {
+            id: new_id(),
+            tenant_id: job.tenant_id,
+            kind: job.kind.to_string(),
+            payload: job.payload,
+            queue_key: job.queue_key,
+            state: if lease.is_some() {
+                JobState::Running
+            } else {
+                JobState::Ready
+            },
+            attempts: i64::from(lease.is_some()),
+            max_attempts: job.max_attempts.max(1),
+            run_at: from_ms(run_at),
+            lease_until: lease.map(|l| from_ms(now + l.lease_ms)),
+            last_error: None,
+            created_at: from_ms(now),
+            updated_at: from_ms(now),
+            finished_at: None,
+        };
+        rows.push((row, lease.map(|l| (l.owner, now + l.lease_ms)), run_at));
+        if lease.is_some() {
+            leased.push(rows.len() - 1);
+        }
+    }
+    // 13 parameters a row; well under both databases' limits at 256 rows.
+    for chunk in rows.chunks(256) {
         let mut sql = String::from(
-            "INSERT INTO jobs (id, tenant_id, kind, payload, queue_key, state, attempts, max_attempts, run_at, created_at, updated_at) VALUES ",
+            "INSERT INTO jobs (id, tenant_id, kind, payload, queue_key, state, attempts, max_attempts, run_at, \
+             lease_owner, lease_until, created_at, updated_at) VALUES ",
         );
-        sql.push_str(&crate::db::values_rows(tx, chunk.len(), 9, |p| {
-            format!(
-                "({}, {}, {}, {}, {}, 'ready', 0, {}, {}, {}, {})",
-                p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8]
-            )
+        sql.push_str(&crate::db::values_rows(tx, chunk.len(), 13, |p| {
+            format!("({})", p.join(", "))
         }));
         // Multi-row statements are not kept prepared: one per batch size would
         // fill the cache. The single-row one is.
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(chunk.len() == 1);
-        for job in chunk {
+        for (job, lease, run_at) in chunk {
             q = q
-                .bind(new_id().to_string())
+                .bind(job.id.to_string())
                 .bind(job.tenant_id.map(|t| t.to_string()))
-                .bind(job.kind.to_string())
+                .bind(job.kind.clone())
                 .bind(job.payload.to_string())
                 .bind(job.queue_key.clone())
-                .bind(job.max_attempts.max(1))
-                .bind(job.run_at.unwrap_or(now))
+                .bind(job.state.as_str())
+                .bind(job.attempts)
+                .bind(job.max_attempts)
+                .bind(*run_at)
+                .bind(lease.map(|l| l.0.to_string()))
+                .bind(lease.map(|l| l.1))
                 .bind(now)
                 .bind(now);
         }
         q.execute(&mut **tx).await?;
     }
-    Ok(())
+    let mut rows: Vec<Option<Job>> = rows.into_iter().map(|r| Some(r.0)).collect();
+    Ok(leased.into_iter().filter_map(|i| rows[i].take()).collect())
+}
+
+/// The queue keys of `jobs` that have a job pending (ready or running).
+async fn pending_queue_keys(
+    tx: &mut Tx<'_>,
+    jobs: &[NewJob<'_>],
+) -> Result<HashSet<String>, StoreError> {
+    let keys: BTreeSet<&str> = jobs.iter().filter_map(|j| j.queue_key.as_deref()).collect();
+    let mut busy = HashSet::new();
+    let keys: Vec<&str> = keys.into_iter().collect();
+    for chunk in keys.chunks(256) {
+        let placeholders = crate::db::values_rows(tx, chunk.len(), 1, |p| p[0].clone());
+        let sql = format!(
+            "SELECT DISTINCT queue_key FROM jobs WHERE queue_key IN ({placeholders}) \
+             AND state IN ('ready', 'running')"
+        );
+        let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).persistent(chunk.len() == 1);
+        for key in chunk {
+            q = q.bind(key.to_string());
+        }
+        let found: Vec<String> = q.fetch_all(&mut **tx).await?;
+        busy.extend(found);
+    }
+    Ok(busy)
 }
 
 /// Enqueues one job inside the caller's transaction and, when no older job
@@ -364,21 +458,29 @@ pub async fn fail(
     Ok(state)
 }
 
-/// Puts a job back without counting the attempt (its circuit was open, or the
-/// worker is shutting down).
-pub async fn postpone(db: &Db, id: Uuid, owner: &str, delay_ms: i64) -> Result<(), StoreError> {
+/// Puts a job back without counting the attempt (its circuit was open, or it
+/// waits for news of an earlier attempt); `note`, when given, becomes its
+/// `last_error`.
+pub async fn postpone(
+    db: &Db,
+    id: Uuid,
+    owner: &str,
+    delay_ms: i64,
+    note: Option<&'static str>,
+) -> Result<(), StoreError> {
     let owner = owner.to_string();
     db.write(move |tx| {
         Box::pin(async move {
             let now = now_ms();
             sqlx::query(
                 "UPDATE jobs SET state = 'ready', run_at = $1, lease_until = NULL, lease_owner = NULL, attempts = attempts - 1, \
-                 updated_at = $2 WHERE id = $3 AND lease_owner = $4 AND state = 'running'",
+                 updated_at = $2, last_error = COALESCE($5, last_error) WHERE id = $3 AND lease_owner = $4 AND state = 'running'",
             )
             .bind(now + delay_ms)
             .bind(now)
             .bind(id.to_string())
             .bind(owner)
+            .bind(note)
             .execute(&mut **tx)
             .await?;
             Ok(())
@@ -488,4 +590,66 @@ pub async fn purge_finished(db: &Db, older_than_ms: i64) -> Result<u64, StoreErr
             .execute(db.writer())
             .await?;
     Ok(r.rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(key: &str) -> NewJob<'static> {
+        NewJob {
+            kind: "reply",
+            payload: serde_json::json!({ "key": key }),
+            tenant_id: None,
+            queue_key: Some(key.to_string()),
+            max_attempts: 3,
+            run_at: None,
+        }
+    }
+
+    fn keys(jobs: &[Job]) -> Vec<String> {
+        let mut keys: Vec<String> = jobs.iter().filter_map(|j| j.queue_key.clone()).collect();
+        keys.sort();
+        keys
+    }
+
+    /// A batch leases a job only when its conversation has nothing pending,
+    /// in the table or earlier in the batch, and no more than the worker's
+    /// free slots; the rest wait for a claim, in order.
+    #[tokio::test]
+    async fn a_batch_leases_only_jobs_whose_queue_is_idle() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let db = Db::connect(&url).await.unwrap();
+        db.migrate().await.unwrap();
+        let mut tx = db.begin().await.unwrap();
+        enqueue_many(&mut tx, vec![job("c")]).await.unwrap();
+        let lease = Lease {
+            owner: "local",
+            lease_ms: 60_000,
+            slots: 2,
+        };
+        let batch = vec![job("a"), job("a"), job("c"), job("b"), job("d")];
+        let leased = enqueue_leasing(&mut tx, batch, Some(lease)).await.unwrap();
+        tx.commit().await.unwrap();
+
+        assert_eq!(
+            keys(&leased),
+            ["a", "b"],
+            "the first of a, then b; d finds no slot"
+        );
+        for j in &leased {
+            assert_eq!((j.state, j.attempts), (JobState::Running, 1));
+            let stored: (String, Option<String>, i64) =
+                sqlx::query_as("SELECT state, lease_owner, attempts FROM jobs WHERE id = $1")
+                    .bind(j.id.to_string())
+                    .fetch_one(db.pool())
+                    .await
+                    .unwrap();
+            assert_eq!(stored, ("running".into(), Some("local".into()), 1));
+        }
+        // The second a waits for the first, the second c for the first c.
+        let claimed = claim(&db, "other", 10, 60_000).await.unwrap();
+        assert_eq!(keys(&claimed), ["c", "d"]);
+    }
 }

@@ -37,7 +37,8 @@ impl Egress {
                 .await
             }
             ChannelKind::WhatsappCloud => {
-                whatsapp_cloud::send(&self.client, &self.urls, creds, msg).await
+                whatsapp_cloud::send(&self.client, &self.urls, creds, msg, &local_id.to_string())
+                    .await
             }
             ChannelKind::Instagram => instagram::send(&self.client, &self.urls, creds, msg).await,
             ChannelKind::X => x::send(&self.client, &self.urls, creds, msg).await,

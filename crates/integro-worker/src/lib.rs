@@ -9,7 +9,7 @@ pub mod egress;
 pub mod engine;
 mod reply;
 pub mod runner;
-mod send;
+pub mod send;
 
 pub use engine::Engine;
 pub use runner::{Worker, WorkerConfig};

@@ -165,9 +165,10 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<Vec<Leased>, Failu
             after: None,
         })?;
     if let Some(until) = turn.wait_until {
-        return Err(Failure::Postpone(std::time::Duration::from_millis(
-            (until - now).max(1) as u64,
-        )));
+        return Err(Failure::Postpone {
+            after: std::time::Duration::from_millis((until - now).max(1) as u64),
+            note: None,
+        });
     }
     for line in &turn.trace {
         tracing::debug!(message = %id, "{line}");
@@ -230,7 +231,7 @@ async fn complete_with(
     let request_id = job.payload["request_id"].as_str().map(String::from);
     let bot_id = bot.map(|b| b.id);
     let conversation = conversation.clone();
-    let (owner, lease_ms) = (worker.owner.clone(), worker.config.lease.as_millis() as i64);
+    let (owner, lease_ms) = (worker.owner.clone(), worker.lease_ms());
     worker
         .complete(job, move |tx| {
             Box::pin(async move {

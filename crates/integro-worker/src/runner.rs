@@ -9,7 +9,7 @@ use integro_store::conversations::{Conversation, Message};
 use integro_store::jobs::{self, Completion, Job, JobState};
 use integro_store::secrets::Keyring;
 use integro_store::{BoxFuture, Db, StoreError, Tx, conversations, webhook_logs};
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::accounts::AccountCache;
 use crate::egress::Egress;
@@ -28,6 +28,9 @@ pub struct WorkerConfig {
     pub job_retention: Duration,
     /// Webhook log entries are deleted after this long.
     pub webhook_log_retention: Duration,
+    /// How long a send whose outcome is unknown waits for the provider's
+    /// report on it, where one comes (WhatsApp Cloud), before sending again.
+    pub status_grace: Duration,
     /// Failures in a row that open a provider's circuit, and how long it stays open.
     pub breaker_threshold: u32,
     pub breaker_cool_down: Duration,
@@ -38,6 +41,7 @@ impl Default for WorkerConfig {
         WorkerConfig {
             concurrency: 16,
             lease: Duration::from_secs(60),
+            status_grace: Duration::from_secs(30),
             poll_interval: Duration::from_millis(250),
             job_retention: Duration::from_secs(24 * 3600),
             webhook_log_retention: Duration::from_secs(7 * 24 * 3600),
@@ -62,6 +66,8 @@ pub struct Worker {
     pub wake: Arc<Notify>,
     /// Unique per process, so that a lease names its holder.
     pub owner: String,
+    /// One permit per job running at the same time (`config.concurrency`).
+    slots: Arc<Semaphore>,
 }
 
 /// A job leased to this worker by the one it just ran (a reply's send),
@@ -81,8 +87,12 @@ pub(crate) enum Failure {
     },
     /// No attempt can succeed; the job is dead.
     Permanent(String),
-    /// Not an attempt: come back after this long (open circuit).
-    Postpone(Duration),
+    /// Not an attempt: come back after this long (open circuit, or waiting
+    /// for news of an earlier attempt, said by `note`).
+    Postpone {
+        after: Duration,
+        note: Option<&'static str>,
+    },
     /// Another worker holds the job now.
     LeaseLost,
 }
@@ -110,6 +120,7 @@ impl Worker {
         wake: Arc<Notify>,
     ) -> Worker {
         Worker {
+            slots: Arc::new(Semaphore::new(config.concurrency)),
             breakers: CircuitBreakers::new(config.breaker_threshold, config.breaker_cool_down),
             db,
             keyring,
@@ -125,7 +136,7 @@ impl Worker {
     /// Runs until `shutdown` turns true, then waits for running jobs (up to
     /// the lease) and hands back any still held.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let slots = Arc::new(Semaphore::new(self.config.concurrency));
+        let slots = self.slots.clone();
         let maintenance = tokio::spawn(self.clone().maintain());
         tracing::info!(owner = %self.owner, concurrency = self.config.concurrency, "worker started");
         loop {
@@ -142,14 +153,7 @@ impl Worker {
                 continue;
             }
             let claimed = {
-                match jobs::claim(
-                    &self.db,
-                    &self.owner,
-                    free as i64,
-                    self.config.lease.as_millis() as i64,
-                )
-                .await
-                {
+                match jobs::claim(&self.db, &self.owner, free as i64, self.lease_ms()).await {
                     Ok(jobs) => jobs,
                     Err(e) => {
                         tracing::error!(error = %e, "claiming jobs failed");
@@ -177,6 +181,8 @@ impl Worker {
             }
         }
         maintenance.abort();
+        // No job is handed to us any more (`take_slots`).
+        slots.close();
         let deadline = Instant::now() + self.config.lease;
         while slots.available_permits() < self.config.concurrency && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -189,6 +195,30 @@ impl Worker {
             }
         }
         tracing::info!(owner = %self.owner, "worker stopped");
+    }
+
+    /// Takes up to `n` free slots for jobs leased to this worker outside a
+    /// claim (the webhook ingest leases reply jobs as it stores them); none
+    /// once the worker is stopping.
+    pub fn take_slots(&self, n: usize) -> Vec<OwnedSemaphorePermit> {
+        std::iter::from_fn(|| self.slots.clone().try_acquire_owned().ok())
+            .take(n)
+            .collect()
+    }
+
+    /// How long a lease lasts, in milliseconds.
+    pub fn lease_ms(&self) -> i64 {
+        self.config.lease.as_millis() as i64
+    }
+
+    /// Runs a job leased to this worker outside a claim, in a slot from
+    /// `take_slots`.
+    pub fn run_leased(self: &Arc<Self>, job: Job, slot: OwnedSemaphorePermit) {
+        let worker = self.clone();
+        tokio::spawn(async move {
+            worker.execute(job).await;
+            drop(slot);
+        });
     }
 
     async fn execute(self: Arc<Self>, job: Job) {
@@ -248,10 +278,9 @@ impl Worker {
                 tracing::warn!(job = %job.id, "lease lost; another worker has the job");
                 return "lease_lost";
             }
-            Failure::Postpone(after) => {
-                if let Err(e) =
-                    jobs::postpone(&self.db, job.id, &self.owner, after.as_millis() as i64).await
-                {
+            Failure::Postpone { after, note } => {
+                let delay = after.as_millis() as i64;
+                if let Err(e) = jobs::postpone(&self.db, job.id, &self.owner, delay, note).await {
                     tracing::error!(job = %job.id, error = %e, "postponing failed");
                 }
                 return "postponed";

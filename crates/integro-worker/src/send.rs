@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use integro_core::OutboundMessage;
+use integro_core::{ChannelKind, OutboundMessage};
 use integro_store::conversations::{self, Conversation, Message};
 use integro_store::jobs::{self, Job};
 use time::OffsetDateTime;
@@ -14,6 +14,10 @@ use integro_core::breaker::Permit;
 
 /// Starts the `last_error` of an attempt the provider answered with an error.
 const REFUSED: &str = "the provider refused: ";
+
+/// `last_error` of a WhatsApp Cloud send waiting for the status webhook of an
+/// attempt whose outcome is unknown.
+pub const AWAITING_STATUS: &str = "waiting for the provider's report on an earlier attempt";
 
 /// WhatsApp's customer-service window.
 const WINDOW: time::Duration = time::Duration::hours(24);
@@ -100,7 +104,10 @@ pub(crate) async fn run(
 
     let circuit = format!("{}:{}", account.kind, account.id);
     if let Permit::Wait(after) = worker.breakers.permit(&circuit) {
-        return Err(Failure::Postpone(after.max(Duration::from_millis(100))));
+        return Err(Failure::Postpone {
+            after: after.max(Duration::from_millis(100)),
+            note: None,
+        });
     }
     // An earlier attempt may have reached the provider and died (or timed
     // out) before recording it: adopt what the provider already has rather
@@ -111,6 +118,21 @@ pub(crate) async fn run(
             .last_error
             .as_deref()
             .is_some_and(|e| e.starts_with(REFUSED));
+    if outcome_unknown
+        && account.kind == ChannelKind::WhatsappCloud
+        && job.last_error.as_deref() != Some(AWAITING_STATUS)
+    {
+        // Meta cannot be asked, but it reports every message it took with a
+        // status webhook that carries our id (`biz_opaque_callback_data`),
+        // which makes the message adopt the provider's id
+        // (`conversations::apply_status`): wait for it once, then look again
+        // (at the top), and send only if nothing came.
+        tracing::info!(message = %id, "an earlier attempt may have gone out; waiting for the provider's report");
+        return Err(Failure::Postpone {
+            after: worker.config.status_grace,
+            note: Some(AWAITING_STATUS),
+        });
+    }
     if outcome_unknown {
         let since = message.created_at.unix_timestamp() - 2;
         // If the provider cannot say, sending again is the lesser harm.

@@ -26,6 +26,14 @@ pub struct Loop {
 
 /// Starts Integro with its provider APIs pointing at a mock server.
 pub async fn start(kind: DbKind, workers: usize) -> Option<(TestApp, MockServer)> {
+    start_with(kind, |c| c.workers = workers).await
+}
+
+/// `start`, with more settings.
+pub async fn start_with(
+    kind: DbKind,
+    tweak: impl FnOnce(&mut integro_server::Config),
+) -> Option<(TestApp, MockServer)> {
     let provider = MockServer::start().await;
     let uri = provider.uri();
     let app = TestApp::spawn_with(kind, |c| {
@@ -34,8 +42,8 @@ pub async fn start(kind: DbKind, workers: usize) -> Option<(TestApp, MockServer)
         c.graph_api_base = uri.clone();
         c.instagram_api_base = uri.clone();
         c.x_api_base = uri.clone();
-        c.workers = workers;
         c.provider_timeout_secs = 2;
+        tweak(c);
     })
     .await?;
     Some((app, provider))

@@ -416,7 +416,103 @@ async fn shutdown_ends_event_streams(kind: DbKind) {
     assert!(ended.is_ok(), "the stream was closed");
 }
 
+/// A send whose answer never came (a timeout) may have gone out: the retry
+/// waits for Meta's status report, which names the message by the id we
+/// passed (`biz_opaque_callback_data`), and adopts it instead of sending twice.
+async fn a_whatsapp_send_whose_answer_was_lost_is_not_sent_twice(kind: DbKind) {
+    let Some((app, provider)) = crate::channels::start_with(kind, |c| {
+        c.workers = 4;
+        c.provider_timeout_secs = 1;
+        c.send_status_grace_secs = 2;
+    })
+    .await
+    else {
+        return;
+    };
+    let creds = json!({ "phone_number_id": "106540352242922", "access_token": "EAAG-token", "app_secret": APP_SECRET, "verify_token": VERIFY_TOKEN });
+    let t = Loop::with_app(app, provider, "whatsapp_cloud", creds).await;
+    let sends = "/v23.0/106540352242922/messages";
+    // Meta takes the message but answers too late: the outcome is unknown.
+    Mock::given(method("POST"))
+        .and(path(sends))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "messaging_product": "whatsapp", "messages": [{ "id": "wamid.LOST" }] }))
+                .set_delay(Duration::from_secs(3)),
+        )
+        .up_to_n_times(1)
+        .mount(&t.provider)
+        .await;
+    // Any second send would be a duplicate.
+    Mock::given(method("POST"))
+        .and(path(sends))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({ "messaging_product": "whatsapp", "messages": [{ "id": "wamid.TWICE" }] }),
+        ))
+        .mount(&t.provider)
+        .await;
+    let hook = format!("/webhooks/whatsapp/{}", t.account_id);
+    let body = whatsapp_body("wamid.IN9", "hello");
+    let sig = integro_channels::meta::sign(APP_SECRET, body.as_bytes());
+    assert_eq!(
+        post_signed(&t, &hook, body, sig).await.status(),
+        StatusCode::OK
+    );
+    let sent = t.wait_for_sends(1).await;
+    let request: Value = serde_json::from_slice(&sent[0].body).unwrap();
+    let local_id = request["biz_opaque_callback_data"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = t.outbound().await;
+    assert_eq!(
+        out[0]["id"],
+        local_id.as_str(),
+        "the send names our message"
+    );
+    // The attempt times out; the retry waits for Meta's report.
+    wait_until(Duration::from_secs(20), || async {
+        let jobs = t.get("/api/v1/jobs?state=ready").await;
+        jobs["items"].as_array().unwrap().iter().any(|j| {
+            j["kind"] == "send" && j["last_error"] == integro_worker::send::AWAITING_STATUS
+        })
+    })
+    .await;
+
+    // Meta reports the message it took, naming it by our id.
+    let status = json!({
+        "object": "whatsapp_business_account",
+        "entry": [{ "id": "WABA", "changes": [{ "field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": { "phone_number_id": "106540352242922" },
+            "statuses": [{ "id": "wamid.LOST", "status": "sent", "timestamp": "1", "recipient_id": "16505551234",
+                           "biz_opaque_callback_data": local_id }]
+        }}]}]
+    })
+    .to_string();
+    let sig = integro_channels::meta::sign(APP_SECRET, status.as_bytes());
+    assert_eq!(
+        post_signed(&t, &hook, status, sig).await.status(),
+        StatusCode::OK
+    );
+    let out = t.wait_outbound_status("sent").await;
+    assert_eq!(out[0]["provider_message_id"], "wamid.LOST");
+    // The send job, taken again after the timeout and the grace, finds the
+    // message sent and finishes without sending it again.
+    wait_until(Duration::from_secs(20), || async {
+        let jobs = t.get("/api/v1/jobs?state=done").await;
+        jobs["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["kind"] == "send")
+    })
+    .await;
+    assert_eq!(t.provider_requests().await.len(), 1, "sent once");
+}
+
 db_tests!(
+    a_whatsapp_send_whose_answer_was_lost_is_not_sent_twice,
     shutdown_ends_event_streams,
     whatsapp_cloud_handshake_and_reply,
     whatsapp_permanent_errors_keep_the_graph_code,
