@@ -10,9 +10,9 @@
 //! (ADR 0009), where a transaction of its own took turns with theirs on the
 //! one writer connection.
 //!
-//! On SQLite, a batch leases the reply jobs it enqueues to the process's own
-//! worker, as far as it has free slots, and hands them over once durable:
-//! their first attempt needs no claim, a write of its own on the one writer.
+//! A batch leases the reply jobs it enqueues to the process's own worker, as
+//! far as it has free slots, and hands them over once durable: their first
+//! attempt needs no claim (on SQLite, a write of its own on the one writer).
 
 use std::ops::Range;
 use std::sync::{Arc, OnceLock};
@@ -76,7 +76,7 @@ impl Ingestor {
     }
 
     /// Hands the reply jobs of stored webhooks to `worker`, this process's
-    /// own, while it has free slots (SQLite only: see `jobs::enqueue_leasing`).
+    /// own, while it has free slots (`jobs::enqueue_leasing`).
     pub fn attach(&self, worker: Arc<Worker>) {
         let _ = self.worker.set(worker);
     }
@@ -96,11 +96,6 @@ async fn write_batches(
     wake: Arc<Notify>,
     worker: Arc<OnceLock<Arc<Worker>>>,
 ) {
-    // Two writers could both find a conversation idle and both lease it a job.
-    let worker = match db.backend() {
-        Backend::Sqlite => worker,
-        Backend::Postgres => Arc::new(OnceLock::new()),
-    };
     loop {
         let batch = {
             let mut rx = rx.lock().await;

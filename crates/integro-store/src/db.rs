@@ -362,9 +362,7 @@ pub fn values_rows(
     columns: usize,
     row: impl Fn(&[String]) -> String,
 ) -> String {
-    use sqlx::AnyConnection;
-    let conn: &AnyConnection = tx;
-    let sqlite = conn.backend_name().eq_ignore_ascii_case("sqlite");
+    let sqlite = is_sqlite(tx);
     let mut sql = String::with_capacity(rows * columns * 6);
     for r in 0..rows {
         let params: Vec<String> = (1..=columns)
@@ -382,6 +380,13 @@ pub fn values_rows(
         sql.push_str(&row(&params));
     }
     sql
+}
+
+/// Whether the transaction is SQLite's (else PostgreSQL's).
+pub fn is_sqlite(tx: &Tx<'_>) -> bool {
+    use sqlx::AnyConnection;
+    let conn: &AnyConnection = tx;
+    conn.backend_name().eq_ignore_ascii_case("sqlite")
 }
 
 /// Current time as stored: Unix milliseconds.

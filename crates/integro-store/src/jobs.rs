@@ -147,8 +147,10 @@ pub struct Lease<'a> {
 /// earlier in `jobs` (those wait their turn, as with a claim). Returns the
 /// leased jobs.
 ///
-/// The check and the insert are two statements: only for a database whose
-/// writes are serialized (SQLite), where nothing can come between them.
+/// The check and the insert are two statements. On SQLite nothing comes
+/// between them (writes are serialized); on PostgreSQL, where batches commit
+/// concurrently, each batch first locks its queue keys until it commits, so
+/// that two cannot both find a key idle.
 pub async fn enqueue_leasing(
     tx: &mut Tx<'_>,
     jobs: Vec<NewJob<'_>>,
@@ -237,6 +239,23 @@ async fn pending_queue_keys(
     let keys: BTreeSet<&str> = jobs.iter().filter_map(|j| j.queue_key.as_deref()).collect();
     let mut busy = HashSet::new();
     let keys: Vec<&str> = keys.into_iter().collect();
+    if !crate::db::is_sqlite(tx) {
+        for chunk in keys.chunks(256) {
+            // In one order (PostgreSQL evaluates a volatile output after the
+            // sort), so that batches sharing keys cannot deadlock.
+            let placeholders =
+                crate::db::values_rows(tx, chunk.len(), 1, |p| format!("({})", p[0]));
+            let sql = format!(
+                "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM (VALUES {placeholders}) v (k) \
+                 ORDER BY hashtextextended(k, 0)"
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(chunk.len() == 1);
+            for key in chunk {
+                q = q.bind(key.to_string());
+            }
+            q.execute(&mut **tx).await?;
+        }
+    }
     for chunk in keys.chunks(256) {
         let placeholders = crate::db::values_rows(tx, chunk.len(), 1, |p| p[0].clone());
         let sql = format!(
@@ -651,5 +670,59 @@ mod tests {
         // The second a waits for the first, the second c for the first c.
         let claimed = claim(&db, "other", 10, 60_000).await.unwrap();
         assert_eq!(keys(&claimed), ["c", "d"]);
+    }
+
+    /// On PostgreSQL batches commit concurrently: of two batches with a job
+    /// for the same idle queue, one leases it and the other waits for it (it
+    /// blocks on the first batch's lock of the key, then finds it busy).
+    #[tokio::test]
+    async fn concurrent_batches_on_postgres_lease_one_job_a_queue() {
+        use sqlx::Connection;
+        let Some(admin) = std::env::var("INTEGRO_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|u| !u.trim().is_empty())
+        else {
+            return; // The server's tests say how to run PostgreSQL's.
+        };
+        let name = format!("integro_jobs_{}", Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+        let db = Db::connect(&url).await.unwrap();
+        db.migrate().await.unwrap();
+        let lease = Lease {
+            owner: "local",
+            lease_ms: 60_000,
+            slots: 4,
+        };
+        let mut first = db.begin().await.unwrap();
+        let leased = enqueue_leasing(&mut first, vec![job("k")], Some(lease))
+            .await
+            .unwrap();
+        assert_eq!(leased.len(), 1);
+        let second = {
+            let db = db.clone();
+            tokio::spawn(async move {
+                let mut tx = db.begin().await.unwrap();
+                let leased = enqueue_leasing(&mut tx, vec![job("k"), job("other")], Some(lease))
+                    .await
+                    .unwrap();
+                tx.commit().await.unwrap();
+                leased
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        first.commit().await.unwrap();
+        let leased = second.await.unwrap();
+        assert_eq!(keys(&leased), ["other"], "k was taken by the first batch");
+        db.close().await;
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE {name} WITH (FORCE)"
+        )))
+        .execute(&mut conn)
+        .await;
     }
 }
