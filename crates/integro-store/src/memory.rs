@@ -102,13 +102,16 @@ pub async fn history(
     limit: u32,
     except: &[Uuid],
 ) -> Result<Vec<Said>, StoreError> {
-    let rows: Vec<(String, String, Option<String>, i64)> = sqlx::query_as(
+    // The limit is written into the statement: SQLite prepares a bound
+    // `ORDER BY … LIMIT` again every time it runs (`jobs::claim`). The
+    // variants are few (a bot's history length, plus a burst's size).
+    let limit = u64::from(limit) + except.len() as u64;
+    let rows: Vec<(String, String, Option<String>, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT id, sender, body, created_at FROM messages WHERE conversation_id = $1 AND created_at >= $2 \
-         AND kind = 'text' AND status <> 'failed' AND body IS NOT NULL ORDER BY id DESC LIMIT $3",
-    )
+         AND kind = 'text' AND status <> 'failed' AND body IS NOT NULL ORDER BY id DESC LIMIT {limit}",
+    )))
     .bind(conversation_id.to_string())
     .bind(since_ms)
-    .bind(limit as i64 + except.len() as i64)
     .fetch_all(db.pool())
     .await?;
     let mut out = Vec::with_capacity(rows.len());
