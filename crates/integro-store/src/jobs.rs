@@ -11,7 +11,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::db::{Tx, from_ms, now_ms};
+use crate::db::{Tx, from_ms, now_ms, to_ms};
 use crate::page::{Page, PageRequest};
 use crate::{Db, StoreError, parse_id};
 
@@ -162,17 +162,17 @@ pub async fn enqueue_leasing(
         Some(_) => pending_queue_keys(tx, &jobs).await?,
         None => HashSet::new(),
     };
-    let mut leased = Vec::new();
+    let mut leased = 0;
     let mut rows = Vec::with_capacity(jobs.len());
     for job in jobs {
         let lease = lease.filter(|l| {
-            leased.len() < l.slots && job.queue_key.as_ref().is_none_or(|k| !busy.contains(k))
+            leased < l.slots && job.queue_key.as_ref().is_none_or(|k| !busy.contains(k))
         });
         if let Some(key) = &job.queue_key {
             busy.insert(key.clone());
         }
-        let run_at = job.run_at.unwrap_or(now);
-        let row = Job {
+        leased += usize::from(lease.is_some());
+        rows.push(Job {
             id: new_id(),
             tenant_id: job.tenant_id,
             kind: job.kind.to_string(),
@@ -185,18 +185,15 @@ pub async fn enqueue_leasing(
             },
             attempts: i64::from(lease.is_some()),
             max_attempts: job.max_attempts.max(1),
-            run_at: from_ms(run_at),
+            run_at: from_ms(job.run_at.unwrap_or(now)),
             lease_until: lease.map(|l| from_ms(now + l.lease_ms)),
             last_error: None,
             created_at: from_ms(now),
             updated_at: from_ms(now),
             finished_at: None,
-        };
-        rows.push((row, lease.map(|l| (l.owner, now + l.lease_ms)), run_at));
-        if lease.is_some() {
-            leased.push(rows.len() - 1);
-        }
+        });
     }
+    let owner = lease.map(|l| l.owner);
     // 13 parameters a row; well under both databases' limits at 256 rows.
     for chunk in rows.chunks(256) {
         let mut sql = String::from(
@@ -209,7 +206,7 @@ pub async fn enqueue_leasing(
         // Multi-row statements are not kept prepared: one per batch size would
         // fill the cache. The single-row one is.
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(chunk.len() == 1);
-        for (job, lease, run_at) in chunk {
+        for job in chunk {
             q = q
                 .bind(job.id.to_string())
                 .bind(job.tenant_id.map(|t| t.to_string()))
@@ -219,19 +216,20 @@ pub async fn enqueue_leasing(
                 .bind(job.state.as_str())
                 .bind(job.attempts)
                 .bind(job.max_attempts)
-                .bind(*run_at)
-                .bind(lease.map(|l| l.0.to_string()))
-                .bind(lease.map(|l| l.1))
+                .bind(to_ms(job.run_at))
+                .bind(job.lease_until.and(owner).map(String::from))
+                .bind(job.lease_until.map(to_ms))
                 .bind(now)
                 .bind(now);
         }
         q.execute(&mut **tx).await?;
     }
-    let mut rows: Vec<Option<Job>> = rows.into_iter().map(|r| Some(r.0)).collect();
-    Ok(leased.into_iter().filter_map(|i| rows[i].take()).collect())
+    rows.retain(|j| j.state == JobState::Running);
+    Ok(rows)
 }
 
-/// The queue keys of `jobs` that have a job pending (ready or running).
+/// The queue keys of `jobs` that have a job pending (ready or running). On
+/// PostgreSQL the keys are first locked until the transaction ends.
 async fn pending_queue_keys(
     tx: &mut Tx<'_>,
     jobs: &[NewJob<'_>],

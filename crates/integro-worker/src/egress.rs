@@ -47,6 +47,13 @@ impl Egress {
         }
     }
 
+    /// Whether the provider reports each message it took with a status
+    /// webhook that names it by our id (`StatusUpdate::local_id`): a send
+    /// whose outcome is unknown can wait for that report instead of asking.
+    pub fn reports_local_id(kind: ChannelKind) -> bool {
+        kind == ChannelKind::WhatsappCloud
+    }
+
     /// Provider ids of messages the provider already holds that look like
     /// `msg` (same recipient and text) created since `since` (Unix seconds),
     /// oldest first. Only Twilio can be asked; for the others the answer is

@@ -3,12 +3,13 @@
 
 use std::time::Duration;
 
-use integro_core::{ChannelKind, OutboundMessage};
+use integro_core::OutboundMessage;
 use integro_store::conversations::{self, Conversation, Message};
 use integro_store::jobs::{self, Job};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::egress::Egress;
 use crate::runner::{Failure, Worker};
 use integro_core::breaker::Permit;
 
@@ -119,14 +120,14 @@ pub(crate) async fn run(
             .as_deref()
             .is_some_and(|e| e.starts_with(REFUSED));
     if outcome_unknown
-        && account.kind == ChannelKind::WhatsappCloud
+        && Egress::reports_local_id(account.kind)
         && job.last_error.as_deref() != Some(AWAITING_STATUS)
     {
-        // Meta cannot be asked, but it reports every message it took with a
-        // status webhook that carries our id (`biz_opaque_callback_data`),
-        // which makes the message adopt the provider's id
-        // (`conversations::apply_status`): wait for it once, then look again
-        // (at the top), and send only if nothing came.
+        // Such a provider (WhatsApp Cloud, through `biz_opaque_callback_data`)
+        // cannot be asked, but its status webhook names the message by our
+        // id and makes it adopt the provider's (`conversations::apply_status`):
+        // wait for that once, then look again (at the top), and send only if
+        // nothing came.
         tracing::info!(message = %id, "an earlier attempt may have gone out; waiting for the provider's report");
         return Err(Failure::Postpone {
             after: worker.config.status_grace,
