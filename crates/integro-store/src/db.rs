@@ -93,6 +93,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/0004_job_claims.sql"),
         include_str!("../migrations/0004_job_claims.sql"),
     ),
+    (
+        5,
+        "live job queues",
+        include_str!("../migrations/0005_live_job_queues.sql"),
+        include_str!("../migrations/0005_live_job_queues.sql"),
+    ),
 ];
 
 #[derive(Clone)]

@@ -419,10 +419,13 @@ pub enum Completion {
 /// Marks the job done inside the transaction that records its effects.
 pub async fn complete(tx: &mut Tx<'_>, id: Uuid, owner: &str) -> Result<Completion, StoreError> {
     let now = now_ms();
+    // The state is named twice: the live-queue index (migration 0005) is
+    // used only where the query's condition includes the index's.
     let waiting: Option<i64> = sqlx::query_scalar(
         "UPDATE jobs SET state = 'done', lease_until = NULL, finished_at = $1, updated_at = $1, last_error = NULL \
          WHERE id = $2 AND lease_owner = $3 AND state = 'running' \
-         RETURNING (SELECT COUNT(*) FROM jobs o WHERE o.queue_key = jobs.queue_key AND o.state = 'ready')",
+         RETURNING (SELECT COUNT(*) FROM jobs o WHERE o.queue_key = jobs.queue_key \
+           AND o.state IN ('ready', 'running') AND o.state = 'ready')",
     )
     .bind(now)
     .bind(id.to_string())
