@@ -12,6 +12,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, AssertSqlSafe, Executor, SqlSafeStr};
 
 use crate::StoreError;
+use crate::checkpoint::{self, Committed};
 use crate::group_commit::{GroupCommit, UnitFn};
 use futures_util::future::BoxFuture;
 
@@ -112,6 +113,8 @@ pub struct Db {
     backend: Backend,
     /// SQLite: queues the workers' write units into shared commits.
     group_commit: Option<Arc<GroupCommit>>,
+    /// SQLite: the connection that checkpoints the WAL (`checkpoint.rs`).
+    checkpointer: Option<AnyPool>,
 }
 
 #[derive(Debug, Clone)]
@@ -167,15 +170,22 @@ impl Db {
                     pool,
                     backend,
                     group_commit: None,
+                    checkpointer: None,
                 })
             }
             Backend::Sqlite => {
                 // The writer first: it creates the file and turns WAL on.
                 let writer = connect(sqlite_pragmas(options().max_connections(1), false)).await?;
                 let pool = connect(sqlite_pragmas(options(), true)).await?;
+                let checkpointer =
+                    connect(sqlite_pragmas(options().max_connections(1), false)).await?;
+                let committed = Committed::default();
+                let group = GroupCommit::new(writer.clone(), committed.clone());
+                checkpoint::start(checkpointer.clone(), committed, Arc::downgrade(&group));
                 Ok(Db {
                     pool,
-                    group_commit: Some(GroupCommit::new(writer.clone())),
+                    group_commit: Some(group),
+                    checkpointer: Some(checkpointer),
                     writer,
                     backend,
                 })
@@ -318,6 +328,9 @@ impl Db {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.close().await;
+        }
         self.writer.close().await;
     }
 }
@@ -327,7 +340,9 @@ impl Db {
 /// other processes (the CLI) queue instead of failing. Savepoints (ADR 0009)
 /// keep their journals in memory rather than in temporary files: they are
 /// only for undoing a unit inside its transaction. Reading connections
-/// refuse to write, so a write sent to the wrong pool fails loudly.
+/// refuse to write, so a write sent to the wrong pool fails loudly. The
+/// others leave checkpoints to the checkpointer (`checkpoint.rs`) but for a
+/// backstop.
 ///
 /// A connection is not pinged before each use, as sqlx does by default: a
 /// local file does not go stale, and the ping was one more round trip to
@@ -345,6 +360,13 @@ fn sqlite_pragmas(options: AnyPoolOptions, read_only: bool) -> AnyPoolOptions {
                 .await?;
                 if read_only {
                     conn.execute("PRAGMA query_only = ON;").await?;
+                } else {
+                    // The checkpointer does this work (`checkpoint.rs`).
+                    conn.execute(AssertSqlSafe(format!(
+                        "PRAGMA wal_autocheckpoint = {};",
+                        checkpoint::WRITER_AUTOCHECKPOINT
+                    )))
+                    .await?;
                 }
                 Ok(())
             })

@@ -19,6 +19,7 @@ use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::StoreError;
+use crate::checkpoint::Committed;
 use crate::db::Tx;
 
 /// Units committed together at most.
@@ -78,13 +79,16 @@ impl<T: Send + 'static> Queued for Unit<T> {
 pub(crate) struct GroupCommit {
     writer: AnyPool,
     queue: Mutex<Option<mpsc::UnboundedSender<Box<dyn Queued>>>>,
+    /// Told of each commit: the checkpointer follows them.
+    committed: Committed,
 }
 
 impl GroupCommit {
-    pub(crate) fn new(writer: AnyPool) -> Arc<GroupCommit> {
+    pub(crate) fn new(writer: AnyPool, committed: Committed) -> Arc<GroupCommit> {
         Arc::new(GroupCommit {
             writer,
             queue: Mutex::new(None),
+            committed,
         })
     }
 
@@ -109,6 +113,7 @@ impl GroupCommit {
             if let Some(unit) = unsent {
                 let (sender, receiver) = mpsc::unbounded_channel();
                 let writer = self.writer.clone();
+                let committed = self.committed.clone();
                 std::thread::Builder::new()
                     .name("integro-commit".into())
                     .spawn(move || {
@@ -116,7 +121,9 @@ impl GroupCommit {
                             .enable_all()
                             .build()
                         {
-                            Ok(runtime) => runtime.block_on(commit_batches(writer, receiver)),
+                            Ok(runtime) => {
+                                runtime.block_on(commit_batches(writer, receiver, committed))
+                            }
                             Err(e) => tracing::error!(error = %e, "the committer could not start"),
                         }
                     })
@@ -135,7 +142,11 @@ impl GroupCommit {
     }
 }
 
-async fn commit_batches(writer: AnyPool, mut queue: mpsc::UnboundedReceiver<Box<dyn Queued>>) {
+async fn commit_batches(
+    writer: AnyPool,
+    mut queue: mpsc::UnboundedReceiver<Box<dyn Queued>>,
+    committed: Committed,
+) {
     let mut batch: Vec<Box<dyn Queued>> = Vec::with_capacity(BATCH_MAX);
     while let Some(first) = queue.recv().await {
         batch.push(first);
@@ -146,14 +157,15 @@ async fn commit_batches(writer: AnyPool, mut queue: mpsc::UnboundedReceiver<Box<
             }
         }
         metrics::histogram!("integro_group_commit_units").record(batch.len() as f64);
-        let committed = run_batch(&writer, &mut batch)
+        let outcome = run_batch(&writer, &mut batch)
             .await
             .map_err(|e| e.to_string());
-        if let Err(e) = &committed {
-            tracing::error!(units = batch.len(), error = %e, "a group commit failed");
+        match &outcome {
+            Ok(()) => committed.signal(),
+            Err(e) => tracing::error!(units = batch.len(), error = %e, "a group commit failed"),
         }
         for unit in batch.drain(..) {
-            unit.finish(committed.clone());
+            unit.finish(outcome.clone());
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod ai_profiles;
 pub mod api_keys;
 pub mod audit;
 pub mod bots;
+mod checkpoint;
 pub mod conversations;
 pub mod credentials;
 pub mod db;

@@ -1,0 +1,123 @@
+//! WAL checkpoints off the writer's path (SQLite). By default SQLite copies
+//! the WAL back into the database file inside the commit that pushes the WAL
+//! past 1,000 pages: that commit also writes a few hundred pages and flushes
+//! the database file, and every webhook and job waiting on the one writer
+//! waits with it. Measured at ingest saturation, checkpoints took about a
+//! quarter of the writer's time (`bench/README.md`).
+//!
+//! So the writer checkpoints only as a backstop (`WRITER_AUTOCHECKPOINT`),
+//! and this task, on a connection of its own, runs passive checkpoints a
+//! moment after commits: they copy what no reader still needs while the
+//! writer goes on appending, and never block it. Durability is unchanged:
+//! a commit is durable once its WAL frames are flushed.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use sqlx::AnyPool;
+use tokio::sync::Notify;
+
+/// The writer's own automatic checkpoint, in WAL pages (SQLite's default is
+/// 1,000): reached only should this task fall behind or stop.
+pub(crate) const WRITER_AUTOCHECKPOINT: u32 = 10_000;
+
+/// How long after a commit the checkpoint runs, so that one checkpoint
+/// covers the commits of that moment.
+const PACE: Duration = Duration::from_millis(50);
+
+/// Writes outside the group commit (the API's own transactions) do not
+/// signal; they are checkpointed at least this often.
+const IDLE: Duration = Duration::from_secs(1);
+
+/// Tells the checkpointer that something was committed.
+#[derive(Clone, Default)]
+pub(crate) struct Committed(Arc<Notify>);
+
+impl Committed {
+    pub(crate) fn signal(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// Checkpoints through `connection` until `alive` (the database handle's
+/// shared part) is dropped or the connection is closed.
+pub(crate) fn start<T: Send + Sync + 'static>(
+    connection: AnyPool,
+    committed: Committed,
+    alive: Weak<T>,
+) {
+    tokio::spawn(async move {
+        loop {
+            let _ = tokio::time::timeout(IDLE, committed.0.notified()).await;
+            if alive.strong_count() == 0 || connection.is_closed() {
+                break;
+            }
+            tokio::time::sleep(PACE).await;
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&connection)
+                .await
+            {
+                if connection.is_closed() {
+                    break;
+                }
+                tracing::warn!(error = %e, "a WAL checkpoint failed");
+            }
+        }
+        connection.close().await;
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use crate::{Db, StoreError};
+
+    /// What the workers commit reaches the database file soon after, though
+    /// the WAL is far below the writer's own checkpoint threshold.
+    #[tokio::test]
+    async fn commits_are_checkpointed_off_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let db = Db::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (x INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+            .execute(db.writer())
+            .await
+            .unwrap();
+        let before = std::fs::metadata(&path).unwrap().len();
+        // About 1,000 pages: above SQLite's default threshold, far below ours.
+        for batch in 0..50i64 {
+            db.write(move |tx| {
+                Box::pin(async move {
+                    for i in 0..80 {
+                        sqlx::query("INSERT INTO t (x, body) VALUES ($1, $2)")
+                            .bind(batch * 100 + i)
+                            .bind("x".repeat(200))
+                            .execute(&mut **tx)
+                            .await?;
+                    }
+                    Ok::<_, StoreError>(())
+                })
+            })
+            .await
+            .unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let grown = loop {
+            let size = std::fs::metadata(&path).unwrap().len();
+            if size > before + 200 * 4096 || Instant::now() > deadline {
+                break size;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(
+            grown > before + 200 * 4096,
+            "the database file stayed at {grown} bytes (from {before}): nothing was checkpointed"
+        );
+        let wal = dir.path().join("t.db-wal");
+        assert!(wal.exists(), "the WAL is still in use");
+        db.close().await;
+    }
+}
