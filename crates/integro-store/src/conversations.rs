@@ -113,6 +113,11 @@ pub struct Inbound<'a> {
     pub request_id: Option<&'a str>,
 }
 
+/// The queue of a contact's reply jobs: they run one at a time, in order.
+pub fn contact_queue_key(account_id: Uuid, from: &str) -> String {
+    format!("contact:{account_id}:{from}")
+}
+
 /// Stores one inbound message and enqueues the job that answers it, inside
 /// the caller's transaction.
 pub async fn ingest(
@@ -204,7 +209,7 @@ pub async fn record_inbound(
                     kind: REPLY_JOB,
                     payload: json!({ "message_id": message_id, "request_id": item.request_id }),
                     tenant_id: Some(item.account.tenant_id),
-                    queue_key: Some(format!("contact:{}:{}", item.account.id, item.message.from)),
+                    queue_key: Some(contact_queue_key(item.account.id, &item.message.from)),
                     max_attempts: REPLY_ATTEMPTS,
                     run_at: None,
                 });

@@ -100,6 +100,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/0005_live_job_queues.sql"),
         include_str!("../migrations/0005_live_job_queues.sql"),
     ),
+    (
+        6,
+        "unfiled by job",
+        include_str!("../migrations/0006_unfiled_by_job.sql"),
+        include_str!("../migrations/0006_unfiled_by_job.sql"),
+    ),
 ];
 
 #[derive(Clone)]

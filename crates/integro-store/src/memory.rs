@@ -148,24 +148,57 @@ pub async fn inbound_since(
     Ok(n.clamp(0, u32::MAX as i64) as u32)
 }
 
-/// Messages of the same contact that arrived before `up_to_id` and have not
-/// been answered yet: a burst answered in one turn.
+/// Messages of the same contact not answered yet: a burst answered in one
+/// turn. Those filed into the conversation, and those not filed yet, found
+/// through their reply jobs still waiting in the contact's queue: an index of
+/// unfiled messages by contact, written at a random place by every webhook,
+/// was a page of each ingest commit.
 pub async fn unanswered_from(
     db: &Db,
     account_id: Uuid,
     from_id: &str,
     conversation_id: Uuid,
 ) -> Result<Vec<(Uuid, Option<String>, i64)>, StoreError> {
-    let rows: Vec<(String, Option<String>, i64)> = sqlx::query_as(
-        "SELECT id, body, created_at FROM messages WHERE direction = 'inbound' AND handled_at IS NULL \
-         AND ((account_id = $1 AND from_id = $2 AND conversation_id IS NULL) OR conversation_id = $3) \
-         ORDER BY id LIMIT 50",
+    const LIMIT: usize = 50;
+    type Row = (String, Option<String>, i64);
+    let mut rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, body, created_at FROM messages WHERE conversation_id = $1 \
+         AND direction = 'inbound' AND handled_at IS NULL ORDER BY id LIMIT 50",
     )
-    .bind(account_id.to_string())
-    .bind(from_id)
     .bind(conversation_id.to_string())
     .fetch_all(db.pool())
     .await?;
+    // Found through the live-queue index (migration 0005).
+    let payloads: Vec<String> = sqlx::query_scalar(
+        "SELECT payload FROM jobs WHERE queue_key = $1 AND state IN ('ready', 'running') \
+         AND kind = $2 ORDER BY id LIMIT 50",
+    )
+    .bind(crate::conversations::contact_queue_key(account_id, from_id))
+    .bind(crate::conversations::REPLY_JOB)
+    .fetch_all(db.pool())
+    .await?;
+    let waiting: Vec<String> = payloads
+        .iter()
+        .filter_map(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+        .filter_map(|p| p.get("message_id")?.as_str().map(String::from))
+        .collect();
+    if !waiting.is_empty() {
+        let placeholders: Vec<String> = (1..=waiting.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT id, body, created_at FROM messages WHERE id IN ({}) \
+             AND conversation_id IS NULL AND handled_at IS NULL",
+            placeholders.join(", ")
+        );
+        let mut q = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql)).persistent(false);
+        for id in &waiting {
+            q = q.bind(id);
+        }
+        rows.extend(q.fetch_all(db.pool()).await?);
+    }
+    // Ids are time-ordered: the order they arrived in.
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    rows.dedup_by(|a, b| a.0 == b.0);
+    rows.truncate(LIMIT);
     rows.into_iter()
         .map(|(id, body, at)| Ok((parse_id(&id)?, body, at)))
         .collect()
