@@ -244,6 +244,7 @@ pub async fn file_inbound(
     );
     let at = to_ms(message.created_at);
     let now = now_ms();
+    let new_contact_id = new_id().to_string();
     let contact_id: String = sqlx::query_scalar(
         "INSERT INTO contacts (id, tenant_id, account_id, channel_user_id, display_name, phone_e164, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
@@ -252,7 +253,7 @@ pub async fn file_inbound(
            phone_e164 = COALESCE(excluded.phone_e164, contacts.phone_e164), updated_at = excluded.updated_at \
          RETURNING id",
     )
-    .bind(new_id().to_string())
+    .bind(&new_contact_id)
     .bind(&tenant)
     .bind(&account_id)
     .bind(&from)
@@ -261,16 +262,20 @@ pub async fn file_inbound(
     .bind(now)
     .fetch_one(&mut **tx)
     .await?;
-    sqlx::query(
-        "UPDATE conversations SET state = 'closed', closed_at = $1, updated_at = $1 \
-         WHERE account_id = $2 AND contact_id = $3 AND closed_at IS NULL AND COALESCE(last_message_at, created_at) < $4",
-    )
-    .bind(now)
-    .bind(&account_id)
-    .bind(&contact_id)
-    .bind(at.saturating_sub(expiry_ms))
-    .execute(&mut **tx)
-    .await?;
+    // A contact just created has no conversation to close (a statement less
+    // on the writer for every first message).
+    if contact_id != new_contact_id {
+        sqlx::query(
+            "UPDATE conversations SET state = 'closed', closed_at = $1, updated_at = $1 \
+             WHERE account_id = $2 AND contact_id = $3 AND closed_at IS NULL AND COALESCE(last_message_at, created_at) < $4",
+        )
+        .bind(now)
+        .bind(&account_id)
+        .bind(&contact_id)
+        .bind(at.saturating_sub(expiry_ms))
+        .execute(&mut **tx)
+        .await?;
+    }
     let conversation_id: String = sqlx::query_scalar(
         "INSERT INTO conversations (id, tenant_id, account_id, bot_id, contact_id, state, last_inbound_at, last_message_at, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, 'bot', $6, $6, $7, $7) \

@@ -148,8 +148,8 @@ pub async fn inbound_since(
     Ok(n.clamp(0, u32::MAX as i64) as u32)
 }
 
-/// Messages of the same contact not answered yet: a burst answered in one
-/// turn. Those filed into the conversation, and those not filed yet, found
+/// Messages of the same contact after `after` not answered yet: a burst
+/// answered in one turn. Those filed into the conversation, and those not filed yet, found
 /// through their reply jobs still waiting in the contact's queue: an index of
 /// unfiled messages by contact, written at a random place by every webhook,
 /// was a page of each ingest commit.
@@ -158,14 +158,16 @@ pub async fn unanswered_from(
     account_id: Uuid,
     from_id: &str,
     conversation_id: Uuid,
+    after: Uuid,
 ) -> Result<Vec<(Uuid, Option<String>, i64)>, StoreError> {
     const LIMIT: usize = 50;
     type Row = (String, Option<String>, i64);
     let mut rows: Vec<Row> = sqlx::query_as(
         "SELECT id, body, created_at FROM messages WHERE conversation_id = $1 \
-         AND direction = 'inbound' AND handled_at IS NULL ORDER BY id LIMIT 50",
+         AND direction = 'inbound' AND handled_at IS NULL AND id > $2 ORDER BY id LIMIT 50",
     )
     .bind(conversation_id.to_string())
+    .bind(after.to_string())
     .fetch_all(db.pool())
     .await?;
     // Found through the live-queue index (migration 0005).
@@ -181,6 +183,7 @@ pub async fn unanswered_from(
         .iter()
         .filter_map(|p| serde_json::from_str::<serde_json::Value>(p).ok())
         .filter_map(|p| p.get("message_id")?.as_str().map(String::from))
+        .filter(|id| Uuid::parse_str(id).is_ok_and(|id| id > after))
         .collect();
     if !waiting.is_empty() {
         let placeholders: Vec<String> = (1..=waiting.len()).map(|i| format!("${i}")).collect();

@@ -123,10 +123,9 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<Vec<Leased>, Failu
         at_ms,
     };
     let burst: Vec<Said> = match &message.from_id {
-        Some(from) => memory::unanswered_from(&worker.db, account.id, from, conversation.id)
+        Some(from) => memory::unanswered_from(&worker.db, account.id, from, conversation.id, id)
             .await?
             .into_iter()
-            .filter(|(m, _, _)| *m > id)
             .map(|(m, body, at)| Said {
                 id: m,
                 text: body.unwrap_or_default(),
