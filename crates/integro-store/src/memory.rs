@@ -149,10 +149,10 @@ pub async fn inbound_since(
 }
 
 /// Messages of the same contact after `after` not answered yet: a burst
-/// answered in one turn. Those filed into the conversation, and those not filed yet, found
-/// through their reply jobs still waiting in the contact's queue: an index of
-/// unfiled messages by contact, written at a random place by every webhook,
-/// was a page of each ingest commit.
+/// answered in one turn. Those filed into the conversation, and those not
+/// filed yet, found through their reply jobs still waiting in the contact's
+/// queue: an index of unfiled messages by contact, written at a random place
+/// by every webhook, was a page of each ingest commit.
 pub async fn unanswered_from(
     db: &Db,
     account_id: Uuid,
@@ -198,9 +198,9 @@ pub async fn unanswered_from(
         }
         rows.extend(q.fetch_all(db.pool()).await?);
     }
-    // Ids are time-ordered: the order they arrived in.
+    // Filed and unfiled are apart (`conversation_id` set or not). Ids are
+    // time-ordered: the order they arrived in.
     rows.sort_by(|a, b| a.0.cmp(&b.0));
-    rows.dedup_by(|a, b| a.0 == b.0);
     rows.truncate(LIMIT);
     rows.into_iter()
         .map(|(id, body, at)| Ok((parse_id(&id)?, body, at)))
