@@ -49,6 +49,10 @@ pub struct E2eArgs {
     /// Where the report goes (created): e2e.json, summary.md, e2e.svg, integro.log.
     #[arg(long)]
     out: PathBuf,
+    /// Also write latencies.csv: each webhook's due time, ack and reply
+    /// latency, channel and contact (to find where a tail comes from).
+    #[arg(long)]
+    raw: bool,
     /// An empty PostgreSQL database for Integro (default: SQLite in a fresh
     /// temporary data directory).
     #[arg(long)]
@@ -581,6 +585,12 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
         twilio_lookups: mock.lookups(),
         unexpected_requests: mock.unexpected(),
     });
+    if args.raw {
+        std::fs::write(
+            args.out.join("latencies.csv"),
+            report::latencies_csv(&hooks, &sends, start),
+        )?;
+    }
     let json = serde_json::to_string_pretty(&report)?;
     std::fs::write(args.out.join("e2e.json"), &json)?;
     std::fs::write(args.out.join("summary.md"), report::markdown(&report))?;

@@ -130,6 +130,34 @@ pub fn correlate(hooks: &[Hook], sends: &[Send]) -> Correlation {
     c
 }
 
+/// One line per webhook: due (ms from the measured start; negative in the
+/// warm-up), ack and reply latency in ms (empty when none), channel, contact.
+pub fn latencies_csv(hooks: &[Hook], sends: &[Send], start: Instant) -> String {
+    let c = correlate(hooks, sends);
+    let ms = |from: Instant, to: Instant| {
+        if to >= from {
+            to.duration_since(from).as_secs_f64() * 1000.0
+        } else {
+            -(from.duration_since(to).as_secs_f64() * 1000.0)
+        }
+    };
+    let mut out = String::from("due_ms,ack_ms,reply_ms,channel,contact\n");
+    for (hook, reply) in hooks.iter().zip(&c.reply_at) {
+        let ack = (hook.outcome == Outcome::Acked).then(|| ms(hook.due, hook.done));
+        let reply = reply.map(|at| ms(hook.due, at));
+        let cell = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_default();
+        out.push_str(&format!(
+            "{:.3},{},{},{},{}\n",
+            ms(start, hook.due),
+            cell(ack),
+            cell(reply),
+            hook.channel.name(),
+            hook.contact
+        ));
+    }
+    out
+}
+
 /// Everything one run recorded.
 pub struct Run<'a> {
     pub config: serde_json::Value,

@@ -157,15 +157,24 @@ async fn commit_batches(
             }
         }
         metrics::histogram!("integro_group_commit_units").record(batch.len() as f64);
+        let started = std::time::Instant::now();
         let outcome = run_batch(&writer, &mut batch)
             .await
             .map_err(|e| e.to_string());
+        metrics::histogram!("integro_group_commit_seconds").record(started.elapsed().as_secs_f64());
         match &outcome {
             Ok(()) => committed.signal(),
             Err(e) => tracing::error!(units = batch.len(), error = %e, "a group commit failed"),
         }
         for unit in batch.drain(..) {
             unit.finish(outcome.clone());
+        }
+        // Between batches the writer is idle: the moment to start the WAL
+        // over (`checkpoint.rs`).
+        if committed.take_restart()
+            && let Err(e) = crate::checkpoint::restart_wal(&writer).await
+        {
+            tracing::warn!(error = %e, "restarting the WAL failed");
         }
     }
 }
