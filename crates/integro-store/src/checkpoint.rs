@@ -132,10 +132,8 @@ mod tests {
 
     use crate::{Db, StoreError};
 
-    /// What the workers commit reaches the database file soon after, though
-    /// the WAL is far below the writer's own checkpoint threshold.
-    #[tokio::test]
-    async fn commits_are_checkpointed_off_the_writer() {
+    /// A fresh SQLite database with an empty table `t (x, body)`.
+    async fn table_t() -> (tempfile::TempDir, std::path::PathBuf, Db) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         let db = Db::connect(&format!("sqlite://{}", path.display()))
@@ -145,15 +143,18 @@ mod tests {
             .execute(db.writer())
             .await
             .unwrap();
-        let before = std::fs::metadata(&path).unwrap().len();
-        // About 1,000 pages: above SQLite's default threshold, far below ours.
-        for batch in 0..50i64 {
+        (dir, path, db)
+    }
+
+    /// `units` group-commit units of `rows` rows of `size` bytes each.
+    async fn insert_rows(db: &Db, units: i64, rows: i64, size: usize) {
+        for unit in 0..units {
             db.write(move |tx| {
                 Box::pin(async move {
-                    for i in 0..80 {
+                    for i in 0..rows {
                         sqlx::query("INSERT INTO t (x, body) VALUES ($1, $2)")
-                            .bind(batch * 100 + i)
-                            .bind("x".repeat(200))
+                            .bind(unit * rows + i)
+                            .bind("x".repeat(size))
                             .execute(&mut **tx)
                             .await?;
                     }
@@ -163,6 +164,16 @@ mod tests {
             .await
             .unwrap();
         }
+    }
+
+    /// What the workers commit reaches the database file soon after, though
+    /// the WAL is far below the writer's own checkpoint threshold.
+    #[tokio::test]
+    async fn commits_are_checkpointed_off_the_writer() {
+        let (dir, path, db) = table_t().await;
+        let before = std::fs::metadata(&path).unwrap().len();
+        // About 1,000 pages: above SQLite's default threshold, far below ours.
+        insert_rows(&db, 50, 80, 200).await;
         let deadline = Instant::now() + Duration::from_secs(10);
         let grown = loop {
             let size = std::fs::metadata(&path).unwrap().len();
@@ -186,15 +197,7 @@ mod tests {
     /// again, rather than growing until the writer must copy all of it.
     #[tokio::test]
     async fn the_wal_restarts_under_steady_load() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        let db = Db::connect(&format!("sqlite://{}", path.display()))
-            .await
-            .unwrap();
-        sqlx::query("CREATE TABLE t (x INTEGER PRIMARY KEY, body TEXT NOT NULL)")
-            .execute(db.writer())
-            .await
-            .unwrap();
+        let (_dir, path, db) = table_t().await;
         let reading = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
         let mut readers = Vec::new();
         for _ in 0..2 {
@@ -210,27 +213,12 @@ mod tests {
         }
         // About 16,000 pages written, beyond the writer's own threshold
         // (10,000 pages): a WAL that never restarts ends at least that big.
-        for batch in 0..160i64 {
-            db.write(move |tx| {
-                Box::pin(async move {
-                    for i in 0..100 {
-                        sqlx::query("INSERT INTO t (x, body) VALUES ($1, $2)")
-                            .bind(batch * 100 + i)
-                            .bind("x".repeat(3_000))
-                            .execute(&mut **tx)
-                            .await?;
-                    }
-                    Ok::<_, StoreError>(())
-                })
-            })
-            .await
-            .unwrap();
-        }
+        insert_rows(&db, 160, 100, 3_000).await;
         reading.store(false, std::sync::atomic::Ordering::Relaxed);
         for reader in readers {
             reader.await.unwrap();
         }
-        let wal = std::fs::metadata(dir.path().join("t.db-wal"))
+        let wal = std::fs::metadata(path.with_extension("db-wal"))
             .unwrap()
             .len();
         assert!(
