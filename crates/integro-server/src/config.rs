@@ -110,7 +110,7 @@ impl Default for Config {
             instagram_api_base: "https://graph.instagram.com".into(),
             x_api_base: "https://api.x.com".into(),
             provider_timeout_secs: 15,
-            workers: 32,
+            workers: 16,
             max_in_flight: 2048,
             webhook_log_retention_days: 7,
             job_lease_secs: 60,

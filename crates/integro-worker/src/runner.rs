@@ -39,7 +39,7 @@ pub struct WorkerConfig {
 impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
-            concurrency: 32,
+            concurrency: 16,
             lease: Duration::from_secs(60),
             status_grace: Duration::from_secs(30),
             poll_interval: Duration::from_millis(250),
