@@ -169,13 +169,6 @@ async fn commit_batches(
         for unit in batch.drain(..) {
             unit.finish(outcome.clone());
         }
-        // Between batches the writer is idle: the moment to start the WAL
-        // over (`checkpoint.rs`).
-        if committed.take_restart()
-            && let Err(e) = crate::checkpoint::restart_wal(&writer).await
-        {
-            tracing::warn!(error = %e, "restarting the WAL failed");
-        }
     }
 }
 
