@@ -5,12 +5,15 @@
 use integro_core::{DeliveryStatus, InboundMessage, Media, StatusUpdate, Template, new_id};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use sqlx::any::AnyRow;
+use sqlx::{FromRow, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::accounts::Account;
 use crate::db::{Tx, from_ms, now_ms, to_ms};
 use crate::jobs::{self, NewJob};
+use crate::memory::{self, Memory};
 use crate::page::{Page, PageRequest};
 use crate::{Db, StoreError, parse_id};
 
@@ -809,11 +812,46 @@ pub async fn find_open(
     account_id: Uuid,
     channel_user_id: &str,
 ) -> Result<Option<Conversation>, StoreError> {
-    let row: Option<ConversationRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    open_row(db, tenant_id, account_id, channel_user_id, "")
+        .await?
+        .map(|row| conversation_from_row(ConversationRow::from_row(&row)?))
+        .transpose()
+}
+
+/// `find_open` and the conversation's memory, in one read: a reply turn
+/// needs both, and each read is a round trip to a database thread.
+pub async fn find_open_with_memory(
+    db: &Db,
+    tenant_id: Uuid,
+    account_id: Uuid,
+    channel_user_id: &str,
+) -> Result<Option<(Conversation, Memory)>, StoreError> {
+    // Names only the conversations table has: no alias needed.
+    let extra = format!(", {}", memory::MEMORY_COLUMNS);
+    let Some(row) = open_row(db, tenant_id, account_id, channel_user_id, &extra).await? else {
+        return Ok(None);
+    };
+    let conversation = conversation_from_row(ConversationRow::from_row(&row)?)?;
+    // The memory columns follow the conversation's 13.
+    let vars: String = row.try_get(13)?;
+    let memory = Memory::from_columns(&vars, row.try_get(14)?, row.try_get(15)?, row.try_get(16)?);
+    Ok(Some((conversation, memory)))
+}
+
+/// The row of a contact's open conversation: `CONVERSATION_COLUMNS`, then
+/// `extra` (a list that starts with a comma, or nothing).
+async fn open_row(
+    db: &Db,
+    tenant_id: Uuid,
+    account_id: Uuid,
+    channel_user_id: &str,
+    extra: &str,
+) -> Result<Option<AnyRow>, StoreError> {
+    Ok(sqlx::query(sqlx::AssertSqlSafe(format!(
         // The contact first, by its unique (account, channel id), then its
         // open conversation (CROSS JOIN keeps SQLite to that order: it
         // preferred walking the tenant's conversations).
-        "SELECT {CONVERSATION_COLUMNS} FROM contacts k CROSS JOIN conversations c \
+        "SELECT {CONVERSATION_COLUMNS}{extra} FROM contacts k CROSS JOIN conversations c \
          WHERE k.account_id = $2 AND k.channel_user_id = $3 AND c.account_id = $2 AND c.contact_id = k.id \
          AND c.closed_at IS NULL AND c.tenant_id = $1"
     )))
@@ -821,6 +859,5 @@ pub async fn find_open(
     .bind(account_id.to_string())
     .bind(channel_user_id)
     .fetch_optional(db.pool())
-    .await?;
-    row.map(conversation_from_row).transpose()
+    .await?)
 }

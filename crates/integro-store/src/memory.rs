@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use integro_core::new_id;
 use serde::Serialize;
+use sqlx::AssertSqlSafe;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -27,22 +28,42 @@ pub struct Memory {
 
 pub async fn load(db: &Db, conversation_id: Uuid) -> Result<Memory, StoreError> {
     type Row = (String, Option<i64>, Option<i64>, Option<i64>);
-    let row: Option<Row> = sqlx::query_as(
-        "SELECT vars_json, memory_from, handed_off_at, rate_notice_at FROM conversations WHERE id = $1",
-    )
+    let row: Option<Row> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT {MEMORY_COLUMNS} FROM conversations WHERE id = $1"
+    )))
     .bind(conversation_id.to_string())
     .fetch_optional(db.pool())
     .await?;
     let Some((vars, memory_from, handed_off_at, rate_notice_at)) = row else {
         return Err(StoreError::NotFound("conversation"));
     };
-    Ok(Memory {
-        vars: serde_json::from_str(&vars).unwrap_or_default(),
+    Ok(Memory::from_columns(
+        &vars,
         memory_from,
         handed_off_at,
         rate_notice_at,
-    })
+    ))
 }
+
+impl Memory {
+    /// The columns `MEMORY_COLUMNS` names, as read.
+    pub(crate) fn from_columns(
+        vars_json: &str,
+        memory_from: Option<i64>,
+        handed_off_at: Option<i64>,
+        rate_notice_at: Option<i64>,
+    ) -> Memory {
+        Memory {
+            vars: serde_json::from_str(vars_json).unwrap_or_default(),
+            memory_from,
+            handed_off_at,
+            rate_notice_at,
+        }
+    }
+}
+
+/// A conversation's memory columns, in `Memory::from_columns`'s order.
+pub(crate) const MEMORY_COLUMNS: &str = "vars_json, memory_from, handed_off_at, rate_notice_at";
 
 pub async fn set_vars(
     tx: &mut Tx<'_>,

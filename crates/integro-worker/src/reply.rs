@@ -51,9 +51,9 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<Vec<Leased>, Failu
     let at_ms = to_ms(message.created_at);
     let open = match (&message.conversation_id, &message.from_id) {
         (None, Some(from)) => {
-            conversations::find_open(&worker.db, message.tenant_id, account.id, from)
+            conversations::find_open_with_memory(&worker.db, message.tenant_id, account.id, from)
                 .await?
-                .filter(|c| {
+                .filter(|(c, _)| {
                     !conversations::expired(c, at_ms, expiry_ms)
                         && message
                             .from_name
@@ -69,11 +69,11 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<Vec<Leased>, Failu
     };
     // When set, the turn's commit touches the open conversation (ms of the message).
     let filing = open.as_ref().map(|_| at_ms);
-    let mut conversation = match open {
-        Some(mut c) => {
+    let (mut conversation, memory) = match open {
+        Some((mut c, memory)) => {
             c.last_inbound_at = Some(message.created_at);
             c.last_message_at = Some(message.created_at);
-            c
+            (c, Some(memory))
         }
         None => {
             let conversation_id = match message.conversation_id {
@@ -90,15 +90,20 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<Vec<Leased>, Failu
                         .await?
                 }
             };
-            conversations::conversation(&worker.db, conversation_id)
+            let conversation = conversations::conversation(&worker.db, conversation_id)
                 .await?
                 .ok_or_else(|| {
                     Failure::Permanent("the message's conversation does not exist".into())
-                })?
+                })?;
+            (conversation, None)
         }
     };
     let now = now_ms();
-    let memory = memory::load(&worker.db, conversation.id).await?;
+    // A known contact's memory came with its conversation.
+    let memory = match memory {
+        Some(memory) => memory,
+        None => memory::load(&worker.db, conversation.id).await?,
+    };
     if let Some(bot) = &bot {
         return_after_handoff_timeout(&worker.db, bot, &mut conversation, &memory, now).await?;
     }
