@@ -832,9 +832,15 @@ pub async fn find_open_with_memory(
         return Ok(None);
     };
     let conversation = conversation_from_row(ConversationRow::from_row(&row)?)?;
-    // The memory columns follow the conversation's 13.
-    let vars: String = row.try_get(13)?;
-    let memory = Memory::from_columns(&vars, row.try_get(14)?, row.try_get(15)?, row.try_get(16)?);
+    // The memory columns follow the conversation's.
+    let first = CONVERSATION_COLUMNS.split(',').count();
+    let vars: String = row.try_get(first)?;
+    let memory = Memory::from_columns(
+        &vars,
+        row.try_get(first + 1)?,
+        row.try_get(first + 2)?,
+        row.try_get(first + 3)?,
+    );
     Ok(Some((conversation, memory)))
 }
 

@@ -406,7 +406,16 @@ pub fn values_rows(
     columns: usize,
     row: impl Fn(&[String]) -> String,
 ) -> String {
-    let sqlite = is_sqlite(tx);
+    placeholder_rows(is_sqlite(tx), rows, columns, row)
+}
+
+/// `values_rows` outside a transaction, for the backend named (`sqlite`).
+pub fn placeholder_rows(
+    sqlite: bool,
+    rows: usize,
+    columns: usize,
+    row: impl Fn(&[String]) -> String,
+) -> String {
     let mut sql = String::with_capacity(rows * columns * 6);
     for r in 0..rows {
         let params: Vec<String> = (1..=columns)

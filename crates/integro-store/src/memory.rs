@@ -183,19 +183,19 @@ pub async fn unanswered_from(
 ) -> Result<Vec<(Uuid, Option<String>, i64)>, StoreError> {
     const LIMIT: usize = 50;
     type Row = (String, Option<String>, i64);
-    let mut rows: Vec<Row> = sqlx::query_as(
+    let mut rows: Vec<Row> = sqlx::query_as(AssertSqlSafe(format!(
         "SELECT id, body, created_at FROM messages WHERE conversation_id = $1 \
-         AND direction = 'inbound' AND handled_at IS NULL AND id > $2 ORDER BY id LIMIT 50",
-    )
+         AND direction = 'inbound' AND handled_at IS NULL AND id > $2 ORDER BY id LIMIT {LIMIT}"
+    )))
     .bind(conversation_id.to_string())
     .bind(after.to_string())
     .fetch_all(db.pool())
     .await?;
     // Found through the live-queue index (migration 0005).
-    let payloads: Vec<String> = sqlx::query_scalar(
+    let payloads: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
         "SELECT payload FROM jobs WHERE queue_key = $1 AND state IN ('ready', 'running') \
-         AND kind = $2 ORDER BY id LIMIT 50",
-    )
+         AND kind = $2 ORDER BY id LIMIT {LIMIT}"
+    )))
     .bind(crate::conversations::contact_queue_key(account_id, from_id))
     .bind(crate::conversations::REPLY_JOB)
     .fetch_all(db.pool())
@@ -207,13 +207,13 @@ pub async fn unanswered_from(
         .filter(|id| Uuid::parse_str(id).is_ok_and(|id| id > after))
         .collect();
     if !waiting.is_empty() {
-        let placeholders: Vec<String> = (1..=waiting.len()).map(|i| format!("${i}")).collect();
+        let sqlite = db.backend() == crate::Backend::Sqlite;
+        let placeholders = crate::db::placeholder_rows(sqlite, waiting.len(), 1, |p| p[0].clone());
         let sql = format!(
-            "SELECT id, body, created_at FROM messages WHERE id IN ({}) \
-             AND conversation_id IS NULL AND handled_at IS NULL",
-            placeholders.join(", ")
+            "SELECT id, body, created_at FROM messages WHERE id IN ({placeholders}) \
+             AND conversation_id IS NULL AND handled_at IS NULL"
         );
-        let mut q = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql)).persistent(false);
+        let mut q = sqlx::query_as::<_, Row>(AssertSqlSafe(sql)).persistent(false);
         for id in &waiting {
             q = q.bind(id);
         }
