@@ -257,7 +257,7 @@ async fn main() -> anyhow::Result<()> {
 async fn sqlx_admin(url: &str, sql: &str) -> anyhow::Result<()> {
     let db = integro_store::Db::connect(url).await?;
     sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
-        .execute(db.writer())
+        .execute(&mut *db.writer().await?)
         .await?;
     db.close().await;
     Ok(())

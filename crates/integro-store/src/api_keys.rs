@@ -222,7 +222,7 @@ pub async fn authenticate(db: &Db, secret: &str) -> Result<Option<ApiKey>, Store
         sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
             .bind(now)
             .bind(key.id.to_string())
-            .execute(db.writer())
+            .execute(&mut *db.writer().await?)
             .await?;
         key.last_used_at = Some(from_ms(now));
     }

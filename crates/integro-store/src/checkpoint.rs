@@ -86,7 +86,7 @@ mod tests {
             .await
             .unwrap();
         sqlx::query("CREATE TABLE t (x INTEGER PRIMARY KEY, body TEXT NOT NULL)")
-            .execute(db.writer())
+            .execute(&mut *db.writer().await.unwrap())
             .await
             .unwrap();
         let before = std::fs::metadata(&path).unwrap().len();

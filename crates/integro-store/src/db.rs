@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AnyPool, AssertSqlSafe, Executor, SqlSafeStr};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyPool, AssertSqlSafe, Executor, SqlSafeStr};
 
 use crate::StoreError;
 use crate::checkpoint::{self, Committed};
@@ -204,9 +205,12 @@ impl Db {
         &self.pool
     }
 
-    /// For a statement that writes, outside a transaction.
-    pub fn writer(&self) -> &AnyPool {
-        &self.writer
+    /// The writer connection, for a statement that writes outside a
+    /// transaction. On SQLite it is asked of the committer, which keeps it
+    /// between its batches (`group_commit.rs`).
+    pub async fn writer(&self) -> Result<PoolConnection<Any>, StoreError> {
+        let _claim = self.group_commit.as_ref().map(|g| g.claims.claim());
+        Ok(self.writer.acquire().await?)
     }
 
     pub fn backend(&self) -> Backend {
@@ -218,7 +222,10 @@ impl Db {
     /// deadlocking when a read turns into a write.
     pub async fn begin(&self) -> Result<Tx<'static>, StoreError> {
         Ok(match self.backend {
-            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Sqlite => {
+                let _claim = self.group_commit.as_ref().map(|g| g.claims.claim());
+                self.writer.begin_with("BEGIN IMMEDIATE").await?
+            }
             Backend::Postgres => self.writer.begin().await?,
         })
     }
@@ -231,7 +238,7 @@ impl Db {
     pub async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'a> FnOnce(&'a mut Tx<'static>) -> BoxFuture<'a, Result<T, StoreError>>
+        F: for<'a, 'c> FnOnce(&'a mut Tx<'c>) -> BoxFuture<'a, Result<T, StoreError>>
             + Send
             + 'static,
     {
@@ -333,6 +340,8 @@ impl Db {
     }
 
     pub async fn close(&self) {
+        // The committer hands the writer back and keeps it no longer.
+        let _claim = self.group_commit.as_ref().map(|g| g.claims.claim());
         self.pool.close().await;
         if let Some(checkpointer) = &self.checkpointer {
             checkpointer.close().await;
@@ -498,7 +507,7 @@ mod tests {
             .unwrap();
         tx.commit().await.unwrap();
         sqlx::query("INSERT INTO t (x) VALUES (2)")
-            .execute(db.writer())
+            .execute(&mut *db.writer().await.unwrap())
             .await
             .unwrap();
         let refused = sqlx::query("INSERT INTO t (x) VALUES (3)")

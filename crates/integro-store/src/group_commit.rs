@@ -9,14 +9,23 @@
 //!
 //! On PostgreSQL, whose connections commit concurrently, a unit is simply its
 //! own transaction.
+//!
+//! The committer keeps the writer connection from one batch to the next:
+//! sqlx pings a connection on its way back to its pool, a round trip to
+//! SQLite's thread that the next batch waited for. Whoever else needs the
+//! writer (an API transaction, a statement outside the loop) says so
+//! (`WriterClaims`), and the committer hands the connection back at once if
+//! idle, or after its batch.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use sqlx::AnyPool;
-use tokio::sync::{mpsc, oneshot};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyPool, Connection};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::StoreError;
 use crate::checkpoint::Committed;
@@ -28,12 +37,12 @@ const BATCH_MAX: usize = 128;
 /// What a unit does with the transaction it is given. It must write through
 /// that transaction only: a read elsewhere does not see the batch.
 pub type UnitFn<T> =
-    Box<dyn for<'a> FnOnce(&'a mut Tx<'static>) -> BoxFuture<'a, Result<T, StoreError>> + Send>;
+    Box<dyn for<'a, 'c> FnOnce(&'a mut Tx<'c>) -> BoxFuture<'a, Result<T, StoreError>> + Send>;
 
 /// A unit waiting in the queue, its result type erased.
 trait Queued: Send {
     /// Runs the unit; false when it failed (its writes must be undone).
-    fn run<'a>(&'a mut self, tx: &'a mut Tx<'static>) -> BoxFuture<'a, bool>;
+    fn run<'a, 'c>(&'a mut self, tx: &'a mut Tx<'c>) -> BoxFuture<'a, bool>;
     /// Tells the caller: the unit's result, once the batch is durable, or
     /// the batch's error.
     fn finish(self: Box<Self>, committed: Result<(), String>);
@@ -46,7 +55,7 @@ struct Unit<T> {
 }
 
 impl<T: Send + 'static> Queued for Unit<T> {
-    fn run<'a>(&'a mut self, tx: &'a mut Tx<'static>) -> BoxFuture<'a, bool> {
+    fn run<'a, 'c>(&'a mut self, tx: &'a mut Tx<'c>) -> BoxFuture<'a, bool> {
         Box::pin(async move {
             let Some(work) = self.work.take() else {
                 return false;
@@ -75,12 +84,42 @@ impl<T: Send + 'static> Queued for Unit<T> {
     }
 }
 
+/// Callers other than the committer that wait for the writer connection.
+#[derive(Default)]
+pub(crate) struct WriterClaims {
+    waiting: AtomicUsize,
+    asked: Notify,
+}
+
+impl WriterClaims {
+    /// Asks the committer for the writer connection until the claim is
+    /// dropped (once the caller holds the connection, or gave up).
+    pub(crate) fn claim(&self) -> Claim<'_> {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        self.asked.notify_one();
+        Claim(self)
+    }
+
+    fn wanted(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst) > 0
+    }
+}
+
+pub(crate) struct Claim<'a>(&'a WriterClaims);
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// The queue in front of SQLite's writer connection.
 pub(crate) struct GroupCommit {
     writer: AnyPool,
     queue: Mutex<Option<mpsc::UnboundedSender<Box<dyn Queued>>>>,
     /// Told of each commit: the checkpointer follows them.
     committed: Committed,
+    pub(crate) claims: Arc<WriterClaims>,
 }
 
 impl GroupCommit {
@@ -89,6 +128,7 @@ impl GroupCommit {
             writer,
             queue: Mutex::new(None),
             committed,
+            claims: Arc::default(),
         })
     }
 
@@ -114,6 +154,7 @@ impl GroupCommit {
                 let (sender, receiver) = mpsc::unbounded_channel();
                 let writer = self.writer.clone();
                 let committed = self.committed.clone();
+                let claims = self.claims.clone();
                 std::thread::Builder::new()
                     .name("integro-commit".into())
                     .spawn(move || {
@@ -121,9 +162,8 @@ impl GroupCommit {
                             .enable_all()
                             .build()
                         {
-                            Ok(runtime) => {
-                                runtime.block_on(commit_batches(writer, receiver, committed))
-                            }
+                            Ok(runtime) => runtime
+                                .block_on(commit_batches(writer, receiver, committed, claims)),
                             Err(e) => tracing::error!(error = %e, "the committer could not start"),
                         }
                     })
@@ -146,9 +186,26 @@ async fn commit_batches(
     writer: AnyPool,
     mut queue: mpsc::UnboundedReceiver<Box<dyn Queued>>,
     committed: Committed,
+    claims: Arc<WriterClaims>,
 ) {
     let mut batch: Vec<Box<dyn Queued>> = Vec::with_capacity(BATCH_MAX);
-    while let Some(first) = queue.recv().await {
+    // The writer connection, kept between batches while nobody else asks.
+    let mut held: Option<PoolConnection<Any>> = None;
+    loop {
+        let first = if held.is_some() {
+            tokio::select! {
+                unit = queue.recv() => unit,
+                () = claims.asked.notified() => {
+                    if claims.wanted() {
+                        held = None;
+                    }
+                    continue;
+                }
+            }
+        } else {
+            queue.recv().await
+        };
+        let Some(first) = first else { break };
         batch.push(first);
         while batch.len() < BATCH_MAX {
             match queue.try_recv() {
@@ -158,9 +215,22 @@ async fn commit_batches(
         }
         metrics::histogram!("integro_group_commit_units").record(batch.len() as f64);
         let started = std::time::Instant::now();
-        let outcome = run_batch(&writer, &mut batch)
-            .await
-            .map_err(|e| e.to_string());
+        let conn = match held.take() {
+            Some(conn) => Ok(conn),
+            None => writer.acquire().await,
+        };
+        let outcome = match conn {
+            Ok(mut conn) => {
+                let outcome = run_batch(&mut conn, &mut batch).await;
+                // After a failure the pool checks the connection first.
+                if outcome.is_ok() && !claims.wanted() {
+                    held = Some(conn);
+                }
+                outcome
+            }
+            Err(e) => Err(e.into()),
+        }
+        .map_err(|e| e.to_string());
         metrics::histogram!("integro_group_commit_seconds").record(started.elapsed().as_secs_f64());
         match &outcome {
             Ok(()) => committed.signal(),
@@ -176,7 +246,10 @@ async fn commit_batches(
 /// (a lone unit needs none: when it fails the transaction is rolled back).
 /// Between two units, ending one savepoint and starting the next is one
 /// round trip to SQLite's thread, not two; the commit ends the last.
-async fn run_batch(writer: &AnyPool, batch: &mut [Box<dyn Queued>]) -> Result<(), StoreError> {
+async fn run_batch(
+    writer: &mut PoolConnection<Any>,
+    batch: &mut [Box<dyn Queued>],
+) -> Result<(), StoreError> {
     let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
     if let [unit] = batch {
         if unit.run(&mut tx).await {
@@ -216,10 +289,10 @@ mod tests {
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
         let db = Db::connect(&url).await.unwrap();
         sqlx::query("CREATE TABLE t (x INTEGER UNIQUE)")
-            .execute(db.writer())
+            .execute(&mut *db.writer().await.unwrap())
             .await
             .unwrap();
-        async fn insert(tx: &mut crate::Tx<'static>, x: i64) -> Result<(), StoreError> {
+        async fn insert(tx: &mut crate::Tx<'_>, x: i64) -> Result<(), StoreError> {
             sqlx::query("INSERT INTO t (x) VALUES ($1)")
                 .bind(x)
                 .execute(&mut **tx)
@@ -271,5 +344,68 @@ mod tests {
             .map(|i| 1000 + i)
             .collect();
         assert_eq!(stored, expected);
+    }
+
+    /// The committer keeps the writer connection between batches, yet an
+    /// API transaction or a lone statement gets it while units keep coming
+    /// (with a short acquire timeout, a connection never handed back fails
+    /// the test instead of hanging it).
+    #[tokio::test]
+    async fn others_get_the_writer_while_units_keep_coming() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let options = crate::db::ConnectOptions {
+            acquire_timeout: std::time::Duration::from_secs(2),
+            ..Default::default()
+        };
+        let db = Db::connect_with(&url, options).await.unwrap();
+        sqlx::query("CREATE TABLE t (x INTEGER PRIMARY KEY, who TEXT NOT NULL)")
+            .execute(&mut *db.writer().await.unwrap())
+            .await
+            .unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let units = {
+            let (db, stop) = (db.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut n = 0i64;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    n += 1;
+                    db.write(move |tx| {
+                        Box::pin(async move {
+                            sqlx::query("INSERT INTO t (who) VALUES ('unit')")
+                                .execute(&mut **tx)
+                                .await?;
+                            Ok::<_, StoreError>(())
+                        })
+                    })
+                    .await
+                    .unwrap();
+                }
+                n
+            })
+        };
+        for _ in 0..20 {
+            let mut tx = db.begin().await.unwrap();
+            sqlx::query("INSERT INTO t (who) VALUES ('api')")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            sqlx::query("INSERT INTO t (who) VALUES ('statement')")
+                .execute(&mut *db.writer().await.unwrap())
+                .await
+                .unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(units.await.unwrap() > 0);
+        let counts: Vec<(String, i64)> =
+            sqlx::query_as("SELECT who, COUNT(*) FROM t GROUP BY who ORDER BY who")
+                .fetch_all(db.pool())
+                .await
+                .unwrap();
+        assert_eq!(counts[0], ("api".to_string(), 20));
+        assert_eq!(counts[1], ("statement".to_string(), 20));
+        // And it is handed back for good when the database closes.
+        db.close().await;
     }
 }

@@ -518,7 +518,7 @@ pub async fn release_all(db: &Db, owner: &str) -> Result<u64, StoreError> {
     )
     .bind(now)
     .bind(owner)
-    .execute(db.writer())
+    .execute(&mut *db.writer().await?)
     .await?;
     Ok(r.rows_affected())
 }
@@ -607,7 +607,7 @@ pub async fn purge_finished(db: &Db, older_than_ms: i64) -> Result<u64, StoreErr
     let r =
         sqlx::query("DELETE FROM jobs WHERE state IN ('done', 'cancelled') AND finished_at < $1")
             .bind(now_ms() - older_than_ms)
-            .execute(db.writer())
+            .execute(&mut *db.writer().await?)
             .await?;
     Ok(r.rows_affected())
 }

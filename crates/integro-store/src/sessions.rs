@@ -116,7 +116,7 @@ pub async fn revoke(db: &Db, token: &str) -> Result<bool, StoreError> {
     )
     .bind(now_ms())
     .bind(token_hash(token))
-    .execute(db.writer())
+    .execute(&mut *db.writer().await?)
     .await?;
     Ok(result.rows_affected() > 0)
 }

@@ -182,7 +182,7 @@ pub async fn list(
 pub async fn purge(db: &Db, older_than_ms: i64) -> Result<u64, StoreError> {
     let r = sqlx::query("DELETE FROM webhook_logs WHERE created_at < $1")
         .bind(now_ms() - older_than_ms)
-        .execute(db.writer())
+        .execute(&mut *db.writer().await?)
         .await?;
     Ok(r.rows_affected())
 }

@@ -333,7 +333,7 @@ impl Worker {
     pub(crate) async fn complete<T, F>(&self, job: &Job, writes: F) -> Result<T, Failure>
     where
         T: Send + 'static,
-        F: for<'a> FnOnce(&'a mut Tx<'static>) -> BoxFuture<'a, Result<T, StoreError>>
+        F: for<'a, 'c> FnOnce(&'a mut Tx<'c>) -> BoxFuture<'a, Result<T, StoreError>>
             + Send
             + 'static,
     {

@@ -860,7 +860,7 @@ async fn reset_and_expiry_start_the_memory_afresh(kind: DbKind) {
     // A conversation idle past the bot's expiry is closed; the next message
     // starts a new one with no history.
     sqlx::query("UPDATE conversations SET last_message_at = last_message_at - 90000000")
-        .execute(t.app.state.db.writer())
+        .execute(&mut *t.app.state.db.writer().await.unwrap())
         .await
         .unwrap();
     t.twilio_message("SM4", "+14155550100", "hello again").await;
@@ -921,7 +921,7 @@ async fn an_agent_takes_over_and_the_bot_returns_after_the_handoff_timeout(kind:
     sqlx::query(
         "UPDATE conversations SET last_message_at = last_message_at - 700000, handed_off_at = handed_off_at - 700000",
     )
-    .execute(t.app.state.db.writer())
+    .execute(&mut *t.app.state.db.writer().await.unwrap())
     .await
     .unwrap();
     t.twilio_message("SM3", "+14155550100", "hello?").await;

@@ -40,7 +40,7 @@ async fn sealed_secrets_round_trip_and_stay_bound(kind: DbKind) {
         "INSERT INTO sealed_secrets (tenant_id, owner_kind, owner_id, field, key_id, ciphertext, created_at, updated_at) \
          SELECT tenant_id, owner_kind, 'acc-2', field, key_id, ciphertext, created_at, updated_at FROM sealed_secrets WHERE owner_id = 'acc-1'",
     )
-    .execute(db.writer())
+    .execute(&mut *db.writer().await.unwrap())
     .await
     .unwrap();
     let moved = SecretStore::get(db, keyring, owner("acc-2")).await;
@@ -54,7 +54,7 @@ async fn sealed_secrets_round_trip_and_stay_bound(kind: DbKind) {
          CASE WHEN substr(ciphertext, 1, 1) = 'A' THEN 'B' ELSE 'A' END || substr(ciphertext, 2) \
          WHERE owner_id = 'acc-1'",
     )
-    .execute(db.writer())
+    .execute(&mut *db.writer().await.unwrap())
     .await
     .unwrap();
     assert!(matches!(

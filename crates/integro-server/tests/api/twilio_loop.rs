@@ -370,7 +370,7 @@ async fn outside_the_24h_window_only_a_template_goes(kind: DbKind) {
     // The message arrived two days ago (the worker files it into its conversation).
     sqlx::query("UPDATE messages SET created_at = $1 WHERE direction = 'inbound'")
         .bind(two_days_ago)
-        .execute(t.app.state.db.writer())
+        .execute(&mut *t.app.state.db.writer().await.unwrap())
         .await
         .unwrap();
     let worker = integro_server::startup::build_worker(&t.app.state);
