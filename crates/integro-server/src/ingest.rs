@@ -138,6 +138,7 @@ async fn write_batches(
         }
         // Jobs left ready wait for a claim.
         if handoff.left_ready {
+            handoff.note_backlog();
             wake.notify_one();
         }
         handoff.run();
@@ -152,6 +153,8 @@ struct Handoff<'w> {
     leased: Vec<Job>,
     /// Some stored job was not leased.
     left_ready: bool,
+    /// Fewer slots were free than the batch had messages.
+    short_of_slots: bool,
 }
 
 impl<'w> Handoff<'w> {
@@ -161,8 +164,10 @@ impl<'w> Handoff<'w> {
             .flat_map(|w| &w.events)
             .filter(|e| matches!(e, InboundEvent::Message(_)))
             .count();
+        let slots = worker.map(|w| w.take_slots(messages)).unwrap_or_default();
         Handoff {
-            slots: worker.map(|w| w.take_slots(messages)).unwrap_or_default(),
+            short_of_slots: worker.is_some() && slots.len() < messages,
+            slots,
             worker,
             leased: Vec::new(),
             left_ready: false,
@@ -174,6 +179,17 @@ impl<'w> Handoff<'w> {
         let w = self.worker?;
         let free = self.slots.len() - self.leased.len();
         Some((w.owner.clone(), w.lease_ms(), free))
+    }
+
+    /// Jobs left ready for want of a slot make a backlog, which claims
+    /// drain oldest first (`Worker::note_backlog`).
+    fn note_backlog(&self) {
+        if let Some(worker) = self.worker
+            && self.left_ready
+            && self.short_of_slots
+        {
+            worker.note_backlog();
+        }
     }
 
     /// Starts the leased jobs; slots left over are freed.

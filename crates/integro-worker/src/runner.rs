@@ -3,6 +3,7 @@
 //! was not finished.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use integro_store::conversations::{Conversation, Message};
@@ -68,6 +69,8 @@ pub struct Worker {
     pub owner: String,
     /// One permit per job running at the same time (`config.concurrency`).
     slots: Arc<Semaphore>,
+    /// Jobs wait for a claim for want of a slot (`note_backlog`).
+    backlog: AtomicBool,
 }
 
 /// A job leased to this worker by the one it just ran (a reply's send),
@@ -130,6 +133,7 @@ impl Worker {
             config,
             wake,
             owner: format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple()),
+            backlog: AtomicBool::new(false),
         }
     }
 
@@ -162,6 +166,10 @@ impl Worker {
                 }
             };
             let got = claimed.len();
+            if got < free {
+                // Every job due was taken: the ingest may lease again.
+                self.backlog.store(false, Ordering::SeqCst);
+            }
             for job in claimed {
                 let permit = slots.clone().acquire_owned().await.expect("semaphore open");
                 let worker = self.clone();
@@ -200,10 +208,23 @@ impl Worker {
     /// Takes up to `n` free slots for jobs leased to this worker outside a
     /// claim (the webhook ingest leases reply jobs as it stores them); none
     /// once the worker is stopping.
+    /// None while jobs wait for want of a slot (`note_backlog`): they are
+    /// older, and a claim takes them oldest first.
     pub fn take_slots(&self, n: usize) -> Vec<OwnedSemaphorePermit> {
+        if self.backlog.load(Ordering::SeqCst) {
+            return Vec::new();
+        }
         std::iter::from_fn(|| self.slots.clone().try_acquire_owned().ok())
             .take(n)
             .collect()
+    }
+
+    /// Reply jobs were left ready for want of a free slot. Until a claim has
+    /// taken every job due, `take_slots` gives none: the ingest would
+    /// otherwise hand each slot that frees up to the newest webhook, and the
+    /// backlog would drain newest first.
+    pub fn note_backlog(&self) {
+        self.backlog.store(true, Ordering::SeqCst);
     }
 
     /// How long a lease lasts, in milliseconds.
@@ -470,5 +491,60 @@ mod tests {
                 Duration::from_secs(1 << (attempt - 1).min(9)).min(Duration::from_secs(300));
             assert!(d >= ceiling / 2 && d <= ceiling, "attempt {attempt}: {d:?}");
         }
+    }
+
+    fn worker(db: Db) -> Arc<Worker> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let breakers = Arc::new(CircuitBreakers::new(5, Duration::from_secs(30)));
+        Arc::new(Worker::new(
+            db,
+            Arc::new(Keyring::new(
+                integro_store::secrets::MasterKey::generate(),
+                Vec::new(),
+            )),
+            Egress {
+                client: reqwest::Client::new(),
+                urls: integro_channels::ProviderUrls::default(),
+                public_url: None,
+            },
+            Arc::new(Engine::new(integro_ai::AiClient::new(
+                integro_ai::RetryPolicy::default(),
+                breakers,
+            ))),
+            AccountCache::new(Duration::from_secs(5)),
+            WorkerConfig {
+                concurrency: 2,
+                ..WorkerConfig::default()
+            },
+            Arc::new(Notify::new()),
+        ))
+    }
+
+    /// While reply jobs wait for want of a slot, the ingest gets no slot to
+    /// lease its newer jobs in; once a claim finds fewer jobs due than it
+    /// has slots (the backlog is drained), it does again.
+    #[tokio::test]
+    async fn a_backlog_stops_leasing_until_a_claim_drains_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
+            .await
+            .unwrap();
+        db.migrate().await.unwrap();
+        let worker = worker(db.clone());
+        assert_eq!(worker.take_slots(3).len(), 2, "both slots are free");
+        worker.note_backlog();
+        assert!(worker.take_slots(1).is_empty());
+        let (stop, stopped) = watch::channel(false);
+        let running = tokio::spawn(worker.clone().run(stopped));
+        // The loop's first claim finds nothing due: the backlog is drained.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while worker.take_slots(1).is_empty() {
+            assert!(Instant::now() < deadline, "the backlog never cleared");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        stop.send(true).unwrap();
+        worker.wake.notify_one();
+        running.await.unwrap();
+        db.close().await;
     }
 }
