@@ -175,11 +175,9 @@ pub async fn record_inbound(
                 p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[12]
             )
         }));
-        sql.push_str(
-            " ON CONFLICT (account_id, direction, provider_message_id) DO NOTHING RETURNING id",
-        );
+        sql.push_str(" ON CONFLICT (account_id, direction, provider_message_id) DO NOTHING");
         // Not kept prepared: one statement per batch size would fill the cache.
-        let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).persistent(false);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
         for (i, id) in chunk {
             let m = i.message;
             q = q
@@ -200,7 +198,23 @@ pub async fn record_inbound(
                 .bind(now)
                 .bind(now);
         }
-        inserted.extend(q.fetch_all(&mut **tx).await?);
+        // Which rows went in is asked only when some did not: sqlx hands
+        // each returned row over from SQLite's thread on its own, a wake-up
+        // of the committer per webhook of the batch.
+        let stored = q.execute(&mut **tx).await?.rows_affected();
+        if stored == chunk.len() as u64 {
+            inserted.extend(chunk.iter().map(|(_, id)| id.to_string()));
+        } else if stored > 0 {
+            let placeholders = crate::db::values_rows(tx, chunk.len(), 1, |p| p[0].clone());
+            let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(format!(
+                "SELECT id FROM messages WHERE id IN ({placeholders})"
+            )))
+            .persistent(false);
+            for (_, id) in chunk {
+                q = q.bind(id.to_string());
+            }
+            inserted.extend(q.fetch_all(&mut **tx).await?);
+        }
     }
     let mut ids = rows.iter().map(|(_, id)| *id);
     let mut outcomes = Vec::with_capacity(batch.len());
@@ -866,4 +880,100 @@ async fn open_row(
     .bind(channel_user_id)
     .fetch_optional(db.pool())
     .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use integro_core::{ChannelKind, InboundMessage};
+    use time::OffsetDateTime;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::accounts::Account;
+
+    fn message(provider_id: &str) -> InboundMessage {
+        InboundMessage {
+            provider_message_id: provider_id.into(),
+            from: "+15550001".into(),
+            from_name: None,
+            phone_e164: None,
+            kind: "text".into(),
+            text: Some(format!("hello {provider_id}")),
+            media: Vec::new(),
+            reply_to: None,
+        }
+    }
+
+    /// A batch that repeats messages stored before (a provider's retries)
+    /// stores only its new ones, queues a job for each of those only, and
+    /// says which were duplicates.
+    #[tokio::test]
+    async fn a_batch_stores_its_new_messages_and_names_the_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
+            .await
+            .unwrap();
+        db.migrate().await.unwrap();
+        let account = Account {
+            id: Uuid::new_v4(),
+            tenant_id: Uuid::new_v4(),
+            bot_id: Uuid::new_v4(),
+            kind: ChannelKind::TwilioWhatsapp,
+            name: "test".into(),
+            external_id: None,
+            credentials: BTreeMap::new(),
+            template: None,
+            active: true,
+            created_at: OffsetDateTime::now_utc(),
+            updated_at: OffsetDateTime::now_utc(),
+            created_by: None,
+        };
+        let store = |ids: &'static [&'static str]| {
+            let (db, account) = (db.clone(), account.clone());
+            async move {
+                db.write(move |tx| {
+                    Box::pin(async move {
+                        let messages: Vec<InboundMessage> =
+                            ids.iter().map(|id| message(id)).collect();
+                        let batch: Vec<Inbound> = messages
+                            .iter()
+                            .map(|m| Inbound {
+                                account: &account,
+                                message: m,
+                                request_id: None,
+                            })
+                            .collect();
+                        let mut jobs = Vec::new();
+                        let outcomes = record_inbound(tx, &batch, &mut jobs).await?;
+                        Ok((outcomes, jobs.len()))
+                    })
+                })
+                .await
+                .unwrap()
+            }
+        };
+        let (first, jobs) = store(&["SM1", "SM2"]).await;
+        assert!(first.iter().all(|o| matches!(o, Ingested::Stored { .. })));
+        assert_eq!(jobs, 2);
+        // Old, new, old again, new twice within the batch.
+        let (second, jobs) = store(&["SM2", "SM3", "SM1", "SM4", "SM4"]).await;
+        let stored: Vec<bool> = second
+            .iter()
+            .map(|o| matches!(o, Ingested::Stored { .. }))
+            .collect();
+        assert_eq!(stored, [false, true, false, true, false]);
+        assert_eq!(jobs, 2);
+        // Nothing but duplicates.
+        let (third, jobs) = store(&["SM3", "SM4"]).await;
+        assert_eq!(third, [Ingested::Duplicate, Ingested::Duplicate]);
+        assert_eq!(jobs, 0);
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(count, 4);
+        db.close().await;
+    }
 }
