@@ -153,8 +153,6 @@ struct Handoff<'w> {
     leased: Vec<Job>,
     /// Some stored job was not leased.
     left_ready: bool,
-    /// Fewer slots were free than the batch had messages.
-    short_of_slots: bool,
 }
 
 impl<'w> Handoff<'w> {
@@ -164,10 +162,8 @@ impl<'w> Handoff<'w> {
             .flat_map(|w| &w.events)
             .filter(|e| matches!(e, InboundEvent::Message(_)))
             .count();
-        let slots = worker.map(|w| w.take_slots(messages)).unwrap_or_default();
         Handoff {
-            short_of_slots: worker.is_some() && slots.len() < messages,
-            slots,
+            slots: worker.map(|w| w.take_slots(messages)).unwrap_or_default(),
             worker,
             leased: Vec::new(),
             left_ready: false,
@@ -181,12 +177,14 @@ impl<'w> Handoff<'w> {
         Some((w.owner.clone(), w.lease_ms(), free))
     }
 
-    /// Jobs left ready for want of a slot make a backlog, which claims
-    /// drain oldest first (`Worker::note_backlog`).
+    /// Jobs left ready while every slot taken was used were left for want
+    /// of a slot: a backlog, which claims drain oldest first
+    /// (`Worker::note_backlog`). Jobs left ready beside an unused slot wait
+    /// only for their conversation.
     fn note_backlog(&self) {
         if let Some(worker) = self.worker
             && self.left_ready
-            && self.short_of_slots
+            && self.leased.len() == self.slots.len()
         {
             worker.note_backlog();
         }

@@ -207,9 +207,9 @@ impl Worker {
 
     /// Takes up to `n` free slots for jobs leased to this worker outside a
     /// claim (the webhook ingest leases reply jobs as it stores them); none
-    /// once the worker is stopping.
-    /// None while jobs wait for want of a slot (`note_backlog`): they are
-    /// older, and a claim takes them oldest first.
+    /// once the worker is stopping, and none while jobs wait for want of a
+    /// slot (`note_backlog`): they are older, and a claim takes them oldest
+    /// first.
     pub fn take_slots(&self, n: usize) -> Vec<OwnedSemaphorePermit> {
         if self.backlog.load(Ordering::SeqCst) {
             return Vec::new();
