@@ -10,6 +10,7 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::pool::PoolConnection;
+use sqlx::postgres::PgConnectOptions;
 use sqlx::{Any, AnyPool, AssertSqlSafe, Executor, SqlSafeStr};
 
 use crate::StoreError;
@@ -171,7 +172,16 @@ impl Db {
         };
         match backend {
             Backend::Postgres => {
-                let pool = connect(options()).await?;
+                let port = PgConnectOptions::from_str(&url)
+                    .map_err(|e| StoreError::Connect(format!("{}: {e}", redact_url(&url))))?
+                    .get_port();
+                let pool = connect(options().after_connect(move |_conn, _meta| {
+                    Box::pin(async move {
+                        crate::pg_socket::set_nodelay_to_port(port);
+                        Ok(())
+                    })
+                }))
+                .await?;
                 Ok(Db {
                     writer: pool.clone(),
                     pool,

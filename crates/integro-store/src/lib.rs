@@ -19,6 +19,8 @@ mod group_commit;
 pub mod jobs;
 pub mod memory;
 pub mod page;
+#[doc(hidden)]
+pub mod pg_socket;
 pub mod rules;
 pub mod secrets;
 pub mod sessions;

@@ -1,0 +1,34 @@
+//! The connections to PostgreSQL run without Nagle's algorithm (see
+//! `pg_socket.rs`): with it, a statement bigger than the send buffer waited
+//! ~40 ms for the server's delayed ACK. Its own test binary, so that no other
+//! test's connection to the server is counted.
+
+use integro_store::Db;
+
+#[tokio::test]
+async fn every_connection_to_postgres_has_tcp_nodelay() {
+    let Some(url) = std::env::var("INTEGRO_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+    else {
+        return; // The server's tests say how to run PostgreSQL's.
+    };
+    let port = url
+        .rsplit_once('@')
+        .map_or(url.as_str(), |(_, host)| host)
+        .split('/')
+        .next()
+        .and_then(|host| host.rsplit_once(':'))
+        .and_then(|(_, port)| port.parse().ok())
+        .unwrap_or(5432);
+    let db = Db::connect(&url).await.unwrap();
+    // Several connections at once: the pool opens more than one.
+    let held = futures_util::future::try_join_all((0..3).map(|_| db.pool().acquire()))
+        .await
+        .unwrap();
+    let (total, with_nodelay) = integro_store::pg_socket::nodelay_to_port(port);
+    assert!(total >= 3, "expected the pool's connections, found {total}");
+    assert_eq!(with_nodelay, total, "connections without TCP_NODELAY");
+    drop(held);
+    db.close().await;
+}
