@@ -222,8 +222,10 @@ async fn commit_batches(
         let outcome = match conn {
             Ok(mut conn) => {
                 let outcome = run_batch(&mut conn, &mut batch).await;
-                // After a failure the pool checks the connection first.
-                if outcome.is_ok() && !claims.wanted() {
+                if outcome.is_err() {
+                    // It may be left inside a transaction: a new one next time.
+                    conn.close_on_drop();
+                } else if !claims.wanted() {
                     held = Some(conn);
                 }
                 outcome
@@ -244,14 +246,15 @@ async fn commit_batches(
 
 /// Runs the batch in one transaction, each unit in a savepoint of its own
 /// (a lone unit needs none: when it fails the transaction is rolled back).
-/// Between two units, ending one savepoint and starting the next is one
-/// round trip to SQLite's thread, not two; the commit ends the last.
+/// Each round trip to SQLite's thread counts: the first savepoint starts
+/// with the transaction, ending one savepoint and starting the next go
+/// together, and the commit ends the last.
 async fn run_batch(
     writer: &mut PoolConnection<Any>,
     batch: &mut [Box<dyn Queued>],
 ) -> Result<(), StoreError> {
-    let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
     if let [unit] = batch {
+        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
         if unit.run(&mut tx).await {
             tx.commit().await?;
         } else {
@@ -259,7 +262,9 @@ async fn run_batch(
         }
         return Ok(());
     }
-    sqlx::query("SAVEPOINT unit").execute(&mut *tx).await?;
+    // Should the savepoint fail after the BEGIN, sqlx would not know of the
+    // open transaction: the committer closes a connection whose batch failed.
+    let mut tx = writer.begin_with("BEGIN IMMEDIATE; SAVEPOINT unit").await?;
     let last = batch.len() - 1;
     for (i, unit) in batch.iter_mut().enumerate() {
         let ok = unit.run(&mut tx).await;
