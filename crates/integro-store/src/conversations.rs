@@ -870,10 +870,15 @@ async fn open_row(
     Ok(sqlx::query(sqlx::AssertSqlSafe(format!(
         // The contact first, by its unique (account, channel id), then its
         // open conversation (CROSS JOIN keeps SQLite to that order: it
-        // preferred walking the tenant's conversations).
+        // preferred walking the tenant's conversations). The contact's id
+        // is also given as a subquery so that the conversation is found by
+        // (account, contact) whatever the statistics: PostgreSQL, before
+        // its first ANALYZE, walked all of the account's open
+        // conversations per lookup (0.9–1.8 ms against 0.04).
         "SELECT {CONVERSATION_COLUMNS}{extra} FROM contacts k CROSS JOIN conversations c \
-         WHERE k.account_id = $2 AND k.channel_user_id = $3 AND c.account_id = $2 AND c.contact_id = k.id \
-         AND c.closed_at IS NULL AND c.tenant_id = $1"
+         WHERE k.account_id = $2 AND k.channel_user_id = $3 AND c.account_id = $2 \
+         AND c.contact_id = (SELECT id FROM contacts WHERE account_id = $2 AND channel_user_id = $3) \
+         AND c.contact_id = k.id AND c.closed_at IS NULL AND c.tenant_id = $1"
     )))
     .bind(tenant_id.to_string())
     .bind(account_id.to_string())
