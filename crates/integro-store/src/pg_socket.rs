@@ -9,13 +9,11 @@
 
 /// Sets TCP_NODELAY on every TCP socket of this process connected to `port`
 /// (the database server's). Setting it twice, or on another connection to
-/// that port, is harmless. Returns how many sockets it set.
-pub(crate) fn set_nodelay_to_port(port: u16) -> usize {
-    let mut set = 0;
+/// that port, is harmless; a socket that refuses it keeps Nagle's algorithm.
+pub(crate) fn set_nodelay_to_port(port: u16) {
     for_each_socket_to(port, |socket| {
-        set += usize::from(socket.set_tcp_nodelay(true).is_ok());
+        let _ = socket.set_tcp_nodelay(true);
     });
-    set
 }
 
 /// Calls `f` with each TCP socket of this process connected to `port`.

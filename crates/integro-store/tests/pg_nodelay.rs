@@ -14,13 +14,9 @@ async fn every_connection_to_postgres_has_tcp_nodelay() {
         return; // The server's tests say how to run PostgreSQL's.
     };
     let port = url
-        .rsplit_once('@')
-        .map_or(url.as_str(), |(_, host)| host)
-        .split('/')
-        .next()
-        .and_then(|host| host.rsplit_once(':'))
-        .and_then(|(_, port)| port.parse().ok())
-        .unwrap_or(5432);
+        .parse::<sqlx::postgres::PgConnectOptions>()
+        .unwrap()
+        .get_port();
     let db = Db::connect(&url).await.unwrap();
     // Several connections at once: the pool opens more than one.
     let held = futures_util::future::try_join_all((0..3).map(|_| db.pool().acquire()))
