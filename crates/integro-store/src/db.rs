@@ -16,6 +16,7 @@ use sqlx::{Any, AnyPool, AssertSqlSafe, Executor, SqlSafeStr};
 use crate::StoreError;
 use crate::checkpoint::{self, Committed};
 use crate::group_commit::{GroupCommit, UnitFn};
+use crate::readers::Readers;
 use futures_util::future::BoxFuture;
 
 /// A transaction, or a savepoint inside one.
@@ -112,8 +113,8 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
 
 #[derive(Clone)]
 pub struct Db {
-    /// Reads (and, on PostgreSQL, everything).
-    pool: AnyPool,
+    /// Reads. On PostgreSQL sqlx's pool, which also writes.
+    pool: Readers,
     /// Writes. On SQLite one connection: SQLite has one writer anyway, and
     /// writers queued here wait their turn in order, where several writer
     /// connections would poll the file lock, sleeping up to 100 ms a try.
@@ -184,7 +185,7 @@ impl Db {
                 .await?;
                 Ok(Db {
                     writer: pool.clone(),
-                    pool,
+                    pool: Readers::Pool(pool),
                     backend,
                     group_commit: None,
                     checkpointer: None,
@@ -193,7 +194,11 @@ impl Db {
             Backend::Sqlite => {
                 // The writer first: it creates the file and turns WAL on.
                 let writer = connect(sqlite_pragmas(options().max_connections(1), false)).await?;
-                let pool = connect(sqlite_pragmas(options(), true)).await?;
+                let pool = Readers::sqlite(
+                    connect(sqlite_pragmas(options(), true)).await?,
+                    opts.max_connections,
+                    opts.acquire_timeout,
+                );
                 let checkpointer =
                     connect(sqlite_pragmas(options().max_connections(1), false)).await?;
                 let committed = Committed::default();
@@ -211,7 +216,7 @@ impl Db {
     }
 
     /// For reads. On SQLite its connections are read-only.
-    pub fn pool(&self) -> &AnyPool {
+    pub fn pool(&self) -> &Readers {
         &self.pool
     }
 

@@ -21,6 +21,7 @@ pub mod memory;
 pub mod page;
 #[doc(hidden)]
 pub mod pg_socket;
+pub mod readers;
 pub mod rules;
 pub mod secrets;
 pub mod sessions;

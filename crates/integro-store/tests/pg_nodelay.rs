@@ -19,7 +19,7 @@ async fn every_connection_to_postgres_has_tcp_nodelay() {
         .get_port();
     let db = Db::connect(&url).await.unwrap();
     // Several connections at once: the pool opens more than one.
-    let held = futures_util::future::try_join_all((0..3).map(|_| db.pool().acquire()))
+    let held = futures_util::future::try_join_all((0..3).map(|_| db.writer()))
         .await
         .unwrap();
     let (total, with_nodelay) = integro_store::pg_socket::nodelay_to_port(port);
