@@ -17,6 +17,7 @@ use crate::StoreError;
 use crate::checkpoint::{self, Committed};
 use crate::group_commit::{GroupCommit, UnitFn};
 use crate::readers::Readers;
+use crate::writer_cpu;
 use futures_util::future::BoxFuture;
 
 /// A transaction, or a savepoint inside one.
@@ -193,7 +194,17 @@ impl Db {
             }
             Backend::Sqlite => {
                 // The writer first: it creates the file and turns WAL on.
-                let writer = connect(sqlite_pragmas(options().max_connections(1), false)).await?;
+                // Opened on the CPU the committer keeps to (`writer_cpu.rs`),
+                // and kept open: a connection opened again elsewhere would
+                // run on any CPU.
+                let cpu = writer_cpu::choose();
+                let writer = sqlite_pragmas(options(), false)
+                    .max_connections(1)
+                    .max_lifetime(None)
+                    .idle_timeout(None);
+                let writer = writer_cpu::run_pinned(cpu, connect(writer))
+                    .await
+                    .map_err(|e| StoreError::Connect(e.to_string()))??;
                 let pool = Readers::sqlite(
                     connect(sqlite_pragmas(options(), true)).await?,
                     opts.max_connections,
@@ -202,7 +213,7 @@ impl Db {
                 let checkpointer =
                     connect(sqlite_pragmas(options().max_connections(1), false)).await?;
                 let committed = Committed::default();
-                let group = GroupCommit::new(writer.clone(), committed.clone());
+                let group = GroupCommit::new(writer.clone(), committed.clone(), cpu);
                 checkpoint::start(checkpointer.clone(), committed, Arc::downgrade(&group));
                 Ok(Db {
                     pool,

@@ -120,15 +120,22 @@ pub(crate) struct GroupCommit {
     /// Told of each commit: the checkpointer follows them.
     committed: Committed,
     pub(crate) claims: Arc<WriterClaims>,
+    /// Where the committer runs: the writer connection's CPU (`writer_cpu.rs`).
+    cpu: Option<usize>,
 }
 
 impl GroupCommit {
-    pub(crate) fn new(writer: AnyPool, committed: Committed) -> Arc<GroupCommit> {
+    pub(crate) fn new(
+        writer: AnyPool,
+        committed: Committed,
+        cpu: Option<usize>,
+    ) -> Arc<GroupCommit> {
         Arc::new(GroupCommit {
             writer,
             queue: Mutex::new(None),
             committed,
             claims: Arc::default(),
+            cpu,
         })
     }
 
@@ -155,9 +162,11 @@ impl GroupCommit {
                 let writer = self.writer.clone();
                 let committed = self.committed.clone();
                 let claims = self.claims.clone();
+                let cpu = self.cpu;
                 std::thread::Builder::new()
                     .name("integro-commit".into())
                     .spawn(move || {
+                        crate::writer_cpu::pin_current_thread(cpu);
                         match tokio::runtime::Builder::new_current_thread()
                             .enable_all()
                             .build()

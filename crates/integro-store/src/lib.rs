@@ -29,6 +29,7 @@ pub mod tenants;
 pub mod usage;
 pub mod users;
 pub mod webhook_logs;
+mod writer_cpu;
 
 pub use db::{Backend, Db, Tx};
 pub use error::StoreError;

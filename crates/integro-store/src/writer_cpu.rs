@@ -1,0 +1,115 @@
+//! One CPU for the committer and SQLite's writer thread (ADR 0012).
+//!
+//! Every statement of a group commit is a hand-over between the committer's
+//! thread and the thread sqlx runs the writer connection on, and back: the
+//! two never run at the same time, they take turns ~14 times a message. On
+//! two CPUs they were woken across CPUs (an inter-processor interrupt, a
+//! cold cache; costly under a hypervisor) and preempted by whatever else
+//! ran there: at 600/s the writer thread was switched out ~38 times a
+//! message. Kept on one CPU, a hand-over is a switch on that CPU's own run
+//! queue, and the scheduler moves the other threads away from it.
+//!
+//! A thread inherits the affinity of the thread that creates it, and sqlx
+//! creates a SQLite connection's thread in the task that opens it: so the
+//! writer connection is opened on a thread pinned to the chosen CPU, and
+//! the committer pins itself to the same one. Nothing is pinned when the
+//! process may run on one CPU only, or off Linux.
+
+use std::future::Future;
+
+/// The CPU to share: the last one the process may run on, if it may run on
+/// two or more.
+pub(crate) fn choose() -> Option<usize> {
+    imp::choose()
+}
+
+/// Keeps the calling thread on `cpu` from now on (no-op for `None`).
+pub(crate) fn pin_current_thread(cpu: Option<usize>) {
+    if let Some(cpu) = cpu
+        && let Err(e) = imp::pin_current_thread(cpu)
+    {
+        tracing::warn!(cpu, error = %e, "could not keep the SQLite writer on one CPU");
+    }
+}
+
+/// Runs `open` to completion on a thread of its own pinned to `cpu`, so that
+/// the threads it creates (a SQLite connection's) stay on that CPU.
+pub(crate) async fn run_pinned<T, F>(cpu: Option<usize>, open: F) -> std::io::Result<T>
+where
+    T: Send + 'static,
+    F: Future<Output = T> + Send + 'static,
+{
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("integro-open".into())
+        .spawn(move || {
+            pin_current_thread(cpu);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            let _ = done.send(runtime.map(|r| r.block_on(open)));
+        })?;
+    result
+        .await
+        .map_err(|_| std::io::Error::other("the thread opening the writer stopped"))?
+}
+
+#[cfg(target_os = "linux")]
+mod imp {
+    use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
+
+    pub(super) fn choose() -> Option<usize> {
+        let allowed = sched_getaffinity(None).ok()?;
+        let cpus: Vec<usize> = (0..CpuSet::MAX_CPU)
+            .filter(|&i| allowed.is_set(i))
+            .collect();
+        (cpus.len() >= 2).then(|| cpus[cpus.len() - 1])
+    }
+
+    pub(super) fn pin_current_thread(cpu: usize) -> std::io::Result<()> {
+        let mut set = CpuSet::new();
+        set.set(cpu);
+        sched_setaffinity(None, &set)?;
+        Ok(())
+    }
+
+    #[cfg(test)]
+    pub(super) fn current_cpus() -> Vec<usize> {
+        let set = sched_getaffinity(None).unwrap();
+        (0..CpuSet::MAX_CPU).filter(|&i| set.is_set(i)).collect()
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod imp {
+    pub(super) fn choose() -> Option<usize> {
+        None
+    }
+
+    pub(super) fn pin_current_thread(_cpu: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    /// What the writer connection relies on: a thread created while opening
+    /// it (as sqlx creates a SQLite connection's) runs on the chosen CPU
+    /// only, and the caller's own thread is left as it was.
+    #[tokio::test]
+    async fn threads_created_while_opening_stay_on_the_cpu() {
+        let before = super::imp::current_cpus();
+        let Some(cpu) = super::choose() else {
+            eprintln!("one CPU allowed: nothing is pinned, nothing to check");
+            return;
+        };
+        assert_eq!(Some(cpu), before.last().copied());
+        let spawned = super::run_pinned(Some(cpu), async {
+            std::thread::spawn(super::imp::current_cpus).join().unwrap()
+        })
+        .await
+        .unwrap();
+        assert_eq!(spawned, vec![cpu]);
+        assert_eq!(super::imp::current_cpus(), before);
+    }
+}
