@@ -167,8 +167,11 @@ impl GroupCommit {
                     .name("integro-commit".into())
                     .spawn(move || {
                         crate::writer_cpu::pin_current_thread(cpu);
+                        // Time only: no socket is ever polled here, and
+                        // without an I/O driver the thread parks on a futex
+                        // rather than in epoll behind an eventfd write.
                         match tokio::runtime::Builder::new_current_thread()
-                            .enable_all()
+                            .enable_time()
                             .build()
                         {
                             Ok(runtime) => runtime
