@@ -58,6 +58,16 @@ async fn a_signed_message_gets_exactly_one_reply(kind: DbKind) {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0]["provider_message_id"], "SMout1");
     assert_eq!(out[0]["body"], FALLBACK);
+    // The reply's and the send's jobs finished with what they wrote, not
+    // left running until their leases expire.
+    let jobs = t.get("/api/v1/jobs").await;
+    let states: Vec<(&str, &str)> = jobs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| (j["kind"].as_str().unwrap(), j["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(states, [("reply", "done"), ("send", "done")], "{jobs}");
     let conversations = t.get("/api/v1/conversations").await;
     let contact = &conversations["items"][0]["contact"];
     assert_eq!(contact["phone_e164"], "+14155550100");
