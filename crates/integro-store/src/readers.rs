@@ -68,12 +68,11 @@ impl Readers {
 }
 
 /// A reading connection lent for one statement: it goes back to the idle
-/// list only once the statement has finished (`finished`); dropped before
-/// that, it is closed.
+/// list when its statement has finished (`give_back`); dropped before that
+/// (an error, a caller that stopped waiting), it is closed.
 struct Lent {
     conn: Option<AnyConnection>,
     readers: Arc<SqliteReaders>,
-    finished: bool,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -81,12 +80,9 @@ impl Lent {
     fn conn(&mut self) -> &mut AnyConnection {
         self.conn.as_mut().expect("a lent connection")
     }
-}
 
-impl Drop for Lent {
-    fn drop(&mut self) {
+    fn give_back(mut self) {
         if let Some(conn) = self.conn.take()
-            && self.finished
             && !self.readers.permits.is_closed()
         {
             self.readers.idle.lock().expect("readers").push(conn);
@@ -109,7 +105,6 @@ impl SqliteReaders {
         Ok(Lent {
             conn: Some(conn),
             readers: self,
-            finished: false,
             _permit: permit,
         })
     }
@@ -134,7 +129,7 @@ impl<'p> Executor<'p> for &'_ Readers {
                 let all = async move {
                     let mut lent = readers.lend().await?;
                     let all: Vec<_> = lent.conn().fetch_many(query).try_collect().await?;
-                    lent.finished = true;
+                    lent.give_back();
                     Ok::<_, sqlx::Error>(stream::iter(all.into_iter().map(Ok)))
                 };
                 Box::pin(stream::once(all).try_flatten())
@@ -156,7 +151,7 @@ impl<'p> Executor<'p> for &'_ Readers {
                 Box::pin(async move {
                     let mut lent = readers.lend().await?;
                     let row = lent.conn().fetch_optional(query).await?;
-                    lent.finished = true;
+                    lent.give_back();
                     Ok(row)
                 })
             }
@@ -178,7 +173,7 @@ impl<'p> Executor<'p> for &'_ Readers {
                 Box::pin(async move {
                     let mut lent = readers.lend().await?;
                     let statement = lent.conn().prepare_with(sql, parameters).await?;
-                    lent.finished = true;
+                    lent.give_back();
                     Ok(statement)
                 })
             }

@@ -59,11 +59,16 @@ mod imp {
     use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
 
     pub(super) fn choose() -> Option<usize> {
-        let allowed = sched_getaffinity(None).ok()?;
-        let cpus: Vec<usize> = (0..CpuSet::MAX_CPU)
-            .filter(|&i| allowed.is_set(i))
-            .collect();
+        let cpus = current_cpus().ok()?;
         (cpus.len() >= 2).then(|| cpus[cpus.len() - 1])
+    }
+
+    /// The CPUs the calling thread may run on.
+    pub(super) fn current_cpus() -> std::io::Result<Vec<usize>> {
+        let allowed = sched_getaffinity(None)?;
+        Ok((0..CpuSet::MAX_CPU)
+            .filter(|&i| allowed.is_set(i))
+            .collect())
     }
 
     pub(super) fn pin_current_thread(cpu: usize) -> std::io::Result<()> {
@@ -71,12 +76,6 @@ mod imp {
         set.set(cpu);
         sched_setaffinity(None, &set)?;
         Ok(())
-    }
-
-    #[cfg(test)]
-    pub(super) fn current_cpus() -> Vec<usize> {
-        let set = sched_getaffinity(None).unwrap();
-        (0..CpuSet::MAX_CPU).filter(|&i| set.is_set(i)).collect()
     }
 }
 
@@ -98,18 +97,21 @@ mod tests {
     /// only, and the caller's own thread is left as it was.
     #[tokio::test]
     async fn threads_created_while_opening_stay_on_the_cpu() {
-        let before = super::imp::current_cpus();
+        let before = super::imp::current_cpus().unwrap();
         let Some(cpu) = super::choose() else {
             eprintln!("one CPU allowed: nothing is pinned, nothing to check");
             return;
         };
         assert_eq!(Some(cpu), before.last().copied());
         let spawned = super::run_pinned(Some(cpu), async {
-            std::thread::spawn(super::imp::current_cpus).join().unwrap()
+            std::thread::spawn(super::imp::current_cpus)
+                .join()
+                .unwrap()
+                .unwrap()
         })
         .await
         .unwrap();
         assert_eq!(spawned, vec![cpu]);
-        assert_eq!(super::imp::current_cpus(), before);
+        assert_eq!(super::imp::current_cpus().unwrap(), before);
     }
 }
