@@ -95,10 +95,10 @@ mod tests {
             db.write(move |tx| {
                 Box::pin(async move {
                     for i in 0..80 {
-                        sqlx::query("INSERT INTO t (x, body) VALUES ($1, $2)")
+                        crate::sql::query("INSERT INTO t (x, body) VALUES ($1, $2)")
                             .bind(batch * 100 + i)
                             .bind("x".repeat(200))
-                            .execute(&mut **tx)
+                            .execute(tx)
                             .await?;
                     }
                     Ok::<_, StoreError>(())

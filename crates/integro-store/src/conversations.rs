@@ -11,10 +11,11 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::accounts::Account;
-use crate::db::{Tx, from_ms, now_ms, to_ms};
+use crate::db::{from_ms, now_ms, to_ms};
 use crate::jobs::{self, NewJob};
 use crate::memory::{self, Memory};
 use crate::page::{Page, PageRequest};
+use crate::sql::{self, WriteTx};
 use crate::{Db, StoreError, parse_id};
 
 pub const REPLY_JOB: &str = "reply";
@@ -124,7 +125,7 @@ pub fn contact_queue_key(account_id: Uuid, from: &str) -> String {
 /// Stores one inbound message and enqueues the job that answers it, inside
 /// the caller's transaction.
 pub async fn ingest(
-    tx: &mut Tx<'_>,
+    tx: &mut WriteTx<'_>,
     account: &Account,
     msg: &InboundMessage,
     request_id: Option<&str>,
@@ -145,7 +146,7 @@ pub async fn ingest(
 /// nothing. Leaves the reply jobs of the new ones in `jobs`, for the caller to
 /// enqueue before the transaction commits. Jobs of one contact run in order.
 pub async fn record_inbound(
-    tx: &mut Tx<'_>,
+    tx: &mut WriteTx<'_>,
     batch: &[Inbound<'_>],
     jobs: &mut Vec<NewJob<'static>>,
 ) -> Result<Vec<Ingested>, StoreError> {
@@ -177,7 +178,7 @@ pub async fn record_inbound(
         }));
         sql.push_str(" ON CONFLICT (account_id, direction, provider_message_id) DO NOTHING");
         // Not kept prepared: one statement per batch size would fill the cache.
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        let mut q = sql::query(sqlx::AssertSqlSafe(sql)).persistent(false);
         for (i, id) in chunk {
             let m = i.message;
             q = q
@@ -201,19 +202,19 @@ pub async fn record_inbound(
         // Which rows went in is asked only when some did not: sqlx hands
         // each returned row over from SQLite's thread on its own, a wake-up
         // of the committer per webhook of the batch.
-        let stored = q.execute(&mut **tx).await?.rows_affected();
+        let stored = q.execute(tx).await?;
         if stored == chunk.len() as u64 {
             inserted.extend(chunk.iter().map(|(_, id)| id.to_string()));
         } else if stored > 0 {
             let placeholders = crate::db::values_rows(tx, chunk.len(), 1, |p| p[0].clone());
-            let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(format!(
+            let mut q = sql::query(sqlx::AssertSqlSafe(format!(
                 "SELECT id FROM messages WHERE id IN ({placeholders})"
             )))
             .persistent(false);
             for (_, id) in chunk {
                 q = q.bind(id.to_string());
             }
-            inserted.extend(q.fetch_all(&mut **tx).await?);
+            inserted.extend(q.scalars::<String>(tx).await?);
         }
     }
     let mut ids = rows.iter().map(|(_, id)| *id);
@@ -244,7 +245,7 @@ pub async fn record_inbound(
 /// so the message starts a new one with no history. Returns the conversation
 /// id; filing twice is harmless. Inside the caller's transaction.
 pub async fn file_inbound(
-    tx: &mut Tx<'_>,
+    tx: &mut WriteTx<'_>,
     message: &Message,
     bot_id: Uuid,
     expiry_ms: i64,
@@ -262,7 +263,7 @@ pub async fn file_inbound(
     let at = to_ms(message.created_at);
     let now = now_ms();
     let new_contact_id = new_id().to_string();
-    let contact_id: String = sqlx::query_scalar(
+    let contact_id: String = sql::query(
         "INSERT INTO contacts (id, tenant_id, account_id, channel_user_id, display_name, phone_e164, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
          ON CONFLICT (account_id, channel_user_id) DO UPDATE SET \
@@ -277,12 +278,12 @@ pub async fn file_inbound(
     .bind(message.from_name.clone())
     .bind(message.from_phone.clone())
     .bind(now)
-    .fetch_one(&mut **tx)
+    .scalar(tx)
     .await?;
     // A contact just created has no conversation to close (a statement less
     // on the writer for every first message).
     if contact_id != new_contact_id {
-        sqlx::query(
+        sql::query(
             "UPDATE conversations SET state = 'closed', closed_at = $1, updated_at = $1 \
              WHERE account_id = $2 AND contact_id = $3 AND closed_at IS NULL AND COALESCE(last_message_at, created_at) < $4",
         )
@@ -290,10 +291,10 @@ pub async fn file_inbound(
         .bind(&account_id)
         .bind(&contact_id)
         .bind(at.saturating_sub(expiry_ms))
-        .execute(&mut **tx)
+        .execute(tx)
         .await?;
     }
-    let conversation_id: String = sqlx::query_scalar(
+    let conversation_id: String = sql::query(
         "INSERT INTO conversations (id, tenant_id, account_id, bot_id, contact_id, state, last_inbound_at, last_message_at, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, 'bot', $6, $6, $7, $7) \
          ON CONFLICT (account_id, contact_id) WHERE closed_at IS NULL DO UPDATE SET \
@@ -307,13 +308,13 @@ pub async fn file_inbound(
     .bind(&contact_id)
     .bind(at)
     .bind(now)
-    .fetch_one(&mut **tx)
+    .scalar(tx)
     .await?;
-    sqlx::query("UPDATE messages SET conversation_id = $1, updated_at = $2 WHERE id = $3 AND conversation_id IS NULL")
+    sql::query("UPDATE messages SET conversation_id = $1, updated_at = $2 WHERE id = $3 AND conversation_id IS NULL")
         .bind(&conversation_id)
         .bind(now)
         .bind(message.id.to_string())
-        .execute(&mut **tx)
+        .execute(tx)
         .await?;
     parse_id(&conversation_id)
 }
@@ -337,7 +338,7 @@ pub fn expired(conversation: &Conversation, at: i64, expiry_ms: i64) -> bool {
 /// when an inbound message was given and the conversation was closed in the
 /// meantime: then the message must be filed with `file_inbound`.
 pub async fn touch(
-    tx: &mut Tx<'_>,
+    tx: &mut WriteTx<'_>,
     conversation_id: Uuid,
     inbound_at: Option<i64>,
     replied_at: Option<i64>,
@@ -345,7 +346,7 @@ pub async fn touch(
     let now = now_ms();
     let r = match (inbound_at, replied_at) {
         (None, None) => return Ok(true),
-        (Some(at), replied_at) => sqlx::query(
+        (Some(at), replied_at) => sql::query(
             "UPDATE conversations SET last_inbound_at = $1, last_message_at = $2, updated_at = $3 \
                  WHERE id = $4 AND closed_at IS NULL",
         )
@@ -353,20 +354,20 @@ pub async fn touch(
         .bind(replied_at.unwrap_or(at).max(at))
         .bind(now)
         .bind(conversation_id.to_string())
-        .execute(&mut **tx)
+        .execute(tx)
         .await?,
         (None, Some(replied_at)) => {
-            sqlx::query(
+            sql::query(
                 "UPDATE conversations SET last_message_at = $1, updated_at = $2 WHERE id = $3",
             )
             .bind(replied_at)
             .bind(now)
             .bind(conversation_id.to_string())
-            .execute(&mut **tx)
+            .execute(tx)
             .await?
         }
     };
-    Ok(r.rows_affected() == 1)
+    Ok(r == 1)
 }
 
 /// What to send.
@@ -389,7 +390,7 @@ pub struct Outgoing {
 /// the caller's transaction, and marks the conversation's last message.
 /// Sends of one conversation go out in order. Returns the message as stored.
 pub async fn queue_outbound(
-    tx: &mut Tx<'_>,
+    tx: &mut WriteTx<'_>,
     conversation: &Conversation,
     out: Outgoing,
 ) -> Result<Message, StoreError> {
@@ -403,7 +404,7 @@ pub async fn queue_outbound(
 /// in ms) the send job is leased to that worker when no earlier send of the
 /// conversation is pending, and returned.
 pub async fn insert_outbound(
-    tx: &mut Tx<'_>,
+    tx: &mut WriteTx<'_>,
     conversation: &Conversation,
     out: Outgoing,
     lease_to: Option<(&str, i64)>,
@@ -435,7 +436,7 @@ pub async fn insert_outbound(
     let stored = |n: u64| n.min(i64::MAX as u64) as i64;
     let input_tokens = out.tokens.map(|t| stored(t.0));
     let output_tokens = out.tokens.map(|t| stored(t.1));
-    sqlx::query(
+    sql::query(
         "INSERT INTO messages (id, tenant_id, conversation_id, account_id, direction, sender, provider_message_id, kind, body, \
          media_json, status, reply_to, request_id, created_at, updated_at, rule_id, ai_profile_id, input_tokens, output_tokens) \
          VALUES ($1, $2, $3, $4, 'outbound', $5, NULL, $6, $7, $8, 'queued', $9, $10, $11, $11, $12, $13, $14, $15)",
@@ -455,7 +456,7 @@ pub async fn insert_outbound(
     .bind(out.ai_profile_id.map(|p| p.to_string()))
     .bind(input_tokens)
     .bind(output_tokens)
-    .execute(&mut **tx)
+    .execute(tx)
     .await?;
     let job = NewJob {
         kind: SEND_JOB,
@@ -591,12 +592,12 @@ pub async fn messages(
 
 /// The outbound message has gone to the provider, which named it `provider_id`.
 pub async fn mark_sent(
-    tx: &mut Tx<'_>,
+    tx: &mut WriteTx<'_>,
     id: Uuid,
     provider_id: &str,
     kind: Option<&str>,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    sql::query(
         "UPDATE messages SET status = CASE WHEN status IN ('queued', 'sending', 'failed') THEN 'sent' ELSE status END, \
          error_code = NULL, error_message = NULL, provider_message_id = $1, kind = COALESCE($2, kind), updated_at = $3 WHERE id = $4",
     )
@@ -604,7 +605,7 @@ pub async fn mark_sent(
     .bind(kind)
     .bind(now_ms())
     .bind(id.to_string())
-    .execute(&mut **tx)
+    .execute(tx)
     .await?;
     Ok(())
 }
@@ -636,12 +637,12 @@ pub async fn mark_failed(
     let (code, reason) = (code.map(String::from), reason.to_string());
     db.write(move |tx| {
         Box::pin(async move {
-            sqlx::query("UPDATE messages SET status = 'failed', error_code = $1, error_message = $2, updated_at = $3 WHERE id = $4")
+            sql::query("UPDATE messages SET status = 'failed', error_code = $1, error_message = $2, updated_at = $3 WHERE id = $4")
                 .bind(code)
                 .bind(reason)
                 .bind(now_ms())
                 .bind(id.to_string())
-                .execute(&mut **tx)
+                .execute(tx)
                 .await?;
             Ok(())
         })
@@ -652,16 +653,16 @@ pub async fn mark_failed(
 /// Applies a delivery report; statuses only move forward. Returns whether
 /// the message changed.
 pub async fn apply_status(
-    tx: &mut Tx<'_>,
+    tx: &mut WriteTx<'_>,
     account_id: Uuid,
     update: &StatusUpdate,
 ) -> Result<bool, StoreError> {
-    let row: Option<(String, String)> = sqlx::query_as(
+    let row: Option<(String, String)> = sql::query(
         "SELECT id, status FROM messages WHERE account_id = $1 AND direction = 'outbound' AND provider_message_id = $2",
     )
     .bind(account_id.to_string())
     .bind(&update.provider_message_id)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(tx)
     .await?;
     // A message whose send went out but whose answer was lost (the worker
     // died, or the answer came too late) has no provider id yet: the status
@@ -670,13 +671,13 @@ pub async fn apply_status(
     let (row, adopt) = match (row, update.local_id.as_deref().map(crate::parse_id)) {
         (Some(row), _) => (Some(row), false),
         (None, Some(Ok(local_id))) => {
-            let row: Option<(String, String)> = sqlx::query_as(
+            let row: Option<(String, String)> = sql::query(
                 "SELECT id, status FROM messages WHERE id = $1 AND account_id = $2 AND direction = 'outbound' \
                  AND provider_message_id IS NULL",
             )
             .bind(local_id.to_string())
             .bind(account_id.to_string())
-            .fetch_optional(&mut **tx)
+            .fetch_optional(tx)
             .await?;
             (row, true)
         }
@@ -693,7 +694,7 @@ pub async fn apply_status(
     } else {
         return Ok(false);
     };
-    sqlx::query(
+    sql::query(
         "UPDATE messages SET status = $1, error_code = COALESCE($2, error_code), error_message = COALESCE($3, error_message), \
          provider_message_id = COALESCE(provider_message_id, $4), updated_at = $5 WHERE id = $6",
     )
@@ -703,7 +704,7 @@ pub async fn apply_status(
     .bind(adopt.then(|| update.provider_message_id.clone()))
     .bind(now_ms())
     .bind(id)
-    .execute(&mut **tx)
+    .execute(tx)
     .await?;
     Ok(true)
 }

@@ -17,6 +17,7 @@ use crate::StoreError;
 use crate::checkpoint::{self, Committed};
 use crate::group_commit::{GroupCommit, UnitFn};
 use crate::readers::Readers;
+use crate::sql::WriteTx;
 use crate::writer_cpu;
 use futures_util::future::BoxFuture;
 
@@ -212,8 +213,9 @@ impl Db {
                 );
                 let checkpointer =
                     connect(sqlite_pragmas(options().max_connections(1), false)).await?;
+                let path = database_file(&writer).await?;
                 let committed = Committed::default();
-                let group = GroupCommit::new(writer.clone(), committed.clone(), cpu);
+                let group = GroupCommit::new(writer.clone(), path, committed.clone(), cpu);
                 checkpoint::start(checkpointer.clone(), committed, Arc::downgrade(&group));
                 Ok(Db {
                     pool,
@@ -264,7 +266,7 @@ impl Db {
     pub async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'a, 'c> FnOnce(&'a mut Tx<'c>) -> BoxFuture<'a, Result<T, StoreError>>
+        F: for<'a, 't> FnOnce(&'a mut WriteTx<'t>) -> BoxFuture<'a, Result<T, StoreError>>
             + Send
             + 'static,
     {
@@ -273,7 +275,7 @@ impl Db {
             Some(group) => group.write(work).await,
             None => {
                 let mut tx = self.begin().await?;
-                let value = work(&mut tx).await?;
+                let value = work(&mut WriteTx::of(&mut tx)).await?;
                 tx.commit().await?;
                 Ok(value)
             }
@@ -436,12 +438,12 @@ impl FromStr for Backend {
 /// each named parameter (`$n`) by name, time proportional to the parameter
 /// count, for every parameter, which made big batches quadratic.
 pub fn values_rows(
-    tx: &Tx<'_>,
+    tx: &WriteTx<'_>,
     rows: usize,
     columns: usize,
     row: impl Fn(&[String]) -> String,
 ) -> String {
-    placeholder_rows(is_sqlite(tx), rows, columns, row)
+    placeholder_rows(tx.is_sqlite(), rows, columns, row)
 }
 
 /// `values_rows` outside a transaction, for the backend named (`sqlite`).
@@ -470,11 +472,19 @@ pub fn placeholder_rows(
     sql
 }
 
-/// Whether the transaction is SQLite's (else PostgreSQL's).
-pub fn is_sqlite(tx: &Tx<'_>) -> bool {
-    use sqlx::AnyConnection;
-    let conn: &AnyConnection = tx;
-    conn.backend_name().eq_ignore_ascii_case("sqlite")
+/// The file of the SQLite database `writer` writes, for the committer's own
+/// connection (ADR 0010): a database in memory would be another database on
+/// each connection, so it is refused.
+async fn database_file(writer: &AnyPool) -> Result<std::path::PathBuf, StoreError> {
+    let rows: Vec<(i64, String, String)> = sqlx::query_as("PRAGMA database_list")
+        .fetch_all(writer)
+        .await?;
+    match rows.into_iter().find(|r| r.1 == "main").map(|r| r.2) {
+        Some(file) if !file.is_empty() => Ok(file.into()),
+        _ => Err(StoreError::Config(
+            "an SQLite database in memory is not supported: give it a file (sqlite://PATH)".into(),
+        )),
+    }
 }
 
 /// Current time as stored: Unix milliseconds.

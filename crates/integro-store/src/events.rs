@@ -7,9 +7,10 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::db::{Tx, from_ms, now_ms};
+use crate::db::{from_ms, now_ms};
 use crate::filter::Where;
 use crate::page::{Page, PageRequest};
+use crate::sql::{self, WriteTx};
 use crate::{Db, StoreError, parse_id};
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -39,13 +40,13 @@ pub struct NewEvent<'a> {
 /// stored (by this or a concurrent transaction) wins and this one is not
 /// stored: `None`.
 pub async fn record(
-    tx: &mut Tx<'_>,
+    tx: &mut WriteTx<'_>,
     e: NewEvent<'_>,
     alerted: bool,
     dedupe_key: Option<&str>,
 ) -> Result<Option<Uuid>, StoreError> {
     let id = new_id();
-    let stored: Option<String> = sqlx::query_scalar(
+    let stored: Option<String> = sql::query(
         "INSERT INTO engine_events (id, tenant_id, bot_id, conversation_id, kind, detail, alerted, dedupe_key, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
     )
@@ -58,7 +59,7 @@ pub async fn record(
     .bind(alerted as i64)
     .bind(dedupe_key)
     .bind(now_ms())
-    .fetch_optional(&mut **tx)
+    .scalar_optional(tx)
     .await?;
     Ok(stored.map(|_| id))
 }

@@ -1,48 +1,56 @@
 //! Group commit for the workers' small writes (ADR 0009). On SQLite every
-//! commit is a disk flush through the one writer connection, and a message
-//! costs the workers several commits (the claim, filing, the turn, the send's
-//! record); committed one by one they capped the loop at the flush rate. So a
-//! write unit is queued to a committer task that takes whatever units are
-//! waiting, runs each in a savepoint of one transaction and commits once:
-//! each unit still succeeds or fails on its own, and its caller hears of it
-//! only once it is durable. Nothing waits for a batch to fill.
+//! commit is a disk flush through the one writer, and a message costs the
+//! workers several commits (the claim, filing, the turn, the send's record);
+//! committed one by one they capped the loop at the flush rate. So a write
+//! unit is queued to a committer that takes whatever units are waiting, runs
+//! each in a savepoint of one transaction and commits once: each unit still
+//! succeeds or fails on its own, and its caller hears of it only once it is
+//! durable. Nothing waits for a batch to fill.
+//!
+//! The committer runs the batch on a connection of its own, opened on its
+//! own thread (ADR 0010): every statement is a call into SQLite there, where
+//! through sqlx each was a round trip to sqlx's thread for the connection,
+//! and those hand-overs were most of the loop's cost. sqlx's writer
+//! connection stays for the API's transactions and the migrations; the
+//! committer holds it while it writes, so that the two take turns in order
+//! instead of meeting on SQLite's file lock. Whoever else needs it says so
+//! (`WriterClaims`), and the committer hands it back at once if idle, or
+//! after its batch.
 //!
 //! On PostgreSQL, whose connections commit concurrently, a unit is simply its
 //! own transaction.
-//!
-//! The committer keeps the writer connection from one batch to the next:
-//! sqlx pings a connection on its way back to its pool, a round trip to
-//! SQLite's thread that the next batch waited for. Whoever else needs the
-//! writer (an API transaction, a statement outside the loop) says so
-//! (`WriterClaims`), and the committer hands the connection back at once if
-//! idle, or after its batch.
 
 use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyPool, Connection};
+use sqlx::{Any, AnyPool};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::StoreError;
-use crate::checkpoint::Committed;
-use crate::db::Tx;
+use crate::checkpoint::{self, Committed};
+use crate::sql::{SqliteError, WriteTx};
 
 /// Units committed together at most.
 const BATCH_MAX: usize = 128;
 
+/// Prepared statements the committer's connection keeps: every statement
+/// of the loop's units, whose texts do not vary.
+const STATEMENT_CACHE: usize = 128;
+
 /// What a unit does with the transaction it is given. It must write through
 /// that transaction only: a read elsewhere does not see the batch.
 pub type UnitFn<T> =
-    Box<dyn for<'a, 'c> FnOnce(&'a mut Tx<'c>) -> BoxFuture<'a, Result<T, StoreError>> + Send>;
+    Box<dyn for<'a, 't> FnOnce(&'a mut WriteTx<'t>) -> BoxFuture<'a, Result<T, StoreError>> + Send>;
 
 /// A unit waiting in the queue, its result type erased.
 trait Queued: Send {
     /// Runs the unit; false when it failed (its writes must be undone).
-    fn run<'a, 'c>(&'a mut self, tx: &'a mut Tx<'c>) -> BoxFuture<'a, bool>;
+    fn run<'a, 't>(&'a mut self, tx: &'a mut WriteTx<'t>) -> BoxFuture<'a, bool>;
     /// Tells the caller: the unit's result, once the batch is durable, or
     /// the batch's error.
     fn finish(self: Box<Self>, committed: Result<(), String>);
@@ -55,7 +63,7 @@ struct Unit<T> {
 }
 
 impl<T: Send + 'static> Queued for Unit<T> {
-    fn run<'a, 'c>(&'a mut self, tx: &'a mut Tx<'c>) -> BoxFuture<'a, bool> {
+    fn run<'a, 't>(&'a mut self, tx: &'a mut WriteTx<'t>) -> BoxFuture<'a, bool> {
         Box::pin(async move {
             let Some(work) = self.work.take() else {
                 return false;
@@ -113,25 +121,32 @@ impl Drop for Claim<'_> {
     }
 }
 
-/// The queue in front of SQLite's writer connection.
+/// The queue in front of SQLite's writer.
 pub(crate) struct GroupCommit {
+    /// sqlx's writer connection: held by the committer while it writes, so
+    /// that the process's writers take turns in order instead of meeting
+    /// on SQLite's file lock (ADR 0008).
     writer: AnyPool,
+    /// The database file: the committer opens its own connection to it.
+    path: PathBuf,
     queue: Mutex<Option<mpsc::UnboundedSender<Box<dyn Queued>>>>,
     /// Told of each commit: the checkpointer follows them.
     committed: Committed,
     pub(crate) claims: Arc<WriterClaims>,
-    /// Where the committer runs: the writer connection's CPU (`writer_cpu.rs`).
+    /// Where the committer runs (`writer_cpu.rs`).
     cpu: Option<usize>,
 }
 
 impl GroupCommit {
     pub(crate) fn new(
         writer: AnyPool,
+        path: PathBuf,
         committed: Committed,
         cpu: Option<usize>,
     ) -> Arc<GroupCommit> {
         Arc::new(GroupCommit {
             writer,
+            path,
             queue: Mutex::new(None),
             committed,
             claims: Arc::default(),
@@ -154,14 +169,16 @@ impl GroupCommit {
             };
             // The committer starts with the first unit (and again, should it
             // have died). It has a thread of its own: it is the one serial
-            // path of every worker write, each statement a round trip to
-            // SQLite's thread, and on the shared runtime each of its wake-ups
-            // waited behind HTTP handlers and jobs.
+            // path of every worker write, and on the shared runtime each of
+            // its wake-ups waited behind HTTP handlers and jobs.
             if let Some(unit) = unsent {
                 let (sender, receiver) = mpsc::unbounded_channel();
-                let writer = self.writer.clone();
-                let committed = self.committed.clone();
-                let claims = self.claims.clone();
+                let committer = Committer {
+                    writer: self.writer.clone(),
+                    path: self.path.clone(),
+                    committed: self.committed.clone(),
+                    claims: self.claims.clone(),
+                };
                 let cpu = self.cpu;
                 std::thread::Builder::new()
                     .name("integro-commit".into())
@@ -174,8 +191,7 @@ impl GroupCommit {
                             .enable_time()
                             .build()
                         {
-                            Ok(runtime) => runtime
-                                .block_on(commit_batches(writer, receiver, committed, claims)),
+                            Ok(runtime) => runtime.block_on(committer.run(receiver)),
                             Err(e) => tracing::error!(error = %e, "the committer could not start"),
                         }
                     })
@@ -194,104 +210,141 @@ impl GroupCommit {
     }
 }
 
-async fn commit_batches(
+struct Committer {
     writer: AnyPool,
-    mut queue: mpsc::UnboundedReceiver<Box<dyn Queued>>,
+    path: PathBuf,
     committed: Committed,
     claims: Arc<WriterClaims>,
-) {
-    let mut batch: Vec<Box<dyn Queued>> = Vec::with_capacity(BATCH_MAX);
-    // The writer connection, kept between batches while nobody else asks.
-    let mut held: Option<PoolConnection<Any>> = None;
-    loop {
-        let first = if held.is_some() {
-            tokio::select! {
-                unit = queue.recv() => unit,
-                () = claims.asked.notified() => {
-                    if claims.wanted() {
-                        held = None;
+}
+
+impl Committer {
+    async fn run(self, mut queue: mpsc::UnboundedReceiver<Box<dyn Queued>>) {
+        let mut batch: Vec<Box<dyn Queued>> = Vec::with_capacity(BATCH_MAX);
+        // The committer's own connection, opened on this thread (ADR 0010).
+        let mut conn: Option<rusqlite::Connection> = None;
+        // sqlx's writer connection, kept between batches while nobody else
+        // asks for it: taking it back costs a round trip to its thread.
+        let mut held: Option<PoolConnection<Any>> = None;
+        loop {
+            let first = if held.is_some() {
+                tokio::select! {
+                    unit = queue.recv() => unit,
+                    () = self.claims.asked.notified() => {
+                        if self.claims.wanted() {
+                            held = None;
+                        }
+                        continue;
                     }
-                    continue;
+                }
+            } else {
+                queue.recv().await
+            };
+            let Some(first) = first else { break };
+            batch.push(first);
+            while batch.len() < BATCH_MAX {
+                match queue.try_recv() {
+                    Ok(unit) => batch.push(unit),
+                    Err(_) => break,
                 }
             }
-        } else {
-            queue.recv().await
-        };
-        let Some(first) = first else { break };
-        batch.push(first);
-        while batch.len() < BATCH_MAX {
-            match queue.try_recv() {
-                Ok(unit) => batch.push(unit),
-                Err(_) => break,
-            }
-        }
-        metrics::histogram!("integro_group_commit_units").record(batch.len() as f64);
-        let started = std::time::Instant::now();
-        let conn = match held.take() {
-            Some(conn) => Ok(conn),
-            None => writer.acquire().await,
-        };
-        let outcome = match conn {
-            Ok(mut conn) => {
-                let outcome = run_batch(&mut conn, &mut batch).await;
-                if outcome.is_err() {
-                    // It may be left inside a transaction: a new one next time.
-                    conn.close_on_drop();
-                } else if !claims.wanted() {
-                    held = Some(conn);
+            metrics::histogram!("integro_group_commit_units").record(batch.len() as f64);
+            let started = std::time::Instant::now();
+            let turn = match held.take() {
+                Some(turn) => Ok(turn),
+                None => self.writer.acquire().await,
+            };
+            let outcome = match turn {
+                Ok(turn) => {
+                    let outcome = match self.connection(&mut conn) {
+                        Ok(c) => run_batch(c, &mut batch).await,
+                        Err(e) => Err(e),
+                    };
+                    if outcome.is_err() {
+                        // Closing it ends whatever it was left inside.
+                        conn = None;
+                    }
+                    if !self.claims.wanted() {
+                        held = Some(turn);
+                    }
+                    outcome
                 }
-                outcome
+                Err(e) => Err(e.into()),
             }
-            Err(e) => Err(e.into()),
+            .map_err(|e| e.to_string());
+            metrics::histogram!("integro_group_commit_seconds")
+                .record(started.elapsed().as_secs_f64());
+            match &outcome {
+                Ok(()) => self.committed.signal(),
+                Err(e) => tracing::error!(units = batch.len(), error = %e, "a group commit failed"),
+            }
+            for unit in batch.drain(..) {
+                unit.finish(outcome.clone());
+            }
         }
-        .map_err(|e| e.to_string());
-        metrics::histogram!("integro_group_commit_seconds").record(started.elapsed().as_secs_f64());
-        match &outcome {
-            Ok(()) => committed.signal(),
-            Err(e) => tracing::error!(units = batch.len(), error = %e, "a group commit failed"),
+    }
+
+    /// The committer's connection, opened with the writer's settings
+    /// (`db::sqlite_pragmas`) when it has none.
+    fn connection<'c>(
+        &self,
+        conn: &'c mut Option<rusqlite::Connection>,
+    ) -> Result<&'c mut rusqlite::Connection, StoreError> {
+        if conn.is_none() {
+            let settings = format!(
+                "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
+                 PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = {};",
+                checkpoint::WRITER_AUTOCHECKPOINT
+            );
+            let opened = rusqlite::Connection::open_with_flags(
+                &self.path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .and_then(|c| {
+                c.execute_batch(&settings)?;
+                c.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+                Ok(c)
+            })
+            .map_err(|e| StoreError::Connect(format!("{}: {e}", self.path.display())))?;
+            *conn = Some(opened);
         }
-        for unit in batch.drain(..) {
-            unit.finish(outcome.clone());
-        }
+        Ok(conn.as_mut().expect("just opened"))
     }
 }
 
-/// Runs the batch in one transaction, each unit in a savepoint of its own
-/// (a lone unit needs none: when it fails the transaction is rolled back).
-/// Each round trip to SQLite's thread counts: the first savepoint starts
-/// with the transaction, ending one savepoint and starting the next go
-/// together, and the commit ends the last.
+/// Runs the batch in one transaction, each unit in a savepoint of its own,
+/// so that a failing unit is undone alone. Every statement is a call on
+/// this thread: nothing here waits for another.
 async fn run_batch(
-    writer: &mut PoolConnection<Any>,
+    conn: &mut rusqlite::Connection,
     batch: &mut [Box<dyn Queued>],
 ) -> Result<(), StoreError> {
-    if let [unit] = batch {
-        let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-        if unit.run(&mut tx).await {
-            tx.commit().await?;
-        } else {
-            tx.rollback().await?;
+    control(conn, "BEGIN IMMEDIATE")?;
+    let outcome = async {
+        for unit in batch.iter_mut() {
+            control(conn, "SAVEPOINT unit")?;
+            if unit.run(&mut WriteTx::Sqlite(conn)).await {
+                control(conn, "RELEASE unit")?;
+            } else {
+                control(conn, "ROLLBACK TO unit")?;
+                control(conn, "RELEASE unit")?;
+            }
         }
-        return Ok(());
+        control(conn, "COMMIT")
     }
-    // Should the savepoint fail after the BEGIN, sqlx would not know of the
-    // open transaction: the committer closes a connection whose batch failed.
-    let mut tx = writer.begin_with("BEGIN IMMEDIATE; SAVEPOINT unit").await?;
-    let last = batch.len() - 1;
-    for (i, unit) in batch.iter_mut().enumerate() {
-        let ok = unit.run(&mut tx).await;
-        let next = match (ok, i == last) {
-            (true, true) => continue,
-            (false, true) => "ROLLBACK TO unit",
-            (true, false) => "RELEASE unit; SAVEPOINT unit",
-            (false, false) => "ROLLBACK TO unit; RELEASE unit; SAVEPOINT unit",
-        };
-        sqlx::raw_sql(sqlx::AssertSqlSafe(next))
-            .execute(&mut *tx)
-            .await?;
+    .await;
+    if outcome.is_err() && !conn.is_autocommit() {
+        let _ = control(conn, "ROLLBACK");
     }
-    tx.commit().await?;
-    Ok(())
+    outcome
+}
+
+/// A statement of the batch's own (transaction and savepoints), kept prepared.
+fn control(conn: &rusqlite::Connection, sql: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(sql)
+        .and_then(|mut stmt| stmt.execute([]))
+        .map(drop)
+        .map_err(|e| StoreError::Db(sqlx::Error::Database(Box::new(SqliteError::new(e, sql)))))
 }
 
 #[cfg(test)]
@@ -309,10 +362,10 @@ mod tests {
             .execute(&mut *db.writer().await.unwrap())
             .await
             .unwrap();
-        async fn insert(tx: &mut crate::Tx<'_>, x: i64) -> Result<(), StoreError> {
-            sqlx::query("INSERT INTO t (x) VALUES ($1)")
+        async fn insert(tx: &mut crate::WriteTx<'_>, x: i64) -> Result<(), StoreError> {
+            crate::sql::query("INSERT INTO t (x) VALUES ($1)")
                 .bind(x)
-                .execute(&mut **tx)
+                .execute(tx)
                 .await?;
             Ok(())
         }
@@ -389,8 +442,8 @@ mod tests {
                     n += 1;
                     db.write(move |tx| {
                         Box::pin(async move {
-                            sqlx::query("INSERT INTO t (who) VALUES ('unit')")
-                                .execute(&mut **tx)
+                            crate::sql::query("INSERT INTO t (who) VALUES ('unit')")
+                                .execute(tx)
                                 .await?;
                             Ok::<_, StoreError>(())
                         })

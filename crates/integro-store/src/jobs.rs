@@ -11,8 +11,9 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::db::{Tx, from_ms, now_ms, to_ms};
+use crate::db::{from_ms, now_ms, to_ms};
 use crate::page::{Page, PageRequest};
+use crate::sql::{self, WriteTx};
 use crate::{Db, StoreError, parse_id};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -128,7 +129,7 @@ pub struct NewJob<'a> {
 /// Enqueues jobs inside the caller's transaction, so that a job exists
 /// exactly when the data it concerns does; several with one statement
 /// (group commits of webhooks).
-pub async fn enqueue_many(tx: &mut Tx<'_>, jobs: Vec<NewJob<'_>>) -> Result<(), StoreError> {
+pub async fn enqueue_many(tx: &mut WriteTx<'_>, jobs: Vec<NewJob<'_>>) -> Result<(), StoreError> {
     enqueue_leasing(tx, jobs, None).await.map(drop)
 }
 
@@ -152,7 +153,7 @@ pub struct Lease<'a> {
 /// concurrently, each batch first locks its queue keys until it commits, so
 /// that two cannot both find a key idle.
 pub async fn enqueue_leasing(
-    tx: &mut Tx<'_>,
+    tx: &mut WriteTx<'_>,
     jobs: Vec<NewJob<'_>>,
     lease: Option<Lease<'_>>,
 ) -> Result<Vec<Job>, StoreError> {
@@ -205,7 +206,7 @@ pub async fn enqueue_leasing(
         }));
         // Multi-row statements are not kept prepared: one per batch size would
         // fill the cache. The single-row one is.
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(chunk.len() == 1);
+        let mut q = sql::query(sqlx::AssertSqlSafe(sql)).persistent(chunk.len() == 1);
         for job in chunk {
             q = q
                 .bind(job.id.to_string())
@@ -222,7 +223,7 @@ pub async fn enqueue_leasing(
                 .bind(now)
                 .bind(now);
         }
-        q.execute(&mut **tx).await?;
+        q.execute(tx).await?;
     }
     rows.retain(|j| j.state == JobState::Running);
     Ok(rows)
@@ -231,13 +232,13 @@ pub async fn enqueue_leasing(
 /// The queue keys of `jobs` that have a job pending (ready or running). On
 /// PostgreSQL the keys are first locked until the transaction ends.
 async fn pending_queue_keys(
-    tx: &mut Tx<'_>,
+    tx: &mut WriteTx<'_>,
     jobs: &[NewJob<'_>],
 ) -> Result<HashSet<String>, StoreError> {
     let keys: BTreeSet<&str> = jobs.iter().filter_map(|j| j.queue_key.as_deref()).collect();
     let mut busy = HashSet::new();
     let keys: Vec<&str> = keys.into_iter().collect();
-    if !crate::db::is_sqlite(tx) {
+    if !tx.is_sqlite() {
         for chunk in keys.chunks(256) {
             // In one order (PostgreSQL evaluates a volatile output after the
             // sort), so that batches sharing keys cannot deadlock.
@@ -247,11 +248,11 @@ async fn pending_queue_keys(
                 "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM (VALUES {placeholders}) v (k) \
                  ORDER BY hashtextextended(k, 0)"
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(chunk.len() == 1);
+            let mut q = sql::query(sqlx::AssertSqlSafe(sql)).persistent(chunk.len() == 1);
             for key in chunk {
                 q = q.bind(key.to_string());
             }
-            q.execute(&mut **tx).await?;
+            q.execute(tx).await?;
         }
     }
     for chunk in keys.chunks(256) {
@@ -260,11 +261,11 @@ async fn pending_queue_keys(
             "SELECT DISTINCT queue_key FROM jobs WHERE queue_key IN ({placeholders}) \
              AND state IN ('ready', 'running')"
         );
-        let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).persistent(chunk.len() == 1);
+        let mut q = sql::query(sqlx::AssertSqlSafe(sql)).persistent(chunk.len() == 1);
         for key in chunk {
             q = q.bind(key.to_string());
         }
-        let found: Vec<String> = q.fetch_all(&mut **tx).await?;
+        let found: Vec<String> = q.scalars(tx).await?;
         busy.extend(found);
     }
     Ok(busy)
@@ -275,13 +276,13 @@ async fn pending_queue_keys(
 /// it next, without waiting for a claim (a reply's send, right after the
 /// turn). Returns the job when it was leased.
 pub async fn enqueue_leased(
-    tx: &mut Tx<'_>,
+    tx: &mut WriteTx<'_>,
     job: NewJob<'_>,
     owner: &str,
     lease_ms: i64,
 ) -> Result<Option<Job>, StoreError> {
     let now = now_ms();
-    let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let row: Row = sql::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO jobs (id, tenant_id, kind, payload, queue_key, state, attempts, max_attempts, run_at, \
            lease_owner, lease_until, created_at, updated_at) \
          SELECT $1, $2, $3, $4, $5, CASE WHEN busy THEN 'ready' ELSE 'running' END, CASE WHEN busy THEN 0 ELSE 1 END, \
@@ -298,7 +299,7 @@ pub async fn enqueue_leased(
     .bind(job.run_at.unwrap_or(now))
     .bind(owner.to_string())
     .bind(now + lease_ms)
-    .fetch_one(&mut **tx)
+    .fetch_one(tx)
     .await?;
     let job = from_row(row)?;
     Ok((job.state == JobState::Running).then_some(job))
@@ -362,17 +363,17 @@ pub async fn claim(
                     // them (41 ms a claim under a backlog of 7,000, against
                     // 1 ms walking the index in order and stopping at the
                     // limit). The e2e benchmark collapsed on it at 500/s.
-                    sqlx::query("SET LOCAL enable_bitmapscan = off")
-                        .execute(&mut **tx)
+                    sql::query("SET LOCAL enable_bitmapscan = off")
+                        .execute(tx)
                         .await?;
                 }
                 let now = now_ms();
-                Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                sql::query(sqlx::AssertSqlSafe(sql))
                     .bind(owner)
                     .bind(now + lease_ms)
                     .bind(now)
-                    .fetch_all(&mut **tx)
-                    .await?)
+                    .fetch_all(tx)
+                    .await
             })
         })
         .await?;
@@ -390,16 +391,16 @@ pub async fn heartbeat(db: &Db, id: Uuid, owner: &str, lease_ms: i64) -> Result<
     db.write(move |tx| {
         Box::pin(async move {
             let now = now_ms();
-            let r = sqlx::query(
+            let r = sql::query(
                 "UPDATE jobs SET lease_until = $1, updated_at = $2 WHERE id = $3 AND lease_owner = $4 AND state = 'running'",
             )
             .bind(now + lease_ms)
             .bind(now)
             .bind(id.to_string())
             .bind(owner)
-            .execute(&mut **tx)
+            .execute(tx)
             .await?;
-            Ok(r.rows_affected() == 1)
+            Ok(r == 1)
         })
     })
     .await
@@ -417,11 +418,15 @@ pub enum Completion {
 }
 
 /// Marks the job done inside the transaction that records its effects.
-pub async fn complete(tx: &mut Tx<'_>, id: Uuid, owner: &str) -> Result<Completion, StoreError> {
+pub async fn complete(
+    tx: &mut WriteTx<'_>,
+    id: Uuid,
+    owner: &str,
+) -> Result<Completion, StoreError> {
     let now = now_ms();
     // The state is named twice: the live-queue index (migration 0005) is
     // used only where the query's condition includes the index's.
-    let waiting: Option<i64> = sqlx::query_scalar(
+    let waiting: Option<i64> = sql::query(
         "UPDATE jobs SET state = 'done', lease_until = NULL, finished_at = $1, updated_at = $1, last_error = NULL \
          WHERE id = $2 AND lease_owner = $3 AND state = 'running' \
          RETURNING (SELECT COUNT(*) FROM jobs o WHERE o.queue_key = jobs.queue_key \
@@ -430,7 +435,7 @@ pub async fn complete(tx: &mut Tx<'_>, id: Uuid, owner: &str) -> Result<Completi
     .bind(now)
     .bind(id.to_string())
     .bind(owner)
-    .fetch_optional(&mut **tx)
+    .scalar_optional(tx)
     .await?;
     Ok(match waiting {
         None => Completion::LeaseLost,
@@ -458,7 +463,7 @@ pub async fn fail(
     let (id, owner) = (job.id, owner.to_string());
     db.write(move |tx| {
         Box::pin(async move {
-            sqlx::query(
+            sql::query(
                 "UPDATE jobs SET state = $1, run_at = $2, lease_until = NULL, lease_owner = NULL, last_error = $3, updated_at = $4, \
                  finished_at = $5 WHERE id = $6 AND lease_owner = $7 AND state = 'running'",
             )
@@ -469,7 +474,7 @@ pub async fn fail(
             .bind((state == JobState::Dead).then_some(now))
             .bind(id.to_string())
             .bind(owner)
-            .execute(&mut **tx)
+            .execute(tx)
             .await?;
             Ok(())
         })
@@ -492,7 +497,7 @@ pub async fn postpone(
     db.write(move |tx| {
         Box::pin(async move {
             let now = now_ms();
-            sqlx::query(
+            sql::query(
                 "UPDATE jobs SET state = 'ready', run_at = $1, lease_until = NULL, lease_owner = NULL, attempts = attempts - 1, \
                  updated_at = $2, last_error = COALESCE($5, last_error) WHERE id = $3 AND lease_owner = $4 AND state = 'running'",
             )
@@ -501,7 +506,7 @@ pub async fn postpone(
             .bind(id.to_string())
             .bind(owner)
             .bind(note)
-            .execute(&mut **tx)
+            .execute(tx)
             .await?;
             Ok(())
         })
@@ -562,30 +567,30 @@ pub async fn list(
 }
 
 /// A dead or cancelled job back to ready with a fresh set of attempts.
-pub async fn retry(tx: &mut Tx<'_>, job: &Job) -> Result<bool, StoreError> {
+pub async fn retry(tx: &mut WriteTx<'_>, job: &Job) -> Result<bool, StoreError> {
     let now = now_ms();
-    let r = sqlx::query(
+    let r = sql::query(
         "UPDATE jobs SET state = 'ready', attempts = 0, run_at = $1, finished_at = NULL, updated_at = $1 \
          WHERE id = $2 AND state IN ('dead', 'cancelled')",
     )
     .bind(now)
     .bind(job.id.to_string())
-    .execute(&mut **tx)
+    .execute(tx)
     .await?;
-    Ok(r.rows_affected() == 1)
+    Ok(r == 1)
 }
 
 /// Cancels a job that has not run (ready) or gave up (dead).
-pub async fn cancel(tx: &mut Tx<'_>, job: &Job) -> Result<bool, StoreError> {
+pub async fn cancel(tx: &mut WriteTx<'_>, job: &Job) -> Result<bool, StoreError> {
     let now = now_ms();
-    let r = sqlx::query(
+    let r = sql::query(
         "UPDATE jobs SET state = 'cancelled', finished_at = $1, updated_at = $1 WHERE id = $2 AND state IN ('ready', 'dead')",
     )
     .bind(now)
     .bind(job.id.to_string())
-    .execute(&mut **tx)
+    .execute(tx)
     .await?;
-    Ok(r.rows_affected() == 1)
+    Ok(r == 1)
 }
 
 /// Jobs per state and the age of the oldest due job, for `/metrics`.
@@ -643,14 +648,18 @@ mod tests {
         let db = Db::connect(&url).await.unwrap();
         db.migrate().await.unwrap();
         let mut tx = db.begin().await.unwrap();
-        enqueue_many(&mut tx, vec![job("c")]).await.unwrap();
+        enqueue_many(&mut WriteTx::of(&mut tx), vec![job("c")])
+            .await
+            .unwrap();
         let lease = Lease {
             owner: "local",
             lease_ms: 60_000,
             slots: 2,
         };
         let batch = vec![job("a"), job("a"), job("c"), job("b"), job("d")];
-        let leased = enqueue_leasing(&mut tx, batch, Some(lease)).await.unwrap();
+        let leased = enqueue_leasing(&mut WriteTx::of(&mut tx), batch, Some(lease))
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
 
         assert_eq!(
@@ -700,7 +709,7 @@ mod tests {
             slots: 4,
         };
         let mut first = db.begin().await.unwrap();
-        let leased = enqueue_leasing(&mut first, vec![job("k")], Some(lease))
+        let leased = enqueue_leasing(&mut WriteTx::of(&mut first), vec![job("k")], Some(lease))
             .await
             .unwrap();
         assert_eq!(leased.len(), 1);
@@ -708,9 +717,13 @@ mod tests {
             let db = db.clone();
             tokio::spawn(async move {
                 let mut tx = db.begin().await.unwrap();
-                let leased = enqueue_leasing(&mut tx, vec![job("k"), job("other")], Some(lease))
-                    .await
-                    .unwrap();
+                let leased = enqueue_leasing(
+                    &mut WriteTx::of(&mut tx),
+                    vec![job("k"), job("other")],
+                    Some(lease),
+                )
+                .await
+                .unwrap();
                 tx.commit().await.unwrap();
                 leased
             })

@@ -25,6 +25,7 @@ pub mod readers;
 pub mod rules;
 pub mod secrets;
 pub mod sessions;
+pub mod sql;
 pub mod tenants;
 pub mod usage;
 pub mod users;
@@ -35,6 +36,7 @@ pub use db::{Backend, Db, Tx};
 pub use error::StoreError;
 pub use futures_util::future::BoxFuture;
 pub use page::{Page, PageRequest};
+pub use sql::WriteTx;
 /// The database driver's error, for callers that commit transactions.
 pub use sqlx::Error as DbError;
 

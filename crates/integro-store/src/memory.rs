@@ -12,7 +12,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::conversations::ConversationState;
-use crate::db::{Tx, from_ms, now_ms};
+use crate::db::{from_ms, now_ms};
+use crate::sql::{self, WriteTx};
 use crate::{Db, StoreError, parse_id};
 
 /// A conversation's engine state.
@@ -66,39 +67,39 @@ impl Memory {
 pub(crate) const MEMORY_COLUMNS: &str = "vars_json, memory_from, handed_off_at, rate_notice_at";
 
 pub async fn set_vars(
-    tx: &mut Tx<'_>,
+    tx: &mut WriteTx<'_>,
     conversation_id: Uuid,
     vars: &BTreeMap<String, String>,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE conversations SET vars_json = $1, updated_at = $2 WHERE id = $3")
+    sql::query("UPDATE conversations SET vars_json = $1, updated_at = $2 WHERE id = $3")
         .bind(serde_json::to_string(vars).expect("serialisable"))
         .bind(now_ms())
         .bind(conversation_id.to_string())
-        .execute(&mut **tx)
+        .execute(tx)
         .await?;
     Ok(())
 }
 
 pub async fn note_rate_notice(
-    tx: &mut Tx<'_>,
+    tx: &mut WriteTx<'_>,
     conversation_id: Uuid,
     at: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE conversations SET rate_notice_at = $1 WHERE id = $2")
+    sql::query("UPDATE conversations SET rate_notice_at = $1 WHERE id = $2")
         .bind(at)
         .bind(conversation_id.to_string())
-        .execute(&mut **tx)
+        .execute(tx)
         .await?;
     Ok(())
 }
 
 /// Forgets the conversation's history and variables: the LLM starts afresh.
-pub async fn reset(tx: &mut Tx<'_>, conversation_id: Uuid) -> Result<(), StoreError> {
+pub async fn reset(tx: &mut WriteTx<'_>, conversation_id: Uuid) -> Result<(), StoreError> {
     let now = now_ms();
-    sqlx::query("UPDATE conversations SET vars_json = '{}', memory_from = $1, updated_at = $1 WHERE id = $2")
+    sql::query("UPDATE conversations SET vars_json = '{}', memory_from = $1, updated_at = $1 WHERE id = $2")
         .bind(now)
         .bind(conversation_id.to_string())
-        .execute(&mut **tx)
+        .execute(tx)
         .await?;
     Ok(())
 }
@@ -232,20 +233,20 @@ pub async fn unanswered_from(
 /// others of a burst find this and stay silent. They are filed into the
 /// conversation too, if they were not yet.
 pub async fn mark_handled(
-    tx: &mut Tx<'_>,
+    tx: &mut WriteTx<'_>,
     conversation_id: Uuid,
     ids: &[Uuid],
 ) -> Result<(), StoreError> {
     let now = now_ms();
     for id in ids {
-        sqlx::query(
+        sql::query(
             "UPDATE messages SET handled_at = $1, conversation_id = COALESCE(conversation_id, $2), updated_at = $1 \
              WHERE id = $3 AND handled_at IS NULL",
         )
         .bind(now)
         .bind(conversation_id.to_string())
         .bind(id.to_string())
-        .execute(&mut **tx)
+        .execute(tx)
         .await?;
     }
     Ok(())
@@ -253,11 +254,11 @@ pub async fn mark_handled(
 
 /// The human who has the conversation just wrote: the hand-off timeout
 /// counts from now.
-pub async fn human_active(tx: &mut Tx<'_>, conversation_id: Uuid) -> Result<(), StoreError> {
-    sqlx::query("UPDATE conversations SET handed_off_at = $1 WHERE id = $2 AND state = 'human'")
+pub async fn human_active(tx: &mut WriteTx<'_>, conversation_id: Uuid) -> Result<(), StoreError> {
+    sql::query("UPDATE conversations SET handed_off_at = $1 WHERE id = $2 AND state = 'human'")
         .bind(now_ms())
         .bind(conversation_id.to_string())
-        .execute(&mut **tx)
+        .execute(tx)
         .await?;
     Ok(())
 }
@@ -278,7 +279,7 @@ pub struct Transition {
 
 /// Moves the conversation to `to` and records why and by whom.
 pub async fn transition(
-    tx: &mut Tx<'_>,
+    tx: &mut WriteTx<'_>,
     tenant_id: Uuid,
     conversation_id: Uuid,
     from: ConversationState,
@@ -288,7 +289,7 @@ pub async fn transition(
 ) -> Result<(), StoreError> {
     let now = now_ms();
     let handed_off_at = (to == ConversationState::Human).then_some(now);
-    sqlx::query(
+    sql::query(
         "UPDATE conversations SET state = $1, handed_off_at = $2, updated_at = $3, \
          closed_at = CASE WHEN $1 = 'closed' THEN $3 ELSE NULL END WHERE id = $4",
     )
@@ -296,9 +297,9 @@ pub async fn transition(
     .bind(handed_off_at)
     .bind(now)
     .bind(conversation_id.to_string())
-    .execute(&mut **tx)
+    .execute(tx)
     .await?;
-    sqlx::query(
+    sql::query(
         "INSERT INTO conversation_transitions (id, tenant_id, conversation_id, from_state, to_state, reason, actor, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
@@ -310,7 +311,7 @@ pub async fn transition(
     .bind(reason)
     .bind(actor)
     .bind(now)
-    .execute(&mut **tx)
+    .execute(tx)
     .await?;
     Ok(())
 }

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::db::Tx;
+use crate::sql::{self, WriteTx};
 use crate::{Db, StoreError, parse_id};
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -24,14 +24,14 @@ pub fn day_of(ms: i64) -> String {
 
 /// Adds one LLM request's tokens to the day's total.
 pub async fn record(
-    tx: &mut Tx<'_>,
+    tx: &mut WriteTx<'_>,
     tenant_id: Uuid,
     bot_id: Uuid,
     at_ms: i64,
     input_tokens: u64,
     output_tokens: u64,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    sql::query(
         "INSERT INTO usage_daily (tenant_id, bot_id, day, requests, input_tokens, output_tokens) VALUES ($1, $2, $3, 1, $4, $5) \
          ON CONFLICT (tenant_id, bot_id, day) DO UPDATE SET requests = usage_daily.requests + 1, \
          input_tokens = usage_daily.input_tokens + excluded.input_tokens, \
@@ -42,7 +42,7 @@ pub async fn record(
     .bind(day_of(at_ms))
     .bind(input_tokens.min(i64::MAX as u64) as i64)
     .bind(output_tokens.min(i64::MAX as u64) as i64)
-    .execute(&mut **tx)
+    .execute(tx)
     .await?;
     Ok(())
 }

@@ -7,9 +7,10 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::db::{Tx, from_ms, now_ms};
+use crate::db::{from_ms, now_ms};
 use crate::filter::Where;
 use crate::page::{Page, PageRequest};
+use crate::sql::{self, WriteTx};
 use crate::{Db, StoreError, parse_id};
 
 /// Bodies are kept up to this size.
@@ -52,7 +53,7 @@ pub struct NewWebhookLog {
 }
 
 /// Records several entries with one statement (group commits of webhooks).
-pub async fn record_many(tx: &mut Tx<'_>, logs: Vec<NewWebhookLog>) -> Result<(), StoreError> {
+pub async fn record_many(tx: &mut WriteTx<'_>, logs: Vec<NewWebhookLog>) -> Result<(), StoreError> {
     const COLUMNS: usize = 14;
     let mut logs = logs.into_iter().peekable();
     while logs.peek().is_some() {
@@ -67,7 +68,7 @@ pub async fn record_many(tx: &mut Tx<'_>, logs: Vec<NewWebhookLog>) -> Result<()
         let now = now_ms();
         // Multi-row statements are not kept prepared: one per batch size would
         // fill the cache. The single-row one is.
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(chunk.len() == 1);
+        let mut q = sql::query(sqlx::AssertSqlSafe(sql)).persistent(chunk.len() == 1);
         for log in chunk {
             q = q
                 .bind(new_id().to_string())
@@ -85,7 +86,7 @@ pub async fn record_many(tx: &mut Tx<'_>, logs: Vec<NewWebhookLog>) -> Result<()
                 .bind(log.request_id)
                 .bind(now);
         }
-        q.execute(&mut **tx).await?;
+        q.execute(tx).await?;
     }
     Ok(())
 }
@@ -93,7 +94,7 @@ pub async fn record_many(tx: &mut Tx<'_>, logs: Vec<NewWebhookLog>) -> Result<()
 /// Records on its own (a rejected webhook).
 pub async fn record(db: &Db, log: NewWebhookLog) -> Result<(), StoreError> {
     let mut tx = db.begin().await?;
-    record_many(&mut tx, vec![log]).await?;
+    record_many(&mut WriteTx::of(&mut tx), vec![log]).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -13,6 +13,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use integro_core::{ChannelKind, InboundMessage, Permission};
 use integro_store::Page;
+use integro_store::WriteTx;
 use integro_store::accounts::{self, Account};
 use integro_store::conversations::{self, Direction, Ingested, Message};
 use serde::{Deserialize, Serialize};
@@ -120,7 +121,13 @@ async fn post_message(
         reply_to: None,
     };
     let mut tx = state.db.begin().await?;
-    let outcome = conversations::ingest(&mut tx, &account, &inbound, ctx.request_id()).await?;
+    let outcome = conversations::ingest(
+        &mut WriteTx::of(&mut tx),
+        &account,
+        &inbound,
+        ctx.request_id(),
+    )
+    .await?;
     tx.commit().await?;
     state.wake.notify_one();
     Ok(match outcome {
