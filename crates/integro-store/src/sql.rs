@@ -361,3 +361,134 @@ impl DatabaseError for SqliteError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::query;
+    use crate::{Db, StoreError};
+
+    async fn sqlite() -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let db = Db::connect(&url).await.unwrap();
+        sqlx::raw_sql(
+            "CREATE TABLE p (id TEXT PRIMARY KEY); \
+             CREATE TABLE c (id INTEGER PRIMARY KEY, p TEXT NOT NULL REFERENCES p (id), a TEXT, b INTEGER, f REAL, ok BOOLEAN)",
+        )
+        .execute(&mut *db.writer().await.unwrap())
+        .await
+        .unwrap();
+        (dir, db)
+    }
+
+    /// On the committer's connection `$n` binds the n-th value wherever it
+    /// stands and however often, `?` binds in order, nulls and booleans
+    /// round-trip, and rows decode into tuples.
+    #[tokio::test]
+    async fn parameters_bind_by_number_or_in_order() {
+        let (_dir, db) = sqlite().await;
+        let rows = db
+            .write(|tx| {
+                Box::pin(async move {
+                    query("INSERT INTO p (id) VALUES ($1)")
+                        .bind("x")
+                        .execute(tx)
+                        .await?;
+                    let n = query(
+                        "INSERT INTO c (p, a, b, f, ok) VALUES ($3, $1, $2, NULL, $4), ($3, $1, NULL, 1.5, NULL)",
+                    )
+                    .bind("text")
+                    .bind(7i64)
+                    .bind("x")
+                    .bind(true)
+                    .execute(tx)
+                    .await?;
+                    assert_eq!(n, 2);
+                    query("INSERT INTO c (p, a, b) VALUES (?, ?, ?)")
+                        .bind("x")
+                        .bind(None::<String>)
+                        .bind(9i64)
+                        .persistent(false)
+                        .execute(tx)
+                        .await?;
+                    query("SELECT a, b, f, ok FROM c WHERE p = $1 ORDER BY id")
+                        .bind("x")
+                        .fetch_all::<(Option<String>, Option<i64>, Option<f64>, Option<bool>)>(tx)
+                        .await
+                })
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                (Some("text".into()), Some(7), None, Some(true)),
+                (Some("text".into()), None, Some(1.5), None),
+                (None, Some(9), None, None),
+            ]
+        );
+        // Committed: readers see it.
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM c")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(n, 3);
+    }
+
+    /// Constraint violations on the committer's connection are reported as
+    /// sqlx reports SQLite's (so `OnUnique` and the API's error mapping hold),
+    /// foreign keys are enforced there too, and a missing parameter is an
+    /// error, not a null.
+    #[tokio::test]
+    async fn errors_keep_their_kind() {
+        let (_dir, db) = sqlite().await;
+        let kind = |e: StoreError| match e {
+            StoreError::Db(sqlx::Error::Database(e)) => format!("{:?}", e.kind()),
+            other => format!("not a database error: {other}"),
+        };
+        let insert = |id: &'static str| {
+            let db = db.clone();
+            async move {
+                db.write(move |tx| {
+                    Box::pin(async move {
+                        query("INSERT INTO p (id) VALUES ($1)")
+                            .bind(id)
+                            .execute(tx)
+                            .await
+                    })
+                })
+                .await
+            }
+        };
+        insert("a").await.unwrap();
+        assert_eq!(kind(insert("a").await.unwrap_err()), "UniqueViolation");
+        let orphan = db
+            .write(|tx| {
+                Box::pin(async move {
+                    query("INSERT INTO c (p) VALUES ($1)")
+                        .bind("nobody")
+                        .execute(tx)
+                        .await
+                })
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(kind(orphan), "ForeignKeyViolation");
+        let missing = db
+            .write(|tx| {
+                Box::pin(async move {
+                    query("INSERT INTO p (id) VALUES ($2)")
+                        .bind("b")
+                        .execute(tx)
+                        .await
+                })
+            })
+            .await;
+        assert!(missing.is_err(), "{missing:?}");
+        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM p")
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(ids, vec!["a".to_string()]);
+    }
+}
