@@ -17,7 +17,7 @@ use axum::routing::post;
 use clap::Parser;
 use integro_core::{Actor, ChannelKind, InboundMessage};
 use integro_engine::rules::MatchKind;
-use integro_store::WriteTx;
+use integro_store::Conn;
 use integro_store::accounts::{self, CredentialValues, NewAccount};
 use integro_store::ai_credentials::{self, CredentialFields};
 use integro_store::ai_profiles::{self, ProfileFields};
@@ -205,7 +205,7 @@ async fn main() -> anyhow::Result<()> {
         reply_to: None,
     };
     let first =
-        match conversations::ingest(&mut WriteTx::of(&mut tx), &account, &inbound, None).await? {
+        match conversations::ingest(&mut Conn::of(&mut tx), &account, &inbound, None).await? {
             conversations::Ingested::Stored { message_id } => message_id,
             conversations::Ingested::Duplicate => anyhow::bail!("fresh database"),
         };
@@ -215,8 +215,7 @@ async fn main() -> anyhow::Result<()> {
         .context("stored")?;
     let mut tx = db.begin().await?;
     let conversation_id =
-        conversations::file_inbound(&mut WriteTx::of(&mut tx), &message, bot.id, i64::MAX / 4)
-            .await?;
+        conversations::file_inbound(&mut Conn::of(&mut tx), &message, bot.id, i64::MAX / 4).await?;
     tx.commit().await?;
     let conversation = conversations::conversation(&db, conversation_id)
         .await?
@@ -224,7 +223,7 @@ async fn main() -> anyhow::Result<()> {
     let mut tx = db.begin().await?;
     for i in 0..args.history {
         conversations::queue_outbound(
-            &mut WriteTx::of(&mut tx),
+            &mut Conn::of(&mut tx),
             &conversation,
             Outgoing {
                 sender: if i % 2 == 0 { "bot" } else { "agent" },

@@ -22,7 +22,7 @@ use integro_store::accounts::Account;
 use integro_store::conversations::{self, Ingested};
 use integro_store::jobs::{self, Job, Lease};
 use integro_store::webhook_logs::{self, NewWebhookLog};
-use integro_store::{Backend, Db, StoreError, WriteTx};
+use integro_store::{Backend, Conn, Db, StoreError};
 use integro_worker::runner::Worker;
 use tokio::sync::{Mutex, Notify, OwnedSemaphorePermit, mpsc, oneshot};
 
@@ -230,7 +230,7 @@ async fn store(
 /// outcome, the jobs leased to `lease.owner`, and whether any job was left
 /// ready for a claim.
 async fn store_together(
-    tx: &mut WriteTx<'_>,
+    tx: &mut Conn<'_>,
     items: &[Webhook],
     lease: Option<Lease<'_>>,
 ) -> Result<(Vec<&'static str>, Vec<Job>, bool), StoreError> {

@@ -342,12 +342,12 @@ pub async fn create(
 }
 
 pub async fn get(db: &Db, tenant_id: Uuid, id: Uuid) -> Result<Option<Bot>, StoreError> {
-    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let row: Option<Row> = crate::sql::query(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM bots WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL"
     )))
     .bind(tenant_id.to_string())
     .bind(id.to_string())
-    .fetch_optional(db.pool())
+    .fetch_optional(&mut db.reader().await?.conn())
     .await?;
     row.map(from_row).transpose()
 }

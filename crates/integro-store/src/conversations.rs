@@ -5,8 +5,6 @@
 use integro_core::{DeliveryStatus, InboundMessage, Media, StatusUpdate, Template, new_id};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sqlx::any::AnyRow;
-use sqlx::{FromRow, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -15,7 +13,7 @@ use crate::db::{from_ms, now_ms, to_ms};
 use crate::jobs::{self, NewJob};
 use crate::memory::{self, Memory};
 use crate::page::{Page, PageRequest};
-use crate::sql::{self, WriteTx};
+use crate::sql::{self, Columns, Conn, FromCols};
 use crate::{Db, StoreError, parse_id};
 
 pub const REPLY_JOB: &str = "reply";
@@ -125,7 +123,7 @@ pub fn contact_queue_key(account_id: Uuid, from: &str) -> String {
 /// Stores one inbound message and enqueues the job that answers it, inside
 /// the caller's transaction.
 pub async fn ingest(
-    tx: &mut WriteTx<'_>,
+    tx: &mut Conn<'_>,
     account: &Account,
     msg: &InboundMessage,
     request_id: Option<&str>,
@@ -146,7 +144,7 @@ pub async fn ingest(
 /// nothing. Leaves the reply jobs of the new ones in `jobs`, for the caller to
 /// enqueue before the transaction commits. Jobs of one contact run in order.
 pub async fn record_inbound(
-    tx: &mut WriteTx<'_>,
+    tx: &mut Conn<'_>,
     batch: &[Inbound<'_>],
     jobs: &mut Vec<NewJob<'static>>,
 ) -> Result<Vec<Ingested>, StoreError> {
@@ -245,7 +243,7 @@ pub async fn record_inbound(
 /// so the message starts a new one with no history. Returns the conversation
 /// id; filing twice is harmless. Inside the caller's transaction.
 pub async fn file_inbound(
-    tx: &mut WriteTx<'_>,
+    tx: &mut Conn<'_>,
     message: &Message,
     bot_id: Uuid,
     expiry_ms: i64,
@@ -338,7 +336,7 @@ pub fn expired(conversation: &Conversation, at: i64, expiry_ms: i64) -> bool {
 /// when an inbound message was given and the conversation was closed in the
 /// meantime: then the message must be filed with `file_inbound`.
 pub async fn touch(
-    tx: &mut WriteTx<'_>,
+    tx: &mut Conn<'_>,
     conversation_id: Uuid,
     inbound_at: Option<i64>,
     replied_at: Option<i64>,
@@ -390,7 +388,7 @@ pub struct Outgoing {
 /// the caller's transaction, and marks the conversation's last message.
 /// Sends of one conversation go out in order. Returns the message as stored.
 pub async fn queue_outbound(
-    tx: &mut WriteTx<'_>,
+    tx: &mut Conn<'_>,
     conversation: &Conversation,
     out: Outgoing,
 ) -> Result<Message, StoreError> {
@@ -404,7 +402,7 @@ pub async fn queue_outbound(
 /// in ms) the send job is leased to that worker when no earlier send of the
 /// conversation is pending, and returned.
 pub async fn insert_outbound(
-    tx: &mut WriteTx<'_>,
+    tx: &mut Conn<'_>,
     conversation: &Conversation,
     out: Outgoing,
     lease_to: Option<(&str, i64)>,
@@ -507,10 +505,15 @@ const MESSAGE_COLUMNS: &str = "id, tenant_id, conversation_id, account_id, from_
                                provider_message_id, kind, body, media_json, status, error_code, error_message, reply_to, \
                                created_at, updated_at, rule_id, ai_profile_id, input_tokens, output_tokens, handled_at";
 
-fn message_from_row(r: &sqlx::any::AnyRow) -> Result<Message, StoreError> {
-    use sqlx::Row;
-    let text = |i: usize| r.try_get::<String, _>(i);
-    let opt = |i: usize| r.try_get::<Option<String>, _>(i);
+impl FromCols for Message {
+    fn from_cols(r: &impl Columns) -> Result<Message, StoreError> {
+        message_from_row(r)
+    }
+}
+
+fn message_from_row(r: &impl Columns) -> Result<Message, StoreError> {
+    let text = |i: usize| r.col::<String>(i);
+    let opt = |i: usize| r.col::<Option<String>>(i);
     Ok(Message {
         id: parse_id(&text(0)?)?,
         tenant_id: parse_id(&text(1)?)?,
@@ -535,25 +538,24 @@ fn message_from_row(r: &sqlx::any::AnyRow) -> Result<Message, StoreError> {
         error_code: opt(14)?,
         error_message: opt(15)?,
         reply_to: opt(16)?.as_deref().map(parse_id).transpose()?,
-        created_at: from_ms(r.try_get(17)?),
-        updated_at: from_ms(r.try_get(18)?),
+        created_at: from_ms(r.col(17)?),
+        updated_at: from_ms(r.col(18)?),
         rule_id: opt(19)?.as_deref().map(parse_id).transpose()?,
         ai_profile_id: opt(20)?.as_deref().map(parse_id).transpose()?,
-        input_tokens: r.try_get(21)?,
-        output_tokens: r.try_get(22)?,
-        handled_at: r.try_get(23)?,
+        input_tokens: r.col(21)?,
+        output_tokens: r.col(22)?,
+        handled_at: r.col(23)?,
     })
 }
 
 /// A message by id, whatever its tenant (for workers, which got the id from a job).
 pub async fn message(db: &Db, id: Uuid) -> Result<Option<Message>, StoreError> {
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+    sql::query(sqlx::AssertSqlSafe(format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1"
     )))
     .bind(id.to_string())
-    .fetch_optional(db.pool())
-    .await?;
-    row.as_ref().map(message_from_row).transpose()
+    .fetch_optional(&mut db.reader().await?.conn())
+    .await
 }
 
 /// The template stored as an outbound template message's body.
@@ -592,7 +594,7 @@ pub async fn messages(
 
 /// The outbound message has gone to the provider, which named it `provider_id`.
 pub async fn mark_sent(
-    tx: &mut WriteTx<'_>,
+    tx: &mut Conn<'_>,
     id: Uuid,
     provider_id: &str,
     kind: Option<&str>,
@@ -653,7 +655,7 @@ pub async fn mark_failed(
 /// Applies a delivery report; statuses only move forward. Returns whether
 /// the message changed.
 pub async fn apply_status(
-    tx: &mut WriteTx<'_>,
+    tx: &mut Conn<'_>,
     account_id: Uuid,
     update: &StatusUpdate,
 ) -> Result<bool, StoreError> {
@@ -749,11 +751,11 @@ fn conversation_from_row(r: ConversationRow) -> Result<Conversation, StoreError>
 
 /// A conversation by id, whatever its tenant (for workers).
 pub async fn conversation(db: &Db, id: Uuid) -> Result<Option<Conversation>, StoreError> {
-    let row: Option<ConversationRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let row: Option<ConversationRow> = sql::query(sqlx::AssertSqlSafe(format!(
         "SELECT {CONVERSATION_COLUMNS} FROM conversations c JOIN contacts k ON k.id = c.contact_id WHERE c.id = $1"
     )))
     .bind(id.to_string())
-    .fetch_optional(db.pool())
+    .fetch_optional(&mut db.reader().await?.conn())
     .await?;
     row.map(conversation_from_row).transpose()
 }
@@ -827,14 +829,32 @@ pub async fn find_open(
     account_id: Uuid,
     channel_user_id: &str,
 ) -> Result<Option<Conversation>, StoreError> {
-    open_row(db, tenant_id, account_id, channel_user_id, "")
-        .await?
-        .map(|row| conversation_from_row(ConversationRow::from_row(&row)?))
-        .transpose()
+    let row: Option<ConversationRow> =
+        open_row(db, tenant_id, account_id, channel_user_id, "").await?;
+    row.map(conversation_from_row).transpose()
+}
+
+/// A conversation and its memory, read together (`CONVERSATION_COLUMNS`,
+/// then `memory::MEMORY_COLUMNS`).
+struct WithMemory(Conversation, Memory);
+
+impl FromCols for WithMemory {
+    fn from_cols(row: &impl Columns) -> Result<WithMemory, StoreError> {
+        let conversation = conversation_from_row(ConversationRow::from_cols(row)?)?;
+        let first = CONVERSATION_COLUMNS.split(',').count();
+        let vars: String = row.col(first)?;
+        let memory = Memory::from_columns(
+            &vars,
+            row.col(first + 1)?,
+            row.col(first + 2)?,
+            row.col(first + 3)?,
+        );
+        Ok(WithMemory(conversation, memory))
+    }
 }
 
 /// `find_open` and the conversation's memory, in one read: a reply turn
-/// needs both, and each read is a round trip to a database thread.
+/// needs both.
 pub async fn find_open_with_memory(
     db: &Db,
     tenant_id: Uuid,
@@ -843,32 +863,21 @@ pub async fn find_open_with_memory(
 ) -> Result<Option<(Conversation, Memory)>, StoreError> {
     // Names only the conversations table has: no alias needed.
     let extra = format!(", {}", memory::MEMORY_COLUMNS);
-    let Some(row) = open_row(db, tenant_id, account_id, channel_user_id, &extra).await? else {
-        return Ok(None);
-    };
-    let conversation = conversation_from_row(ConversationRow::from_row(&row)?)?;
-    // The memory columns follow the conversation's.
-    let first = CONVERSATION_COLUMNS.split(',').count();
-    let vars: String = row.try_get(first)?;
-    let memory = Memory::from_columns(
-        &vars,
-        row.try_get(first + 1)?,
-        row.try_get(first + 2)?,
-        row.try_get(first + 3)?,
-    );
-    Ok(Some((conversation, memory)))
+    let row: Option<WithMemory> =
+        open_row(db, tenant_id, account_id, channel_user_id, &extra).await?;
+    Ok(row.map(|WithMemory(c, m)| (c, m)))
 }
 
 /// The row of a contact's open conversation: `CONVERSATION_COLUMNS`, then
 /// `extra` (a list that starts with a comma, or nothing).
-async fn open_row(
+async fn open_row<R: FromCols>(
     db: &Db,
     tenant_id: Uuid,
     account_id: Uuid,
     channel_user_id: &str,
     extra: &str,
-) -> Result<Option<AnyRow>, StoreError> {
-    Ok(sqlx::query(sqlx::AssertSqlSafe(format!(
+) -> Result<Option<R>, StoreError> {
+    sql::query(sqlx::AssertSqlSafe(format!(
         // The contact first, by its unique (account, channel id), then its
         // open conversation (CROSS JOIN keeps SQLite to that order: it
         // preferred walking the tenant's conversations). The contact's id
@@ -884,8 +893,8 @@ async fn open_row(
     .bind(tenant_id.to_string())
     .bind(account_id.to_string())
     .bind(channel_user_id)
-    .fetch_optional(db.pool())
-    .await?)
+    .fetch_optional(&mut db.reader().await?.conn())
+    .await
 }
 
 #[cfg(test)]

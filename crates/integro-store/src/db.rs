@@ -15,14 +15,30 @@ use sqlx::{Any, AnyPool, AssertSqlSafe, Executor, SqlSafeStr};
 
 use crate::StoreError;
 use crate::checkpoint::{self, Committed};
+use crate::direct_readers::{DirectReader, DirectReaders};
 use crate::group_commit::{GroupCommit, UnitFn};
 use crate::readers::Readers;
-use crate::sql::WriteTx;
+use crate::sql::Conn;
 use crate::writer_cpu;
 use futures_util::future::BoxFuture;
 
 /// A transaction, or a savepoint inside one.
 pub type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
+
+/// A connection lent for reads (`Db::reader`).
+pub enum Reader {
+    Pool(PoolConnection<Any>),
+    Direct(DirectReader),
+}
+
+impl Reader {
+    pub fn conn(&mut self) -> Conn<'_> {
+        match self {
+            Reader::Pool(conn) => Conn::Sqlx(conn),
+            Reader::Direct(direct) => direct.conn(),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -126,6 +142,8 @@ pub struct Db {
     group_commit: Option<Arc<GroupCommit>>,
     /// SQLite: the connection that checkpoints the WAL (`checkpoint.rs`).
     checkpointer: Option<AnyPool>,
+    /// SQLite: connections for the loop's reads (`direct_readers.rs`).
+    direct_readers: Option<Arc<DirectReaders>>,
 }
 
 #[derive(Debug, Clone)]
@@ -191,6 +209,7 @@ impl Db {
                     backend,
                     group_commit: None,
                     checkpointer: None,
+                    direct_readers: None,
                 })
             }
             Backend::Sqlite => {
@@ -215,12 +234,14 @@ impl Db {
                     connect(sqlite_pragmas(options().max_connections(1), false)).await?;
                 let path = database_file(&writer).await?;
                 let committed = Committed::default();
+                let direct_readers = Some(DirectReaders::new(path.clone()));
                 let group = GroupCommit::new(writer.clone(), path, committed.clone(), cpu);
                 checkpoint::start(checkpointer.clone(), committed, Arc::downgrade(&group));
                 Ok(Db {
                     pool,
                     group_commit: Some(group),
                     checkpointer: Some(checkpointer),
+                    direct_readers,
                     writer,
                     backend,
                 })
@@ -231,6 +252,17 @@ impl Db {
     /// For reads. On SQLite its connections are read-only.
     pub fn pool(&self) -> &Readers {
         &self.pool
+    }
+
+    /// A connection for the message loop's reads, through `sql::query`. On
+    /// SQLite one of ours, read on the caller's thread
+    /// (`direct_readers.rs`); on PostgreSQL one of the pool's.
+    pub async fn reader(&self) -> Result<Reader, StoreError> {
+        Ok(match &self.direct_readers {
+            Some(direct) => Reader::Direct(direct.lend()?),
+            // On PostgreSQL the writer is the pool.
+            None => Reader::Pool(self.writer.acquire().await?),
+        })
     }
 
     /// The writer connection, for a statement that writes outside a
@@ -266,7 +298,7 @@ impl Db {
     pub async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'a, 't> FnOnce(&'a mut WriteTx<'t>) -> BoxFuture<'a, Result<T, StoreError>>
+        F: for<'a, 't> FnOnce(&'a mut Conn<'t>) -> BoxFuture<'a, Result<T, StoreError>>
             + Send
             + 'static,
     {
@@ -275,7 +307,7 @@ impl Db {
             Some(group) => group.write(work).await,
             None => {
                 let mut tx = self.begin().await?;
-                let value = work(&mut WriteTx::of(&mut tx)).await?;
+                let value = work(&mut Conn::of(&mut tx)).await?;
                 tx.commit().await?;
                 Ok(value)
             }
@@ -374,6 +406,9 @@ impl Db {
         if let Some(checkpointer) = &self.checkpointer {
             checkpointer.close().await;
         }
+        if let Some(direct) = &self.direct_readers {
+            direct.close();
+        }
         self.writer.close().await;
     }
 }
@@ -438,7 +473,7 @@ impl FromStr for Backend {
 /// each named parameter (`$n`) by name, time proportional to the parameter
 /// count, for every parameter, which made big batches quadratic.
 pub fn values_rows(
-    tx: &WriteTx<'_>,
+    tx: &Conn<'_>,
     rows: usize,
     columns: usize,
     row: impl Fn(&[String]) -> String,

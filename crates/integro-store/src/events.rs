@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::db::{from_ms, now_ms};
 use crate::filter::Where;
 use crate::page::{Page, PageRequest};
-use crate::sql::{self, WriteTx};
+use crate::sql::{self, Conn};
 use crate::{Db, StoreError, parse_id};
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -40,7 +40,7 @@ pub struct NewEvent<'a> {
 /// stored (by this or a concurrent transaction) wins and this one is not
 /// stored: `None`.
 pub async fn record(
-    tx: &mut WriteTx<'_>,
+    tx: &mut Conn<'_>,
     e: NewEvent<'_>,
     alerted: bool,
     dedupe_key: Option<&str>,

@@ -33,7 +33,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::StoreError;
 use crate::checkpoint::{self, Committed};
-use crate::sql::{SqliteError, WriteTx};
+use crate::sql::{Conn, sqlite_error};
 
 /// Units committed together at most.
 const BATCH_MAX: usize = 128;
@@ -45,12 +45,12 @@ const STATEMENT_CACHE: usize = 128;
 /// What a unit does with the transaction it is given. It must write through
 /// that transaction only: a read elsewhere does not see the batch.
 pub type UnitFn<T> =
-    Box<dyn for<'a, 't> FnOnce(&'a mut WriteTx<'t>) -> BoxFuture<'a, Result<T, StoreError>> + Send>;
+    Box<dyn for<'a, 't> FnOnce(&'a mut Conn<'t>) -> BoxFuture<'a, Result<T, StoreError>> + Send>;
 
 /// A unit waiting in the queue, its result type erased.
 trait Queued: Send {
     /// Runs the unit; false when it failed (its writes must be undone).
-    fn run<'a, 't>(&'a mut self, tx: &'a mut WriteTx<'t>) -> BoxFuture<'a, bool>;
+    fn run<'a, 't>(&'a mut self, tx: &'a mut Conn<'t>) -> BoxFuture<'a, bool>;
     /// Tells the caller: the unit's result, once the batch is durable, or
     /// the batch's error.
     fn finish(self: Box<Self>, committed: Result<(), String>);
@@ -63,7 +63,7 @@ struct Unit<T> {
 }
 
 impl<T: Send + 'static> Queued for Unit<T> {
-    fn run<'a, 't>(&'a mut self, tx: &'a mut WriteTx<'t>) -> BoxFuture<'a, bool> {
+    fn run<'a, 't>(&'a mut self, tx: &'a mut Conn<'t>) -> BoxFuture<'a, bool> {
         Box::pin(async move {
             let Some(work) = self.work.take() else {
                 return false;
@@ -323,7 +323,7 @@ async fn run_batch(
     let outcome = async {
         for unit in batch.iter_mut() {
             control(conn, "SAVEPOINT unit")?;
-            if unit.run(&mut WriteTx::Sqlite(conn)).await {
+            if unit.run(&mut Conn::Sqlite(conn)).await {
                 control(conn, "RELEASE unit")?;
             } else {
                 control(conn, "ROLLBACK TO unit")?;
@@ -344,7 +344,7 @@ fn control(conn: &rusqlite::Connection, sql: &str) -> Result<(), StoreError> {
     conn.prepare_cached(sql)
         .and_then(|mut stmt| stmt.execute([]))
         .map(drop)
-        .map_err(|e| StoreError::Db(sqlx::Error::Database(Box::new(SqliteError::new(e, sql)))))
+        .map_err(|e| sqlite_error(e, sql))
 }
 
 #[cfg(test)]
@@ -362,7 +362,7 @@ mod tests {
             .execute(&mut *db.writer().await.unwrap())
             .await
             .unwrap();
-        async fn insert(tx: &mut crate::WriteTx<'_>, x: i64) -> Result<(), StoreError> {
+        async fn insert(tx: &mut crate::Conn<'_>, x: i64) -> Result<(), StoreError> {
             crate::sql::query("INSERT INTO t (x) VALUES ($1)")
                 .bind(x)
                 .execute(tx)

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::db::{from_ms, now_ms, to_ms};
 use crate::page::{Page, PageRequest};
-use crate::sql::{self, WriteTx};
+use crate::sql::{self, Conn};
 use crate::{Db, StoreError, parse_id};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -129,7 +129,7 @@ pub struct NewJob<'a> {
 /// Enqueues jobs inside the caller's transaction, so that a job exists
 /// exactly when the data it concerns does; several with one statement
 /// (group commits of webhooks).
-pub async fn enqueue_many(tx: &mut WriteTx<'_>, jobs: Vec<NewJob<'_>>) -> Result<(), StoreError> {
+pub async fn enqueue_many(tx: &mut Conn<'_>, jobs: Vec<NewJob<'_>>) -> Result<(), StoreError> {
     enqueue_leasing(tx, jobs, None).await.map(drop)
 }
 
@@ -153,7 +153,7 @@ pub struct Lease<'a> {
 /// concurrently, each batch first locks its queue keys until it commits, so
 /// that two cannot both find a key idle.
 pub async fn enqueue_leasing(
-    tx: &mut WriteTx<'_>,
+    tx: &mut Conn<'_>,
     jobs: Vec<NewJob<'_>>,
     lease: Option<Lease<'_>>,
 ) -> Result<Vec<Job>, StoreError> {
@@ -232,7 +232,7 @@ pub async fn enqueue_leasing(
 /// The queue keys of `jobs` that have a job pending (ready or running). On
 /// PostgreSQL the keys are first locked until the transaction ends.
 async fn pending_queue_keys(
-    tx: &mut WriteTx<'_>,
+    tx: &mut Conn<'_>,
     jobs: &[NewJob<'_>],
 ) -> Result<HashSet<String>, StoreError> {
     let keys: BTreeSet<&str> = jobs.iter().filter_map(|j| j.queue_key.as_deref()).collect();
@@ -276,7 +276,7 @@ async fn pending_queue_keys(
 /// it next, without waiting for a claim (a reply's send, right after the
 /// turn). Returns the job when it was leased.
 pub async fn enqueue_leased(
-    tx: &mut WriteTx<'_>,
+    tx: &mut Conn<'_>,
     job: NewJob<'_>,
     owner: &str,
     lease_ms: i64,
@@ -418,11 +418,7 @@ pub enum Completion {
 }
 
 /// Marks the job done inside the transaction that records its effects.
-pub async fn complete(
-    tx: &mut WriteTx<'_>,
-    id: Uuid,
-    owner: &str,
-) -> Result<Completion, StoreError> {
+pub async fn complete(tx: &mut Conn<'_>, id: Uuid, owner: &str) -> Result<Completion, StoreError> {
     let now = now_ms();
     // The state is named twice: the live-queue index (migration 0005) is
     // used only where the query's condition includes the index's.
@@ -567,7 +563,7 @@ pub async fn list(
 }
 
 /// A dead or cancelled job back to ready with a fresh set of attempts.
-pub async fn retry(tx: &mut WriteTx<'_>, job: &Job) -> Result<bool, StoreError> {
+pub async fn retry(tx: &mut Conn<'_>, job: &Job) -> Result<bool, StoreError> {
     let now = now_ms();
     let r = sql::query(
         "UPDATE jobs SET state = 'ready', attempts = 0, run_at = $1, finished_at = NULL, updated_at = $1 \
@@ -581,7 +577,7 @@ pub async fn retry(tx: &mut WriteTx<'_>, job: &Job) -> Result<bool, StoreError> 
 }
 
 /// Cancels a job that has not run (ready) or gave up (dead).
-pub async fn cancel(tx: &mut WriteTx<'_>, job: &Job) -> Result<bool, StoreError> {
+pub async fn cancel(tx: &mut Conn<'_>, job: &Job) -> Result<bool, StoreError> {
     let now = now_ms();
     let r = sql::query(
         "UPDATE jobs SET state = 'cancelled', finished_at = $1, updated_at = $1 WHERE id = $2 AND state IN ('ready', 'dead')",
@@ -648,7 +644,7 @@ mod tests {
         let db = Db::connect(&url).await.unwrap();
         db.migrate().await.unwrap();
         let mut tx = db.begin().await.unwrap();
-        enqueue_many(&mut WriteTx::of(&mut tx), vec![job("c")])
+        enqueue_many(&mut Conn::of(&mut tx), vec![job("c")])
             .await
             .unwrap();
         let lease = Lease {
@@ -657,7 +653,7 @@ mod tests {
             slots: 2,
         };
         let batch = vec![job("a"), job("a"), job("c"), job("b"), job("d")];
-        let leased = enqueue_leasing(&mut WriteTx::of(&mut tx), batch, Some(lease))
+        let leased = enqueue_leasing(&mut Conn::of(&mut tx), batch, Some(lease))
             .await
             .unwrap();
         tx.commit().await.unwrap();
@@ -709,7 +705,7 @@ mod tests {
             slots: 4,
         };
         let mut first = db.begin().await.unwrap();
-        let leased = enqueue_leasing(&mut WriteTx::of(&mut first), vec![job("k")], Some(lease))
+        let leased = enqueue_leasing(&mut Conn::of(&mut first), vec![job("k")], Some(lease))
             .await
             .unwrap();
         assert_eq!(leased.len(), 1);
@@ -718,7 +714,7 @@ mod tests {
             tokio::spawn(async move {
                 let mut tx = db.begin().await.unwrap();
                 let leased = enqueue_leasing(
-                    &mut WriteTx::of(&mut tx),
+                    &mut Conn::of(&mut tx),
                     vec![job("k"), job("other")],
                     Some(lease),
                 )

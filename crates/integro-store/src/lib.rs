@@ -12,6 +12,7 @@ mod checkpoint;
 pub mod conversations;
 pub mod credentials;
 pub mod db;
+mod direct_readers;
 mod error;
 pub mod events;
 mod filter;
@@ -36,7 +37,7 @@ pub use db::{Backend, Db, Tx};
 pub use error::StoreError;
 pub use futures_util::future::BoxFuture;
 pub use page::{Page, PageRequest};
-pub use sql::WriteTx;
+pub use sql::Conn;
 /// The database driver's error, for callers that commit transactions.
 pub use sqlx::Error as DbError;
 

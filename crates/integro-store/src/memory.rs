@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::conversations::ConversationState;
 use crate::db::{from_ms, now_ms};
-use crate::sql::{self, WriteTx};
+use crate::sql::{self, Conn};
 use crate::{Db, StoreError, parse_id};
 
 /// A conversation's engine state.
@@ -29,11 +29,11 @@ pub struct Memory {
 
 pub async fn load(db: &Db, conversation_id: Uuid) -> Result<Memory, StoreError> {
     type Row = (String, Option<i64>, Option<i64>, Option<i64>);
-    let row: Option<Row> = sqlx::query_as(AssertSqlSafe(format!(
+    let row: Option<Row> = sql::query(AssertSqlSafe(format!(
         "SELECT {MEMORY_COLUMNS} FROM conversations WHERE id = $1"
     )))
     .bind(conversation_id.to_string())
-    .fetch_optional(db.pool())
+    .fetch_optional(&mut db.reader().await?.conn())
     .await?;
     let Some((vars, memory_from, handed_off_at, rate_notice_at)) = row else {
         return Err(StoreError::NotFound("conversation"));
@@ -67,7 +67,7 @@ impl Memory {
 pub(crate) const MEMORY_COLUMNS: &str = "vars_json, memory_from, handed_off_at, rate_notice_at";
 
 pub async fn set_vars(
-    tx: &mut WriteTx<'_>,
+    tx: &mut Conn<'_>,
     conversation_id: Uuid,
     vars: &BTreeMap<String, String>,
 ) -> Result<(), StoreError> {
@@ -81,7 +81,7 @@ pub async fn set_vars(
 }
 
 pub async fn note_rate_notice(
-    tx: &mut WriteTx<'_>,
+    tx: &mut Conn<'_>,
     conversation_id: Uuid,
     at: i64,
 ) -> Result<(), StoreError> {
@@ -94,7 +94,7 @@ pub async fn note_rate_notice(
 }
 
 /// Forgets the conversation's history and variables: the LLM starts afresh.
-pub async fn reset(tx: &mut WriteTx<'_>, conversation_id: Uuid) -> Result<(), StoreError> {
+pub async fn reset(tx: &mut Conn<'_>, conversation_id: Uuid) -> Result<(), StoreError> {
     let now = now_ms();
     sql::query("UPDATE conversations SET vars_json = '{}', memory_from = $1, updated_at = $1 WHERE id = $2")
         .bind(now)
@@ -160,12 +160,12 @@ pub async fn inbound_since(
     conversation_id: Uuid,
     since_ms: i64,
 ) -> Result<u32, StoreError> {
-    let n: i64 = sqlx::query_scalar(
+    let n: i64 = sql::query(
         "SELECT COUNT(*) FROM messages WHERE conversation_id = $1 AND direction = 'inbound' AND created_at >= $2",
     )
     .bind(conversation_id.to_string())
     .bind(since_ms)
-    .fetch_one(db.pool())
+    .scalar(&mut db.reader().await?.conn())
     .await?;
     Ok(n.clamp(0, u32::MAX as i64) as u32)
 }
@@ -184,22 +184,23 @@ pub async fn unanswered_from(
 ) -> Result<Vec<(Uuid, Option<String>, i64)>, StoreError> {
     const LIMIT: usize = 50;
     type Row = (String, Option<String>, i64);
-    let mut rows: Vec<Row> = sqlx::query_as(AssertSqlSafe(format!(
+    let mut reader = db.reader().await?;
+    let mut rows: Vec<Row> = sql::query(AssertSqlSafe(format!(
         "SELECT id, body, created_at FROM messages WHERE conversation_id = $1 \
          AND direction = 'inbound' AND handled_at IS NULL AND id > $2 ORDER BY id LIMIT {LIMIT}"
     )))
     .bind(conversation_id.to_string())
     .bind(after.to_string())
-    .fetch_all(db.pool())
+    .fetch_all(&mut reader.conn())
     .await?;
     // Found through the live-queue index (migration 0005).
-    let payloads: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+    let payloads: Vec<String> = sql::query(AssertSqlSafe(format!(
         "SELECT payload FROM jobs WHERE queue_key = $1 AND state IN ('ready', 'running') \
          AND kind = $2 ORDER BY id LIMIT {LIMIT}"
     )))
     .bind(crate::conversations::contact_queue_key(account_id, from_id))
     .bind(crate::conversations::REPLY_JOB)
-    .fetch_all(db.pool())
+    .scalars(&mut reader.conn())
     .await?;
     let waiting: Vec<String> = payloads
         .iter()
@@ -214,11 +215,11 @@ pub async fn unanswered_from(
             "SELECT id, body, created_at FROM messages WHERE id IN ({placeholders}) \
              AND conversation_id IS NULL AND handled_at IS NULL"
         );
-        let mut q = sqlx::query_as::<_, Row>(AssertSqlSafe(sql)).persistent(false);
+        let mut q = sql::query(AssertSqlSafe(sql)).persistent(false);
         for id in &waiting {
             q = q.bind(id);
         }
-        rows.extend(q.fetch_all(db.pool()).await?);
+        rows.extend(q.fetch_all::<Row>(&mut reader.conn()).await?);
     }
     // Filed and unfiled are apart (`conversation_id` set or not). Ids are
     // time-ordered: the order they arrived in.
@@ -233,7 +234,7 @@ pub async fn unanswered_from(
 /// others of a burst find this and stay silent. They are filed into the
 /// conversation too, if they were not yet.
 pub async fn mark_handled(
-    tx: &mut WriteTx<'_>,
+    tx: &mut Conn<'_>,
     conversation_id: Uuid,
     ids: &[Uuid],
 ) -> Result<(), StoreError> {
@@ -254,7 +255,7 @@ pub async fn mark_handled(
 
 /// The human who has the conversation just wrote: the hand-off timeout
 /// counts from now.
-pub async fn human_active(tx: &mut WriteTx<'_>, conversation_id: Uuid) -> Result<(), StoreError> {
+pub async fn human_active(tx: &mut Conn<'_>, conversation_id: Uuid) -> Result<(), StoreError> {
     sql::query("UPDATE conversations SET handed_off_at = $1 WHERE id = $2 AND state = 'human'")
         .bind(now_ms())
         .bind(conversation_id.to_string())
@@ -279,7 +280,7 @@ pub struct Transition {
 
 /// Moves the conversation to `to` and records why and by whom.
 pub async fn transition(
-    tx: &mut WriteTx<'_>,
+    tx: &mut Conn<'_>,
     tenant_id: Uuid,
     conversation_id: Uuid,
     from: ConversationState,

@@ -1,10 +1,11 @@
-//! Statements of a write unit (ADR 0010). A unit (`Db::write`) runs its
-//! statements through a `WriteTx`: on PostgreSQL, and in an API transaction,
-//! an sqlx connection; on SQLite inside the group commit, the committer's own
-//! synchronous connection (rusqlite, the same bundled SQLite), so that a
-//! statement is a function call on the committer's thread instead of a round
-//! trip to sqlx's SQLite thread. A unit's code is written once: the builder
-//! here takes sqlx's `$n` placeholders and decodes rows into tuples on both.
+//! Statements of the message loop (ADR 0010). A write unit (`Db::write`)
+//! runs its statements through a `Conn`: on PostgreSQL, and in an API
+//! transaction, an sqlx connection; on SQLite inside the group commit, the
+//! committer's own synchronous connection (rusqlite, the same bundled
+//! SQLite), so that a statement is a function call on the committer's thread
+//! instead of a round trip to sqlx's thread for the connection. The loop's
+//! reads go the same way (`Db::reader`). The code is written once: the
+//! builder here takes sqlx's `$n` placeholders and decodes rows on both.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -16,24 +17,25 @@ use sqlx::{Any, AnyConnection, SqlSafeStr, SqlStr};
 use crate::StoreError;
 use crate::db::Tx;
 
-/// Where a write unit's statements go.
-pub enum WriteTx<'t> {
+/// Where the statements of a write unit, or of a read on the loop, go.
+pub enum Conn<'t> {
     /// An sqlx transaction (PostgreSQL, or an API transaction on SQLite).
     Sqlx(&'t mut AnyConnection),
-    /// The committer's SQLite connection, inside its batch's transaction.
+    /// A connection of ours to SQLite: the committer's, inside its batch's
+    /// transaction, or a reading one (`Db::reader`).
     Sqlite(&'t mut rusqlite::Connection),
 }
 
-impl<'t> WriteTx<'t> {
+impl<'t> Conn<'t> {
     /// Statements of `tx`, an sqlx transaction.
-    pub fn of(tx: &'t mut Tx<'_>) -> WriteTx<'t> {
-        WriteTx::Sqlx(tx)
+    pub fn of(tx: &'t mut Tx<'_>) -> Conn<'t> {
+        Conn::Sqlx(tx)
     }
 
     pub fn is_sqlite(&self) -> bool {
         match self {
-            WriteTx::Sqlx(conn) => conn.backend_name().eq_ignore_ascii_case("sqlite"),
-            WriteTx::Sqlite(_) => true,
+            Conn::Sqlx(conn) => conn.backend_name().eq_ignore_ascii_case("sqlite"),
+            Conn::Sqlite(_) => true,
         }
     }
 }
@@ -105,20 +107,33 @@ where
     }
 }
 
-/// A row decoded as a tuple of columns.
+/// A row of either driver, read column by column.
+pub trait Columns {
+    fn col<T: Col>(&self, i: usize) -> Result<T, StoreError>;
+}
+
+impl Columns for AnyRow {
+    fn col<T: Col>(&self, i: usize) -> Result<T, StoreError> {
+        Ok(T::from_any(self, i)?)
+    }
+}
+
+impl Columns for rusqlite::Row<'_> {
+    fn col<T: Col>(&self, i: usize) -> Result<T, StoreError> {
+        T::from_sqlite(self, i).map_err(|e| sqlite_error(e, "(reading a column)"))
+    }
+}
+
+/// What a row decodes into: a tuple of columns, or a type of the store's.
 pub trait FromCols: Sized {
-    fn from_any(row: &AnyRow) -> Result<Self, sqlx::Error>;
-    fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self>;
+    fn from_cols(row: &impl Columns) -> Result<Self, StoreError>;
 }
 
 macro_rules! tuple_from_cols {
     ($($t:ident $i:tt),+) => {
         impl<$($t: Col),+> FromCols for ($($t,)+) {
-            fn from_any(row: &AnyRow) -> Result<Self, sqlx::Error> {
-                Ok(($($t::from_any(row, $i)?,)+))
-            }
-            fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
-                Ok(($($t::from_sqlite(row, $i)?,)+))
+            fn from_cols(row: &impl Columns) -> Result<Self, StoreError> {
+                Ok(($(row.col::<$t>($i)?,)+))
             }
         }
     };
@@ -139,7 +154,7 @@ tuple_from_cols!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11);
 tuple_from_cols!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12);
 tuple_from_cols!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7, I 8, J 9, K 10, L 11, M 12, N 13);
 
-/// A statement and its parameters, for a `WriteTx`.
+/// A statement and its parameters, for a `Conn`.
 pub struct Query {
     sql: SqlStr,
     args: Vec<Value>,
@@ -170,33 +185,34 @@ impl Query {
     }
 
     /// Runs the statement; the number of rows it changed.
-    pub async fn execute(self, tx: &mut WriteTx<'_>) -> Result<u64, StoreError> {
+    pub async fn execute(self, tx: &mut Conn<'_>) -> Result<u64, StoreError> {
         match tx {
-            WriteTx::Sqlx(conn) => Ok(self.sqlx().execute(&mut **conn).await?.rows_affected()),
-            WriteTx::Sqlite(conn) => {
+            Conn::Sqlx(conn) => Ok(self.sqlx().execute(&mut **conn).await?.rows_affected()),
+            Conn::Sqlite(conn) => {
                 let changed = self.sqlite(conn, |stmt| stmt.raw_execute())?;
                 Ok(changed as u64)
             }
         }
     }
 
-    pub async fn fetch_all<R: FromCols>(self, tx: &mut WriteTx<'_>) -> Result<Vec<R>, StoreError> {
+    pub async fn fetch_all<R: FromCols>(self, tx: &mut Conn<'_>) -> Result<Vec<R>, StoreError> {
         match tx {
-            WriteTx::Sqlx(conn) => {
+            Conn::Sqlx(conn) => {
                 let rows = self.sqlx().fetch_all(&mut **conn).await?;
-                Ok(rows
-                    .iter()
-                    .map(R::from_any)
-                    .collect::<Result<Vec<_>, _>>()?)
+                rows.iter().map(R::from_cols).collect()
             }
-            WriteTx::Sqlite(conn) => Ok(self.sqlite(conn, |stmt| {
+            Conn::Sqlite(conn) => self.sqlite(conn, |stmt| {
                 let mut rows = stmt.raw_query();
                 let mut out = Vec::new();
                 while let Some(row) = rows.next()? {
-                    out.push(R::from_sqlite(row)?);
+                    // A row that does not decode ends the statement at once.
+                    match R::from_cols(row) {
+                        Ok(r) => out.push(r),
+                        Err(e) => return Ok(Err(e)),
+                    }
                 }
-                Ok(out)
-            })?),
+                Ok(Ok(out))
+            })?,
         }
     }
 
@@ -204,30 +220,27 @@ impl Query {
     /// (every row of an `UPDATE … RETURNING` is written).
     pub async fn fetch_optional<R: FromCols>(
         self,
-        tx: &mut WriteTx<'_>,
+        tx: &mut Conn<'_>,
     ) -> Result<Option<R>, StoreError> {
         Ok(self.fetch_all(tx).await?.into_iter().next())
     }
 
-    pub async fn fetch_one<R: FromCols>(self, tx: &mut WriteTx<'_>) -> Result<R, StoreError> {
+    pub async fn fetch_one<R: FromCols>(self, tx: &mut Conn<'_>) -> Result<R, StoreError> {
         self.fetch_optional(tx)
             .await?
             .ok_or(StoreError::Db(sqlx::Error::RowNotFound))
     }
 
     /// The first column of the first row, if any.
-    pub async fn scalar_optional<T: Col>(
-        self,
-        tx: &mut WriteTx<'_>,
-    ) -> Result<Option<T>, StoreError> {
+    pub async fn scalar_optional<T: Col>(self, tx: &mut Conn<'_>) -> Result<Option<T>, StoreError> {
         Ok(self.fetch_optional::<(T,)>(tx).await?.map(|(v,)| v))
     }
 
-    pub async fn scalar<T: Col>(self, tx: &mut WriteTx<'_>) -> Result<T, StoreError> {
+    pub async fn scalar<T: Col>(self, tx: &mut Conn<'_>) -> Result<T, StoreError> {
         Ok(self.fetch_one::<(T,)>(tx).await?.0)
     }
 
-    pub async fn scalars<T: Col>(self, tx: &mut WriteTx<'_>) -> Result<Vec<T>, StoreError> {
+    pub async fn scalars<T: Col>(self, tx: &mut Conn<'_>) -> Result<Vec<T>, StoreError> {
         Ok(self
             .fetch_all::<(T,)>(tx)
             .await?
@@ -295,6 +308,10 @@ impl Query {
         }
         run(stmt)
     }
+}
+
+pub(crate) fn sqlite_error(e: rusqlite::Error, sql: &str) -> StoreError {
+    StoreError::Db(sqlx::Error::Database(Box::new(SqliteError::new(e, sql))))
 }
 
 /// A rusqlite error as sqlx reports SQLite's: constraint violations keep

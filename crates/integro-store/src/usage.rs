@@ -3,7 +3,7 @@
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::sql::{self, WriteTx};
+use crate::sql::{self, Conn};
 use crate::{Db, StoreError, parse_id};
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -24,7 +24,7 @@ pub fn day_of(ms: i64) -> String {
 
 /// Adds one LLM request's tokens to the day's total.
 pub async fn record(
-    tx: &mut WriteTx<'_>,
+    tx: &mut Conn<'_>,
     tenant_id: Uuid,
     bot_id: Uuid,
     at_ms: i64,

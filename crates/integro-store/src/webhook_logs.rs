@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::db::{from_ms, now_ms};
 use crate::filter::Where;
 use crate::page::{Page, PageRequest};
-use crate::sql::{self, WriteTx};
+use crate::sql::{self, Conn};
 use crate::{Db, StoreError, parse_id};
 
 /// Bodies are kept up to this size.
@@ -53,7 +53,7 @@ pub struct NewWebhookLog {
 }
 
 /// Records several entries with one statement (group commits of webhooks).
-pub async fn record_many(tx: &mut WriteTx<'_>, logs: Vec<NewWebhookLog>) -> Result<(), StoreError> {
+pub async fn record_many(tx: &mut Conn<'_>, logs: Vec<NewWebhookLog>) -> Result<(), StoreError> {
     const COLUMNS: usize = 14;
     let mut logs = logs.into_iter().peekable();
     while logs.peek().is_some() {
@@ -94,7 +94,7 @@ pub async fn record_many(tx: &mut WriteTx<'_>, logs: Vec<NewWebhookLog>) -> Resu
 /// Records on its own (a rejected webhook).
 pub async fn record(db: &Db, log: NewWebhookLog) -> Result<(), StoreError> {
     let mut tx = db.begin().await?;
-    record_many(&mut WriteTx::of(&mut tx), vec![log]).await?;
+    record_many(&mut Conn::of(&mut tx), vec![log]).await?;
     tx.commit().await?;
     Ok(())
 }

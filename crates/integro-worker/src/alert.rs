@@ -6,7 +6,7 @@
 use hmac::{Hmac, KeyInit, Mac};
 use integro_store::events::{self, NewEvent};
 use integro_store::jobs::{self, Job, NewJob};
-use integro_store::{StoreError, WriteTx, tenants};
+use integro_store::{Conn, StoreError, tenants};
 use serde_json::json;
 use sha2::Sha256;
 use uuid::Uuid;
@@ -22,11 +22,7 @@ pub const TIMESTAMP_HEADER: &str = "x-integro-timestamp";
 /// tenant's alert secret.
 pub const SIGNATURE_HEADER: &str = "x-integro-signature";
 
-pub async fn enqueue(
-    tx: &mut WriteTx<'_>,
-    tenant_id: Uuid,
-    event_id: Uuid,
-) -> Result<(), StoreError> {
+pub async fn enqueue(tx: &mut Conn<'_>, tenant_id: Uuid, event_id: Uuid) -> Result<(), StoreError> {
     jobs::enqueue_many(
         tx,
         vec![NewJob {
@@ -46,7 +42,7 @@ pub async fn enqueue(
 /// hour (one outage, one alert). Concurrent turns agree through the unique
 /// dedupe key, not by reading first.
 pub async fn record_note(
-    tx: &mut WriteTx<'_>,
+    tx: &mut Conn<'_>,
     event: NewEvent<'_>,
     alert: bool,
     once_key: Option<&str>,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use integro_store::conversations::{Conversation, Message};
 use integro_store::jobs::{self, Completion, Job, JobState};
 use integro_store::secrets::Keyring;
-use integro_store::{BoxFuture, Db, StoreError, WriteTx, conversations, webhook_logs};
+use integro_store::{BoxFuture, Conn, Db, StoreError, conversations, webhook_logs};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::accounts::AccountCache;
@@ -354,7 +354,7 @@ impl Worker {
     pub(crate) async fn complete<T, F>(&self, job: &Job, writes: F) -> Result<T, Failure>
     where
         T: Send + 'static,
-        F: for<'a, 't> FnOnce(&'a mut WriteTx<'t>) -> BoxFuture<'a, Result<T, StoreError>>
+        F: for<'a, 't> FnOnce(&'a mut Conn<'t>) -> BoxFuture<'a, Result<T, StoreError>>
             + Send
             + 'static,
     {

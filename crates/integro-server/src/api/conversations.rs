@@ -6,8 +6,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use integro_core::{Permission, Template};
 use integro_engine::handoff::{self, Transition};
+use integro_store::Conn;
 use integro_store::Page;
-use integro_store::WriteTx;
 use integro_store::conversations::{
     self, Conversation, ConversationFilter, ConversationState, Message, Outgoing,
 };
@@ -150,7 +150,7 @@ async fn send_message(
     // An agent writing takes the conversation over: the bot goes quiet.
     if conversation.state == ConversationState::Bot {
         memory::transition(
-            &mut WriteTx::of(&mut tx),
+            &mut Conn::of(&mut tx),
             conversation.tenant_id,
             conversation.id,
             ConversationState::Bot,
@@ -160,10 +160,10 @@ async fn send_message(
         )
         .await?;
     } else {
-        memory::human_active(&mut WriteTx::of(&mut tx), conversation.id).await?;
+        memory::human_active(&mut Conn::of(&mut tx), conversation.id).await?;
     }
     let message = conversations::queue_outbound(
-        &mut WriteTx::of(&mut tx),
+        &mut Conn::of(&mut tx),
         &conversation,
         Outgoing {
             sender: "agent",
@@ -195,7 +195,7 @@ async fn move_conversation(
         .map_err(|e| ApiError::new(StatusCode::CONFLICT, "invalid_transition", e.to_string()))?;
     let mut tx = state.db.begin().await?;
     memory::transition(
-        &mut WriteTx::of(&mut tx),
+        &mut Conn::of(&mut tx),
         conversation.tenant_id,
         conversation.id,
         conversation.state,
@@ -246,7 +246,7 @@ async fn reset_conversation(
     ctx.require(Permission::Converse)?;
     let conversation = find(&state, &ctx, id).await?;
     let mut tx = state.db.begin().await?;
-    memory::reset(&mut WriteTx::of(&mut tx), conversation.id).await?;
+    memory::reset(&mut Conn::of(&mut tx), conversation.id).await?;
     integro_store::audit::record(
         &mut tx,
         ctx.actor(),

@@ -3,8 +3,8 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use integro_core::Permission;
+use integro_store::Conn;
 use integro_store::Page;
-use integro_store::WriteTx;
 use integro_store::jobs::{self, Job, JobState};
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
@@ -108,13 +108,13 @@ async fn change(
     let mut tx = state.db.begin().await?;
     let (changed, name, verb, next) = match action {
         Action::Retry => (
-            jobs::retry(&mut WriteTx::of(&mut tx), &job).await?,
+            jobs::retry(&mut Conn::of(&mut tx), &job).await?,
             "job.retry",
             "retried",
             JobState::Ready,
         ),
         Action::Cancel => (
-            jobs::cancel(&mut WriteTx::of(&mut tx), &job).await?,
+            jobs::cancel(&mut Conn::of(&mut tx), &job).await?,
             "job.cancel",
             "cancelled",
             JobState::Cancelled,

@@ -12,8 +12,8 @@ use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use integro_core::{ChannelKind, InboundMessage, Permission};
+use integro_store::Conn;
 use integro_store::Page;
-use integro_store::WriteTx;
 use integro_store::accounts::{self, Account};
 use integro_store::conversations::{self, Direction, Ingested, Message};
 use serde::{Deserialize, Serialize};
@@ -121,13 +121,8 @@ async fn post_message(
         reply_to: None,
     };
     let mut tx = state.db.begin().await?;
-    let outcome = conversations::ingest(
-        &mut WriteTx::of(&mut tx),
-        &account,
-        &inbound,
-        ctx.request_id(),
-    )
-    .await?;
+    let outcome =
+        conversations::ingest(&mut Conn::of(&mut tx), &account, &inbound, ctx.request_id()).await?;
     tx.commit().await?;
     state.wake.notify_one();
     Ok(match outcome {
