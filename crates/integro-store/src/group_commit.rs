@@ -313,14 +313,20 @@ impl Committer {
 }
 
 /// Runs the batch in one transaction, each unit in a savepoint of its own,
-/// so that a failing unit is undone alone. Every statement is a call on
-/// this thread: nothing here waits for another.
+/// so that a failing unit is undone alone (a lone unit needs none: when it
+/// fails the transaction is rolled back, and a savepoint would copy every
+/// page it changes into its journal). Every statement is a call on this
+/// thread: nothing here waits for another.
 async fn run_batch(
     conn: &mut rusqlite::Connection,
     batch: &mut [Box<dyn Queued>],
 ) -> Result<(), StoreError> {
     control(conn, "BEGIN IMMEDIATE")?;
     let outcome = async {
+        if let [unit] = batch {
+            let ok = unit.run(&mut Conn::Sqlite(conn)).await;
+            return control(conn, if ok { "COMMIT" } else { "ROLLBACK" });
+        }
         for unit in batch.iter_mut() {
             control(conn, "SAVEPOINT unit")?;
             if unit.run(&mut Conn::Sqlite(conn)).await {
@@ -414,6 +420,39 @@ mod tests {
             .map(|i| 1000 + i)
             .collect();
         assert_eq!(stored, expected);
+    }
+
+    /// A unit committed alone (no savepoint) that fails leaves none of its
+    /// writes, and the committer goes on with the next.
+    #[tokio::test]
+    async fn a_lone_failing_unit_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let db = Db::connect(&url).await.unwrap();
+        sqlx::query("CREATE TABLE t (x INTEGER UNIQUE)")
+            .execute(&mut *db.writer().await.unwrap())
+            .await
+            .unwrap();
+        let insert_twice = |x: i64, again: i64| {
+            db.write(move |tx| {
+                Box::pin(async move {
+                    for v in [x, again] {
+                        crate::sql::query("INSERT INTO t (x) VALUES ($1)")
+                            .bind(v)
+                            .execute(tx)
+                            .await?;
+                    }
+                    Ok::<_, StoreError>(())
+                })
+            })
+        };
+        assert!(insert_twice(1, 1).await.is_err());
+        insert_twice(2, 3).await.unwrap();
+        let stored: Vec<i64> = sqlx::query_scalar("SELECT x FROM t ORDER BY x")
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(stored, vec![2, 3]);
     }
 
     /// The committer keeps the writer connection between batches, yet an
