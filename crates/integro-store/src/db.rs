@@ -425,9 +425,26 @@ const READER_CACHE_KIB: u32 = 256;
 /// other processes (the CLI) queue instead of failing. Savepoints (ADR 0009)
 /// keep their journals in memory rather than in temporary files: they are
 /// only for undoing a unit inside its transaction. Reading connections
-/// refuse to write, so a write sent to the wrong pool fails loudly. The
-/// others leave checkpoints to the checkpointer (`checkpoint.rs`) but for a
-/// backstop.
+/// refuse to write, so a write sent to the wrong connection fails loudly.
+/// The others leave checkpoints to the checkpointer (`checkpoint.rs`) but
+/// for a backstop. Every SQLite connection gets these, sqlx's
+/// (`sqlite_pragmas`) and ours (`open_sqlite`).
+fn sqlite_settings(read_only: bool) -> String {
+    let role = if read_only {
+        format!("PRAGMA query_only = ON; PRAGMA cache_size = -{READER_CACHE_KIB};")
+    } else {
+        format!(
+            "PRAGMA wal_autocheckpoint = {};",
+            checkpoint::WRITER_AUTOCHECKPOINT
+        )
+    };
+    format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+         PRAGMA busy_timeout = 10000; PRAGMA temp_store = MEMORY; {role}"
+    )
+}
+
+/// sqlx's SQLite connections, with `sqlite_settings`.
 ///
 /// A connection is not pinged before each use, as sqlx does by default: a
 /// local file does not go stale, and the ping was one more round trip to
@@ -437,28 +454,29 @@ fn sqlite_pragmas(options: AnyPoolOptions, read_only: bool) -> AnyPoolOptions {
         .test_before_acquire(false)
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
-                conn.execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
-                 PRAGMA temp_store = MEMORY;",
-                )
-                .await?;
-                if read_only {
-                    conn.execute(AssertSqlSafe(format!(
-                        "PRAGMA query_only = ON; PRAGMA cache_size = -{READER_CACHE_KIB};"
-                    )))
+                conn.execute(AssertSqlSafe(sqlite_settings(read_only)))
                     .await?;
-                } else {
-                    // The checkpointer does this work (`checkpoint.rs`).
-                    conn.execute(AssertSqlSafe(format!(
-                        "PRAGMA wal_autocheckpoint = {};",
-                        checkpoint::WRITER_AUTOCHECKPOINT
-                    )))
-                    .await?;
-                }
                 Ok(())
             })
         })
+}
+
+/// A connection of ours to the SQLite database at `path` (ADR 0010: the
+/// committer's, and the loop's readers), with `sqlite_settings`.
+pub(crate) fn open_sqlite(
+    path: &std::path::Path,
+    read_only: bool,
+) -> Result<rusqlite::Connection, StoreError> {
+    use rusqlite::OpenFlags;
+    rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .and_then(|conn| {
+        conn.execute_batch(&sqlite_settings(read_only))?;
+        Ok(conn)
+    })
+    .map_err(|e| StoreError::Connect(format!("{}: {e}", path.display())))
 }
 
 impl FromStr for Backend {

@@ -19,9 +19,6 @@ use crate::sql::Conn;
 /// closed after.
 const KEEP: usize = 8;
 
-/// Page cache of a reading connection, as the pool's (`db::READER_CACHE_KIB`).
-const CACHE_KIB: u32 = 256;
-
 pub(crate) struct DirectReaders {
     path: PathBuf,
     idle: Mutex<Vec<rusqlite::Connection>>,
@@ -39,28 +36,13 @@ impl DirectReaders {
         let idle = self.idle.lock().expect("direct readers").pop();
         let conn = match idle {
             Some(conn) => conn,
-            None => self.open()?,
+            // Read-only, like the pool's readers.
+            None => crate::db::open_sqlite(&self.path, true)?,
         };
         Ok(DirectReader {
             conn: Some(conn),
             home: self.clone(),
         })
-    }
-
-    fn open(&self) -> Result<rusqlite::Connection, StoreError> {
-        rusqlite::Connection::open_with_flags(
-            &self.path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .and_then(|c| {
-            // Refuses writes, like the pool's readers: a write sent here
-            // by mistake fails loudly.
-            c.execute_batch(&format!(
-                "PRAGMA query_only = ON; PRAGMA busy_timeout = 10000; PRAGMA cache_size = -{CACHE_KIB};"
-            ))?;
-            Ok(c)
-        })
-        .map_err(|e| StoreError::Connect(format!("{}: {e}", self.path.display())))
     }
 
     pub(crate) fn close(&self) {

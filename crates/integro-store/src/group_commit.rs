@@ -32,7 +32,7 @@ use sqlx::{Any, AnyPool};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::StoreError;
-use crate::checkpoint::{self, Committed};
+use crate::checkpoint::Committed;
 use crate::sql::{Conn, sqlite_error};
 
 /// Units committed together at most.
@@ -283,29 +283,14 @@ impl Committer {
         }
     }
 
-    /// The committer's connection, opened with the writer's settings
-    /// (`db::sqlite_pragmas`) when it has none.
+    /// The committer's connection, opened when it has none.
     fn connection<'c>(
         &self,
         conn: &'c mut Option<rusqlite::Connection>,
     ) -> Result<&'c mut rusqlite::Connection, StoreError> {
         if conn.is_none() {
-            let settings = format!(
-                "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
-                 PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = {};",
-                checkpoint::WRITER_AUTOCHECKPOINT
-            );
-            let opened = rusqlite::Connection::open_with_flags(
-                &self.path,
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
-                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )
-            .and_then(|c| {
-                c.execute_batch(&settings)?;
-                c.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-                Ok(c)
-            })
-            .map_err(|e| StoreError::Connect(format!("{}: {e}", self.path.display())))?;
+            let opened = crate::db::open_sqlite(&self.path, false)?;
+            opened.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
             *conn = Some(opened);
         }
         Ok(conn.as_mut().expect("just opened"))
@@ -357,17 +342,26 @@ fn control(conn: &rusqlite::Connection, sql: &str) -> Result<(), StoreError> {
 mod tests {
     use crate::{Db, StoreError};
 
+    /// A new SQLite database with one table.
+    async fn with_table(
+        create: &'static str,
+        options: crate::db::ConnectOptions,
+    ) -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let db = Db::connect_with(&url, options).await.unwrap();
+        sqlx::query(create)
+            .execute(&mut *db.writer().await.unwrap())
+            .await
+            .unwrap();
+        (dir, db)
+    }
+
     /// Units queued together share a commit, yet each succeeds or fails on
     /// its own: a failing (or panicking) unit leaves none of its writes.
     #[tokio::test]
     async fn a_failing_unit_is_undone_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let db = Db::connect(&url).await.unwrap();
-        sqlx::query("CREATE TABLE t (x INTEGER UNIQUE)")
-            .execute(&mut *db.writer().await.unwrap())
-            .await
-            .unwrap();
+        let (_dir, db) = with_table("CREATE TABLE t (x INTEGER UNIQUE)", Default::default()).await;
         async fn insert(tx: &mut crate::Conn<'_>, x: i64) -> Result<(), StoreError> {
             crate::sql::query("INSERT INTO t (x) VALUES ($1)")
                 .bind(x)
@@ -426,13 +420,7 @@ mod tests {
     /// writes, and the committer goes on with the next.
     #[tokio::test]
     async fn a_lone_failing_unit_leaves_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let db = Db::connect(&url).await.unwrap();
-        sqlx::query("CREATE TABLE t (x INTEGER UNIQUE)")
-            .execute(&mut *db.writer().await.unwrap())
-            .await
-            .unwrap();
+        let (_dir, db) = with_table("CREATE TABLE t (x INTEGER UNIQUE)", Default::default()).await;
         let insert_twice = |x: i64, again: i64| {
             db.write(move |tx| {
                 Box::pin(async move {
@@ -461,17 +449,15 @@ mod tests {
     /// the test instead of hanging it).
     #[tokio::test]
     async fn others_get_the_writer_while_units_keep_coming() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
         let options = crate::db::ConnectOptions {
             acquire_timeout: std::time::Duration::from_secs(2),
             ..Default::default()
         };
-        let db = Db::connect_with(&url, options).await.unwrap();
-        sqlx::query("CREATE TABLE t (x INTEGER PRIMARY KEY, who TEXT NOT NULL)")
-            .execute(&mut *db.writer().await.unwrap())
-            .await
-            .unwrap();
+        let (_dir, db) = with_table(
+            "CREATE TABLE t (x INTEGER PRIMARY KEY, who TEXT NOT NULL)",
+            options,
+        )
+        .await;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let units = {
             let (db, stop) = (db.clone(), stop.clone());

@@ -277,12 +277,9 @@ impl Query {
             conn.prepare(sql)
                 .and_then(|mut stmt| self.bind_and_run(&mut stmt, run))
         };
-        result
-            .map_err(|e| StoreError::Db(sqlx::Error::Database(Box::new(SqliteError::new(e, sql)))))
+        result.map_err(|e| sqlite_error(e, sql))
     }
-}
 
-impl Query {
     fn bind_and_run<T>(
         &self,
         stmt: &mut rusqlite::Statement<'_>,
@@ -463,44 +460,24 @@ mod tests {
             StoreError::Db(sqlx::Error::Database(e)) => format!("{:?}", e.kind()),
             other => format!("not a database error: {other}"),
         };
-        let insert = |id: &'static str| {
+        let insert = |sql: &'static str, value: &'static str| {
             let db = db.clone();
             async move {
                 db.write(move |tx| {
-                    Box::pin(async move {
-                        query("INSERT INTO p (id) VALUES ($1)")
-                            .bind(id)
-                            .execute(tx)
-                            .await
-                    })
+                    Box::pin(async move { query(sql).bind(value).execute(tx).await })
                 })
                 .await
             }
         };
-        insert("a").await.unwrap();
-        assert_eq!(kind(insert("a").await.unwrap_err()), "UniqueViolation");
-        let orphan = db
-            .write(|tx| {
-                Box::pin(async move {
-                    query("INSERT INTO c (p) VALUES ($1)")
-                        .bind("nobody")
-                        .execute(tx)
-                        .await
-                })
-            })
-            .await
-            .unwrap_err();
-        assert_eq!(kind(orphan), "ForeignKeyViolation");
-        let missing = db
-            .write(|tx| {
-                Box::pin(async move {
-                    query("INSERT INTO p (id) VALUES ($2)")
-                        .bind("b")
-                        .execute(tx)
-                        .await
-                })
-            })
-            .await;
+        let parent = "INSERT INTO p (id) VALUES ($1)";
+        insert(parent, "a").await.unwrap();
+        assert_eq!(
+            kind(insert(parent, "a").await.unwrap_err()),
+            "UniqueViolation"
+        );
+        let orphan = insert("INSERT INTO c (p) VALUES ($1)", "nobody").await;
+        assert_eq!(kind(orphan.unwrap_err()), "ForeignKeyViolation");
+        let missing = insert("INSERT INTO p (id) VALUES ($2)", "b").await;
         assert!(missing.is_err(), "{missing:?}");
         let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM p")
             .fetch_all(db.pool())
