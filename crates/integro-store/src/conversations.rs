@@ -148,7 +148,6 @@ pub async fn record_inbound(
     batch: &[Inbound<'_>],
     jobs: &mut Vec<NewJob<'static>>,
 ) -> Result<Vec<Ingested>, StoreError> {
-    const COLUMNS: usize = 13;
     let now = now_ms();
     // A provider may deliver one message twice within a batch: keep the first.
     let mut seen = std::collections::HashSet::new();
@@ -163,44 +162,60 @@ pub async fn record_inbound(
         .map(|(i, _)| (i, new_id()))
         .collect();
     let mut inserted = std::collections::HashSet::new();
-    for chunk in rows.chunks(200) {
-        let mut sql = String::from(
-            "INSERT INTO messages (id, tenant_id, conversation_id, account_id, from_id, from_name, from_phone, direction, sender, \
-             provider_message_id, kind, body, media_json, status, reply_to, request_id, created_at, updated_at) VALUES ",
+    for chunk in rows.chunks(256) {
+        let mut insert = crate::insert::insert(
+            "messages",
+            &[
+                "id",
+                "tenant_id",
+                "conversation_id",
+                "account_id",
+                "from_id",
+                "from_name",
+                "from_phone",
+                "direction",
+                "sender",
+                "provider_message_id",
+                "kind",
+                "body",
+                "media_json",
+                "status",
+                "reply_to",
+                "request_id",
+                "created_at",
+                "updated_at",
+            ],
+            " ON CONFLICT (account_id, direction, provider_message_id) DO NOTHING",
         );
-        sql.push_str(&crate::db::values_rows(tx, chunk.len(), COLUMNS, |p| {
-            format!(
-                "({}, {}, NULL, {}, {}, {}, {}, 'inbound', 'contact', {}, {}, {}, {}, 'received', NULL, {}, {}, {})",
-                p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[12]
-            )
-        }));
-        sql.push_str(" ON CONFLICT (account_id, direction, provider_message_id) DO NOTHING");
-        // Not kept prepared: one statement per batch size would fill the cache.
-        let mut q = sql::query(sqlx::AssertSqlSafe(sql)).persistent(false);
         for (i, id) in chunk {
             let m = i.message;
-            q = q
-                .bind(id.to_string())
-                .bind(i.account.tenant_id.to_string())
-                .bind(i.account.id.to_string())
-                .bind(m.from.clone())
-                .bind(m.from_name.clone())
-                .bind(m.phone_e164.clone())
-                .bind(m.provider_message_id.clone())
-                .bind(m.kind.clone())
-                .bind(m.text.clone())
-                .bind(
-                    (!m.media.is_empty())
-                        .then(|| serde_json::to_string(&m.media).expect("serialisable")),
-                )
-                .bind(i.request_id.map(String::from))
-                .bind(now)
-                .bind(now);
+            insert.row(vec![
+                id.to_string().into(),
+                i.account.tenant_id.to_string().into(),
+                None::<String>.into(),
+                i.account.id.to_string().into(),
+                m.from.clone().into(),
+                m.from_name.clone().into(),
+                m.phone_e164.clone().into(),
+                "inbound".into(),
+                "contact".into(),
+                m.provider_message_id.clone().into(),
+                m.kind.clone().into(),
+                m.text.clone().into(),
+                (!m.media.is_empty())
+                    .then(|| serde_json::to_string(&m.media).expect("serialisable"))
+                    .into(),
+                "received".into(),
+                None::<String>.into(),
+                i.request_id.map(String::from).into(),
+                now.into(),
+                now.into(),
+            ]);
         }
         // Which rows went in is asked only when some did not: sqlx hands
         // each returned row over from SQLite's thread on its own, a wake-up
         // of the committer per webhook of the batch.
-        let stored = q.execute(tx).await?;
+        let stored = insert.execute(tx).await?;
         if stored == chunk.len() as u64 {
             inserted.extend(chunk.iter().map(|(_, id)| id.to_string()));
         } else if stored > 0 {

@@ -556,6 +556,46 @@ pub fn from_ms(ms: i64) -> time::OffsetDateTime {
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
 }
 
+/// A fresh, migrated PostgreSQL database named after `purpose`, on the
+/// server `INTEGRO_TEST_POSTGRES_URL` names; `None` without one.
+#[cfg(test)]
+pub(crate) async fn test_postgres(purpose: &str) -> Option<Db> {
+    use sqlx::Connection;
+    let admin = std::env::var("INTEGRO_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())?;
+    let name = format!("integro_{purpose}_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let db = Db::connect(&url).await.unwrap();
+    db.migrate().await.unwrap();
+    Some(db)
+}
+
+#[cfg(test)]
+impl Db {
+    /// Closes a database made by `test_postgres` and drops it.
+    pub(crate) async fn drop_test_database(self) {
+        use sqlx::Connection;
+        let name: String = sqlx::query_scalar("SELECT current_database()::text")
+            .fetch_one(self.pool())
+            .await
+            .unwrap();
+        self.close().await;
+        let admin = std::env::var("INTEGRO_TEST_POSTGRES_URL").unwrap();
+        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE {name} WITH (FORCE)"
+        )))
+        .execute(&mut conn)
+        .await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -195,36 +195,43 @@ pub async fn enqueue_leasing(
         });
     }
     let owner = lease.map(|l| l.owner);
-    // 13 parameters a row; well under both databases' limits at 256 rows.
-    for chunk in rows.chunks(256) {
-        let mut sql = String::from(
-            "INSERT INTO jobs (id, tenant_id, kind, payload, queue_key, state, attempts, max_attempts, run_at, \
-             lease_owner, lease_until, created_at, updated_at) VALUES ",
-        );
-        sql.push_str(&crate::db::values_rows(tx, chunk.len(), 13, |p| {
-            format!("({})", p.join(", "))
-        }));
-        // Multi-row statements are not kept prepared: one per batch size would
-        // fill the cache. The single-row one is.
-        let mut q = sql::query(sqlx::AssertSqlSafe(sql)).persistent(chunk.len() == 1);
-        for job in chunk {
-            q = q
-                .bind(job.id.to_string())
-                .bind(job.tenant_id.map(|t| t.to_string()))
-                .bind(job.kind.clone())
-                .bind(job.payload.to_string())
-                .bind(job.queue_key.clone())
-                .bind(job.state.as_str())
-                .bind(job.attempts)
-                .bind(job.max_attempts)
-                .bind(to_ms(job.run_at))
-                .bind(job.lease_until.and(owner).map(String::from))
-                .bind(job.lease_until.map(to_ms))
-                .bind(now)
-                .bind(now);
-        }
-        q.execute(tx).await?;
+    let mut insert = crate::insert::insert(
+        "jobs",
+        &[
+            "id",
+            "tenant_id",
+            "kind",
+            "payload",
+            "queue_key",
+            "state",
+            "attempts",
+            "max_attempts",
+            "run_at",
+            "lease_owner",
+            "lease_until",
+            "created_at",
+            "updated_at",
+        ],
+        "",
+    );
+    for job in &rows {
+        insert.row(vec![
+            job.id.to_string().into(),
+            job.tenant_id.map(|t| t.to_string()).into(),
+            job.kind.clone().into(),
+            job.payload.to_string().into(),
+            job.queue_key.clone().into(),
+            job.state.as_str().into(),
+            job.attempts.into(),
+            job.max_attempts.into(),
+            to_ms(job.run_at).into(),
+            job.lease_until.and(owner).map(String::from).into(),
+            job.lease_until.map(to_ms).into(),
+            now.into(),
+            now.into(),
+        ]);
     }
+    insert.execute(tx).await?;
     rows.retain(|j| j.state == JobState::Running);
     Ok(rows)
 }
@@ -683,22 +690,9 @@ mod tests {
     /// blocks on the first batch's lock of the key, then finds it busy).
     #[tokio::test]
     async fn concurrent_batches_on_postgres_lease_one_job_a_queue() {
-        use sqlx::Connection;
-        let Some(admin) = std::env::var("INTEGRO_TEST_POSTGRES_URL")
-            .ok()
-            .filter(|u| !u.trim().is_empty())
-        else {
+        let Some(db) = crate::db::test_postgres("jobs").await else {
             return; // The server's tests say how to run PostgreSQL's.
         };
-        let name = format!("integro_jobs_{}", Uuid::new_v4().simple());
-        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
-        let db = Db::connect(&url).await.unwrap();
-        db.migrate().await.unwrap();
         let lease = Lease {
             owner: "local",
             lease_ms: 60_000,
@@ -728,11 +722,6 @@ mod tests {
         first.commit().await.unwrap();
         let leased = second.await.unwrap();
         assert_eq!(keys(&leased), ["other"], "k was taken by the first batch");
-        db.close().await;
-        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE {name} WITH (FORCE)"
-        )))
-        .execute(&mut conn)
-        .await;
+        db.drop_test_database().await;
     }
 }

@@ -17,6 +17,7 @@ mod error;
 pub mod events;
 mod filter;
 mod group_commit;
+pub mod insert;
 pub mod jobs;
 pub mod memory;
 pub mod page;

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::db::{from_ms, now_ms};
 use crate::filter::Where;
 use crate::page::{Page, PageRequest};
-use crate::sql::{self, Conn};
+use crate::sql::Conn;
 use crate::{Db, StoreError, parse_id};
 
 /// Bodies are kept up to this size.
@@ -54,40 +54,46 @@ pub struct NewWebhookLog {
 
 /// Records several entries with one statement (group commits of webhooks).
 pub async fn record_many(tx: &mut Conn<'_>, logs: Vec<NewWebhookLog>) -> Result<(), StoreError> {
-    const COLUMNS: usize = 14;
-    let mut logs = logs.into_iter().peekable();
-    while logs.peek().is_some() {
-        let chunk: Vec<NewWebhookLog> = logs.by_ref().take(256).collect();
-        let mut sql = String::from(
-            "INSERT INTO webhook_logs (id, tenant_id, account_id, channel, method, path, headers_json, body, status, duration_us, \
-             outcome, error, request_id, created_at) VALUES ",
-        );
-        sql.push_str(&crate::db::values_rows(tx, chunk.len(), COLUMNS, |p| {
-            format!("({})", p.join(", "))
-        }));
-        let now = now_ms();
-        // Multi-row statements are not kept prepared: one per batch size would
-        // fill the cache. The single-row one is.
-        let mut q = sql::query(sqlx::AssertSqlSafe(sql)).persistent(chunk.len() == 1);
-        for log in chunk {
-            q = q
-                .bind(new_id().to_string())
-                .bind(log.tenant_id.map(|t| t.to_string()))
-                .bind(log.account_id.map(|a| a.to_string()))
-                .bind(log.channel)
-                .bind(log.method)
-                .bind(log.path)
-                .bind(log.headers.to_string())
-                .bind(truncate(log.body))
-                .bind(log.status as i64)
-                .bind(log.duration_us)
-                .bind(log.outcome)
-                .bind(log.error)
-                .bind(log.request_id)
-                .bind(now);
-        }
-        q.execute(tx).await?;
+    let now = now_ms();
+    let mut insert = crate::insert::insert(
+        "webhook_logs",
+        &[
+            "id",
+            "tenant_id",
+            "account_id",
+            "channel",
+            "method",
+            "path",
+            "headers_json",
+            "body",
+            "status",
+            "duration_us",
+            "outcome",
+            "error",
+            "request_id",
+            "created_at",
+        ],
+        "",
+    );
+    for log in logs {
+        insert.row(vec![
+            new_id().to_string().into(),
+            log.tenant_id.map(|t| t.to_string()).into(),
+            log.account_id.map(|a| a.to_string()).into(),
+            log.channel.into(),
+            log.method.into(),
+            log.path.into(),
+            log.headers.to_string().into(),
+            truncate(log.body).into(),
+            (log.status as i64).into(),
+            log.duration_us.into(),
+            log.outcome.into(),
+            log.error.into(),
+            log.request_id.into(),
+            now.into(),
+        ]);
     }
+    insert.execute(tx).await?;
     Ok(())
 }
 
