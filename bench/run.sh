@@ -58,6 +58,8 @@ reference() {  # MODE LABEL [env…]
   local pid=$!
   wait_port $PORT
   measure "$label" $pid "http://127.0.0.1:$PORT/hook" https://bot.example.com/hook --concurrency "$CONC"
+  # The same fixed rate as Integro's: what p99 this machine gives at 2,000/s.
+  measure "$label-2000rps" $pid "http://127.0.0.1:$PORT/hook" https://bot.example.com/hook --rate 2000
   kill $pid; wait $pid 2>/dev/null || true
 }
 

@@ -19,3 +19,8 @@ def ratio(a, b):
 ratio("integro-sqlite-saturation", "ref-sqlite-batch")
 ratio("integro-pg-saturation", "ref-pg-batch")
 ratio("integro-sqlite-saturation", "ref-ok")
+def p99(a, b):
+    if a in by and b in by:
+        print(f"- {a}: p99 **{by[a]['latency_ms']['p99']:.1f} ms**, against {by[b]['latency_ms']['p99']:.1f} ms for {b}")
+p99("integro-sqlite-2000rps", "ref-sqlite-batch-2000rps")
+p99("integro-pg-2000rps", "ref-pg-batch-2000rps")
