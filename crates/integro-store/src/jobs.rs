@@ -245,22 +245,34 @@ async fn pending_queue_keys(
     let keys: BTreeSet<&str> = jobs.iter().filter_map(|j| j.queue_key.as_deref()).collect();
     let mut busy = HashSet::new();
     let keys: Vec<&str> = keys.into_iter().collect();
+    if keys.is_empty() {
+        return Ok(busy);
+    }
     if !tx.is_sqlite() {
-        for chunk in keys.chunks(256) {
-            // In one order (PostgreSQL evaluates a volatile output after the
-            // sort), so that batches sharing keys cannot deadlock.
-            let placeholders =
-                crate::db::values_rows(tx, chunk.len(), 1, |p| format!("({})", p[0]));
-            let sql = format!(
-                "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM (VALUES {placeholders}) v (k) \
-                 ORDER BY hashtextextended(k, 0)"
-            );
-            let mut q = sql::query(sqlx::AssertSqlSafe(sql)).persistent(chunk.len() == 1);
-            for key in chunk {
-                q = q.bind(key.to_string());
-            }
-            q.execute(tx).await?;
-        }
+        // The keys travel as one JSON array (ADR 0014: one statement text,
+        // kept prepared, whatever their number). Locked in one order
+        // (PostgreSQL evaluates a volatile output after the sort), so that
+        // batches sharing keys cannot deadlock. Which are busy is asked in
+        // a statement of its own, whose snapshot is taken once the locks
+        // are held: it sees the jobs of a batch that held them before.
+        let keys = serde_json::to_string(&keys).expect("strings serialise");
+        sql::query(
+            "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) \
+             FROM json_array_elements_text($1::json) v (k) ORDER BY hashtextextended(k, 0)",
+        )
+        .bind(&keys)
+        .execute(tx)
+        .await?;
+        let found: Vec<String> = sql::query(
+            "SELECT DISTINCT queue_key FROM jobs \
+             WHERE queue_key = ANY (ARRAY(SELECT json_array_elements_text($1::json))) \
+             AND state IN ('ready', 'running')",
+        )
+        .bind(keys)
+        .scalars(tx)
+        .await?;
+        busy.extend(found);
+        return Ok(busy);
     }
     for chunk in keys.chunks(256) {
         let placeholders = crate::db::values_rows(tx, chunk.len(), 1, |p| p[0].clone());
