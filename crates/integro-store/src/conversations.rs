@@ -162,7 +162,9 @@ pub async fn record_inbound(
         .map(|(i, _)| (i, new_id()))
         .collect();
     let mut inserted = std::collections::HashSet::new();
-    for chunk in rows.chunks(256) {
+    // A chunk of the insert's size: which of its rows went in is asked per
+    // statement.
+    for chunk in rows.chunks(crate::insert::CHUNK) {
         let mut insert = crate::insert::insert(
             "messages",
             &[

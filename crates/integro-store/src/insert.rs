@@ -11,14 +11,14 @@
 //! anew (a third of its CPU at ingest), and sqlx described each such
 //! statement in a round trip of its own before running it.
 
-use std::fmt::Write;
+use std::io::Write;
 
 use crate::StoreError;
 use crate::sql::{self, Conn, Value};
 
 /// Rows a statement takes at most: 256 rows of up to 18 columns stay far
 /// under SQLite's parameter limit (32,766).
-const CHUNK: usize = 256;
+pub(crate) const CHUNK: usize = 256;
 
 /// `INSERT INTO table (columns) … [suffix]`, for many rows.
 pub struct Insert {
@@ -55,50 +55,48 @@ impl Insert {
         self.rows.push(values);
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
     /// Inserts the rows in the caller's transaction; returns how many went
     /// in (fewer when the suffix skips conflicting ones).
-    pub async fn execute(self, tx: &mut Conn<'_>) -> Result<u64, StoreError> {
+    pub async fn execute(mut self, tx: &mut Conn<'_>) -> Result<u64, StoreError> {
         let sqlite = tx.is_sqlite();
+        let rows = std::mem::take(&mut self.rows);
+        let mut rows = rows.into_iter().peekable();
         let mut inserted = 0;
-        for chunk in self.rows.chunks(CHUNK) {
+        while rows.peek().is_some() {
+            let chunk: Vec<Vec<Value>> = rows.by_ref().take(CHUNK).collect();
             let statement = if sqlite {
                 self.values_statement(chunk)
             } else {
-                self.json_statement(chunk)
+                self.json_statement(&chunk)
             };
             inserted += statement.execute(tx).await?;
         }
         Ok(inserted)
     }
 
-    fn columns(&self) -> String {
-        self.columns.join(", ")
-    }
-
-    fn values_statement(&self, chunk: &[Vec<Value>]) -> sql::Query {
-        let row = format!("({})", vec!["?"; self.columns.len()].join(", "));
+    /// SQLite: the values bound as they are (moved, not copied: this runs
+    /// on the committer's thread).
+    fn values_statement(&self, chunk: Vec<Vec<Value>>) -> sql::Query {
+        let values = crate::db::placeholder_rows(true, chunk.len(), self.columns.len(), |p| {
+            format!("({})", p.join(", "))
+        });
         let sql = format!(
-            "INSERT INTO {} ({}) VALUES {}{}",
+            "INSERT INTO {} ({}) VALUES {values}{}",
             self.table,
-            self.columns(),
-            vec![row.as_str(); chunk.len()].join(", "),
+            self.columns.join(", "),
             self.suffix
         );
         // Not kept prepared: one statement per batch size would fill the
         // cache, and SQLite prepares it at once. The single row is kept.
         let mut q = sql::query(sqlx::AssertSqlSafe(sql)).persistent(chunk.len() == 1);
-        for value in chunk.iter().flatten() {
-            q = q.bind(value.clone());
+        for value in chunk.into_iter().flatten() {
+            q = q.bind(value);
         }
         q
     }
 
     fn json_statement(&self, chunk: &[Vec<Value>]) -> sql::Query {
-        let columns = self.columns();
+        let columns = self.columns.join(", ");
         let sql = format!(
             "INSERT INTO {table} ({columns}) SELECT {columns} \
              FROM json_populate_recordset(NULL::{table}, $1::json){suffix}",
@@ -112,33 +110,31 @@ impl Insert {
 /// `[{"column": value, …}, …]`: the rows as `json_populate_recordset` reads
 /// them (a JSON string into a text column arrives unescaped).
 fn json_rows(columns: &[&str], rows: &[Vec<Value>]) -> String {
-    let mut json = String::with_capacity(rows.len() * columns.len() * 24);
-    json.push('[');
+    let mut json = Vec::with_capacity(rows.len() * columns.len() * 24);
+    json.push(b'[');
     for (r, row) in rows.iter().enumerate() {
-        json.push_str(if r == 0 { "{" } else { ",{" });
+        json.extend_from_slice(if r == 0 { b"{" } else { b",{" });
         for (c, (column, value)) in columns.iter().zip(row).enumerate() {
             if c > 0 {
-                json.push(',');
+                json.push(b',');
             }
+            // Writing into a Vec cannot fail.
             let _ = write!(json, "\"{column}\":");
-            match value {
-                Value::Int(Some(v)) => {
-                    let _ = write!(json, "{v}");
-                }
-                Value::Real(Some(v)) if v.is_finite() => {
-                    let _ = write!(json, "{v:?}");
-                }
+            let _ = match value {
+                Value::Int(Some(v)) => write!(json, "{v}"),
+                Value::Real(Some(v)) if v.is_finite() => write!(json, "{v:?}"),
                 Value::Text(Some(v)) => {
-                    json.push_str(&serde_json::to_string(v).expect("a string serialises"))
+                    serde_json::to_writer(&mut json, v).expect("a string serialises");
+                    Ok(())
                 }
-                Value::Bool(Some(v)) => json.push_str(if *v { "true" } else { "false" }),
-                _ => json.push_str("null"),
-            }
+                Value::Bool(Some(v)) => write!(json, "{v}"),
+                _ => write!(json, "null"),
+            };
         }
-        json.push('}');
+        json.push(b'}');
     }
-    json.push(']');
-    json
+    json.push(b']');
+    String::from_utf8(json).expect("JSON is UTF-8")
 }
 
 #[cfg(test)]
@@ -198,7 +194,6 @@ mod tests {
             .write({
                 let rows = rows.clone();
                 move |tx| {
-                    let rows = rows.clone();
                     Box::pin(async move {
                         query("INSERT INTO ins (id, t) VALUES ($1, 'first')")
                             .bind("row007")
