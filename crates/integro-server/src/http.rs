@@ -123,6 +123,9 @@ async fn security_headers(req: Request, next: Next) -> Response {
             "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
         ),
     ];
+    // Room for them at once: grown one header at a time, the map was
+    // reallocated for nearly every response.
+    headers.reserve(defaults.len());
     for (name, value) in defaults {
         headers
             .entry(name)

@@ -274,13 +274,17 @@ async fn pending_queue_keys(
         busy.extend(found);
         return Ok(busy);
     }
-    for chunk in keys.chunks(256) {
+    // Chunks of a power of two keys: their statements stay prepared.
+    let mut rest = &keys[..];
+    for size in crate::insert::sqlite_chunks(keys.len()) {
+        let (chunk, after) = rest.split_at(size);
+        rest = after;
         let placeholders = crate::db::values_rows(tx, chunk.len(), 1, |p| p[0].clone());
         let sql = format!(
             "SELECT DISTINCT queue_key FROM jobs WHERE queue_key IN ({placeholders}) \
              AND state IN ('ready', 'running')"
         );
-        let mut q = sql::query(sqlx::AssertSqlSafe(sql)).persistent(chunk.len() == 1);
+        let mut q = sql::query(sqlx::AssertSqlSafe(sql));
         for key in chunk {
             q = q.bind(key.to_string());
         }
