@@ -2,7 +2,7 @@
 //! jobs and log entries), written once for both databases (ADR 0014).
 //!
 //! On SQLite the rows go in as `VALUES` lists of `?` parameters, in chunks
-//! of a power of two rows (`sqlite_chunks`): a table has at most nine such
+//! of a power of two rows (`chunk_sizes`): a table has at most nine such
 //! statements, which stay prepared on the committer's connection. One
 //! statement of the batch's exact size was parsed anew at nearly every
 //! batch (~5% of the committer's time at ingest saturation).
@@ -64,16 +64,9 @@ impl Insert {
         let sqlite = tx.is_sqlite();
         let rows = std::mem::take(&mut self.rows);
         let mut inserted = 0;
-        let sizes: Box<dyn Iterator<Item = usize> + Send> = if sqlite {
-            Box::new(sqlite_chunks(rows.len()))
-        } else {
-            Box::new(std::iter::repeat(CHUNK))
-        };
-        let mut rows = rows.into_iter().peekable();
+        let sizes = chunk_sizes(sqlite, rows.len());
+        let mut rows = rows.into_iter();
         for size in sizes {
-            if rows.peek().is_none() {
-                break;
-            }
             let chunk: Vec<Vec<Value>> = rows.by_ref().take(size).collect();
             let statement = if sqlite {
                 self.values_statement(chunk)
@@ -117,13 +110,18 @@ impl Insert {
     }
 }
 
-/// How to split `rows` rows into statements on SQLite: powers of two,
-/// largest first, at most `CHUNK` (itself a power of two) each, so that a
-/// statement's text recurs from batch to batch and stays prepared.
-pub(crate) fn sqlite_chunks(mut rows: usize) -> impl Iterator<Item = usize> {
+/// How many of `rows` rows each statement takes, at most `CHUNK`. On SQLite
+/// powers of two, largest first (`CHUNK` is one), so that a statement's text
+/// recurs from batch to batch and stays prepared; on PostgreSQL the text is
+/// the same for any number of rows.
+pub(crate) fn chunk_sizes(sqlite: bool, mut rows: usize) -> impl Iterator<Item = usize> {
     std::iter::from_fn(move || {
         (rows > 0).then(|| {
-            let size = (1usize << rows.ilog2()).min(CHUNK);
+            let size = if sqlite {
+                (1usize << rows.ilog2()).min(CHUNK)
+            } else {
+                rows.min(CHUNK)
+            };
             rows -= size;
             size
         })
@@ -254,18 +252,20 @@ mod tests {
     /// Every row is in exactly one chunk, and chunks are of the few sizes
     /// that stay prepared.
     #[test]
-    fn sqlite_chunks_are_powers_of_two_covering_the_rows() {
-        assert_eq!(sqlite_chunks(0).count(), 0);
-        assert_eq!(sqlite_chunks(27).collect::<Vec<_>>(), [16, 8, 2, 1]);
+    fn chunks_cover_the_rows_in_sizes_that_stay_prepared() {
+        assert_eq!(chunk_sizes(true, 0).count(), 0);
+        assert_eq!(chunk_sizes(true, 27).collect::<Vec<_>>(), [16, 8, 2, 1]);
         assert_eq!(
-            sqlite_chunks(600).collect::<Vec<_>>(),
+            chunk_sizes(true, 600).collect::<Vec<_>>(),
             [256, 256, 64, 16, 8]
         );
+        assert_eq!(chunk_sizes(false, 600).collect::<Vec<_>>(), [256, 256, 88]);
         for n in 0..1000 {
-            let sizes: Vec<usize> = sqlite_chunks(n).collect();
+            let sizes: Vec<usize> = chunk_sizes(true, n).collect();
             assert_eq!(sizes.iter().sum::<usize>(), n);
             assert!(sizes.iter().all(|s| s.is_power_of_two() && *s <= CHUNK));
             assert!(sizes.windows(2).all(|w| w[0] >= w[1]));
+            assert_eq!(chunk_sizes(false, n).sum::<usize>(), n);
         }
     }
 

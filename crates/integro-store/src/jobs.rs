@@ -276,7 +276,7 @@ async fn pending_queue_keys(
     }
     // Chunks of a power of two keys: their statements stay prepared.
     let mut rest = &keys[..];
-    for size in crate::insert::sqlite_chunks(keys.len()) {
+    for size in crate::insert::chunk_sizes(true, keys.len()) {
         let (chunk, after) = rest.split_at(size);
         rest = after;
         let placeholders = crate::db::values_rows(tx, chunk.len(), 1, |p| p[0].clone());
