@@ -18,11 +18,12 @@ use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
 use integro_core::InboundEvent;
-use integro_store::accounts::Account;
 use integro_store::conversations::{self, Ingested};
 use integro_store::jobs::{self, Job, Lease};
+use integro_store::webhook_batch;
 use integro_store::webhook_logs::{self, NewWebhookLog};
 use integro_store::{Backend, Conn, Db, StoreError};
+use integro_worker::accounts::KnownAccount;
 use integro_worker::runner::Worker;
 use tokio::sync::{Mutex, Notify, OwnedSemaphorePermit, mpsc, oneshot};
 
@@ -39,7 +40,7 @@ pub struct Item {
 
 /// What a webhook stores.
 pub struct Webhook {
-    pub account: Account,
+    pub account: Arc<KnownAccount>,
     pub events: Vec<InboundEvent>,
     /// Filled in with the outcome before it is stored.
     pub log: NewWebhookLog,
@@ -208,6 +209,32 @@ async fn store(
     handoff: &mut Handoff<'_>,
 ) -> Result<Vec<&'static str>, StoreError> {
     let lease = handoff.lease();
+    let items = &webhooks[range.clone()];
+    // Nothing to read before writing: one statement (`webhook_batch.rs`).
+    if db.backend() == Backend::Postgres
+        && lease.as_ref().is_none_or(|(_, _, slots)| *slots == 0)
+        && !items
+            .iter()
+            .flat_map(|w| &w.events)
+            .any(|e| matches!(e, InboundEvent::Status(_)))
+    {
+        let (inbound, owners) = inbound_of(items);
+        let mut entries = Vec::with_capacity(items.len());
+        let mut from = 0;
+        for (n, item) in items.iter().enumerate() {
+            let to = from + owners[from..].iter().take_while(|o| **o == n).count();
+            entries.push(webhook_batch::Entry {
+                log: item.log.clone(),
+                messages: from..to,
+                has_messages: has_messages(item),
+            });
+            from = to;
+        }
+        let results = webhook_batch::store(db, &inbound, entries).await?;
+        let (outcomes, stored) = outcomes(items, &owners, &results);
+        handoff.left_ready |= stored > 0;
+        return Ok(outcomes);
+    }
     let (outcomes, leased, left_ready) = db
         .write(move |tx| {
             Box::pin(async move {
@@ -234,54 +261,81 @@ async fn store_together(
     items: &[Webhook],
     lease: Option<Lease<'_>>,
 ) -> Result<(Vec<&'static str>, Vec<Job>, bool), StoreError> {
-    let mut inbound = Vec::new();
-    let mut owners = Vec::new();
-    for (n, item) in items.iter().enumerate() {
+    for item in items {
         for event in &item.events {
-            match event {
-                InboundEvent::Message(m) => {
-                    inbound.push(conversations::Inbound {
-                        account: &item.account,
-                        message: m,
-                        request_id: item.request_id.as_deref(),
-                    });
-                    owners.push(n);
-                }
-                InboundEvent::Status(s) => {
-                    conversations::apply_status(tx, item.account.id, s).await?;
-                }
+            if let InboundEvent::Status(s) = event {
+                conversations::apply_status(tx, item.account.account.id, s).await?;
             }
         }
     }
+    let (inbound, owners) = inbound_of(items);
     let mut jobs = Vec::with_capacity(inbound.len());
     let results = conversations::record_inbound(tx, &inbound, &mut jobs).await?;
-    let mut stored = vec![0usize; items.len()];
-    for (owner, result) in owners.iter().zip(&results) {
-        if matches!(result, Ingested::Stored { .. }) {
-            stored[*owner] += 1;
-        }
-    }
-    let mut logs = Vec::with_capacity(items.len());
-    let mut outcomes = Vec::with_capacity(items.len());
-    for (n, item) in items.iter().enumerate() {
-        let has_messages = item
-            .events
-            .iter()
-            .any(|e| matches!(e, InboundEvent::Message(_)));
-        let outcome = if has_messages && stored[n] == 0 {
-            "duplicate"
-        } else {
-            "accepted"
-        };
-        logs.push(NewWebhookLog {
+    let (outcomes, _) = outcomes(items, &owners, &results);
+    let logs = items
+        .iter()
+        .zip(&outcomes)
+        .map(|(item, outcome)| NewWebhookLog {
             outcome,
             ..item.log.clone()
-        });
-        outcomes.push(outcome);
-    }
+        })
+        .collect();
     let enqueued = jobs.len();
     let leased = jobs::enqueue_leasing(tx, jobs, lease).await?;
     webhook_logs::record_many(tx, logs).await?;
     let left_ready = leased.len() < enqueued;
     Ok((outcomes, leased, left_ready))
+}
+
+/// The messages of `items`, in order, and the index of the item each
+/// belongs to.
+fn inbound_of(items: &[Webhook]) -> (Vec<conversations::Inbound<'_>>, Vec<usize>) {
+    let mut inbound = Vec::new();
+    let mut owners = Vec::new();
+    for (n, item) in items.iter().enumerate() {
+        for event in &item.events {
+            if let InboundEvent::Message(m) = event {
+                inbound.push(conversations::Inbound {
+                    account: &item.account.account,
+                    message: m,
+                    request_id: item.request_id.as_deref(),
+                });
+                owners.push(n);
+            }
+        }
+    }
+    (inbound, owners)
+}
+
+fn has_messages(item: &Webhook) -> bool {
+    item.events
+        .iter()
+        .any(|e| matches!(e, InboundEvent::Message(_)))
+}
+
+/// Each item's outcome: a webhook whose messages were all sent before is a
+/// duplicate. And how many messages were stored.
+fn outcomes(
+    items: &[Webhook],
+    owners: &[usize],
+    results: &[Ingested],
+) -> (Vec<&'static str>, usize) {
+    let mut stored = vec![0usize; items.len()];
+    for (owner, result) in owners.iter().zip(results) {
+        if matches!(result, Ingested::Stored { .. }) {
+            stored[*owner] += 1;
+        }
+    }
+    let outcomes = items
+        .iter()
+        .zip(&stored)
+        .map(|(item, stored)| {
+            if has_messages(item) && *stored == 0 {
+                "duplicate"
+            } else {
+                "accepted"
+            }
+        })
+        .collect();
+    (outcomes, stored.iter().sum())
 }

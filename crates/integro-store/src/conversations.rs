@@ -2,6 +2,8 @@
 //! once per (account, provider message id), together with the job that will
 //! answer them; outbound messages together with the job that sends them.
 
+use std::collections::HashSet;
+
 use integro_core::{DeliveryStatus, InboundMessage, Media, StatusUpdate, Template, new_id};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -149,77 +151,26 @@ pub async fn record_inbound(
     jobs: &mut Vec<NewJob<'static>>,
 ) -> Result<Vec<Ingested>, StoreError> {
     let now = now_ms();
-    // A provider may deliver one message twice within a batch: keep the first.
-    let mut seen = std::collections::HashSet::new();
-    let firsts: Vec<bool> = batch
-        .iter()
-        .map(|i| seen.insert((i.account.id, i.message.provider_message_id.as_str())))
-        .collect();
+    let ids = first_ids(batch);
     let rows: Vec<(&Inbound, Uuid)> = batch
         .iter()
-        .zip(&firsts)
-        .filter(|(_, first)| **first)
-        .map(|(i, _)| (i, new_id()))
+        .zip(&ids)
+        .filter_map(|(i, id)| id.map(|id| (i, id)))
         .collect();
-    let mut inserted = std::collections::HashSet::new();
+    let mut inserted = HashSet::new();
     // A chunk of the insert's size: which of its rows went in is asked per
     // statement.
     for chunk in rows.chunks(crate::insert::CHUNK) {
-        let mut insert = crate::insert::insert(
-            "messages",
-            &[
-                "id",
-                "tenant_id",
-                "conversation_id",
-                "account_id",
-                "from_id",
-                "from_name",
-                "from_phone",
-                "direction",
-                "sender",
-                "provider_message_id",
-                "kind",
-                "body",
-                "media_json",
-                "status",
-                "reply_to",
-                "request_id",
-                "created_at",
-                "updated_at",
-            ],
-            " ON CONFLICT (account_id, direction, provider_message_id) DO NOTHING",
-        );
+        let mut insert = crate::insert::insert("messages", INBOUND_COLUMNS, INBOUND_CONFLICT);
         for (i, id) in chunk {
-            let m = i.message;
-            insert.row(vec![
-                id.to_string().into(),
-                i.account.tenant_id.to_string().into(),
-                None::<String>.into(),
-                i.account.id.to_string().into(),
-                m.from.clone().into(),
-                m.from_name.clone().into(),
-                m.phone_e164.clone().into(),
-                "inbound".into(),
-                "contact".into(),
-                m.provider_message_id.clone().into(),
-                m.kind.clone().into(),
-                m.text.clone().into(),
-                (!m.media.is_empty())
-                    .then(|| serde_json::to_string(&m.media).expect("serialisable"))
-                    .into(),
-                "received".into(),
-                None::<String>.into(),
-                i.request_id.map(String::from).into(),
-                now.into(),
-                now.into(),
-            ]);
+            insert.row(inbound_row(i, *id, now));
         }
         // Which rows went in is asked only when some did not: sqlx hands
         // each returned row over from SQLite's thread on its own, a wake-up
         // of the committer per webhook of the batch.
         let stored = insert.execute(tx).await?;
         if stored == chunk.len() as u64 {
-            inserted.extend(chunk.iter().map(|(_, id)| id.to_string()));
+            inserted.extend(chunk.iter().map(|(_, id)| *id));
         } else if stored > 0 {
             let placeholders = crate::db::values_rows(tx, chunk.len(), 1, |p| p[0].clone());
             let mut q = sql::query(sqlx::AssertSqlSafe(format!(
@@ -229,29 +180,111 @@ pub async fn record_inbound(
             for (_, id) in chunk {
                 q = q.bind(id.to_string());
             }
-            inserted.extend(q.scalars::<String>(tx).await?);
-        }
-    }
-    let mut ids = rows.iter().map(|(_, id)| *id);
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for (item, first) in batch.iter().zip(firsts) {
-        let id = if first { ids.next() } else { None };
-        match id.filter(|id| inserted.contains(&id.to_string())) {
-            Some(message_id) => {
-                jobs.push(NewJob {
-                    kind: REPLY_JOB,
-                    payload: json!({ "message_id": message_id, "request_id": item.request_id }),
-                    tenant_id: Some(item.account.tenant_id),
-                    queue_key: Some(contact_queue_key(item.account.id, &item.message.from)),
-                    max_attempts: REPLY_ATTEMPTS,
-                    run_at: None,
-                });
-                outcomes.push(Ingested::Stored { message_id });
+            for id in q.scalars::<String>(tx).await? {
+                inserted.insert(parse_id(&id)?);
             }
-            None => outcomes.push(Ingested::Duplicate),
         }
     }
-    Ok(outcomes)
+    Ok(ingested(batch, &ids, &inserted, jobs))
+}
+
+/// The columns an inbound message is inserted with (`inbound_row`).
+pub(crate) const INBOUND_COLUMNS: &[&str] = &[
+    "id",
+    "tenant_id",
+    "conversation_id",
+    "account_id",
+    "from_id",
+    "from_name",
+    "from_phone",
+    "direction",
+    "sender",
+    "provider_message_id",
+    "kind",
+    "body",
+    "media_json",
+    "status",
+    "reply_to",
+    "request_id",
+    "created_at",
+    "updated_at",
+];
+
+/// A message the provider sent before is skipped.
+pub(crate) const INBOUND_CONFLICT: &str =
+    " ON CONFLICT (account_id, direction, provider_message_id) DO NOTHING";
+
+/// The id of each message's row. A provider may deliver one message twice
+/// within a batch: only the first gets a row (the others have no id).
+pub(crate) fn first_ids(batch: &[Inbound<'_>]) -> Vec<Option<Uuid>> {
+    let mut seen = HashSet::new();
+    batch
+        .iter()
+        .map(|i| {
+            seen.insert((i.account.id, i.message.provider_message_id.as_str()))
+                .then(new_id)
+        })
+        .collect()
+}
+
+/// `i`'s values for `INBOUND_COLUMNS`, as the row `id`.
+pub(crate) fn inbound_row(i: &Inbound<'_>, id: Uuid, now: i64) -> Vec<sql::Value> {
+    let m = i.message;
+    vec![
+        id.to_string().into(),
+        i.account.tenant_id.to_string().into(),
+        None::<String>.into(),
+        i.account.id.to_string().into(),
+        m.from.clone().into(),
+        m.from_name.clone().into(),
+        m.phone_e164.clone().into(),
+        "inbound".into(),
+        "contact".into(),
+        m.provider_message_id.clone().into(),
+        m.kind.clone().into(),
+        m.text.clone().into(),
+        (!m.media.is_empty())
+            .then(|| serde_json::to_string(&m.media).expect("serialisable"))
+            .into(),
+        "received".into(),
+        None::<String>.into(),
+        i.request_id.map(String::from).into(),
+        now.into(),
+        now.into(),
+    ]
+}
+
+/// The job that answers the stored message `message_id`.
+pub(crate) fn reply_job(item: &Inbound<'_>, message_id: Uuid) -> NewJob<'static> {
+    NewJob {
+        kind: REPLY_JOB,
+        payload: json!({ "message_id": message_id, "request_id": item.request_id }),
+        tenant_id: Some(item.account.tenant_id),
+        queue_key: Some(contact_queue_key(item.account.id, &item.message.from)),
+        max_attempts: REPLY_ATTEMPTS,
+        run_at: None,
+    }
+}
+
+/// What became of each message of `batch`, given the rows (`ids`) and those
+/// of them that went in; the reply jobs of the stored ones go to `jobs`.
+pub(crate) fn ingested(
+    batch: &[Inbound<'_>],
+    ids: &[Option<Uuid>],
+    inserted: &HashSet<Uuid>,
+    jobs: &mut Vec<NewJob<'static>>,
+) -> Vec<Ingested> {
+    batch
+        .iter()
+        .zip(ids)
+        .map(|(item, id)| match id.filter(|id| inserted.contains(id)) {
+            Some(message_id) => {
+                jobs.push(reply_job(item, message_id));
+                Ingested::Stored { message_id }
+            }
+            None => Ingested::Duplicate,
+        })
+        .collect()
 }
 
 /// Files a stored inbound message into its contact's open conversation
@@ -914,41 +947,19 @@ async fn open_row<R: FromCols>(
     .await
 }
 
+/// An account and inbound messages for the store's tests.
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixtures {
     use std::collections::BTreeMap;
 
     use integro_core::{ChannelKind, InboundMessage};
     use time::OffsetDateTime;
     use uuid::Uuid;
 
-    use super::*;
     use crate::accounts::Account;
 
-    fn message(provider_id: &str) -> InboundMessage {
-        InboundMessage {
-            provider_message_id: provider_id.into(),
-            from: "+15550001".into(),
-            from_name: None,
-            phone_e164: None,
-            kind: "text".into(),
-            text: Some(format!("hello {provider_id}")),
-            media: Vec::new(),
-            reply_to: None,
-        }
-    }
-
-    /// A batch that repeats messages stored before (a provider's retries)
-    /// stores only its new ones, queues a job for each of those only, and
-    /// says which were duplicates.
-    #[tokio::test]
-    async fn a_batch_stores_its_new_messages_and_names_the_duplicates() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
-            .await
-            .unwrap();
-        db.migrate().await.unwrap();
-        let account = Account {
+    pub(crate) fn account() -> Account {
+        Account {
             id: Uuid::new_v4(),
             tenant_id: Uuid::new_v4(),
             bot_id: Uuid::new_v4(),
@@ -961,7 +972,41 @@ mod tests {
             created_at: OffsetDateTime::now_utc(),
             updated_at: OffsetDateTime::now_utc(),
             created_by: None,
-        };
+        }
+    }
+
+    pub(crate) fn message(provider_id: &str) -> InboundMessage {
+        InboundMessage {
+            provider_message_id: provider_id.into(),
+            from: "+15550001".into(),
+            from_name: None,
+            phone_e164: None,
+            kind: "text".into(),
+            text: Some(format!("hello {provider_id}")),
+            media: Vec::new(),
+            reply_to: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use integro_core::InboundMessage;
+
+    use super::fixtures::{account, message};
+    use super::*;
+
+    /// A batch that repeats messages stored before (a provider's retries)
+    /// stores only its new ones, queues a job for each of those only, and
+    /// says which were duplicates.
+    #[tokio::test]
+    async fn a_batch_stores_its_new_messages_and_names_the_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
+            .await
+            .unwrap();
+        db.migrate().await.unwrap();
+        let account = account();
         let store = |ids: &'static [&'static str]| {
             let (db, account) = (db.clone(), account.clone());
             async move {

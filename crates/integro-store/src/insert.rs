@@ -14,7 +14,9 @@
 //! anew (a third of its CPU at ingest), and sqlx described each such
 //! statement in a round trip of its own before running it.
 
+use std::collections::HashMap;
 use std::io::Write;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use crate::StoreError;
 use crate::sql::{self, Conn, Value};
@@ -81,21 +83,42 @@ impl Insert {
     /// SQLite: the values bound as they are (moved, not copied: this runs
     /// on the committer's thread).
     fn values_statement(&self, chunk: Vec<Vec<Value>>) -> sql::Query {
-        let values = crate::db::placeholder_rows(true, chunk.len(), self.columns.len(), |p| {
-            format!("({})", p.join(", "))
-        });
-        let sql = format!(
-            "INSERT INTO {} ({}) VALUES {values}{}",
-            self.table,
-            self.columns.join(", "),
-            self.suffix
-        );
-        // Kept prepared: chunk sizes are powers of two.
-        let mut q = sql::query(sqlx::AssertSqlSafe(sql));
+        let mut q = sql::query(sqlx::AssertSqlSafe(self.values_sql(chunk.len())));
         for value in chunk.into_iter().flatten() {
             q = q.bind(value);
         }
         q
+    }
+
+    /// The statement's text for `rows` rows, written once: a chunk's text is
+    /// the same at every batch (chunk sizes are powers of two), and writing
+    /// its thousands of placeholders again took the committer's time.
+    fn values_sql(&self, rows: usize) -> Arc<str> {
+        type Key = (&'static str, usize, &'static str, usize);
+        static TEXTS: LazyLock<Mutex<HashMap<Key, Arc<str>>>> = LazyLock::new(Mutex::default);
+        // The columns' address tells apart two lists for one table.
+        let key = (
+            self.table,
+            self.columns.as_ptr() as usize,
+            self.suffix,
+            rows,
+        );
+        let mut texts = TEXTS.lock().expect("statement texts");
+        texts
+            .entry(key)
+            .or_insert_with(|| {
+                let values = crate::db::placeholder_rows(true, rows, self.columns.len(), |p| {
+                    format!("({})", p.join(", "))
+                });
+                format!(
+                    "INSERT INTO {} ({}) VALUES {values}{}",
+                    self.table,
+                    self.columns.join(", "),
+                    self.suffix
+                )
+                .into()
+            })
+            .clone()
     }
 
     fn json_statement(&self, chunk: &[Vec<Value>]) -> sql::Query {
@@ -130,7 +153,7 @@ pub(crate) fn chunk_sizes(sqlite: bool, mut rows: usize) -> impl Iterator<Item =
 
 /// `[{"column": value, …}, …]`: the rows as `json_populate_recordset` reads
 /// them (a JSON string into a text column arrives unescaped).
-fn json_rows(columns: &[&str], rows: &[Vec<Value>]) -> String {
+pub(crate) fn json_rows(columns: &[&str], rows: &[Vec<Value>]) -> String {
     let mut json = Vec::with_capacity(rows.len() * columns.len() * 24);
     json.push(b'[');
     for (r, row) in rows.iter().enumerate() {

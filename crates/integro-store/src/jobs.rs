@@ -173,67 +173,77 @@ pub async fn enqueue_leasing(
             busy.insert(key.clone());
         }
         leased += usize::from(lease.is_some());
-        rows.push(Job {
-            id: new_id(),
-            tenant_id: job.tenant_id,
-            kind: job.kind.to_string(),
-            payload: job.payload,
-            queue_key: job.queue_key,
-            state: if lease.is_some() {
-                JobState::Running
-            } else {
-                JobState::Ready
-            },
-            attempts: i64::from(lease.is_some()),
-            max_attempts: job.max_attempts.max(1),
-            run_at: from_ms(job.run_at.unwrap_or(now)),
-            lease_until: lease.map(|l| from_ms(now + l.lease_ms)),
-            last_error: None,
-            created_at: from_ms(now),
-            updated_at: from_ms(now),
-            finished_at: None,
-        });
+        rows.push(new_job(job, now, lease.map(|l| l.lease_ms)));
     }
     let owner = lease.map(|l| l.owner);
-    let mut insert = crate::insert::insert(
-        "jobs",
-        &[
-            "id",
-            "tenant_id",
-            "kind",
-            "payload",
-            "queue_key",
-            "state",
-            "attempts",
-            "max_attempts",
-            "run_at",
-            "lease_owner",
-            "lease_until",
-            "created_at",
-            "updated_at",
-        ],
-        "",
-    );
+    let mut insert = crate::insert::insert("jobs", INSERT_COLUMNS, "");
     for job in &rows {
-        insert.row(vec![
-            job.id.to_string().into(),
-            job.tenant_id.map(|t| t.to_string()).into(),
-            job.kind.clone().into(),
-            job.payload.to_string().into(),
-            job.queue_key.clone().into(),
-            job.state.as_str().into(),
-            job.attempts.into(),
-            job.max_attempts.into(),
-            to_ms(job.run_at).into(),
-            job.lease_until.and(owner).map(String::from).into(),
-            job.lease_until.map(to_ms).into(),
-            now.into(),
-            now.into(),
-        ]);
+        insert.row(insert_row(job, owner, now));
     }
     insert.execute(tx).await?;
     rows.retain(|j| j.state == JobState::Running);
     Ok(rows)
+}
+
+/// The columns a new job is inserted with (`insert_row`).
+pub(crate) const INSERT_COLUMNS: &[&str] = &[
+    "id",
+    "tenant_id",
+    "kind",
+    "payload",
+    "queue_key",
+    "state",
+    "attempts",
+    "max_attempts",
+    "run_at",
+    "lease_owner",
+    "lease_until",
+    "created_at",
+    "updated_at",
+];
+
+/// The job `job` becomes: ready, or running under a lease of `lease_ms`
+/// (its first attempt) when it is leased at once.
+pub(crate) fn new_job(job: NewJob<'_>, now: i64, lease_ms: Option<i64>) -> Job {
+    Job {
+        id: new_id(),
+        tenant_id: job.tenant_id,
+        kind: job.kind.to_string(),
+        payload: job.payload,
+        queue_key: job.queue_key,
+        state: if lease_ms.is_some() {
+            JobState::Running
+        } else {
+            JobState::Ready
+        },
+        attempts: i64::from(lease_ms.is_some()),
+        max_attempts: job.max_attempts.max(1),
+        run_at: from_ms(job.run_at.unwrap_or(now)),
+        lease_until: lease_ms.map(|ms| from_ms(now + ms)),
+        last_error: None,
+        created_at: from_ms(now),
+        updated_at: from_ms(now),
+        finished_at: None,
+    }
+}
+
+/// `job`'s values for `INSERT_COLUMNS`; a leased job's lease is `owner`'s.
+pub(crate) fn insert_row(job: &Job, owner: Option<&str>, now: i64) -> Vec<sql::Value> {
+    vec![
+        job.id.to_string().into(),
+        job.tenant_id.map(|t| t.to_string()).into(),
+        job.kind.clone().into(),
+        job.payload.to_string().into(),
+        job.queue_key.clone().into(),
+        job.state.as_str().into(),
+        job.attempts.into(),
+        job.max_attempts.into(),
+        to_ms(job.run_at).into(),
+        job.lease_until.and(owner).map(String::from).into(),
+        job.lease_until.map(to_ms).into(),
+        now.into(),
+        now.into(),
+    ]
 }
 
 /// The queue keys of `jobs` that have a job pending (ready or running). On

@@ -31,6 +31,7 @@ pub mod sql;
 pub mod tenants;
 pub mod usage;
 pub mod users;
+pub mod webhook_batch;
 pub mod webhook_logs;
 mod writer_cpu;
 

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::db::{from_ms, now_ms};
 use crate::filter::Where;
 use crate::page::{Page, PageRequest};
-use crate::sql::Conn;
+use crate::sql::{self, Conn};
 use crate::{Db, StoreError, parse_id};
 
 /// Bodies are kept up to this size.
@@ -55,46 +55,50 @@ pub struct NewWebhookLog {
 /// Records several entries with one statement (group commits of webhooks).
 pub async fn record_many(tx: &mut Conn<'_>, logs: Vec<NewWebhookLog>) -> Result<(), StoreError> {
     let now = now_ms();
-    let mut insert = crate::insert::insert(
-        "webhook_logs",
-        &[
-            "id",
-            "tenant_id",
-            "account_id",
-            "channel",
-            "method",
-            "path",
-            "headers_json",
-            "body",
-            "status",
-            "duration_us",
-            "outcome",
-            "error",
-            "request_id",
-            "created_at",
-        ],
-        "",
-    );
+    let mut insert = crate::insert::insert("webhook_logs", INSERT_COLUMNS, "");
     for log in logs {
-        insert.row(vec![
-            new_id().to_string().into(),
-            log.tenant_id.map(|t| t.to_string()).into(),
-            log.account_id.map(|a| a.to_string()).into(),
-            log.channel.into(),
-            log.method.into(),
-            log.path.into(),
-            log.headers.to_string().into(),
-            truncate(log.body).into(),
-            (log.status as i64).into(),
-            log.duration_us.into(),
-            log.outcome.into(),
-            log.error.into(),
-            log.request_id.into(),
-            now.into(),
-        ]);
+        insert.row(insert_row(log, now));
     }
     insert.execute(tx).await?;
     Ok(())
+}
+
+/// The columns an entry is inserted with (`insert_row`).
+pub(crate) const INSERT_COLUMNS: &[&str] = &[
+    "id",
+    "tenant_id",
+    "account_id",
+    "channel",
+    "method",
+    "path",
+    "headers_json",
+    "body",
+    "status",
+    "duration_us",
+    "outcome",
+    "error",
+    "request_id",
+    "created_at",
+];
+
+/// `log`'s values for `INSERT_COLUMNS`, as a new entry.
+pub(crate) fn insert_row(log: NewWebhookLog, now: i64) -> Vec<sql::Value> {
+    vec![
+        new_id().to_string().into(),
+        log.tenant_id.map(|t| t.to_string()).into(),
+        log.account_id.map(|a| a.to_string()).into(),
+        log.channel.into(),
+        log.method.into(),
+        log.path.into(),
+        log.headers.to_string().into(),
+        truncate(log.body).into(),
+        i64::from(log.status).into(),
+        log.duration_us.into(),
+        log.outcome.into(),
+        log.error.into(),
+        log.request_id.into(),
+        now.into(),
+    ]
 }
 
 /// Records on its own (a rejected webhook).

@@ -18,7 +18,14 @@ use uuid::Uuid;
 pub const ACCOUNT_TTL: Duration = Duration::from_secs(5);
 
 pub struct AccountCache {
-    entries: TtlCache<Uuid, (Account, Credentials)>,
+    entries: TtlCache<Uuid, Arc<KnownAccount>>,
+}
+
+/// An account and its credentials in clear. Shared, not copied: a webhook
+/// holds it until its batch is stored.
+pub struct KnownAccount {
+    pub account: Account,
+    pub creds: Credentials,
 }
 
 impl AccountCache {
@@ -35,7 +42,7 @@ impl AccountCache {
         db: &Db,
         keyring: &Keyring,
         id: Uuid,
-    ) -> Result<Option<(Account, Credentials)>, StoreError> {
+    ) -> Result<Option<Arc<KnownAccount>>, StoreError> {
         if let Some(hit) = self.entries.get(&id) {
             return Ok(Some(hit));
         }
@@ -43,8 +50,9 @@ impl AccountCache {
             return Ok(None);
         };
         let creds = Credentials(accounts::credentials(db, keyring, &account).await?);
-        self.entries.put(id, (account.clone(), creds.clone()));
-        Ok(Some((account, creds)))
+        let known = Arc::new(KnownAccount { account, creds });
+        self.entries.put(id, known.clone());
+        Ok(Some(known))
     }
 
     /// The tenant's live account with this id.
@@ -54,11 +62,11 @@ impl AccountCache {
         keyring: &Keyring,
         tenant_id: Uuid,
         id: Uuid,
-    ) -> Result<Option<(Account, Credentials)>, StoreError> {
+    ) -> Result<Option<Arc<KnownAccount>>, StoreError> {
         Ok(self
             .find(db, keyring, id)
             .await?
-            .filter(|(account, _)| account.tenant_id == tenant_id))
+            .filter(|known| known.account.tenant_id == tenant_id))
     }
 
     pub fn forget(&self, id: Uuid) {

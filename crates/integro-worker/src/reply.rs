@@ -27,7 +27,7 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<Vec<Leased>, Failu
         // An earlier turn answered it together with its burst.
         return worker.finish(job).await.map(|()| Vec::new());
     }
-    let (account, _) = worker
+    let known = worker
         .accounts
         .get(
             &worker.db,
@@ -37,6 +37,7 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<Vec<Leased>, Failu
         )
         .await?
         .ok_or_else(|| Failure::Permanent("the message's channel account was deleted".into()))?;
+    let account = &known.account;
     let bot = bots::get(&worker.db, account.tenant_id, account.bot_id).await?;
     // Conversations of a deleted bot still expire like a default bot's.
     let expiry_minutes = bot.as_ref().map_or_else(

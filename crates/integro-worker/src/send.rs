@@ -44,7 +44,7 @@ pub(crate) async fn run(
         // Sent by an earlier attempt whose completion was lost: not again.
         return worker.finish(job).await;
     }
-    let Some((account, creds)) = worker
+    let Some(known) = worker
         .accounts
         .get(
             &worker.db,
@@ -63,6 +63,7 @@ pub(crate) async fn run(
         .await?;
         return worker.finish(job).await;
     };
+    let (account, creds) = (&known.account, &known.creds);
 
     let mut outbound = OutboundMessage {
         to: conversation.contact.channel_user_id.clone(),
@@ -139,7 +140,7 @@ pub(crate) async fn run(
         // If the provider cannot say, sending again is the lesser harm.
         let candidates = worker
             .egress
-            .find_sent(account.kind, &creds, &outbound, since)
+            .find_sent(account.kind, creds, &outbound, since)
             .await
             .unwrap_or_else(|e| {
                 tracing::warn!(message = %id, error = %e, "could not ask the provider whether an earlier attempt went out; sending");
@@ -156,7 +157,7 @@ pub(crate) async fn run(
     }
     match worker
         .egress
-        .send(account.kind, account.id, &creds, &outbound, id)
+        .send(account.kind, account.id, creds, &outbound, id)
         .await
     {
         Ok(provider_id) => {

@@ -133,7 +133,8 @@ async fn handshake(
 ) -> Response {
     let mut hook = Hook::new(channel, method, uri, headers);
     let result = async {
-        let (_, creds) = hook.find_account(&state, &id, &[kind]).await?;
+        let known = hook.find_account(&state, &id, &[kind]).await?;
+        let creds = &known.creds;
         let token = creds.get("verify_token").map_err(Rejection::internal)?;
         meta::handshake(&hook.query(), token).ok_or_else(|| {
             Rejection::new(
@@ -161,7 +162,8 @@ async fn events(
 ) -> Response {
     let mut hook = Hook::new(channel, method, uri, headers);
     let result = async {
-        let (account, creds) = hook.find_account(&state, &id, &[kind]).await?;
+        let known = hook.find_account(&state, &id, &[kind]).await?;
+        let (account, creds) = (&known.account, &known.creds);
         let body = hook.read_body(&state, body).await?;
         let secret = creds.get("app_secret").map_err(Rejection::internal)?;
         let signature = hook.header("x-hub-signature-256").unwrap_or_default();
@@ -174,7 +176,7 @@ async fn events(
             _ => whatsapp_cloud::parse(&body, &external),
         }
         .map_err(Rejection::malformed)?;
-        Ok((account, events))
+        Ok((known.clone(), events))
     }
     .await;
     let ok = (StatusCode::OK, "EVENT_RECEIVED").into_response();

@@ -4,15 +4,15 @@
 //! and the reply pipeline are the workers' business. Every request, accepted
 //! or not, lands in the webhook log.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use integro_channels::Credentials;
 use integro_core::{ChannelKind, InboundEvent};
-use integro_store::accounts::Account;
 use integro_store::webhook_logs::{self, NewWebhookLog};
+use integro_worker::accounts::KnownAccount;
 use serde_json::{Map, Value};
 use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
@@ -48,7 +48,7 @@ pub struct Hook {
     pub uri: Uri,
     pub headers: HeaderMap,
     pub started: Instant,
-    pub account: Option<Account>,
+    pub account: Option<Arc<KnownAccount>>,
     pub body: Option<Bytes>,
 }
 
@@ -83,7 +83,7 @@ impl Hook {
         state: &AppState,
         id: &str,
         kinds: &[ChannelKind],
-    ) -> Result<(Account, Credentials), Rejection> {
+    ) -> Result<Arc<KnownAccount>, Rejection> {
         let not_found = || {
             Rejection::new(
                 StatusCode::NOT_FOUND,
@@ -98,9 +98,9 @@ impl Hook {
             .await
             .map_err(Rejection::internal)?;
         match found {
-            Some((account, creds)) if kinds.contains(&account.kind) => {
-                self.account = Some(account.clone());
-                Ok((account, creds))
+            Some(known) if kinds.contains(&known.account.kind) => {
+                self.account = Some(known.clone());
+                Ok(known)
             }
             _ => Err(not_found()),
         }
@@ -137,8 +137,8 @@ impl Hook {
             headers.insert(name.as_str().to_string(), Value::String(shown));
         }
         NewWebhookLog {
-            tenant_id: self.account.as_ref().map(|a| a.tenant_id),
-            account_id: self.account.as_ref().map(|a| a.id),
+            tenant_id: self.account.as_ref().map(|k| k.account.tenant_id),
+            account_id: self.account.as_ref().map(|k| k.account.id),
             channel: self.channel.to_string(),
             method: self.method.to_string(),
             path: self.uri.path().to_string(),
@@ -198,11 +198,11 @@ impl Hook {
     pub async fn events(
         self,
         state: &AppState,
-        result: Result<(Account, Vec<InboundEvent>), Rejection>,
+        result: Result<(Arc<KnownAccount>, Vec<InboundEvent>), Rejection>,
         ok: Response,
     ) -> Response {
         match result {
-            Ok((account, events)) => self.accept(state, &account, events, ok).await,
+            Ok((account, events)) => self.accept(state, account, events, ok).await,
             Err(rejection) => self.reject(state, rejection).await,
         }
     }
@@ -221,14 +221,14 @@ impl Hook {
     async fn accept(
         self,
         state: &AppState,
-        account: &Account,
+        account: Arc<KnownAccount>,
         events: Vec<InboundEvent>,
         ok: Response,
     ) -> Response {
         let (reply, outcome) = tokio::sync::oneshot::channel();
         let item = Item {
             webhook: Webhook {
-                account: account.clone(),
+                account,
                 events,
                 log: self.log(StatusCode::OK, "accepted", None),
                 request_id: self.header(REQUEST_ID_HEADER).map(String::from),

@@ -68,12 +68,12 @@ async fn handle(
     body: Body,
 ) -> Result<
     (
-        integro_store::accounts::Account,
+        std::sync::Arc<integro_worker::accounts::KnownAccount>,
         Vec<integro_core::InboundEvent>,
     ),
     Rejection,
 > {
-    let (account, creds) = hook
+    let known = hook
         .find_account(state, account_id, &[ChannelKind::TwilioWhatsapp])
         .await?;
     let body = hook.read_body(state, body).await?;
@@ -89,7 +89,7 @@ async fn handle(
         ));
     }
     let params = twilio::parse_form(&body);
-    let token = creds.get("auth_token").map_err(Rejection::internal)?;
+    let token = known.creds.get("auth_token").map_err(Rejection::internal)?;
     let signature = hook
         .header("x-twilio-signature")
         .unwrap_or_default()
@@ -98,5 +98,5 @@ async fn handle(
         return Err(Rejection::bad_signature("X-Twilio-Signature"));
     }
     let events = twilio::parse(&params).map_err(Rejection::malformed)?;
-    Ok((account, events))
+    Ok((known, events))
 }

@@ -33,7 +33,8 @@ async fn x_crc(
 ) -> Response {
     let mut hook = Hook::new("x", method, uri, headers);
     let result = async {
-        let (_, creds) = hook.find_account(&state, &id, &[ChannelKind::X]).await?;
+        let known = hook.find_account(&state, &id, &[ChannelKind::X]).await?;
+        let creds = &known.creds;
         let token = hook
             .query()
             .into_iter()
@@ -65,7 +66,8 @@ async fn x_webhook(
 ) -> Response {
     let mut hook = Hook::new("x", method, uri, headers);
     let result = async {
-        let (account, creds) = hook.find_account(&state, &id, &[ChannelKind::X]).await?;
+        let known = hook.find_account(&state, &id, &[ChannelKind::X]).await?;
+        let (account, creds) = (&known.account, &known.creds);
         let body = hook.read_body(&state, body).await?;
         let secret = creds.get("consumer_secret").map_err(Rejection::internal)?;
         let signature = hook
@@ -76,7 +78,7 @@ async fn x_webhook(
         }
         let events = x::parse(&body, account.external_id.as_deref().unwrap_or_default())
             .map_err(Rejection::malformed)?;
-        Ok((account, events))
+        Ok((known.clone(), events))
     }
     .await;
     hook.events(&state, result, StatusCode::OK.into_response())
