@@ -218,22 +218,7 @@ async fn store(
             .flat_map(|w| &w.events)
             .any(|e| matches!(e, InboundEvent::Status(_)))
     {
-        let (inbound, owners) = inbound_of(items);
-        let mut entries = Vec::with_capacity(items.len());
-        let mut from = 0;
-        for (n, item) in items.iter().enumerate() {
-            let to = from + owners[from..].iter().take_while(|o| **o == n).count();
-            entries.push(webhook_batch::Entry {
-                log: item.log.clone(),
-                messages: from..to,
-                has_messages: has_messages(item),
-            });
-            from = to;
-        }
-        let results = webhook_batch::store(db, &inbound, entries).await?;
-        let (outcomes, stored) = outcomes(items, &owners, &results);
-        handoff.left_ready |= stored > 0;
-        return Ok(outcomes);
+        return store_in_one_statement(db, items, handoff).await;
     }
     let (outcomes, leased, left_ready) = db
         .write(move |tx| {
@@ -249,6 +234,21 @@ async fn store(
         .await?;
     handoff.leased.extend(leased);
     handoff.left_ready |= left_ready;
+    Ok(outcomes)
+}
+
+/// PostgreSQL, for a batch that leases no job and carries no status: its
+/// messages, jobs and log entries in one statement (ADR 0016).
+async fn store_in_one_statement(
+    db: &Db,
+    items: &[Webhook],
+    handoff: &mut Handoff<'_>,
+) -> Result<Vec<&'static str>, StoreError> {
+    let (inbound, owners) = inbound_of(items);
+    let logs = items.iter().map(|item| item.log.clone()).collect();
+    let results = webhook_batch::store(db, &inbound, &owners, logs).await?;
+    let (outcomes, stored) = outcomes(items, &owners, &results);
+    handoff.left_ready |= stored > 0;
     Ok(outcomes)
 }
 
@@ -307,12 +307,6 @@ fn inbound_of(items: &[Webhook]) -> (Vec<conversations::Inbound<'_>>, Vec<usize>
     (inbound, owners)
 }
 
-fn has_messages(item: &Webhook) -> bool {
-    item.events
-        .iter()
-        .any(|e| matches!(e, InboundEvent::Message(_)))
-}
-
 /// Each item's outcome: a webhook whose messages were all sent before is a
 /// duplicate. And how many messages were stored.
 fn outcomes(
@@ -320,22 +314,23 @@ fn outcomes(
     owners: &[usize],
     results: &[Ingested],
 ) -> (Vec<&'static str>, usize) {
-    let mut stored = vec![0usize; items.len()];
+    // Per item: its messages, and those stored.
+    let mut counts = vec![(0usize, 0usize); items.len()];
     for (owner, result) in owners.iter().zip(results) {
+        counts[*owner].0 += 1;
         if matches!(result, Ingested::Stored { .. }) {
-            stored[*owner] += 1;
+            counts[*owner].1 += 1;
         }
     }
-    let outcomes = items
+    let outcomes = counts
         .iter()
-        .zip(&stored)
-        .map(|(item, stored)| {
-            if has_messages(item) && *stored == 0 {
+        .map(|(messages, stored)| {
+            if *messages > 0 && *stored == 0 {
                 "duplicate"
             } else {
                 "accepted"
             }
         })
         .collect();
-    (outcomes, stored.iter().sum())
+    (outcomes, counts.iter().map(|(_, stored)| stored).sum())
 }

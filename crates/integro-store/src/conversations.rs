@@ -185,7 +185,13 @@ pub async fn record_inbound(
             }
         }
     }
-    Ok(ingested(batch, &ids, &inserted, jobs))
+    let outcomes = ingested(&ids, &inserted);
+    for (item, outcome) in batch.iter().zip(&outcomes) {
+        if let Ingested::Stored { message_id } = outcome {
+            jobs.push(reply_job(item, *message_id));
+        }
+    }
+    Ok(outcomes)
 }
 
 /// The columns an inbound message is inserted with (`inbound_row`).
@@ -266,22 +272,12 @@ pub(crate) fn reply_job(item: &Inbound<'_>, message_id: Uuid) -> NewJob<'static>
     }
 }
 
-/// What became of each message of `batch`, given the rows (`ids`) and those
-/// of them that went in; the reply jobs of the stored ones go to `jobs`.
-pub(crate) fn ingested(
-    batch: &[Inbound<'_>],
-    ids: &[Option<Uuid>],
-    inserted: &HashSet<Uuid>,
-    jobs: &mut Vec<NewJob<'static>>,
-) -> Vec<Ingested> {
-    batch
-        .iter()
-        .zip(ids)
-        .map(|(item, id)| match id.filter(|id| inserted.contains(id)) {
-            Some(message_id) => {
-                jobs.push(reply_job(item, message_id));
-                Ingested::Stored { message_id }
-            }
+/// What became of each message, given its row (`ids`, from `first_ids`) and
+/// the rows that went in.
+pub(crate) fn ingested(ids: &[Option<Uuid>], inserted: &HashSet<Uuid>) -> Vec<Ingested> {
+    ids.iter()
+        .map(|id| match id.filter(|id| inserted.contains(id)) {
+            Some(message_id) => Ingested::Stored { message_id },
             None => Ingested::Duplicate,
         })
         .collect()

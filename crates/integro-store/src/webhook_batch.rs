@@ -12,9 +12,7 @@
 //! uses the usual statements: those read before they write.
 
 use std::collections::HashSet;
-use std::sync::OnceLock;
-
-use sqlx::AssertSqlSafe;
+use std::sync::{LazyLock, OnceLock};
 
 use crate::conversations::{self, Inbound, Ingested};
 use crate::db::now_ms;
@@ -23,23 +21,15 @@ use crate::sql::{self, Conn};
 use crate::webhook_logs::{self, NewWebhookLog};
 use crate::{Backend, Db, StoreError, jobs, parse_id};
 
-/// A webhook's log entry, and which of the batch's messages are its own.
-pub struct Entry {
-    pub log: NewWebhookLog,
-    /// Indexes into the batch's messages.
-    pub messages: std::ops::Range<usize>,
-    /// Whether the webhook carried messages (an entry whose messages were
-    /// all sent before is a `duplicate`).
-    pub has_messages: bool,
-}
-
 /// Stores `inbound` (skipping messages sent before), the reply job of each
-/// new one, and `entries`; resolves once committed. Returns what became of
-/// each message.
+/// new one, and `logs`, one entry per webhook; `owners` names each message's
+/// webhook (an index into `logs`). Resolves once committed; returns what
+/// became of each message.
 pub async fn store(
     db: &Db,
     inbound: &[Inbound<'_>],
-    entries: Vec<Entry>,
+    owners: &[usize],
+    logs: Vec<NewWebhookLog>,
 ) -> Result<Vec<Ingested>, StoreError> {
     if db.backend() != Backend::Postgres {
         return Err(StoreError::Conflict(
@@ -50,53 +40,49 @@ pub async fn store(
     let ids = conversations::first_ids(inbound);
     let mut messages = Vec::with_capacity(inbound.len());
     let mut jobs = Vec::with_capacity(inbound.len());
-    for (item, id) in inbound.iter().zip(&ids) {
+    // Per webhook: whether it carried messages, and the rows of its own.
+    let mut carried = vec![false; logs.len()];
+    let mut own: Vec<Vec<String>> = vec![Vec::new(); logs.len()];
+    for ((item, id), owner) in inbound.iter().zip(&ids).zip(owners) {
+        carried[*owner] = true;
         if let Some(id) = *id {
             messages.push(conversations::inbound_row(item, id, now));
             let job = jobs::new_job(conversations::reply_job(item, id), now, None);
             jobs.push(jobs::insert_row(&job, None, now));
+            own[*owner].push(id.to_string());
         }
     }
-    let logs: Vec<_> = entries
+    let logs: Vec<_> = logs
         .into_iter()
-        .map(|entry| {
-            let own: Vec<String> = ids[entry.messages]
-                .iter()
-                .flatten()
-                .map(|id| id.to_string())
-                .collect();
-            let mut row = webhook_logs::insert_row(entry.log, now);
-            row.push(entry.has_messages.into());
+        .zip(carried.into_iter().zip(own))
+        .map(|(log, (carried, own))| {
+            let mut row = webhook_logs::insert_row(log, now);
+            row.push(carried.into());
             row.push(own.join(",").into());
             row
         })
         .collect();
     let mut conn = db.writer().await?;
-    let stored = sql::query(AssertSqlSafe(statement()))
+    let stored = sql::query(statement())
         .bind(json_rows(conversations::INBOUND_COLUMNS, &messages))
         .bind(json_rows(jobs::INSERT_COLUMNS, &jobs))
-        .bind(json_rows(&log_columns(), &logs))
+        .bind(json_rows(&LOG_COLUMNS, &logs))
         .scalars::<String>(&mut Conn::Sqlx(&mut conn))
         .await?;
     let inserted = stored
         .iter()
         .map(|id| parse_id(id))
         .collect::<Result<HashSet<_>, _>>()?;
-    Ok(conversations::ingested(
-        inbound,
-        &ids,
-        &inserted,
-        &mut Vec::new(),
-    ))
+    Ok(conversations::ingested(&ids, &inserted))
 }
 
 /// A log entry's JSON: its columns, whether the webhook carried messages,
 /// and the ids of its own, comma-separated.
-fn log_columns() -> Vec<&'static str> {
+static LOG_COLUMNS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
     let mut columns = webhook_logs::INSERT_COLUMNS.to_vec();
     columns.extend(["has_messages", "message_ids"]);
     columns
-}
+});
 
 /// The one statement (its text never varies, so it stays prepared). A job
 /// is stored when its message went in; an entry is a `duplicate` when its
@@ -183,20 +169,13 @@ mod tests {
                 request_id: None,
             })
             .collect();
-        let mut from = 0;
-        let entries = webhooks
+        let owners: Vec<usize> = webhooks
             .iter()
-            .map(|(path, ids)| {
-                let entry = Entry {
-                    log: log(path),
-                    messages: from..from + ids.len(),
-                    has_messages: !ids.is_empty(),
-                };
-                from += ids.len();
-                entry
-            })
+            .enumerate()
+            .flat_map(|(n, (_, ids))| std::iter::repeat_n(n, ids.len()))
             .collect();
-        store(db, &inbound, entries).await.unwrap()
+        let logs = webhooks.iter().map(|(path, _)| log(path)).collect();
+        store(db, &inbound, &owners, logs).await.unwrap()
     }
 
     /// New messages are stored with one reply job each; messages sent
