@@ -63,7 +63,7 @@ impl Ingestor {
         let worker = Arc::new(OnceLock::new());
         let writers = match db.backend() {
             Backend::Sqlite => 1,
-            Backend::Postgres => 4,
+            Backend::Postgres => integro_store::db::BATCH_WRITERS as usize,
         };
         for _ in 0..writers {
             tokio::spawn(write_batches(

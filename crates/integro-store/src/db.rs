@@ -10,7 +10,7 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::PgConnectOptions;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Any, AnyPool, AssertSqlSafe, Executor, SqlSafeStr};
 
 use crate::StoreError;
@@ -90,6 +90,10 @@ pub fn redact_url(url: &str) -> String {
 /// Embedded migrations: (version, description, SQLite SQL, PostgreSQL SQL).
 /// Most are portable and name one file twice; one that needs dialect-specific
 /// SQL names `migrations/sqlite/…` and `migrations/postgres/…`.
+/// PostgreSQL: connections for webhook batches, one per ingest writer
+/// (their commits overlap).
+pub const BATCH_WRITERS: u32 = 4;
+
 const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
     (
         1,
@@ -127,6 +131,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/0006_unfiled_by_job.sql"),
         include_str!("../migrations/0006_unfiled_by_job.sql"),
     ),
+    (
+        7,
+        "filed messages index",
+        include_str!("../migrations/0007_filed_messages_index.sql"),
+        include_str!("../migrations/0007_filed_messages_index.sql"),
+    ),
 ];
 
 #[derive(Clone)]
@@ -144,6 +154,9 @@ pub struct Db {
     checkpointer: Option<AnyPool>,
     /// SQLite: connections for the loop's reads (`direct_readers.rs`).
     direct_readers: Option<Arc<DirectReaders>>,
+    /// PostgreSQL: connections of its own driver for the webhook batches,
+    /// which bind arrays (`webhook_batch.rs`); opened on first use.
+    batch_writer: Option<PgPool>,
 }
 
 #[derive(Debug, Clone)]
@@ -193,9 +206,9 @@ impl Db {
         };
         match backend {
             Backend::Postgres => {
-                let port = PgConnectOptions::from_str(&url)
-                    .map_err(|e| StoreError::Connect(format!("{}: {e}", redact_url(&url))))?
-                    .get_port();
+                let pg_options = PgConnectOptions::from_str(&url)
+                    .map_err(|e| StoreError::Connect(format!("{}: {e}", redact_url(&url))))?;
+                let port = pg_options.get_port();
                 let pool = connect(options().after_connect(move |_conn, _meta| {
                     Box::pin(async move {
                         crate::pg_socket::set_nodelay_to_port(port);
@@ -203,7 +216,18 @@ impl Db {
                     })
                 }))
                 .await?;
+                let batch_writer = PgPoolOptions::new()
+                    .max_connections(BATCH_WRITERS)
+                    .acquire_timeout(opts.acquire_timeout)
+                    .after_connect(move |_conn, _meta| {
+                        Box::pin(async move {
+                            crate::pg_socket::set_nodelay_to_port(port);
+                            Ok(())
+                        })
+                    })
+                    .connect_lazy_with(pg_options);
                 Ok(Db {
+                    batch_writer: Some(batch_writer),
                     writer: pool.clone(),
                     pool: Readers::Pool(pool),
                     backend,
@@ -239,6 +263,7 @@ impl Db {
                 checkpoint::start(checkpointer.clone(), committed, Arc::downgrade(&group));
                 Ok(Db {
                     pool,
+                    batch_writer: None,
                     group_commit: Some(group),
                     checkpointer: Some(checkpointer),
                     direct_readers,
@@ -275,6 +300,11 @@ impl Db {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// PostgreSQL: a connection for a batch of webhooks (`webhook_batch.rs`).
+    pub(crate) fn batch_writer(&self) -> Option<&PgPool> {
+        self.batch_writer.as_ref()
     }
 
     /// Starts a write transaction. On SQLite it takes the write lock at once
@@ -410,6 +440,9 @@ impl Db {
             direct.close();
         }
         self.writer.close().await;
+        if let Some(batch_writer) = &self.batch_writer {
+            batch_writer.close().await;
+        }
     }
 }
 

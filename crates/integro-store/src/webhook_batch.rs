@@ -8,18 +8,20 @@
 //! Which messages went in (not sent before) decides which jobs are stored
 //! and each entry's outcome, in the statement itself.
 //!
+//! The rows travel as one array per column (`insert::column_arrays`), on a
+//! connection of the PostgreSQL driver (`Db::batch_writer`).
+//!
 //! For batches that lease their jobs or apply status updates, the caller
 //! uses the usual statements: those read before they write.
 
 use std::collections::HashSet;
-use std::sync::{LazyLock, OnceLock};
+use std::sync::LazyLock;
 
 use crate::conversations::{self, Inbound, Ingested};
 use crate::db::now_ms;
-use crate::insert::json_rows;
-use crate::sql::{self, Conn};
+use crate::insert::{ColumnArray, column_arrays, unnest_sql};
 use crate::webhook_logs::{self, NewWebhookLog};
-use crate::{Backend, Db, StoreError, jobs, parse_id};
+use crate::{Db, StoreError, jobs, parse_id};
 
 /// Stores `inbound` (skipping messages sent before), the reply job of each
 /// new one, and `logs`, one entry per webhook; `owners` names each message's
@@ -31,11 +33,11 @@ pub async fn store(
     owners: &[usize],
     logs: Vec<NewWebhookLog>,
 ) -> Result<Vec<Ingested>, StoreError> {
-    if db.backend() != Backend::Postgres {
+    let Some(pool) = db.batch_writer() else {
         return Err(StoreError::Conflict(
             "one-statement webhook batches are for PostgreSQL".into(),
         ));
-    }
+    };
     let now = now_ms();
     let ids = conversations::first_ids(inbound);
     let mut messages = Vec::with_capacity(inbound.len());
@@ -48,7 +50,9 @@ pub async fn store(
         if let Some(id) = *id {
             messages.push(conversations::inbound_row(item, id, now));
             let job = jobs::new_job(conversations::reply_job(item, id), now, None);
-            jobs.push(jobs::insert_row(&job, None, now));
+            let mut row = jobs::insert_row(&job, None, now);
+            row.push(id.to_string().into());
+            jobs.push(row);
             own[*owner].push(id.to_string());
         }
     }
@@ -62,13 +66,29 @@ pub async fn store(
             row
         })
         .collect();
-    let mut conn = db.writer().await?;
-    let stored = sql::query(statement())
-        .bind(json_rows(conversations::INBOUND_COLUMNS, &messages))
-        .bind(json_rows(jobs::INSERT_COLUMNS, &jobs))
-        .bind(json_rows(&LOG_COLUMNS, &logs))
-        .scalars::<String>(&mut Conn::Sqlx(&mut conn))
-        .await?;
+    let logs = column_arrays("webhook_logs", &LOG_COLUMNS, logs)?;
+    // A batch without messages (e.g. only webhooks that carried none)
+    // stores its log entries alone.
+    let messages = match messages.is_empty() {
+        true => None,
+        false => Some((
+            column_arrays("messages", conversations::INBOUND_COLUMNS, messages)?,
+            column_arrays("jobs", &JOB_COLUMNS, jobs)?,
+        )),
+    };
+    let sql = statement(messages.as_ref(), &logs);
+    let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+    for array in messages
+        .into_iter()
+        .flat_map(|(m, j)| m.into_iter().chain(j))
+    {
+        q = array.bind(q);
+    }
+    for array in logs {
+        q = array.bind(q);
+    }
+    let mut conn = pool.acquire().await?;
+    let stored = q.fetch_all(&mut *conn).await?;
     let inserted = stored
         .iter()
         .map(|id| parse_id(id))
@@ -76,54 +96,68 @@ pub async fn store(
     Ok(conversations::ingested(&ids, &inserted))
 }
 
-/// A log entry's JSON: its columns, whether the webhook carried messages,
-/// and the ids of its own, comma-separated.
+/// A job's row, and the id of the message it replies to.
+static JOB_COLUMNS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    let mut columns = jobs::INSERT_COLUMNS.to_vec();
+    columns.push("message_id");
+    columns
+});
+
+/// A log entry's row, whether its webhook carried messages, and the ids of
+/// its own, comma-separated.
 static LOG_COLUMNS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
     let mut columns = webhook_logs::INSERT_COLUMNS.to_vec();
     columns.extend(["has_messages", "message_ids"]);
     columns
 });
 
-/// The one statement (its text never varies, so it stays prepared). A job
-/// is stored when its message went in; an entry is a `duplicate` when its
-/// webhook carried messages and none of them went in. The entries are read
-/// as `jsonb`: parsed once, where each `->>` on `json` parses the entry
-/// again.
-fn statement() -> &'static str {
-    static STATEMENT: OnceLock<String> = OnceLock::new();
-    STATEMENT.get_or_init(|| {
-        let messages = conversations::INBOUND_COLUMNS.join(", ");
-        let jobs = jobs::INSERT_COLUMNS.join(", ");
-        let logs = webhook_logs::INSERT_COLUMNS.join(", ");
-        let log_values = webhook_logs::INSERT_COLUMNS
-            .iter()
-            .map(|c| match *c {
-                // The stored ids are gathered once (an InitPlan); compared
-                // row by row, each entry's JSON was read again per message.
-                "outcome" => "CASE WHEN (e ->> 'has_messages')::boolean \
-                     AND NOT (string_to_array(e ->> 'message_ids', ',') && ARRAY(SELECT id FROM m)) \
-                     THEN 'duplicate' ELSE r.outcome END"
-                    .to_string(),
-                c => format!("r.{c}"),
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        format!(
-            "WITH m AS (\
-                 INSERT INTO messages ({messages}) SELECT {messages} \
-                 FROM json_populate_recordset(NULL::messages, $1::json){conflict} RETURNING id\
-             ), j AS (\
-                 INSERT INTO jobs ({jobs}) SELECT {jobs} \
-                 FROM json_populate_recordset(NULL::jobs, $2::json) AS r \
-                 WHERE r.payload::json ->> 'message_id' IN (SELECT id FROM m)\
-             ), l AS (\
-                 INSERT INTO webhook_logs ({logs}) SELECT {log_values} \
-                 FROM jsonb_array_elements($3::jsonb) AS e \
-                 CROSS JOIN LATERAL jsonb_populate_record(NULL::webhook_logs, e) AS r\
-             ) SELECT id FROM m",
-            conflict = conversations::INBOUND_CONFLICT,
-        )
-    })
+/// The one statement. Its text depends only on the columns' types, which
+/// never vary: it stays prepared. A job is stored when its message went in;
+/// an entry is a `duplicate` when its webhook carried messages and none of
+/// them went in.
+fn statement(
+    messages: Option<&(Vec<ColumnArray>, Vec<ColumnArray>)>,
+    logs: &[ColumnArray],
+) -> String {
+    let log_columns = webhook_logs::INSERT_COLUMNS.join(", ");
+    let Some((message_arrays, job_arrays)) = messages else {
+        return format!(
+            "INSERT INTO webhook_logs ({log_columns}) SELECT {log_columns} FROM {}",
+            unnest_sql(logs, &LOG_COLUMNS, 1)
+        );
+    };
+    let message_columns = conversations::INBOUND_COLUMNS.join(", ");
+    let job_columns = jobs::INSERT_COLUMNS.join(", ");
+    let log_values = webhook_logs::INSERT_COLUMNS
+        .iter()
+        .map(|c| match *c {
+            // The stored ids are gathered once (an InitPlan); compared row
+            // by row, each entry's ids were read again per message.
+            "outcome" => "CASE WHEN r.has_messages \
+                 AND NOT (string_to_array(r.message_ids, ',') && ARRAY(SELECT id FROM m)) \
+                 THEN 'duplicate' ELSE r.outcome END"
+                .to_string(),
+            c => format!("r.{c}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let jobs_from = 1 + message_arrays.len();
+    let logs_from = jobs_from + job_arrays.len();
+    format!(
+        "WITH m AS (\
+             INSERT INTO messages ({message_columns}) SELECT {message_columns} \
+             FROM {messages}{conflict} RETURNING id\
+         ), j AS (\
+             INSERT INTO jobs ({job_columns}) SELECT {job_columns} \
+             FROM {jobs} WHERE r.message_id IN (SELECT id FROM m)\
+         ), l AS (\
+             INSERT INTO webhook_logs ({log_columns}) SELECT {log_values} FROM {logs}\
+         ) SELECT id FROM m",
+        messages = unnest_sql(message_arrays, conversations::INBOUND_COLUMNS, 1),
+        conflict = conversations::INBOUND_CONFLICT,
+        jobs = unnest_sql(job_arrays, &JOB_COLUMNS, jobs_from),
+        logs = unnest_sql(logs, &LOG_COLUMNS, logs_from),
+    )
 }
 
 #[cfg(test)]
@@ -134,6 +168,10 @@ mod tests {
     use crate::accounts::Account;
     use crate::conversations::fixtures::{account, message};
 
+    /// Stored byte for byte: quotes, backslashes, commas, braces, control
+    /// characters and non-ASCII text.
+    const BODY: &str = "Body=\"hi\", {a\\b}\n\tNULL \u{1F389} é";
+
     fn log(path: &str) -> NewWebhookLog {
         NewWebhookLog {
             tenant_id: None,
@@ -141,8 +179,8 @@ mod tests {
             channel: "twilio".into(),
             method: "POST".into(),
             path: path.into(),
-            headers: serde_json::json!({ "content-type": "application/x-www-form-urlencoded" }),
-            body: Some("Body=hello".into()),
+            headers_json: r#"{"content-type":"application/x-www-form-urlencoded"}"#.into(),
+            body: Some(BODY.into()),
             status: 200,
             duration_us: 42,
             outcome: "accepted",
@@ -245,6 +283,22 @@ mod tests {
             ]
         );
         assert!(logs[0].2.contains("application/x-www-form-urlencoded"));
+        let bodies: Vec<Option<String>> = sqlx::query_scalar("SELECT body FROM webhook_logs")
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+        assert!(bodies.iter().all(|b| b.as_deref() == Some(BODY)));
+
+        // A batch of webhooks without messages stores its log entries alone.
+        let none = store_webhooks(&db, &account, &[("/g", &[]), ("/h", &[])]).await;
+        assert!(none.is_empty());
+        let entries: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM webhook_logs WHERE path IN ('/g', '/h') AND outcome = 'accepted'",
+        )
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+        assert_eq!(entries, 2);
         db.drop_test_database().await;
     }
 }

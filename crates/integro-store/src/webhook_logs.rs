@@ -43,7 +43,9 @@ pub struct NewWebhookLog {
     pub channel: String,
     pub method: String,
     pub path: String,
-    pub headers: Value,
+    /// The headers as a JSON object, written by the caller (on the request's
+    /// thread, not the committer's).
+    pub headers_json: String,
     pub body: Option<String>,
     pub status: u16,
     pub duration_us: i64,
@@ -90,7 +92,7 @@ pub(crate) fn insert_row(log: NewWebhookLog, now: i64) -> Vec<sql::Value> {
         log.channel.into(),
         log.method.into(),
         log.path.into(),
-        log.headers.to_string().into(),
+        log.headers_json.into(),
         truncate(log.body).into(),
         i64::from(log.status).into(),
         log.duration_us.into(),

@@ -4,6 +4,7 @@
 //! and the reply pipeline are the workers' business. Every request, accepted
 //! or not, lands in the webhook log.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,7 +14,6 @@ use axum::response::{IntoResponse, Response};
 use integro_core::{ChannelKind, InboundEvent};
 use integro_store::webhook_logs::{self, NewWebhookLog};
 use integro_worker::accounts::KnownAccount;
-use serde_json::{Map, Value};
 use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
@@ -127,22 +127,26 @@ impl Hook {
         outcome: &'static str,
         error: Option<String>,
     ) -> NewWebhookLog {
-        let mut headers = Map::new();
-        for (name, value) in &self.headers {
-            let shown = if REDACTED.contains(&name.as_str()) {
-                "[redacted]".to_string()
-            } else {
-                value.to_str().unwrap_or("[binary]").to_string()
-            };
-            headers.insert(name.as_str().to_string(), Value::String(shown));
-        }
+        // Sorted by name; of a repeated header, the last value.
+        let headers: BTreeMap<&str, &str> = self
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let shown = if REDACTED.contains(&name.as_str()) {
+                    "[redacted]"
+                } else {
+                    value.to_str().unwrap_or("[binary]")
+                };
+                (name.as_str(), shown)
+            })
+            .collect();
         NewWebhookLog {
             tenant_id: self.account.as_ref().map(|k| k.account.tenant_id),
             account_id: self.account.as_ref().map(|k| k.account.id),
             channel: self.channel.to_string(),
             method: self.method.to_string(),
             path: self.uri.path().to_string(),
-            headers: Value::Object(headers),
+            headers_json: serde_json::to_string(&headers).expect("strings serialise"),
             body: self
                 .body
                 .as_ref()
