@@ -139,6 +139,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/0007_filed_messages_index.sql"),
         include_str!("../migrations/0007_filed_messages_index.sql"),
     ),
+    (
+        8,
+        "queue hash",
+        include_str!("../migrations/0008_queue_hash.sql"),
+        include_str!("../migrations/0008_queue_hash.sql"),
+    ),
 ];
 
 #[derive(Clone)]
@@ -381,7 +387,10 @@ impl Db {
         self.migrator()
             .run(&self.writer)
             .await
-            .map_err(|e| StoreError::Migrate(e.to_string()))
+            .map_err(|e| StoreError::Migrate(e.to_string()))?;
+        // What SQL cannot compute: the queue hashes of jobs stored before
+        // migration 0008.
+        crate::jobs::hash_queue_keys(self).await
     }
 
     /// The newest embedded migration version.

@@ -8,6 +8,7 @@ use std::collections::{BTreeSet, HashSet};
 use integro_core::new_id;
 use serde::Serialize;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -166,11 +167,10 @@ pub async fn enqueue_leasing(
     let mut leased = 0;
     let mut rows = Vec::with_capacity(jobs.len());
     for job in jobs {
-        let lease = lease.filter(|l| {
-            leased < l.slots && job.queue_key.as_ref().is_none_or(|k| !busy.contains(k))
-        });
-        if let Some(key) = &job.queue_key {
-            busy.insert(key.clone());
+        let hash = job.queue_key.as_deref().map(queue_hash);
+        let lease = lease.filter(|l| leased < l.slots && hash.is_none_or(|h| !busy.contains(&h)));
+        if let Some(hash) = hash {
+            busy.insert(hash);
         }
         leased += usize::from(lease.is_some());
         rows.push(new_job(job, now, lease.map(|l| l.lease_ms)));
@@ -192,6 +192,7 @@ pub(crate) const INSERT_COLUMNS: &[&str] = &[
     "kind",
     "payload",
     "queue_key",
+    "queue_hash",
     "state",
     "attempts",
     "max_attempts",
@@ -235,6 +236,7 @@ pub(crate) fn insert_row(job: &Job, owner: Option<&str>, now: i64) -> Vec<sql::V
         job.kind.clone().into(),
         job.payload.to_string().into(),
         job.queue_key.clone().into(),
+        job.queue_key.as_deref().map(queue_hash).into(),
         job.state.as_str().into(),
         job.attempts.into(),
         job.max_attempts.into(),
@@ -246,18 +248,20 @@ pub(crate) fn insert_row(job: &Job, owner: Option<&str>, now: i64) -> Vec<sql::V
     ]
 }
 
-/// The queue keys of `jobs` that have a job pending (ready or running). On
-/// PostgreSQL the keys are first locked until the transaction ends.
+/// The queue hashes (`queue_hash`) of `jobs` that have a job pending (ready
+/// or running). On PostgreSQL the keys are first locked until the
+/// transaction ends.
 async fn pending_queue_keys(
     tx: &mut Conn<'_>,
     jobs: &[NewJob<'_>],
-) -> Result<HashSet<String>, StoreError> {
+) -> Result<HashSet<i64>, StoreError> {
     let keys: BTreeSet<&str> = jobs.iter().filter_map(|j| j.queue_key.as_deref()).collect();
     let mut busy = HashSet::new();
     let keys: Vec<&str> = keys.into_iter().collect();
     if keys.is_empty() {
         return Ok(busy);
     }
+    let hashes: Vec<i64> = keys.iter().map(|k| queue_hash(k)).collect();
     if !tx.is_sqlite() {
         // The keys travel as one JSON array (ADR 0014: one statement text,
         // kept prepared, whatever their number). Locked in one order
@@ -270,38 +274,78 @@ async fn pending_queue_keys(
             "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) \
              FROM json_array_elements_text($1::json) v (k) ORDER BY hashtextextended(k, 0)",
         )
-        .bind(&keys)
+        .bind(keys)
         .execute(tx)
         .await?;
-        let found: Vec<String> = sql::query(
-            "SELECT DISTINCT queue_key FROM jobs \
-             WHERE queue_key = ANY (ARRAY(SELECT json_array_elements_text($1::json))) \
+        let hashes = serde_json::to_string(&hashes).expect("integers serialise");
+        let found: Vec<i64> = sql::query(
+            "SELECT DISTINCT queue_hash FROM jobs \
+             WHERE queue_hash = ANY (ARRAY(SELECT CAST(json_array_elements_text($1::json) AS BIGINT))) \
              AND state IN ('ready', 'running')",
         )
-        .bind(keys)
+        .bind(hashes)
         .scalars(tx)
         .await?;
         busy.extend(found);
         return Ok(busy);
     }
     // Chunks of a power of two keys: their statements stay prepared.
-    let mut rest = &keys[..];
-    for size in crate::insert::chunk_sizes(true, keys.len()) {
+    let mut rest = &hashes[..];
+    for size in crate::insert::chunk_sizes(true, hashes.len()) {
         let (chunk, after) = rest.split_at(size);
         rest = after;
         let placeholders = crate::db::values_rows(tx, chunk.len(), 1, |p| p[0].clone());
         let sql = format!(
-            "SELECT DISTINCT queue_key FROM jobs WHERE queue_key IN ({placeholders}) \
+            "SELECT DISTINCT queue_hash FROM jobs WHERE queue_hash IN ({placeholders}) \
              AND state IN ('ready', 'running')"
         );
         let mut q = sql::query(sqlx::AssertSqlSafe(sql));
-        for key in chunk {
-            q = q.bind(key.to_string());
+        for hash in chunk {
+            q = q.bind(*hash);
         }
-        let found: Vec<String> = q.scalars(tx).await?;
+        let found: Vec<i64> = q.scalars(tx).await?;
         busy.extend(found);
     }
     Ok(busy)
+}
+
+/// The 8 bytes of a queue key that the live-queue index holds (migration
+/// 0008): the first of its SHA-256, stable across versions since they are
+/// stored. Whether a queue is busy is asked by hash only: two keys sharing a
+/// hash merely take turns.
+pub(crate) fn queue_hash(key: &str) -> i64 {
+    let digest = Sha256::digest(key.as_bytes());
+    i64::from_be_bytes(digest[..8].try_into().expect("a SHA-256 has 8 bytes"))
+}
+
+/// Gives the jobs stored before migration 0008 their queue hash. Runs after
+/// the migrations, before any worker claims; finds nothing once done.
+pub(crate) async fn hash_queue_keys(db: &Db) -> Result<(), StoreError> {
+    loop {
+        let mut reader = db.reader().await?;
+        let keys: Vec<(String, String)> = sql::query(
+            "SELECT id, queue_key FROM jobs WHERE queue_hash IS NULL AND queue_key IS NOT NULL LIMIT 500",
+        )
+        .fetch_all(&mut reader.conn())
+        .await?;
+        drop(reader);
+        if keys.is_empty() {
+            return Ok(());
+        }
+        db.write(move |tx| {
+            Box::pin(async move {
+                for (id, key) in keys {
+                    sql::query("UPDATE jobs SET queue_hash = $1 WHERE id = $2")
+                        .bind(queue_hash(&key))
+                        .bind(id)
+                        .execute(tx)
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+        .await?;
+    }
 }
 
 /// Enqueues one job inside the caller's transaction and, when no older job
@@ -316,11 +360,11 @@ pub async fn enqueue_leased(
 ) -> Result<Option<Job>, StoreError> {
     let now = now_ms();
     let row: Row = sql::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO jobs (id, tenant_id, kind, payload, queue_key, state, attempts, max_attempts, run_at, \
+        "INSERT INTO jobs (id, tenant_id, kind, payload, queue_key, queue_hash, state, attempts, max_attempts, run_at, \
            lease_owner, lease_until, created_at, updated_at) \
-         SELECT $1, $2, $3, $4, $5, CASE WHEN busy THEN 'ready' ELSE 'running' END, CASE WHEN busy THEN 0 ELSE 1 END, \
+         SELECT $1, $2, $3, $4, $5, $10, CASE WHEN busy THEN 'ready' ELSE 'running' END, CASE WHEN busy THEN 0 ELSE 1 END, \
            $6, $7, CASE WHEN busy THEN NULL ELSE $8 END, CASE WHEN busy THEN NULL ELSE $9 END, $7, $7 \
-         FROM (SELECT EXISTS (SELECT 1 FROM jobs o WHERE o.queue_key = $5 AND o.state IN ('ready', 'running')) AS busy) b \
+         FROM (SELECT EXISTS (SELECT 1 FROM jobs o WHERE o.queue_hash = $10 AND o.state IN ('ready', 'running')) AS busy) b \
          RETURNING {COLUMNS}"
     )))
     .bind(new_id().to_string())
@@ -332,6 +376,7 @@ pub async fn enqueue_leased(
     .bind(job.run_at.unwrap_or(now))
     .bind(owner.to_string())
     .bind(now + lease_ms)
+    .bind(job.queue_key.as_deref().map(queue_hash))
     .fetch_one(tx)
     .await?;
     let job = from_row(row)?;
@@ -369,7 +414,7 @@ pub async fn claim(
     let due = |condition: &str, alias: &str| {
         format!(
             "SELECT id FROM (SELECT j.id FROM jobs j WHERE {condition} \
-             AND (j.queue_key IS NULL OR NOT EXISTS (SELECT 1 FROM jobs o WHERE o.queue_key = j.queue_key \
+             AND (j.queue_hash IS NULL OR NOT EXISTS (SELECT 1 FROM jobs o WHERE o.queue_hash = j.queue_hash \
                   AND o.state IN ('ready', 'running') AND o.id < j.id)) \
              ORDER BY j.run_at, j.id LIMIT {limit}{skip_locked}) {alias}",
         )
@@ -453,12 +498,12 @@ pub enum Completion {
 /// Marks the job done inside the transaction that records its effects.
 pub async fn complete(tx: &mut Conn<'_>, id: Uuid, owner: &str) -> Result<Completion, StoreError> {
     let now = now_ms();
-    // The state is named twice: the live-queue index (migration 0005) is
+    // The state is named twice: the live-queue index (migrations 0005, 0008) is
     // used only where the query's condition includes the index's.
     let waiting: Option<i64> = sql::query(
         "UPDATE jobs SET state = 'done', lease_until = NULL, finished_at = $1, updated_at = $1, last_error = NULL \
          WHERE id = $2 AND lease_owner = $3 AND state = 'running' \
-         RETURNING (SELECT COUNT(*) FROM jobs o WHERE o.queue_key = jobs.queue_key \
+         RETURNING (SELECT COUNT(*) FROM jobs o WHERE o.queue_hash = jobs.queue_hash \
            AND o.state IN ('ready', 'running') AND o.state = 'ready')",
     )
     .bind(now)
@@ -661,6 +706,15 @@ mod tests {
         }
     }
 
+    /// A migrated SQLite database in a temporary directory.
+    async fn sqlite() -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let db = Db::connect(&url).await.unwrap();
+        db.migrate().await.unwrap();
+        (dir, db)
+    }
+
     fn keys(jobs: &[Job]) -> Vec<String> {
         let mut keys: Vec<String> = jobs.iter().filter_map(|j| j.queue_key.clone()).collect();
         keys.sort();
@@ -672,10 +726,7 @@ mod tests {
     /// free slots; the rest wait for a claim, in order.
     #[tokio::test]
     async fn a_batch_leases_only_jobs_whose_queue_is_idle() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let db = Db::connect(&url).await.unwrap();
-        db.migrate().await.unwrap();
+        let (_dir, db) = sqlite().await;
         let mut tx = db.begin().await.unwrap();
         enqueue_many(&mut Conn::of(&mut tx), vec![job("c")])
             .await
@@ -749,5 +800,54 @@ mod tests {
         let leased = second.await.unwrap();
         assert_eq!(keys(&leased), ["other"], "k was taken by the first batch");
         db.drop_test_database().await;
+    }
+
+    /// Hashes are stored: the function must give the same value in every
+    /// version, or stored jobs would stop waiting for each other.
+    #[test]
+    fn a_queue_hash_is_the_first_eight_bytes_of_its_sha256() {
+        let digest = Sha256::digest(b"contact:a");
+        let expected = i64::from_be_bytes(digest[..8].try_into().unwrap());
+        assert_eq!(queue_hash("contact:a"), expected);
+        assert_eq!(queue_hash("contact:a"), queue_hash("contact:a"));
+        assert_ne!(queue_hash("contact:a"), queue_hash("contact:b"));
+    }
+
+    /// Jobs stored before migration 0008 have no hash; opening the store
+    /// gives them theirs, and they keep their turn: the newer job of their
+    /// queue waits for them.
+    #[tokio::test]
+    async fn jobs_stored_before_the_queue_hash_get_it_and_keep_their_turn() {
+        let (_dir, db) = sqlite().await;
+        let mut tx = db.begin().await.unwrap();
+        enqueue_many(&mut Conn::of(&mut tx), vec![job("old")])
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        // As a job stored by an earlier version.
+        sqlx::query("UPDATE jobs SET queue_hash = NULL")
+            .execute(&mut *db.writer().await.unwrap())
+            .await
+            .unwrap();
+        db.migrate().await.unwrap();
+        let hashes: Vec<Option<i64>> = sqlx::query_scalar("SELECT queue_hash FROM jobs")
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(hashes, [Some(queue_hash("old"))]);
+
+        let mut tx = db.begin().await.unwrap();
+        enqueue_many(&mut Conn::of(&mut tx), vec![job("old"), job("new")])
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let claimed = claim(&db, "w", 10, 60_000).await.unwrap();
+        assert_eq!(
+            keys(&claimed),
+            ["new", "old"],
+            "the older job of \"old\" first"
+        );
+        let claimed = claim(&db, "w", 10, 60_000).await.unwrap();
+        assert!(claimed.is_empty(), "the second \"old\" waits: {claimed:?}");
     }
 }

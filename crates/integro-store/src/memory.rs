@@ -193,12 +193,14 @@ pub async fn unanswered_from(
     .bind(after.to_string())
     .fetch_all(&mut reader.conn())
     .await?;
-    // Found through the live-queue index (migration 0005).
+    // Found through the live-queue index (migration 0008).
+    let key = crate::conversations::contact_queue_key(account_id, from_id);
     let payloads: Vec<String> = sql::query(AssertSqlSafe(format!(
-        "SELECT payload FROM jobs WHERE queue_key = $1 AND state IN ('ready', 'running') \
-         AND kind = $2 ORDER BY id LIMIT {LIMIT}"
+        "SELECT payload FROM jobs WHERE queue_hash = $1 AND queue_key = $2 AND state IN ('ready', 'running') \
+         AND kind = $3 ORDER BY id LIMIT {LIMIT}"
     )))
-    .bind(crate::conversations::contact_queue_key(account_id, from_id))
+    .bind(crate::jobs::queue_hash(&key))
+    .bind(key)
     .bind(crate::conversations::REPLY_JOB)
     .scalars(&mut reader.conn())
     .await?;
