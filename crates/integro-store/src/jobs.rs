@@ -318,13 +318,16 @@ pub(crate) fn queue_hash(key: &str) -> i64 {
     i64::from_be_bytes(digest[..8].try_into().expect("a SHA-256 has 8 bytes"))
 }
 
-/// Gives the jobs stored before migration 0008 their queue hash. Runs after
-/// the migrations, before any worker claims; finds nothing once done.
+/// Gives the jobs stored before migration 0008 their queue hash: those that
+/// can run again (done ones never do; the states are found through
+/// `jobs_due`, so that a long history is not read at every start). Runs
+/// after the migrations, before any worker claims; finds nothing once done.
 pub(crate) async fn hash_queue_keys(db: &Db) -> Result<(), StoreError> {
     loop {
         let mut reader = db.reader().await?;
         let keys: Vec<(String, String)> = sql::query(
-            "SELECT id, queue_key FROM jobs WHERE queue_hash IS NULL AND queue_key IS NOT NULL LIMIT 500",
+            "SELECT id, queue_key FROM jobs WHERE state IN ('ready', 'running', 'dead', 'cancelled') \
+             AND queue_hash IS NULL AND queue_key IS NOT NULL LIMIT 500",
         )
         .fetch_all(&mut reader.conn())
         .await?;
