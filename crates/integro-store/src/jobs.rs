@@ -151,8 +151,8 @@ pub struct Lease<'a> {
 ///
 /// The check and the insert are two statements. On SQLite nothing comes
 /// between them (writes are serialized); on PostgreSQL, where batches commit
-/// concurrently, each batch first locks its queue keys until it commits, so
-/// that two cannot both find a key idle.
+/// concurrently, each batch first locks its queues until it commits, so
+/// that two cannot both find a queue idle.
 pub async fn enqueue_leasing(
     tx: &mut Conn<'_>,
     jobs: Vec<NewJob<'_>>,
@@ -160,14 +160,17 @@ pub async fn enqueue_leasing(
 ) -> Result<Vec<Job>, StoreError> {
     let now = now_ms();
     let lease = lease.filter(|l| l.slots > 0);
+    let hashes: Vec<Option<i64>> = jobs
+        .iter()
+        .map(|j| j.queue_key.as_deref().map(queue_hash))
+        .collect();
     let mut busy = match lease {
-        Some(_) => pending_queue_keys(tx, &jobs).await?,
+        Some(_) => busy_queues(tx, hashes.iter().flatten().copied().collect()).await?,
         None => HashSet::new(),
     };
     let mut leased = 0;
     let mut rows = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        let hash = job.queue_key.as_deref().map(queue_hash);
+    for (job, hash) in jobs.into_iter().zip(hashes) {
         let lease = lease.filter(|l| leased < l.slots && hash.is_none_or(|h| !busy.contains(&h)));
         if let Some(hash) = hash {
             busy.insert(hash);
@@ -248,36 +251,30 @@ pub(crate) fn insert_row(job: &Job, owner: Option<&str>, now: i64) -> Vec<sql::V
     ]
 }
 
-/// The queue hashes (`queue_hash`) of `jobs` that have a job pending (ready
-/// or running). On PostgreSQL the keys are first locked until the
+/// Which of the queues `hashes` (`queue_hash`) have a job pending (ready or
+/// running). On PostgreSQL the queues are first locked until the
 /// transaction ends.
-async fn pending_queue_keys(
-    tx: &mut Conn<'_>,
-    jobs: &[NewJob<'_>],
-) -> Result<HashSet<i64>, StoreError> {
-    let keys: BTreeSet<&str> = jobs.iter().filter_map(|j| j.queue_key.as_deref()).collect();
+async fn busy_queues(tx: &mut Conn<'_>, hashes: BTreeSet<i64>) -> Result<HashSet<i64>, StoreError> {
     let mut busy = HashSet::new();
-    let keys: Vec<&str> = keys.into_iter().collect();
-    if keys.is_empty() {
+    let hashes: Vec<i64> = hashes.into_iter().collect();
+    if hashes.is_empty() {
         return Ok(busy);
     }
-    let hashes: Vec<i64> = keys.iter().map(|k| queue_hash(k)).collect();
     if !tx.is_sqlite() {
-        // The keys travel as one JSON array (ADR 0014: one statement text,
-        // kept prepared, whatever their number). Locked in one order
+        // The hashes travel as one JSON array (ADR 0014: one statement
+        // text, kept prepared, whatever their number). Locked in one order
         // (PostgreSQL evaluates a volatile output after the sort), so that
-        // batches sharing keys cannot deadlock. Which are busy is asked in
+        // batches sharing queues cannot deadlock. Which are busy is asked in
         // a statement of its own, whose snapshot is taken once the locks
         // are held: it sees the jobs of a batch that held them before.
-        let keys = serde_json::to_string(&keys).expect("strings serialise");
+        let hashes = serde_json::to_string(&hashes).expect("integers serialise");
         sql::query(
-            "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) \
-             FROM json_array_elements_text($1::json) v (k) ORDER BY hashtextextended(k, 0)",
+            "SELECT pg_advisory_xact_lock(h) \
+             FROM (SELECT CAST(json_array_elements_text($1::json) AS BIGINT) AS h) v ORDER BY h",
         )
-        .bind(keys)
+        .bind(hashes.clone())
         .execute(tx)
         .await?;
-        let hashes = serde_json::to_string(&hashes).expect("integers serialise");
         let found: Vec<i64> = sql::query(
             "SELECT DISTINCT queue_hash FROM jobs \
              WHERE queue_hash = ANY (ARRAY(SELECT CAST(json_array_elements_text($1::json) AS BIGINT))) \
@@ -289,7 +286,7 @@ async fn pending_queue_keys(
         busy.extend(found);
         return Ok(busy);
     }
-    // Chunks of a power of two keys: their statements stay prepared.
+    // Chunks of a power of two hashes: their statements stay prepared.
     let mut rest = &hashes[..];
     for size in crate::insert::chunk_sizes(true, hashes.len()) {
         let (chunk, after) = rest.split_at(size);
@@ -809,9 +806,8 @@ mod tests {
     /// version, or stored jobs would stop waiting for each other.
     #[test]
     fn a_queue_hash_is_the_first_eight_bytes_of_its_sha256() {
-        let digest = Sha256::digest(b"contact:a");
-        let expected = i64::from_be_bytes(digest[..8].try_into().unwrap());
-        assert_eq!(queue_hash("contact:a"), expected);
+        // The first 8 bytes of sha256("contact:a"), big-endian, signed.
+        assert_eq!(queue_hash("contact:a"), -6287185214969760713);
         assert_eq!(queue_hash("contact:a"), queue_hash("contact:a"));
         assert_ne!(queue_hash("contact:a"), queue_hash("contact:b"));
     }
