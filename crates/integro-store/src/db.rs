@@ -145,6 +145,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/0008_queue_hash.sql"),
         include_str!("../migrations/0008_queue_hash.sql"),
     ),
+    (
+        9,
+        "webhook logs purged by id",
+        include_str!("../migrations/0009_webhook_logs_purged_by_id.sql"),
+        include_str!("../migrations/0009_webhook_logs_purged_by_id.sql"),
+    ),
 ];
 
 #[derive(Clone)]
@@ -598,6 +604,16 @@ pub fn to_ms(t: time::OffsetDateTime) -> i64 {
 pub fn from_ms(ms: i64) -> time::OffsetDateTime {
     time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}
+
+/// A migrated SQLite database in a temporary directory (removed with it).
+#[cfg(test)]
+pub(crate) async fn test_sqlite() -> (tempfile::TempDir, Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let db = Db::connect(&url).await.unwrap();
+    db.migrate().await.unwrap();
+    (dir, db)
 }
 
 /// A fresh, migrated PostgreSQL database named after `purpose`, on the

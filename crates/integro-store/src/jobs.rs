@@ -706,14 +706,7 @@ mod tests {
         }
     }
 
-    /// A migrated SQLite database in a temporary directory.
-    async fn sqlite() -> (tempfile::TempDir, Db) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let db = Db::connect(&url).await.unwrap();
-        db.migrate().await.unwrap();
-        (dir, db)
-    }
+    use crate::db::test_sqlite as sqlite;
 
     fn keys(jobs: &[Job]) -> Vec<String> {
         let mut keys: Vec<String> = jobs.iter().filter_map(|j| j.queue_key.clone()).collect();

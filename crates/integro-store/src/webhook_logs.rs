@@ -193,9 +193,90 @@ pub async fn list(
 
 /// Deletes entries older than `older_than_ms`; returns how many.
 pub async fn purge(db: &Db, older_than_ms: i64) -> Result<u64, StoreError> {
-    let r = sqlx::query("DELETE FROM webhook_logs WHERE created_at < $1")
-        .bind(now_ms() - older_than_ms)
+    purge_before(db, now_ms() - older_than_ms).await
+}
+
+/// Deletes the entries created before `cutoff_ms` (Unix ms). They are found
+/// by id, a range of the primary key (migration 0009): an id is a UUIDv7,
+/// stored as lowercase hyphenated hex that begins with its creation time.
+async fn purge_before(db: &Db, cutoff_ms: i64) -> Result<u64, StoreError> {
+    let r = sqlx::query("DELETE FROM webhook_logs WHERE id < $1")
+        .bind(first_id_at(cutoff_ms))
         .execute(&mut *db.writer().await?)
         .await?;
     Ok(r.rows_affected())
+}
+
+/// The text that sorts before every id created at or after `ms` and after
+/// every id created before it: the UUIDv7 of that millisecond with all its
+/// other bits zero.
+fn first_id_at(ms: i64) -> String {
+    let ms = ms.clamp(0, (1 << 48) - 1) as u64;
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    Uuid::from_bytes(bytes).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::{NoContext, Timestamp};
+
+    const DAY_MS: i64 = 86_400_000;
+
+    /// The id a log entry created at `ms` would have.
+    fn id_at(ms: i64) -> String {
+        let ts = Timestamp::from_unix(
+            NoContext,
+            (ms / 1000) as u64,
+            (ms % 1000) as u32 * 1_000_000,
+        );
+        Uuid::new_v7(ts).to_string()
+    }
+
+    #[test]
+    fn the_first_id_of_a_millisecond_sorts_between_it_and_the_one_before() {
+        let ms = 1_764_633_600_123;
+        for _ in 0..100 {
+            assert!(id_at(ms - 1) < first_id_at(ms));
+            assert!(first_id_at(ms) <= id_at(ms));
+            assert!(id_at(ms) < first_id_at(ms + 1));
+        }
+        assert!(first_id_at(ms) < new_id().to_string());
+    }
+
+    /// Retention: entries older than the setting go, the others stay,
+    /// on SQLite and PostgreSQL.
+    #[tokio::test]
+    async fn the_purge_deletes_only_entries_older_than_the_retention() {
+        let (_dir, sqlite) = crate::db::test_sqlite().await;
+        purge_keeps_recent_entries(&sqlite).await;
+        if let Some(postgres) = crate::db::test_postgres("webhook_logs").await {
+            purge_keeps_recent_entries(&postgres).await;
+            postgres.drop_test_database().await;
+        }
+    }
+
+    async fn purge_keeps_recent_entries(db: &Db) {
+        let now = now_ms();
+        for age in [3 * DAY_MS, DAY_MS + 60_000, DAY_MS - 60_000, 0] {
+            sqlx::query(
+                "INSERT INTO webhook_logs (id, channel, method, path, headers_json, status, duration_us, outcome, created_at) \
+                 VALUES ($1, 'twilio', 'POST', '/webhooks/twilio/x', '{}', 200, 1, 'accepted', $2)",
+            )
+            .bind(id_at(now - age))
+            .bind(now - age)
+            .execute(&mut *db.writer().await.unwrap())
+            .await
+            .unwrap();
+        }
+        assert_eq!(purge(db, DAY_MS).await.unwrap(), 2);
+        let mut left: Vec<i64> = sqlx::query_scalar("SELECT created_at FROM webhook_logs")
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+        left.sort_unstable();
+        assert_eq!(left, [now - DAY_MS + 60_000, now]);
+        assert_eq!(purge(db, DAY_MS).await.unwrap(), 0, "nothing more is old");
+    }
 }
