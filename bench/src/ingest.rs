@@ -38,6 +38,11 @@ pub struct IngestArgs {
     /// Distinct contacts the messages come from.
     #[arg(long, default_value_t = 500)]
     contacts: u64,
+    /// Contacts in a scrambled order instead of one after the other:
+    /// consecutive webhooks of real traffic seldom come from neighbouring
+    /// numbers, and neighbours share the leaves of any index on the sender.
+    #[arg(long)]
+    random_contacts: bool,
     /// A label for the result.
     #[arg(long, default_value = "run")]
     label: String,
@@ -57,9 +62,14 @@ pub struct Report {
 
 /// A realistic Twilio WhatsApp inbound form (about 700 bytes), signed:
 /// the body and the signature.
-fn webhook(seq: u64, contacts: u64, token: &str, sign_url: &str) -> (Vec<u8>, String) {
+fn webhook(seq: u64, args: &IngestArgs, sign_url: &str) -> (Vec<u8>, String) {
     let sid = webhooks::message_id(Channel::Twilio);
-    let contact = 14155550000 + seq % contacts.max(1);
+    let n = if args.random_contacts {
+        scramble(seq)
+    } else {
+        seq
+    };
+    let contact = 14155550000 + n % args.contacts.max(1);
     let text = webhooks::text(seq);
     let params = webhooks::twilio_params(
         ACCOUNT_SID,
@@ -71,8 +81,17 @@ fn webhook(seq: u64, contacts: u64, token: &str, sign_url: &str) -> (Vec<u8>, St
             text: &text,
         },
     );
-    let signed = webhooks::twilio_signed(token, sign_url, params);
+    let signed = webhooks::twilio_signed(&args.token, sign_url, params);
     (signed.body, signed.signature)
+}
+
+/// SplitMix64's finalizer: a fixed permutation of the integers that spreads
+/// neighbours apart (the same sequence in every run).
+fn scramble(seq: u64) -> u64 {
+    let mut z = seq.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 struct Shared {
@@ -86,12 +105,7 @@ struct Shared {
 
 async fn post(shared: &Shared) -> bool {
     let seq = shared.seq.fetch_add(1, Ordering::Relaxed);
-    let (body, signature) = webhook(
-        seq,
-        shared.args.contacts,
-        &shared.args.token,
-        &shared.sign_url,
-    );
+    let (body, signature) = webhook(seq, &shared.args, &shared.sign_url);
     let res = shared
         .client
         .post(&shared.args.url)
@@ -206,10 +220,24 @@ async fn run_phase(shared: &Arc<Shared>, length: Duration) -> Vec<u64> {
 mod tests {
     use super::*;
 
+    fn args(extra: &[&str]) -> IngestArgs {
+        let base = ["ingest", "--url", "https://h/x", "--token", "tok"];
+        IngestArgs::parse_from(base.iter().chain(extra))
+    }
+
+    /// The sender's number of the `seq`th webhook.
+    fn sender(seq: u64, args: &IngestArgs) -> String {
+        let (body, _) = webhook(seq, args, "https://h/x");
+        let params = integro_channels::twilio::parse_form(&body);
+        let from = params.iter().find(|(k, _)| k == "From").unwrap();
+        from.1.clone()
+    }
+
     #[test]
     fn webhooks_are_signed_realistic_and_unique() {
-        let (a, sig) = webhook(1, 500, "tok", "https://h/x");
-        let (b, _) = webhook(1, 500, "tok", "https://h/x");
+        let args = args(&[]);
+        let (a, sig) = webhook(1, &args, "https://h/x");
+        let (b, _) = webhook(1, &args, "https://h/x");
         assert_ne!(a, b, "a new message id every time");
         assert!(
             (600..900).contains(&a.len()),
@@ -223,5 +251,21 @@ mod tests {
             &params,
             &sig
         ));
+    }
+
+    #[test]
+    fn random_contacts_come_in_a_scrambled_but_fixed_order() {
+        let (ordered, scrambled) = (args(&[]), args(&["--random-contacts"]));
+        let senders = |a: &IngestArgs| (0..20).map(|n| sender(n, a)).collect::<Vec<_>>();
+        let in_order = senders(&ordered);
+        assert_eq!(in_order[0], "whatsapp:+14155550000");
+        assert_eq!(in_order[1], "whatsapp:+14155550001");
+        let random = senders(&scrambled);
+        assert_ne!(random, in_order);
+        assert_eq!(random, senders(&scrambled), "the same order in every run");
+        assert!(random.iter().all(|s| {
+            let n: u64 = s.trim_start_matches("whatsapp:+").parse().unwrap();
+            (14155550000..14155550500).contains(&n)
+        }));
     }
 }
