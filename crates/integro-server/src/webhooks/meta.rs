@@ -179,6 +179,6 @@ async fn events(
         Ok((known.clone(), events))
     }
     .await;
-    let ok = (StatusCode::OK, "EVENT_RECEIVED").into_response();
+    let ok = super::accepted("text/plain; charset=utf-8", "EVENT_RECEIVED");
     hook.events(&state, result, ok).await
 }

@@ -4,8 +4,8 @@
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::Response;
 use integro_channels::twilio;
 use integro_core::ChannelKind;
 use utoipa_axum::router::OpenApiRouter;
@@ -52,12 +52,10 @@ async fn twilio_webhook(
     let mut hook = Hook::new("twilio", method, uri, headers);
     let result = handle(&state, &mut hook, &account_id, body).await;
     // An empty TwiML answer: the reply goes out later through the API.
-    let ok = (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/xml")],
+    let ok = super::accepted(
+        "text/xml",
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>",
-    )
-        .into_response();
+    );
     hook.events(&state, result, ok).await
 }
 
