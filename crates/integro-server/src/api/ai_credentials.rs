@@ -32,22 +32,29 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCredential {
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// `openai`, `anthropic` or `openai_compatible`.
+    #[schema(pattern = "^(openai|anthropic|openai_compatible)$")]
     pub provider: String,
     /// Optional for `openai_compatible` servers that need no key.
+    #[schema(min_length = 1, max_length = 4096)]
     pub api_key: Option<String>,
     /// Defaults to the provider's public API; required for `openai_compatible`
     /// (e.g. `http://localhost:11434/v1` for Ollama).
+    #[schema(pattern = "^https?://")]
     pub base_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateCredential {
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
     /// A new key replaces the stored one.
+    #[schema(min_length = 1, max_length = 4096)]
     pub api_key: Option<String>,
+    #[schema(pattern = "^https?://")]
     pub base_url: Option<String>,
 }
 

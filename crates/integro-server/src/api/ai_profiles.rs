@@ -28,14 +28,19 @@ const DEFAULT_TIMEOUT_MS: u32 = 30_000;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProfile {
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     pub credential_id: Uuid,
+    #[schema(min_length = 1, max_length = 200)]
     pub model: String,
     /// 0 to 2; the provider's default when left out.
+    #[schema(minimum = 0.0, maximum = 2.0)]
     pub temperature: Option<f64>,
     /// Default 512.
+    #[schema(minimum = 1, maximum = 100000)]
     pub max_output_tokens: Option<u32>,
     /// Per request, default 30000.
+    #[schema(minimum = 100, maximum = 600000)]
     pub timeout_ms: Option<u32>,
     /// Answers when this profile fails or its provider's circuit is open.
     pub fallback_profile_id: Option<Uuid>,
@@ -46,13 +51,17 @@ pub struct CreateProfile {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProfile {
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
     pub credential_id: Option<Uuid>,
+    #[schema(min_length = 1, max_length = 200)]
     pub model: Option<String>,
     #[serde(default, deserialize_with = "crate::extract::present")]
-    #[schema(value_type = Option<f64>)]
+    #[schema(value_type = Option<f64>, minimum = 0.0, maximum = 2.0)]
     pub temperature: Option<Option<f64>>,
+    #[schema(minimum = 1, maximum = 100000)]
     pub max_output_tokens: Option<u32>,
+    #[schema(minimum = 100, maximum = 600000)]
     pub timeout_ms: Option<u32>,
     #[serde(default, deserialize_with = "crate::extract::present")]
     #[schema(value_type = Option<Uuid>)]
