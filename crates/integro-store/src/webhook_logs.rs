@@ -191,17 +191,13 @@ pub async fn list(
     Ok(Page::from_rows(items, page, |l| l.id))
 }
 
-/// Deletes entries older than `older_than_ms`; returns how many.
+/// Deletes entries older than `older_than_ms`; returns how many. They are
+/// found by id, a range of the primary key (migration 0009): an id is a
+/// UUIDv7, stored as lowercase hyphenated hex that begins with its creation
+/// time.
 pub async fn purge(db: &Db, older_than_ms: i64) -> Result<u64, StoreError> {
-    purge_before(db, now_ms() - older_than_ms).await
-}
-
-/// Deletes the entries created before `cutoff_ms` (Unix ms). They are found
-/// by id, a range of the primary key (migration 0009): an id is a UUIDv7,
-/// stored as lowercase hyphenated hex that begins with its creation time.
-async fn purge_before(db: &Db, cutoff_ms: i64) -> Result<u64, StoreError> {
     let r = sqlx::query("DELETE FROM webhook_logs WHERE id < $1")
-        .bind(first_id_at(cutoff_ms))
+        .bind(first_id_at(now_ms() - older_than_ms))
         .execute(&mut *db.writer().await?)
         .await?;
     Ok(r.rows_affected())
