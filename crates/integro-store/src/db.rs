@@ -90,12 +90,6 @@ pub fn redact_url(url: &str) -> String {
 /// Embedded migrations: (version, description, SQLite SQL, PostgreSQL SQL).
 /// Most are portable and name one file twice; one that needs dialect-specific
 /// SQL names `migrations/sqlite/…` and `migrations/postgres/…`.
-/// PostgreSQL: connections for webhook batches, one per ingest writer
-/// (their commits overlap). Two: as many webhooks a second as four at
-/// ingest saturation, in batches twice as large, for a fifth less of
-/// PostgreSQL's CPU per webhook (ADR 0017).
-pub const BATCH_WRITERS: u32 = 2;
-
 const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
     (
         1,
@@ -230,8 +224,9 @@ impl Db {
                     })
                 }))
                 .await?;
+                // The one ingest writer's connection (ADR 0019).
                 let batch_writer = PgPoolOptions::new()
-                    .max_connections(BATCH_WRITERS)
+                    .max_connections(1)
                     .acquire_timeout(opts.acquire_timeout)
                     .after_connect(move |_conn, _meta| {
                         Box::pin(async move {
