@@ -207,8 +207,10 @@ impl ColumnArray {
         }
     }
 
+    /// Binds the array by reference: a statement that fails can be tried
+    /// again with the same arrays.
     pub(crate) fn bind<'q>(
-        self,
+        &'q self,
         q: sqlx::query::QueryScalar<'q, sqlx::Postgres, String, sqlx::postgres::PgArguments>,
     ) -> sqlx::query::QueryScalar<'q, sqlx::Postgres, String, sqlx::postgres::PgArguments> {
         match self {
