@@ -101,7 +101,12 @@ if want integro-pg; then
   integro integro-pg "$PG_BASE/integro_bench"
 fi
 
-python3 "$ROOT/bench/summarize.py" "$OUT/results.jsonl" "$(git rev-parse --short HEAD)" > "$OUT/summary.md"
+# Only e2e cases selected: no ingest table.
+if [[ -s $OUT/results.jsonl ]]; then
+  python3 "$ROOT/bench/summarize.py" "$OUT/results.jsonl" "$(git rev-parse --short HEAD)" > "$OUT/summary.md"
+else
+  echo "commit \`$(git rev-parse --short HEAD)\`" > "$OUT/summary.md"
+fi
 
 # End to end: each case writes e2e.json, summary.md and e2e.svg in its folder.
 e2e() {  # LABEL RATE [DATABASE_URL]
