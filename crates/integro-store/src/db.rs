@@ -10,7 +10,7 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Any, AnyPool, AssertSqlSafe, Executor, SqlSafeStr};
 
 use crate::StoreError;
@@ -19,6 +19,7 @@ use crate::direct_readers::{DirectReader, DirectReaders};
 use crate::group_commit::{GroupCommit, UnitFn};
 use crate::readers::Readers;
 use crate::sql::Conn;
+use crate::webhook_batch::BatchWriter;
 use crate::writer_cpu;
 use futures_util::future::BoxFuture;
 
@@ -162,9 +163,9 @@ pub struct Db {
     checkpointer: Option<AnyPool>,
     /// SQLite: connections for the loop's reads (`direct_readers.rs`).
     direct_readers: Option<Arc<DirectReaders>>,
-    /// PostgreSQL: connections of its own driver for the webhook batches,
+    /// PostgreSQL: a connection of its own driver for the webhook batches,
     /// which bind arrays (`webhook_batch.rs`); opened on first use.
-    batch_writer: Option<PgPool>,
+    batch_writer: Option<BatchWriter>,
 }
 
 #[derive(Debug, Clone)]
@@ -236,7 +237,7 @@ impl Db {
                     })
                     .connect_lazy_with(pg_options);
                 Ok(Db {
-                    batch_writer: Some(batch_writer),
+                    batch_writer: Some(BatchWriter::new(batch_writer)),
                     writer: pool.clone(),
                     pool: Readers::Pool(pool),
                     backend,
@@ -311,8 +312,8 @@ impl Db {
         self.backend
     }
 
-    /// PostgreSQL: a connection for a batch of webhooks (`webhook_batch.rs`).
-    pub(crate) fn batch_writer(&self) -> Option<&PgPool> {
+    /// PostgreSQL: the connection for batches of webhooks (`webhook_batch.rs`).
+    pub(crate) fn batch_writer(&self) -> Option<&BatchWriter> {
         self.batch_writer.as_ref()
     }
 
@@ -453,7 +454,7 @@ impl Db {
         }
         self.writer.close().await;
         if let Some(batch_writer) = &self.batch_writer {
-            batch_writer.close().await;
+            batch_writer.pool.close().await;
         }
     }
 }

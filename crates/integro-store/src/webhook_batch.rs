@@ -22,8 +22,10 @@
 //! uses the usual statements: those read before they write.
 
 use std::collections::HashSet;
-use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
+
+use sqlx::postgres::PgPool;
 
 use crate::conversations::{self, Inbound, Ingested};
 use crate::db::now_ms;
@@ -41,7 +43,7 @@ pub async fn store(
     owners: &[usize],
     logs: Vec<NewWebhookLog>,
 ) -> Result<Vec<Ingested>, StoreError> {
-    let Some(pool) = db.batch_writer() else {
+    let Some(writer) = db.batch_writer() else {
         return Err(StoreError::Conflict(
             "one-statement webhook batches are for PostgreSQL".into(),
         ));
@@ -84,8 +86,8 @@ pub async fn store(
             column_arrays("jobs", &JOB_COLUMNS, jobs)?,
         )),
     };
-    let mut conn = pool.acquire().await?;
-    let assume = match RECENT_DUPLICATES.load(Ordering::Relaxed) {
+    let mut conn = writer.pool.acquire().await?;
+    let assume = match writer.recent_duplicates.load(Ordering::Relaxed) {
         true => None,
         false => Some(run(&mut conn, messages.as_ref(), &logs, Dedup::Assume).await),
     };
@@ -96,7 +98,9 @@ pub async fn store(
     };
     // Stored fewer than the batch's new ids: it held messages sent before.
     let fresh = ids.iter().flatten().count();
-    RECENT_DUPLICATES.store(stored.len() < fresh, Ordering::Relaxed);
+    writer
+        .recent_duplicates
+        .store(stored.len() < fresh, Ordering::Relaxed);
     let inserted = stored
         .iter()
         .map(|id| parse_id(id))
@@ -104,11 +108,27 @@ pub async fn store(
     Ok(conversations::ingested(&ids, &inserted))
 }
 
-/// Whether the last batch held messages sent before: while retried
-/// webhooks keep coming (a provider catching up, a duplicate storm),
-/// batches go straight to the checked statement instead of failing first.
-/// Only the choice of statement depends on it, never what is stored.
-static RECENT_DUPLICATES: AtomicBool = AtomicBool::new(false);
+/// PostgreSQL's connection for webhook batches (`Db::batch_writer`), and
+/// what the last batch showed.
+#[derive(Clone)]
+pub(crate) struct BatchWriter {
+    pub(crate) pool: PgPool,
+    /// Whether the last batch held messages sent before: while retried
+    /// webhooks keep coming (a provider catching up, a duplicate storm),
+    /// batches go straight to the checked statement instead of failing
+    /// first. Only the choice of statement depends on it, never what is
+    /// stored.
+    recent_duplicates: Arc<AtomicBool>,
+}
+
+impl BatchWriter {
+    pub(crate) fn new(pool: PgPool) -> BatchWriter {
+        BatchWriter {
+            pool,
+            recent_duplicates: Arc::default(),
+        }
+    }
+}
 
 /// Whether the statement skips messages sent before, or assumes there are
 /// none (and fails on the unique index if there are).
@@ -278,11 +298,15 @@ mod tests {
             return; // The server's tests say how to run PostgreSQL's.
         };
         let account = account();
-        // The only test of this binary that stores batches: the flag is its own.
-        RECENT_DUPLICATES.store(false, Ordering::Relaxed);
+        let recent_duplicates = || {
+            db.batch_writer()
+                .unwrap()
+                .recent_duplicates
+                .load(Ordering::Relaxed)
+        };
         let first = store_webhooks(&db, &account, &[("/a", &["SM1", "SM2"]), ("/b", &[])]).await;
         assert!(first.iter().all(|o| matches!(o, Ingested::Stored { .. })));
-        assert!(!RECENT_DUPLICATES.load(Ordering::Relaxed));
+        assert!(!recent_duplicates());
         let second = store_webhooks(
             &db,
             &account,
@@ -300,7 +324,7 @@ mod tests {
             .collect();
         assert_eq!(stored, [false, true, false, true, false, false]);
         // Written as new, refused on the unique index, written again checked.
-        assert!(RECENT_DUPLICATES.load(Ordering::Relaxed));
+        assert!(recent_duplicates());
 
         let messages: Vec<(String, String)> = sqlx::query_as(
             "SELECT id, provider_message_id FROM messages ORDER BY provider_message_id",
@@ -357,7 +381,7 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(entries, 2);
-        assert!(!RECENT_DUPLICATES.load(Ordering::Relaxed));
+        assert!(!recent_duplicates());
 
         // Retried webhooks: the batch after one goes straight to the
         // checked statement, until a batch holds none.
@@ -366,10 +390,10 @@ mod tests {
             retried[..],
             [Ingested::Duplicate, Ingested::Stored { .. }]
         ));
-        assert!(RECENT_DUPLICATES.load(Ordering::Relaxed));
+        assert!(recent_duplicates());
         let after = store_webhooks(&db, &account, &[("/k", &["SM6"])]).await;
         assert!(matches!(after[..], [Ingested::Stored { .. }]));
-        assert!(!RECENT_DUPLICATES.load(Ordering::Relaxed));
+        assert!(!recent_duplicates());
         let counts: (i64, i64, i64) = sqlx::query_as(
             "SELECT (SELECT COUNT(*) FROM messages), (SELECT COUNT(DISTINCT provider_message_id) FROM messages), \
              (SELECT COUNT(*) FROM jobs)",
