@@ -26,47 +26,65 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
 
 pub fn router(state: AppState) -> Router {
     let config = state.config.clone();
-    let (api, openapi) = crate::api::router().split_for_parts();
+    let (api, mut openapi) = crate::api::router().split_for_parts();
+    let (webhooks, webhooks_openapi) = crate::webhooks::router().split_for_parts();
+    openapi.merge(webhooks_openapi);
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
-
-    let app = api
-        .with_state(state)
-        // Swagger UI's files are compiled into the binary: nothing is fetched from a CDN.
-        .merge(SwaggerUi::new("/docs").url(OPENAPI_PATH, openapi));
-
-    // Listed outermost first.
-    let layers = ServiceBuilder::new()
-        .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(|req: &Request| {
-                    let request_id = req
-                        .headers()
-                        .get(REQUEST_ID_HEADER)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default();
-                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %request_id)
-                })
-                .on_response(|res: &Response, latency: Duration, _span: &tracing::Span| {
-                    tracing::info!(status = res.status().as_u16(), latency_ms = latency.as_secs_f64() * 1000.0, "response");
-                }),
-        )
-        .layer(PropagateRequestIdLayer::new(request_id))
-        .layer(middleware::map_response(problem_for_bare_errors))
-        .layer(middleware::from_fn(security_headers))
-        .layer(cors(&config))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(config.request_timeout_secs),
-        ));
 
     // Bodies are limited where they are read: by extractors for the API
     // (DefaultBodyLimit), by the webhook handlers themselves, which log the refusal.
     let in_flight = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
-    app.layer(middleware::from_fn(record_metrics))
-        .layer(middleware::from_fn_with_state(in_flight, shed_load))
-        .layer(DefaultBodyLimit::max(config.body_limit_bytes))
-        .layer(layers)
+    let per_route = |routes: Router| {
+        routes
+            .layer(middleware::from_fn(record_metrics))
+            .layer(middleware::from_fn_with_state(in_flight.clone(), shed_load))
+            .layer(DefaultBodyLimit::max(config.body_limit_bytes))
+    };
+    let timeout = TimeoutLayer::with_status_code(
+        StatusCode::REQUEST_TIMEOUT,
+        Duration::from_secs(config.request_timeout_secs),
+    );
+
+    // What browsers read: the API, the dashboard's calls and Swagger UI.
+    // Listed outermost first.
+    let api = per_route(
+        api.with_state(state.clone())
+            // Swagger UI's files are compiled into the binary: nothing is fetched from a CDN.
+            .merge(SwaggerUi::new("/docs").url(OPENAPI_PATH, openapi)),
+    )
+    .layer(
+        ServiceBuilder::new()
+            .layer(middleware::from_fn(security_headers))
+            .layer(cors(&config))
+            .layer(timeout),
+    );
+    // What providers call, server to server: no browser reads these
+    // answers, so neither CORS nor the browser's security headers apply.
+    // Both were a sixth of the webhook path's CPU at ingest saturation.
+    let webhooks = per_route(webhooks.with_state(state)).layer(timeout);
+
+    // Both, listed outermost first. Unknown paths get the API's answer
+    // (a router merged into another gives it its fallback).
+    webhooks.merge(api).layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(|req: &Request| {
+                        let request_id = req
+                            .headers()
+                            .get(REQUEST_ID_HEADER)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default();
+                        tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %request_id)
+                    })
+                    .on_response(|res: &Response, latency: Duration, _span: &tracing::Span| {
+                        tracing::info!(status = res.status().as_u16(), latency_ms = latency.as_secs_f64() * 1000.0, "response");
+                    }),
+            )
+            .layer(PropagateRequestIdLayer::new(request_id))
+            .layer(middleware::map_response(problem_for_bare_errors)),
+    )
 }
 
 /// `http_requests_total` and `http_request_duration_seconds` by method, route

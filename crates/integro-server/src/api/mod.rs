@@ -76,7 +76,8 @@ impl Modify for BearerAuth {
     }
 }
 
-/// Every route with its OpenAPI description.
+/// Every route of the API with its OpenAPI description (the webhooks'
+/// are in `webhooks::router`, which `http::router` serves beside it).
 pub fn router() -> OpenApiRouter<AppState> {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
@@ -99,5 +100,4 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(web::router())
         .merge(jobs::router())
         .merge(webhook_logs::router())
-        .merge(crate::webhooks::router())
 }

@@ -185,6 +185,19 @@ async fn request_ids_are_made_or_kept(kind: DbKind) {
     assert_eq!(res.headers()["x-request-id"], "trace-me-42");
     assert_eq!(res.headers()["x-content-type-options"], "nosniff");
     assert_eq!(res.headers()["x-frame-options"], "DENY");
+    // Webhooks have a stack of their own (no CORS, no browser headers), but
+    // keep the request id and answer errors as problem details.
+    let res = app
+        .client
+        .post(app.url(&format!("/webhooks/twilio/{}", uuid::Uuid::new_v4())))
+        .header("x-request-id", "hook-7")
+        .form(&[("Body", "hi")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    assert_eq!(res.headers()["x-request-id"], "hook-7");
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
 }
 
 async fn metrics_count_requests_by_route(kind: DbKind) {
