@@ -230,7 +230,7 @@ mod tests {
         let (body, _) = webhook(seq, args, "https://h/x");
         let params = integro_channels::twilio::parse_form(&body);
         let from = params.iter().find(|(k, _)| k == "From").unwrap();
-        from.1.clone()
+        from.1.to_string()
     }
 
     #[test]

@@ -27,6 +27,9 @@ fuzz_target!(|data: &[u8]| {
     let _ = whatsapp_cloud::parse(body, "106540352242922");
     let _ = instagram::parse(body, "17841400000000000");
     let query = integro_channels::twilio::parse_form(body);
-    let query: Vec<(String, String)> = query.into_iter().collect();
+    let query: Vec<(String, String)> = query
+        .into_iter()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
     let _ = meta::handshake(&query, "verify-token");
 });

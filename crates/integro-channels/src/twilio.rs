@@ -2,6 +2,8 @@
 //! (HMAC-SHA1 over the public URL and the sorted form parameters), inbound
 //! message and status-callback forms, and the Messages API.
 
+use std::borrow::Cow;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{Hmac, KeyInit, Mac};
@@ -13,30 +15,48 @@ use sha1::Sha1;
 use crate::credentials::Credentials;
 use crate::{ParseError, http};
 
-/// Form parameters in the order they came.
+/// Form parameters in the order they came, owned (as tests and load
+/// generators build them). The functions here take any pairs of strings.
 pub type Params = Vec<(String, String)>;
 
-pub fn parse_form(body: &[u8]) -> Params {
-    form_urlencoded::parse(body).into_owned().collect()
+/// A form's parameters in the order they came, borrowed from `body` where
+/// nothing needed decoding: a webhook's ~25 names and values were ~50
+/// allocations, ~6% of the webhook path's CPU at ingest saturation.
+pub fn parse_form(body: &[u8]) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
+    form_urlencoded::parse(body).collect()
 }
 
-fn param<'a>(params: &'a Params, name: &str) -> Option<&'a str> {
+fn param<'a, K: AsRef<str>, V: AsRef<str>>(params: &'a [(K, V)], name: &str) -> Option<&'a str> {
     params
         .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
+        .find(|(k, _)| k.as_ref() == name)
+        .map(|(_, v)| v.as_ref())
         .filter(|v| !v.is_empty())
+}
+
+/// The parameters sorted by name, then value, as Twilio signs them.
+fn sorted<K: AsRef<str>, V: AsRef<str>>(params: &[(K, V)]) -> Vec<(&str, &str)> {
+    let mut sorted: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(k, v)| (k.as_ref(), v.as_ref()))
+        .collect();
+    sorted.sort_unstable();
+    sorted
 }
 
 /// Checks `X-Twilio-Signature` for a form POST to `url` (the URL exactly as
 /// configured at Twilio). Like Twilio's SDKs, accepts the URL with and without
 /// its default port.
-pub fn verify_signature(auth_token: &str, url: &str, params: &Params, signature: &str) -> bool {
+pub fn verify_signature<K: AsRef<str>, V: AsRef<str>>(
+    auth_token: &str,
+    url: &str,
+    params: &[(K, V)],
+    signature: &str,
+) -> bool {
     let Ok(expected) = B64.decode(signature.trim()) else {
         return false;
     };
-    let mut sorted: Vec<&(String, String)> = params.iter().collect();
-    sorted.sort();
+    let sorted = sorted(params);
     let keyed = Hmac::<Sha1>::new_from_slice(auth_token.as_bytes()).expect("any key length");
     let signed_over = |candidate: &str| {
         let mut mac = keyed.clone();
@@ -68,12 +88,14 @@ fn other_port_form(url: &str) -> Option<String> {
 }
 
 /// The signature Twilio would send; for tests and load generators.
-pub fn sign(auth_token: &str, url: &str, params: &Params) -> String {
-    let mut sorted: Vec<&(String, String)> = params.iter().collect();
-    sorted.sort();
+pub fn sign<K: AsRef<str>, V: AsRef<str>>(
+    auth_token: &str,
+    url: &str,
+    params: &[(K, V)],
+) -> String {
     let mut mac = Hmac::<Sha1>::new_from_slice(auth_token.as_bytes()).expect("any key length");
     mac.update(url.as_bytes());
-    for (k, v) in sorted {
+    for (k, v) in sorted(params) {
         mac.update(k.as_bytes());
         mac.update(v.as_bytes());
     }
@@ -106,7 +128,9 @@ fn status_of(value: &str) -> Option<DeliveryStatus> {
 }
 
 /// An inbound message webhook, or a status callback (it has `MessageStatus`).
-pub fn parse(params: &Params) -> Result<Vec<InboundEvent>, ParseError> {
+pub fn parse<K: AsRef<str>, V: AsRef<str>>(
+    params: &[(K, V)],
+) -> Result<Vec<InboundEvent>, ParseError> {
     let sid = param(params, "MessageSid")
         .or_else(|| param(params, "SmsMessageSid"))
         .ok_or_else(|| ParseError::new("MessageSid is missing"))?;
