@@ -1,7 +1,8 @@
 //! The HTTP stack around the API: request ids, tracing, metrics, problem
 //! details for bare errors, security headers, CORS, timeout and body limit.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, LazyLock, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -89,21 +90,55 @@ pub fn router(state: AppState) -> Router {
 
 /// `http_requests_total` and `http_request_duration_seconds` by method, route
 /// template (not the raw path, to keep the label set small) and status.
+/// The labels are static strings: made anew as `String`s they were six
+/// allocations per request.
 async fn record_metrics(req: Request, next: Next) -> Response {
     let start = Instant::now();
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().to_string();
+        .map_or("unmatched", |p| interned(p.as_str()));
+    let method = method_label(req.method());
     let response = next.run(req).await;
-    let status = response.status().as_u16().to_string();
+    let status = interned(response.status().as_str());
     let labels = [("method", method), ("route", route), ("status", status)];
     metrics::counter!("http_requests_total", &labels).increment(1);
     metrics::histogram!("http_request_duration_seconds", &labels)
         .record(start.elapsed().as_secs_f64());
     response
+}
+
+/// A standard method's name; any other is `other` (a client may send any
+/// token as a method, and each label value is kept).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// `label` as a string that lives as long as the process, made once. Only
+/// for values from a small fixed set (route templates, status codes).
+fn interned(label: &str) -> &'static str {
+    static SEEN: LazyLock<RwLock<HashSet<&'static str>>> = LazyLock::new(RwLock::default);
+    if let Some(seen) = SEEN.read().expect("metric labels").get(label) {
+        return seen;
+    }
+    let mut seen = SEEN.write().expect("metric labels");
+    match seen.get(label) {
+        Some(label) => label,
+        None => {
+            let label: &'static str = Box::leak(label.into());
+            seen.insert(label);
+            label
+        }
+    }
 }
 
 /// Past the in-flight limit, answers 503 at once: a provider delivers the
