@@ -1,5 +1,7 @@
-//! The HTTP stack around the API: request ids, tracing, metrics, problem
-//! details for bare errors, security headers, CORS, timeout and body limit.
+//! The HTTP stack: request ids, tracing, metrics, problem details for bare
+//! errors, timeout and body limit around every route; security headers and
+//! CORS around the API's only (the webhooks are called server to server,
+//! ADR 0021).
 
 use std::collections::HashSet;
 use std::sync::{Arc, LazyLock, RwLock};
