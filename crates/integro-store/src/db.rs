@@ -264,8 +264,21 @@ impl Db {
                     opts.max_connections,
                     opts.acquire_timeout,
                 );
-                let checkpointer =
-                    connect(sqlite_pragmas(options().max_connections(1), false)).await?;
+                // At a lower CPU priority: its checkpoints take what the
+                // committer and the requests leave (ADR 0022).
+                let checkpointer = writer_cpu::run_niced(
+                    writer_cpu::CHECKPOINTER_NICENESS,
+                    // Kept for good: a connection opened again later would
+                    // be opened on a runtime thread, at the usual priority.
+                    connect(
+                        sqlite_pragmas(options(), false)
+                            .max_connections(1)
+                            .max_lifetime(None)
+                            .idle_timeout(None),
+                    ),
+                )
+                .await
+                .map_err(|e| StoreError::Connect(e.to_string()))??;
                 let path = database_file(&writer).await?;
                 let committed = Committed::default();
                 let direct_readers = Some(DirectReaders::new(path.clone()));

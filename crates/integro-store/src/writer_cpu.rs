@@ -1,4 +1,6 @@
-//! One CPU for the committer and SQLite's writer thread (ADR 0012).
+//! Where SQLite's threads run: one CPU for the committer and SQLite's
+//! writer thread (ADR 0012), a lower priority for the checkpointer's
+//! (ADR 0022).
 //!
 //! Every statement of a group commit is a hand-over between the committer's
 //! thread and the thread sqlx runs the writer connection on, and back: the
@@ -14,6 +16,11 @@
 //! writer connection is opened on a thread pinned to the chosen CPU, and
 //! the committer pins itself to the same one. Nothing is pinned when the
 //! process may run on one CPU only, or off Linux.
+//!
+//! The checkpointer's connection is opened the same way on a thread whose
+//! nice value is raised: its thread inherits it, and the checkpoints, which
+//! nobody waits for, give way to the commits and requests that are waited
+//! for.
 
 use std::future::Future;
 
@@ -39,11 +46,49 @@ where
     T: Send + 'static,
     F: Future<Output = T> + Send + 'static,
 {
+    run_on_own_thread(move || pin_current_thread(cpu), open).await
+}
+
+/// How much lower the checkpointer's CPU priority is (its nice value, added
+/// to the process's). Its checkpoints keep up on what the others leave
+/// (ADR 0022).
+pub(crate) const CHECKPOINTER_NICENESS: i32 = 10;
+
+/// Runs `open` to completion on a thread of its own whose CPU priority is
+/// `niceness` lower, so that the threads it creates (a SQLite connection's)
+/// run at that priority: on Linux a thread's nice value is its own and
+/// passes to the threads it creates. Lowering one's priority needs no
+/// privilege; should it fail anyway, the thread keeps the process's.
+pub(crate) async fn run_niced<T, F>(niceness: i32, open: F) -> std::io::Result<T>
+where
+    T: Send + 'static,
+    F: Future<Output = T> + Send + 'static,
+{
+    run_on_own_thread(
+        move || {
+            if let Err(e) = imp::lower_current_thread_priority(niceness) {
+                tracing::warn!(niceness, error = %e, "could not lower a SQLite connection's priority");
+            }
+        },
+        open,
+    )
+    .await
+}
+
+/// Runs `prepare`, then `open` to completion, on a new thread.
+async fn run_on_own_thread<T, F>(
+    prepare: impl FnOnce() + Send + 'static,
+    open: F,
+) -> std::io::Result<T>
+where
+    T: Send + 'static,
+    F: Future<Output = T> + Send + 'static,
+{
     let (done, result) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("integro-open".into())
         .spawn(move || {
-            pin_current_thread(cpu);
+            prepare();
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build();
@@ -51,7 +96,7 @@ where
         })?;
     result
         .await
-        .map_err(|_| std::io::Error::other("the thread opening the writer stopped"))?
+        .map_err(|_| std::io::Error::other("the thread opening a SQLite connection stopped"))?
 }
 
 #[cfg(target_os = "linux")]
@@ -77,6 +122,21 @@ mod imp {
         sched_setaffinity(None, &set)?;
         Ok(())
     }
+
+    /// Raises the calling thread's nice value by `niceness` (at most to 19).
+    /// `PRIO_PROCESS` with no pid names the calling thread on Linux.
+    pub(super) fn lower_current_thread_priority(niceness: i32) -> std::io::Result<()> {
+        use rustix::process::{getpriority_process, setpriority_process};
+        let current = getpriority_process(None)?;
+        setpriority_process(None, (current + niceness).min(19))?;
+        Ok(())
+    }
+
+    /// The calling thread's nice value.
+    #[cfg(test)]
+    pub(super) fn current_thread_niceness() -> std::io::Result<i32> {
+        Ok(rustix::process::getpriority_process(None)?)
+    }
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -86,6 +146,10 @@ mod imp {
     }
 
     pub(super) fn pin_current_thread(_cpu: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    pub(super) fn lower_current_thread_priority(_niceness: i32) -> std::io::Result<()> {
         Ok(())
     }
 }
@@ -113,5 +177,23 @@ mod tests {
         .unwrap();
         assert_eq!(spawned, vec![cpu]);
         assert_eq!(super::imp::current_cpus().unwrap(), before);
+    }
+
+    /// What the checkpointer's connection relies on: a thread created while
+    /// opening it runs with the lowered priority, and the caller's own
+    /// thread keeps its own.
+    #[tokio::test]
+    async fn threads_created_while_opening_niced_run_at_the_lower_priority() {
+        let before = super::imp::current_thread_niceness().unwrap();
+        let spawned = super::run_niced(5, async {
+            std::thread::spawn(super::imp::current_thread_niceness)
+                .join()
+                .unwrap()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert_eq!(spawned, (before + 5).min(19));
+        assert_eq!(super::imp::current_thread_niceness().unwrap(), before);
     }
 }
