@@ -126,14 +126,12 @@ mod imp {
     /// Raises the calling thread's nice value by `niceness` (at most to 19).
     /// `PRIO_PROCESS` with no pid names the calling thread on Linux.
     pub(super) fn lower_current_thread_priority(niceness: i32) -> std::io::Result<()> {
-        use rustix::process::{getpriority_process, setpriority_process};
-        let current = getpriority_process(None)?;
-        setpriority_process(None, (current + niceness).min(19))?;
+        let lowered = (current_thread_niceness()? + niceness).min(19);
+        rustix::process::setpriority_process(None, lowered)?;
         Ok(())
     }
 
     /// The calling thread's nice value.
-    #[cfg(test)]
     pub(super) fn current_thread_niceness() -> std::io::Result<i32> {
         Ok(rustix::process::getpriority_process(None)?)
     }
