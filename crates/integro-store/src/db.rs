@@ -10,7 +10,7 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
 use sqlx::{Any, AnyPool, AssertSqlSafe, Executor, SqlSafeStr};
 
 use crate::StoreError;
@@ -225,19 +225,11 @@ impl Db {
                     })
                 }))
                 .await?;
-                // The one ingest writer's connection (ADR 0019).
-                let batch_writer = PgPoolOptions::new()
-                    .max_connections(1)
-                    .acquire_timeout(opts.acquire_timeout)
-                    .after_connect(move |_conn, _meta| {
-                        Box::pin(async move {
-                            crate::pg_socket::set_nodelay_to_port(port);
-                            Ok(())
-                        })
-                    })
-                    .connect_lazy_with(pg_options);
+                // The one ingest writer's connection (ADR 0019), opened
+                // with its first batch.
+                let batch_writer = BatchWriter::new(pg_options, opts.acquire_timeout);
                 Ok(Db {
-                    batch_writer: Some(BatchWriter::new(batch_writer)),
+                    batch_writer: Some(batch_writer),
                     writer: pool.clone(),
                     pool: Readers::Pool(pool),
                     backend,
@@ -467,7 +459,7 @@ impl Db {
         }
         self.writer.close().await;
         if let Some(batch_writer) = &self.batch_writer {
-            batch_writer.pool.close().await;
+            batch_writer.close().await;
         }
     }
 }
