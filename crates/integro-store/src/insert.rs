@@ -207,19 +207,75 @@ impl ColumnArray {
         }
     }
 
-    /// Binds the array by reference: a statement that fails can be tried
-    /// again with the same arrays.
+    /// Whether every row holds the same value.
+    fn is_uniform(&self) -> bool {
+        fn same<T: PartialEq>(v: &[T]) -> bool {
+            v.windows(2).all(|w| w[0] == w[1])
+        }
+        match self {
+            ColumnArray::Int(v) => same(v),
+            ColumnArray::Real(v) => same(v),
+            ColumnArray::Text(v) => same(v),
+            ColumnArray::Bool(v) => same(v),
+        }
+    }
+}
+
+/// A column's parameter: its array, or, for a column the caller names as
+/// the same in every row (a batch's time, a fixed state or kind) when it
+/// is, its one value. PostgreSQL receives and unnests each array element
+/// by element (~15% of its CPU at ingest); a value bound once is read once.
+#[derive(Debug, PartialEq)]
+pub(crate) struct ColumnParam {
+    pub(crate) values: ColumnArray,
+    pub(crate) once: bool,
+}
+
+impl ColumnParam {
+    /// The parameter's type, for the statement's casts.
+    pub(crate) fn sql_type(&self) -> &'static str {
+        let array = self.values.sql_type();
+        match self.once {
+            true => array.trim_end_matches("[]"),
+            false => array,
+        }
+    }
+
+    /// Binds the parameter by reference: a statement that fails can be
+    /// tried again with the same parameters.
     pub(crate) fn bind<'q>(
         &'q self,
         q: sqlx::query::QueryScalar<'q, sqlx::Postgres, String, sqlx::postgres::PgArguments>,
     ) -> sqlx::query::QueryScalar<'q, sqlx::Postgres, String, sqlx::postgres::PgArguments> {
-        match self {
-            ColumnArray::Int(v) => q.bind(v),
-            ColumnArray::Real(v) => q.bind(v),
-            ColumnArray::Text(v) => q.bind(v),
-            ColumnArray::Bool(v) => q.bind(v),
+        match (&self.values, self.once) {
+            (ColumnArray::Int(v), true) => q.bind(v[0]),
+            (ColumnArray::Real(v), true) => q.bind(v[0]),
+            (ColumnArray::Text(v), true) => q.bind(v[0].as_deref()),
+            (ColumnArray::Bool(v), true) => q.bind(v[0]),
+            (ColumnArray::Int(v), false) => q.bind(v),
+            (ColumnArray::Real(v), false) => q.bind(v),
+            (ColumnArray::Text(v), false) => q.bind(v),
+            (ColumnArray::Bool(v), false) => q.bind(v),
         }
     }
+}
+
+/// `rows` as one parameter per column (`column_arrays`); the columns named
+/// in `once` that hold one value in every row are bound as that value.
+pub(crate) fn column_params(
+    table: &str,
+    columns: &[&str],
+    rows: Vec<Vec<Value>>,
+    once: &[&str],
+) -> Result<Vec<ColumnParam>, StoreError> {
+    Ok(column_arrays(table, columns, rows)?
+        .into_iter()
+        .zip(columns)
+        .map(|(values, column)| ColumnParam {
+            once: once.contains(column) && values.is_uniform(),
+            values,
+        })
+        .collect())
 }
 
 /// `rows` turned into one array per column. A column's type is its value's
@@ -269,16 +325,30 @@ pub(crate) fn column_arrays(
     Ok(arrays)
 }
 
-/// `unnest($first::type[], …) AS r(columns)`: the rows of `arrays` as a
-/// table, their parameters numbered from `first`.
-pub(crate) fn unnest_sql(arrays: &[ColumnArray], columns: &[&str], first: usize) -> String {
-    let params = arrays
-        .iter()
-        .enumerate()
-        .map(|(i, a)| format!("${}::{}", first + i, a.sql_type()))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!("unnest({params}) AS r({})", columns.join(", "))
+/// The rows of `params` as a table, their parameters numbered from
+/// `first`: each column's value (`r.column` from the unnested arrays, or
+/// `$n::type` for a value bound once), and the `unnest(…) AS r(…)` of the
+/// arrays. At least one column (a row's id) must vary.
+pub(crate) fn rows_sql(
+    params: &[ColumnParam],
+    columns: &[&str],
+    first: usize,
+) -> (Vec<String>, String) {
+    let mut values = Vec::with_capacity(params.len());
+    let (mut arrays, mut names) = (Vec::new(), Vec::new());
+    for (i, (param, column)) in params.iter().zip(columns).enumerate() {
+        let cast = format!("${}::{}", first + i, param.sql_type());
+        match param.once {
+            true => values.push(cast),
+            false => {
+                values.push(format!("r.{column}"));
+                arrays.push(cast);
+                names.push(*column);
+            }
+        }
+    }
+    let from = format!("unnest({}) AS r({})", arrays.join(", "), names.join(", "));
+    (values, from)
 }
 
 #[cfg(test)]
@@ -391,13 +461,25 @@ mod tests {
                 ColumnArray::Bool(vec![Some(true), None]),
             ]
         );
-        assert_eq!(
-            unnest_sql(&arrays, &["s", "n", "b"], 3),
-            "unnest($3::text[], $4::int8[], $5::bool[]) AS r(s, n, b)"
-        );
         let mixed = vec![vec![Value::from(1i64)], vec![Value::from("x")]];
         let error = column_arrays("t", &["n"], mixed).unwrap_err().to_string();
         assert!(error.contains("t.n"), "{error}");
+    }
+
+    /// A column named as the same in every row is bound once when it is,
+    /// and stays an array when it is not.
+    #[test]
+    fn a_column_the_same_in_every_row_is_bound_once() {
+        let rows = vec![
+            vec![Value::from("a"), Value::from(7i64), Value::from(true)],
+            vec![Value::from("b"), Value::from(7i64), Value::from(false)],
+        ];
+        let params = column_params("t", &["s", "n", "b"], rows, &["n", "b"]).unwrap();
+        let once: Vec<bool> = params.iter().map(|p| p.once).collect();
+        assert_eq!(once, [false, true, false]);
+        let (values, from) = rows_sql(&params, &["s", "n", "b"], 3);
+        assert_eq!(values, ["r.s", "$4::int8", "r.b"]);
+        assert_eq!(from, "unnest($3::text[], $5::bool[]) AS r(s, b)");
     }
 
     #[test]

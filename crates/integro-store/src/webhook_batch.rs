@@ -32,7 +32,7 @@ use sqlx::{ConnectOptions, Connection};
 
 use crate::conversations::{self, Inbound, Ingested};
 use crate::db::now_ms;
-use crate::insert::{ColumnArray, column_arrays, unnest_sql};
+use crate::insert::{ColumnParam, column_params, rows_sql};
 use crate::webhook_logs::{self, NewWebhookLog};
 use crate::{Db, StoreError, jobs, parse_id};
 
@@ -79,14 +79,19 @@ pub async fn store(
             row
         })
         .collect();
-    let logs = column_arrays("webhook_logs", &LOG_COLUMNS, logs)?;
+    let logs = column_params("webhook_logs", &LOG_COLUMNS, logs, LOG_ONCE)?;
     // A batch without messages (e.g. only webhooks that carried none)
     // stores its log entries alone.
     let messages = match messages.is_empty() {
         true => None,
         false => Some((
-            column_arrays("messages", conversations::INBOUND_COLUMNS, messages)?,
-            column_arrays("jobs", &JOB_COLUMNS, jobs)?,
+            column_params(
+                "messages",
+                conversations::INBOUND_COLUMNS,
+                messages,
+                MESSAGE_ONCE,
+            )?,
+            column_params("jobs", &JOB_COLUMNS, jobs, &JOB_ONCE)?,
         )),
     };
     let mut slot = writer.conn.lock().await;
@@ -189,8 +194,8 @@ enum Dedup {
 async fn write(
     writer: &BatchWriter,
     conn: &mut PgConnection,
-    messages: Option<&(Vec<ColumnArray>, Vec<ColumnArray>)>,
-    logs: &[ColumnArray],
+    messages: Option<&(Vec<ColumnParam>, Vec<ColumnParam>)>,
+    logs: &[ColumnParam],
 ) -> Result<Vec<String>, sqlx::Error> {
     if !writer.recent_duplicates.load(Ordering::Relaxed) {
         match run(conn, messages, logs, Dedup::Assume).await {
@@ -204,8 +209,8 @@ async fn write(
 /// Runs the batch's statement; returns the ids of the messages stored.
 async fn run(
     conn: &mut PgConnection,
-    messages: Option<&(Vec<ColumnArray>, Vec<ColumnArray>)>,
-    logs: &[ColumnArray],
+    messages: Option<&(Vec<ColumnParam>, Vec<ColumnParam>)>,
+    logs: &[ColumnParam],
     dedup: Dedup,
 ) -> Result<Vec<String>, sqlx::Error> {
     let sql = cached_statement(messages, logs, dedup);
@@ -237,6 +242,27 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(e) if e.is_unique_violation())
 }
 
+/// Columns whose value a batch's every row shares, by how the rows are
+/// made (the batch's time, a new row's fixed state): each is bound once
+/// instead of as an array (`insert::column_params`).
+const MESSAGE_ONCE: &[&str] = &[
+    "conversation_id",
+    "direction",
+    "sender",
+    "status",
+    "reply_to",
+    "created_at",
+    "updated_at",
+];
+/// A new reply job's columns but its own (id, tenant, payload, queue): it
+/// is ready, not tried yet, due and created now.
+static JOB_ONCE: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    let own = ["id", "tenant_id", "payload", "queue_key", "queue_hash"];
+    let columns = jobs::INSERT_COLUMNS.iter().copied();
+    columns.filter(|c| !own.contains(c)).collect()
+});
+const LOG_ONCE: &[&str] = &["created_at"];
+
 /// A job's row, and the id of the message it replies to.
 static JOB_COLUMNS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
     let mut columns = jobs::INSERT_COLUMNS.to_vec();
@@ -255,8 +281,8 @@ static LOG_COLUMNS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
 /// `statement`, written once per shape: some hundred `format!`s and joins
 /// per batch were ~1% of the ingest's CPU, on the one writer's path.
 fn cached_statement(
-    messages: Option<&(Vec<ColumnArray>, Vec<ColumnArray>)>,
-    logs: &[ColumnArray],
+    messages: Option<&(Vec<ColumnParam>, Vec<ColumnParam>)>,
+    logs: &[ColumnParam],
     dedup: Dedup,
 ) -> Arc<str> {
     type Shape = (Dedup, Vec<&'static str>);
@@ -265,9 +291,9 @@ fn cached_statement(
     let types = messages
         .into_iter()
         .flat_map(|(m, j)| m.iter().chain(j))
-        .map(ColumnArray::sql_type)
+        .map(ColumnParam::sql_type)
         .chain(["|"])
-        .chain(logs.iter().map(ColumnArray::sql_type))
+        .chain(logs.iter().map(ColumnParam::sql_type))
         .collect();
     let mut texts = TEXTS.lock().expect("statement texts");
     texts
@@ -276,60 +302,74 @@ fn cached_statement(
         .clone()
 }
 
-/// The one statement. Its text depends only on the columns' types, which
-/// never vary, and on `dedup`: it stays prepared. Checking for messages
+/// Column `name`'s value in a statement's rows (`insert::rows_sql`).
+fn value_of<'v>(values: &'v [String], columns: &[&str], name: &str) -> &'v String {
+    let at = columns.iter().position(|c| *c == name);
+    &values[at.expect("a column of the table")]
+}
+
+/// The one statement. Its text depends only on the columns' types and
+/// which are bound once (`MESSAGE_ONCE`…: the same for every batch), and
+/// on `dedup`: it stays prepared. Checking for messages
 /// sent before, a job is stored when its message went in, and an entry is a
 /// `duplicate` when its webhook carried messages and none of them went in.
 fn statement(
-    messages: Option<&(Vec<ColumnArray>, Vec<ColumnArray>)>,
-    logs: &[ColumnArray],
+    messages: Option<&(Vec<ColumnParam>, Vec<ColumnParam>)>,
+    logs: &[ColumnParam],
     dedup: Dedup,
 ) -> String {
     let log_columns = webhook_logs::INSERT_COLUMNS.join(", ");
-    let Some((message_arrays, job_arrays)) = messages else {
-        return format!(
-            "INSERT INTO webhook_logs ({log_columns}) SELECT {log_columns} FROM {}",
-            unnest_sql(logs, &LOG_COLUMNS, 1)
-        );
+    let Some((message_params, job_params)) = messages else {
+        let (values, from) = rows_sql(logs, &LOG_COLUMNS, 1);
+        let values = values[..webhook_logs::INSERT_COLUMNS.len()].join(", ");
+        return format!("INSERT INTO webhook_logs ({log_columns}) SELECT {values} FROM {from}");
     };
+    // Parameters are numbered messages', then jobs', then logs'.
+    let jobs_first = 1 + message_params.len();
+    let logs_first = jobs_first + job_params.len();
+    let (message_values, messages_from) =
+        rows_sql(message_params, conversations::INBOUND_COLUMNS, 1);
+    let (job_values, jobs_from) = rows_sql(job_params, &JOB_COLUMNS, jobs_first);
+    let (log_values, logs_from) = rows_sql(logs, &LOG_COLUMNS, logs_first);
+    let job_value = |name| value_of(&job_values, &JOB_COLUMNS, name);
+    let log_value = |name| value_of(&log_values, &LOG_COLUMNS, name);
     let message_columns = conversations::INBOUND_COLUMNS.join(", ");
     let job_columns = jobs::INSERT_COLUMNS.join(", ");
     let (conflict, job_filter) = match dedup {
-        Dedup::Assume => ("", ""),
+        Dedup::Assume => ("", String::new()),
         Dedup::Check => (
             conversations::INBOUND_CONFLICT,
-            " WHERE r.message_id IN (SELECT id FROM m)",
+            format!(" WHERE {} IN (SELECT id FROM m)", job_value("message_id")),
         ),
     };
     let log_values = webhook_logs::INSERT_COLUMNS
         .iter()
         .map(|c| match *c {
-            "outcome" if dedup == Dedup::Assume => "r.outcome".to_string(),
-            // The stored ids are gathered once (an InitPlan); compared row
-            // by row, each entry's ids were read again per message.
-            "outcome" => "CASE WHEN r.has_messages \
-                 AND NOT (string_to_array(r.message_ids, ',') && ARRAY(SELECT id FROM m)) \
-                 THEN 'duplicate' ELSE r.outcome END"
-                .to_string(),
-            c => format!("r.{c}"),
+            "outcome" if dedup == Dedup::Check => format!(
+                // The stored ids are gathered once (an InitPlan); compared
+                // row by row, each entry's ids were read again per message.
+                "CASE WHEN {} AND NOT (string_to_array({}, ',') && ARRAY(SELECT id FROM m)) \
+                 THEN 'duplicate' ELSE {} END",
+                log_value("has_messages"),
+                log_value("message_ids"),
+                log_value("outcome"),
+            ),
+            c => log_value(c).clone(),
         })
         .collect::<Vec<_>>()
         .join(", ");
-    let jobs_from = 1 + message_arrays.len();
-    let logs_from = jobs_from + job_arrays.len();
+    let message_values = message_values.join(", ");
+    let job_values = job_values[..jobs::INSERT_COLUMNS.len()].join(", ");
     format!(
         "WITH m AS (\
-             INSERT INTO messages ({message_columns}) SELECT {message_columns} \
-             FROM {messages}{conflict} RETURNING id\
+             INSERT INTO messages ({message_columns}) SELECT {message_values} \
+             FROM {messages_from}{conflict} RETURNING id\
          ), j AS (\
-             INSERT INTO jobs ({job_columns}) SELECT {job_columns} \
-             FROM {jobs}{job_filter}\
+             INSERT INTO jobs ({job_columns}) SELECT {job_values} \
+             FROM {jobs_from}{job_filter}\
          ), l AS (\
-             INSERT INTO webhook_logs ({log_columns}) SELECT {log_values} FROM {logs}\
-         ) SELECT id FROM m",
-        messages = unnest_sql(message_arrays, conversations::INBOUND_COLUMNS, 1),
-        jobs = unnest_sql(job_arrays, &JOB_COLUMNS, jobs_from),
-        logs = unnest_sql(logs, &LOG_COLUMNS, logs_from),
+             INSERT INTO webhook_logs ({log_columns}) SELECT {log_values} FROM {logs_from}\
+         ) SELECT id FROM m"
     )
 }
 
