@@ -8,8 +8,9 @@
 //! Which messages went in (not sent before) decides which jobs are stored
 //! and each entry's outcome, in the statement itself.
 //!
-//! The rows travel as one array per column (`insert::column_arrays`), on the
-//! writer's own connection (`BatchWriter`), kept from batch to batch.
+//! The rows travel as one array per column, but for the columns every row of
+//! a batch shares, bound once (`insert::column_params`), on the writer's own
+//! connection (`BatchWriter`), kept from batch to batch.
 //!
 //! A batch is first written as if none of its messages had been sent
 //! before, without `ON CONFLICT`: PostgreSQL's conflict check is an index
@@ -24,7 +25,6 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
-
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgDatabaseError, PgSeverity};
@@ -102,22 +102,18 @@ pub async fn store(
             None => writer.connect().await?,
         };
         let stored = write(writer, &mut conn, messages.as_ref(), &logs).await;
-        match &stored {
-            Ok(_) => {
-                *slot = Some(conn);
-                break stored;
-            }
-            Err(e) if !ends_the_connection(e) => {
-                *slot = Some(conn);
-                break stored;
-            }
-            // A connection kept from an earlier batch may have been closed
-            // since (PostgreSQL restarted): once more, on a new one. Had
-            // the statement gone in after all, the checked statement finds
-            // its messages stored.
-            Err(_) if kept => kept = false,
-            Err(_) => break stored,
+        if !stored.as_ref().is_err_and(ends_the_connection) {
+            *slot = Some(conn);
+            break stored;
         }
+        // A connection kept from an earlier batch may have been closed
+        // since (PostgreSQL restarted): once more, on a new one. Had the
+        // statement gone in after all, the checked statement finds its
+        // messages stored.
+        if !kept {
+            break stored;
+        }
+        kept = false;
     }?;
     drop(slot);
     // Stored fewer than the batch's new ids: it held messages sent before.
