@@ -15,11 +15,17 @@ by = {(r["label"], r["round"]): r for r in rows}
 rounds = sorted({r["round"] for r in rows})
 cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
 print(f"# Webhook ingest benchmark\n\ncommit `{commit}` · {platform.node()} · {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores · {cpu}\n")
-print("| round | case | mode | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | errors | server CPU s | peak RSS MiB |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
+print("| round | case | mode | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | errors | server CPU s | peak RSS MiB | steal % |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+def steal(r):
+    """The share of the machine's CPU time the host took during the measure."""
+    m = r.get("machine")
+    return f"{m['steal_pct']:.0f}" if m else "?"
+
+
 for r in rows:
     l = r["latency_ms"]
-    print(f"| {r['round']} | {r['label']} | {r['mode']} | {r['throughput_rps']:.0f} | {l['p50']:.2f} | {l['p90']:.2f} | {l['p99']:.2f} | {l['p999']:.2f} | {r['errors']} | {r['server_cpu_s']} | {r['server_peak_rss_kib']/1024:.1f} |")
+    print(f"| {r['round']} | {r['label']} | {r['mode']} | {r['throughput_rps']:.0f} | {l['p50']:.2f} | {l['p90']:.2f} | {l['p99']:.2f} | {l['p999']:.2f} | {r['errors']} | {r['server_cpu_s']} | {r['server_peak_rss_kib']/1024:.1f} | {steal(r)} |")
 print()
 
 

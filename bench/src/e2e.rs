@@ -16,7 +16,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
 use crate::mock::{self, Mock};
-use crate::process::{self, Integro};
+use crate::process::{self, Integro, MachineCpu};
 use crate::report::{self, Hook, Outcome, Run};
 use crate::webhooks::{self, Account, Channel, Inbound};
 
@@ -392,6 +392,15 @@ fn progress_bar(len: u64) -> ProgressBar {
 }
 
 /// Samples Integro's resident memory every 250 ms and keeps the progress bar current.
+/// What `monitor` read every 250 ms.
+#[derive(Default)]
+struct Samples {
+    /// Integro's resident memory (KiB).
+    rss: Vec<(Instant, u64)>,
+    /// The machine's CPU counters.
+    machine: Vec<(Instant, MachineCpu)>,
+}
+
 fn monitor(
     pid: u32,
     load: Arc<Load>,
@@ -400,16 +409,19 @@ fn monitor(
     warmup_start: Instant,
     start: Instant,
     stop: Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<Vec<(Instant, u64)>> {
+) -> tokio::task::JoinHandle<Samples> {
     tokio::spawn(async move {
-        let mut samples = Vec::new();
+        let mut samples = Samples::default();
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         while !stop.load(Ordering::Relaxed) {
             tick.tick().await;
             let now = Instant::now();
             let rss = process::rss_kib(pid);
             if let Some(kib) = rss {
-                samples.push((now, kib));
+                samples.rss.push((now, kib));
+            }
+            if let Some(cpu) = MachineCpu::now() {
+                samples.machine.push((now, cpu));
             }
             bar.set_prefix(if now < start { "warm-up" } else { "measure" });
             bar.set_position(now.saturating_duration_since(warmup_start).as_secs());
@@ -525,9 +537,9 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
     );
     let generator = tokio::spawn(generate(load.clone(), warmup_start, end, args.rate));
     tokio::time::sleep_until(start.into()).await;
-    let cpu_start = process::cpu_seconds(pid);
+    let (cpu_start, machine_start) = (process::cpu_seconds(pid), MachineCpu::now());
     tokio::time::sleep_until(end.into()).await;
-    let cpu_end = process::cpu_seconds(pid);
+    let (cpu_end, machine_end) = (process::cpu_seconds(pid), MachineCpu::now());
     generator.await?;
 
     // Wait for the replies still due; then a moment more, within the same
@@ -552,7 +564,7 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
     let drained = Instant::now();
     let peak_rss_kib = process::peak_rss_kib(pid);
     stop.store(true, Ordering::Relaxed);
-    let rss_samples = sampler.await?;
+    let samples = sampler.await?;
     bar.finish_and_clear();
     server.stop().await;
 
@@ -579,9 +591,13 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
         start,
         end,
         drained,
-        rss_samples: &rss_samples,
+        rss_samples: &samples.rss,
         peak_rss_kib,
         cpu_s: cpu_start.zip(cpu_end).map(|(a, b)| b - a),
+        machine: machine_start
+            .zip(machine_end)
+            .and_then(|(a, b)| a.shares_until(&b)),
+        machine_samples: &samples.machine,
         twilio_lookups: mock.lookups(),
         unexpected_requests: mock.unexpected(),
     });

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use serde::Serialize;
 
+use crate::process::{MachineCpu, MachineShares};
 use crate::report::Percentiles;
 use crate::webhooks::{self, Channel, Inbound};
 
@@ -58,6 +59,8 @@ pub struct Report {
     errors: u64,
     throughput_rps: f64,
     latency_ms: Percentiles,
+    /// The whole machine over the measured phase (steal: taken by the host).
+    machine: Option<MachineShares>,
 }
 
 /// A realistic Twilio WhatsApp inbound form (about 700 bytes), signed:
@@ -140,9 +143,12 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<Report> {
     run_phase(&shared, Duration::from_secs(2)).await;
     shared.ok.store(0, Ordering::Relaxed);
     shared.errors.store(0, Ordering::Relaxed);
-    let started = Instant::now();
+    let (started, machine_start) = (Instant::now(), MachineCpu::now());
     let mut latencies = run_phase(&shared, Duration::from_secs(args.duration)).await;
     let elapsed = started.elapsed().as_secs_f64();
+    let machine = machine_start
+        .zip(MachineCpu::now())
+        .and_then(|(a, b)| a.shares_until(&b));
     latencies.sort_unstable();
     let ok = shared.ok.load(Ordering::Relaxed);
     let errors = shared.errors.load(Ordering::Relaxed);
@@ -158,6 +164,7 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<Report> {
         errors,
         throughput_rps: ok as f64 / elapsed,
         latency_ms: Percentiles::of(&latencies),
+        machine,
     })
 }
 

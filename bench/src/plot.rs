@@ -197,6 +197,8 @@ mod tests {
             rss_samples: &[],
             peak_rss_kib: None,
             cpu_s: None,
+            machine: None,
+            machine_samples: &[],
             twilio_lookups: 0,
             unexpected_requests: 0,
         });

@@ -155,6 +155,65 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     Some(ticks as f64 / per_second.max(1) as f64)
 }
 
+/// The whole machine's CPU time since boot by what it went to, in ticks
+/// (`/proc/stat`, its `cpu` line). On a virtual machine `steal` is time the
+/// host gave to someone else: a run with much of it measured a smaller
+/// machine than `nproc` says.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct MachineCpu {
+    pub busy: u64,
+    pub idle: u64,
+    pub iowait: u64,
+    pub steal: u64,
+}
+
+/// Shares of the machine's CPU time over a stretch, in percent.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct MachineShares {
+    pub busy_pct: f64,
+    pub idle_pct: f64,
+    pub iowait_pct: f64,
+    pub steal_pct: f64,
+}
+
+impl MachineCpu {
+    pub fn now() -> Option<MachineCpu> {
+        MachineCpu::parse(&std::fs::read_to_string("/proc/stat").ok()?)
+    }
+
+    fn parse(stat: &str) -> Option<MachineCpu> {
+        let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+        let v: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .map(|f| f.parse().ok())
+            .collect::<Option<_>>()?;
+        // user nice system idle iowait irq softirq steal (guest time is
+        // counted in user already).
+        let at = |i: usize| v.get(i).copied().unwrap_or(0);
+        Some(MachineCpu {
+            busy: at(0) + at(1) + at(2) + at(5) + at(6),
+            idle: at(3),
+            iowait: at(4),
+            steal: at(7),
+        })
+    }
+
+    /// What the time from `self` to `later` went to; `None` when no tick passed.
+    pub fn shares_until(&self, later: &MachineCpu) -> Option<MachineShares> {
+        let d = |a: u64, b: u64| b.saturating_sub(a) as f64;
+        let (busy, idle) = (d(self.busy, later.busy), d(self.idle, later.idle));
+        let (iowait, steal) = (d(self.iowait, later.iowait), d(self.steal, later.steal));
+        let total = busy + idle + iowait + steal;
+        (total > 0.0).then(|| MachineShares {
+            busy_pct: 100.0 * busy / total,
+            idle_pct: 100.0 * idle / total,
+            iowait_pct: 100.0 * iowait / total,
+            steal_pct: 100.0 * steal / total,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,5 +224,18 @@ mod tests {
         let (rss, peak) = (rss_kib(me).unwrap(), peak_rss_kib(me).unwrap());
         assert!(rss > 0 && peak >= rss, "rss {rss} peak {peak}");
         assert!(cpu_seconds(me).unwrap() >= 0.0);
+    }
+
+    #[test]
+    fn the_machine_s_cpu_time_is_split_by_what_it_went_to() {
+        let before = MachineCpu::parse("cpu  100 0 50 800 10 0 5 20 0 0\ncpu0 1 2 3\n").unwrap();
+        let after = MachineCpu::parse("cpu  160 0 75 860 20 0 5 60 0 0\n").unwrap();
+        assert_eq!(before.busy, 155);
+        let s = before.shares_until(&after).unwrap();
+        // 85 busy, 60 idle, 10 iowait, 40 steal of 195 ticks.
+        assert!((s.steal_pct - 100.0 * 40.0 / 195.0).abs() < 1e-9);
+        assert!((s.busy_pct + s.idle_pct + s.iowait_pct + s.steal_pct - 100.0).abs() < 1e-9);
+        assert!(before.shares_until(&before).is_none());
+        assert!(MachineCpu::now().is_some());
     }
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::mock::Send;
+use crate::process::{MachineCpu, MachineShares};
 use crate::webhooks::Channel;
 
 /// Nearest-rank percentiles, in milliseconds.
@@ -158,6 +159,9 @@ pub fn latencies_csv(hooks: &[Hook], sends: &[Send], start: Instant) -> String {
     out
 }
 
+/// Steal from this share on is named under the summary's table.
+const STEAL_WORTH_SAYING_PCT: f64 = 5.0;
+
 /// Everything one run recorded.
 pub struct Run<'a> {
     pub config: serde_json::Value,
@@ -175,6 +179,10 @@ pub struct Run<'a> {
     pub peak_rss_kib: Option<u64>,
     /// Integro's CPU time over the measured window.
     pub cpu_s: Option<f64>,
+    /// The whole machine's CPU over the measured window (steal: the host's).
+    pub machine: Option<MachineShares>,
+    /// The machine's CPU counters every 250 ms, for steal by second.
+    pub machine_samples: &'a [(Instant, MachineCpu)],
     pub twilio_lookups: u64,
     pub unexpected_requests: u64,
 }
@@ -187,6 +195,8 @@ pub struct Report {
     pub e2e_latency_ms: Percentiles,
     pub sends: Sends,
     pub integro: Process,
+    /// The whole machine over the measured window: what else took its CPUs.
+    pub machine: Option<MachineShares>,
     pub targets: Vec<Target>,
     pub pass: bool,
     pub timeline: Vec<Second>,
@@ -258,6 +268,11 @@ pub struct Second {
     pub sends: u64,
     /// p99 end-to-end latency of the webhooks due in this second.
     pub e2e_p99_ms: Option<f64>,
+    /// p99 acknowledgement latency of the webhooks due in this second: a
+    /// slow second here is ingest's; slow end to end alone is the worker's.
+    pub ack_p99_ms: Option<f64>,
+    /// Share of the machine's CPU time the host gave to others (steal).
+    pub steal_pct: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -359,15 +374,19 @@ pub fn analyze(run: &Run) -> (Report, Latencies) {
             errors: 0,
             sends: 0,
             e2e_p99_ms: None,
+            ack_p99_ms: None,
+            steal_pct: None,
         })
         .collect();
     let slot = |t: Instant| -> usize {
         (relative(t).floor() as i64 - first).clamp(0, last - first) as usize
     };
     let mut e2e_by_second: Vec<Vec<u64>> = vec![Vec::new(); timeline.len()];
+    let mut ack_by_second: Vec<Vec<u64>> = vec![Vec::new(); timeline.len()];
     for (i, h) in run.hooks.iter().enumerate() {
         if h.outcome == Outcome::Acked {
             timeline[slot(h.done)].webhooks_acked += 1;
+            ack_by_second[slot(h.due)].push(micros(h.done.saturating_duration_since(h.due)));
         } else {
             timeline[slot(h.done)].errors += 1;
         }
@@ -378,11 +397,29 @@ pub fn analyze(run: &Run) -> (Report, Latencies) {
     for s in run.sends {
         timeline[slot(s.at)].sends += 1;
     }
-    for (second, mut lat) in timeline.iter_mut().zip(e2e_by_second) {
-        if !lat.is_empty() {
-            lat.sort_unstable();
-            second.e2e_p99_ms = Some(percentile_ms(&lat, 0.99));
-        }
+    let p99_ms = |mut lat: Vec<u64>| {
+        lat.sort_unstable();
+        (!lat.is_empty()).then(|| percentile_ms(&lat, 0.99))
+    };
+    for ((second, e2e), ack) in timeline.iter_mut().zip(e2e_by_second).zip(ack_by_second) {
+        second.e2e_p99_ms = p99_ms(e2e);
+        second.ack_p99_ms = p99_ms(ack);
+    }
+    // Each stretch between two samples of the machine's counters counts in
+    // the second it ends in (summed as counters that start at zero).
+    let mut machine_by_second = vec![MachineCpu::default(); timeline.len()];
+    for pair in run.machine_samples.windows(2) {
+        let ((_, a), (t, b)) = (pair[0], pair[1]);
+        let sum = &mut machine_by_second[slot(t)];
+        sum.busy += b.busy.saturating_sub(a.busy);
+        sum.idle += b.idle.saturating_sub(a.idle);
+        sum.iowait += b.iowait.saturating_sub(a.iowait);
+        sum.steal += b.steal.saturating_sub(a.steal);
+    }
+    for (second, spent) in timeline.iter_mut().zip(machine_by_second) {
+        second.steal_pct = MachineCpu::default()
+            .shares_until(&spent)
+            .map(|s| s.steal_pct);
     }
 
     let in_measure = |t: Instant| t >= run.start && t < run.end;
@@ -439,6 +476,7 @@ pub fn analyze(run: &Run) -> (Report, Latencies) {
         e2e_latency_ms: e2e_p,
         sends,
         integro,
+        machine: run.machine,
         pass: targets.iter().all(|t| t.pass),
         targets,
         timeline,
@@ -580,6 +618,16 @@ pub fn markdown(r: &Report) -> String {
             ),
             String::new(),
         ),
+        (
+            "the machine's CPUs: busy / idle / iowait / taken by the host (steal)".into(),
+            r.machine.map_or("unknown".into(), |m| {
+                format!(
+                    "{:.0}% / {:.0}% / {:.0}% / {:.0}%",
+                    m.busy_pct, m.idle_pct, m.iowait_pct, m.steal_pct
+                )
+            }),
+            String::new(),
+        ),
     ];
     let mut out = String::new();
     let _ = writeln!(out, "# End to end: {}\n", verdict(r.pass));
@@ -592,6 +640,15 @@ pub fn markdown(r: &Report) -> String {
         "\nLatencies count from when a webhook was due (open loop). e2e: due → the mock \
          provider received the reply. Missing and duplicated count the whole run, warm-up included."
     );
+    if let Some(m) = r.machine.filter(|m| m.steal_pct >= STEAL_WORTH_SAYING_PCT) {
+        let _ = writeln!(
+            out,
+            "\nThe host took {:.0}% of this virtual machine's CPU time during the measure \
+             (steal): the run measured a smaller machine than its cores say. The seconds \
+             in `e2e.json` (`timeline`, `steal_pct`) show when.",
+            m.steal_pct
+        );
+    }
     out
 }
 
@@ -699,6 +756,8 @@ mod tests {
             rss_samples: &samples,
             peak_rss_kib: Some(50 * 1024),
             cpu_s: Some(0.5),
+            machine: None,
+            machine_samples: &[],
             twilio_lookups: 0,
             unexpected_requests: 0,
         };
@@ -716,5 +775,46 @@ mod tests {
         );
         assert!(r.pass, "{}", markdown(&r));
         assert!(markdown(&r).contains("| e2e p99 | 4.0 ms | < 50 ms PASS |"));
+        assert!(!markdown(&r).contains("The host took"));
+    }
+
+    #[test]
+    fn the_host_s_share_of_the_cpus_is_shown_by_second_and_named_when_large() {
+        let t = Instant::now();
+        let hooks = vec![hook(t, "c", 1100, Outcome::Acked)];
+        let counters = |busy, steal| MachineCpu {
+            busy,
+            idle: 0,
+            iowait: 0,
+            steal,
+        };
+        // Second 0 (from 1000 ms): 60 ticks busy and 40 stolen; second 1: none stolen.
+        let samples = [
+            (at(t, 1100), counters(100, 10)),
+            (at(t, 1600), counters(160, 50)),
+            (at(t, 2200), counters(260, 50)),
+        ];
+        let run = Run {
+            config: serde_json::json!({"rate": 1, "duration_s": 2, "database": "sqlite"}),
+            hooks: &hooks,
+            sends: &[],
+            warmup_start: at(t, 1000),
+            start: at(t, 1000),
+            end: at(t, 3000),
+            drained: at(t, 3000),
+            rss_samples: &[],
+            peak_rss_kib: None,
+            cpu_s: None,
+            machine: counters(100, 10).shares_until(&counters(260, 50)),
+            machine_samples: &samples,
+            twilio_lookups: 0,
+            unexpected_requests: 0,
+        };
+        let (r, _) = analyze(&run);
+        let steal: Vec<_> = r.timeline.iter().map(|s| (s.second, s.steal_pct)).collect();
+        assert_eq!(steal, [(0, Some(40.0)), (1, Some(0.0)), (2, None)]);
+        let summary = markdown(&r);
+        assert!(summary.contains("| 80% / 0% / 0% / 20% |"), "{summary}");
+        assert!(summary.contains("The host took 20%"), "{summary}");
     }
 }
