@@ -46,7 +46,8 @@ pub struct E2eArgs {
     /// Share of webhooks from a contact never seen before.
     #[arg(long, default_value_t = 0.2)]
     new_share: f64,
-    /// Where the report goes (created): e2e.json, summary.md, e2e.svg, integro.log.
+    /// Where the report goes (created): e2e.json, summary.md, e2e.svg,
+    /// integro.log, and Integro's `/metrics` at the end (metrics.txt).
     #[arg(long)]
     out: PathBuf,
     /// Also write latencies.csv: each webhook's due time, ack and reply
@@ -508,7 +509,7 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
     let pid = server.pid();
 
     let load = Arc::new(Load {
-        client,
+        client: client.clone(),
         accounts: setup.accounts.clone(),
         plan: Plan {
             mix: mix.clone(),
@@ -566,7 +567,16 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
     stop.store(true, Ordering::Relaxed);
     let samples = sampler.await?;
     bar.finish_and_clear();
+    // Integro's own view of the run (commit and job durations, checkpoints,
+    // queue depth), for finding where a tail came from.
+    let metrics = match client.get(format!("{base}/metrics")).send().await {
+        Ok(r) if r.status().is_success() => r.text().await.ok(),
+        _ => None,
+    };
     server.stop().await;
+    if let Some(text) = metrics {
+        std::fs::write(args.out.join("metrics.txt"), text)?;
+    }
 
     let hooks = std::mem::take(&mut *load.hooks.lock().unwrap());
     let sends = mock.sends();
