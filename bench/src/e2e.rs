@@ -392,7 +392,6 @@ fn progress_bar(len: u64) -> ProgressBar {
     bar
 }
 
-/// Samples Integro's resident memory every 250 ms and keeps the progress bar current.
 /// What `monitor` read every 250 ms.
 #[derive(Default)]
 struct Samples {
@@ -402,6 +401,8 @@ struct Samples {
     machine: Vec<(Instant, MachineCpu)>,
 }
 
+/// Samples Integro's resident memory and the machine's CPU every 250 ms and
+/// keeps the progress bar current.
 fn monitor(
     pid: u32,
     load: Arc<Load>,

@@ -199,18 +199,40 @@ impl MachineCpu {
         })
     }
 
+    /// The ticks that passed from `earlier` to `self`, by what they went to.
+    pub fn spent_since(&self, earlier: &MachineCpu) -> MachineCpu {
+        MachineCpu {
+            busy: self.busy.saturating_sub(earlier.busy),
+            idle: self.idle.saturating_sub(earlier.idle),
+            iowait: self.iowait.saturating_sub(earlier.iowait),
+            steal: self.steal.saturating_sub(earlier.steal),
+        }
+    }
+
+    /// Ticks spent (from `spent_since`) as shares; `None` when no tick passed.
+    pub fn shares(&self) -> Option<MachineShares> {
+        let total = (self.busy + self.idle + self.iowait + self.steal) as f64;
+        let pct = |ticks: u64| 100.0 * ticks as f64 / total;
+        (total > 0.0).then(|| MachineShares {
+            busy_pct: pct(self.busy),
+            idle_pct: pct(self.idle),
+            iowait_pct: pct(self.iowait),
+            steal_pct: pct(self.steal),
+        })
+    }
+
     /// What the time from `self` to `later` went to; `None` when no tick passed.
     pub fn shares_until(&self, later: &MachineCpu) -> Option<MachineShares> {
-        let d = |a: u64, b: u64| b.saturating_sub(a) as f64;
-        let (busy, idle) = (d(self.busy, later.busy), d(self.idle, later.idle));
-        let (iowait, steal) = (d(self.iowait, later.iowait), d(self.steal, later.steal));
-        let total = busy + idle + iowait + steal;
-        (total > 0.0).then(|| MachineShares {
-            busy_pct: 100.0 * busy / total,
-            idle_pct: 100.0 * idle / total,
-            iowait_pct: 100.0 * iowait / total,
-            steal_pct: 100.0 * steal / total,
-        })
+        later.spent_since(self).shares()
+    }
+}
+
+impl std::ops::AddAssign for MachineCpu {
+    fn add_assign(&mut self, other: MachineCpu) {
+        self.busy += other.busy;
+        self.idle += other.idle;
+        self.iowait += other.iowait;
+        self.steal += other.steal;
     }
 }
 

@@ -406,20 +406,14 @@ pub fn analyze(run: &Run) -> (Report, Latencies) {
         second.ack_p99_ms = p99_ms(ack);
     }
     // Each stretch between two samples of the machine's counters counts in
-    // the second it ends in (summed as counters that start at zero).
+    // the second it ends in.
     let mut machine_by_second = vec![MachineCpu::default(); timeline.len()];
     for pair in run.machine_samples.windows(2) {
         let ((_, a), (t, b)) = (pair[0], pair[1]);
-        let sum = &mut machine_by_second[slot(t)];
-        sum.busy += b.busy.saturating_sub(a.busy);
-        sum.idle += b.idle.saturating_sub(a.idle);
-        sum.iowait += b.iowait.saturating_sub(a.iowait);
-        sum.steal += b.steal.saturating_sub(a.steal);
+        machine_by_second[slot(t)] += b.spent_since(&a);
     }
     for (second, spent) in timeline.iter_mut().zip(machine_by_second) {
-        second.steal_pct = MachineCpu::default()
-            .shares_until(&spent)
-            .map(|s| s.steal_pct);
+        second.steal_pct = spent.shares().map(|s| s.steal_pct);
     }
 
     let in_measure = |t: Instant| t >= run.start && t < run.end;
