@@ -39,7 +39,8 @@ open(path, "w").write(src.replace(anchor, hook))
 PY
 (cd "$WORK/hookbench" && CARGO_TARGET_DIR=${REF_SCHEMA_TARGET:-/tmp/integro-hookbench-schema-target} cargo build --release -q)
 HOOKBENCH=${REF_SCHEMA_TARGET:-/tmp/integro-hookbench-schema-target}/release/hookbench
-TOKEN=0123456789abcdef0123456789abcdef
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 PORT=3000
 
 for round in $(seq 1 "$ROUNDS"); do
@@ -49,12 +50,12 @@ for round in $(seq 1 "$ROUNDS"); do
         SQLITE_PATH="$db" SQLITE_SYNC=full BATCH_WINDOW_US=0 EXTRA_SQL="$(cat "$ROOT/bench/ref-schema/$variant.sql")" \
         "$HOOKBENCH" > "$OUT/$variant-r$round.log" 2>&1 &
     pid=$!
-    for _ in $(seq 1 200); do (echo > /dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+    wait_port $PORT
     gen() { "$BENCH" ingest --url http://127.0.0.1:$PORT/hook --sign-url https://bot.example.com/hook --token $TOKEN --duration 10 "$@"; }
     saturation=$(gen --concurrency 64 --label "$variant-saturation")
-    c0=$(awk '{print $14+$15}' /proc/$pid/stat); w0=$(awk '/^write_bytes/{print $2}' /proc/$pid/io)
+    c0=$(cpu_ticks $pid); w0=$(written_bytes $pid)
     fixed=$(gen --rate 2000 --label "$variant-2000rps")
-    c1=$(awk '{print $14+$15}' /proc/$pid/stat); w1=$(awk '/^write_bytes/{print $2}' /proc/$pid/io)
+    c1=$(cpu_ticks $pid); w1=$(written_bytes $pid)
     kill $pid; wait $pid 2>/dev/null || true
     size=$(stat -c %s "$db")
     rm -f "$db" "$db-wal" "$db-shm"

@@ -49,12 +49,9 @@ cp -r "$REF_SRC/." "$WORK/ref"
 (cd "$WORK/ref/hookbench" && CARGO_TARGET_DIR=$REF_TARGET cargo build --release -q)
 HOOKBENCH=$REF_TARGET/release/hookbench
 
-TOKEN=0123456789abcdef0123456789abcdef
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 PORT=3000
-
-wait_port() { for _ in $(seq 1 200); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
-cpu_ticks() { awk '{print $14+$15}' /proc/$1/stat; }
-peak_rss_kib() { awk '/VmHWM/{print $2}' /proc/$1/status; }
 
 # measure LABEL PID URL SIGN_URL [generator args…]
 measure() {
