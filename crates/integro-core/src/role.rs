@@ -69,6 +69,12 @@ impl Role {
         self.allows(Permission::ManageMembers) && granted <= self
     }
 
+    /// Whether a member with this role may change or remove the membership
+    /// of someone who holds `target`: never of someone above oneself.
+    pub fn may_manage(self, target: Role) -> bool {
+        self.allows(Permission::ManageMembers) && target <= self
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Viewer => "viewer",

@@ -140,6 +140,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(what) => ApiError::not_found(what),
             StoreError::Conflict(msg) => ApiError::new(StatusCode::CONFLICT, "conflict", msg),
             StoreError::Invalid { field, message } => ApiError::invalid_field(&field, message),
+            StoreError::Forbidden(msg) => ApiError::forbidden(msg),
             other => {
                 tracing::error!(error = %other, "store error");
                 ApiError::internal()

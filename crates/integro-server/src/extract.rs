@@ -206,7 +206,17 @@ impl FromRequestParts<AppState> for Auth {
         if let Some(auth) = parts.extensions.get::<Auth>() {
             return Ok(auth.clone());
         }
-        let token = bearer(&parts.headers)?;
+        let auth = Auth::authenticate(state, &parts.headers).await?;
+        parts.extensions.insert(auth.clone());
+        Ok(auth)
+    }
+}
+
+impl Auth {
+    /// The caller the request's bearer token names, or why it is refused.
+    pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> ApiResult<Auth> {
+        let token = bearer(headers)?;
+
         let principal = if token.starts_with(api_keys::KEY_PREFIX) {
             let key = api_keys::authenticate(&state.db, token)
                 .await?
@@ -215,13 +225,25 @@ impl FromRequestParts<AppState> for Auth {
                 })?;
             Principal::ApiKey(key)
         } else {
-            let user_id = state
+            let (user_id, generation) = state
                 .tokens
                 .verify(token)
                 .map_err(|why| ApiError::unauthorized("invalid_token", why))?;
             let user = users::get(&state.db, user_id).await?.ok_or_else(|| {
                 ApiError::unauthorized("invalid_token", "the user no longer exists")
             })?;
+            if user.disabled_at.is_some() {
+                return Err(ApiError::unauthorized(
+                    "account_disabled",
+                    "this account was disabled by an operator",
+                ));
+            }
+            if user.token_generation != generation {
+                return Err(ApiError::unauthorized(
+                    "session_ended",
+                    "this session was ended (removed from a tenant, or a password reset): sign in again",
+                ));
+            }
             Principal::User(user)
         };
         let actor = match &principal {
@@ -244,13 +266,11 @@ impl FromRequestParts<AppState> for Auth {
         let auth = Auth {
             principal,
             actor,
-            request_id: parts
-                .headers
+            request_id: headers
                 .get(REQUEST_ID_HEADER)
                 .and_then(|v| v.to_str().ok())
                 .map(String::from),
         };
-        parts.extensions.insert(auth.clone());
         Ok(auth)
     }
 }

@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod http;
 pub mod ingest;
+pub mod login_guard;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -187,8 +187,15 @@ const METRICS_UPKEEP: Duration = Duration::from_secs(1);
 
 /// The reply engine: LLM calls retried twice with backoff, and a provider
 /// credential's circuit opened after `breaker_threshold` failures in a row.
+/// Its HTTP client carries the outbound URL policy (`INTEGRO_OUTBOUND_ALLOW`;
+/// a configuration that fails validation falls back to no exception).
 pub fn engine(config: &Config) -> Engine {
-    Engine::new(integro_ai::client::AiClient::new(
+    let outbound = config.outbound_policy().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "outbound URL policy without exceptions");
+        integro_core::outbound::OutboundPolicy::default()
+    });
+    Engine::new(integro_ai::client::AiClient::with_outbound(
+        outbound,
         integro_ai::retry::RetryPolicy::default(),
         Arc::new(integro_core::breaker::CircuitBreakers::new(
             config.breaker_threshold,
@@ -223,11 +230,13 @@ impl App {
             wake,
             db,
             rate_limit: Arc::new(RateLimit::per_hour(config.rate_limit_per_hour)),
+            login_guard: Arc::new(crate::login_guard::LoginGuard::new()),
             config: Arc::new(config),
             keyring: Arc::new(keyring),
             tokens,
             metrics: metrics_handle(),
             engine,
+            x_crc: Default::default(),
         });
         Ok(App {
             state,
@@ -262,11 +271,13 @@ impl App {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let limiter = self.state.rate_limit.clone();
+        let login_guard = self.state.login_guard.clone();
         let janitor = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tick.tick().await;
                 limiter.forget_idle();
+                login_guard.forget_idle();
             }
         });
         let stopping = self.state.stopping.clone();
@@ -279,6 +290,8 @@ impl App {
         let router = crate::http::router(self.state);
         let stop = Arc::new(self.stop);
         let stop_on_signal = stop.clone();
+        // The peer's address reaches handlers that throttle by source.
+        let router = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let result = axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 shutdown.await;

@@ -39,6 +39,8 @@ pub struct Shared {
     pub keyring: Arc<Keyring>,
     pub tokens: TokenKeys,
     pub rate_limit: Arc<RateLimit>,
+    /// Sign-in's throttles and password-hashing threads.
+    pub login_guard: Arc<crate::login_guard::LoginGuard>,
     pub metrics: PrometheusHandle,
     /// Wakes this process's workers when a request enqueues a job.
     pub wake: Arc<tokio::sync::Notify>,
@@ -50,6 +52,8 @@ pub struct Shared {
     pub ingest: crate::ingest::Ingestor,
     /// The reply engine, shared with this process's workers (dry runs use it).
     pub engine: Arc<integro_worker::Engine>,
+    /// X CRC answers per account (`webhooks::x`).
+    pub x_crc: crate::webhooks::x::CrcLimit,
 }
 
 /// Requests per hour per caller (API key, user, or login address), in process.

@@ -146,6 +146,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/0009_webhook_logs_purged_by_id.sql"),
         include_str!("../migrations/0009_webhook_logs_purged_by_id.sql"),
     ),
+    (
+        10,
+        "invitations",
+        include_str!("../migrations/0010_invitations.sql"),
+        include_str!("../migrations/0010_invitations.sql"),
+    ),
 ];
 
 #[derive(Clone)]

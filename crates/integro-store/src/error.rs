@@ -6,6 +6,9 @@ pub enum StoreError {
     NotFound(&'static str),
     #[error("{0}")]
     Conflict(String),
+    /// The caller's role does not allow the change (the rule says which).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
     #[error("configuration: {0}")]

@@ -18,6 +18,7 @@ pub mod events;
 mod filter;
 mod group_commit;
 pub mod insert;
+pub mod invitations;
 pub mod jobs;
 pub mod memory;
 pub mod page;

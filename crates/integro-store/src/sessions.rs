@@ -65,7 +65,8 @@ pub async fn rotate(
     let mut tx = db.begin().await?;
     let row: Option<(String, String, String, i64, Option<i64>)> = sqlx::query_as(
         "SELECT r.id, r.user_id, r.family_id, r.expires_at, r.revoked_at FROM refresh_tokens r \
-         JOIN users u ON u.id = r.user_id WHERE r.token_hash = $1 AND u.deleted_at IS NULL",
+         JOIN users u ON u.id = r.user_id WHERE r.token_hash = $1 AND u.deleted_at IS NULL \
+         AND u.disabled_at IS NULL",
     )
     .bind(token_hash(token))
     .fetch_optional(&mut *tx)

@@ -24,6 +24,13 @@ pub struct User {
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
     pub created_by: Option<String>,
+    /// Set when an operator disabled the account: it cannot sign in, and
+    /// its tokens stopped working at that moment.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub disabled_at: Option<OffsetDateTime>,
+    /// Part of every access token issued to the user; raising it ends them.
+    #[serde(skip)]
+    pub token_generation: i64,
 }
 
 /// A user together with the password hash, for signing in only.
@@ -62,6 +69,8 @@ type Row = (
     i64,
     i64,
     Option<String>,
+    Option<i64>,
+    i64,
 );
 /// A user row followed by one more column.
 type RowAnd<T> = (
@@ -72,10 +81,12 @@ type RowAnd<T> = (
     i64,
     i64,
     Option<String>,
+    Option<i64>,
+    i64,
     T,
 );
-const COLUMNS: &str =
-    "u.id, u.email, u.name, u.is_operator, u.created_at, u.updated_at, u.created_by";
+const COLUMNS: &str = "u.id, u.email, u.name, u.is_operator, u.created_at, u.updated_at, \
+     u.created_by, u.disabled_at, u.token_generation";
 
 fn from_row(r: Row) -> Result<User, StoreError> {
     Ok(User {
@@ -86,7 +97,17 @@ fn from_row(r: Row) -> Result<User, StoreError> {
         created_at: from_ms(r.4),
         updated_at: from_ms(r.5),
         created_by: r.6,
+        disabled_at: r.7.map(from_ms),
+        token_generation: r.8,
     })
+}
+
+/// Splits a user row from the column that follows it.
+fn split_row<T>(r: RowAnd<T>) -> Result<(User, T), StoreError> {
+    Ok((
+        from_row((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8))?,
+        r.9,
+    ))
 }
 
 /// Lower-cased and trimmed; rejects what cannot be an address.
@@ -141,6 +162,8 @@ pub async fn create(
         created_at: from_ms(now),
         updated_at: from_ms(now),
         created_by: Some(actor.label.clone()),
+        disabled_at: None,
+        token_generation: 0,
     };
     audit::record(
         tx,
@@ -177,9 +200,10 @@ pub async fn find_credentials(db: &Db, email: &str) -> Result<Option<UserCredent
     .fetch_optional(db.pool())
     .await?;
     row.map(|r| {
+        let (user, password_hash) = split_row(r)?;
         Ok(UserCredentials {
-            user: from_row((r.0, r.1, r.2, r.3, r.4, r.5, r.6))?,
-            password_hash: r.7,
+            user,
+            password_hash,
         })
     })
     .transpose()
@@ -230,16 +254,17 @@ pub async fn list_members(
     let members = rows
         .into_iter()
         .map(|r| {
+            let (user, role) = split_row(r)?;
             Ok(Member {
-                user: from_row((r.0, r.1, r.2, r.3, r.4, r.5, r.6))?,
-                role: parse_role(&r.7)?,
+                user,
+                role: parse_role(&role)?,
             })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
     Ok(Page::from_rows(members, page, |m| m.user.id))
 }
 
-fn parse_role(text: &str) -> Result<Role, StoreError> {
+pub(crate) fn parse_role(text: &str) -> Result<Role, StoreError> {
     text.parse()
         .map_err(|e: integro_core::UnknownRole| StoreError::Conflict(format!("stored {e}")))
 }
@@ -320,6 +345,199 @@ pub async fn memberships(db: &Db, user_id: Uuid) -> Result<Vec<Membership>, Stor
             })
         })
         .collect()
+}
+
+/// Ends every session of `user_id` at once: refresh tokens are revoked and
+/// the token generation rises, so access tokens already issued stop working.
+pub async fn end_sessions(tx: &mut Tx<'_>, user_id: Uuid) -> Result<(), StoreError> {
+    let now = now_ms();
+    sqlx::query(
+        "UPDATE users SET token_generation = token_generation + 1, updated_at = $1 WHERE id = $2",
+    )
+    .bind(now)
+    .bind(user_id.to_string())
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE refresh_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(now)
+    .bind(user_id.to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Sets a user's password (operators, `integro user reset-password`); every
+/// session of the user ends.
+pub async fn set_password(
+    tx: &mut Tx<'_>,
+    actor: &Actor,
+    request_id: Option<&str>,
+    user_id: Uuid,
+    password: &str,
+) -> Result<(), StoreError> {
+    let hash = hash_password(password)?;
+    let updated = sqlx::query(
+        "UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3 AND deleted_at IS NULL",
+    )
+    .bind(hash)
+    .bind(now_ms())
+    .bind(user_id.to_string())
+    .execute(&mut **tx)
+    .await?;
+    if updated.rows_affected() == 0 {
+        return Err(StoreError::NotFound("user"));
+    }
+    end_sessions(tx, user_id).await?;
+    audit::record(
+        tx,
+        actor,
+        request_id,
+        Change::new("user.reset_password", "user", user_id),
+    )
+    .await
+}
+
+/// Disables (or enables again) a user. A disabled user cannot sign in, and
+/// its sessions end at once.
+pub async fn set_disabled(
+    tx: &mut Tx<'_>,
+    actor: &Actor,
+    request_id: Option<&str>,
+    user_id: Uuid,
+    disabled: bool,
+) -> Result<(), StoreError> {
+    let now = now_ms();
+    let updated = sqlx::query(
+        "UPDATE users SET disabled_at = $1, updated_at = $2 WHERE id = $3 AND deleted_at IS NULL",
+    )
+    .bind(disabled.then_some(now))
+    .bind(now)
+    .bind(user_id.to_string())
+    .execute(&mut **tx)
+    .await?;
+    if updated.rows_affected() == 0 {
+        return Err(StoreError::NotFound("user"));
+    }
+    if disabled {
+        end_sessions(tx, user_id).await?;
+    }
+    audit::record(
+        tx,
+        actor,
+        request_id,
+        Change::new(
+            if disabled {
+                "user.disable"
+            } else {
+                "user.enable"
+            },
+            "user",
+            user_id,
+        ),
+    )
+    .await
+}
+
+/// What happens to a member: a new role, or removal from the tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberChange {
+    Role(Role),
+    Remove,
+}
+
+/// Changes or removes a membership, under the rules every caller (API,
+/// dashboard, CLI) shares: the caller (holding `caller_role` in the tenant)
+/// may only manage members whose role is not above their own and only grant
+/// roles they hold; the tenant's last owner can be neither demoted nor
+/// removed. A removed member's sessions end at once.
+pub async fn change_member(
+    tx: &mut Tx<'_>,
+    actor: &Actor,
+    request_id: Option<&str>,
+    tenant_id: Uuid,
+    user_id: Uuid,
+    caller_role: Role,
+    change: MemberChange,
+) -> Result<Option<Member>, StoreError> {
+    // Membership changes of one tenant take turns (a row lock on PostgreSQL,
+    // the single writer on SQLite), so that two owners demoting each other at
+    // once cannot leave the tenant without one.
+    sqlx::query("UPDATE tenants SET updated_at = updated_at WHERE id = $1")
+        .bind(tenant_id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    let current: Option<String> =
+        sqlx::query_scalar("SELECT role FROM memberships WHERE tenant_id = $1 AND user_id = $2")
+            .bind(tenant_id.to_string())
+            .bind(user_id.to_string())
+            .fetch_optional(&mut **tx)
+            .await?;
+    let current = parse_role(&current.ok_or(StoreError::NotFound("member"))?)?;
+    if !caller_role.may_manage(current) {
+        return Err(StoreError::Forbidden(format!(
+            "the {caller_role} role may not change a member who is {current}"
+        )));
+    }
+    if let MemberChange::Role(role) = change
+        && !caller_role.may_grant(role)
+    {
+        return Err(StoreError::Forbidden(format!(
+            "the {caller_role} role may not grant the {role} role"
+        )));
+    }
+    let stays_owner = change == MemberChange::Role(Role::Owner);
+    if current == Role::Owner && !stays_owner {
+        let owners: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM memberships WHERE tenant_id = $1 AND role = 'owner'",
+        )
+        .bind(tenant_id.to_string())
+        .fetch_one(&mut **tx)
+        .await?;
+        if owners <= 1 {
+            return Err(StoreError::Conflict(
+                "this is the tenant's last owner: make someone else owner first".into(),
+            ));
+        }
+    }
+    match change {
+        MemberChange::Role(role) => {
+            set_membership(tx, actor, request_id, tenant_id, user_id, role).await?;
+            let user = get_in(tx, user_id).await?;
+            Ok(Some(Member { user, role }))
+        }
+        MemberChange::Remove => {
+            sqlx::query("DELETE FROM memberships WHERE tenant_id = $1 AND user_id = $2")
+                .bind(tenant_id.to_string())
+                .bind(user_id.to_string())
+                .execute(&mut **tx)
+                .await?;
+            end_sessions(tx, user_id).await?;
+            audit::record(
+                tx,
+                actor,
+                request_id,
+                Change::new("membership.delete", "user", user_id)
+                    .tenant(tenant_id)
+                    .before(&serde_json::json!({ "role": current })),
+            )
+            .await?;
+            Ok(None)
+        }
+    }
+}
+
+async fn get_in(tx: &mut Tx<'_>, id: Uuid) -> Result<User, StoreError> {
+    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM users u WHERE u.id = $1 AND u.deleted_at IS NULL"
+    )))
+    .bind(id.to_string())
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.map(from_row)
+        .transpose()?
+        .ok_or(StoreError::NotFound("user"))
 }
 
 #[cfg(test)]

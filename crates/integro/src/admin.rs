@@ -138,6 +138,50 @@ pub async fn user(config: &Config, cmd: UserCommand, json: bool) -> anyhow::Resu
                 }
             }
         }
+        UserCommand::ResetPassword { email, password } => {
+            let user = find_user(&db, &email).await?;
+            let generated = password.is_none().then(generate_password);
+            let password = password.or(generated.clone()).unwrap_or_default();
+            let mut tx = db.begin().await?;
+            users::set_password(&mut tx, &actor, None, user.id, &password).await?;
+            tx.commit().await?;
+            if json {
+                print_json(&serde_json::json!({ "user": user.id, "password": generated }));
+            } else {
+                println!("New password set for {}; its sessions ended", user.email);
+                if let Some(pw) = generated {
+                    println!("Password (shown once): {pw}");
+                }
+            }
+        }
+        UserCommand::Disable { email } => set_disabled(&db, &actor, &email, true, json).await?,
+        UserCommand::Enable { email } => set_disabled(&db, &actor, &email, false, json).await?,
+    }
+    Ok(())
+}
+
+async fn find_user(db: &integro_store::Db, email: &str) -> anyhow::Result<users::User> {
+    users::find_by_email(db, email)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no user has the email {email} (see `integro user list`)"))
+}
+
+async fn set_disabled(
+    db: &integro_store::Db,
+    actor: &Actor,
+    email: &str,
+    disabled: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let user = find_user(db, email).await?;
+    let mut tx = db.begin().await?;
+    users::set_disabled(&mut tx, actor, None, user.id, disabled).await?;
+    tx.commit().await?;
+    let state = if disabled { "disabled" } else { "enabled" };
+    if json {
+        print_json(&serde_json::json!({ "user": user.id, "state": state }));
+    } else {
+        println!("User {} is {state}", user.email);
     }
     Ok(())
 }

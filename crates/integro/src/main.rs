@@ -195,6 +195,25 @@ pub enum UserCommand {
         #[arg(long)]
         tenant: Option<Uuid>,
     },
+    /// Set a new password for a user (printed once when generated); every
+    /// session of the user ends.
+    ResetPassword {
+        #[arg(long)]
+        email: String,
+        /// Generated and printed when omitted.
+        #[arg(long, env = "INTEGRO_USER_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+    },
+    /// Disable a user: no sign-in, and every session ends at once.
+    Disable {
+        #[arg(long)]
+        email: String,
+    },
+    /// Enable a disabled user again.
+    Enable {
+        #[arg(long)]
+        email: String,
+    },
 }
 
 #[derive(Subcommand)]

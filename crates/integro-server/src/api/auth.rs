@@ -1,16 +1,16 @@
 //! Sign-in: `/api/v1/auth/login`, `/refresh`, `/logout`, `/me`.
 
+use std::net::SocketAddr;
+
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use integro_store::api_keys::ApiKey;
-use integro_store::credentials::verify_password;
 use integro_store::sessions::{self, RefreshError};
 use integro_store::users::{self, Membership, User};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{ApiJson, Auth, Principal};
@@ -49,9 +49,13 @@ pub struct RefreshRequest {
     pub refresh_token: String,
 }
 
-async fn tokens_for(state: &AppState, user: Uuid, refresh_token: String) -> TokenResponse {
+fn tokens_for(state: &AppState, user: &User, refresh_token: String) -> TokenResponse {
     TokenResponse {
-        access_token: state.tokens.sign(user, state.config.access_token_ttl_secs),
+        access_token: state.tokens.sign(
+            user.id,
+            user.token_generation,
+            state.config.access_token_ttl_secs,
+        ),
         refresh_token,
         token_type: "Bearer".into(),
         expires_in: state.config.access_token_ttl_secs,
@@ -69,22 +73,25 @@ async fn tokens_for(state: &AppState, user: Uuid, refresh_token: String) -> Toke
     ))]
 async fn login(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Json<TokenResponse>> {
-    state
-        .rate_limit
-        .check(&format!("login:{}", req.email.trim().to_lowercase()))?;
+    state.login_guard.admit(&req.email, peer.ip())?;
     let creds = users::find_credentials(&state.db, &req.email).await?;
-    let password = req.password;
-    // Verify on a blocking thread: argon2id takes tens of milliseconds by design.
-    let user = tokio::task::spawn_blocking(move || {
-        creds
-            .filter(|c| verify_password(&password, &c.password_hash))
-            .map(|c| c.user)
-    })
-    .await
-    .map_err(|_| ApiError::internal())?
-    .ok_or_else(|| ApiError::unauthorized("invalid_credentials", "wrong email or password"))?;
+    let (user, phc) = match creds {
+        Some(c) => (Some(c.user), Some(c.password_hash)),
+        None => (None, None),
+    };
+    let verified = state.login_guard.verify(req.password, phc).await?;
+    let user = user
+        .filter(|_| verified)
+        .ok_or_else(|| ApiError::unauthorized("invalid_credentials", "wrong email or password"))?;
+    if user.disabled_at.is_some() {
+        return Err(ApiError::unauthorized(
+            "account_disabled",
+            "this account was disabled by an operator",
+        ));
+    }
     let refresh = sessions::issue(
         &state.db,
         user.id,
@@ -93,7 +100,7 @@ async fn login(
     )
     .await?;
     tracing::info!(user = %user.id, "signed in");
-    Ok(Json(tokens_for(&state, user.id, refresh).await))
+    Ok(Json(tokens_for(&state, &user, refresh)))
 }
 
 /// Exchange a refresh token for a new pair. Each refresh token works once; a
@@ -115,7 +122,15 @@ async fn refresh(
     )
     .await?
     {
-        Ok((user, token)) => Ok(Json(tokens_for(&state, user, token).await)),
+        Ok((user, token)) => {
+            let user = users::get(&state.db, user)
+                .await?
+                .filter(|u| u.disabled_at.is_none())
+                .ok_or_else(|| {
+                    ApiError::unauthorized("invalid_refresh_token", "the account is disabled")
+                })?;
+            Ok(Json(tokens_for(&state, &user, token)))
+        }
         Err(e @ RefreshError::Invalid) => Err(ApiError::unauthorized(
             "invalid_refresh_token",
             e.to_string(),

@@ -17,7 +17,9 @@ pub mod bots;
 pub mod conversations;
 pub mod events;
 pub mod health;
+pub mod invitations;
 pub mod jobs;
+pub mod members;
 pub mod rules;
 pub mod settings;
 pub mod tenants;
@@ -86,6 +88,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(auth::router())
         .merge(tenants::router())
         .merge(users::router())
+        .merge(invitations::router())
+        .merge(members::router())
         .merge(api_keys::router())
         .merge(audit_log::router())
         .merge(bots::router())

@@ -1,126 +1,37 @@
-//! `/api/v1/tenants/{id}/users`: the people of a tenant and their roles.
+//! `/api/v1/tenants/{id}/users` (a tenant's people and their roles) and
+//! `/api/v1/users/{id}/…` (operators disabling or enabling an account).
+//! People join a tenant by invitation (`invitations.rs`); nobody sets
+//! another person's password through the API.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use integro_core::{Permission, Role};
+use integro_core::Permission;
 use integro_store::Page;
-use integro_store::credentials::generate_password;
-use integro_store::users::{self, Member, NewUser};
-use serde::{Deserialize, Serialize};
+use integro_store::users::{self, Member, User};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::{ApiJson, Auth, ListParams};
+use crate::extract::{Auth, ListParams};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(add_user, list_users))
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AddUserRequest {
-    pub email: String,
-    pub role: Role,
-    pub name: Option<String>,
-    /// For a new user; generated and returned once when omitted. Ignored for
-    /// someone who already has an account (they keep their password).
-    pub password: Option<String>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct AddUserResponse {
-    #[serde(flatten)]
-    pub member: Member,
-    /// Whether a new account was created (false: an existing one was added).
-    pub created: bool,
-    /// The generated password, shown this once.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub password: Option<String>,
-}
-
-/// Add a user to a tenant with a role, creating the account when needed.
-/// Owners and admins may do this (admins cannot grant owner); so may operators.
-#[utoipa::path(post, path = "/api/v1/tenants/{id}/users", tag = "users",
-    security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "Tenant id")),
-    request_body = AddUserRequest,
-    responses(
-        (status = 201, body = AddUserResponse),
-        (status = 403, body = Problem),
-        (status = 404, body = Problem),
-        (status = 422, body = Problem),
-    ))]
-async fn add_user(
-    State(state): State<AppState>,
-    auth: Auth,
-    Path(tenant_id): Path<Uuid>,
-    ApiJson(req): ApiJson<AddUserRequest>,
-) -> ApiResult<(StatusCode, Json<AddUserResponse>)> {
-    let role = auth.role_in(&state, tenant_id).await?;
-    if !role.may_grant(req.role) {
-        return Err(ApiError::forbidden(format!(
-            "the {role} role may not grant the {} role",
-            req.role
-        )));
-    }
-    let existing = users::find_by_email(&state.db, &req.email).await?;
-    let generated = match (&existing, &req.password) {
-        (None, None) => Some(generate_password()),
-        _ => None,
-    };
-    let mut tx = state.db.begin().await?;
-    let (user, created) = match existing {
-        Some(user) => (user, false),
-        None => {
-            let password = req
-                .password
-                .as_deref()
-                .or(generated.as_deref())
-                .unwrap_or_default();
-            let new = NewUser {
-                email: &req.email,
-                name: req.name.as_deref(),
-                password,
-                is_operator: false,
-            };
-            (
-                users::create(&mut tx, &auth.actor, auth.request_id(), new).await?,
-                true,
-            )
-        }
-    };
-    users::set_membership(
-        &mut tx,
-        &auth.actor,
-        auth.request_id(),
-        tenant_id,
-        user.id,
-        req.role,
-    )
-    .await?;
-    tx.commit().await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(AddUserResponse {
-            member: Member {
-                user,
-                role: req.role,
-            },
-            created,
-            password: generated,
-        }),
-    ))
+    OpenApiRouter::new()
+        .routes(routes!(list_users))
+        .routes(routes!(disable_user))
+        .routes(routes!(enable_user))
 }
 
 /// The users of a tenant with their roles.
 #[utoipa::path(get, path = "/api/v1/tenants/{id}/users", tag = "users",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Tenant id"), ListParams),
-    responses((status = 200, body = Page<Member>), (status = 404, body = Problem)))]
+    responses(
+        (status = 200, description = "A page of members", body = Page<Member>),
+        (status = 404, description = "No such tenant visible to the caller", body = Problem),
+    ))]
 async fn list_users(
     State(state): State<AppState>,
     auth: Auth,
@@ -134,4 +45,56 @@ async fn list_users(
     Ok(Json(
         users::list_members(&state.db, tenant_id, &params.page()?).await?,
     ))
+}
+
+async fn set_disabled(state: &AppState, auth: &Auth, id: Uuid, disabled: bool) -> ApiResult<User> {
+    auth.require_operator()?;
+    if disabled && matches!(&auth.principal, crate::extract::Principal::User(u) if u.id == id) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "operators cannot disable their own account",
+        ));
+    }
+    let mut tx = state.db.begin().await?;
+    users::set_disabled(&mut tx, &auth.actor, auth.request_id(), id, disabled).await?;
+    tx.commit().await?;
+    users::get(&state.db, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))
+}
+
+/// Disable an account (platform operators): it can no longer sign in, and
+/// its refresh and access tokens stop working at once.
+#[utoipa::path(post, path = "/api/v1/users/{id}/disable", tag = "users",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "User id")),
+    responses(
+        (status = 200, description = "The disabled user", body = User),
+        (status = 403, description = "Not a platform operator", body = Problem),
+        (status = 404, description = "No such user", body = Problem),
+    ))]
+async fn disable_user(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<User>> {
+    Ok(Json(set_disabled(&state, &auth, id, true).await?))
+}
+
+/// Enable a disabled account again (platform operators).
+#[utoipa::path(post, path = "/api/v1/users/{id}/enable", tag = "users",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "User id")),
+    responses(
+        (status = 200, description = "The user, enabled", body = User),
+        (status = 403, description = "Not a platform operator", body = Problem),
+        (status = 404, description = "No such user", body = Problem),
+    ))]
+async fn enable_user(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<User>> {
+    Ok(Json(set_disabled(&state, &auth, id, false).await?))
 }

@@ -53,7 +53,7 @@ async fn requests_without_valid_tokens_are_refused(kind: DbKind) {
         .await
         .unwrap()
         .unwrap();
-    let expired = app.state.tokens.sign(user.id, -5);
+    let expired = app.state.tokens.sign(user.id, 0, -5);
     let body = assert_problem(
         app.get("/api/v1/auth/me", &expired).await,
         StatusCode::UNAUTHORIZED,
@@ -75,7 +75,7 @@ async fn requests_without_valid_tokens_are_refused(kind: DbKind) {
     .await;
 
     // A token signed by another installation's key.
-    let other = integro_server::tokens::TokenKeys::new(&[9; 32]).sign(user.id, 60);
+    let other = integro_server::tokens::TokenKeys::new(&[9; 32]).sign(user.id, 0, 60);
     assert_problem(
         app.get("/api/v1/auth/me", &other).await,
         StatusCode::UNAUTHORIZED,

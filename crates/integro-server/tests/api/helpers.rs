@@ -54,6 +54,9 @@ pub struct TestApp {
     pg: Option<PgDatabase>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
+    /// The operator's access token, signed in once per test: sign-in is
+    /// throttled per account and address.
+    operator: tokio::sync::OnceCell<String>,
 }
 
 fn install_tls_provider() {
@@ -88,6 +91,10 @@ impl TestApp {
                 Some(db)
             }
         };
+        // Mock providers and webhooks listen on 127.0.0.1, which the outbound
+        // URL policy refuses unless excepted; the policy's own tests (in
+        // outbound.rs) set their exceptions in `tweak`.
+        config.outbound_allow = vec!["127.0.0.1:*".into()];
         tweak(&mut config);
         let app = App::build(config.clone())
             .await
@@ -112,6 +119,7 @@ impl TestApp {
             pg,
             shutdown: Some(tx),
             server: Some(server),
+            operator: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -148,12 +156,17 @@ impl TestApp {
 
     /// An access token of the bootstrapped operator.
     pub async fn operator_token(&self) -> String {
-        let res = self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
-        assert_eq!(res.status(), StatusCode::OK);
-        res.json::<Value>().await.unwrap()["access_token"]
-            .as_str()
-            .unwrap()
-            .to_string()
+        self.operator
+            .get_or_init(|| async {
+                let res = self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+                assert_eq!(res.status(), StatusCode::OK);
+                res.json::<Value>().await.unwrap()["access_token"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .await
+            .clone()
     }
 
     /// Creates a tenant as the operator; returns its id.
@@ -187,27 +200,57 @@ impl TestApp {
         )
     }
 
-    /// Adds a user with `role` to `tenant`; returns an access token for them.
-    pub async fn user_token(&self, tenant: &str, email: &str, role: &str) -> String {
+    /// Invites `email` into `tenant` with `role` as the operator; returns
+    /// the invitation's token.
+    pub async fn invite(&self, tenant: &str, email: &str, role: &str) -> String {
         let token = self.operator_token().await;
         let res = self
-            .post(
-                &format!("/api/v1/tenants/{tenant}/users"),
-                &token,
-                json!({ "email": email, "role": role, "password": "a-long-password" }),
-            )
-            .await;
+            .request(Method::POST, "/api/v1/invitations", &token)
+            .header("x-integro-tenant", tenant)
+            .json(&json!({ "email": email, "role": role }))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(
             res.status(),
             StatusCode::CREATED,
             "{}",
             res.text().await.unwrap()
         );
-        let res = self.login(email, "a-long-password").await;
+        res.json::<Value>().await.unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Signs in; the access token.
+    pub async fn access_token(&self, email: &str, password: &str) -> String {
+        let res = self.login(email, password).await;
+        assert_eq!(res.status(), StatusCode::OK);
         res.json::<Value>().await.unwrap()["access_token"]
             .as_str()
             .unwrap()
             .to_string()
+    }
+
+    /// Adds a new user with `role` to `tenant` (invited, then accepting with
+    /// the password `a-long-password`); returns an access token for them.
+    pub async fn user_token(&self, tenant: &str, email: &str, role: &str) -> String {
+        let invitation = self.invite(tenant, email, role).await;
+        let res = self
+            .client
+            .post(self.url("/api/v1/invitations/accept"))
+            .json(&json!({ "token": invitation, "password": "a-long-password" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            res.status(),
+            StatusCode::CREATED,
+            "{}",
+            res.text().await.unwrap()
+        );
+        self.access_token(email, "a-long-password").await
     }
 }
 
