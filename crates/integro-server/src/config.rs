@@ -82,6 +82,13 @@ pub struct Config {
     /// `INTEGRO_BREAKER_COOL_DOWN_SECS`: how long an open circuit waits before
     /// one trial call.
     pub breaker_cool_down_secs: u64,
+    /// `INTEGRO_OUTBOUND_ALLOW`: exceptions to the outbound URL policy, which
+    /// keeps tenants' URLs (AI base URLs, alert webhooks) off loopback,
+    /// private, link-local and metadata addresses. Comma-separated `host:port`
+    /// entries (`127.0.0.1:11434` for a local Ollama, `ollama:11434`,
+    /// `[::1]:8080`; `*` as the port for every port); none by default.
+    #[serde(deserialize_with = "string_or_list")]
+    pub outbound_allow: Vec<String>,
 }
 
 impl Default for Config {
@@ -117,6 +124,7 @@ impl Default for Config {
             send_status_grace_secs: 30,
             breaker_threshold: 5,
             breaker_cool_down_secs: 30,
+            outbound_allow: Vec::new(),
         }
     }
 }
@@ -143,11 +151,27 @@ impl Config {
             figment = figment.merge(Toml::file_exact(path));
         }
         figment = figment.merge(Env::prefixed("INTEGRO_").ignore(&["config"]));
-        let config: Config = figment
+        let mut config: Config = figment
             .extract()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        config.normalize();
         config.validate()?;
         Ok(config)
+    }
+
+    /// Puts values that have several spellings into one, once, so that
+    /// everything reading them agrees: the public URL loses its trailing
+    /// slashes (`https://x/` and `https://x/integro/` would otherwise give
+    /// callback URLs with `//`, which providers' signatures or proxies
+    /// refuse).
+    pub fn normalize(&mut self) {
+        if let Some(url) = &mut self.public_url {
+            let trimmed = url.trim().trim_end_matches('/').to_string();
+            *url = trimmed;
+        }
+        if self.public_url.as_deref() == Some("") {
+            self.public_url = None;
+        }
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -169,7 +193,14 @@ impl Config {
                 "token lifetimes must be positive".into(),
             ));
         }
+        self.outbound_policy()?;
         Ok(())
+    }
+
+    /// The outbound URL policy with `INTEGRO_OUTBOUND_ALLOW`'s exceptions.
+    pub fn outbound_policy(&self) -> Result<integro_core::outbound::OutboundPolicy, ConfigError> {
+        integro_core::outbound::OutboundPolicy::allowing(&self.outbound_allow)
+            .map_err(ConfigError::Invalid)
     }
 
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
@@ -203,12 +234,33 @@ impl Config {
         }
     }
 
-    /// The base URL the outside world uses to reach us.
+    /// The base URL the outside world uses to reach us, given the address
+    /// the server is bound to.
     pub fn public_url(&self, bound: SocketAddr) -> String {
         match &self.public_url {
-            Some(url) => url.trim_end_matches('/').to_string(),
+            Some(url) => url.clone(),
             None => format!("http://{bound}"),
         }
+    }
+
+    /// The base URL of webhooks and links: the public URL, or else the
+    /// listen address (which providers cannot reach).
+    pub fn public_base(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.clone(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+
+    /// Why providers cannot reach the webhook URLs, when that is so.
+    pub fn public_url_warning(&self) -> Option<String> {
+        self.public_url.is_none().then(|| {
+            format!(
+                "INTEGRO_PUBLIC_URL is not set, so these URLs name http://{}, which a provider cannot reach: \
+                 set it to the HTTPS address that reaches this server (a tunnel while trying it)",
+                self.listen
+            )
+        })
     }
 }
 
@@ -250,6 +302,23 @@ mod tests {
             assert_eq!(c.rate_limit_per_hour, 5);
             assert_eq!(c.cors_origins, vec!["https://a"]);
             assert_eq!(c.previous_master_keys, vec!["k1", "k2"]);
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Error is what Jail closures return
+    fn outbound_exceptions_are_a_list_and_are_checked() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("INTEGRO_OUTBOUND_ALLOW", "127.0.0.1:11434, ollama:*");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(c.outbound_allow, vec!["127.0.0.1:11434", "ollama:*"]);
+            let policy = c.outbound_policy().map_err(|e| e.to_string())?;
+            assert!(policy.check_url("http://127.0.0.1:11434/v1").is_ok());
+            assert!(policy.check_url("http://127.0.0.1:8080/").is_err());
+            jail.set_env("INTEGRO_OUTBOUND_ALLOW", "127.0.0.1");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("INTEGRO_OUTBOUND_ALLOW entry"), "{err}");
             Ok(())
         });
     }

@@ -29,9 +29,9 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
 
 pub fn router(state: AppState) -> Router {
     let config = state.config.clone();
-    let (api, mut openapi) = crate::api::router().split_for_parts();
+    let (api, api_openapi) = crate::api::router().split_for_parts();
     let (webhooks, webhooks_openapi) = crate::webhooks::router().split_for_parts();
-    openapi.merge(webhooks_openapi);
+    let openapi = crate::api::served_document(api_openapi, webhooks_openapi);
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
 
     // Bodies are limited where they are read: by extractors for the API
@@ -53,7 +53,8 @@ pub fn router(state: AppState) -> Router {
     let api = per_route(
         api.with_state(state.clone())
             // Swagger UI's files are compiled into the binary: nothing is fetched from a CDN.
-            .merge(SwaggerUi::new("/docs").url(OPENAPI_PATH, openapi)),
+            .merge(SwaggerUi::new("/docs").url(OPENAPI_PATH, openapi))
+            .merge(crate::home::router().with_state(state.clone())),
     )
     .layer(
         ServiceBuilder::new()

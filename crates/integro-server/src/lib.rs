@@ -5,6 +5,7 @@ pub mod api;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod home;
 pub mod http;
 pub mod ingest;
 pub mod login_guard;

@@ -214,7 +214,8 @@ pub struct App {
 }
 
 impl App {
-    pub async fn build(config: Config) -> anyhow::Result<App> {
+    pub async fn build(mut config: Config) -> anyhow::Result<App> {
+        config.normalize();
         config.validate()?;
         let (keyring, key_source) = load_keyring(&config)?;
         let db = open_database(&config, true).await?;

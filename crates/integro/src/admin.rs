@@ -374,13 +374,7 @@ pub async fn account(config: &Config, cmd: AccountCommand, json: bool) -> anyhow
             let account =
                 accounts::create(&mut tx, &keyring, &Actor::cli(), None, tenant, new).await?;
             tx.commit().await?;
-            let base = config
-                .public_url
-                .clone()
-                .unwrap_or_else(|| format!("http://{}", config.listen))
-                .trim_end_matches('/')
-                .to_string();
-            let urls = integro_server::api::accounts::webhook_urls(&base, &account);
+            let urls = integro_server::api::accounts::webhook_urls(&config.public_base(), &account);
             if json {
                 print_json(&serde_json::json!({ "account": account, "webhook_urls": urls }));
             } else {
@@ -390,6 +384,9 @@ pub async fn account(config: &Config, cmd: AccountCommand, json: bool) -> anyhow
                 );
                 for (what, url) in urls {
                     println!("  {what:<16} {url}");
+                }
+                if let Some(warning) = config.public_url_warning() {
+                    eprintln!("warning: {warning}");
                 }
             }
         }

@@ -87,7 +87,11 @@ pub async fn run(config: &Config) -> ExitCode {
         Some(url) => r.ok("public URL", url),
         None => r.warn(
             "public URL",
-            "INTEGRO_PUBLIC_URL is not set; webhook signatures are checked against http://<listen address>, which is wrong behind a proxy",
+            &format!(
+                "INTEGRO_PUBLIC_URL is not set: providers cannot reach http://{} to deliver webhooks, \
+                 and signatures are checked against that address, which is wrong behind a proxy",
+                config.listen
+            ),
         ),
     }
 

@@ -63,6 +63,9 @@ pub struct AccountView {
     pub account: Account,
     /// URLs to configure at the provider.
     pub webhook_urls: BTreeMap<String, String>,
+    /// What stands between the provider and those URLs (no public URL set).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -96,16 +99,13 @@ pub fn webhook_urls(base: &str, account: &Account) -> BTreeMap<String, String> {
     urls
 }
 
-pub(crate) fn public_base(state: &AppState) -> String {
-    match &state.config.public_url {
-        Some(url) => url.trim_end_matches('/').to_string(),
-        None => format!("http://{}", state.config.listen),
-    }
-}
-
 fn view(state: &AppState, account: Account) -> AccountView {
     AccountView {
-        webhook_urls: webhook_urls(&public_base(state), &account),
+        webhook_urls: webhook_urls(&state.config.public_base(), &account),
+        warnings: match account.kind {
+            ChannelKind::Web => Vec::new(),
+            _ => state.config.public_url_warning().into_iter().collect(),
+        },
         account,
     }
 }

@@ -24,7 +24,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 fn signed_url(state: &AppState, hook: &Hook) -> String {
     let path_and_query = hook.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     match &state.config.public_url {
-        Some(base) => format!("{}{path_and_query}", base.trim_end_matches('/')),
+        Some(base) => format!("{base}{path_and_query}"),
         None => format!(
             "http://{}{path_and_query}",
             hook.header("host").unwrap_or(&state.config.listen)

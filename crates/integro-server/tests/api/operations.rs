@@ -238,7 +238,35 @@ async fn metrics_count_requests_by_route(kind: DbKind) {
     assert!(text.contains("http_request_duration_seconds_bucket"));
 }
 
+/// `/` says what this is, where the docs are and how to sign in, as a page.
+async fn the_root_is_a_page_about_integro(kind: DbKind) {
+    let Some(app) = TestApp::spawn(kind).await else {
+        return;
+    };
+    let res = app.client.get(app.url("/")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert_eq!(res.headers()["x-frame-options"], "DENY");
+    let page = res.text().await.unwrap();
+    for needle in [
+        "<title>Integro</title>",
+        "href=\"/docs\"",
+        "/api/v1/auth/login",
+    ] {
+        assert!(page.contains(needle), "the page lacks {needle}");
+    }
+    // Unknown paths still answer problem details.
+    let res = app.client.get(app.url("/nope")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}
+
 db_tests!(
+    the_root_is_a_page_about_integro,
     health_and_readiness,
     readiness_fails_when_database_is_gone,
     docs_are_served_locally,

@@ -606,7 +606,100 @@ db_tests!(
     conversations_of_other_tenants_are_invisible,
     credentials_are_sealed_and_masked,
     a_send_twilio_took_before_its_answer_was_lost_is_not_sent_again,
+    a_public_url_with_a_prefix_and_a_trailing_slash_works,
+    without_a_public_url_accounts_warn,
 );
+
+/// `INTEGRO_PUBLIC_URL=https://host/prefix/` (a proxy that strips the
+/// prefix): the webhook URLs, Twilio's signatures and the status callbacks
+/// all name `https://host/prefix/webhooks/…`, without `//`.
+async fn a_public_url_with_a_prefix_and_a_trailing_slash_works(kind: DbKind) {
+    let Some((app, provider)) = crate::channels::start_with(kind, |c| {
+        c.workers = 2;
+        c.public_url = Some("https://hooks.integro.test/integro/".into());
+    })
+    .await
+    else {
+        return;
+    };
+    let creds = json!({ "account_sid": "AC123", "auth_token": crate::channels::AUTH_TOKEN, "phone_number": "+14155238886" });
+    let t = Loop::with_app(app, provider, "twilio_whatsapp", creds).await;
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(created("SMout1"))
+        .mount(&t.provider)
+        .await;
+    let public = format!(
+        "https://hooks.integro.test/integro/webhooks/twilio/{}",
+        t.account_id
+    );
+    let account = t.get(&format!("/api/v1/accounts/{}", t.account_id)).await;
+    assert_eq!(account["webhook_urls"]["status_callback"], public.as_str());
+    assert_eq!(account["webhook_urls"]["messages"], public.as_str());
+    assert!(account.get("warnings").is_none(), "{account}");
+
+    let params = [
+        ("MessageSid", "SM1"),
+        ("AccountSid", "AC123"),
+        ("From", "whatsapp:+14155550100"),
+        ("To", "whatsapp:+14155238886"),
+        ("Body", "hello"),
+    ];
+    let owned: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let signature = integro_channels::twilio::sign(crate::channels::AUTH_TOKEN, &public, &owned);
+    let res = t
+        .app
+        .client
+        .post(t.app.url(&t.twilio_path()))
+        .header("x-twilio-signature", signature)
+        .form(&params)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let sent = t.wait_for_sends(1).await;
+    assert_eq!(
+        field(&form(&sent[0]), "StatusCallback"),
+        Some(public.as_str())
+    );
+}
+
+async fn without_a_public_url_accounts_warn(kind: DbKind) {
+    let Some(app) = crate::helpers::TestApp::spawn(kind).await else {
+        return;
+    };
+    let tenant = app.create_tenant("Shop").await;
+    let (_, key) = app.create_key(&tenant, "admin").await;
+    let bot: Value = app
+        .post(
+            "/api/v1/bots",
+            &key,
+            json!({ "name": "Helper", "fallback_reply": FALLBACK }),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let res = app
+        .post(
+            "/api/v1/accounts",
+            &key,
+            json!({ "bot_id": bot["id"], "kind": "twilio_whatsapp", "name": "Main",
+                    "credentials": { "account_sid": "AC123", "auth_token": crate::channels::AUTH_TOKEN, "phone_number": "+14155238886" } }),
+        )
+        .await;
+    let status = res.status();
+    let account: Value = res.json().await.unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{account}");
+    let warning = account["warnings"][0].as_str().expect("a warning");
+    assert!(
+        warning.contains("INTEGRO_PUBLIC_URL") && warning.contains("127.0.0.1"),
+        "{warning}"
+    );
+}
 
 /// Twilio accepts the message but its answer never arrives in time (as when
 /// the process dies after the call): the retry finds the message in Twilio's
