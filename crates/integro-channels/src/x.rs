@@ -25,12 +25,38 @@ fn hmac_sha256(key: &str, msg: &[u8]) -> Hmac<Sha256> {
 }
 
 /// The `response_token` for a CRC `GET ?crc_token=…`, keyed with the app's
-/// consumer secret.
+/// consumer secret. It signs any string, webhook bodies included: answer
+/// X with [`checked_crc_response`].
 pub fn crc_response(consumer_secret: &str, crc_token: &str) -> String {
     let digest = hmac_sha256(consumer_secret, crc_token.as_bytes())
         .finalize()
         .into_bytes();
     format!("sha256={}", B64.encode(digest))
+}
+
+/// The longest `crc_token` answered. X's are around 48 characters of base64.
+pub const CRC_TOKEN_MAX_LEN: usize = 128;
+
+/// Whether `crc_token` is shaped like X's: 1 to [`CRC_TOKEN_MAX_LEN`]
+/// characters of base64 or base64url (`A-Z a-z 0-9 + / - _ =`). The CRC answer
+/// is the same HMAC as `x-twitter-webhooks-signature`, so signing any string
+/// would sign webhook bodies too; no JSON body has this shape.
+pub fn crc_token_is_valid(crc_token: &str) -> bool {
+    (1..=CRC_TOKEN_MAX_LEN).contains(&crc_token.len())
+        && crc_token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'='))
+}
+
+/// The `response_token` for a CRC challenge, only for a token shaped like
+/// X's ([`crc_token_is_valid`]): what a webhook endpoint should answer with.
+pub fn checked_crc_response(consumer_secret: &str, crc_token: &str) -> Result<String, ParseError> {
+    if !crc_token_is_valid(crc_token) {
+        return Err(ParseError::new(format!(
+            "crc_token must be 1 to {CRC_TOKEN_MAX_LEN} base64 characters"
+        )));
+    }
+    Ok(crc_response(consumer_secret, crc_token))
 }
 
 /// Checks `x-twitter-webhooks-signature: sha256=<base64>` over the raw body,
@@ -71,6 +97,11 @@ pub fn parse(body: &[u8], user_id: &str) -> Result<Vec<InboundEvent>, ParseError
         return Ok(Vec::new());
     }
     let own = |id: &str| id == for_user_id;
+    // X says whether the account has blocked the author of the mentions at
+    // the top of the payload, as `"true"`/`"false"` in its examples.
+    let blocked =
+        |v: &Value| v == true || v.as_str().is_some_and(|s| s.eq_ignore_ascii_case("true"));
+    let author_blocked = blocked(&v["user_has_blocked"]);
     let mut events = Vec::new();
     for e in v["direct_message_events"].as_array().into_iter().flatten() {
         if e["type"] != "message_create" {
@@ -109,7 +140,11 @@ pub fn parse(body: &[u8], user_id: &str) -> Result<Vec<InboundEvent>, ParseError
             .filter(|v| !v.is_empty())
             .ok_or_else(|| ParseError::new("a tweet has no user.id_str"))?;
         // Retweets are not addressed to us, and blocked users get no answer.
-        if own(author) || t["retweeted_status"].is_object() || t["user_has_blocked"] == true {
+        if own(author)
+            || t["retweeted_status"].is_object()
+            || author_blocked
+            || blocked(&t["user_has_blocked"])
+        {
             continue;
         }
         // Tweets over 140 characters carry their full text separately.
@@ -412,6 +447,76 @@ mod tests {
         assert_eq!(m.from_name.as_deref(), Some("Ann"));
         assert_eq!(m.text.as_deref(), Some("@integro help"));
         assert_eq!(m.reply_to, None);
+    }
+
+    /// X's CRC answer is the webhook signature of the token: a token that
+    /// could be a body is not signed.
+    #[test]
+    fn only_tokens_shaped_like_x_s_are_signed() {
+        for token in [
+            "abc123",
+            "YjU0ZjE1ZmQtNTk1Ny00ZmM5LWE0NzctZGYzYWVmMDcyNzM4",
+            "a+b/c==",
+            "a-b_c",
+            &"A".repeat(CRC_TOKEN_MAX_LEN),
+        ] {
+            assert!(crc_token_is_valid(token), "{token}");
+            assert_eq!(
+                checked_crc_response("secret", token).unwrap(),
+                crc_response("secret", token)
+            );
+        }
+        let body = r#"{"for_user_id":"42","direct_message_events":[]}"#;
+        for token in [
+            "",
+            body,
+            "a b",
+            "a\nb",
+            "tok\u{e9}n",
+            "1.5",
+            &"A".repeat(CRC_TOKEN_MAX_LEN + 1),
+        ] {
+            assert!(!crc_token_is_valid(token), "{token}");
+            assert!(checked_crc_response("secret", token).is_err());
+        }
+    }
+
+    /// X puts `user_has_blocked` at the top of the payload, as a string in
+    /// its examples; a blocked author's mention is not answered.
+    #[test]
+    fn mentions_from_blocked_authors_are_skipped() {
+        let mention = |flag: &str, in_tweet: &str| {
+            format!(
+                r#"{{"for_user_id":"42",{flag}"tweet_create_events":[
+                  {{"id_str":"1800191123456789012","text":"@integro hi",{in_tweet}
+                   "user":{{"id_str":"7","name":"Ann"}}}}]}}"#
+            )
+        };
+        for (flag, in_tweet) in [
+            (r#""user_has_blocked":"true","#, ""),
+            (r#""user_has_blocked":true,"#, ""),
+            (r#""user_has_blocked":"TRUE","#, ""),
+            ("", r#""user_has_blocked":true,"#),
+            ("", r#""user_has_blocked":"true","#),
+            (
+                r#""user_has_blocked":"false","#,
+                r#""user_has_blocked":true,"#,
+            ),
+        ] {
+            let body = mention(flag, in_tweet);
+            assert_eq!(parse(body.as_bytes(), "42").unwrap(), vec![], "{body}");
+        }
+        for (flag, in_tweet) in [
+            ("", ""),
+            (r#""user_has_blocked":"false","#, ""),
+            (
+                r#""user_has_blocked":false,"#,
+                r#""user_has_blocked":"false","#,
+            ),
+        ] {
+            let body = mention(flag, in_tweet);
+            assert_eq!(parse(body.as_bytes(), "42").unwrap().len(), 1, "{body}");
+        }
     }
 
     #[test]

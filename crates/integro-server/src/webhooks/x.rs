@@ -2,15 +2,20 @@
 //! Activity events signed with `x-twitter-webhooks-signature` (the consumer
 //! secret, over the raw body).
 
+use std::num::NonZeroU32;
+
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use integro_channels::x;
 use integro_core::ChannelKind;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use uuid::Uuid;
 
 use super::{Hook, Rejection};
 use crate::error::Problem;
@@ -20,10 +25,47 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(x_crc, x_webhook))
 }
 
+/// CRC answers per account and minute. X sends a challenge when the webhook
+/// is registered or re-validated, and then about hourly.
+pub const CRC_PER_MINUTE: u32 = 30;
+
+/// Limits the CRC answers of each account, in process: each is an HMAC with
+/// the key that signs X's webhooks, so they are handed out sparingly.
+pub struct CrcLimit {
+    limiter: DefaultKeyedRateLimiter<Uuid>,
+}
+
+impl Default for CrcLimit {
+    fn default() -> CrcLimit {
+        let n = NonZeroU32::new(CRC_PER_MINUTE).expect("non-zero");
+        CrcLimit {
+            limiter: RateLimiter::keyed(Quota::per_minute(n)),
+        }
+    }
+}
+
+impl CrcLimit {
+    /// Takes one answer of `account`'s allowance; when it is spent, the
+    /// seconds until the next.
+    pub fn check(&self, account: Uuid) -> Result<(), u64> {
+        self.limiter.check_key(&account).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+        })
+    }
+}
+
 /// X CRC challenge: answers `{"response_token": "sha256=…"}` for `crc_token`.
+///
+/// The answer is `x-twitter-webhooks-signature` of the token, so only tokens
+/// shaped like X's (up to 128 base64 or base64url characters) are answered,
+/// never anything that could be a webhook body; and at most
+/// `CRC_PER_MINUTE` a minute per account.
 #[utoipa::path(get, path = "/webhooks/x/{account_id}", tag = "webhooks",
-    params(("account_id" = String, Path, description = "Channel account id")),
-    responses((status = 200, description = "The response token"), (status = 400, body = Problem), (status = 404, body = Problem)))]
+    params(("account_id" = String, Path, description = "Channel account id"),
+        ("crc_token" = String, Query, description = "X's challenge: 1 to 128 base64 or base64url characters")),
+    responses((status = 200, description = "The response token"), (status = 400, body = Problem), (status = 404, body = Problem),
+        (status = 429, body = Problem, description = "Too many challenges for this account; see `retry-after`")))]
 async fn x_crc(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -32,6 +74,7 @@ async fn x_crc(
     headers: HeaderMap,
 ) -> Response {
     let mut hook = Hook::new("x", method, uri, headers);
+    let mut retry_after = None;
     let result = async {
         let known = hook.find_account(&state, &id, &[ChannelKind::X]).await?;
         let creds = &known.creds;
@@ -42,12 +85,27 @@ async fn x_crc(
             .map(|(_, v)| v)
             .ok_or_else(|| Rejection::malformed("crc_token is missing"))?;
         let secret = creds.get("consumer_secret").map_err(Rejection::internal)?;
-        Ok(x::crc_response(secret, &token))
+        let answer = x::checked_crc_response(secret, &token).map_err(Rejection::malformed)?;
+        if let Err(secs) = state.x_crc.check(known.account.id) {
+            retry_after = Some(secs);
+            return Err(Rejection::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many CRC challenges for this account; retry in {secs} s"),
+            ));
+        }
+        Ok(answer)
     }
     .await;
     let result =
         result.map(|token| Json(serde_json::json!({ "response_token": token })).into_response());
-    hook.handshake(&state, result).await
+    let mut response = hook.handshake(&state, result).await;
+    if let Some(secs) = retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
 }
 
 /// X Account Activity events: direct messages and mentions.

@@ -277,6 +277,195 @@ async fn x_crc_and_direct_message(kind: DbKind) {
     assert_eq!(out[0]["provider_message_id"], "1582838499983564806");
 }
 
+const X_CREDS: &str = r#"{ "user_id": "4337869213", "consumer_key": "ck", "consumer_secret": "cs-secret",
+    "access_token": "at", "access_token_secret": "ats" }"#;
+
+async fn post_x(t: &Loop, body: &str, signature: &str) -> reqwest::Response {
+    t.app
+        .client
+        .post(t.app.url(&format!("/webhooks/x/{}", t.account_id)))
+        .header("content-type", "application/json")
+        .header("x-twitter-webhooks-signature", signature)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn x_crc(t: &Loop, account_id: &str, token: &str) -> reqwest::Response {
+    t.app
+        .client
+        .get(t.app.url(&format!("/webhooks/x/{account_id}")))
+        .query(&[("crc_token", token)])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The CRC answer is the webhook signature of the token: a body passed as
+/// the token must not come back signed (it would be stored and answered as
+/// a DM from whoever the forger names). Only tokens shaped like X's are
+/// answered, and only so often per account.
+async fn x_crc_is_not_a_signing_oracle(kind: DbKind) {
+    let creds: Value = serde_json::from_str(X_CREDS).unwrap();
+    let Some(t) = Loop::new(kind, "x", creds.clone(), 4).await else {
+        return;
+    };
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(201).set_body_json(
+                json!({ "data": { "dm_conversation_id": "1-2", "dm_event_id": "1" } }),
+            ),
+        )
+        .mount(&t.provider)
+        .await;
+    let forged = json!({
+        "for_user_id": "4337869213",
+        "direct_message_events": [{ "type": "message_create", "id": "954491830116155999", "created_timestamp": "1516403560557",
+            "message_create": { "target": { "recipient_id": "4337869213" }, "sender_id": "666",
+                                "message_data": { "text": "forged" } } }]
+    })
+    .to_string();
+    let crc = x_crc(&t, &t.account_id, &forged).await;
+    let crc_status = crc.status();
+    let content_type = crc.headers()["content-type"].to_str().unwrap().to_string();
+    let crc: Value = crc.json().await.unwrap();
+    let signature = crc["response_token"].as_str().unwrap_or_default();
+    let res = post_x(&t, &forged, signature).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::UNAUTHORIZED,
+        "a body signed through the CRC endpoint is refused"
+    );
+    assert_eq!(crc_status, StatusCode::BAD_REQUEST);
+    assert_eq!(content_type, "application/problem+json");
+    assert_eq!(crc["code"], "malformed_webhook");
+    assert!(crc.get("response_token").is_none());
+    for token in ["", "a b", "tok.en", &"A".repeat(129)] {
+        let res = x_crc(&t, &t.account_id, token).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{token:?}");
+    }
+
+    // X's tokens are base64: `+`, `/` and `=` (percent-encoded) are answered.
+    let token = "YjU0ZjE1ZmQ+NTk1Ny00ZmM5/WE0NzctZGYzYWVmMDcyNzM4==";
+    let res = x_crc(&t, &t.account_id, token).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["response_token"],
+        integro_channels::x::crc_response("cs-secret", token).as_str()
+    );
+
+    // Refusals do not count; answers do, up to the limit, then 429.
+    let limit = integro_server::webhooks::x::CRC_PER_MINUTE as usize;
+    let mut answered = 1;
+    let limited = loop {
+        let res = x_crc(&t, &t.account_id, "abc123").await;
+        if res.status() != StatusCode::OK {
+            break res;
+        }
+        answered += 1;
+        assert!(answered <= limit + 3, "the CRC endpoint is not limited");
+    };
+    assert!(answered >= limit, "{answered} answered before the limit");
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "retry-after {retry_after}");
+    assert_eq!(
+        limited.json::<Value>().await.unwrap()["code"],
+        "rate_limited"
+    );
+    // Per account: another account of the tenant is still answered.
+    let other = t
+        .app
+        .post(
+            "/api/v1/accounts",
+            &t.key,
+            json!({ "bot_id": t.bot_id, "kind": "x", "name": "Second", "credentials": creds }),
+        )
+        .await;
+    assert_eq!(other.status(), StatusCode::CREATED);
+    let other = other.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(x_crc(&t, &other, "abc123").await.status(), StatusCode::OK);
+
+    // Nothing was stored or sent; the refusals are in the webhook log.
+    assert!(t.messages().await.is_empty(), "nothing stored");
+    let logs = t.get("/api/v1/webhook-logs?outcome=rejected").await;
+    let refused: Vec<(String, i64)> = logs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["method"].as_str().unwrap().to_string(),
+                l["status"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(refused.contains(&("GET".into(), 400)), "{refused:?}");
+    assert!(refused.contains(&("GET".into(), 429)), "{refused:?}");
+    assert!(refused.contains(&("POST".into(), 401)), "{refused:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(t.provider_requests().await.is_empty(), "nothing answered");
+}
+
+fn x_mention(tweet_id: &str, author: &str, user_has_blocked: &str) -> String {
+    json!({
+        "for_user_id": "4337869213",
+        "user_has_blocked": user_has_blocked,
+        "tweet_create_events": [{ "id_str": tweet_id, "text": "@integro help", "in_reply_to_status_id_str": null,
+            "user": { "id_str": author, "name": "Someone", "screen_name": "someone" },
+            "entities": { "user_mentions": [{ "id_str": "4337869213" }] } }]
+    })
+    .to_string()
+}
+
+/// X tells at the top of the payload, as the string `"true"`, that the
+/// account has blocked the author of a mention: such a mention is
+/// acknowledged, neither stored nor answered.
+async fn x_mentions_from_blocked_authors_are_not_answered(kind: DbKind) {
+    let creds: Value = serde_json::from_str(X_CREDS).unwrap();
+    let Some(t) = Loop::new(kind, "x", creds, 4).await else {
+        return;
+    };
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "data": { "dm_conversation_id": "1-2", "dm_event_id": "1582838499983564807" } })))
+        .mount(&t.provider)
+        .await;
+    let blocked = x_mention("1800191123456789001", "7", "true");
+    let sig = integro_channels::x::sign("cs-secret", blocked.as_bytes());
+    assert_eq!(post_x(&t, &blocked, &sig).await.status(), StatusCode::OK);
+    let allowed = x_mention("1800191123456789002", "8", "false");
+    let sig = integro_channels::x::sign("cs-secret", allowed.as_bytes());
+    assert_eq!(post_x(&t, &allowed, &sig).await.status(), StatusCode::OK);
+
+    t.wait_outbound_status("sent").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent = t.provider_requests().await;
+    assert_eq!(
+        sent.len(),
+        1,
+        "only the author who is not blocked is answered"
+    );
+    assert_eq!(sent[0].url.path(), "/2/dm_conversations/with/8/messages");
+    let conversations = t.get("/api/v1/conversations").await;
+    assert_eq!(conversations["items"].as_array().unwrap().len(), 1);
+    let inbound: Vec<Value> = t
+        .messages()
+        .await
+        .into_iter()
+        .filter(|m| m["direction"] == "inbound")
+        .map(|m| m["provider_message_id"].clone())
+        .collect();
+    assert_eq!(inbound, vec![json!("1800191123456789002")]);
+}
+
 async fn web_channel_polling_and_events(kind: DbKind) {
     let Some(t) = Loop::new(kind, "web", json!({}), 4).await else {
         return;
@@ -518,5 +707,7 @@ db_tests!(
     whatsapp_permanent_errors_keep_the_graph_code,
     instagram_message_gets_a_reply,
     x_crc_and_direct_message,
+    x_crc_is_not_a_signing_oracle,
+    x_mentions_from_blocked_authors_are_not_answered,
     web_channel_polling_and_events,
 );
