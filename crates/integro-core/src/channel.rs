@@ -180,6 +180,62 @@ pub enum InboundEvent {
     Status(StatusUpdate),
 }
 
+/// Replaces U+0000 in `text` with U+FFFD; whether there was one.
+/// PostgreSQL cannot store U+0000 in text, and a message that can never be
+/// stored would be refused on every delivery until the provider gave up.
+pub fn replace_nul(text: &mut String) -> bool {
+    if text.contains('\0') {
+        *text = text.replace('\0', "\u{FFFD}");
+        true
+    } else {
+        false
+    }
+}
+
+impl InboundEvent {
+    /// Replaces U+0000 in every text of the event (`replace_nul`); whether
+    /// there was one.
+    pub fn replace_nul(&mut self) -> bool {
+        let mut found = false;
+        let mut clean = |text: &mut String| found |= replace_nul(text);
+        match self {
+            InboundEvent::Message(m) => {
+                clean(&mut m.provider_message_id);
+                clean(&mut m.from);
+                clean(&mut m.kind);
+                for text in [
+                    &mut m.from_name,
+                    &mut m.phone_e164,
+                    &mut m.text,
+                    &mut m.reply_to,
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    clean(text);
+                }
+                for media in &mut m.media {
+                    clean(&mut media.kind);
+                    clean(&mut media.reference);
+                    if let Some(ct) = &mut media.content_type {
+                        clean(ct);
+                    }
+                }
+            }
+            InboundEvent::Status(s) => {
+                clean(&mut s.provider_message_id);
+                for text in [&mut s.error_code, &mut s.error_message, &mut s.local_id]
+                    .into_iter()
+                    .flatten()
+                {
+                    clean(text);
+                }
+            }
+        }
+        found
+    }
+}
+
 /// A template message (WhatsApp, outside the 24-hour window).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Template {

@@ -141,6 +141,16 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(msg) => ApiError::new(StatusCode::CONFLICT, "conflict", msg),
             StoreError::Invalid { field, message } => ApiError::invalid_field(&field, message),
             StoreError::Forbidden(msg) => ApiError::forbidden(msg),
+            // PostgreSQL's "invalid byte sequence" (22021): U+0000 in text
+            // that reached a query from a path or query parameter.
+            StoreError::Db(integro_store::DbError::Database(db))
+                if db.code().as_deref() == Some("22021") =>
+            {
+                ApiError::bad_request(
+                    "invalid_text",
+                    "the request holds a character that cannot be stored (U+0000)",
+                )
+            }
             other => {
                 tracing::error!(error = %other, "store error");
                 ApiError::internal()

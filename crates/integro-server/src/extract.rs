@@ -59,7 +59,48 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// Where in a JSON document a string (or a key) holds U+0000, as a field
+/// path (`name`, `rules[2].reply`).
+fn nul_path(value: &serde_json::Value, path: &str) -> Option<String> {
+    use serde_json::Value;
+    let join = |key: &str| match path {
+        "" => key.to_string(),
+        _ => format!("{path}.{key}"),
+    };
+    match value {
+        Value::String(s) if s.contains('\0') => Some(if path.is_empty() {
+            "body".into()
+        } else {
+            path.into()
+        }),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| nul_path(v, &format!("{path}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                Some(join(&k.replace('\0', "\\u0000")))
+            } else {
+                nul_path(v, &join(k))
+            }
+        }),
+        _ => None,
+    }
+}
+
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    // U+0000 cannot be stored (PostgreSQL refuses it in text) nor shown
+    // safely: refused with the field's name. Escaped as `\u0000` is the only
+    // way it can appear in valid JSON, so the walk runs only then.
+    if bytes.windows(6).any(|w| w == b"\\u0000")
+        && let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes)
+        && let Some(field) = nul_path(&value, "")
+    {
+        return Err(ApiError::invalid_field(
+            &field,
+            "must not contain the NUL character (U+0000)",
+        ));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -415,6 +456,20 @@ mod tests {
         );
         let e = err(r#"{"name": 5, "role": "admin"}"#);
         assert_eq!(e.errors[0].field, "name");
+    }
+
+    #[test]
+    fn nul_characters_are_refused_naming_the_field() {
+        let e = err(r#"{"name": "a\u0000b", "role": "admin"}"#);
+        assert_eq!(
+            (e.status.as_u16(), e.errors[0].field.as_str()),
+            (422, "name")
+        );
+        let e = parse_json::<serde_json::Value>(br#"{"a": [{"b": "x"}, {"c": "\u0000"}]}"#)
+            .unwrap_err();
+        assert_eq!(e.errors[0].field, "a[1].c");
+        // An escaped backslash followed by `u0000` is not NUL.
+        assert!(parse_json::<serde_json::Value>(br#"{"a": "\\u0000"}"#).is_ok());
     }
 
     #[test]

@@ -57,11 +57,14 @@ const REDACTED: &[&str] = &[
 /// U+FFFD in place of what is not. Checked by `str::from_utf8` first, whose
 /// ASCII fast path `from_utf8_lossy`'s scan lacks: a Twilio form of 450
 /// bytes in 22 ns instead of 155.
+/// U+0000, which PostgreSQL cannot store, becomes U+FFFD too.
 fn text_of(body: &[u8]) -> String {
-    match std::str::from_utf8(body) {
+    let mut text = match std::str::from_utf8(body) {
         Ok(text) => text.to_owned(),
         Err(_) => String::from_utf8_lossy(body).into_owned(),
-    }
+    };
+    integro_core::channel::replace_nul(&mut text);
+    text
 }
 
 /// One webhook request on its way through.
@@ -249,12 +252,22 @@ impl Hook {
         events: Vec<InboundEvent>,
         ok: Response,
     ) -> Response {
+        let mut events = events;
+        let mut replaced = false;
+        for event in &mut events {
+            replaced |= event.replace_nul();
+        }
+        let note = replaced.then(|| {
+            metrics::counter!("integro_webhook_nul_replaced_total", "channel" => self.channel)
+                .increment(1);
+            "U+0000 in the message replaced by U+FFFD (it cannot be stored)".to_string()
+        });
         let (reply, outcome) = tokio::sync::oneshot::channel();
         let item = Item {
             webhook: Webhook {
                 account,
                 events,
-                log: self.log(StatusCode::OK, "accepted", None),
+                log: self.log(StatusCode::OK, "accepted", note),
                 request_id: self.header(REQUEST_ID_HEADER).map(String::from),
             },
             reply,

@@ -119,7 +119,50 @@ async fn oversized_bodies_answer_413(kind: DbKind) {
     assert_problem(res, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
 }
 
+/// U+0000 reaches PostgreSQL from no edge: a body with one answers 422
+/// naming the field, a path or query parameter 400, never a 500 (the
+/// sign-in's one was unauthenticated).
+async fn nul_characters_get_clear_answers(kind: DbKind) {
+    let Some(app) = TestApp::spawn(kind).await else {
+        return;
+    };
+    let tenant = app.create_tenant("Acme").await;
+    let (_, key) = app.create_key(&tenant, "admin").await;
+    let res = app
+        .request(Method::POST, "/api/v1/bots", &key)
+        .header("content-type", "application/json")
+        .body(r#"{"name": "He\u0000lper", "fallback_reply": "hi"}"#)
+        .send()
+        .await
+        .unwrap();
+    let body = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+    assert_eq!(body["errors"][0]["field"], "name");
+    let res = app
+        .client
+        .post(app.url("/api/v1/auth/login"))
+        .header("content-type", "application/json")
+        .body(r#"{"email": "ann\u0000@example.com", "password": "whatever-it-is"}"#)
+        .send()
+        .await
+        .unwrap();
+    let body = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+    assert_eq!(body["errors"][0]["field"], "email");
+    for path in [
+        "/api/v1/audit-log?action=a%00b",
+        "/api/v1/events?kind=a%00b",
+    ] {
+        let res = app.get(path, &key).await;
+        // PostgreSQL refuses the text (400); SQLite finds nothing (200).
+        let status = res.status();
+        assert!(
+            status == StatusCode::BAD_REQUEST || status == StatusCode::OK,
+            "{path}: {status}"
+        );
+    }
+}
+
 db_tests!(
+    nul_characters_get_clear_answers,
     bad_bodies_are_explained,
     unknown_routes_and_bad_ids_are_problems,
     oversized_bodies_answer_413

@@ -608,7 +608,60 @@ db_tests!(
     a_send_twilio_took_before_its_answer_was_lost_is_not_sent_again,
     a_public_url_with_a_prefix_and_a_trailing_slash_works,
     without_a_public_url_accounts_warn,
+    a_message_holding_nul_is_stored_and_answered,
 );
+
+/// A correctly signed message whose text holds U+0000 (which PostgreSQL
+/// cannot store) is stored with U+FFFD in its place and answered, once; a
+/// refused one with a raw NUL byte still reaches the webhook log.
+async fn a_message_holding_nul_is_stored_and_answered(kind: DbKind) {
+    let Some(t) = Loop::twilio(kind, 2).await else {
+        return;
+    };
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(created("SMout1"))
+        .mount(&t.provider)
+        .await;
+    let res = t.twilio_message("SMnul", "+14155550100", "hel\0lo").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    t.wait_for_sends(1).await;
+    let messages = t.messages().await;
+    let inbound: Vec<&Value> = messages
+        .iter()
+        .filter(|m| m["direction"] == "inbound")
+        .collect();
+    assert_eq!(inbound.len(), 1, "{messages:?}");
+    assert_eq!(inbound[0]["body"], "hel\u{FFFD}lo");
+    let logs = t.get("/api/v1/webhook-logs?outcome=accepted").await;
+    let notes: Vec<&str> = logs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["error"].as_str())
+        .collect();
+    assert!(notes.iter().any(|n| n.contains("U+0000")), "{logs}");
+
+    let res = t
+        .app
+        .client
+        .post(t.app.url(&t.twilio_path()))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-twilio-signature", "bm9wZQ==")
+        .body(b"MessageSid=SMraw&Body=a\0b".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let logs = t.get("/api/v1/webhook-logs?outcome=rejected").await;
+    let bodies: Vec<&str> = logs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["body"].as_str())
+        .collect();
+    assert_eq!(bodies, vec!["MessageSid=SMraw&Body=a\u{FFFD}b"], "{logs}");
+}
 
 /// `INTEGRO_PUBLIC_URL=https://host/prefix/` (a proxy that strips the
 /// prefix): the webhook URLs, Twilio's signatures and the status callbacks
