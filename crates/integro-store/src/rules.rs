@@ -470,7 +470,281 @@ impl RuleDocument {
 
     /// Reads YAML (or JSON, which YAML includes). The error says where the
     /// document is wrong.
-    pub fn from_yaml(text: &str) -> Result<RuleDocument, String> {
-        yaml_serde::from_str(text).map_err(|e| format!("the rules document does not parse: {e}"))
+    ///
+    /// YAML aliases (`*name`) repeat an anchored node (`&name`) without
+    /// repeating its text, so a small document can stand for a huge one. The
+    /// document is first walked without building anything, counting what
+    /// it expands to, and refused when that passes [`MAX_YAML_EXPANSION`]
+    /// times its own size: values are only built from a document whose
+    /// expanded size is bounded by its length.
+    pub fn from_yaml(text: &str) -> Result<RuleDocument, YamlError> {
+        let allowed = text
+            .len()
+            .saturating_mul(MAX_YAML_EXPANSION)
+            .saturating_add(YAML_EXPANSION_SLACK);
+        expanded_size_within(text, allowed)?;
+        yaml_serde::from_str(text)
+            .map_err(|e| YamlError::Malformed(format!("the rules document does not parse: {e}")))
+    }
+}
+
+/// How many times its own length a YAML document may expand to through
+/// aliases (counting one per node and one per byte of text). A document
+/// without aliases expands to at most about twice its length (an escape
+/// such as `\L` is 2 bytes that decode to 3; `{a, b}` holds 4 nodes), so
+/// this never refuses one.
+pub const MAX_YAML_EXPANSION: usize = 4;
+/// Added to the allowance, so that tiny documents are never refused.
+const YAML_EXPANSION_SLACK: usize = 4096;
+
+/// Why a rules document could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum YamlError {
+    /// Not YAML, or not the shape of a rules document: where and why.
+    Malformed(String),
+    /// Its aliases would expand it past [`MAX_YAML_EXPANSION`] times its length.
+    TooRepetitive(String),
+}
+
+impl std::fmt::Display for YamlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            YamlError::Malformed(m) | YamlError::TooRepetitive(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for YamlError {}
+
+/// Walks `text` as YAML without building values (strings are looked at in
+/// place), spending one unit per node and one per byte of scalar text,
+/// with aliases followed; refuses the document once more than `allowed`
+/// units are spent, so the walk itself costs at most `allowed` work. Other
+/// problems are left for the real deserialisation to report in full.
+fn expanded_size_within(text: &str, allowed: usize) -> Result<(), YamlError> {
+    use serde::de::DeserializeSeed as _;
+    let left = std::cell::Cell::new(allowed);
+    let exceeded = std::cell::Cell::new(false);
+    let walk = ExpansionBudget {
+        left: &left,
+        exceeded: &exceeded,
+    };
+    let _ = walk.deserialize(yaml_serde::Deserializer::from_str(text));
+    if exceeded.get() {
+        return Err(YamlError::TooRepetitive(format!(
+            "the rules document repeats content through YAML aliases (*name) so much that it would \
+             grow to more than {MAX_YAML_EXPANSION} times its size: write the repeated rules or \
+             texts out in full instead of using anchors (&name) and aliases"
+        )));
+    }
+    Ok(())
+}
+
+/// A visitor that accepts any YAML and only counts it; see
+/// [`expanded_size_within`]. Nesting is bounded by the YAML deserialiser's
+/// own depth limit.
+#[derive(Clone, Copy)]
+struct ExpansionBudget<'a> {
+    left: &'a std::cell::Cell<usize>,
+    exceeded: &'a std::cell::Cell<bool>,
+}
+
+impl ExpansionBudget<'_> {
+    fn spend<E: serde::de::Error>(self, units: usize) -> Result<(), E> {
+        match self.left.get().checked_sub(units) {
+            Some(left) => {
+                self.left.set(left);
+                Ok(())
+            }
+            None => {
+                self.exceeded.set(true);
+                Err(E::custom("the document expands too much"))
+            }
+        }
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for ExpansionBudget<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ExpansionBudget<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any YAML")
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+        self.spend(1)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+        self.spend(1)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+        self.spend(1)
+    }
+
+    fn visit_i128<E: serde::de::Error>(self, _: i128) -> Result<(), E> {
+        self.spend(1)
+    }
+
+    fn visit_u128<E: serde::de::Error>(self, _: u128) -> Result<(), E> {
+        self.spend(1)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+        self.spend(1)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
+        self.spend(v.len().saturating_add(1))
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<(), E> {
+        self.spend(v.len().saturating_add(1))
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        self.spend(1)
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<(), E> {
+        self.spend(1)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        self.spend(1)?;
+        d.deserialize_any(self)
+    }
+
+    fn visit_newtype_struct<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        self.spend(1)?;
+        d.deserialize_any(self)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        self.spend(1)?;
+        while seq.next_element_seed(self)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        self.spend(1)?;
+        while map.next_key_seed(self)?.is_some() {
+            map.next_value_seed(self)?;
+        }
+        Ok(())
+    }
+
+    /// A tagged node (`!tag value`).
+    fn visit_enum<A: serde::de::EnumAccess<'de>>(self, data: A) -> Result<(), A::Error> {
+        use serde::de::VariantAccess as _;
+        self.spend(1)?;
+        let ((), variant) = data.variant_seed(self)?;
+        variant.newtype_variant_seed(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn allowance(text: &str) -> usize {
+        text.len() * MAX_YAML_EXPANSION + YAML_EXPANSION_SLACK
+    }
+
+    #[test]
+    fn a_plain_document_and_a_modest_alias_are_read() {
+        let doc = RuleDocument::from_yaml(
+            "rules:\n- match: contains\n  pattern: &p hours\n  reply: 9 to 5\n- pattern: *p\n  reply: again\n",
+        )
+        .unwrap();
+        assert_eq!(doc.rules.len(), 2);
+        assert_eq!(doc.rules[1].pattern.as_deref(), Some("hours"));
+        let json =
+            RuleDocument::from_yaml(r#"{"rules": [{"pattern": "a", "reply": "b"}]}"#).unwrap();
+        assert_eq!(json.rules[0].reply.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn a_nest_of_aliases_is_refused_quickly() {
+        let mut yaml = String::from(
+            "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+        );
+        for (name, prev) in ["b", "c", "d", "e", "f", "g", "h", "i"]
+            .iter()
+            .zip(["a", "b", "c", "d", "e", "f", "g", "h"])
+        {
+            let items = vec![format!("*{prev}"); 9].join(",");
+            yaml.push_str(&format!("{name}: &{name} [{items}]\n"));
+        }
+        yaml.push_str("rules: [*i]\n");
+        let started = Instant::now();
+        let err = RuleDocument::from_yaml(&yaml).unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(
+            matches!(&err, YamlError::TooRepetitive(m) if m.contains("aliases")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_large_scalar_repeated_by_alias_is_refused_before_it_is_copied() {
+        // The reported import: one large scalar, then many aliases of it.
+        let big = "x".repeat(400_000);
+        let mut yaml = format!("rules:\n- reply: &big {big}\n  pattern: a\n");
+        for _ in 0..50_000 {
+            yaml.push_str("- {pattern: a, reply: *big}\n");
+        }
+        assert!(yaml.len() < 2_000_000);
+        let started = Instant::now();
+        let err = RuleDocument::from_yaml(&yaml).unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert!(matches!(err, YamlError::TooRepetitive(_)), "{err}");
+    }
+
+    #[test]
+    fn dense_documents_without_aliases_stay_within_the_allowance() {
+        let dense = [
+            format!("[{}]", vec!["a"; 100_000].join(",")),
+            format!("{{{}}}", vec!["a"; 100_000].join(",")),
+            format!("[{}]", vec!["?"; 100_000].join(",")),
+            format!("\"{}\"", "\\L".repeat(100_000)),
+            "- \n".repeat(100_000),
+            "[[[[[[[[[[]]]]]]]]]]".to_string(),
+            String::new(),
+        ];
+        for text in dense {
+            assert_eq!(
+                expanded_size_within(&text, allowance(&text)),
+                Ok(()),
+                "{}",
+                &text[..text.len().min(40)]
+            );
+        }
+    }
+
+    #[test]
+    fn syntax_errors_are_still_reported_as_such() {
+        assert!(matches!(
+            RuleDocument::from_yaml("rules: [ {"),
+            Err(YamlError::Malformed(m)) if m.contains("does not parse")
+        ));
+        assert!(matches!(
+            RuleDocument::from_yaml("rules: [*nowhere]"),
+            Err(YamlError::Malformed(_))
+        ));
+        assert!(matches!(
+            RuleDocument::from_yaml("rules: []\n---\nrules: []\n"),
+            Err(YamlError::Malformed(_))
+        ));
     }
 }

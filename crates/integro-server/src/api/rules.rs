@@ -8,7 +8,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use integro_core::Permission;
 use integro_store::Page;
-use integro_store::rules::{self, Rule, RuleDocument, RuleFields};
+use integro_store::rules::{self, Rule, RuleDocument, RuleFields, YamlError};
 use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -167,7 +167,8 @@ pub struct ImportResult {
 #[utoipa::path(post, path = "/api/v1/bots/{bot_id}/rules/import", tag = "rules", security(("bearer" = [])),
     params(("bot_id" = Uuid, Path, description = "Bot id")),
     request_body(content = String, content_type = "application/yaml", description = "A rules document, as exported"),
-    responses((status = 200, body = ImportResult), (status = 400, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = ImportResult), (status = 400, body = Problem), (status = 404, body = Problem),
+        (status = 422, body = Problem, description = "A rule is invalid (`invalid_field`), or YAML aliases would expand the document past 4 times its size (`yaml_too_repetitive`)")))]
 async fn import_rules(
     State(state): State<AppState>,
     ctx: TenantCtx,
@@ -179,8 +180,12 @@ async fn import_rules(
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("malformed_yaml", "the document is not UTF-8"))?;
     // YAML is a superset of JSON: one parser reads both.
-    let doc =
-        RuleDocument::from_yaml(text).map_err(|e| ApiError::bad_request("malformed_yaml", e))?;
+    let doc = RuleDocument::from_yaml(text).map_err(|e| match e {
+        YamlError::Malformed(m) => ApiError::bad_request("malformed_yaml", m),
+        YamlError::TooRepetitive(m) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "yaml_too_repetitive", m)
+        }
+    })?;
     let mut tx = state.db.begin().await?;
     let imported = rules::replace_all(
         &mut tx,

@@ -29,6 +29,7 @@ db_tests!(
     past_the_rate_limit_one_notice_then_silence,
     reset_and_expiry_start_the_memory_afresh,
     an_agent_takes_over_and_the_bot_returns_after_the_handoff_timeout,
+    yaml_aliases_cannot_blow_up_a_rules_import,
 );
 
 fn openai_answer(text: &str, input: u64, output: u64) -> ResponseTemplate {
@@ -946,4 +947,78 @@ async fn an_agent_takes_over_and_the_bot_returns_after_the_handoff_timeout(kind:
         moves[1],
         ("inactivity_timeout".to_string(), "system".to_string())
     );
+}
+
+async fn yaml_aliases_cannot_blow_up_a_rules_import(kind: DbKind) {
+    let Some(t) = Loop::twilio(kind, 0).await else {
+        return;
+    };
+    let import = |body: String| {
+        t.app
+            .request(
+                Method::POST,
+                &format!("/api/v1/bots/{}/rules/import", t.bot_id),
+                &t.key,
+            )
+            .header("content-type", "application/yaml")
+            .body(body)
+            .send()
+    };
+    // One large scalar, repeated by alias: 940 KB of text that stands for
+    // 8 GB of rules.
+    let big = "x".repeat(400_000);
+    let mut yaml = format!("rules:\n- pattern: a\n  reply: &big {big}\n");
+    for _ in 0..20_000 {
+        yaml.push_str("- {pattern: a, reply: *big}\n");
+    }
+    assert!(yaml.len() < 1024 * 1024);
+    let started = std::time::Instant::now();
+    let problem = assert_problem(
+        import(yaml).await.unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "yaml_too_repetitive",
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        problem["detail"].as_str().unwrap().contains("aliases"),
+        "{problem}"
+    );
+
+    // Aliases nested to a billion laughs: a few hundred bytes.
+    let mut yaml = String::from("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for (name, prev) in ["b", "c", "d", "e", "f", "g", "h", "i"]
+        .into_iter()
+        .zip(["a", "b", "c", "d", "e", "f", "g", "h"])
+    {
+        let items = vec![format!("*{prev}"); 9].join(", ");
+        yaml.push_str(&format!("{name}: &{name} [{items}]\n"));
+    }
+    yaml.push_str("rules: [{pattern: a, keywords: *i}]\n");
+    assert_problem(
+        import(yaml).await.unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "yaml_too_repetitive",
+    )
+    .await;
+    assert!(
+        t.get(&format!("/api/v1/bots/{}/rules", t.bot_id)).await["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    // An ordinary import, even one using an alias sparingly, still works.
+    let res = import(
+        "rules:\n- pattern: &p hours\n  reply: 9 to 5\n- match: exact\n  pattern: *p\n  reply: Nine to five\n"
+            .to_string(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.json::<Value>().await.unwrap()["imported"], 2);
 }
