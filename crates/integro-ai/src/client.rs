@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use integro_core::breaker::{CircuitBreakers, Permit};
+use integro_core::outbound::{OutboundClient, OutboundPolicy};
 use reqwest::Method;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
 
@@ -22,10 +23,11 @@ pub struct Attempt {
 }
 
 /// Calls LLM providers. Cheap to clone (the HTTP connection pool and the
-/// breakers are shared).
+/// breakers are shared). Base URLs are tenants' input: every call goes
+/// through the outbound URL policy.
 #[derive(Clone)]
 pub struct AiClient {
-    http: reqwest::Client,
+    http: OutboundClient,
     policy: RetryPolicy,
     breakers: Arc<CircuitBreakers>,
 }
@@ -46,6 +48,7 @@ impl Call {
 
 /// A 2xx answer.
 struct Answer {
+    status: u16,
     headers: HeaderMap,
     body: Vec<u8>,
 }
@@ -53,6 +56,8 @@ struct Answer {
 /// A failed attempt, with what the provider said about retrying.
 struct Failure {
     error: AiError,
+    /// The HTTP status, when there was an answer.
+    status: Option<u16>,
     retry_after: Option<Duration>,
     should_retry: Option<bool>,
     request_id: Option<String>,
@@ -62,6 +67,7 @@ impl Failure {
     fn plain(error: AiError) -> Failure {
         Failure {
             error,
+            status: None,
             retry_after: None,
             should_retry: None,
             request_id: None,
@@ -116,29 +122,33 @@ impl Drop for BreakerCall<'_> {
 }
 
 impl AiClient {
-    /// A client with its own HTTP connection pool.
+    /// A client with its own HTTP connection pool, under the strict outbound
+    /// policy (no exception: no loopback or private address).
     ///
     /// # Panics
     /// If no rustls crypto provider is installed for the process (the binary
     /// installs ring at start-up; tests install it first).
     pub fn new(policy: RetryPolicy, breakers: Arc<CircuitBreakers>) -> AiClient {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("integro/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            // A redirected POST would turn into a GET: report it instead.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("building the HTTP client (is a rustls crypto provider installed?)");
-        AiClient::with_http_client(http, policy, breakers)
+        AiClient::with_outbound(OutboundPolicy::default(), policy, breakers)
     }
 
-    /// A client over an existing `reqwest::Client` (redirects should be
-    /// disabled on it).
-    pub fn with_http_client(
-        http: reqwest::Client,
+    /// A client under `outbound`, the operator's exceptions included.
+    ///
+    /// # Panics
+    /// As [`AiClient::new`].
+    pub fn with_outbound(
+        outbound: OutboundPolicy,
         policy: RetryPolicy,
         breakers: Arc<CircuitBreakers>,
     ) -> AiClient {
+        let http = OutboundClient::new(outbound, |builder| {
+            builder
+                .user_agent(concat!("integro/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(Duration::from_secs(10))
+                // A redirected POST would turn into a GET: report it instead.
+                .redirect(reqwest::redirect::Policy::none())
+        })
+        .expect("building the HTTP client (is a rustls crypto provider installed?)");
         AiClient {
             http,
             policy,
@@ -148,6 +158,12 @@ impl AiClient {
 
     pub fn policy(&self) -> &RetryPolicy {
         &self.policy
+    }
+
+    /// The HTTP client for tenant-supplied URLs, with the outbound policy
+    /// (redirects are not followed). Alert webhooks share it.
+    pub fn outbound(&self) -> &OutboundClient {
+        &self.http
     }
 
     /// One provider, with retries (honouring `retry-after`, capped at four
@@ -314,33 +330,84 @@ impl AiClient {
     /// Checks a credential with one small request: a one-token chat with
     /// `model` when given, else the model list. Not retried and not counted
     /// on the breaker. Returns a short report such as "OK: gpt-4o-mini
-    /// answered" or "OK: the key is valid (12 models available)".
+    /// answered" or "OK: the key is valid (12 models available)"; an error
+    /// quotes what the provider said (for the operator's command line;
+    /// tenants get [`AiClient::check`]).
     pub async fn test(
         &self,
         endpoint: &Endpoint,
         model: Option<&str>,
         timeout: Duration,
     ) -> Result<String, AiError> {
+        self.probe(endpoint, model, timeout)
+            .await
+            .map(|(_, message)| message)
+            .map_err(|f| f.error)
+    }
+
+    /// [`AiClient::test`] as a report that never carries what the target
+    /// answered (a base URL may point anywhere): a status, a classified
+    /// reason and our own words.
+    pub async fn check(
+        &self,
+        endpoint: &Endpoint,
+        model: Option<&str>,
+        timeout: Duration,
+    ) -> TestReport {
+        match self.probe(endpoint, model, timeout).await {
+            Ok((status, message)) => TestReport {
+                ok: true,
+                status: Some(status),
+                reason: "ok",
+                code: None,
+                message,
+            },
+            Err(failure) => {
+                let e = &failure.error;
+                let message = match failure.status {
+                    Some(status) => format!("{} (HTTP {status})", e.summary()),
+                    None => e.summary(),
+                };
+                TestReport {
+                    ok: false,
+                    status: failure.status,
+                    reason: e.reason(),
+                    code: Some(e.code()),
+                    message,
+                }
+            }
+        }
+    }
+
+    /// One test request; the status and our report, or the failure.
+    async fn probe(
+        &self,
+        endpoint: &Endpoint,
+        model: Option<&str>,
+        timeout: Duration,
+    ) -> Result<(u16, String), Failure> {
         let provider = endpoint.provider;
         let call = match model {
-            Some(model) => chat_call(endpoint, &probe(model))?,
-            None => models_call(endpoint)?,
-        };
+            Some(model) => chat_call(endpoint, &probe(model)),
+            None => models_call(endpoint),
+        }
+        .map_err(Failure::plain)?;
         tracing::debug!(
             provider = provider.as_str(),
             credential = %endpoint.credential_id,
             url = %call.url,
             "testing the credential"
         );
-        let answer = self
-            .exchange(&call, provider, timeout)
-            .await
-            .map_err(|f| f.error)?;
-        match model {
+        let answer = self.exchange(&call, provider, timeout).await?;
+        let status = answer.status;
+        let report = match model {
             Some(model) => {
-                let response = parse(provider, &answer, model, false)?;
+                let response = parse(provider, &answer, model, false).map_err(|error| Failure {
+                    status: Some(status),
+                    ..Failure::plain(error)
+                })?;
                 count_tokens(provider, &response);
-                Ok(format!("OK: {model} answered"))
+                format!("OK: {model} answered")
             }
             None => {
                 let models = match provider {
@@ -352,13 +419,14 @@ impl AiClient {
                 } else {
                     "the server answered"
                 };
-                Ok(match models {
+                match models {
                     Some(1) => format!("OK: {what} (1 model available)"),
                     Some(n) => format!("OK: {what} ({n} models available)"),
                     None => format!("OK: {what}"),
-                })
+                }
             }
-        }
+        };
+        Ok((status, report))
     }
 
     /// Sends once and reads the answer; an error status becomes a `Failure`.
@@ -371,6 +439,11 @@ impl AiClient {
         let mut builder = self
             .http
             .request(call.method.clone(), &call.url)
+            .map_err(|e| {
+                Failure::plain(AiError::Blocked {
+                    message: e.to_string(),
+                })
+            })?
             .headers(call.headers.clone())
             .timeout(timeout);
         if let Some(body) = &call.body {
@@ -388,11 +461,13 @@ impl AiClient {
             let (body, truncated) = wire::read_body(response, wire::MAX_ANSWER_BYTES, &call.url)
                 .await
                 .map_err(|error| Failure {
+                    status: Some(status.as_u16()),
                     request_id: request_id.clone(),
                     ..Failure::plain(error)
                 })?;
             if truncated {
                 return Err(Failure {
+                    status: Some(status.as_u16()),
                     request_id,
                     ..Failure::plain(AiError::InvalidResponse {
                         message: format!(
@@ -402,7 +477,11 @@ impl AiClient {
                     })
                 });
             }
-            return Ok(Answer { headers, body });
+            return Ok(Answer {
+                status: status.as_u16(),
+                headers,
+                body,
+            });
         }
 
         // An error body that cannot be read in full is still worth quoting.
@@ -421,11 +500,27 @@ impl AiClient {
         };
         Err(Failure {
             error,
+            status: Some(status.as_u16()),
             retry_after: retry::retry_after(&headers),
             should_retry: retry::should_retry_header(&headers),
             request_id,
         })
     }
+}
+
+/// What a credential test found, fit to show a tenant: never the target's
+/// body or messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestReport {
+    pub ok: bool,
+    /// The HTTP status, when the target answered.
+    pub status: Option<u16>,
+    /// `ok`, or [`AiError::reason`].
+    pub reason: &'static str,
+    /// When not ok, [`AiError::code`] (finer than `reason`).
+    pub code: Option<&'static str>,
+    /// In plain words, ours only.
+    pub message: String,
 }
 
 /// The circuit for a credential.

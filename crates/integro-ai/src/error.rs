@@ -50,6 +50,10 @@ pub enum AiError {
     /// The circuit breaker for this credential is open; nothing was sent.
     #[error("circuit open: calls with this credential are paused")]
     CircuitOpen,
+    /// The outbound URL policy refused the base URL, what its name resolves
+    /// to, or a redirect; nothing reached the target.
+    #[error("blocked by the outbound URL policy: {message}")]
+    Blocked { message: String },
 }
 
 impl AiError {
@@ -86,6 +90,65 @@ impl AiError {
             AiError::Transport { .. } => "transport",
             AiError::InvalidResponse { .. } => "invalid_response",
             AiError::CircuitOpen => "circuit_open",
+            AiError::Blocked { .. } => "blocked_by_policy",
+        }
+    }
+
+    /// The coarse class a credential test reports: `unauthorized`,
+    /// `http_error` (any other error status), `timeout`, `unreachable`,
+    /// `blocked_by_policy`, `invalid_response`, `not_sent` (refused here),
+    /// `circuit_open`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AiError::Auth { .. } => "unauthorized",
+            AiError::BadRequest { status: 0, .. } => "not_sent",
+            AiError::Quota { .. }
+            | AiError::UnknownModel { .. }
+            | AiError::BadRequest { .. }
+            | AiError::RateLimited { .. }
+            | AiError::Overloaded { .. }
+            | AiError::Server { .. } => "http_error",
+            AiError::Timeout => "timeout",
+            AiError::Transport { .. } => "unreachable",
+            AiError::InvalidResponse { .. } => "invalid_response",
+            AiError::CircuitOpen => "circuit_open",
+            AiError::Blocked { .. } => "blocked_by_policy",
+        }
+    }
+
+    /// The error in plain words without anything the target answered (its
+    /// messages, its body): what a tenant-facing test may show about an
+    /// arbitrary host. Only messages written here (connection failures,
+    /// requests refused before sending) are kept.
+    pub fn summary(&self) -> String {
+        match self {
+            AiError::Auth { .. } => "the API key was rejected".into(),
+            AiError::Quota { .. } => "the account has no quota or credit left".into(),
+            AiError::UnknownModel { .. } => {
+                "the model does not exist or is not available to this key".into()
+            }
+            AiError::BadRequest { status: 0, .. }
+            | AiError::Transport { .. }
+            | AiError::Timeout
+            | AiError::CircuitOpen
+            | AiError::Blocked { .. } => self.plain_words(),
+            AiError::BadRequest { status: 404, .. } => {
+                "nothing was found at the base URL; check it".into()
+            }
+            AiError::BadRequest { .. } => "the provider refused the request".into(),
+            AiError::RateLimited { retry_after, .. } => format!(
+                "the provider is rate limiting us{}",
+                wait_hint(*retry_after)
+            ),
+            AiError::Overloaded { retry_after, .. } => {
+                format!("the provider is overloaded{}", wait_hint(*retry_after))
+            }
+            AiError::Server { .. } => "the provider failed to answer".into(),
+            AiError::InvalidResponse { .. } => {
+                "the answer is not one this provider's API gives (check the base URL and the \
+                 provider)"
+                    .into()
+            }
         }
     }
 
@@ -130,6 +193,9 @@ impl AiError {
             AiError::CircuitOpen => "calls with this credential are paused after repeated \
                                      failures; they resume by themselves after a short pause"
                 .to_string(),
+            AiError::Blocked { message } => {
+                format!("the outbound URL policy refused the request: {message}")
+            }
         }
     }
 }
@@ -196,6 +262,9 @@ mod tests {
                 message: String::new(),
             },
             AiError::CircuitOpen,
+            AiError::Blocked {
+                message: String::new(),
+            },
         ] {
             assert!(!e.is_retryable(), "{e:?}");
             assert!(!e.counts_against_provider(), "{e:?}");
@@ -224,5 +293,60 @@ mod tests {
             .code(),
             "server_error"
         );
+    }
+
+    #[test]
+    fn summaries_leave_out_what_the_target_said() {
+        let said = "<html>internal admin panel: secret</html>";
+        for e in [
+            AiError::Auth {
+                message: said.into(),
+            },
+            AiError::Quota {
+                message: said.into(),
+            },
+            AiError::UnknownModel {
+                message: said.into(),
+            },
+            AiError::BadRequest {
+                status: 404,
+                message: said.into(),
+            },
+            AiError::BadRequest {
+                status: 422,
+                message: said.into(),
+            },
+            AiError::RateLimited {
+                retry_after: None,
+                message: said.into(),
+            },
+            AiError::Overloaded {
+                retry_after: None,
+                message: said.into(),
+            },
+            AiError::Server {
+                status: 500,
+                message: said.into(),
+            },
+            AiError::InvalidResponse {
+                message: said.into(),
+            },
+        ] {
+            assert!(!e.summary().contains("secret"), "{e:?}");
+            assert!(!e.reason().is_empty());
+        }
+        assert_eq!(
+            AiError::Auth {
+                message: said.into()
+            }
+            .reason(),
+            "unauthorized"
+        );
+        let blocked = AiError::Blocked {
+            message: "10.0.0.1 is a private address".into(),
+        };
+        assert_eq!(blocked.code(), "blocked_by_policy");
+        assert_eq!(blocked.reason(), "blocked_by_policy");
+        assert!(blocked.summary().contains("10.0.0.1 is a private address"));
     }
 }

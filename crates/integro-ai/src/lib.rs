@@ -20,7 +20,7 @@ pub mod retry;
 
 mod wire;
 
-pub use client::{AiClient, Attempt};
+pub use client::{AiClient, Attempt, TestReport};
 pub use error::AiError;
 pub use retry::RetryPolicy;
 

@@ -17,6 +17,13 @@ const MAX_MESSAGE_CHARS: usize = 500;
 
 /// A request that got no HTTP answer.
 pub(crate) fn request_error(e: &reqwest::Error, url: &str) -> AiError {
+    // The resolver (a name resolving to forbidden addresses) or the redirect
+    // policy refused the connection.
+    if let Some(blocked) = integro_core::outbound::blocked_by(e) {
+        return AiError::Blocked {
+            message: blocked.to_string(),
+        };
+    }
     if e.is_timeout() {
         return AiError::Timeout;
     }

@@ -1,9 +1,12 @@
-//! Integro's domain vocabulary, shared by every other crate. Plain types, no IO.
+//! Integro's domain vocabulary, shared by every other crate. Plain types, no
+//! IO, except in [`outbound`]: the policy for URLs called on a tenant's
+//! behalf, which resolves names and builds the HTTP client that enforces it.
 
 pub mod actor;
 pub mod breaker;
 pub mod cache;
 pub mod channel;
+pub mod outbound;
 pub mod role;
 
 pub use actor::{Actor, ActorKind};

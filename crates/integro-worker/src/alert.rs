@@ -2,8 +2,16 @@
 //! tenant's Slack-compatible incoming webhook (`{"text": …}`), signed when
 //! the tenant set a secret, and retried like any job. Which events become
 //! alerts, and how rarely, is decided where they are recorded.
+//!
+//! The webhook is a tenant's URL: it is called through the outbound URL
+//! policy's client (the AI client's: one policy, one pool for tenant URLs),
+//! which refuses private and metadata addresses, also after resolving, and
+//! does not follow redirects.
+
+use std::time::Duration;
 
 use hmac::{Hmac, KeyInit, Mac};
+use integro_core::outbound;
 use integro_store::events::{self, NewEvent};
 use integro_store::jobs::{self, Job, NewJob};
 use integro_store::{Conn, StoreError, tenants};
@@ -21,6 +29,9 @@ pub const TIMESTAMP_HEADER: &str = "x-integro-timestamp";
 /// Header with `v1=<hex HMAC-SHA256 of "{timestamp}.{body}">` under the
 /// tenant's alert secret.
 pub const SIGNATURE_HEADER: &str = "x-integro-signature";
+
+/// How long a webhook may take to answer.
+const ALERT_TIMEOUT: Duration = Duration::from_secs(15);
 
 pub async fn enqueue(tx: &mut Conn<'_>, tenant_id: Uuid, event_id: Uuid) -> Result<(), StoreError> {
     jobs::enqueue_many(
@@ -96,10 +107,20 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<(), Failure> {
     })
     .to_string();
     let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
+    // A URL the policy refuses (saved before it, or no longer allowed) will
+    // not become allowed by retrying.
+    let refused = |e: &outbound::OutboundError| {
+        Failure::Permanent(format!(
+            "alert webhook refused by the outbound URL policy: {e}"
+        ))
+    };
     let mut request = worker
-        .egress
-        .client
+        .engine
+        .ai()
+        .outbound()
         .post(&hook.url)
+        .map_err(|e| refused(&e))?
+        .timeout(ALERT_TIMEOUT)
         .header("content-type", "application/json")
         .header(TIMESTAMP_HEADER, timestamp.to_string());
     if let Some(secret) = &hook.secret {
@@ -109,9 +130,12 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<(), Failure> {
         .body(body)
         .send()
         .await
-        .map_err(|e| Failure::Retry {
-            error: format!("alert webhook: {e}"),
-            after: None,
+        .map_err(|e| match outbound::blocked_by(&e) {
+            Some(blocked) => refused(blocked),
+            None => Failure::Retry {
+                error: format!("alert webhook: {e}"),
+                after: None,
+            },
         })?;
     let status = response.status();
     if status.is_success() {

@@ -21,9 +21,12 @@ pub fn fast_policy() -> RetryPolicy {
     }
 }
 
+/// The mock servers listen on 127.0.0.1, which the outbound policy refuses
+/// unless excepted.
 pub fn client_with(policy: RetryPolicy, breakers: Arc<CircuitBreakers>) -> AiClient {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    AiClient::new(policy, breakers)
+    let outbound = integro_core::outbound::OutboundPolicy::allowing(["127.0.0.1:*"]).unwrap();
+    AiClient::with_outbound(outbound, policy, breakers)
 }
 
 /// Fast retries and a breaker that does not open during a test.

@@ -1,5 +1,7 @@
 //! `/api/v1/ai-credentials`: a tenant's API keys for LLM providers. Keys are
 //! sealed at rest and never returned; `/test` checks one against its provider.
+//! Base URLs are checked against the outbound URL policy when saved (and
+//! again on every call).
 
 use std::time::Duration;
 
@@ -41,7 +43,9 @@ pub struct CreateCredential {
     #[schema(min_length = 1, max_length = 4096)]
     pub api_key: Option<String>,
     /// Defaults to the provider's public API; required for `openai_compatible`
-    /// (e.g. `http://localhost:11434/v1` for Ollama).
+    /// (e.g. `https://llm.example.com/v1`). Loopback, private, link-local and
+    /// metadata addresses are refused unless the operator allows them with
+    /// `INTEGRO_OUTBOUND_ALLOW` (e.g. `127.0.0.1:11434` for a local Ollama).
     #[schema(pattern = "^https?://")]
     pub base_url: Option<String>,
 }
@@ -56,6 +60,19 @@ pub struct UpdateCredential {
     pub api_key: Option<String>,
     #[schema(pattern = "^https?://")]
     pub base_url: Option<String>,
+}
+
+/// A new base URL must pass the outbound URL policy (the one the AI client
+/// enforces on every call).
+async fn check_base_url(state: &AppState, base_url: Option<&str>) -> ApiResult<()> {
+    let Some(url) = base_url else {
+        return Ok(());
+    };
+    let policy = state.engine.ai().outbound().policy();
+    match policy.check_url_resolving(url).await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(ApiError::invalid_field("base_url", e.to_string())),
+    }
 }
 
 pub(crate) async fn find(state: &AppState, ctx: &TenantCtx, id: Uuid) -> ApiResult<AiCredential> {
@@ -74,6 +91,7 @@ async fn create_credential(
     ApiJson(req): ApiJson<CreateCredential>,
 ) -> ApiResult<(StatusCode, Json<AiCredential>)> {
     ctx.require(Permission::Manage)?;
+    check_base_url(&state, req.base_url.as_deref()).await?;
     let mut tx = state.db.begin().await?;
     let created = ai_credentials::create(
         &mut tx,
@@ -133,6 +151,7 @@ async fn update_credential(
 ) -> ApiResult<Json<AiCredential>> {
     ctx.require(Permission::Manage)?;
     let before = find(&state, &ctx, id).await?;
+    check_base_url(&state, req.base_url.as_deref()).await?;
     let mut tx = state.db.begin().await?;
     let after = ai_credentials::update(
         &mut tx,
@@ -178,17 +197,28 @@ pub struct TestCredential {
     pub model: Option<String>,
 }
 
+/// What a test found. Never what the target answered: a base URL may point
+/// at any host, and its body is not the tenant's to read.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TestResult {
     pub ok: bool,
-    /// The provider's answer in plain words.
+    /// The HTTP status the target answered, if it answered.
+    pub status: Option<u16>,
+    /// `ok`, `unauthorized`, `http_error` (another error status), `timeout`,
+    /// `unreachable`, `blocked_by_policy` (the outbound URL policy refused the
+    /// URL or what it resolves to), `invalid_response` (not this provider's
+    /// API), `not_sent` (e.g. no key).
+    pub reason: String,
+    /// In plain words (ours, not the target's).
     pub message: String,
-    /// When not ok: `auth`, `quota`, `unknown_model`, `timeout`, …
+    /// When not ok, a finer class: `auth`, `quota`, `unknown_model`,
+    /// `rate_limited`, `timeout`, `transport`, `blocked_by_policy`, …
     pub code: Option<String>,
 }
 
 /// Check a credential against its provider with a minimal request, and say
-/// what the provider answered in plain words (bad key, no quota, unknown model).
+/// in plain words how that went (bad key, no quota, unknown model,
+/// unreachable, refused by the outbound URL policy).
 #[utoipa::path(post, path = "/api/v1/ai-credentials/{id}/test", tag = "ai", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Credential id")), request_body = TestCredential,
     responses((status = 200, body = TestResult), (status = 404, body = Problem)))]
@@ -212,21 +242,16 @@ async fn test_credential(
             tracing::error!(error = %format!("{e:#}"), "opening an AI credential failed");
             ApiError::internal()
         })?;
-    let result = state
+    let report = state
         .engine
         .ai()
-        .test(&endpoint, req.model.as_deref(), Duration::from_secs(20))
+        .check(&endpoint, req.model.as_deref(), Duration::from_secs(20))
         .await;
-    Ok(Json(match result {
-        Ok(message) => TestResult {
-            ok: true,
-            message,
-            code: None,
-        },
-        Err(e) => TestResult {
-            ok: false,
-            message: e.plain_words(),
-            code: Some(e.code().to_string()),
-        },
+    Ok(Json(TestResult {
+        ok: report.ok,
+        status: report.status,
+        reason: report.reason.to_string(),
+        message: report.message,
+        code: report.code.map(str::to_string),
     }))
 }

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::error::{ApiResult, Problem};
+use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{ApiJson, TenantCtx};
 use crate::state::AppState;
 
@@ -24,7 +24,9 @@ pub struct UpdateSettings {
     #[serde(default, deserialize_with = "crate::extract::present")]
     #[schema(value_type = Option<u64>)]
     pub monthly_token_budget: Option<Option<u64>>,
-    /// A Slack-compatible incoming webhook for critical alerts.
+    /// A Slack-compatible incoming webhook for critical alerts. Loopback,
+    /// private, link-local and metadata addresses are refused unless the
+    /// operator allows them with `INTEGRO_OUTBOUND_ALLOW`.
     #[serde(default, deserialize_with = "crate::extract::present")]
     #[schema(value_type = Option<String>)]
     pub alert_webhook_url: Option<Option<String>>,
@@ -53,6 +55,13 @@ async fn update_settings(
     ApiJson(req): ApiJson<UpdateSettings>,
 ) -> ApiResult<Json<TenantSettings>> {
     ctx.require(Permission::Manage)?;
+    if let Some(Some(url)) = &req.alert_webhook_url {
+        // The policy the alert job's client enforces on every call.
+        let policy = state.engine.ai().outbound().policy();
+        if let Err(e) = policy.check_url_resolving(url).await {
+            return Err(ApiError::invalid_field("alert_webhook_url", e.to_string()));
+        }
+    }
     let before = tenants::settings(&state.db, ctx.tenant_id).await?;
     let changes = SettingsChanges {
         monthly_token_budget: req.monthly_token_budget,
