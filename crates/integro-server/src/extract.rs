@@ -88,7 +88,54 @@ fn nul_path(value: &serde_json::Value, path: &str) -> Option<String> {
     }
 }
 
+/// The longest string any API field takes (a persona's instructions, a
+/// system prompt); shorter limits are the resources' own.
+pub const MAX_FIELD_CHARS: usize = 32_768;
+
+/// The first string (or key) longer than `MAX_FIELD_CHARS`, as a field path.
+fn overlong_path(value: &serde_json::Value, path: &str) -> Option<String> {
+    use serde_json::Value;
+    let at = |p: &str| {
+        if p.is_empty() {
+            "body".to_string()
+        } else {
+            p.to_string()
+        }
+    };
+    match value {
+        Value::String(s) if s.chars().count() > MAX_FIELD_CHARS => Some(at(path)),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| overlong_path(v, &format!("{path}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            let child = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            if k.chars().count() > MAX_FIELD_CHARS {
+                Some(child)
+            } else {
+                overlong_path(v, &child)
+            }
+        }),
+        _ => None,
+    }
+}
+
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    // Only a body that long can hold a string that long: the walk costs
+    // nothing to the common small request.
+    if bytes.len() > MAX_FIELD_CHARS
+        && let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes)
+        && let Some(field) = overlong_path(&value, "")
+    {
+        return Err(ApiError::invalid_field(
+            &field,
+            format!("must be at most {MAX_FIELD_CHARS} characters"),
+        ));
+    }
     // U+0000 cannot be stored (PostgreSQL refuses it in text) nor shown
     // safely: refused with the field's name. Escaped as `\u0000` is the only
     // way it can appear in valid JSON, so the walk runs only then.

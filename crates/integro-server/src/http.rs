@@ -65,12 +65,20 @@ pub fn router(state: AppState) -> Router {
     // What providers call, server to server: no browser reads these
     // answers, so neither CORS nor the browser's security headers apply.
     // Both were a sixth of the webhook path's CPU at ingest saturation.
-    let webhooks = per_route(webhooks.with_state(state)).layer(timeout);
+    let refusals = state.refusals.clone();
+    let webhooks = per_route(webhooks.with_state(state))
+        .layer(middleware::from_fn_with_state(
+            refusals,
+            crate::webhooks::refusals::limit,
+        ))
+        .layer(timeout);
 
     // Both, listed outermost first. Unknown paths get the API's answer
     // (a router merged into another gives it its fallback).
     webhooks.merge(api).layer(
         ServiceBuilder::new()
+            .layer(middleware::from_fn(refuse_long_uri))
+            .layer(middleware::map_request(drop_unusable_request_id))
             .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
             .layer(
                 TraceLayer::new_for_http()
@@ -89,6 +97,42 @@ pub fn router(state: AppState) -> Router {
             .layer(PropagateRequestIdLayer::new(request_id))
             .layer(middleware::map_response(problem_for_bare_errors)),
     )
+}
+
+/// The longest URI (path and query) served; no route needs more.
+pub const MAX_URI_LEN: usize = 8 * 1024;
+
+/// 414 as problem details for a URI longer than `MAX_URI_LEN` (the HTTP
+/// library's own limit, far higher, answers in plain text).
+async fn refuse_long_uri(req: Request, next: Next) -> Response {
+    let len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if len > MAX_URI_LEN {
+        return ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!("the URI is {len} bytes long; at most {MAX_URI_LEN} are accepted"),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// The longest `x-request-id` kept; a longer one is replaced by a new id.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Drops a client's `x-request-id` that is too long or not plain visible
+/// ASCII, so that a fresh one is made: the id goes into every log line and
+/// the audit log.
+async fn drop_unusable_request_id(mut req: Request) -> Request {
+    let unusable = req.headers().get(REQUEST_ID_HEADER).is_some_and(|id| {
+        id.len() > MAX_REQUEST_ID_LEN
+            || id.is_empty()
+            || !id.as_bytes().iter().all(|b| b.is_ascii_graphic())
+    });
+    if unusable {
+        req.headers_mut().remove(REQUEST_ID_HEADER);
+    }
+    req
 }
 
 /// `http_requests_total` and `http_request_duration_seconds` by method, route

@@ -11,6 +11,7 @@ pub mod ingest;
 pub mod login_guard;
 pub mod startup;
 pub mod state;
+pub mod streams;
 pub mod telemetry;
 pub mod tokens;
 pub mod webhooks;

@@ -62,9 +62,24 @@ pub fn load_keyring(config: &Config) -> anyhow::Result<(Keyring, KeySource)> {
     Ok((Keyring::new(key, previous), KeySource::Generated(path)))
 }
 
+/// Creates `dir` (and its parents) readable by this user only: it holds the
+/// master key and the database.
+pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))
+}
+
 fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        create_private_dir(dir)?;
     }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -86,8 +101,7 @@ fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
 pub async fn open_database(config: &Config, migrate: bool) -> anyhow::Result<Db> {
     let url = config.database_url();
     if url.starts_with("sqlite:") && config.database_url.is_none() {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+        create_private_dir(&config.data_dir)?;
     }
     let db = Db::connect_with(
         &url,
@@ -232,6 +246,11 @@ impl App {
             db,
             rate_limit: Arc::new(RateLimit::per_hour(config.rate_limit_per_hour)),
             login_guard: Arc::new(crate::login_guard::LoginGuard::new()),
+            refusals: crate::webhooks::refusals::Refusals::new(),
+            streams: crate::streams::StreamSlots::new(
+                crate::streams::PER_CALLER,
+                crate::streams::PER_TENANT,
+            ),
             config: Arc::new(config),
             keyring: Arc::new(keyring),
             tokens,
@@ -273,12 +292,14 @@ impl App {
     ) -> anyhow::Result<()> {
         let limiter = self.state.rate_limit.clone();
         let login_guard = self.state.login_guard.clone();
+        let refusals = self.state.refusals.clone();
         let janitor = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tick.tick().await;
                 limiter.forget_idle();
                 login_guard.forget_idle();
+                refusals.forget_idle();
             }
         });
         let stopping = self.state.stopping.clone();

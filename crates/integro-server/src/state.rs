@@ -41,6 +41,10 @@ pub struct Shared {
     pub rate_limit: Arc<RateLimit>,
     /// Sign-in's throttles and password-hashing threads.
     pub login_guard: Arc<crate::login_guard::LoginGuard>,
+    /// Event streams open per caller and per tenant.
+    pub streams: Arc<crate::streams::StreamSlots>,
+    /// Refused webhooks per path and source, to hold back a flood of them.
+    pub refusals: Arc<crate::webhooks::refusals::Refusals>,
     pub metrics: PrometheusHandle,
     /// Wakes this process's workers when a request enqueues a job.
     pub wake: Arc<tokio::sync::Notify>,

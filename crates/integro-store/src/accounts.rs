@@ -152,10 +152,8 @@ pub async fn create(
     tenant_id: Uuid,
     new: NewAccount,
 ) -> Result<Account, StoreError> {
+    crate::fields::check_name("name", &new.name)?;
     let name = new.name.trim().to_string();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(StoreError::invalid("name", "must be 1 to 200 characters"));
-    }
     bot_exists(tx, tenant_id, new.bot_id).await?;
     let id = new_id();
     let id_text = id.to_string();
@@ -305,10 +303,8 @@ pub async fn update(
     if let Some(bot) = changes.bot_id {
         bot_exists(tx, before.tenant_id, bot).await?;
     }
-    if let Some(name) = &changes.name
-        && (name.trim().is_empty() || name.chars().count() > 200)
-    {
-        return Err(StoreError::invalid("name", "must be 1 to 200 characters"));
+    if let Some(name) = &changes.name {
+        crate::fields::check_name("name", name)?;
     }
     if let Some(creds) = changes.credentials {
         for (field, value) in creds.secret {

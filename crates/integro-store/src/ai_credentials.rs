@@ -82,9 +82,7 @@ fn owner<'a>(tenant: &'a str, id: &'a str) -> SecretOwner<'a> {
 }
 
 fn validate(f: &CredentialFields, creating: bool) -> Result<(), StoreError> {
-    if f.name.trim().is_empty() || f.name.chars().count() > 200 {
-        return Err(StoreError::invalid("name", "must be 1 to 200 characters"));
-    }
+    crate::fields::check_name("name", &f.name)?;
     if !PROVIDERS.contains(&f.provider.as_str()) {
         return Err(StoreError::invalid(
             "provider",

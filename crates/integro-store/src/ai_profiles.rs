@@ -100,9 +100,7 @@ async fn validate(
     id: Option<Uuid>,
     f: &ProfileFields,
 ) -> Result<(), StoreError> {
-    if f.name.trim().is_empty() || f.name.chars().count() > 200 {
-        return Err(StoreError::invalid("name", "must be 1 to 200 characters"));
-    }
+    crate::fields::check_name("name", &f.name)?;
     if f.model.trim().is_empty() || f.model.len() > 200 {
         return Err(StoreError::invalid("model", "must be 1 to 200 characters"));
     }

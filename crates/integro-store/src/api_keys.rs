@@ -79,10 +79,8 @@ pub async fn create(
     name: &str,
     role: Role,
 ) -> Result<(ApiKey, String), StoreError> {
+    crate::fields::check_name("name", name)?;
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(StoreError::invalid("name", "must be 1 to 200 characters"));
-    }
     let secret = format!("{KEY_PREFIX}{}", random_token(32));
     let prefix: String = secret.chars().take(KEY_PREFIX.len() + 6).collect();
     let id = new_id();

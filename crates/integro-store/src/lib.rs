@@ -15,6 +15,7 @@ pub mod db;
 mod direct_readers;
 mod error;
 pub mod events;
+pub mod fields;
 mod filter;
 mod group_commit;
 pub mod insert;

@@ -36,17 +36,8 @@ fn from_row(r: Row) -> Result<Tenant, StoreError> {
 }
 
 pub fn validate_name(name: &str) -> Result<String, StoreError> {
-    let name = name.trim();
-    if name.is_empty() {
-        return Err(StoreError::invalid("name", "must not be empty"));
-    }
-    if name.chars().count() > 200 {
-        return Err(StoreError::invalid(
-            "name",
-            "must be at most 200 characters",
-        ));
-    }
-    Ok(name.to_string())
+    crate::fields::check_name("name", name)?;
+    Ok(name.trim().to_string())
 }
 
 pub async fn create(

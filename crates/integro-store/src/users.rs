@@ -132,6 +132,9 @@ pub async fn create(
     new: NewUser<'_>,
 ) -> Result<User, StoreError> {
     let email = normalize_email(new.email)?;
+    if let Some(name) = new.name.filter(|n| !n.trim().is_empty()) {
+        crate::fields::check_name("name", name)?;
+    }
     let hash = hash_password(new.password)?;
     let id = new_id();
     let now = now_ms();

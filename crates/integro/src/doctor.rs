@@ -87,7 +87,7 @@ pub async fn run(config: &Config) -> ExitCode {
         Some(url) => r.ok("public URL", url),
         None => r.warn(
             "public URL",
-            &format!(
+            format!(
                 "INTEGRO_PUBLIC_URL is not set: providers cannot reach http://{} to deliver webhooks, \
                  and signatures are checked against that address, which is wrong behind a proxy",
                 config.listen

@@ -132,6 +132,9 @@ async fn send_message(
         .text
         .map(|t| t.trim().to_string())
         .filter(|t| !t.is_empty());
+    if let Some(text) = &text {
+        integro_store::fields::check_text("text", text, integro_store::fields::MAX_MESSAGE_CHARS)?;
+    }
     if text.is_none() && req.media_url.is_none() && req.template.is_none() {
         return Err(ApiError::invalid_field(
             "text",

@@ -193,7 +193,8 @@ pub struct EventParams {
 /// status) to one contact: `event: message`, data = the message as JSON.
 #[utoipa::path(get, path = "/api/v1/web/{account_id}/events", tag = "web", security(("bearer" = [])),
     params(("account_id" = Uuid, Path, description = "Web channel account id"), EventParams),
-    responses((status = 200, description = "text/event-stream of messages", content_type = "text/event-stream"), (status = 404, body = Problem)))]
+    responses((status = 200, description = "text/event-stream of messages", content_type = "text/event-stream"), (status = 404, body = Problem),
+        (status = 429, description = "Too many streams open for the caller or the tenant", body = Problem)))]
 async fn events(
     State(state): State<AppState>,
     ctx: TenantCtx,
@@ -210,10 +211,18 @@ async fn events(
         Some(c) => last_id(&state, tenant, c.id).await?,
         None => None,
     };
+    let slot = state.streams.acquire(
+        &format!(
+            "{}:{}",
+            ctx.actor().kind.as_str(),
+            ctx.actor().id.as_deref().unwrap_or_default()
+        ),
+        tenant,
+    )?;
     let opened = std::time::Instant::now();
     let stream = futures_util::stream::unfold(
-        (state, start, Vec::<Message>::new()),
-        move |(state, mut after, mut pending)| {
+        (state, start, Vec::<Message>::new(), slot),
+        move |(state, mut after, mut pending, slot)| {
             let contact = p.contact_id.clone();
             async move {
                 loop {
@@ -228,7 +237,7 @@ async fn events(
                             .id(m.id.to_string())
                             .json_data(&m)
                             .unwrap_or_default();
-                        return Some((Ok(event), (state, after, pending)));
+                        return Some((Ok(event), (state, after, pending, slot)));
                     }
                     let mut stopping = state.stopping.clone();
                     tokio::select! {

@@ -23,6 +23,7 @@ use crate::ingest::{Item, Webhook};
 use crate::state::AppState;
 
 pub mod meta;
+pub mod refusals;
 pub mod twilio;
 pub mod x;
 
@@ -45,13 +46,23 @@ pub fn accepted(content_type: &'static str, body: &'static str) -> Response {
     response
 }
 
-/// Headers whose values are never written to the log.
-const REDACTED: &[&str] = &[
-    "authorization",
+/// Words in a header's name that say its value is a secret (or proves
+/// one): such values are never written to the log.
+const SECRET_WORDS: &[&str] = &[
+    "auth",
     "cookie",
-    "proxy-authorization",
-    "x-api-key",
+    "key",
+    "password",
+    "secret",
+    "session",
+    "signature",
+    "token",
 ];
+
+/// Whether a header's value is kept out of the log, by its (lower-case) name.
+fn is_secret_header(name: &str) -> bool {
+    SECRET_WORDS.iter().any(|word| name.contains(word))
+}
 
 /// A body as text for the log: as it is when it is UTF-8, otherwise with
 /// U+FFFD in place of what is not. Checked by `str::from_utf8` first, whose
@@ -158,7 +169,7 @@ impl Hook {
             .headers
             .iter()
             .map(|(name, value)| {
-                let shown = if REDACTED.contains(&name.as_str()) {
+                let shown = if is_secret_header(name.as_str()) {
                     "[redacted]"
                 } else {
                     value.to_str().unwrap_or("[binary]")
@@ -348,6 +359,27 @@ impl IntoResponse for Rejection {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn secret_headers_are_recognised_by_name() {
+        for secret in [
+            "authorization",
+            "proxy-authorization",
+            "cookie",
+            "x-api-key",
+            "x-twilio-signature",
+            "x-hub-signature-256",
+            "x-twitter-webhooks-signature",
+            "x-auth-token",
+            "x-client-secret",
+            "x-session-id",
+        ] {
+            assert!(super::is_secret_header(secret), "{secret}");
+        }
+        for plain in ["content-type", "user-agent", "x-request-id", "host"] {
+            assert!(!super::is_secret_header(plain), "{plain}");
+        }
+    }
+
     use super::text_of;
 
     /// The log keeps a UTF-8 body byte for byte, and one that is not with

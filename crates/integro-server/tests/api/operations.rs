@@ -207,6 +207,40 @@ async fn request_ids_are_made_or_kept(kind: DbKind) {
     assert_eq!(res.status(), 404);
     assert_eq!(res.headers()["x-request-id"], "hook-7");
     assert_eq!(res.headers()["content-type"], "application/problem+json");
+    // An id too long to put in every log line is replaced.
+    let long = "x".repeat(129);
+    let res = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-request-id", &long)
+        .send()
+        .await
+        .unwrap();
+    let given = res.headers()["x-request-id"].to_str().unwrap();
+    assert!(uuid::Uuid::parse_str(given).is_ok(), "{given}");
+    let res = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-request-id", "x".repeat(128))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-request-id"], "x".repeat(128).as_str());
+}
+
+/// A URI too long for the server is answered as problem details.
+async fn a_uri_too_long_is_a_problem(kind: DbKind) {
+    let Some(app) = TestApp::spawn(kind).await else {
+        return;
+    };
+    let res = app
+        .client
+        .get(app.url(&format!("/api/v1/bots?cursor={}", "a".repeat(10_000))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::URI_TOO_LONG);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
 }
 
 async fn metrics_count_requests_by_route(kind: DbKind) {
@@ -267,6 +301,7 @@ async fn the_root_is_a_page_about_integro(kind: DbKind) {
 
 db_tests!(
     the_root_is_a_page_about_integro,
+    a_uri_too_long_is_a_problem,
     health_and_readiness,
     readiness_fails_when_database_is_gone,
     docs_are_served_locally,

@@ -161,7 +161,131 @@ async fn nul_characters_get_clear_answers(kind: DbKind) {
     }
 }
 
+/// Input limits: names without control characters, free text of bounded
+/// length, event streams per caller, refused webhooks per source, private
+/// files.
+async fn limits_hold(kind: DbKind) {
+    let Some(app) = TestApp::spawn(kind).await else {
+        return;
+    };
+    let tenant = app.create_tenant("Acme").await;
+    let (_, key) = app.create_key(&tenant, "admin").await;
+
+    // A name that would drive the operator's terminal through the CLI.
+    let res = app
+        .post(
+            "/api/v1/api-keys",
+            &key,
+            serde_json::json!({ "name": "ci\u{1b}]0;pwned\u{7}", "role": "viewer" }),
+        )
+        .await;
+    let body = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+    assert_eq!(body["errors"][0]["field"], "name");
+
+    // Free text has a length limit (1 MB was accepted).
+    let res = app
+        .post(
+            "/api/v1/bots",
+            &key,
+            serde_json::json!({ "name": "Helper", "fallback_reply": "x".repeat(40_000) }),
+        )
+        .await;
+    let body = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+    assert_eq!(body["errors"][0]["field"], "fallback_reply");
+
+    // Event streams: at most 10 open per caller.
+    let bot: serde_json::Value = app
+        .post(
+            "/api/v1/bots",
+            &key,
+            serde_json::json!({ "name": "Helper", "fallback_reply": "hi" }),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let web: serde_json::Value = app
+        .post(
+            "/api/v1/accounts",
+            &key,
+            serde_json::json!({ "bot_id": bot["id"], "kind": "web", "name": "Site" }),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let events = format!(
+        "/api/v1/web/{}/events?contact_id=visitor-1",
+        web["id"].as_str().unwrap()
+    );
+    let mut open = Vec::new();
+    for _ in 0..10 {
+        let res = app.get(&events, &key).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        open.push(res);
+    }
+    assert_problem(
+        app.get(&events, &key).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_streams",
+    )
+    .await;
+    // Closing one frees its slot.
+    drop(open.pop());
+    let mut freed = false;
+    for _ in 0..50 {
+        let res = app.get(&events, &key).await;
+        if res.status() == StatusCode::OK {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(freed, "a closed stream gives its slot back");
+
+    // Refused webhooks from one source are held back past a budget.
+    let path = format!("/webhooks/twilio/{}", uuid::Uuid::new_v4());
+    let mut statuses = Vec::new();
+    for _ in 0..32 {
+        let res = app
+            .client
+            .post(app.url(&path))
+            .form(&[("Body", "x".repeat(1000))])
+            .send()
+            .await
+            .unwrap();
+        statuses.push(res.status().as_u16());
+    }
+    assert!(statuses[..30].iter().all(|s| *s == 404), "{statuses:?}");
+    assert_eq!(statuses[31], 429, "{statuses:?}");
+    // Another path is not held back.
+    let res = app
+        .client
+        .post(app.url(&format!("/webhooks/twilio/{}", uuid::Uuid::new_v4())))
+        .form(&[("Body", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+
+    // The data directory and the database's files are the server's alone.
+    #[cfg(unix)]
+    if kind == DbKind::Sqlite {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = &app.config.data_dir;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(dir), 0o700);
+        for file in ["integro.db", "integro.db-wal", "master.key"] {
+            let path = dir.join(file);
+            if file != "master.key" || path.exists() {
+                assert_eq!(mode(&path), 0o600, "{file}");
+            }
+        }
+    }
+}
+
 db_tests!(
+    limits_hold,
     nul_characters_get_clear_answers,
     bad_bodies_are_explained,
     unknown_routes_and_bad_ids_are_problems,

@@ -1,0 +1,150 @@
+//! Refused webhooks are logged, which costs disk: an unauthenticated sender
+//! could fill it. Past a budget of refusals per (webhook path, source) and
+//! per source, further requests from that source answer 429 without being
+//! handled or logged, until the budget refills. Providers' own deliveries
+//! are never refused in the first place, so they are never held back.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::error::ApiError;
+
+pub struct Refusals {
+    per_path: DefaultKeyedRateLimiter<(String, IpAddr)>,
+    per_source: DefaultKeyedRateLimiter<IpAddr>,
+    /// Sources (and paths) over budget, until when.
+    blocked: Mutex<HashMap<(Option<String>, IpAddr), Instant>>,
+    /// `blocked`'s size, read without the lock on every webhook.
+    blocked_count: AtomicUsize,
+}
+
+fn quota(per: Duration, burst: u32) -> Quota {
+    Quota::with_period(per)
+        .expect("non-zero period")
+        .allow_burst(NonZeroU32::new(burst).expect("non-zero burst"))
+}
+
+impl Refusals {
+    pub fn new() -> Arc<Refusals> {
+        Arc::new(Refusals {
+            // 30 refusals at once, then one every 2 s, per path and source.
+            per_path: RateLimiter::keyed(quota(Duration::from_secs(2), 30)),
+            // 300 at once, then 5 a second, per source over all paths.
+            per_source: RateLimiter::keyed(quota(Duration::from_millis(200), 300)),
+            blocked: Mutex::new(HashMap::new()),
+            blocked_count: AtomicUsize::new(0),
+        })
+    }
+
+    fn blocked_until(&self, path: &str, source: IpAddr) -> Option<Instant> {
+        if self.blocked_count.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let now = Instant::now();
+        let mut blocked = self.blocked.lock().expect("refusals");
+        blocked.retain(|_, until| *until > now);
+        self.blocked_count.store(blocked.len(), Ordering::Relaxed);
+        [
+            blocked.get(&(Some(path.to_string()), source)),
+            blocked.get(&(None, source)),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .copied()
+    }
+
+    /// Counts a refusal; past a budget, blocks the path and source (or the
+    /// source) until it refills.
+    fn refused(&self, path: &str, source: IpAddr) {
+        let clock = DefaultClock::default();
+        let mut block = Vec::new();
+        if let Err(not_until) = self.per_path.check_key(&(path.to_string(), source)) {
+            block.push((
+                Some(path.to_string()),
+                not_until.wait_time_from(clock.now()),
+            ));
+        }
+        if let Err(not_until) = self.per_source.check_key(&source) {
+            block.push((None, not_until.wait_time_from(clock.now())));
+        }
+        if block.is_empty() {
+            return;
+        }
+        let mut blocked = self.blocked.lock().expect("refusals");
+        for (path, wait) in block {
+            blocked.insert(
+                (path, source),
+                Instant::now() + wait.max(Duration::from_secs(1)),
+            );
+        }
+        self.blocked_count.store(blocked.len(), Ordering::Relaxed);
+    }
+
+    /// Forgets what is back to a full budget (run periodically).
+    pub fn forget_idle(&self) {
+        self.per_path.retain_recent();
+        self.per_path.shrink_to_fit();
+        self.per_source.retain_recent();
+        self.per_source.shrink_to_fit();
+    }
+}
+
+/// The middleware around every webhook route.
+pub async fn limit(State(refusals): State<Arc<Refusals>>, req: Request, next: Next) -> Response {
+    let source = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    let path = req.uri().path().to_string();
+    if let Some(until) = refusals.blocked_until(&path, source) {
+        metrics::counter!("integro_webhook_refusals_throttled_total").increment(1);
+        let wait = until.saturating_duration_since(Instant::now());
+        return ApiError {
+            retry_after_secs: Some(wait.as_secs().max(1)),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many refused webhooks from this address; wait before sending more",
+            )
+        }
+        .into_response();
+    }
+    let response = next.run(req).await;
+    let status = response.status();
+    if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS {
+        refusals.refused(&path, source);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_source_over_budget_is_held_back_on_that_path_only() {
+        let refusals = Refusals::new();
+        let attacker: IpAddr = "203.0.113.9".parse().unwrap();
+        let provider: IpAddr = "198.51.100.1".parse().unwrap();
+        for _ in 0..30 {
+            assert!(refusals.blocked_until("/webhooks/x/1", attacker).is_none());
+            refusals.refused("/webhooks/x/1", attacker);
+        }
+        refusals.refused("/webhooks/x/1", attacker);
+        assert!(refusals.blocked_until("/webhooks/x/1", attacker).is_some());
+        assert!(refusals.blocked_until("/webhooks/x/2", attacker).is_none());
+        assert!(refusals.blocked_until("/webhooks/x/1", provider).is_none());
+    }
+}
