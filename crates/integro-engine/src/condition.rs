@@ -9,6 +9,7 @@
 //! turn any failure, including a panic inside the CEL crate, into an error.
 
 use crate::template::Vars;
+use crate::variables::{UnknownName, check_segments};
 use cel::common::ast::{EntryExpr, Expr, IdedExpr};
 use cel::common::types::{
     CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelUInt,
@@ -100,6 +101,14 @@ impl Condition {
             source: src.to_string(),
             program: Arc::new(program),
         })
+    }
+
+    /// Checks that the condition only reads names a turn has (see
+    /// [`crate::variables`]): `contact.nmae` or `customer` is refused, while
+    /// anything under `vars`, a whole group (`"plan" in vars`) and the
+    /// variables of list macros (`exists(t, …)`) are fine.
+    pub fn check_names(&self) -> Result<(), UnknownName> {
+        check_expr_names(self.program.expression(), &mut Vec::new())
     }
 
     /// The source text this condition was compiled from.
@@ -217,6 +226,80 @@ fn macro_nesting(expr: &IdedExpr) -> usize {
         Expr::Map(map) => max_of(&mut map.entries.iter().flat_map(|e| entry_exprs(&e.expr))),
         Expr::Struct(s) => max_of(&mut s.entries.iter().flat_map(|e| entry_exprs(&e.expr))),
         Expr::Select(select) => macro_nesting(&select.operand),
+    }
+}
+
+/// Identifiers CEL itself gives meaning to (type names, used as values in
+/// `type(x) == string`).
+const CEL_IDENTIFIERS: &[&str] = &[
+    "bool",
+    "bytes",
+    "double",
+    "dyn",
+    "int",
+    "list",
+    "map",
+    "null_type",
+    "string",
+    "type",
+    "uint",
+];
+
+/// The names `expr` reads, checked; `bound` holds the variables of the
+/// enclosing list macros. Recursion is bounded by the parser's depth limit.
+fn check_expr_names<'e>(expr: &'e IdedExpr, bound: &mut Vec<&'e str>) -> Result<(), UnknownName> {
+    // `a.b.c` over an identifier: check the whole dotted name at once.
+    let mut segments = Vec::new();
+    let mut node = expr;
+    while let Expr::Select(select) = &node.expr {
+        segments.push(select.field.as_str());
+        node = &select.operand;
+    }
+    if let Expr::Ident(name) = &node.expr {
+        if bound.contains(&name.as_str())
+            || (segments.is_empty() && CEL_IDENTIFIERS.contains(&name.as_str()))
+        {
+            return Ok(());
+        }
+        segments.push(name.as_str());
+        segments.reverse();
+        return check_segments(&segments, true);
+    }
+    let each = |exprs: &mut dyn Iterator<Item = &'e IdedExpr>, bound: &mut Vec<&'e str>| {
+        for e in exprs {
+            check_expr_names(e, bound)?;
+        }
+        Ok(())
+    };
+    match &expr.expr {
+        Expr::Unspecified | Expr::Ident(_) | Expr::Literal(_) => Ok(()),
+        Expr::Select(_) => check_expr_names(node, bound),
+        Expr::Call(call) => each(
+            &mut call.target.as_deref().into_iter().chain(call.args.iter()),
+            bound,
+        ),
+        Expr::Comprehension(c) => {
+            each(&mut [&c.iter_range, &c.accu_init].into_iter(), bound)?;
+            let depth = bound.len();
+            bound.push(c.iter_var.as_str());
+            bound.extend(c.iter_var2.as_deref());
+            bound.push(c.accu_var.as_str());
+            let inner = each(
+                &mut [&c.loop_cond, &c.loop_step, &c.result].into_iter(),
+                bound,
+            );
+            bound.truncate(depth);
+            inner
+        }
+        Expr::List(list) => each(&mut list.elements.iter(), bound),
+        Expr::Map(map) => each(
+            &mut map.entries.iter().flat_map(|e| entry_exprs(&e.expr)),
+            bound,
+        ),
+        Expr::Struct(s) => each(
+            &mut s.entries.iter().flat_map(|e| entry_exprs(&e.expr)),
+            bound,
+        ),
     }
 }
 
@@ -353,6 +436,50 @@ mod tests {
         let c = Condition::compile("true").unwrap();
         assert_eq!(c.source(), "true");
         assert_eq!(c.eval(&Vars::new()), Ok(true));
+    }
+
+    fn names(src: &str) -> Result<(), UnknownName> {
+        Condition::compile(src).unwrap().check_names()
+    }
+
+    #[test]
+    fn only_known_names_may_be_read() {
+        for ok in [
+            r#"channel == "whatsapp" && now.hour >= 9 && now.hour < 18"#,
+            r#"contact.name.startsWith("A") || contact.phone == """#,
+            r#""vip" in vars && vars.vip == "yes""#,
+            r#"has(vars.plan) && vars["plan"] == "gold""#,
+            "message.text.size() > 3 && message.kind == 'text'",
+            "now.weekday in [1,2,3,4,5]",
+            "[1, 2].exists(t, t == now.day) && [3].all(x, [x].exists(y, y == x))",
+            r#"{"a": contact.id}.size() == 1 && type(now.hour) == int"#,
+            "persona.name != bot.name && conversation.id != ''",
+            "size(message.text) > 0 ? true : false",
+        ] {
+            assert_eq!(names(ok), Ok(()), "{ok}");
+        }
+        for (bad, name) in [
+            ("contact.nmae == 'x'", "contact.nmae"),
+            ("customer == 'x'", "customer"),
+            ("has(contact.email)", "contact.email"),
+            ("channel.kind == 'web'", "channel.kind"),
+            ("now.hour > 9 && nmae == 'x'", "nmae"),
+            ("[1].exists(t, t == tt)", "tt"),
+            ("[1].exists(t, true) && t == 1", "t"),
+            ("size(contact.name.first) > 0", "contact.name.first"),
+            ("string == contact.nmae", "contact.nmae"),
+        ] {
+            let err = names(bad).unwrap_err();
+            assert_eq!(err.name, name, "{bad}");
+            assert!(err.to_string().contains("known names: "), "{err}");
+        }
+        assert_eq!(
+            names("contact.nmae == 'x'")
+                .unwrap_err()
+                .suggestion
+                .as_deref(),
+            Some("contact.name")
+        );
     }
 
     #[test]

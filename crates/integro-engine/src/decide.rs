@@ -9,7 +9,7 @@ use crate::filters;
 use crate::guard::RateVerdict;
 use crate::handoff::ConversationState;
 use crate::rules::{Action, RuleSpec};
-use crate::template::{Vars, render};
+use crate::template::{Vars, render_with_missing};
 
 /// Whether the LLM may answer this turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,9 +59,25 @@ pub struct Reply {
     pub handoff: bool,
     /// This is the one-time notice of the per-contact rate limit.
     pub rate_notice: bool,
+    /// The rule's reply rendered empty, so the fallback reply answers
+    /// instead: the paths of the placeholders that had no value.
+    pub reply_rendered_empty: Option<Vec<String>>,
 }
 
 pub fn plan(s: &Situation<'_>, vars: &Vars) -> Plan {
+    plan_with_warnings(s, vars).0
+}
+
+/// [`plan`], with what an author should know about the templates used:
+/// each placeholder that had no value (`reply: {{contact.name}} had no
+/// value …`), and a reply that came out empty.
+pub fn plan_with_warnings(s: &Situation<'_>, vars: &Vars) -> (Plan, Vec<String>) {
+    let mut warnings = Vec::new();
+    let plan = plan_noting(s, vars, &mut warnings);
+    (plan, warnings)
+}
+
+fn plan_noting(s: &Situation<'_>, vars: &Vars, warnings: &mut Vec<String>) -> Plan {
     match s.state {
         ConversationState::Human => return Plan::Silent("a human has the conversation"),
         ConversationState::Closed => return Plan::Silent("the conversation is closed"),
@@ -92,17 +108,35 @@ pub fn plan(s: &Situation<'_>, vars: &Vars) -> Plan {
             _ => Plan::Reply(fallback()),
         };
     };
-    let text = rule
+    let mut reply_missing = Vec::new();
+    let mut render = |field: &str, template: &str| {
+        let (text, missing) = render_with_missing(template, vars);
+        for m in missing {
+            warnings.push(format!("{field}: {m}"));
+            if field == "reply" {
+                reply_missing.push(m.path);
+            }
+        }
+        text
+    };
+    let asks_llm =
+        matches!(rule.action, Some(Action::AskLlm { .. })) && s.ai == AiAvailability::Ready;
+    // The LLM answers instead of the reply when it is asked.
+    let written = rule
         .reply
         .as_deref()
-        .and_then(|t| filters::clean_reply(&render(t, vars)));
+        .filter(|t| !t.trim().is_empty() && !asks_llm);
+    let text = written.and_then(|t| filters::clean_reply(&render("reply", t)));
     let set_variable = match &rule.action {
-        Some(Action::SetVariable { name, value }) => Some((name.clone(), render(value, vars))),
+        Some(Action::SetVariable { name, value }) => {
+            Some((name.clone(), render("action.value", value)))
+        }
         _ => None,
     };
     match &rule.action {
-        Some(Action::AskLlm { instructions }) if s.ai == AiAvailability::Ready => Plan::AskLlm {
-            instructions: Some(render(instructions, vars)).filter(|i| !i.trim().is_empty()),
+        Some(Action::AskLlm { instructions }) if asks_llm => Plan::AskLlm {
+            instructions: Some(render("action.instructions", instructions))
+                .filter(|i| !i.trim().is_empty()),
             rule_id: Some(rule.id),
             set_variable,
         },
@@ -115,7 +149,18 @@ pub fn plan(s: &Situation<'_>, vars: &Vars) -> Plan {
                 set_variable,
                 handoff,
                 rate_notice: false,
+                reply_rendered_empty: None,
             };
+            // A reply that renders empty (its values missing) would leave
+            // the contact with no answer at all: the fallback reply answers.
+            if written.is_some() && reply.text.is_none() && reply.media_url.is_none() {
+                warnings.push(
+                    "reply: the rule's reply rendered empty: the fallback reply goes instead"
+                        .into(),
+                );
+                reply.text = Some(s.fallback_reply.to_string());
+                reply.reply_rendered_empty = Some(reply_missing);
+            }
             // A rule that meant to ask the LLM, when the LLM may not answer,
             // and has no text of its own: the fallback reply answers.
             if matches!(action, Some(Action::AskLlm { .. }))
@@ -291,6 +336,97 @@ mod tests {
             panic!()
         };
         assert_eq!(reply.text.as_deref(), Some("Sorry?"));
+    }
+
+    #[test]
+    fn a_reply_that_renders_empty_gives_the_fallback_and_says_why() {
+        let nameless = {
+            let mut v = Vars::new();
+            v.set("contact.name", "");
+            v
+        };
+        let r = rule(Some("  {{contact.name}} "), None);
+        let (planned, warnings) =
+            plan_with_warnings(&situation(Some(&r), AiAvailability::Ready), &nameless);
+        let Plan::Reply(reply) = planned else {
+            panic!("a reply")
+        };
+        assert_eq!(reply.text.as_deref(), Some("Sorry?"));
+        assert_eq!(reply.rule_id, Some(r.id));
+        assert_eq!(
+            reply.reply_rendered_empty,
+            Some(vec!["contact.name".to_string()])
+        );
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].starts_with("reply: {{contact.name}} had no value"));
+        assert!(warnings[1].contains("fallback"));
+
+        // With a default, or a value, nothing is missing.
+        let r = rule(
+            Some(r#"We open at 9, {{contact.name | default: "there"}}."#),
+            None,
+        );
+        let (planned, warnings) =
+            plan_with_warnings(&situation(Some(&r), AiAvailability::Ready), &nameless);
+        let Plan::Reply(reply) = planned else {
+            panic!()
+        };
+        assert_eq!(reply.text.as_deref(), Some("We open at 9, there."));
+        assert_eq!(reply.reply_rendered_empty, None);
+        assert_eq!(
+            warnings,
+            vec![r#"reply: {{contact.name}} had no value: its default "there" was used"#]
+        );
+        let (_, warnings) =
+            plan_with_warnings(&situation(Some(&r), AiAvailability::Ready), &vars());
+        assert!(warnings.is_empty());
+
+        // Media still goes: not silent, so no fallback.
+        let mut r = rule(Some("{{contact.name}}"), None);
+        r.media_url = Some("https://cdn.example.com/menu.png".into());
+        let Plan::Reply(reply) = plan(&situation(Some(&r), AiAvailability::Ready), &nameless)
+        else {
+            panic!()
+        };
+        assert_eq!(reply.text, None);
+        assert_eq!(reply.reply_rendered_empty, None);
+
+        // A rule without a reply (a quiet hand-off) stays quiet.
+        let r = rule(None, Some(Action::Handoff));
+        let Plan::Reply(reply) = plan(&situation(Some(&r), AiAvailability::Ready), &nameless)
+        else {
+            panic!()
+        };
+        assert_eq!(reply.text, None);
+        assert!(reply.handoff);
+    }
+
+    #[test]
+    fn warnings_name_the_action_fields() {
+        let r = rule(
+            None,
+            Some(Action::SetVariable {
+                name: "who".into(),
+                value: "{{contact.name}}".into(),
+            }),
+        );
+        let (_, warnings) =
+            plan_with_warnings(&situation(Some(&r), AiAvailability::Ready), &Vars::new());
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].starts_with("action.value: {{contact.name}}"));
+        let r = rule(
+            Some("ignored when the LLM answers: {{nothing}}"),
+            Some(Action::AskLlm {
+                instructions: "Ask {{vars.topic | default: \"what they need\"}}".into(),
+            }),
+        );
+        let (plan, warnings) =
+            plan_with_warnings(&situation(Some(&r), AiAvailability::Ready), &Vars::new());
+        assert!(
+            matches!(plan, Plan::AskLlm { instructions: Some(i), .. } if i == "Ask what they need")
+        );
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].starts_with("action.instructions: {{vars.topic}}"));
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod regex_index;
 pub mod rules;
 pub mod template;
 pub mod text;
+pub mod variables;
 
 #[cfg(test)]
 mod fuzz;

@@ -54,6 +54,19 @@ pub fn persona_vars(persona: &Persona, vars: &mut Vars) {
 /// separate paragraph. If `vars` has no `persona` yet, the persona's
 /// values are added for rendering.
 pub fn system_prompt(persona: &Persona, vars: &Vars, extra_instructions: Option<&str>) -> String {
+    system_prompt_with_warnings(persona, vars, extra_instructions).0
+}
+
+/// [`system_prompt`], and each placeholder of a custom system prompt that
+/// had no value (`persona.system_prompt: {{contact.name}} had no value …`).
+/// The default prompt leaves out the lines it cannot fill, so it warns of
+/// nothing.
+pub fn system_prompt_with_warnings(
+    persona: &Persona,
+    vars: &Vars,
+    extra_instructions: Option<&str>,
+) -> (String, Vec<String>) {
+    let mut warnings = Vec::new();
     let with_persona;
     let vars = if vars.get("persona").is_some() {
         vars
@@ -68,7 +81,15 @@ pub fn system_prompt(persona: &Persona, vars: &Vars, extra_instructions: Option<
         .as_deref()
         .filter(|p| !p.trim().is_empty())
     {
-        Some(custom) => template::render(custom, vars).trim().to_string(),
+        Some(custom) => {
+            let (text, missing) = template::render_with_missing(custom, vars);
+            warnings.extend(
+                missing
+                    .iter()
+                    .map(|m| format!("persona.system_prompt: {m}")),
+            );
+            text.trim().to_string()
+        }
         None => DEFAULT_SYSTEM_PROMPT
             .lines()
             .filter_map(|line| template::render_all_present(line, vars))
@@ -81,7 +102,19 @@ pub fn system_prompt(persona: &Persona, vars: &Vars, extra_instructions: Option<
         }
         prompt.push_str(extra);
     }
-    prompt
+    (prompt, warnings)
+}
+
+/// Checks the persona's templates for the API: the custom system prompt's
+/// syntax, and that it only names known variables. Errors name the field
+/// (`persona.system_prompt`).
+pub fn validate_persona(persona: &Persona) -> Result<(), (&'static str, String)> {
+    if let Some(t) = &persona.system_prompt {
+        let field = "persona.system_prompt";
+        template::check(t).map_err(|e| (field, e.to_string()))?;
+        crate::variables::check_template(t).map_err(|e| (field, e.to_string()))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -167,6 +200,42 @@ mod tests {
         );
         persona.system_prompt = Some("   ".into());
         assert!(system_prompt(&persona, &v, None).starts_with("You are Lia, "));
+    }
+
+    #[test]
+    fn custom_prompts_warn_of_missing_values_and_unknown_names_are_refused() {
+        let mut persona = persona();
+        persona.system_prompt = Some(
+            r#"You are {{persona.name}} for {{contact.name}}, plan {{vars.plan | default: "basic"}}."#
+                .into(),
+        );
+        let (p, warnings) = system_prompt_with_warnings(&persona, &Vars::new(), None);
+        assert_eq!(p, "You are Lia for , plan basic.");
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].starts_with("persona.system_prompt: {{contact.name}} had no value"));
+        assert!(warnings[1].contains("default \"basic\""));
+        assert_eq!(validate_persona(&persona), Ok(()));
+        // The default prompt drops what it cannot fill, quietly.
+        assert!(
+            system_prompt_with_warnings(&Persona::default(), &Vars::new(), None)
+                .1
+                .is_empty()
+        );
+
+        persona.system_prompt = Some("You help {{contact.nmae}}.".into());
+        let (field, message) = validate_persona(&persona).unwrap_err();
+        assert_eq!(field, "persona.system_prompt");
+        assert!(
+            message.contains("`contact.nmae` is not a known name"),
+            "{message}"
+        );
+        assert!(message.contains("known names: "), "{message}");
+        persona.system_prompt = Some("You help {{contact.name".into());
+        assert_eq!(
+            validate_persona(&persona).unwrap_err().0,
+            "persona.system_prompt"
+        );
+        assert_eq!(validate_persona(&Persona::default()), Ok(()));
     }
 
     #[test]

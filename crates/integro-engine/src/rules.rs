@@ -11,6 +11,7 @@ use crate::condition::{Condition, EvalContext};
 use crate::regex_index::{IndexError, RegexIndex};
 use crate::template::{self, Vars};
 use crate::text;
+use crate::variables::{self, UnknownName};
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
 use regex::RegexBuilder;
 use serde::{Deserialize, Serialize};
@@ -119,7 +120,8 @@ pub struct RuleSpec {
 pub struct RuleError {
     /// The rule at fault, when known.
     pub rule: Option<uuid::Uuid>,
-    /// "pattern", "keywords", "condition", "reply", "media_url" or "action".
+    /// "pattern", "keywords", "condition", "reply", "media_url", "action",
+    /// or for an unknown variable "action.value" or "action.instructions".
     pub field: &'static str,
     pub message: String,
 }
@@ -160,10 +162,31 @@ fn chars(s: &str) -> usize {
 }
 
 /// Checks a rule for the API: the match has what it needs, regexes and
-/// conditions compile, templates are well-formed, and the rule does
-/// something (a reply, a media URL or an action).
+/// conditions compile, templates are well-formed, the rule does something
+/// (a reply, a media URL or an action), and its condition and templates
+/// only name variables a turn has (see [`crate::variables`]).
+///
+/// Compiling a [`RuleSet`] does not check names, so a rule saved before
+/// that check existed still runs.
 pub fn validate(spec: &RuleSpec) -> Result<(), RuleError> {
-    prepare(spec).map(|_| ())
+    let prepared = prepare(spec)?;
+    let unknown = |field: &'static str| move |e: UnknownName| RuleError::new(field, e.to_string());
+    if let Some(condition) = &prepared.condition {
+        condition.check_names().map_err(unknown("condition"))?;
+    }
+    if let Some(reply) = &spec.reply {
+        variables::check_template(reply).map_err(unknown("reply"))?;
+    }
+    match &spec.action {
+        Some(Action::SetVariable { value, .. }) => {
+            variables::check_template(value).map_err(unknown("action.value"))?
+        }
+        Some(Action::AskLlm { instructions }) => {
+            variables::check_template(instructions).map_err(unknown("action.instructions"))?
+        }
+        Some(Action::Handoff) | None => {}
+    }
+    Ok(())
 }
 
 fn required_pattern(spec: &RuleSpec) -> Result<&str, RuleError> {
@@ -1096,6 +1119,48 @@ mod tests {
             instructions: "x".repeat(4001),
         });
         assert_eq!(field_of(r), "action");
+    }
+
+    #[test]
+    fn validate_refuses_unknown_variables_naming_the_field() {
+        let mut r = rule(1, MatchKind::Contains, "hours");
+        r.reply = Some("We open at 9, {{contact.nmae}}.".into());
+        let err = validate(&r).unwrap_err();
+        assert_eq!(err.field, "reply");
+        assert!(
+            err.message.contains("`contact.nmae` is not a known name"),
+            "{err}"
+        );
+        assert!(err.message.contains("did you mean `contact.name`"), "{err}");
+        assert!(err.message.contains("contact.name, contact.phone"), "{err}");
+        r.reply = Some(r#"We open at 9, {{contact.name | default: "friend"}}."#.into());
+        assert_eq!(validate(&r), Ok(()));
+
+        r.condition = Some("customer.vip == true".into());
+        let err = validate(&r).unwrap_err();
+        assert_eq!(err.field, "condition");
+        assert!(err.message.contains("`customer.vip`"), "{err}");
+        r.condition = Some(r#""vip" in vars && vars.vip == "yes""#.into());
+        assert_eq!(validate(&r), Ok(()));
+
+        r.action = Some(Action::SetVariable {
+            name: "who".into(),
+            value: "{{contact.fullname}}".into(),
+        });
+        assert_eq!(validate(&r).unwrap_err().field, "action.value");
+        r.action = Some(Action::AskLlm {
+            instructions: "Greet {{contact.nick}}".into(),
+        });
+        assert_eq!(validate(&r).unwrap_err().field, "action.instructions");
+        r.action = Some(Action::AskLlm {
+            instructions: "Greet {{contact.name}} about {{vars.topic}}".into(),
+        });
+        assert_eq!(validate(&r), Ok(()));
+
+        // A rule stored before names were checked still compiles and runs.
+        r.reply = Some("Hi {{contact.nmae}}".into());
+        r.condition = Some("nobody == 1 || true".into());
+        assert!(RuleSet::compile(vec![r]).is_ok());
     }
 
     #[test]

@@ -4,7 +4,12 @@
 //! so a user-written template can never run away (rendering is linear in
 //! the template plus the substituted values) and never fails: anything that
 //! is not a valid placeholder is left as written. [`check`] is the strict
-//! counterpart for the API, so authors learn about mistakes when saving.
+//! counterpart for the API, so authors learn about mistakes when saving,
+//! and [`crate::variables`] says which names exist.
+//!
+//! A placeholder may give a default for a value that is missing or empty:
+//! `{{contact.name | default: "there"}}` (single quotes work too; the text
+//! is used as written, never rendered again).
 
 use serde_json::{Map, Value};
 use std::fmt::Write as _;
@@ -110,9 +115,9 @@ pub enum TemplateError {
     /// `{{}}` or `{{  }}`.
     #[error("empty placeholder at byte {offset}: write a name such as {{{{contact.name}}}}")]
     EmptyPath { offset: usize },
-    /// A placeholder that is not a dotted name.
+    /// A placeholder that is not a dotted name, with or without a default.
     #[error(
-        "invalid placeholder \"{path}\" at byte {offset}: use names made of letters, digits and underscores joined by dots, such as contact.name"
+        "invalid placeholder \"{path}\" at byte {offset}: use names made of letters, digits and underscores joined by dots, such as contact.name, optionally with a default in quotes: {{{{contact.name | default: \"there\"}}}}"
     )]
     InvalidPath { offset: usize, path: String },
 }
@@ -133,8 +138,8 @@ pub(crate) fn is_valid_segment(s: &str) -> bool {
 enum Piece<'a> {
     /// Text copied as is.
     Literal(&'a str),
-    /// A valid placeholder's path.
-    Placeholder(&'a str),
+    /// A valid placeholder: its path, and its default text if it has one.
+    Placeholder(&'a str, Option<&'a str>),
     /// `{{ ... }}` whose content is not a valid path, with the offset of
     /// its `{{` and the trimmed content; rendered verbatim.
     Invalid(&'a str, usize, &'a str),
@@ -147,7 +152,7 @@ enum Piece<'a> {
 /// Each byte is looked at a bounded number of times, so this is linear.
 /// When a `{{` is followed by another `{{` before any `}}`, the first is
 /// literal text and the innermost one opens the placeholder.
-fn pieces(template: &str, mut emit: impl FnMut(Piece<'_>)) {
+fn pieces<'a>(template: &'a str, mut emit: impl FnMut(Piece<'a>)) {
     let mut pos = 0;
     while pos < template.len() {
         let rest = &template[pos..];
@@ -171,31 +176,104 @@ fn pieces(template: &str, mut emit: impl FnMut(Piece<'_>)) {
             open += 1;
         }
         emit(Piece::Literal(&template[pos..open]));
-        let content = &template[open + 2..close];
-        let path = content.trim();
-        if is_valid_path(path) {
-            emit(Piece::Placeholder(path));
-        } else {
-            emit(Piece::Invalid(&template[open..close + 2], open, path));
+        let content = template[open + 2..close].trim();
+        match parse_placeholder(content) {
+            Some((path, default)) => emit(Piece::Placeholder(path, default)),
+            None => emit(Piece::Invalid(&template[open..close + 2], open, content)),
         }
         pos = close + 2;
     }
 }
 
+/// `path` or `path | default: "text"` (or `'text'`), spaces optional
+/// around the names and the bar; `None` unless `content` is one of these.
+fn parse_placeholder(content: &str) -> Option<(&str, Option<&str>)> {
+    let Some((path, rest)) = content.split_once('|') else {
+        return is_valid_path(content).then_some((content, None));
+    };
+    let path = path.trim_end();
+    let quoted = rest.trim().strip_prefix("default")?.trim_start();
+    let quoted = quoted.strip_prefix(':')?.trim_start();
+    let quote = quoted.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+    let text = quoted[1..].strip_suffix(quote)?;
+    (is_valid_path(path) && !text.contains(quote)).then_some((path, Some(text)))
+}
+
+/// A placeholder that had no value when a template was rendered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Missing {
+    /// Its path, e.g. `contact.name`.
+    pub path: String,
+    /// The default written in the placeholder, which was used instead.
+    pub default: Option<String>,
+}
+
+impl std::fmt::Display for Missing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.default {
+            Some(d) => write!(
+                f,
+                "{{{{{}}}}} had no value: its default \"{d}\" was used",
+                self.path
+            ),
+            None => write!(
+                f,
+                "{{{{{0}}}}} had no value and was left out (give it a default: {{{{{0} | default: \"…\"}}}})",
+                self.path
+            ),
+        }
+    }
+}
+
 /// Renders `template`, replacing each `{{ path }}` with the value at that
 /// path in `vars`: strings as they are, numbers and booleans as text, and
-/// null, missing values, objects and arrays as nothing.
+/// null, missing values, objects and arrays as nothing. A placeholder with
+/// a default (`{{ path | default: "text" }}`) gives its text instead when
+/// the value would render empty (or only spaces).
 ///
 /// Never fails and never panics: an unterminated `{{` or a placeholder that
 /// is not a valid path is copied verbatim. Substituted values are not
 /// rendered again.
 pub fn render(template: &str, vars: &Vars) -> String {
+    render_reporting(template, vars, |_| {})
+}
+
+/// Like [`render`], also saying which placeholders had no value.
+pub fn render_with_missing(template: &str, vars: &Vars) -> (String, Vec<Missing>) {
+    let mut missing = Vec::new();
+    let out = render_reporting(template, vars, |m| missing.push(m));
+    (out, missing)
+}
+
+fn render_reporting(template: &str, vars: &Vars, mut report: impl FnMut(Missing)) -> String {
     let mut out = String::with_capacity(template.len());
     pieces(template, |piece| match piece {
         Piece::Literal(s) | Piece::Invalid(s, _, _) | Piece::Unterminated(s, _) => out.push_str(s),
-        Piece::Placeholder(path) => push_value(&mut out, vars.get(path)),
+        Piece::Placeholder(path, default) => {
+            if !push_present(&mut out, vars.get(path), default) {
+                report(Missing {
+                    path: path.to_string(),
+                    default: default.map(String::from),
+                });
+            }
+        }
     });
     out
+}
+
+/// Pushes the value, or the default when the value would render empty;
+/// whether the value was there.
+fn push_present(out: &mut String, value: Option<&Value>, default: Option<&str>) -> bool {
+    let before = out.len();
+    push_value(out, value);
+    if !out[before..].trim().is_empty() {
+        return true;
+    }
+    if let Some(default) = default {
+        out.truncate(before);
+        out.push_str(default);
+    }
+    false
 }
 
 /// Like [`render`], but `None` as soon as any placeholder renders empty.
@@ -205,15 +283,24 @@ pub(crate) fn render_all_present(template: &str, vars: &Vars) -> Option<String> 
     let mut complete = true;
     pieces(template, |piece| match piece {
         Piece::Literal(s) | Piece::Invalid(s, _, _) | Piece::Unterminated(s, _) => out.push_str(s),
-        Piece::Placeholder(path) => {
-            let before = out.len();
-            push_value(&mut out, vars.get(path));
-            if out[before..].trim().is_empty() {
+        Piece::Placeholder(path, default) => {
+            if !push_present(&mut out, vars.get(path), default) && default.is_none() {
                 complete = false;
             }
         }
     });
     complete.then_some(out)
+}
+
+/// The paths of a template's valid placeholders, in order (with repeats).
+pub fn placeholders(template: &str) -> Vec<&str> {
+    let mut paths = Vec::new();
+    pieces(template, |piece| {
+        if let Piece::Placeholder(path, _) = piece {
+            paths.push(path);
+        }
+    });
+    paths
 }
 
 fn push_value(out: &mut String, value: Option<&Value>) {
@@ -236,7 +323,7 @@ pub fn check(template: &str) -> Result<(), TemplateError> {
             return;
         }
         match piece {
-            Piece::Literal(_) | Piece::Placeholder(_) => {}
+            Piece::Literal(_) | Piece::Placeholder(..) => {}
             Piece::Unterminated(_, offset) => error = Some(TemplateError::Unterminated { offset }),
             Piece::Invalid(_, offset, "") => error = Some(TemplateError::EmptyPath { offset }),
             Piece::Invalid(_, offset, path) => {
@@ -413,6 +500,99 @@ mod tests {
     }
 
     #[test]
+    fn defaults_fill_missing_and_empty_values() {
+        let mut v = vars();
+        v.set("contact.blank", "  ");
+        v.set("contact.empty", "");
+        v.set("contact.zero", 0);
+        let r = |t: &str| render(t, &v);
+        assert_eq!(
+            r(r#"We open at 9, {{contact.nmae | default: "there"}}."#),
+            "We open at 9, there."
+        );
+        assert_eq!(r(r#"Hi {{contact.name | default: "there"}}"#), "Hi Ana");
+        assert_eq!(r(r#"[{{contact.empty|default:"x"}}]"#), "[x]");
+        assert_eq!(r(r#"[{{ contact.blank  |  default :  'y' }}]"#), "[y]");
+        assert_eq!(r(r#"[{{contact.nothing | default: "n"}}]"#), "[n]");
+        assert_eq!(r(r#"[{{contact.tags | default: "t"}}]"#), "[t]");
+        assert_eq!(r(r#"[{{contact.zero | default: "z"}}]"#), "[0]");
+        assert_eq!(r(r#"[{{contact.vip | default: "z"}}]"#), "[true]");
+        assert_eq!(r(r#"[{{contact.x | default: ""}}]"#), "[]");
+        assert_eq!(r(r#"{{x | default: "a | b: 'c'"}}"#), "a | b: 'c'");
+        // The default is text, never rendered again.
+        assert_eq!(r(r#"{{x | default: "{contact.name}"}}"#), "{contact.name}");
+        // Not a default: left as written.
+        for bad in [
+            r#"{{x | default: there}}"#,
+            r#"{{x | default "there"}}"#,
+            r#"{{x | fallback: "there"}}"#,
+            r#"{{x | default: "there'}}"#,
+            r#"{{x | default: "a"b"}}"#,
+            r#"{{ | default: "a"}}"#,
+            r#"{{x | default: "a" | default: "b"}}"#,
+        ] {
+            assert_eq!(r(bad), bad);
+            assert!(
+                matches!(check(bad), Err(TemplateError::InvalidPath { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn render_with_missing_reports_what_had_no_value() {
+        let v = vars();
+        let (text, missing) = render_with_missing(
+            r#"Hi {{contact.name}} {{contact.missing}}{{vars.plan | default: "basic"}}"#,
+            &v,
+        );
+        assert_eq!(text, "Hi Ana basic");
+        assert_eq!(
+            missing,
+            vec![
+                Missing {
+                    path: "contact.missing".into(),
+                    default: None
+                },
+                Missing {
+                    path: "vars.plan".into(),
+                    default: Some("basic".into())
+                }
+            ]
+        );
+        assert!(
+            missing[0]
+                .to_string()
+                .contains("{{contact.missing}} had no value")
+        );
+        assert!(
+            missing[0]
+                .to_string()
+                .contains(r#"{{contact.missing | default: "…"}}"#)
+        );
+        assert_eq!(
+            missing[1].to_string(),
+            r#"{{vars.plan}} had no value: its default "basic" was used"#
+        );
+        assert_eq!(render_with_missing("plain", &v), ("plain".into(), vec![]));
+    }
+
+    #[test]
+    fn check_accepts_defaults_and_placeholders_lists_paths() {
+        assert_eq!(check(r#"Hi {{contact.name | default: "there"}}"#), Ok(()));
+        assert_eq!(check("{{a|default:''}}"), Ok(()));
+        assert_eq!(
+            placeholders(r#"{{a}} {{ b.c | default: "x" }} {{bad path}} {{a}} {{"#),
+            vec!["a", "b.c", "a"]
+        );
+        let msg = check("{{a | nope}}").unwrap_err().to_string();
+        assert!(
+            msg.contains(r#"{{contact.name | default: "there"}}"#),
+            "{msg}"
+        );
+    }
+
+    #[test]
     fn render_all_present_detects_empty_values() {
         let v = vars();
         assert_eq!(
@@ -421,5 +601,9 @@ mod tests {
         );
         assert_eq!(render_all_present("Hi {{contact.missing}}", &v), None);
         assert_eq!(render_all_present("plain", &v), Some("plain".into()));
+        assert_eq!(
+            render_all_present(r#"Hi {{contact.missing | default: "you"}}"#, &v),
+            Some("Hi you".into())
+        );
     }
 }

@@ -253,7 +253,10 @@ async fn profile_exists(
     Ok(())
 }
 
-fn validate(fields: &BotFields) -> Result<(), StoreError> {
+/// Checks a bot's fields. `before` is the stored bot when updating: a
+/// persona that did not change is not held to the variable-name check, so
+/// one saved before it existed does not block unrelated changes.
+fn validate(fields: &BotFields, before: Option<&Bot>) -> Result<(), StoreError> {
     let name = fields.name.trim();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(StoreError::invalid("name", "must be 1 to 200 characters"));
@@ -277,7 +280,10 @@ fn validate(fields: &BotFields) -> Result<(), StoreError> {
                 "must be 1 to 200 characters",
             ));
         }
-        if let Some(t) = &p.system_prompt {
+        if before.is_none_or(|b| b.persona.as_ref() != Some(p)) {
+            integro_engine::prompt::validate_persona(p)
+                .map_err(|(field, message)| StoreError::invalid(field, message))?;
+        } else if let Some(t) = &p.system_prompt {
             integro_engine::template::check(t)
                 .map_err(|e| StoreError::invalid("persona.system_prompt", e.to_string()))?;
         }
@@ -292,7 +298,7 @@ pub async fn create(
     tenant_id: Uuid,
     fields: BotFields,
 ) -> Result<Bot, StoreError> {
-    validate(&fields)?;
+    validate(&fields, None)?;
     profile_exists(tx, tenant_id, fields.ai_profile_id).await?;
     let id = new_id();
     let now = now_ms();
@@ -375,7 +381,7 @@ pub async fn update(
     before: &Bot,
     fields: BotFields,
 ) -> Result<Bot, StoreError> {
-    validate(&fields)?;
+    validate(&fields, Some(before))?;
     profile_exists(tx, before.tenant_id, fields.ai_profile_id).await?;
     let now = now_ms();
     sqlx::query(

@@ -46,10 +46,14 @@ pub struct RuleFields {
     /// For `any_keyword`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keywords: Vec<String>,
-    /// A CEL expression over `message`, `contact`, `channel`, `vars` and `now`.
+    /// A CEL expression over `message`, `contact`, `channel`, `vars`, `now`,
+    /// `conversation`, `bot` and `persona` (see docs/templates.md); other
+    /// names are refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub condition: Option<String>,
-    /// Text with `{{contact.name}}`-style fields.
+    /// Text with `{{contact.name}}`-style fields, which may give a default
+    /// for a missing value: `{{contact.name | default: "there"}}`. Unknown
+    /// names are refused (see docs/templates.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

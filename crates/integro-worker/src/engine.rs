@@ -120,6 +120,9 @@ pub struct Turn {
     pub events: Vec<Note>,
     /// Human-readable lines: what matched and why.
     pub trace: Vec<String>,
+    /// What the bot's author should fix: template values that were missing
+    /// (and the defaults used), a reply that rendered empty. Shown by dry runs.
+    pub warnings: Vec<String>,
     pub llm: Option<LlmTrace>,
     /// A burst is still arriving: come back then (ms).
     pub wait_until: Option<i64>,
@@ -268,9 +271,33 @@ impl Engine {
         };
         let reply_to = Some(req.inbound.id);
         let mut conversation_vars = req.memory.vars.clone();
-        match decide::plan(&situation, &vars) {
+        let (plan, warnings) = decide::plan_with_warnings(&situation, &vars);
+        turn.warnings = warnings;
+        match plan {
             Plan::Silent(why) => turn.trace.push(format!("silent: {why}")),
             Plan::Reply(reply) => {
+                if let Some(missing) = &reply.reply_rendered_empty {
+                    let rule = reply.rule_id.map_or_else(String::new, |id| id.to_string());
+                    let why = if missing.is_empty() {
+                        "nothing was left once cleaned".to_string()
+                    } else {
+                        let names: Vec<String> =
+                            missing.iter().map(|p| format!("{{{{{p}}}}}")).collect();
+                        format!("no value for {}", names.join(", "))
+                    };
+                    turn.trace.push(format!(
+                        "rule {rule}'s reply rendered empty ({why}): the fallback reply goes instead"
+                    ));
+                    turn.events.push(Note {
+                        kind: "reply_empty",
+                        detail: format!(
+                            "rule {rule} of bot {} matched but its reply rendered empty ({why}); the fallback reply was sent instead. Give the placeholders a default, e.g. {{{{contact.name | default: \"there\"}}}}",
+                            bot.name
+                        ),
+                        alert: false,
+                        once_key: None,
+                    });
+                }
                 if let Some((name, value)) = reply.set_variable {
                     conversation_vars.insert(name, value);
                     turn.vars = Some(conversation_vars);
@@ -449,7 +476,9 @@ impl Engine {
         let bot = req.bot;
         let settings = &bot.settings;
         let persona = bot.persona_or_default();
-        let system = prompt::system_prompt(&persona, vars, instructions.as_deref());
+        let (system, warnings) =
+            prompt::system_prompt_with_warnings(&persona, vars, instructions.as_deref());
+        turn.warnings.extend(warnings);
         let messages = self.history(db, req, combined).await?;
         let profile_id = bot.ai_profile_id.expect("availability checked the profile");
         let chain = self.chain(db, keyring, bot, profile_id).await?;
@@ -716,4 +745,105 @@ fn facts(req: &TurnRequest<'_>, combined: &str) -> Vars {
     let persona = req.bot.persona_or_default();
     prompt::persona_vars(&persona, &mut v);
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use integro_engine::variables::{self, GROUPS, OPEN_GROUP, VALUES};
+    use integro_store::bots::BotSettings;
+    use integro_store::conversations::Contact;
+    use serde_json::Value;
+
+    fn leaves(prefix: &str, value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    let path = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    leaves(&path, v, out);
+                }
+            }
+            _ => out.push(prefix.to_string()),
+        }
+    }
+
+    /// The names the API accepts are exactly the ones a turn has.
+    #[test]
+    fn facts_and_the_known_names_agree() {
+        let now = time::OffsetDateTime::now_utc();
+        let bot = Bot {
+            id: Uuid::nil(),
+            tenant_id: Uuid::nil(),
+            name: "Helper".into(),
+            description: None,
+            fallback_reply: "Sorry?".into(),
+            active: true,
+            ai_profile_id: None,
+            persona: None,
+            settings: BotSettings::default(),
+            rules_version: 0,
+            created_at: now,
+            updated_at: now,
+            created_by: None,
+        };
+        let conversation = Conversation {
+            id: Uuid::nil(),
+            tenant_id: Uuid::nil(),
+            account_id: Uuid::nil(),
+            bot_id: Uuid::nil(),
+            contact: Contact {
+                id: Uuid::nil(),
+                channel_user_id: "14155550100".into(),
+                display_name: Some("Ann".into()),
+                phone_e164: Some("+14155550100".into()),
+            },
+            state: ConversationState::Bot,
+            last_inbound_at: None,
+            last_message_at: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let mut memory = Memory::default();
+        memory.vars.insert("plan".into(), "gold".into());
+        let inbound = Said {
+            id: Uuid::nil(),
+            text: "hi".into(),
+            at_ms: 1_700_000_000_000,
+        };
+        let req = TurnRequest {
+            bot: &bot,
+            channel: ChannelKind::Web,
+            conversation: Some(&conversation),
+            contact_name: None,
+            memory: &memory,
+            inbound: &inbound,
+            burst: &[],
+            kind: "text",
+            now_ms: inbound.at_ms,
+            inbound_in_window: 1,
+            coalesce: false,
+        };
+        let mut paths = Vec::new();
+        leaves("", facts(&req, "hi").as_json(), &mut paths);
+        paths.sort();
+        for path in &paths {
+            assert_eq!(
+                variables::check_template(&format!("{{{{{path}}}}}")),
+                Ok(()),
+                "a turn has {path}, the API refuses it"
+            );
+        }
+        let mut known: Vec<String> = GROUPS
+            .iter()
+            .flat_map(|(g, fields)| fields.iter().map(move |f| format!("{g}.{f}")))
+            .chain(VALUES.iter().map(|v| v.to_string()))
+            .chain([format!("{OPEN_GROUP}.plan")])
+            .collect();
+        known.sort();
+        assert_eq!(paths, known, "every known name is in a turn");
+    }
 }

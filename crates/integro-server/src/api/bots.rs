@@ -201,8 +201,9 @@ async fn get_persona(
 }
 
 /// Set the bot's persona: `name`, `tone`, `interests`, `language` and a
-/// `system_prompt` template that can use `{{persona.*}}`, `{{contact.*}}`
-/// and `{{vars.*}}` fields (a sensible default is used when left out).
+/// `system_prompt` template that can use `{{persona.*}}`, `{{contact.*}}`,
+/// `{{vars.*}}` and the other names of docs/templates.md (a sensible
+/// default is used when left out). A name that does not exist is refused.
 #[utoipa::path(put, path = "/api/v1/bots/{id}/persona", tag = "bots", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Bot id")), request_body = Persona,
     responses((status = 200, body = Persona), (status = 404, body = Problem), (status = 422, body = Problem)))]
@@ -245,6 +246,10 @@ pub struct TryResult {
     pub handoff: bool,
     /// What happened, step by step: rules, budget, providers, filters.
     pub trace: Vec<String>,
+    /// What to fix in the templates: each placeholder that had no value
+    /// (and the default used, if it has one), a reply that rendered empty
+    /// and was replaced by the fallback reply.
+    pub warnings: Vec<String>,
     /// The LLM request and answer, when the LLM was asked.
     pub llm: Option<LlmTrace>,
 }
@@ -304,6 +309,7 @@ async fn try_bot(
         rule_id: turn.rule_id(),
         handoff: turn.handoff.is_some(),
         trace: turn.trace,
+        warnings: turn.warnings,
         llm: turn.llm,
     }))
 }
