@@ -3,7 +3,7 @@
 //! start the same application on port 0.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use integro_core::Actor;
 use integro_store::Db;
 use integro_store::credentials::generate_password;
 use integro_store::db::ConnectOptions;
-use integro_store::secrets::{Keyring, MasterKey};
+use integro_store::secrets::{Keyring, Keys, MasterKey, Reload};
 use integro_store::users::{self, NewUser};
 use integro_worker::accounts::{ACCOUNT_TTL, AccountCache};
 use integro_worker::egress::Egress;
@@ -34,7 +34,12 @@ pub enum KeySource {
 }
 
 /// The master key from `INTEGRO_MASTER_KEY`, or from `master.key` in the data
-/// directory, created (mode 0600) on first run.
+/// directory, created (mode 0600) on first run. Previous keys come from
+/// `INTEGRO_PREVIOUS_MASTER_KEYS` and, with the key file, from
+/// `master.key.previous` (one a line), which `integro secrets rotate`
+/// writes. A keyring read from files reads them again when it meets a
+/// secret sealed with a key it does not know, so a running server follows
+/// a rotation.
 pub fn load_keyring(config: &Config) -> anyhow::Result<(Keyring, KeySource)> {
     let previous = config
         .previous_master_keys
@@ -50,16 +55,87 @@ pub fn load_keyring(config: &Config) -> anyhow::Result<(Keyring, KeySource)> {
         return Ok((Keyring::new(key, previous), KeySource::Environment));
     }
     let path = config.master_key_path();
-    if path.exists() {
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        let key = MasterKey::from_base64(&text)
-            .with_context(|| format!("master key file {}", path.display()))?;
-        return Ok((Keyring::new(key, previous), KeySource::File(path)));
+    let generated = !path.exists();
+    if generated {
+        write_private(&path, MasterKey::generate().to_base64().as_bytes())?;
     }
-    let key = MasterKey::generate();
-    write_private(&path, key.to_base64().as_bytes())?;
-    Ok((Keyring::new(key, previous), KeySource::Generated(path)))
+    {
+        let keys = read_key_files(config, &previous)?;
+        let reload_config = config.clone();
+        let reload: Reload = Arc::new(move || match read_key_files(&reload_config, &previous) {
+            Ok(keys) => Some(keys),
+            Err(e) => {
+                tracing::error!(error = %e, "could not read the master key files again");
+                None
+            }
+        });
+        let keyring = Keyring::new(keys.current, keys.previous).with_reload(reload);
+        let source = if generated {
+            KeySource::Generated(path)
+        } else {
+            KeySource::File(path)
+        };
+        Ok((keyring, source))
+    }
+}
+
+/// `master.key` and `master.key.previous` (plus the configured previous keys).
+fn read_key_files(config: &Config, configured: &[MasterKey]) -> anyhow::Result<Keys> {
+    let path = config.master_key_path();
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let current = MasterKey::from_base64(&text)
+        .with_context(|| format!("master key file {}", path.display()))?;
+    let mut previous = configured.to_vec();
+    let previous_path = previous_keys_path(config);
+    if previous_path.exists() {
+        let text = std::fs::read_to_string(&previous_path)
+            .with_context(|| format!("reading {}", previous_path.display()))?;
+        for (i, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
+            previous.push(
+                MasterKey::from_base64(line)
+                    .with_context(|| format!("{} line {}", previous_path.display(), i + 1))?,
+            );
+        }
+    }
+    Ok(Keys { current, previous })
+}
+
+pub fn previous_keys_path(config: &Config) -> PathBuf {
+    config.data_dir.join("master.key.previous")
+}
+
+/// Rotates the key files: a new `master.key`, the old one added to
+/// `master.key.previous`. Returns the new keys. Servers reading these files
+/// pick the new key up the first time they meet a secret sealed with it.
+pub fn rotate_key_files(config: &Config) -> anyhow::Result<Keys> {
+    let old = read_key_files(config, &[])?;
+    let new = MasterKey::generate();
+    let previous_path = previous_keys_path(config);
+    let mut lines: Vec<String> = std::iter::once(old.current.to_base64())
+        .chain(old.previous.iter().map(MasterKey::to_base64))
+        .collect();
+    lines.dedup();
+    replace_private(&previous_path, format!("{}\n", lines.join("\n")).as_bytes())?;
+    replace_private(&config.master_key_path(), new.to_base64().as_bytes())?;
+    read_key_files(config, &load_configured_previous(config)?)
+}
+
+fn load_configured_previous(config: &Config) -> anyhow::Result<Vec<MasterKey>> {
+    config
+        .previous_master_keys
+        .iter()
+        .map(|k| MasterKey::from_base64(k).context("INTEGRO_PREVIOUS_MASTER_KEYS"))
+        .collect()
+}
+
+/// Writes `contents` to `path` (mode 0600) in one step: a reader sees the
+/// old file or the new one, never half of one.
+fn replace_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    write_private(&tmp, contents)?;
+    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))
 }
 
 /// Creates `dir` (and its parents) readable by this user only: it holds the

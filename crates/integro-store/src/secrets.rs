@@ -10,6 +10,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use sha2::{Digest, Sha256};
 
+use std::sync::{Arc, RwLock};
+
 use crate::db::{Tx, now_ms};
 use crate::{Db, StoreError};
 
@@ -135,28 +137,79 @@ pub enum OpenError {
 
 /// The current master key plus older ones still accepted for opening.
 #[derive(Debug, Clone)]
+pub struct Keys {
+    pub current: MasterKey,
+    pub previous: Vec<MasterKey>,
+}
+
+/// Reads the keys again from where they came from (the key files), for a
+/// running process whose keys were rotated under it.
+pub type Reload = Arc<dyn Fn() -> Option<Keys> + Send + Sync>;
+
+/// The keys a process seals and opens with. Clones share them: a reload
+/// (after `integro secrets rotate` replaced the key files) reaches every
+/// part of the process at once.
+#[derive(Clone)]
 pub struct Keyring {
-    current: MasterKey,
-    previous: Vec<MasterKey>,
+    keys: Arc<RwLock<Keys>>,
+    reload: Option<Reload>,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys = self.keys.read().expect("keyring");
+        f.debug_struct("Keyring")
+            .field("current", &keys.current)
+            .field("previous", &keys.previous)
+            .finish()
+    }
 }
 
 impl Keyring {
     pub fn new(current: MasterKey, previous: Vec<MasterKey>) -> Keyring {
-        Keyring { current, previous }
+        Keyring {
+            keys: Arc::new(RwLock::new(Keys { current, previous })),
+            reload: None,
+        }
     }
 
-    pub fn current(&self) -> &MasterKey {
-        &self.current
+    /// Lets the keyring read its keys again when it meets a secret sealed
+    /// with a key it does not know.
+    pub fn with_reload(mut self, reload: Reload) -> Keyring {
+        self.reload = Some(reload);
+        self
     }
 
-    fn key(&self, id: &str) -> Option<&MasterKey> {
-        std::iter::once(&self.current)
-            .chain(&self.previous)
+    pub fn current(&self) -> MasterKey {
+        self.keys.read().expect("keyring").current.clone()
+    }
+
+    /// Whether a key of this id is the current or a previous one.
+    pub fn knows(&self, id: &str) -> bool {
+        self.key(id).is_some()
+    }
+
+    fn key(&self, id: &str) -> Option<MasterKey> {
+        let keys = self.keys.read().expect("keyring");
+        std::iter::once(&keys.current)
+            .chain(&keys.previous)
             .find(|k| k.id == id)
+            .cloned()
+    }
+
+    /// The key of this id, reading the keys again once if it is unknown.
+    fn key_or_reload(&self, id: &str) -> Option<MasterKey> {
+        if let Some(key) = self.key(id) {
+            return Some(key);
+        }
+        let fresh = self.reload.as_ref().and_then(|reload| reload())?;
+        tracing::info!(current = fresh.current.id(), "master keys read again");
+        *self.keys.write().expect("keyring") = fresh;
+        self.key(id)
     }
 
     pub fn seal(&self, owner: SecretOwner<'_>, plaintext: &[u8]) -> Sealed {
-        let key = &self.current;
+        let key = &self.current();
         let mut nonce = [0u8; NONCE_LEN];
         rand::fill(&mut nonce);
         let aad = owner.associated_data(&key.id);
@@ -180,7 +233,7 @@ impl Keyring {
 
     pub fn open(&self, owner: SecretOwner<'_>, sealed: &Sealed) -> Result<Vec<u8>, OpenError> {
         let key = self
-            .key(&sealed.key_id)
+            .key_or_reload(&sealed.key_id)
             .ok_or_else(|| OpenError::UnknownKey(sealed.key_id.clone()))?;
         let raw = B64
             .decode(&sealed.ciphertext)
@@ -253,6 +306,19 @@ impl SecretStore {
         String::from_utf8(plain)
             .map(Some)
             .map_err(|_| StoreError::Crypto("sealed secret is not UTF-8".into()))
+    }
+
+    /// The ids of keys that sealed stored secrets but that the keyring does
+    /// not hold (after reading its keys again): those secrets cannot be
+    /// opened. Empty when all is well.
+    pub async fn unknown_keys(db: &Db, keyring: &Keyring) -> Result<Vec<String>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar("SELECT DISTINCT key_id FROM sealed_secrets")
+            .fetch_all(db.pool())
+            .await?;
+        Ok(ids
+            .into_iter()
+            .filter(|id| keyring.key_or_reload(id).is_none())
+            .collect())
     }
 
     /// Re-seals every secret not sealed with the current key. Returns how many

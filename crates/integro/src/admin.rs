@@ -256,8 +256,38 @@ pub async fn api_key(config: &Config, cmd: ApiKeyCommand, json: bool) -> anyhow:
 }
 
 pub async fn rotate_secrets(config: &Config) -> anyhow::Result<()> {
-    let (keyring, _) = load_keyring(config)?;
     let db = open_database(config, true).await?;
+    let keyring = if config.master_key.is_some() {
+        // Keys in the environment: a running server reads them only when it
+        // starts, so it must already hold the new key (as INTEGRO_MASTER_KEY)
+        // and the old one (in INTEGRO_PREVIOUS_MASTER_KEYS) before this runs.
+        let (keyring, _) = load_keyring(config)?;
+        println!(
+            "INTEGRO_MASTER_KEY is set: re-sealing with key {}. Every running server must already \
+             have been restarted with this key as INTEGRO_MASTER_KEY and the old one in \
+             INTEGRO_PREVIOUS_MASTER_KEYS (their /readyz says so otherwise).",
+            keyring.current().id()
+        );
+        keyring
+    } else {
+        if !config.master_key_path().exists() {
+            anyhow::bail!(
+                "no master key at {} (nothing to rotate); run `integro serve` once, or set --data-dir",
+                config.master_key_path().display()
+            );
+        }
+        // Key files: a new master.key, the old one kept in
+        // master.key.previous; running servers read both again when they
+        // meet a secret sealed with the new key.
+        let keys = integro_server::startup::rotate_key_files(config)?;
+        println!(
+            "New master key {} written to {}; the old one is kept in {}.",
+            keys.current.id(),
+            config.master_key_path().display(),
+            integro_server::startup::previous_keys_path(config).display()
+        );
+        integro_store::secrets::Keyring::new(keys.current, keys.previous)
+    };
     let n = SecretStore::rotate(&db, &keyring).await?;
     println!(
         "Re-sealed {n} secret(s) with key {}.",

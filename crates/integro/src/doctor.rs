@@ -11,34 +11,91 @@ use integro_store::{Backend, Db};
 
 struct Report {
     failed: bool,
+    /// Print nothing as it goes; one JSON document at the end.
+    json: bool,
+    checks: Vec<serde_json::Value>,
 }
 
 impl Report {
-    fn ok(&self, what: &str, detail: impl std::fmt::Display) {
-        println!("  ok    {what}: {detail}");
+    fn add(&mut self, level: &str, what: &str, detail: impl std::fmt::Display) {
+        if !self.json {
+            let shown = if level == "fail" { "FAIL" } else { level };
+            println!("  {shown:<5} {what}: {detail}");
+        }
+        self.checks.push(serde_json::json!({
+            "check": what,
+            "status": level,
+            "detail": detail.to_string(),
+        }));
     }
-    fn warn(&self, what: &str, detail: impl std::fmt::Display) {
-        println!("  warn  {what}: {detail}");
+    fn ok(&mut self, what: &str, detail: impl std::fmt::Display) {
+        self.add("ok", what, detail);
+    }
+    fn warn(&mut self, what: &str, detail: impl std::fmt::Display) {
+        self.add("warn", what, detail);
     }
     fn fail(&mut self, what: &str, detail: impl std::fmt::Display) {
         self.failed = true;
-        println!("  FAIL  {what}: {detail}");
+        self.add("fail", what, detail);
     }
 }
 
-pub async fn run(config: &Config) -> ExitCode {
-    let mut r = Report { failed: false };
-    println!("Integro {} doctor", env!("CARGO_PKG_VERSION"));
-    r.ok("configuration", "loaded (file and INTEGRO_* variables)");
+/// Whether an Integro server answers `/healthz` at `addr` (then the address
+/// being taken is no problem: it is this installation's own server).
+fn integro_answers(addr: std::net::SocketAddr) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        stream,
+        "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut answer = String::new();
+    stream.take(64 * 1024).read_to_string(&mut answer).ok()?;
+    let body = answer.split("\r\n\r\n").nth(1)?;
+    let health: serde_json::Value = serde_json::from_str(body.trim()).ok()?;
+    (health["status"] == "ok").then(|| health["version"].as_str().unwrap_or("?").to_string())
+}
+
+/// Runs every check; `config_file` is the file the configuration was read
+/// from, if any.
+pub async fn run(config: &Config, config_file: Option<&std::path::Path>, json: bool) -> ExitCode {
+    let mut r = Report {
+        failed: false,
+        json,
+        checks: Vec::new(),
+    };
+    if !json {
+        println!("Integro {} doctor", env!("CARGO_PKG_VERSION"));
+    }
+    match config_file {
+        Some(path) => r.ok(
+            "configuration",
+            format!("{} and INTEGRO_* variables", path.display()),
+        ),
+        None => r.ok(
+            "configuration",
+            "INTEGRO_* variables and defaults (no configuration file)",
+        ),
+    }
 
     match config.listen_addr() {
         Err(e) => r.fail("listen address", e),
         Ok(addr) => match std::net::TcpListener::bind(addr) {
             Ok(_) => r.ok("listen address", format!("{addr} is free")),
-            Err(e) => r.fail(
-                "listen address",
-                format!("cannot listen on {addr}: {e}; stop what uses it or set INTEGRO_LISTEN"),
-            ),
+            Err(e) => match integro_answers(addr) {
+                Some(version) => r.ok(
+                    "listen address",
+                    format!("{addr} is held by a running Integro server (version {version})"),
+                ),
+                None => r.fail(
+                    "listen address",
+                    format!(
+                        "cannot listen on {addr}: {e}; stop what uses it or choose another with --listen or INTEGRO_LISTEN"
+                    ),
+                ),
+            },
         },
     }
 
@@ -95,11 +152,24 @@ pub async fn run(config: &Config) -> ExitCode {
         ),
     }
 
-    if r.failed {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "ok": !r.failed,
+                "version": env!("CARGO_PKG_VERSION"),
+                "checks": r.checks,
+            }))
+            .expect("JSON values serialise")
+        );
+    } else if r.failed {
         println!("\nSomething is wrong: fix the FAIL lines above.");
-        ExitCode::FAILURE
     } else {
         println!("\nAll checks passed.");
+    }
+    if r.failed {
+        ExitCode::FAILURE
+    } else {
         ExitCode::SUCCESS
     }
 }
@@ -180,5 +250,31 @@ async fn check_database(r: &mut Report, config: &Config) {
             }
         }
     }
+    check_secrets(r, config, &db).await;
     db.close().await;
+}
+
+/// The master key (with the previous ones) opens every stored secret.
+async fn check_secrets(r: &mut Report, config: &Config, db: &Db) {
+    if config.master_key.is_none() && !config.master_key_path().exists() {
+        return;
+    }
+    let keyring = match integro_server::startup::load_keyring(config) {
+        Ok((keyring, _)) => keyring,
+        Err(e) => return r.fail("stored secrets", format!("{e:#}")),
+    };
+    match integro_store::secrets::SecretStore::unknown_keys(db, &keyring).await {
+        Ok(unknown) if unknown.is_empty() => {
+            r.ok("stored secrets", "the master key opens every stored secret")
+        }
+        Ok(unknown) => r.fail(
+            "stored secrets",
+            format!(
+                "sealed with key(s) {} that are not configured (current key {}): set the key that sealed them in INTEGRO_MASTER_KEY, or the old one in INTEGRO_PREVIOUS_MASTER_KEYS",
+                unknown.join(", "),
+                keyring.current().id()
+            ),
+        ),
+        Err(e) => r.warn("stored secrets", format!("cannot read them: {e}")),
+    }
 }

@@ -52,7 +52,11 @@ enum Command {
     /// Apply pending database migrations and exit.
     Migrate,
     /// Check configuration, master key, database and listen address; exits non-zero on a problem.
-    Doctor,
+    Doctor {
+        /// Address the server listens on (also INTEGRO_LISTEN).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
@@ -244,8 +248,12 @@ pub enum ApiKeyCommand {
 
 #[derive(Subcommand)]
 pub enum SecretsCommand {
-    /// Re-seal every secret with the current master key. Put the old key in
-    /// INTEGRO_PREVIOUS_MASTER_KEYS and the new one in INTEGRO_MASTER_KEY first.
+    /// Rotate the master key and re-seal every secret with it. With the key
+    /// file (the default), a new master.key is made and the old key kept in
+    /// master.key.previous; running servers follow on their own. With
+    /// INTEGRO_MASTER_KEY, restart every server first with the new key as
+    /// INTEGRO_MASTER_KEY and the old one in INTEGRO_PREVIOUS_MASTER_KEYS,
+    /// then run this with the same variables.
     Rotate,
 }
 
@@ -265,10 +273,17 @@ fn main() -> ExitCode {
     }
     if let Command::Serve {
         listen: Some(listen),
+    }
+    | Command::Doctor {
+        listen: Some(listen),
     } = &cli.command
     {
         config.listen = listen.clone();
     }
+    let config_file = cli
+        .config
+        .clone()
+        .or_else(|| std::env::var_os("INTEGRO_CONFIG").map(PathBuf::from));
     integro_server::telemetry::init(&config.log, &config.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -283,7 +298,9 @@ fn main() -> ExitCode {
             Command::Ai(cmd) => reply::ai(&config, cmd).await,
             Command::Account(cmd) => admin::account(&config, cmd, cli.json).await,
             Command::Migrate => migrate(config).await,
-            Command::Doctor => return Ok(doctor::run(&config).await),
+            Command::Doctor { .. } => {
+                return Ok(doctor::run(&config, config_file.as_deref(), cli.json).await);
+            }
             Command::Tenant(cmd) => admin::tenant(&config, cmd, cli.json).await,
             Command::User(cmd) => admin::user(&config, cmd, cli.json).await,
             Command::ApiKey(cmd) => admin::api_key(&config, cmd, cli.json).await,

@@ -76,6 +76,70 @@ fn doctor_explains_a_wrong_database_url() {
         !said.contains("secret"),
         "the password is never printed: {said}"
     );
+
+    // --json: one document, the same checks.
+    let out = integro(
+        dir.path(),
+        &["--json", "doctor"],
+        &[
+            (
+                "INTEGRO_DATABASE_URL",
+                "postgres://nobody:secret@127.0.0.1:1/none",
+            ),
+            ("INTEGRO_LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("doctor --json prints JSON");
+    assert_eq!(report["ok"], false);
+    let database = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "database")
+        .expect("a database check");
+    assert_eq!(database["status"], "fail");
+}
+
+/// `doctor` beside its own running server: the port it holds is no
+/// failure; `--listen` names it.
+#[test]
+fn doctor_accepts_the_port_of_its_own_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_integro"))
+        .args(["serve", "--listen", &listen, "--data-dir"])
+        .arg(dir.path())
+        .env_remove("INTEGRO_DATABASE_URL")
+        .env_remove("INTEGRO_MASTER_KEY")
+        .env_remove("INTEGRO_CONFIG")
+        .env("INTEGRO_LOG", "warn")
+        .env("INTEGRO_ADMIN_PASSWORD", "operator-password-1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut up = false;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(&listen).is_ok() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = integro(dir.path(), &["doctor", "--listen", &listen], &[]);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(up, "the server started");
+    let said = text(&out);
+    assert!(said.contains("held by a running Integro server"), "{said}");
+    assert!(!said.contains("FAIL  listen"), "{said}");
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! `/healthz` (the process answers), `/readyz` (the database is reachable and
-//! migrated) and `/metrics` (Prometheus text format).
+//! migrated, and the master key opens the stored secrets) and `/metrics` (Prometheus text format).
 
 use axum::Json;
 use axum::extract::State;
@@ -40,13 +40,18 @@ async fn healthz() -> Json<Health> {
     })
 }
 
-/// Readiness: the database answers and every migration is applied.
+/// Readiness: the database answers, every migration is applied, and the
+/// master key opens the stored secrets.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, body = Health), (status = 503, description = "Not ready", body = Health)))]
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let database = Some(state.db.backend().name().to_string());
     let version = env!("CARGO_PKG_VERSION").to_string();
-    match state.db.readiness().await {
+    let ready = match state.db.readiness().await {
+        Ok(()) => master_key_opens_secrets(&state).await,
+        Err(e) => Err(e.to_string()),
+    };
+    match ready {
         Ok(()) => (
             StatusCode::OK,
             Json(Health {
@@ -56,19 +61,38 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
                 database,
             }),
         ),
-        Err(e) => {
-            tracing::warn!(error = %e, "not ready");
+        Err(reason) => {
+            tracing::warn!(%reason, "not ready");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Json(Health {
                     status: "unavailable".into(),
-                    reason: Some(e.to_string()),
+                    reason: Some(reason),
                     version,
                     database,
                 }),
             )
         }
     }
+}
+
+/// Every stored secret was sealed with a key this process holds (the key
+/// files are read again first, after a rotation); otherwise credentials
+/// cannot be used and the process is not ready.
+async fn master_key_opens_secrets(state: &AppState) -> Result<(), String> {
+    let unknown = integro_store::secrets::SecretStore::unknown_keys(&state.db, &state.keyring)
+        .await
+        .map_err(|e| e.to_string())?;
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "stored secrets were sealed with master key(s) {} that this process does not hold \
+         (its current key is {}): give it the key that sealed them \
+         (INTEGRO_MASTER_KEY, or the old one in INTEGRO_PREVIOUS_MASTER_KEYS) and restart",
+        unknown.join(", "),
+        state.keyring.current().id()
+    ))
 }
 
 /// Prometheus metrics: `http_requests_total` and `http_request_duration_seconds`

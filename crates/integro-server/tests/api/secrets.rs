@@ -1,7 +1,8 @@
 //! Sealed secrets at rest: unreadable in the database, bound to their row.
 
 use integro_store::StoreError;
-use integro_store::secrets::{SecretOwner, SecretStore};
+use integro_store::secrets::{Keyring, MasterKey, SecretOwner, SecretStore};
+use reqwest::StatusCode;
 
 use crate::db_tests;
 use crate::helpers::{DbKind, TestApp};
@@ -100,7 +101,66 @@ async fn plaintext_never_reaches_the_database(kind: DbKind) {
     }
 }
 
+/// `integro secrets rotate` with the key file (what the command does, run
+/// beside a live server): the server keeps opening every secret, and stays
+/// ready, through two rotations.
+async fn a_running_server_follows_a_rotation_of_the_key_file(kind: DbKind) {
+    let Some(app) = TestApp::spawn_with(kind, |c| c.master_key = None).await else {
+        return;
+    };
+    let (db, keyring) = (&app.state.db, &app.state.keyring);
+    let first = keyring.current().id().to_string();
+    let mut tx = db.begin().await.unwrap();
+    SecretStore::put(&mut tx, keyring, owner("acc-1"), PLAINTEXT)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    for _ in 0..2 {
+        let keys = integro_server::startup::rotate_key_files(&app.config).unwrap();
+        let cli = Keyring::new(keys.current, keys.previous);
+        assert_eq!(SecretStore::rotate(db, &cli).await.unwrap(), 1);
+        // The server's own keyring, untouched by the command, still opens it.
+        assert_eq!(
+            SecretStore::get(db, keyring, owner("acc-1"))
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(PLAINTEXT)
+        );
+        assert_eq!(keyring.current().id(), cli.current().id());
+        let res = app.client.get(app.url("/readyz")).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    assert_ne!(keyring.current().id(), first);
+}
+
+/// A server whose key cannot open the stored secrets says so in /readyz
+/// (it answered ok while every credential use failed).
+async fn readiness_fails_when_the_key_cannot_open_the_secrets(kind: DbKind) {
+    let Some(app) = TestApp::spawn(kind).await else {
+        return;
+    };
+    let (db, keyring) = (&app.state.db, &app.state.keyring);
+    let mut tx = db.begin().await.unwrap();
+    SecretStore::put(&mut tx, keyring, owner("acc-1"), PLAINTEXT)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let res = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    // Rotated with a new INTEGRO_MASTER_KEY that this server was never given.
+    let new = Keyring::new(MasterKey::generate(), vec![keyring.current()]);
+    SecretStore::rotate(db, &new).await.unwrap();
+    let res = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value = res.json().await.unwrap();
+    let reason = body["reason"].as_str().unwrap();
+    assert!(reason.contains(new.current().id()), "{reason}");
+}
+
 db_tests!(
     sealed_secrets_round_trip_and_stay_bound,
-    plaintext_never_reaches_the_database
+    plaintext_never_reaches_the_database,
+    a_running_server_follows_a_rotation_of_the_key_file,
+    readiness_fails_when_the_key_cannot_open_the_secrets,
 );
