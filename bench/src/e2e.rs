@@ -171,6 +171,7 @@ fn setup(integro: &Integro, mix: &[(Channel, f64)], base: &str) -> anyhow::Resul
             .map(String::from)
             .with_context(|| format!("the CLI answered no {what}: {v}"))
     };
+    integro.migrate()?;
     let tenant = id(&integro.cli(&["tenant", "create", "E2E bench"])?, "/id")?;
     let bot = id(
         &integro.cli(&[
@@ -631,6 +632,17 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
         if report.pass { "PASS" } else { "FAIL" },
         args.out.display()
     );
+    // A FAIL is the process's failure too: scripts and CI see it in the
+    // exit status (bench/run.sh keeps going past it on purpose).
+    if !report.pass {
+        let missed: Vec<String> = report
+            .targets
+            .iter()
+            .filter(|t| !t.pass)
+            .map(|t| format!("{}: {} (target {})", t.name, t.value, t.limit))
+            .collect();
+        anyhow::bail!("targets missed: {}", missed.join("; "));
+    }
     Ok(())
 }
 

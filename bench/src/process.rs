@@ -48,6 +48,24 @@ impl Integro {
             .with_context(|| format!("integro {} answered no JSON", args.join(" ")))
     }
 
+    /// `integro migrate`: creates the database the CLI's commands then use
+    /// (they never create one themselves).
+    pub fn migrate(&self) -> anyhow::Result<()> {
+        let out = self
+            .command(&["migrate"])
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("running {}", self.binary.display()))?;
+        if !out.status.success() {
+            bail!(
+                "integro migrate failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
     /// `integro serve`, its output appended to `log`.
     pub fn serve(&self, log: &Path) -> anyhow::Result<Server> {
         let log = std::fs::OpenOptions::new()

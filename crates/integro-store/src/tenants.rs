@@ -87,6 +87,18 @@ pub async fn get(db: &Db, id: Uuid) -> Result<Option<Tenant>, StoreError> {
     row.map(from_row).transpose()
 }
 
+/// The live tenants named `name` (names are not unique; compared without
+/// regard to case), for the CLI's `--tenant NAME`.
+pub async fn find_by_name(db: &Db, name: &str) -> Result<Vec<Tenant>, StoreError> {
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM tenants WHERE lower(name) = lower($1) AND deleted_at IS NULL ORDER BY id"
+    )))
+    .bind(name.trim())
+    .fetch_all(db.pool())
+    .await?;
+    rows.into_iter().map(from_row).collect()
+}
+
 /// Every live tenant (platform operators), or only those `member` belongs to.
 pub async fn list(
     db: &Db,

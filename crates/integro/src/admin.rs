@@ -22,7 +22,7 @@ fn print_json(value: &impl serde::Serialize) {
 }
 
 pub async fn tenant(config: &Config, cmd: TenantCommand, json: bool) -> anyhow::Result<()> {
-    let db = open_database(config, true).await?;
+    let db = open_existing_database(config).await?;
     match cmd {
         TenantCommand::Create { name } => {
             let mut tx = db.begin().await?;
@@ -59,7 +59,7 @@ pub async fn tenant(config: &Config, cmd: TenantCommand, json: bool) -> anyhow::
 }
 
 pub async fn user(config: &Config, cmd: UserCommand, json: bool) -> anyhow::Result<()> {
-    let db = open_database(config, true).await?;
+    let db = open_existing_database(config).await?;
     let actor = Actor::cli();
     match cmd {
         UserCommand::Create {
@@ -70,11 +70,10 @@ pub async fn user(config: &Config, cmd: UserCommand, json: bool) -> anyhow::Resu
             role,
             operator,
         } => {
-            if let Some(t) = tenant
-                && tenants::get(&db, t).await?.is_none()
-            {
-                bail!("tenant {t} does not exist (see `integro tenant list`)");
-            }
+            let tenant = match &tenant {
+                Some(t) => Some(require_tenant(&db, t).await?),
+                None => None,
+            };
             let generated = password.is_none().then(generate_password);
             let mut tx = db.begin().await?;
             let user = users::create(
@@ -106,6 +105,10 @@ pub async fn user(config: &Config, cmd: UserCommand, json: bool) -> anyhow::Resu
             }
         }
         UserCommand::List { tenant } => {
+            let tenant = match &tenant {
+                Some(t) => Some(require_tenant(&db, t).await?),
+                None => None,
+            };
             let page = PageRequest::first(PAGE);
             let rows: Vec<(users::User, String)> = match tenant {
                 Some(t) => users::list_members(&db, t, &page)
@@ -187,17 +190,14 @@ async fn set_disabled(
 }
 
 pub async fn api_key(config: &Config, cmd: ApiKeyCommand, json: bool) -> anyhow::Result<()> {
-    let db = open_database(config, true).await?;
+    let db = open_existing_database(config).await?;
     let actor = Actor::cli();
     let tenant_of = |cmd: &ApiKeyCommand| match cmd {
         ApiKeyCommand::Create { tenant, .. }
         | ApiKeyCommand::List { tenant }
-        | ApiKeyCommand::Revoke { tenant, .. } => *tenant,
+        | ApiKeyCommand::Revoke { tenant, .. } => tenant.clone(),
     };
-    let tenant = tenant_of(&cmd);
-    if tenants::get(&db, tenant).await?.is_none() {
-        bail!("tenant {tenant} does not exist (see `integro tenant list`)");
-    }
+    let tenant = require_tenant(&db, &tenant_of(&cmd)).await?;
     match cmd {
         ApiKeyCommand::Create { name, role, .. } => {
             let mut tx = db.begin().await?;
@@ -256,7 +256,7 @@ pub async fn api_key(config: &Config, cmd: ApiKeyCommand, json: bool) -> anyhow:
 }
 
 pub async fn rotate_secrets(config: &Config) -> anyhow::Result<()> {
-    let db = open_database(config, true).await?;
+    let db = open_existing_database(config).await?;
     let keyring = if config.master_key.is_some() {
         // Keys in the environment: a running server reads them only when it
         // starts, so it must already hold the new key (as INTEGRO_MASTER_KEY)
@@ -296,22 +296,68 @@ pub async fn rotate_secrets(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn require_tenant(db: &integro_store::Db, tenant: uuid::Uuid) -> anyhow::Result<()> {
-    if tenants::get(db, tenant).await?.is_none() {
-        bail!("tenant {tenant} does not exist (see `integro tenant list`)");
+/// The database an administrative command works on. The default SQLite
+/// file must already exist: run from the wrong directory, a command says
+/// where it looked rather than creating an empty database there.
+pub async fn open_existing_database(config: &Config) -> anyhow::Result<integro_store::Db> {
+    if config.database_url.is_none() {
+        let file = config.data_dir.join("integro.db");
+        if !file.exists() {
+            let cwd = std::env::current_dir()
+                .map(|d| d.display().to_string())
+                .unwrap_or_else(|_| "?".into());
+            bail!(
+                "no Integro database at {} (the data directory {} is taken from --data-dir or \
+                 INTEGRO_DATA_DIR, else ./integro-data under {cwd}). Run this where `integro serve` \
+                 runs, pass --data-dir, set INTEGRO_DATABASE_URL, or create one here with `integro migrate`",
+                file.display(),
+                config.data_dir.display()
+            );
+        }
     }
-    Ok(())
+    open_database(config, true).await
+}
+
+/// The tenant a `--tenant` names, by id or by name.
+pub async fn require_tenant(
+    db: &integro_store::Db,
+    tenant: &crate::TenantRef,
+) -> anyhow::Result<uuid::Uuid> {
+    if let Ok(id) = uuid::Uuid::parse_str(&tenant.0) {
+        if tenants::get(db, id).await?.is_none() {
+            bail!("tenant {id} does not exist (see `integro tenant list`)");
+        }
+        return Ok(id);
+    }
+    let found = tenants::find_by_name(db, &tenant.0).await?;
+    match found.as_slice() {
+        [one] => Ok(one.id),
+        [] => bail!(
+            "no tenant is named {:?} (see `integro tenant list`)",
+            tenant.0
+        ),
+        several => bail!(
+            "{} tenants are named {:?}; name one by its id: {}",
+            several.len(),
+            tenant.0,
+            several
+                .iter()
+                .map(|t| t.id.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }
 
 pub async fn bot(config: &Config, cmd: BotCommand, json: bool) -> anyhow::Result<()> {
-    let db = open_database(config, true).await?;
+    let db = open_existing_database(config).await?;
     match cmd {
         BotCommand::Create {
             tenant,
             name,
             fallback_reply,
         } => {
-            require_tenant(&db, tenant).await?;
+            let tenant = require_tenant(&db, &tenant).await?;
             let mut tx = db.begin().await?;
             let fields = integro_store::bots::BotFields {
                 name,
@@ -332,7 +378,7 @@ pub async fn bot(config: &Config, cmd: BotCommand, json: bool) -> anyhow::Result
             }
         }
         BotCommand::List { tenant } => {
-            require_tenant(&db, tenant).await?;
+            let tenant = require_tenant(&db, &tenant).await?;
             let bots = integro_store::bots::list(&db, tenant, &PageRequest::first(PAGE))
                 .await?
                 .items;
@@ -359,7 +405,7 @@ pub async fn account(config: &Config, cmd: AccountCommand, json: bool) -> anyhow
     use integro_channels::{Credentials, credential_fields};
     use integro_store::accounts::{self, CredentialValues, NewAccount};
 
-    let db = open_database(config, true).await?;
+    let db = open_existing_database(config).await?;
     match cmd {
         AccountCommand::Add {
             tenant,
@@ -368,7 +414,7 @@ pub async fn account(config: &Config, cmd: AccountCommand, json: bool) -> anyhow
             name,
             credentials,
         } => {
-            require_tenant(&db, tenant).await?;
+            let tenant = require_tenant(&db, &tenant).await?;
             let mut given = std::collections::BTreeMap::new();
             for pair in credentials {
                 let (k, v) = pair
@@ -421,7 +467,7 @@ pub async fn account(config: &Config, cmd: AccountCommand, json: bool) -> anyhow
             }
         }
         AccountCommand::List { tenant } => {
-            require_tenant(&db, tenant).await?;
+            let tenant = require_tenant(&db, &tenant).await?;
             let filter = accounts::AccountFilter::default();
             let list = accounts::list(&db, tenant, &filter, &PageRequest::first(PAGE))
                 .await?

@@ -83,12 +83,26 @@ enum Command {
     Secrets(SecretsCommand),
 }
 
+/// A tenant named on the command line by its id or its name.
+#[derive(Debug, Clone)]
+pub struct TenantRef(pub String);
+
+impl std::str::FromStr for TenantRef {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim().is_empty() {
+            return Err("name a tenant by its id or its name".into());
+        }
+        Ok(TenantRef(s.trim().to_string()))
+    }
+}
+
 #[derive(Subcommand)]
 pub enum BotCommand {
     /// Create a bot.
     Create {
         #[arg(long)]
-        tenant: Uuid,
+        tenant: TenantRef,
         #[arg(long)]
         name: String,
         /// What the bot answers when nothing else does.
@@ -98,7 +112,7 @@ pub enum BotCommand {
     /// List a tenant's bots.
     List {
         #[arg(long)]
-        tenant: Uuid,
+        tenant: TenantRef,
     },
     /// Dry run: decide the reply to a made-up message and print the trace
     /// (rules, prompt, history, provider, tokens). Nothing is stored or sent.
@@ -143,7 +157,7 @@ pub enum AccountCommand {
     /// Register a channel account; prints the webhook URL(s) to configure at the provider.
     Add {
         #[arg(long)]
-        tenant: Uuid,
+        tenant: TenantRef,
         #[arg(long)]
         bot: Uuid,
         /// twilio_whatsapp, whatsapp_cloud, instagram, x or web.
@@ -158,7 +172,7 @@ pub enum AccountCommand {
     /// List a tenant's channel accounts (secrets masked).
     List {
         #[arg(long)]
-        tenant: Uuid,
+        tenant: TenantRef,
     },
 }
 
@@ -186,7 +200,7 @@ pub enum UserCommand {
         name: Option<String>,
         /// Tenant to add the user to (with --role).
         #[arg(long, requires = "role")]
-        tenant: Option<Uuid>,
+        tenant: Option<TenantRef>,
         /// owner, admin, agent or viewer.
         #[arg(long, requires = "tenant")]
         role: Option<Role>,
@@ -197,7 +211,7 @@ pub enum UserCommand {
     /// List users (of one tenant with --tenant).
     List {
         #[arg(long)]
-        tenant: Option<Uuid>,
+        tenant: Option<TenantRef>,
     },
     /// Set a new password for a user (printed once when generated); every
     /// session of the user ends.
@@ -225,7 +239,7 @@ pub enum ApiKeyCommand {
     /// Create an API key; its secret is printed once.
     Create {
         #[arg(long)]
-        tenant: Uuid,
+        tenant: TenantRef,
         #[arg(long)]
         name: String,
         /// owner, admin, agent or viewer.
@@ -235,14 +249,14 @@ pub enum ApiKeyCommand {
     /// List a tenant's API keys.
     List {
         #[arg(long)]
-        tenant: Uuid,
+        tenant: TenantRef,
     },
     /// Revoke an API key.
     Revoke {
         /// The key's id.
         id: Uuid,
         #[arg(long)]
-        tenant: Uuid,
+        tenant: TenantRef,
     },
 }
 

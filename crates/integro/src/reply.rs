@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use integro_core::Actor;
 use integro_server::Config;
-use integro_server::startup::{self, load_keyring, open_database};
+use integro_server::startup::{self, load_keyring};
 use integro_store::rules::{self, RuleDocument};
 use integro_store::{ai_credentials, bots};
 use integro_worker::engine::DryRun;
@@ -22,7 +22,7 @@ async fn bot(db: &integro_store::Db, id: Uuid) -> anyhow::Result<bots::Bot> {
 }
 
 pub async fn rules(config: &Config, cmd: RulesCommand) -> anyhow::Result<()> {
-    let db = open_database(config, true).await?;
+    let db = crate::admin::open_existing_database(config).await?;
     match cmd {
         RulesCommand::Export { bot: id, file } => {
             let bot = bot(&db, id).await?;
@@ -151,7 +151,7 @@ fn indent(text: &str) -> String {
 
 pub async fn ai(config: &Config, cmd: AiCommand) -> anyhow::Result<()> {
     let AiCommand::Test { credential, model } = cmd;
-    let db = open_database(config, true).await?;
+    let db = crate::admin::open_existing_database(config).await?;
     let (keyring, _) = load_keyring(config)?;
     let cred = ai_credentials::by_id(&db, credential)
         .await?

@@ -102,6 +102,52 @@ fn doctor_explains_a_wrong_database_url() {
     assert_eq!(database["status"], "fail");
 }
 
+/// Run where there is no data directory, a command says where it looked
+/// and creates nothing; `--tenant` takes a name as well as an id.
+#[test]
+fn commands_say_where_they_looked_and_take_tenant_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("nowhere");
+    let out = integro(&data, &["tenant", "list"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = text(&out);
+    assert!(said.contains("no Integro database at"), "{said}");
+    assert!(said.contains("integro migrate"), "{said}");
+    assert!(!data.exists(), "nothing was created");
+
+    assert!(integro(&data, &["migrate"], &[]).status.success());
+    assert!(
+        integro(&data, &["tenant", "create", "Acme Shop"], &[])
+            .status
+            .success()
+    );
+    let out = integro(
+        &data,
+        &[
+            "--json",
+            "bot",
+            "create",
+            "--tenant",
+            "acme shop",
+            "--name",
+            "Helper",
+            "--fallback-reply",
+            "Hi",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = integro(&data, &["bot", "list", "--tenant", "Nope"], &[]);
+    assert!(text(&out).contains("no tenant is named"), "{}", text(&out));
+    assert!(
+        integro(&data, &["tenant", "create", "Acme Shop"], &[])
+            .status
+            .success()
+    );
+    let out = integro(&data, &["bot", "list", "--tenant", "Acme Shop"], &[]);
+    assert!(text(&out).contains("2 tenants are named"), "{}", text(&out));
+}
+
 /// `doctor` beside its own running server: the port it holds is no
 /// failure; `--listen` names it.
 #[test]
@@ -184,6 +230,7 @@ fn doctor_passes_on_a_migrated_default_install() {
 #[test]
 fn tenants_and_keys_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
+    assert!(integro(dir.path(), &["migrate"], &[]).status.success());
     let out = integro(dir.path(), &["--json", "tenant", "create", "Acme"], &[]);
     assert!(out.status.success(), "{}", text(&out));
     let tenant: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -248,6 +295,7 @@ fn tenants_and_keys_from_the_command_line() {
 fn bots_and_accounts_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let json = |out: &Output| -> serde_json::Value { serde_json::from_slice(&out.stdout).unwrap() };
+    assert!(integro(dir.path(), &["migrate"], &[]).status.success());
     let out = integro(dir.path(), &["--json", "tenant", "create", "Acme"], &[]);
     let tenant = json(&out)["id"].as_str().unwrap().to_string();
     let out = integro(
@@ -345,6 +393,7 @@ fn bots_and_accounts_from_the_command_line() {
 fn rules_round_trip_as_yaml_and_a_dry_run_explains_the_decision() {
     let dir = tempfile::tempdir().unwrap();
     let json = |out: &Output| -> serde_json::Value { serde_json::from_slice(&out.stdout).unwrap() };
+    assert!(integro(dir.path(), &["migrate"], &[]).status.success());
     let out = integro(dir.path(), &["--json", "tenant", "create", "Acme"], &[]);
     let tenant = json(&out)["id"].as_str().unwrap().to_string();
     let out = integro(
