@@ -482,6 +482,7 @@ impl RuleDocument {
     /// times its own size: values are only built from a document whose
     /// expanded size is bounded by its length.
     pub fn from_yaml(text: &str) -> Result<RuleDocument, YamlError> {
+        entries_within(text)?;
         let allowed = text
             .len()
             .saturating_mul(MAX_YAML_EXPANSION)
@@ -500,6 +501,28 @@ impl RuleDocument {
 pub const MAX_YAML_EXPANSION: usize = 4;
 /// Added to the allowance, so that tiny documents are never refused.
 const YAML_EXPANSION_SLACK: usize = 4096;
+
+/// The most separators (`,` `:` `-` `[` `{`) a rules document may hold. The
+/// YAML parser keeps every node of a document in memory (a hundred bytes
+/// and more each) before any value is built, so a dense document of tiny
+/// nodes (`[a,a,a,…]`) cost ~90 MB a megabyte; a node needs a separator,
+/// so counting them bounds the parser's memory before it runs (a few MB).
+/// A thousand rules with their keywords and replies stay well below.
+pub const MAX_YAML_SEPARATORS: usize = 20_000;
+
+fn entries_within(text: &str) -> Result<(), YamlError> {
+    let separators = text
+        .bytes()
+        .filter(|b| matches!(b, b',' | b':' | b'-' | b'[' | b'{'))
+        .count();
+    if separators > MAX_YAML_SEPARATORS {
+        return Err(YamlError::TooRepetitive(format!(
+            "the rules document has too many entries ({separators} separators, at most \
+             {MAX_YAML_SEPARATORS}): import it in several parts"
+        )));
+    }
+    Ok(())
+}
 
 /// Why a rules document could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -734,6 +757,27 @@ mod tests {
                 &text[..text.len().min(40)]
             );
         }
+    }
+
+    #[test]
+    fn a_dense_document_is_refused_before_it_is_parsed() {
+        // ~1 MB of one-letter keywords: 500,000 nodes for the parser.
+        let text = format!(
+            "rules:\n  - name: x\n    keywords: [{}]\n    reply: hi\n",
+            vec!["a"; 500_000].join(",")
+        );
+        assert!(matches!(
+            RuleDocument::from_yaml(&text),
+            Err(YamlError::TooRepetitive(m)) if m.contains("too many entries")
+        ));
+        // A thousand ordinary rules are read.
+        let mut ok = String::from("rules:\n");
+        for i in 0..1000 {
+            ok.push_str(&format!(
+                "  - name: rule {i}\n    keywords: [price, cost, quote]\n    reply: \"Our prices are on the site, thanks for asking!\"\n"
+            ));
+        }
+        assert!(RuleDocument::from_yaml(&ok).is_ok());
     }
 
     #[test]
