@@ -152,6 +152,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/0010_invitations.sql"),
         include_str!("../migrations/0010_invitations.sql"),
     ),
+    (
+        11,
+        "web public",
+        include_str!("../migrations/0011_web_public.sql"),
+        include_str!("../migrations/0011_web_public.sql"),
+    ),
 ];
 
 #[derive(Clone)]

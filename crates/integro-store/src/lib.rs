@@ -33,6 +33,7 @@ pub mod sql;
 pub mod tenants;
 pub mod usage;
 pub mod users;
+pub mod web_public;
 pub mod webhook_batch;
 pub mod webhook_logs;
 mod writer_cpu;
