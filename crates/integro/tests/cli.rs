@@ -476,3 +476,548 @@ fn rules_round_trip_as_yaml_and_a_dry_run_explains_the_decision() {
         "{printed}"
     );
 }
+
+/// `integro` with none of the settings these tests choose themselves
+/// inherited from the caller's environment.
+fn integro_with(data_dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_integro"));
+    cmd.args(args).arg("--data-dir").arg(data_dir);
+    for name in [
+        "INTEGRO_DATABASE_URL",
+        "INTEGRO_MASTER_KEY",
+        "INTEGRO_PREVIOUS_MASTER_KEYS",
+        "INTEGRO_CONFIG",
+        "INTEGRO_OUTBOUND_ALLOW",
+        "INTEGRO_LISTEN",
+        "INTEGRO_USER_PASSWORD",
+    ] {
+        cmd.env_remove(name);
+    }
+    cmd.env("INTEGRO_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("integro runs")
+}
+
+/// A new master key: base64 of 32 random bytes.
+fn new_master_key() -> String {
+    integro_store::secrets::MasterKey::generate().to_base64()
+}
+
+/// The status of one of `doctor --json`'s checks.
+fn doctor_check(
+    dir: &std::path::Path,
+    check: &str,
+    env: &[(&str, &str)],
+) -> (bool, String, String) {
+    let mut env = env.to_vec();
+    env.push(("INTEGRO_LISTEN", "127.0.0.1:0"));
+    let out = integro_with(dir, &["--json", "doctor"], &env);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("doctor --json prints JSON ({e}): {}", text(&out)));
+    assert_eq!(report["ok"], out.status.success(), "{report}");
+    let found = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == check)
+        .unwrap_or_else(|| panic!("a `{check}` check: {report}"));
+    (
+        out.status.success(),
+        found["status"].as_str().unwrap().to_string(),
+        found["detail"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Rotation with the keys in the environment, as the README describes it:
+/// the new key as INTEGRO_MASTER_KEY, the old one in
+/// INTEGRO_PREVIOUS_MASTER_KEYS, then `integro secrets rotate`; afterwards
+/// the new key alone opens every secret and the old one alone does not.
+#[test]
+fn secrets_rotate_with_keys_in_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let (k1, k2, k3) = (new_master_key(), new_master_key(), new_master_key());
+    let json = |out: &Output| -> serde_json::Value { serde_json::from_slice(&out.stdout).unwrap() };
+    let with_k1 = [("INTEGRO_MASTER_KEY", k1.as_str())];
+    let out = integro_with(dir.path(), &["migrate"], &with_k1);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = integro_with(
+        dir.path(),
+        &["--json", "tenant", "create", "Acme"],
+        &with_k1,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let tenant = json(&out)["id"].as_str().unwrap().to_string();
+    let out = integro_with(
+        dir.path(),
+        &[
+            "--json",
+            "bot",
+            "create",
+            "--tenant",
+            &tenant,
+            "--name",
+            "Helper",
+            "--fallback-reply",
+            "Hi!",
+        ],
+        &with_k1,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let bot = json(&out)["id"].as_str().unwrap().to_string();
+    let out = integro_with(
+        dir.path(),
+        &[
+            "--json",
+            "account",
+            "add",
+            "--tenant",
+            &tenant,
+            "--bot",
+            &bot,
+            "--kind",
+            "twilio_whatsapp",
+            "--name",
+            "Main",
+            "--credential",
+            "account_sid=AC1",
+            "--credential",
+            "auth_token=secret-token-1",
+            "--credential",
+            "phone_number=+14155238886",
+        ],
+        &with_k1,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        !dir.path().join("master.key").exists(),
+        "with INTEGRO_MASTER_KEY no key file is written"
+    );
+    let (ok, status, _) = doctor_check(dir.path(), "stored secrets", &with_k1);
+    assert!(ok && status == "ok", "K1 opens its own secret");
+
+    // The new key alone cannot open what K1 sealed: doctor says so, and a
+    // rotation without the old key fails and changes nothing.
+    let only_k2 = [("INTEGRO_MASTER_KEY", k2.as_str())];
+    let (ok, status, detail) = doctor_check(dir.path(), "stored secrets", &only_k2);
+    assert!(!ok && status == "fail", "{status}: {detail}");
+    assert!(detail.contains("INTEGRO_PREVIOUS_MASTER_KEYS"), "{detail}");
+    let out = integro_with(dir.path(), &["secrets", "rotate"], &only_k2);
+    assert!(!out.status.success(), "{}", text(&out));
+    let (ok, _, _) = doctor_check(dir.path(), "stored secrets", &with_k1);
+    assert!(ok, "the failed rotation left K1's secret alone");
+
+    // The README's way.
+    let rotating = [
+        ("INTEGRO_MASTER_KEY", k2.as_str()),
+        ("INTEGRO_PREVIOUS_MASTER_KEYS", k1.as_str()),
+    ];
+    let (ok, status, _) = doctor_check(dir.path(), "stored secrets", &rotating);
+    assert!(
+        ok && status == "ok",
+        "during the rotation both keys are known"
+    );
+    let out = integro_with(dir.path(), &["secrets", "rotate"], &rotating);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("Re-sealed 1 secret(s)"),
+        "{}",
+        text(&out)
+    );
+
+    // Afterwards K2 alone opens every secret; K1 alone opens none.
+    let (ok, status, detail) = doctor_check(dir.path(), "stored secrets", &only_k2);
+    assert!(ok && status == "ok", "{status}: {detail}");
+    let (ok, status, detail) = doctor_check(dir.path(), "stored secrets", &with_k1);
+    assert!(!ok && status == "fail", "{status}: {detail}");
+    // Nothing is left to re-seal…
+    let out = integro_with(dir.path(), &["secrets", "rotate"], &only_k2);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("Re-sealed 0 secret(s)"),
+        "{}",
+        text(&out)
+    );
+    // …and K2 really opens the secret: a further rotation, with K2 as the
+    // only previous key, has to open it to seal it again.
+    let out = integro_with(
+        dir.path(),
+        &["secrets", "rotate"],
+        &[
+            ("INTEGRO_MASTER_KEY", k3.as_str()),
+            ("INTEGRO_PREVIOUS_MASTER_KEYS", k2.as_str()),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("Re-sealed 1 secret(s)"),
+        "{}",
+        text(&out)
+    );
+    let out = integro_with(dir.path(), &["account", "list", "--tenant", &tenant], &[]);
+    assert!(!text(&out).contains("secret-token-1"), "{}", text(&out));
+}
+
+/// A canned HTTP answer of the mock provider.
+#[derive(Clone)]
+struct Canned {
+    status: u16,
+    body: String,
+}
+
+/// What the mock provider received: request line and headers (lowercased
+/// names), one entry per request.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// A local HTTP server answering every request with the answer `answer`
+/// picks for its path (the OpenAI wire format is the tests' business); its
+/// address and what it received.
+fn mock_provider(
+    answer: impl Fn(&str) -> Canned + Send + 'static,
+) -> (std::net::SocketAddr, Received) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let received: Received = Default::default();
+    let log = received.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut head = String::new();
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                head.push_str(&lower);
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+            log.lock().unwrap().push(head);
+            let canned = answer(&path);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}",
+                canned.status,
+                canned.body.len(),
+                canned.body
+            );
+        }
+    });
+    (addr, received)
+}
+
+/// Adds an AI credential straight through the store (the CLI has no
+/// command for it; the API's is tested elsewhere), sealed with the data
+/// directory's key file.
+fn add_ai_credential(dir: &std::path::Path, tenant: &str, base_url: &str) -> String {
+    let config = integro_server::Config {
+        data_dir: dir.to_path_buf(),
+        ..integro_server::Config::default()
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let db = integro_server::startup::open_database(&config, true)
+            .await
+            .unwrap();
+        let (keyring, _) = integro_server::startup::load_keyring(&config).unwrap();
+        let mut tx = db.begin().await.unwrap();
+        let credential = integro_store::ai_credentials::create(
+            &mut tx,
+            &keyring,
+            &integro_core::Actor::cli(),
+            None,
+            tenant.parse().unwrap(),
+            integro_store::ai_credentials::CredentialFields {
+                name: "main".into(),
+                provider: "openai".into(),
+                base_url: Some(base_url.into()),
+                api_key: Some("sk-cli-test-1".into()),
+            },
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        db.close().await;
+        credential.id.to_string()
+    })
+}
+
+/// `integro ai test`: checks a credential against an OpenAI-compatible
+/// server, here a local one the operator allows with INTEGRO_OUTBOUND_ALLOW.
+#[test]
+fn ai_test_checks_a_credential_against_its_provider() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = integro_with(dir.path(), &["migrate"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = integro_with(dir.path(), &["--json", "tenant", "create", "Acme"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let tenant: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tenant = tenant["id"].as_str().unwrap().to_string();
+
+    let (good, received) = mock_provider(|path| {
+        match path {
+        "/v1/models" => Canned {
+            status: 200,
+            body: r#"{"object":"list","data":[{"id":"gpt-4o-mini","object":"model","created":1686935002,"owned_by":"openai"},{"id":"gpt-4o","object":"model","created":1686935002,"owned_by":"openai"}]}"#.into(),
+        },
+        "/v1/chat/completions" => Canned {
+            status: 200,
+            body: r#"{"id":"chatcmpl-1","object":"chat.completion","created":1718203449,"model":"gpt-4o-mini-2024-07-18","choices":[{"index":0,"finish_reason":"length","message":{"role":"assistant","content":"O"}}],"usage":{"prompt_tokens":8,"completion_tokens":1,"total_tokens":9}}"#.into(),
+        },
+        _ => Canned {
+            status: 404,
+            body: r#"{"error":{"message":"not found","type":"invalid_request_error","param":null,"code":null}}"#.into(),
+        },
+    }
+    });
+    let credential = add_ai_credential(dir.path(), &tenant, &format!("http://{good}/v1"));
+    let allow = format!("127.0.0.1:{}", good.port());
+    let allowed = [("INTEGRO_OUTBOUND_ALLOW", allow.as_str())];
+
+    let out = integro_with(dir.path(), &["ai", "test", &credential], &allowed);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("main (openai): OK: the key is valid (2 models available)"),
+        "{}",
+        text(&out)
+    );
+    let out = integro_with(
+        dir.path(),
+        &["ai", "test", &credential, "--model", "gpt-4o-mini"],
+        &allowed,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("main (openai): OK: gpt-4o-mini answered"),
+        "{}",
+        text(&out)
+    );
+    {
+        let seen = received.lock().unwrap();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert!(seen[0].starts_with("get /v1/models "), "{seen:?}");
+        assert!(
+            seen[1].starts_with("post /v1/chat/completions "),
+            "{seen:?}"
+        );
+        assert!(
+            seen.iter()
+                .all(|h| h.contains("authorization: bearer sk-cli-test-1")),
+            "{seen:?}"
+        );
+    }
+
+    // Without the operator's exception the outbound URL policy refuses the
+    // loopback address, and nothing is sent.
+    let out = integro_with(dir.path(), &["ai", "test", &credential], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("INTEGRO_OUTBOUND_ALLOW"),
+        "says how to allow it: {}",
+        text(&out)
+    );
+    assert_eq!(received.lock().unwrap().len(), 2, "nothing more was sent");
+
+    // A provider refusing the key: a failure in plain words.
+    let (refusing, _) = mock_provider(|_| {
+        Canned {
+        status: 401,
+        body: r#"{"error":{"message":"Incorrect API key provided: sk-cli-****st-1.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#.into(),
+    }
+    });
+    let bad = add_ai_credential(dir.path(), &tenant, &format!("http://{refusing}/v1"));
+    let allow = format!("127.0.0.1:{}", refusing.port());
+    let out = integro_with(
+        dir.path(),
+        &["ai", "test", &bad],
+        &[("INTEGRO_OUTBOUND_ALLOW", allow.as_str())],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        said.contains("main (openai): the API key was rejected"),
+        "{said}"
+    );
+    assert!(said.contains("Incorrect API key provided"), "{said}");
+
+    let out = integro_with(
+        dir.path(),
+        &["ai", "test", "00000000-0000-0000-0000-000000000000"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("does not exist"), "{}", text(&out));
+}
+
+/// One HTTP/1.1 request to a local server; the status and the body.
+fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let auth = token
+        .map(|t| format!("authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Kills the server it holds when dropped, so a failed assertion does not
+/// leave it running.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `integro user create` with a tenant, a role and a generated password:
+/// the password is printed once, `user list --tenant` shows the role, and
+/// the password signs the user in to a running server.
+#[test]
+fn user_create_with_a_role_and_a_generated_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = integro_with(dir.path(), &["migrate"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = integro_with(dir.path(), &["--json", "tenant", "create", "Acme"], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let tenant: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tenant = tenant["id"].as_str().unwrap().to_string();
+
+    let out = integro_with(
+        dir.path(),
+        &[
+            "user",
+            "create",
+            "--email",
+            "ann@example.com",
+            "--name",
+            "Ann",
+            "--tenant",
+            &tenant,
+            "--role",
+            "agent",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let printed = text(&out);
+    assert!(
+        printed.contains("Created user ann@example.com"),
+        "{printed}"
+    );
+    let password = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("Password (shown once): "))
+        .unwrap_or_else(|| panic!("the generated password is printed: {printed}"))
+        .trim()
+        .to_string();
+    assert!(password.len() >= 12, "{password}");
+    assert_eq!(
+        printed.matches(&password).count(),
+        1,
+        "shown once: {printed}"
+    );
+
+    let out = integro_with(dir.path(), &["user", "list", "--tenant", &tenant], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let row = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.contains("ann@example.com"))
+        .map(String::from)
+        .unwrap_or_else(|| panic!("ann is listed: {}", text(&out)));
+    assert!(row.split_whitespace().any(|w| w == "agent"), "{row}");
+    assert!(!text(&out).contains(&password), "never shown again");
+    let out = integro_with(
+        dir.path(),
+        &["--json", "user", "list", "--tenant", &tenant],
+        &[],
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["role"], "agent");
+    assert_eq!(listed[0]["user"]["email"], "ann@example.com");
+
+    // The password signs Ann in, as an agent of the tenant.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let child = Command::new(env!("CARGO_BIN_EXE_integro"))
+        .args(["serve", "--listen", &listen, "--data-dir"])
+        .arg(dir.path())
+        .env_remove("INTEGRO_DATABASE_URL")
+        .env_remove("INTEGRO_MASTER_KEY")
+        .env_remove("INTEGRO_CONFIG")
+        .env("INTEGRO_LOG", "warn")
+        .env("INTEGRO_ADMIN_PASSWORD", "operator-password-1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _server = Server(child);
+    let mut up = false;
+    for _ in 0..300 {
+        if std::net::TcpStream::connect(&listen).is_ok() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(up, "the server started");
+    let login = |password: &str| {
+        http(
+            &listen,
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            &serde_json::json!({ "email": "ann@example.com", "password": password }).to_string(),
+        )
+    };
+    let (status, body) = login("not-her-password");
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = login(&password);
+    assert_eq!(status, 200, "{body}");
+    let token = serde_json::from_str::<serde_json::Value>(&body).unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, body) = http(&listen, "GET", "/api/v1/auth/me", Some(&token), "");
+    assert_eq!(status, 200, "{body}");
+    let me: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let memberships = me["memberships"].as_array().unwrap();
+    assert_eq!(memberships.len(), 1, "{me}");
+    assert_eq!(memberships[0]["tenant_id"], tenant.as_str(), "{me}");
+    assert_eq!(memberships[0]["role"], "agent", "{me}");
+}

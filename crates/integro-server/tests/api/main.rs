@@ -13,6 +13,7 @@ mod operations;
 mod outbound;
 mod problems;
 mod proof;
+mod readme_features;
 mod reply_engine;
 mod secrets;
 mod silent_bots;
