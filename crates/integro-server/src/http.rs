@@ -29,7 +29,9 @@ pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
 
 pub fn router(state: AppState) -> Router {
     let config = state.config.clone();
-    let (api, api_openapi) = crate::api::router().split_for_parts();
+    let (api, mut api_openapi) = crate::api::router().split_for_parts();
+    let (visitors, visitors_openapi) = crate::api::web::public::visitor_router().split_for_parts();
+    api_openapi.merge(visitors_openapi);
     let (webhooks, webhooks_openapi) = crate::webhooks::router().split_for_parts();
     let openapi = crate::api::served_document(api_openapi, webhooks_openapi);
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
@@ -62,6 +64,18 @@ pub fn router(state: AppState) -> Router {
             .layer(cors(&config))
             .layer(timeout),
     );
+    // What a website's visitors call from its pages: CORS by the origins
+    // of the account the path names (`web::public::cors`), never the API's
+    // list, which would open them to the dashboard's origins (or any).
+    let visitors = per_route(visitors.with_state(state.clone())).layer(
+        ServiceBuilder::new()
+            .layer(middleware::from_fn(security_headers))
+            .layer(middleware::from_fn_with_state(
+                state.clone(),
+                crate::api::web::public::cors,
+            ))
+            .layer(timeout),
+    );
     // What providers call, server to server: no browser reads these
     // answers, so neither CORS nor the browser's security headers apply.
     // Both were a sixth of the webhook path's CPU at ingest saturation.
@@ -73,9 +87,10 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(timeout);
 
-    // Both, listed outermost first. Unknown paths get the API's answer
-    // (a router merged into another gives it its fallback).
-    webhooks.merge(api).layer(
+    // All three, listed outermost first. Unknown paths get the API's answer
+    // (a router merged into another gives it its fallback: the API's is
+    // merged last).
+    webhooks.merge(visitors).merge(api).layer(
         ServiceBuilder::new()
             .layer(middleware::from_fn(refuse_long_uri))
             .layer(middleware::map_request(drop_unusable_request_id))

@@ -323,6 +323,11 @@ impl App {
             rate_limit: Arc::new(RateLimit::per_hour(config.rate_limit_per_hour)),
             login_guard: Arc::new(crate::login_guard::LoginGuard::new()),
             refusals: crate::webhooks::refusals::Refusals::new(),
+            visitors: Arc::new(crate::api::web::public::Visitors::new(
+                &keyring
+                    .current()
+                    .derive(crate::api::web::public::TOKEN_KEY_PURPOSE),
+            )),
             streams: crate::streams::StreamSlots::new(
                 crate::streams::PER_CALLER,
                 crate::streams::PER_TENANT,
@@ -369,6 +374,7 @@ impl App {
         let limiter = self.state.rate_limit.clone();
         let login_guard = self.state.login_guard.clone();
         let refusals = self.state.refusals.clone();
+        let visitors = self.state.visitors.clone();
         let janitor = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
@@ -376,6 +382,7 @@ impl App {
                 limiter.forget_idle();
                 login_guard.forget_idle();
                 refusals.forget_idle();
+                visitors.forget_idle();
             }
         });
         let stopping = self.state.stopping.clone();

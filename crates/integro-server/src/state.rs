@@ -43,6 +43,8 @@ pub struct Shared {
     pub login_guard: Arc<crate::login_guard::LoginGuard>,
     /// Event streams open per caller and per tenant.
     pub streams: Arc<crate::streams::StreamSlots>,
+    /// Web chat visitors: their tokens' keys and rate limits (`api::web::public`).
+    pub visitors: Arc<crate::api::web::public::Visitors>,
     /// Refused webhooks per path and source, to hold back a flood of them.
     pub refusals: Arc<crate::webhooks::refusals::Refusals>,
     pub metrics: PrometheusHandle,
@@ -74,6 +76,14 @@ impl RateLimit {
             .allow_burst(n);
         RateLimit {
             limiter: RateLimiter::keyed(quota),
+        }
+    }
+
+    /// `n` requests per minute per caller, all of them at once at most.
+    pub fn per_minute(n: u32) -> RateLimit {
+        let n = NonZeroU32::new(n.max(1)).expect("at least one");
+        RateLimit {
+            limiter: RateLimiter::keyed(Quota::per_minute(n)),
         }
     }
 

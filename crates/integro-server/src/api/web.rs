@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use integro_core::{ChannelKind, InboundMessage, Permission};
@@ -24,11 +24,17 @@ use uuid::Uuid;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{ApiJson, TenantCtx};
 use crate::state::AppState;
+use crate::streams::StreamSlot;
 
+pub mod public;
+
+/// The web channel's routes for the tenant's callers (the public mode's
+/// settings among them); the visitors' own are `public::visitor_router`.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(post_message, read_messages))
         .routes(routes!(events))
+        .merge(public::settings_router())
 }
 
 const MAX_TEXT_CHARS: usize = 4096;
@@ -93,9 +99,26 @@ async fn post_message(
     ctx.require(Permission::Converse)?;
     let account = web_account(&state, &ctx, account_id).await?;
     check_contact(&req.contact_id)?;
-    // Control characters other than line breaks carry nothing a bot should read.
-    let text: String = req
-        .text
+    let inbound = InboundMessage {
+        provider_message_id: req
+            .message_id
+            .unwrap_or_else(|| integro_core::new_id().to_string()),
+        from: req.contact_id.trim().to_string(),
+        from_name: req.name,
+        phone_e164: None,
+        kind: "text".into(),
+        text: Some(clean_text(&req.text)?),
+        media: Vec::new(),
+        reply_to: None,
+    };
+    accept(&state, &account, &inbound, ctx.request_id()).await
+}
+
+/// A message's text as it is stored: control characters other than line
+/// breaks and tabs dropped (they carry nothing a bot should read); refused
+/// when nothing is left or when longer than `MAX_TEXT_CHARS`.
+fn clean_text(text: &str) -> ApiResult<String> {
+    let text: String = text
         .chars()
         .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
         .collect();
@@ -108,21 +131,20 @@ async fn post_message(
             format!("must be at most {MAX_TEXT_CHARS} characters"),
         ));
     }
-    let inbound = InboundMessage {
-        provider_message_id: req
-            .message_id
-            .unwrap_or_else(|| integro_core::new_id().to_string()),
-        from: req.contact_id.trim().to_string(),
-        from_name: req.name,
-        phone_e164: None,
-        kind: "text".into(),
-        text: Some(text),
-        media: Vec::new(),
-        reply_to: None,
-    };
+    Ok(text)
+}
+
+/// Stores a contact's message and queues the job that answers it: 202, or
+/// 200 when its id was seen before.
+async fn accept(
+    state: &AppState,
+    account: &Account,
+    inbound: &InboundMessage,
+    request_id: Option<&str>,
+) -> ApiResult<(StatusCode, Json<WebAccepted>)> {
     let mut tx = state.db.begin().await?;
     let outcome =
-        conversations::ingest(&mut Conn::of(&mut tx), &account, &inbound, ctx.request_id()).await?;
+        conversations::ingest(&mut Conn::of(&mut tx), account, inbound, request_id).await?;
     tx.commit().await?;
     state.wake.notify_one();
     Ok(match outcome {
@@ -156,26 +178,34 @@ async fn read_messages(
 ) -> ApiResult<Json<Page<Message>>> {
     ctx.require(Permission::Read)?;
     let account = web_account(&state, &ctx, account_id).await?;
-    let page = integro_store::PageRequest::parse(p.limit, p.cursor.as_deref())?;
-    let Some(conversation) =
-        conversations::find_open(&state.db, ctx.tenant_id, account.id, &p.contact_id).await?
-    else {
-        return Ok(Json(Page {
-            items: Vec::new(),
-            next_cursor: p.cursor,
-        }));
-    };
-    let mut messages =
-        conversations::messages(&state.db, ctx.tenant_id, conversation.id, &page).await?;
-    // An empty page keeps the caller's place, so polling never starts over.
-    if messages.next_cursor.is_none() {
-        messages.next_cursor = messages
-            .items
-            .last()
-            .map(|m| cursor_after(m.id))
-            .or(p.cursor);
-    }
+    let messages = contact_messages(&state, &account, &p.contact_id, p.limit, p.cursor).await?;
     Ok(Json(messages))
+}
+
+/// A page of the contact's open conversation, oldest first, after `cursor`.
+/// An empty page keeps the caller's place, so polling never starts over.
+async fn contact_messages(
+    state: &AppState,
+    account: &Account,
+    contact: &str,
+    limit: Option<u32>,
+    cursor: Option<String>,
+) -> ApiResult<Page<Message>> {
+    let tenant = account.tenant_id;
+    let page = integro_store::PageRequest::parse(limit, cursor.as_deref())?;
+    let Some(conversation) =
+        conversations::find_open(&state.db, tenant, account.id, contact).await?
+    else {
+        return Ok(Page {
+            items: Vec::new(),
+            next_cursor: cursor,
+        });
+    };
+    let mut messages = conversations::messages(&state.db, tenant, conversation.id, &page).await?;
+    if messages.next_cursor.is_none() {
+        messages.next_cursor = messages.items.last().map(|m| cursor_after(m.id)).or(cursor);
+    }
+    Ok(messages)
 }
 
 fn cursor_after(id: Uuid) -> String {
@@ -200,30 +230,53 @@ async fn events(
     ctx: TenantCtx,
     Path(account_id): Path<Uuid>,
     Query(p): Query<EventParams>,
+    headers: HeaderMap,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     ctx.require(Permission::Read)?;
     let account = web_account(&state, &ctx, account_id).await?;
     check_contact(&p.contact_id)?;
-    let tenant = ctx.tenant_id;
-    // Start after what exists now: the stream carries what comes next.
-    let start = match conversations::find_open(&state.db, tenant, account.id, &p.contact_id).await?
-    {
-        Some(c) => last_id(&state, tenant, c.id).await?,
-        None => None,
-    };
     let slot = state.streams.acquire(
         &format!(
             "{}:{}",
             ctx.actor().kind.as_str(),
             ctx.actor().id.as_deref().unwrap_or_default()
         ),
-        tenant,
+        ctx.tenant_id,
     )?;
+    reply_events(state, &account, p.contact_id, &headers, slot, |m| m).await
+}
+
+/// The bot's (and agents') replies to a contact as server-sent events, from
+/// now on, or after the event a reconnecting client names in
+/// `Last-Event-ID` (EventSource sends it, so nothing is lost in between):
+/// `event: message`, data = `view` of the message as JSON. Holds `slot`
+/// while open.
+async fn reply_events<V: Serialize + Send + 'static>(
+    state: AppState,
+    account: &Account,
+    contact: String,
+    headers: &HeaderMap,
+    slot: StreamSlot,
+    view: fn(Message) -> V,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>> + use<V>>> {
+    let (tenant, account_id) = (account.tenant_id, account.id);
+    // Only ever compared with the ids of this contact's own messages.
+    let last_seen = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| Uuid::parse_str(v.trim()).ok());
+    let start = match last_seen {
+        Some(id) => Some(id),
+        None => match conversations::find_open(&state.db, tenant, account_id, &contact).await? {
+            Some(c) => last_id(&state, tenant, c.id).await?,
+            None => None,
+        },
+    };
     let opened = std::time::Instant::now();
     let stream = futures_util::stream::unfold(
         (state, start, Vec::<Message>::new(), slot),
         move |(state, mut after, mut pending, slot)| {
-            let contact = p.contact_id.clone();
+            let contact = contact.clone();
             async move {
                 loop {
                     // Streams end on shutdown (so it is not held up) and after a
@@ -232,10 +285,11 @@ async fn events(
                         return None;
                     }
                     if let Some(m) = pending.pop() {
+                        let id = m.id.to_string();
                         let event = Event::default()
                             .event("message")
-                            .id(m.id.to_string())
-                            .json_data(&m)
+                            .id(id)
+                            .json_data(view(m))
                             .unwrap_or_default();
                         return Some((Ok(event), (state, after, pending, slot)));
                     }
@@ -245,7 +299,7 @@ async fn events(
                         _ = stopping.changed() => continue,
                     }
                     let Ok(Some(c)) =
-                        conversations::find_open(&state.db, tenant, account.id, &contact).await
+                        conversations::find_open(&state.db, tenant, account_id, &contact).await
                     else {
                         continue;
                     };

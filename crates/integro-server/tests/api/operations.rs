@@ -148,6 +148,13 @@ async fn openapi_lists_every_route(kind: DbKind) {
         ("/api/v1/web/{account_id}/messages", "post"),
         ("/api/v1/web/{account_id}/messages", "get"),
         ("/api/v1/web/{account_id}/events", "get"),
+        ("/api/v1/accounts/{id}/web-public", "get"),
+        ("/api/v1/accounts/{id}/web-public", "put"),
+        ("/api/v1/accounts/{id}/web-public/rotate-key", "post"),
+        ("/api/v1/web-public/{account_id}/sessions", "post"),
+        ("/api/v1/web-public/{account_id}/messages", "post"),
+        ("/api/v1/web-public/{account_id}/messages", "get"),
+        ("/api/v1/web-public/{account_id}/events", "get"),
         ("/api/v1/jobs", "get"),
         ("/api/v1/jobs/{id}", "get"),
         ("/api/v1/jobs/{id}/retry", "post"),
@@ -175,6 +182,24 @@ async fn openapi_lists_every_route(kind: DbKind) {
         "a route was added without a test listing it here"
     );
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    assert!(doc["components"]["securitySchemes"]["visitor"].is_object());
+    // The visitor routes take no API key: only a visitor token, or (to
+    // start a session) the publishable key.
+    for (path, method) in [
+        ("/api/v1/web-public/{account_id}/messages", "get"),
+        ("/api/v1/web-public/{account_id}/events", "get"),
+    ] {
+        assert_eq!(
+            paths[path][method]["security"],
+            serde_json::json!([{ "visitor": [] }]),
+            "{method} {path}"
+        );
+    }
+    assert!(
+        paths["/api/v1/web-public/{account_id}/sessions"]["post"]
+            .get("security")
+            .is_none()
+    );
 }
 
 async fn request_ids_are_made_or_kept(kind: DbKind) {
