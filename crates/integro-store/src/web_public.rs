@@ -191,19 +191,27 @@ fn new_key() -> (String, String, String) {
     (key, prefix, hash)
 }
 
+/// The settings of one account, to fetch where needed.
+fn by_account(
+    tenant_id: Uuid,
+    account_id: Uuid,
+) -> sqlx::query::QueryAs<'static, sqlx::Any, Row, sqlx::any::AnyArguments> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM web_public WHERE tenant_id = $1 AND account_id = $2"
+    )))
+    .bind(tenant_id.to_string())
+    .bind(account_id.to_string())
+}
+
 /// The account's public mode settings, if they were ever set.
 pub async fn get(
     db: &Db,
     tenant_id: Uuid,
     account_id: Uuid,
 ) -> Result<Option<WebPublic>, StoreError> {
-    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM web_public WHERE tenant_id = $1 AND account_id = $2"
-    )))
-    .bind(tenant_id.to_string())
-    .bind(account_id.to_string())
-    .fetch_optional(db.pool())
-    .await?;
+    let row = by_account(tenant_id, account_id)
+        .fetch_optional(db.pool())
+        .await?;
     row.map(from_row).transpose()
 }
 
@@ -212,13 +220,9 @@ async fn get_in(
     tenant_id: Uuid,
     account_id: Uuid,
 ) -> Result<Option<WebPublic>, StoreError> {
-    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM web_public WHERE tenant_id = $1 AND account_id = $2"
-    )))
-    .bind(tenant_id.to_string())
-    .bind(account_id.to_string())
-    .fetch_optional(&mut **tx)
-    .await?;
+    let row = by_account(tenant_id, account_id)
+        .fetch_optional(&mut **tx)
+        .await?;
     row.map(from_row).transpose()
 }
 

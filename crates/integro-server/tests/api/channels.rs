@@ -249,6 +249,28 @@ where
     panic!("condition not met within {timeout:?}");
 }
 
+/// Reads an event stream until `needle` shows up in it, for at most 15 s;
+/// panics, saying what it read, when it does not. Answers what it read.
+pub async fn read_until(
+    stream: &mut (impl futures_util::Stream<Item = reqwest::Result<axum::body::Bytes>> + Unpin),
+    needle: &str,
+) -> String {
+    use futures_util::StreamExt;
+    let mut seen = String::new();
+    let found = tokio::time::timeout(Duration::from_secs(15), async {
+        while let Some(chunk) = stream.next().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+            if seen.contains(needle) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(found, Ok(true), "`{needle}` arrives on the stream: {seen}");
+    seen
+}
+
 /// Decoded form fields of a provider request.
 pub fn form(req: &wiremock::Request) -> Vec<(String, String)> {
     form_urlencoded::parse(&req.body).into_owned().collect()

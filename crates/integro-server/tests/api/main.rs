@@ -19,3 +19,4 @@ mod secrets;
 mod silent_bots;
 mod tenancy;
 mod twilio_loop;
+mod web_public;

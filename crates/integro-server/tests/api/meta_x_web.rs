@@ -508,18 +508,7 @@ async fn web_channel_polling_and_events(kind: DbKind) {
     assert_eq!(again.status(), StatusCode::OK);
     assert_eq!(again.json::<Value>().await.unwrap()["duplicate"], true);
 
-    let mut seen = String::new();
-    let found = tokio::time::timeout(Duration::from_secs(15), async {
-        while let Some(chunk) = stream.next().await {
-            seen.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
-            if seen.contains(FALLBACK) {
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    assert_eq!(found, Ok(true), "the reply arrives on the stream: {seen}");
+    let seen = crate::channels::read_until(&mut stream, FALLBACK).await;
     assert!(seen.contains("event: message"));
 
     wait_until(Duration::from_secs(10), || async {
