@@ -7,6 +7,7 @@
 //!   figures can be stated as ratios.
 //! - `e2e` runs Integro itself against a built-in mock of the providers and
 //!   measures the whole loop: webhook in, reply out (see bench/README.md).
+//!   It exits non-zero when a target is missed (its summary says FAIL).
 //! - `mock-provider` stands in for the providers' send APIs when Integro's
 //!   workers run during another benchmark.
 
