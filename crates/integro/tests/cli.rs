@@ -1021,3 +1021,84 @@ fn user_create_with_a_role_and_a_generated_password() {
     assert_eq!(memberships[0]["tenant_id"], tenant.as_str(), "{me}");
     assert_eq!(memberships[0]["role"], "agent", "{me}");
 }
+
+/// 64 failed sign-ins (unknown accounts, 8 at a time) leave the server's
+/// memory where it was: each password hash takes ~19 MiB, which glibc kept
+/// per arena (the process was at ~400-500 MiB after them).
+#[cfg(target_os = "linux")]
+#[test]
+fn failed_sign_ins_do_not_grow_the_process() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_integro"))
+        .args(["serve", "--listen", &listen, "--data-dir"])
+        .arg(dir.path())
+        .env_remove("INTEGRO_DATABASE_URL")
+        .env_remove("INTEGRO_MASTER_KEY")
+        .env_remove("INTEGRO_CONFIG")
+        .env("INTEGRO_LOG", "warn")
+        .env("INTEGRO_ADMIN_PASSWORD", "operator-password-1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let rss_kib = |pid: u32| -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    };
+    let target = listen.clone();
+    let login = move |i: usize| -> String {
+        let listen = &target;
+        let body =
+            format!(r#"{{"email":"nobody{i}@example.com","password":"wrong-password-{i}"}}"#);
+        let mut stream = std::net::TcpStream::connect(&listen).unwrap();
+        write!(
+            stream,
+            "POST /api/v1/auth/login HTTP/1.1\r\nHost: {listen}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer.lines().next().unwrap_or_default().to_string()
+    };
+    let mut up = false;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(&listen).is_ok() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(up, "the server started");
+    let before = rss_kib(server.id());
+    let mut statuses = Vec::new();
+    for round in 0..8 {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let login = login.clone();
+                std::thread::spawn(move || login(round * 8 + i))
+            })
+            .collect();
+        statuses.extend(handles.into_iter().map(|h| h.join().unwrap()));
+    }
+    let after = rss_kib(server.id());
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(statuses.len(), 64);
+    assert!(statuses.iter().all(|s| s.contains(" 401 ")), "{statuses:?}");
+    assert!(
+        after < before + 64 * 1024,
+        "RSS grew from {before} KiB to {after} KiB"
+    );
+}
