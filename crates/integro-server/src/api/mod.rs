@@ -201,7 +201,10 @@ mod tests {
     /// (OpenAPI requires one; client generators refuse the document without).
     #[test]
     fn every_response_is_described() {
-        let (_, api) = router().split_for_parts();
+        // Assembled as `http::router` assembles it.
+        let (_, mut api) = router().split_for_parts();
+        let (_, visitors) = web::public::visitor_router().split_for_parts();
+        api.merge(visitors);
         let (_, webhooks) = crate::webhooks::router().split_for_parts();
         let doc = serde_json::to_value(served_document(api, webhooks)).unwrap();
         assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
