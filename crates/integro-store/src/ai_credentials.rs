@@ -99,7 +99,7 @@ fn validate(f: &CredentialFields, creating: bool) -> Result<(), StoreError> {
         None if f.provider == "openai_compatible" => {
             return Err(StoreError::invalid(
                 "base_url",
-                "is required for an OpenAI-compatible server, e.g. http://localhost:11434/v1",
+                "is required for an OpenAI-compatible server, e.g. http://127.0.0.1:11434/v1 (allowed by the operator with INTEGRO_OUTBOUND_ALLOW=127.0.0.1:11434)",
             ));
         }
         _ => {}
