@@ -186,9 +186,11 @@ async fn a_request_error_after_the_cool_down_closes_the_circuit() {
         ))
         .mount(&server)
         .await;
+    // A cool-down long enough that the call right after the failure surely
+    // falls within it, even on a loaded runner (50 ms did not).
     let ai = client_with(
         no_retries(),
-        Arc::new(CircuitBreakers::new(1, Duration::from_millis(50))),
+        Arc::new(CircuitBreakers::new(1, Duration::from_millis(500))),
     );
     let endpoint = openai(&server, "c");
     let err = ai
@@ -202,12 +204,24 @@ async fn a_request_error_after_the_cool_down_closes_the_circuit() {
             .unwrap_err(),
         AiError::CircuitOpen
     );
-    tokio::time::sleep(Duration::from_millis(70)).await;
+    assert_eq!(hits(&server).await, 1, "an open circuit sends nothing");
+    // After the cool-down, one trial call goes out; until then calls are
+    // refused without reaching the provider.
+    let started = std::time::Instant::now();
+    let err = loop {
+        match ai.chat(&endpoint, &request("m"), TIMEOUT).await {
+            Err(AiError::CircuitOpen) => {
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "the circuit never half-opened"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => break other.unwrap_err(),
+        }
+    };
+    assert_eq!(hits(&server).await, 2, "one trial call");
     // The trial call gets a 400: the provider answered, so the circuit closes.
-    let err = ai
-        .chat(&endpoint, &request("m"), TIMEOUT)
-        .await
-        .unwrap_err();
     assert!(
         matches!(err, AiError::BadRequest { status: 400, .. }),
         "{err:?}"

@@ -172,7 +172,9 @@ fn doctor_accepts_the_port_of_its_own_running_server() {
         .spawn()
         .unwrap();
     let mut up = false;
-    for _ in 0..100 {
+    // Up to 30 s: a debug build on a loaded runner may take a while to
+    // migrate and bind; the loop ends as soon as it listens.
+    for _ in 0..300 {
         if std::net::TcpStream::connect(&listen).is_ok() {
             up = true;
             break;

@@ -32,6 +32,7 @@ async fn api_key_works_until_revoked(kind: DbKind) {
         .fetch_all(app.state.db.pool())
         .await
         .unwrap();
+    assert!(!stored.is_empty(), "the key is stored");
     assert!(stored.iter().all(|h| !h.contains(&key[3..])));
 
     let res = app

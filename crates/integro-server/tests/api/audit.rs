@@ -82,13 +82,9 @@ async fn changes_are_audited(kind: DbKind) {
         .json()
         .await
         .unwrap();
-    assert!(
-        log["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|e| e["tenant_id"] == a.as_str())
-    );
+    let items = log["items"].as_array().unwrap();
+    assert!(!items.is_empty(), "A's own entries are listed: {log}");
+    assert!(items.iter().all(|e| e["tenant_id"] == a.as_str()), "{log}");
     let filtered: Value = app
         .get("/api/v1/audit-log?action=tenant.update", &admin_a)
         .await

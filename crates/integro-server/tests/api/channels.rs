@@ -207,6 +207,12 @@ impl Loop {
         self.outbound().await
     }
 
+    /// Waits until no job can run again (`settled`): from then on, what the
+    /// provider received is all it will receive.
+    pub async fn settled(&self) {
+        settled(&self.app, Duration::from_secs(30)).await
+    }
+
     pub async fn request(
         &self,
         method: Method,
@@ -247,6 +253,26 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("condition not met within {timeout:?}");
+}
+
+/// Waits until every job is done, dead or cancelled, so none can send
+/// again: "nothing more was sent" checks wait for this instead of sleeping
+/// for less than a retry's delay (the first is 0.5–1 s, `runner::backoff`,
+/// or the provider's Retry-After). No jobs at all counts as settled: a
+/// webhook's or request's jobs are committed before it is answered, and the
+/// jobs a job causes (a reply's send, an alert) in that job's own
+/// transaction.
+pub async fn settled(app: &TestApp, timeout: Duration) {
+    wait_until(timeout, || async {
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM jobs WHERE state NOT IN ('done', 'dead', 'cancelled')",
+        )
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap();
+        pending == 0
+    })
+    .await;
 }
 
 /// Reads an event stream until `needle` shows up in it, for at most 15 s;

@@ -116,7 +116,7 @@ async fn whatsapp_cloud_handshake_and_reply(kind: DbKind) {
         StatusCode::OK
     );
     t.wait_outbound_status("delivered").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    t.settled().await;
     assert_eq!(t.provider_requests().await.len(), 1);
 
     let malformed = "{\"object\": \"whatsapp_business_account\"";
@@ -148,7 +148,7 @@ async fn whatsapp_permanent_errors_keep_the_graph_code(kind: DbKind) {
     .await;
     let out = t.wait_outbound_status("failed").await;
     assert_eq!(out[0]["error_code"], "131047");
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    t.settled().await;
     assert_eq!(t.provider_requests().await.len(), 1, "not retried");
 }
 
@@ -411,7 +411,7 @@ async fn x_crc_is_not_a_signing_oracle(kind: DbKind) {
     assert!(refused.contains(&("GET".into(), 400)), "{refused:?}");
     assert!(refused.contains(&("GET".into(), 429)), "{refused:?}");
     assert!(refused.contains(&("POST".into(), 401)), "{refused:?}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    t.settled().await;
     assert!(t.provider_requests().await.is_empty(), "nothing answered");
 }
 
@@ -446,7 +446,7 @@ async fn x_mentions_from_blocked_authors_are_not_answered(kind: DbKind) {
     assert_eq!(post_x(&t, &allowed, &sig).await.status(), StatusCode::OK);
 
     t.wait_outbound_status("sent").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    t.settled().await;
     let sent = t.provider_requests().await;
     assert_eq!(
         sent.len(),

@@ -78,6 +78,7 @@ async fn plaintext_never_reaches_the_database(kind: DbKind) {
         .fetch_all(db.pool())
         .await
         .unwrap();
+    assert!(!stored.is_empty(), "the secret is stored");
     assert!(stored.iter().all(|c| !c.contains(PLAINTEXT)));
     if kind == DbKind::Sqlite {
         // Every byte on disk: the database file and its write-ahead log.

@@ -269,7 +269,7 @@ async fn a_reply_that_renders_empty_sends_the_fallback_and_records_an_event(kind
     // A contact with a name gets the rule's reply, and no event.
     t.twilio_message("SM2", "+14155550199", "my name?").await;
     assert_eq!(wait_bodies(&t, 2).await[1], "Ann");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    t.settled().await;
     assert_eq!(
         t.get("/api/v1/events?kind=reply_empty").await["items"]
             .as_array()
@@ -294,7 +294,7 @@ async fn a_default_answers_a_nameless_contact(kind: DbKind) {
     t.twilio_message("SM2", "+14155550199", "opening hours?")
         .await;
     assert_eq!(wait_bodies(&t, 2).await[1], "We open at 9, Ann.");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    t.settled().await;
     assert!(
         t.get("/api/v1/events?kind=reply_empty").await["items"]
             .as_array()

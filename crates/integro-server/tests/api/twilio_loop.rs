@@ -85,7 +85,7 @@ async fn a_signed_message_gets_exactly_one_reply(kind: DbKind) {
         assert_eq!(res.status(), StatusCode::OK);
     }
     assert_eq!(t.outbound().await[0]["status"], "read");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    t.settled().await;
     assert_eq!(t.provider_requests().await.len(), 1, "exactly one send");
 }
 
@@ -129,7 +129,7 @@ async fn wrong_signatures_are_refused_and_only_logged(kind: DbKind) {
             .unwrap()
             .contains("X-Twilio-Signature")
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    t.settled().await;
     assert!(t.provider_requests().await.is_empty());
 }
 
@@ -230,7 +230,7 @@ async fn a_webhook_delivered_three_times_at_once_is_answered_once(kind: DbKind) 
     t.wait_for_sends(1).await;
     let again = t.twilio_message("SMdup", "+14155550100", "hi").await;
     assert_eq!(again.status(), StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    t.settled().await;
     assert_eq!(t.provider_requests().await.len(), 1, "one reply");
     let inbound: Vec<Value> = t
         .messages()
@@ -269,7 +269,7 @@ async fn rate_limited_sends_are_retried_after_the_wait(kind: DbKind) {
     assert_eq!(out[0]["provider_message_id"], "SMok");
     let sends = t.provider_requests().await;
     assert_eq!(sends.len(), 2, "one refused, one delivered");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    t.settled().await;
     assert_eq!(t.provider_requests().await.len(), 2, "delivered once");
 }
 
@@ -293,7 +293,7 @@ async fn permanent_errors_fail_the_message_without_retrying(kind: DbKind) {
             .unwrap()
             .contains("not a valid phone number")
     );
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    t.settled().await;
     assert_eq!(t.provider_requests().await.len(), 1, "not retried");
 
     // The dead job is visible and can be retried once the cause is fixed.
@@ -571,6 +571,7 @@ async fn credentials_are_sealed_and_masked(kind: DbKind) {
         .fetch_all(t.app.state.db.pool())
         .await
         .unwrap();
+    assert!(!stored.is_empty(), "the account is stored");
     assert!(stored.iter().all(|s| !s.contains("twilio-auth-token-123")));
     let audit = t.get("/api/v1/audit-log?action=account.create").await;
     assert!(
