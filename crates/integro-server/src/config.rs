@@ -44,6 +44,11 @@ pub struct Config {
     /// (comma-separated, `*` for any); none by default.
     #[serde(deserialize_with = "string_or_list")]
     pub cors_origins: Vec<String>,
+    /// `INTEGRO_TRUSTED_PROXIES`: addresses of reverse proxies (exact IPs,
+    /// comma-separated) whose `X-Forwarded-For` names the client; the
+    /// per-address throttles then count the client, not the proxy.
+    #[serde(deserialize_with = "string_or_list")]
+    pub trusted_proxies: Vec<String>,
     /// `INTEGRO_DB_MAX_CONNECTIONS`: database pool size.
     pub db_max_connections: u32,
     /// `INTEGRO_LOG`: log filter, e.g. `info` or `integro=debug,info`.
@@ -108,6 +113,7 @@ impl Default for Config {
             body_limit_bytes: 1024 * 1024,
             request_timeout_secs: 30,
             cors_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
             db_max_connections: 10,
             log: "info".into(),
             log_format: "auto".into(),
@@ -176,6 +182,7 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.listen_addr()?;
+        self.trusted_proxy_addrs()?;
         if let Some(url) = &self.public_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
@@ -241,6 +248,20 @@ impl Config {
             Some(url) => url.clone(),
             None => format!("http://{bound}"),
         }
+    }
+
+    /// `trusted_proxies` parsed.
+    pub fn trusted_proxy_addrs(&self) -> Result<Vec<std::net::IpAddr>, ConfigError> {
+        self.trusted_proxies
+            .iter()
+            .map(|p| {
+                p.trim().parse().map_err(|_| {
+                    ConfigError::Invalid(format!(
+                        "INTEGRO_TRUSTED_PROXIES entry `{p}` is not an IP address"
+                    ))
+                })
+            })
+            .collect()
     }
 
     /// The base URL of webhooks and links: the public URL, or else the

@@ -2,6 +2,7 @@
 //! Swagger UI, authentication and tenancy, health checks and metrics.
 
 pub mod api;
+pub mod client_address;
 pub mod config;
 pub mod error;
 pub mod extract;

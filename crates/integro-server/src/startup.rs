@@ -314,6 +314,7 @@ impl App {
         let wake = Arc::new(tokio::sync::Notify::new());
         let (stop, stopping) = watch::channel(false);
         let engine = Arc::new(engine(&config));
+        let trusted_proxies: Arc<[std::net::IpAddr]> = config.trusted_proxy_addrs()?.into();
         let state = AppState::new(crate::state::Shared {
             stopping,
             ingest: crate::ingest::Ingestor::start(db.clone(), wake.clone()),
@@ -322,7 +323,8 @@ impl App {
             db,
             rate_limit: Arc::new(RateLimit::per_hour(config.rate_limit_per_hour)),
             login_guard: Arc::new(crate::login_guard::LoginGuard::new()),
-            refusals: crate::webhooks::refusals::Refusals::new(),
+            refusals: crate::webhooks::refusals::Refusals::new(trusted_proxies.clone()),
+            trusted_proxies,
             visitors: Arc::new(crate::api::web::public::Visitors::new(
                 &keyring
                     .current()

@@ -41,6 +41,8 @@ pub struct Shared {
     pub rate_limit: Arc<RateLimit>,
     /// Sign-in's throttles and password-hashing threads.
     pub login_guard: Arc<crate::login_guard::LoginGuard>,
+    /// `INTEGRO_TRUSTED_PROXIES`, parsed.
+    pub trusted_proxies: Arc<[std::net::IpAddr]>,
     /// Event streams open per caller and per tenant.
     pub streams: Arc<crate::streams::StreamSlots>,
     /// Web chat visitors: their tokens' keys and rate limits (`api::web::public`).

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use axum::Json;
 use axum::extract::{ConnectInfo, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use integro_store::api_keys::ApiKey;
 use integro_store::sessions::{self, RefreshError};
 use integro_store::users::{self, Membership, User};
@@ -74,9 +74,11 @@ fn tokens_for(state: &AppState, user: &User, refresh_token: String) -> TokenResp
 async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Json<TokenResponse>> {
-    state.login_guard.admit(&req.email, peer.ip())?;
+    let source = crate::client_address::client_address(peer.ip(), &headers, &state.trusted_proxies);
+    state.login_guard.admit(&req.email, source)?;
     let creds = users::find_credentials(&state.db, &req.email).await?;
     let (user, phc) = match creds {
         Some(c) => (Some(c.user), Some(c.password_hash)),

@@ -5,13 +5,13 @@
 //! are never refused in the first place, so they are never held back.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -21,6 +21,8 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use crate::error::ApiError;
 
 pub struct Refusals {
+    /// Reverse proxies whose `X-Forwarded-For` names the source.
+    trusted_proxies: Arc<[IpAddr]>,
     per_path: DefaultKeyedRateLimiter<(String, IpAddr)>,
     per_source: DefaultKeyedRateLimiter<IpAddr>,
     /// Sources (and paths) over budget, until when.
@@ -36,8 +38,9 @@ fn quota(per: Duration, burst: u32) -> Quota {
 }
 
 impl Refusals {
-    pub fn new() -> Arc<Refusals> {
+    pub fn new(trusted_proxies: Arc<[IpAddr]>) -> Arc<Refusals> {
         Arc::new(Refusals {
+            trusted_proxies,
             // 30 refusals at once, then one every 2 s, per path and source.
             per_path: RateLimiter::keyed(quota(Duration::from_secs(2), 30)),
             // 300 at once, then 5 a second, per source over all paths.
@@ -103,10 +106,11 @@ impl Refusals {
 
 /// The middleware around every webhook route.
 pub async fn limit(State(refusals): State<Arc<Refusals>>, req: Request, next: Next) -> Response {
-    let source = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    let source = crate::client_address::client_address(
+        crate::client_address::peer(req.extensions()),
+        req.headers(),
+        &refusals.trusted_proxies,
+    );
     let path = req.uri().path().to_string();
     if let Some(until) = refusals.blocked_until(&path, source) {
         metrics::counter!("integro_webhook_refusals_throttled_total").increment(1);
@@ -135,7 +139,7 @@ mod tests {
 
     #[test]
     fn a_source_over_budget_is_held_back_on_that_path_only() {
-        let refusals = Refusals::new();
+        let refusals = Refusals::new(Arc::from([]));
         let attacker: IpAddr = "203.0.113.9".parse().unwrap();
         let provider: IpAddr = "198.51.100.1".parse().unwrap();
         for _ in 0..30 {

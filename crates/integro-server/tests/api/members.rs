@@ -530,7 +530,55 @@ async fn sign_in_is_throttled_per_account_and_address(kind: DbKind) {
     );
 }
 
+/// Behind a trusted reverse proxy the throttles count the client that
+/// `X-Forwarded-For` names; from anyone else the header is ignored.
+async fn forwarded_addresses_count_only_from_trusted_proxies(kind: DbKind) {
+    for trusted in [true, false] {
+        let Some(app) = TestApp::spawn_with(kind, |c| {
+            if trusted {
+                c.trusted_proxies = vec!["127.0.0.1".into()];
+            }
+        })
+        .await
+        else {
+            return;
+        };
+        let attempt = |client: &'static str| {
+            app.client
+                .post(app.url("/api/v1/auth/login"))
+                .header("x-forwarded-for", client)
+                .json(&json!({ "email": "ann@example.com", "password": "wrong-password-x" }))
+                .send()
+        };
+        for _ in 0..10 {
+            assert_eq!(
+                attempt("198.51.100.1").await.unwrap().status(),
+                StatusCode::UNAUTHORIZED
+            );
+        }
+        assert_eq!(
+            attempt("198.51.100.1").await.unwrap().status(),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        let other = attempt("198.51.100.2").await.unwrap().status();
+        if trusted {
+            assert_eq!(
+                other,
+                StatusCode::UNAUTHORIZED,
+                "another client behind the proxy"
+            );
+        } else {
+            assert_eq!(
+                other,
+                StatusCode::TOO_MANY_REQUESTS,
+                "the header is not trusted"
+            );
+        }
+    }
+}
+
 db_tests!(
+    forwarded_addresses_count_only_from_trusted_proxies,
     no_one_sets_another_persons_password,
     invitations_work_once_and_can_be_revoked,
     roles_change_only_below_the_caller,

@@ -16,10 +16,9 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
 
 use axum::Json;
-use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, Request, State};
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
@@ -238,7 +237,7 @@ async fn tenant_web_account(state: &AppState, ctx: &TenantCtx, id: Uuid) -> ApiR
 }
 
 /// A web account's public mode (the publishable key is not shown again).
-#[utoipa::path(get, path = "/api/v1/accounts/{id}/web-public", tag = "web", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/accounts/{id}/web-public", operation_id = "get_web_public_settings", tag = "web", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Web channel account id")),
     responses(
         (status = 200, description = "The account's public mode", body = WebPublicView),
@@ -260,7 +259,7 @@ async fn get_settings(
 /// Turn a web account's public mode on or off and set its allowed origins.
 /// The first time, a publishable key is made and answered (201); keep it,
 /// it is not shown again.
-#[utoipa::path(put, path = "/api/v1/accounts/{id}/web-public", tag = "web", security(("bearer" = [])),
+#[utoipa::path(put, path = "/api/v1/accounts/{id}/web-public", operation_id = "put_web_public_settings", tag = "web", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Web channel account id")), request_body = SetWebPublic,
     responses(
         (status = 200, description = "Public mode changed", body = WebPublicView),
@@ -448,10 +447,12 @@ pub async fn cors(State(state): State<AppState>, mut req: Request, next: Next) -
         return response;
     }
 
-    let source = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string());
+    let source = crate::client_address::client_address(
+        crate::client_address::peer(req.extensions()),
+        req.headers(),
+        &state.trusted_proxies,
+    )
+    .to_string();
     if let Some(p) = &public
         && let Err(e) = state
             .visitors
@@ -748,7 +749,7 @@ impl From<Message> for VisitorMessage {
 }
 
 /// The visitor's message to the bot.
-#[utoipa::path(post, path = "/api/v1/web-public/{account_id}/messages", tag = "web-public", security(("visitor" = [])),
+#[utoipa::path(post, path = "/api/v1/web-public/{account_id}/messages", operation_id = "visitor_post_message", tag = "web-public", security(("visitor" = [])),
     params(("account_id" = Uuid, Path, description = "Web channel account id")), request_body = VisitorText,
     responses(
         (status = 202, description = "Stored; the reply follows", body = WebAccepted),
@@ -805,7 +806,7 @@ pub struct VisitorPage {
 
 /// The visitor's conversation, oldest first: their messages and the replies.
 /// Poll with the `next_cursor` of the last page to get only new ones.
-#[utoipa::path(get, path = "/api/v1/web-public/{account_id}/messages", tag = "web-public", security(("visitor" = [])),
+#[utoipa::path(get, path = "/api/v1/web-public/{account_id}/messages", operation_id = "visitor_read_messages", tag = "web-public", security(("visitor" = [])),
     params(("account_id" = Uuid, Path, description = "Web channel account id"), VisitorPage),
     responses(
         (status = 200, description = "A page of the visitor's conversation", body = Page<VisitorMessage>),
@@ -839,7 +840,7 @@ pub struct StreamParams {
 /// A server-sent-events stream of the replies to the visitor:
 /// `event: message`, data = the message as JSON. EventSource cannot send
 /// headers: pass the visitor token as `?token=`.
-#[utoipa::path(get, path = "/api/v1/web-public/{account_id}/events", tag = "web-public", security(("visitor" = [])),
+#[utoipa::path(get, path = "/api/v1/web-public/{account_id}/events", operation_id = "visitor_events", tag = "web-public", security(("visitor" = [])),
     params(("account_id" = Uuid, Path, description = "Web channel account id"), StreamParams),
     responses(
         (status = 200, description = "text/event-stream of messages", content_type = "text/event-stream"),
