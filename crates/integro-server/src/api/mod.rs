@@ -198,7 +198,8 @@ mod tests {
     use super::*;
 
     /// Every response object of the served document has a description
-    /// (OpenAPI requires one; client generators refuse the document without).
+    /// (OpenAPI requires one; client generators refuse the document
+    /// without), and every operation its own id.
     #[test]
     fn every_response_is_described() {
         // Assembled as `http::router` assembles it.
@@ -210,11 +211,19 @@ mod tests {
         assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
 
         let mut responses = Vec::new();
+        let mut operation_ids = std::collections::BTreeMap::new();
         for (path, item) in doc["paths"].as_object().unwrap() {
             for (method, operation) in item.as_object().unwrap() {
                 let Some(map) = operation.get("responses").and_then(Value::as_object) else {
                     continue;
                 };
+                // Unique too (utoipa takes the handler's name, which two
+                // modules may share: then `operation_id = "…"` in its path).
+                if let Some(id) = operation["operationId"].as_str()
+                    && let Some(other) = operation_ids.insert(id, format!("{method} {path}"))
+                {
+                    panic!("operationId {id} is both {other}'s and {method} {path}'s");
+                }
                 assert!(!map.is_empty(), "{method} {path} has no response");
                 for (status, response) in map {
                     responses.push((format!("{method} {path} {status}"), response));
