@@ -148,7 +148,12 @@ async fn refresh(
 /// Access tokens already issued expire on their own, within minutes.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
     request_body = RefreshRequest,
-    responses((status = 204, description = "Signed out")))]
+    responses(
+        (status = 204, description = "Signed out"),
+        (status = 400, description = "Malformed JSON", body = Problem),
+        (status = 415, description = "Not JSON", body = Problem),
+        (status = 422, description = "Invalid body", body = Problem),
+    ))]
 async fn logout(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<RefreshRequest>,

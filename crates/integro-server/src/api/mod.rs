@@ -53,6 +53,7 @@ pub mod webhook_logs;
         (name = "accounts", description = "Channel accounts (WhatsApp, Instagram, X, web)"),
         (name = "conversations", description = "Conversations, messages, manual replies"),
         (name = "web", description = "Integro's own web/API channel"),
+        (name = "web-public", description = "A website's chat widget: visitors with a publishable key and a visitor token"),
         (name = "jobs", description = "The job queue; dead jobs can be retried"),
         (name = "webhook-logs", description = "Every webhook request received"),
         (name = "webhooks", description = "Endpoints the channel providers call"),

@@ -72,6 +72,7 @@ async fn set_disabled(state: &AppState, auth: &Auth, id: Uuid, disabled: bool) -
     responses(
         (status = 200, description = "The disabled user", body = User),
         (status = 403, description = "Not a platform operator", body = Problem),
+        (status = 409, description = "Operators cannot disable themselves", body = Problem),
         (status = 404, description = "No such user", body = Problem),
     ))]
 async fn disable_user(
