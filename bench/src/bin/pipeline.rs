@@ -238,13 +238,13 @@ async fn main() -> anyhow::Result<()> {
     tx.commit().await?;
     let bot = bots::get(&db, tenant.id, bot.id).await?.context("bot")?;
     // The instant provider listens on loopback: an outbound policy exception.
-    let provider = base_url.trim_start_matches("http://").trim_end_matches("/v1");
-    let engine = Arc::new(integro_server::startup::engine(
-        &integro_server::Config {
-            outbound_allow: vec![provider.to_string()],
-            ..integro_server::Config::default()
-        },
-    ));
+    let provider = base_url
+        .trim_start_matches("http://")
+        .trim_end_matches("/v1");
+    let engine = Arc::new(integro_server::startup::engine(&integro_server::Config {
+        outbound_allow: vec![provider.to_string()],
+        ..integro_server::Config::default()
+    }));
 
     let turn = |text: String| {
         let (db, keyring, engine, bot, conversation) =
