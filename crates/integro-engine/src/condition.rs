@@ -2,7 +2,7 @@
 //!
 //! CEL is a small, side-effect-free, non-Turing-complete language, which is
 //! what a user-written condition needs:
-//! `channel == "whatsapp" && now.hour >= 9`. Conditions are compiled once when a rule set is built and then
+//! `channel == "whatsapp_cloud" && now.hour >= 9`. Conditions are compiled once when a rule set is built and then
 //! evaluated against a [`Vars`] tree. Input is untrusted, so compilation
 //! bounds the source length and the nesting of list macros (the one way a
 //! CEL program can do a lot of work), and both compilation and evaluation
