@@ -53,7 +53,6 @@ pub mod webhook_logs;
         (name = "accounts", description = "Channel accounts (WhatsApp, Instagram, X, web)"),
         (name = "conversations", description = "Conversations, messages, manual replies"),
         (name = "web", description = "Integro's own web/API channel"),
-        (name = "web-public", description = "A website's chat widget: visitors with a publishable key and a visitor token"),
         (name = "jobs", description = "The job queue; dead jobs can be retried"),
         (name = "webhook-logs", description = "Every webhook request received"),
         (name = "webhooks", description = "Endpoints the channel providers call"),
@@ -235,6 +234,12 @@ mod tests {
             for (name, response) in map {
                 responses.push((format!("components.responses.{name}"), response));
             }
+        }
+        // Tag names are unique (the validator refuses a repeated one).
+        let mut tags = std::collections::BTreeSet::new();
+        for tag in doc["tags"].as_array().unwrap() {
+            let name = tag["name"].as_str().unwrap();
+            assert!(tags.insert(name), "the tag {name} is declared twice");
         }
         assert!(responses.len() > 100, "only {} responses", responses.len());
         for (at, response) in responses {
