@@ -190,7 +190,10 @@ impl Setup {
         let mut command = self.command(&[what]);
         if what == "worker" {
             // `serve` runs none when worker processes are asked for; these do.
-            command.env("INTEGRO_WORKERS", "16");
+            // Each serves its probes on a port of its own.
+            command
+                .env("INTEGRO_WORKERS", "16")
+                .env("INTEGRO_WORKER_LISTEN", "127.0.0.1:0");
         }
         let child = command
             .stdout(log.try_clone()?)

@@ -72,6 +72,14 @@ pub struct Config {
     pub max_in_flight: usize,
     /// `INTEGRO_WORKERS`: jobs run at once by this process (0: `serve` runs no workers).
     pub workers: usize,
+    /// `INTEGRO_AUTO_MIGRATE`: `serve` and `worker` apply pending migrations
+    /// when they start (default); with `false` they refuse to start on a
+    /// database that is behind (migrations then run as their own step,
+    /// `integro migrate`, e.g. a deployment's hook job).
+    pub auto_migrate: bool,
+    /// `INTEGRO_WORKER_LISTEN`: where `integro worker` serves `/healthz`,
+    /// `/readyz` and `/metrics`.
+    pub worker_listen: String,
     /// `INTEGRO_WEBHOOK_LOG_RETENTION_DAYS`: how long the webhook log keeps entries.
     pub webhook_log_retention_days: u64,
     /// `INTEGRO_JOB_LEASE_SECS`: how long a worker holds a job without
@@ -124,6 +132,8 @@ impl Default for Config {
             x_api_base: "https://api.x.com".into(),
             provider_timeout_secs: 15,
             workers: 16,
+            auto_migrate: true,
+            worker_listen: "127.0.0.1:9091".into(),
             max_in_flight: 2048,
             webhook_log_retention_days: 7,
             job_lease_secs: 60,

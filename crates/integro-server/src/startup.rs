@@ -193,6 +193,22 @@ pub async fn open_database(config: &Config, migrate: bool) -> anyhow::Result<Db>
     Ok(db)
 }
 
+/// Fails, saying what to run, when the database lacks a migration this
+/// binary needs (`INTEGRO_AUTO_MIGRATE=false`).
+pub async fn require_migrated(db: &Db) -> anyhow::Result<()> {
+    let applied = db.applied_migrations().await.unwrap_or_default();
+    let latest = Db::latest_migration();
+    if !applied.contains(&latest) {
+        bail!(
+            "the {} database is at schema version {} and this binary needs {latest}; \
+             INTEGRO_AUTO_MIGRATE is false, so run `integro migrate` first",
+            db.backend().name(),
+            applied.last().copied().unwrap_or(0)
+        );
+    }
+    Ok(())
+}
+
 /// The first operator account, created when none exists.
 #[derive(Debug, Clone)]
 pub struct BootstrappedOperator {
@@ -308,7 +324,10 @@ impl App {
         config.normalize();
         config.validate()?;
         let (keyring, key_source) = load_keyring(&config)?;
-        let db = open_database(&config, true).await?;
+        let db = open_database(&config, config.auto_migrate).await?;
+        if !config.auto_migrate {
+            require_migrated(&db).await?;
+        }
         let operator = bootstrap_operator(&db, &config).await?;
         let tokens = TokenKeys::new(&keyring.current().derive("jwt-access-v1"));
         let wake = Arc::new(tokio::sync::Notify::new());
@@ -364,6 +383,28 @@ impl App {
         let _ = self.stop.send(true);
         let _ = task.await;
         self.state.db.close().await;
+    }
+
+    /// Serves `/healthz`, `/readyz` and `/metrics` alone on `listener`
+    /// until the process stops: a worker process is probed and scraped
+    /// there.
+    pub fn spawn_probes(&self, listener: TcpListener) -> tokio::task::JoinHandle<()> {
+        let router = crate::api::health::router()
+            .split_for_parts()
+            .0
+            .with_state(self.state.clone());
+        let mut stopping = self.state.stopping.clone();
+        tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stopping.wait_for(|stop| *stop).await;
+            };
+            if let Err(e) = axum::serve(listener, router)
+                .with_graceful_shutdown(stopped)
+                .await
+            {
+                tracing::error!(error = %e, "the probes' server stopped");
+            }
+        })
     }
 
     /// Serves until `shutdown` resolves, then drains open requests; runs

@@ -47,8 +47,20 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
     },
-    /// Run only workers (no HTTP), e.g. several processes sharing one PostgreSQL.
-    Worker,
+    /// Run only workers, e.g. several processes sharing one PostgreSQL; serves
+    /// /healthz, /readyz and /metrics on its own address.
+    Worker {
+        /// Address of the probes (also INTEGRO_WORKER_LISTEN; default 127.0.0.1:9091).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
+    /// Exit 0 when the server is ready (its /readyz answers ok), 1 otherwise:
+    /// for container health checks, where there is no curl.
+    Health {
+        /// The server's base URL (default: http://<INTEGRO_LISTEN>).
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
     /// Apply pending database migrations and exit.
     Migrate,
     /// Check configuration, master key, database and listen address; exits non-zero on a problem.
@@ -294,6 +306,12 @@ fn main() -> ExitCode {
     {
         config.listen = listen.clone();
     }
+    if let Command::Worker {
+        listen: Some(listen),
+    } = &cli.command
+    {
+        config.worker_listen = listen.clone();
+    }
     let config_file = cli
         .config
         .clone()
@@ -306,7 +324,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve { .. } => serve(config).await,
-            Command::Worker => worker(config).await,
+            Command::Worker { .. } => worker(config).await,
+            Command::Health { url } => return Ok(health(&config, url.as_deref()).await),
             Command::Bot(cmd) => admin::bot(&config, cmd, cli.json).await,
             Command::Rules(cmd) => reply::rules(&config, cmd).await,
             Command::Ai(cmd) => reply::ai(&config, cmd).await,
@@ -381,7 +400,20 @@ async fn worker(config: Config) -> anyhow::Result<()> {
     if config.workers == 0 {
         anyhow::bail!("INTEGRO_WORKERS is 0: a worker process needs at least one");
     }
+    let listener = tokio::net::TcpListener::bind(&config.worker_listen)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on {} for the worker's probes: {e}; choose another address with --listen or INTEGRO_WORKER_LISTEN",
+                config.worker_listen
+            )
+        })?;
+    let probes = listener.local_addr()?;
     let app = App::build(config).await?;
+    let _probes = app.spawn_probes(listener);
+    println!(
+        "  Probes   http://{probes}/healthz   http://{probes}/readyz   http://{probes}/metrics"
+    );
     println!(
         "Integro {} worker running {} jobs at a time on {}",
         env!("CARGO_PKG_VERSION"),
@@ -391,6 +423,52 @@ async fn worker(config: Config) -> anyhow::Result<()> {
     app.run_workers(startup::shutdown_signal()).await;
     println!("Integro worker stopped.");
     Ok(())
+}
+
+/// `integro health`: GET `<url>/readyz`; ready or not, in one line.
+async fn health(config: &Config, url: Option<&str>) -> ExitCode {
+    let base = match url {
+        Some(url) => url.trim_end_matches('/').to_string(),
+        None => {
+            // A server bound to every interface is reached on loopback.
+            let listen = config
+                .listen
+                .replace("0.0.0.0", "127.0.0.1")
+                .replace("[::]", "[::1]");
+            format!("http://{listen}")
+        }
+    };
+    let client = match reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+    {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!("not ready: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match client.get(format!("{base}/readyz")).send().await {
+        Ok(res) => {
+            let status = res.status();
+            let body: serde_json::Value = res.json().await.unwrap_or_default();
+            if status.is_success() && body["status"] == "ok" {
+                println!(
+                    "ready: {base} (version {})",
+                    body["version"].as_str().unwrap_or("?")
+                );
+                ExitCode::SUCCESS
+            } else {
+                let reason = body["reason"].as_str().unwrap_or("no reason given");
+                eprintln!("not ready: {base} answered {status}: {reason}");
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("not ready: {base} cannot be reached: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn migrate(config: Config) -> anyhow::Result<()> {

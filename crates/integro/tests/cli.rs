@@ -876,6 +876,11 @@ impl Drop for Server {
 /// listens (up to 30 s: a debug build on a loaded runner may take a while
 /// to migrate and bind); the server and its address.
 fn serve(data_dir: &std::path::Path) -> (Server, String) {
+    serve_with(data_dir, &[])
+}
+
+/// `serve`, with more environment variables.
+fn serve_with(data_dir: &std::path::Path, env: &[(&str, &str)]) -> (Server, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -890,6 +895,7 @@ fn serve(data_dir: &std::path::Path) -> (Server, String) {
         .env_remove("INTEGRO_CONFIG")
         .env("INTEGRO_LOG", "warn")
         .env("INTEGRO_ADMIN_PASSWORD", "operator-password-1")
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -1043,4 +1049,97 @@ fn failed_sign_ins_do_not_grow_the_process() {
         after < before + 64 * 1024,
         "RSS grew from {before} KiB to {after} KiB"
     );
+}
+
+/// A free port on 127.0.0.1.
+fn free_address() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
+/// `integro worker` serves `/healthz`, `/readyz` and `/metrics` on its own
+/// address, and `integro health` says whether a server there is ready.
+#[test]
+fn workers_serve_probes_and_health_checks_them() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(integro(dir.path(), &["migrate"], &[]).status.success());
+    let probes = free_address();
+    let child = Command::new(env!("CARGO_BIN_EXE_integro"))
+        .args(["worker", "--listen", &probes, "--data-dir"])
+        .arg(dir.path())
+        .env_remove("INTEGRO_DATABASE_URL")
+        .env_remove("INTEGRO_MASTER_KEY")
+        .env_remove("INTEGRO_CONFIG")
+        .env("INTEGRO_LOG", "warn")
+        .env("INTEGRO_ADMIN_PASSWORD", "operator-password-1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let worker = Server(child);
+    let up = (0..300).any(|_| {
+        let up = std::net::TcpStream::connect(&probes).is_ok();
+        if !up {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        up
+    });
+    assert!(up, "the worker's probes listen on {probes}");
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let (status, body) = http(&probes, "GET", path, None, "");
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    let url = format!("http://{probes}");
+    let out = integro(dir.path(), &["health", "--url", &url], &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("ready"), "{}", text(&out));
+
+    drop(worker);
+    let out = integro(dir.path(), &["health", "--url", &url], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("cannot be reached"), "{}", text(&out));
+}
+
+/// With `INTEGRO_AUTO_MIGRATE=false`, `serve` refuses a database that is
+/// behind and says what to run; after `integro migrate` it starts.
+#[test]
+fn without_auto_migrate_serve_needs_a_migrated_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = free_address();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_integro"))
+        .args(["serve", "--listen", &listen, "--data-dir"])
+        .arg(dir.path())
+        .env_remove("INTEGRO_DATABASE_URL")
+        .env_remove("INTEGRO_MASTER_KEY")
+        .env_remove("INTEGRO_CONFIG")
+        .env("INTEGRO_LOG", "warn")
+        .env("INTEGRO_AUTO_MIGRATE", "false")
+        .env("INTEGRO_ADMIN_PASSWORD", "operator-password-1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut exited = None;
+    for _ in 0..300 {
+        if let Some(status) = child.try_wait().unwrap() {
+            exited = Some(status);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let Some(status) = exited else {
+        let _ = child.kill();
+        panic!("serve started on a database that was never migrated");
+    };
+    let out = child.wait_with_output().unwrap();
+    assert!(!status.success());
+    let said = text(&out);
+    assert!(said.contains("integro migrate"), "{said}");
+
+    assert!(integro(dir.path(), &["migrate"], &[]).status.success());
+    let (_server, _) = serve_with(dir.path(), &[("INTEGRO_AUTO_MIGRATE", "false")]);
 }
