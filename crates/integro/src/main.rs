@@ -2,6 +2,7 @@
 //! manage it from the server's shell, on the same database.
 
 mod admin;
+mod backup;
 mod doctor;
 mod reply;
 
@@ -63,6 +64,18 @@ enum Command {
     },
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Copy the SQLite database to FILE, consistently, while the server runs
+    /// (PostgreSQL: says how to use pg_dump). Keep the master key with it.
+    Backup {
+        /// The new file (never overwritten).
+        file: PathBuf,
+    },
+    /// Put a backup made by `integro backup` in place of the SQLite database
+    /// (the one it replaces is kept aside). Stop every Integro process first.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+    },
     /// Check configuration, master key, database and listen address; exits non-zero on a problem.
     Doctor {
         /// Address the server listens on (also INTEGRO_LISTEN).
@@ -331,6 +344,8 @@ fn main() -> ExitCode {
             Command::Ai(cmd) => reply::ai(&config, cmd).await,
             Command::Account(cmd) => admin::account(&config, cmd, cli.json).await,
             Command::Migrate => migrate(config).await,
+            Command::Backup { file } => backup::backup(&config, &file).await,
+            Command::Restore { file } => backup::restore(&config, &file).await,
             Command::Doctor { .. } => {
                 return Ok(doctor::run(&config, config_file.as_deref(), cli.json).await);
             }

@@ -1143,3 +1143,98 @@ fn without_auto_migrate_serve_needs_a_migrated_database() {
     assert!(integro(dir.path(), &["migrate"], &[]).status.success());
     let (_server, _) = serve_with(dir.path(), &[("INTEGRO_AUTO_MIGRATE", "false")]);
 }
+
+/// `integro backup` copies the SQLite database (never over a file);
+/// `integro restore` puts a copy back, keeps the one it replaces, refuses
+/// what is not an Integro database, and refuses while a server answers.
+#[test]
+fn backups_restore_what_they_copied() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let listen = free_address();
+    let env = [("INTEGRO_LISTEN", listen.as_str())];
+    assert!(integro(&data, &["migrate"], &env).status.success());
+    assert!(
+        integro(&data, &["tenant", "create", "Before"], &env)
+            .status
+            .success()
+    );
+    let file = dir.path().join("integro-backup.db");
+    let out = integro(&data, &["backup", file.to_str().unwrap()], &env);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("master key"), "{}", text(&out));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let out = integro(&data, &["backup", file.to_str().unwrap()], &env);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("exists already"), "{}", text(&out));
+
+    assert!(
+        integro(&data, &["tenant", "create", "After"], &env)
+            .status
+            .success()
+    );
+    let out = integro(&data, &["restore", file.to_str().unwrap()], &env);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = integro(&data, &["tenant", "list"], &env);
+    let listed = text(&out);
+    assert!(
+        listed.contains("Before") && !listed.contains("After"),
+        "{listed}"
+    );
+    let kept = std::fs::read_dir(&data)
+        .unwrap()
+        .filter_map(Result::ok)
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("integro.db.before-restore-")
+        });
+    assert!(kept, "the replaced database is kept");
+
+    // Not an Integro database: refused, nothing replaced.
+    let junk = dir.path().join("junk.db");
+    std::fs::write(&junk, b"not a database at all").unwrap();
+    let out = integro(&data, &["restore", junk.to_str().unwrap()], &env);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("cannot be restored"), "{}", text(&out));
+    let listed = text(&integro(&data, &["tenant", "list"], &env));
+    assert!(listed.contains("Before"), "{listed}");
+
+    // A running server holds the database.
+    let (_server, running) = serve(&data);
+    let out = integro(
+        &data,
+        &["restore", file.to_str().unwrap()],
+        &[("INTEGRO_LISTEN", running.as_str())],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("stop every Integro"), "{}", text(&out));
+}
+
+/// On PostgreSQL, `integro backup` names the server's version and the
+/// tools to use, and copies nothing.
+#[test]
+fn backups_of_postgresql_point_at_pg_dump() {
+    let Ok(url) = std::env::var("INTEGRO_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("never.db");
+    let out = integro(
+        dir.path(),
+        &["backup", file.to_str().unwrap()],
+        &[("INTEGRO_DATABASE_URL", url.as_str())],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains("pg_dump") && said.contains("PostgreSQL 1"),
+        "{said}"
+    );
+    assert!(!file.exists());
+}
