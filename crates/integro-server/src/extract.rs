@@ -59,65 +59,45 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// Where in a JSON document a string (or a key) holds U+0000, as a field
-/// path (`name`, `rules[2].reply`).
-fn nul_path(value: &serde_json::Value, path: &str) -> Option<String> {
-    use serde_json::Value;
-    let join = |key: &str| match path {
-        "" => key.to_string(),
-        _ => format!("{path}.{key}"),
-    };
-    match value {
-        Value::String(s) if s.contains('\0') => Some(if path.is_empty() {
-            "body".into()
-        } else {
-            path.into()
-        }),
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .find_map(|(i, v)| nul_path(v, &format!("{path}[{i}]"))),
-        Value::Object(map) => map.iter().find_map(|(k, v)| {
-            if k.contains('\0') {
-                Some(join(&k.replace('\0', "\\u0000")))
-            } else {
-                nul_path(v, &join(k))
-            }
-        }),
-        _ => None,
-    }
-}
-
 /// The longest string any API field takes (a persona's instructions, a
 /// system prompt); shorter limits are the resources' own.
 pub const MAX_FIELD_CHARS: usize = 32_768;
 
-/// The first string (or key) longer than `MAX_FIELD_CHARS`, as a field path.
-fn overlong_path(value: &serde_json::Value, path: &str) -> Option<String> {
+/// What is wrong with a string of a JSON body, whatever its field: U+0000
+/// (PostgreSQL cannot store it, nor can it be shown safely) or a length past
+/// `MAX_FIELD_CHARS`.
+fn bad_text(text: &str) -> Option<String> {
+    if text.contains('\0') {
+        Some("must not contain the NUL character (U+0000)".into())
+    } else if text.chars().count() > MAX_FIELD_CHARS {
+        Some(format!("must be at most {MAX_FIELD_CHARS} characters"))
+    } else {
+        None
+    }
+}
+
+/// The first string or key of a JSON document that `bad_text` refuses, as a
+/// field path (`name`, `rules[2].reply`; `body` for the document itself),
+/// with why.
+fn first_bad_text(value: &serde_json::Value, path: &str) -> Option<(String, String)> {
     use serde_json::Value;
-    let at = |p: &str| {
-        if p.is_empty() {
-            "body".to_string()
-        } else {
-            p.to_string()
-        }
-    };
     match value {
-        Value::String(s) if s.chars().count() > MAX_FIELD_CHARS => Some(at(path)),
+        Value::String(text) => bad_text(text).map(|why| {
+            let field = if path.is_empty() { "body" } else { path };
+            (field.to_string(), why)
+        }),
         Value::Array(items) => items
             .iter()
             .enumerate()
-            .find_map(|(i, v)| overlong_path(v, &format!("{path}[{i}]"))),
-        Value::Object(map) => map.iter().find_map(|(k, v)| {
-            let child = if path.is_empty() {
-                k.clone()
-            } else {
-                format!("{path}.{k}")
+            .find_map(|(i, v)| first_bad_text(v, &format!("{path}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(key, v)| {
+            let child = match path {
+                "" => key.replace('\0', "\\u0000"),
+                _ => format!("{path}.{}", key.replace('\0', "\\u0000")),
             };
-            if k.chars().count() > MAX_FIELD_CHARS {
-                Some(child)
-            } else {
-                overlong_path(v, &child)
+            match bad_text(key) {
+                Some(why) => Some((child, why)),
+                None => first_bad_text(v, &child),
             }
         }),
         _ => None,
@@ -125,28 +105,15 @@ fn overlong_path(value: &serde_json::Value, path: &str) -> Option<String> {
 }
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
-    // Only a body that long can hold a string that long: the walk costs
-    // nothing to the common small request.
-    if bytes.len() > MAX_FIELD_CHARS
+    // Only a body that long can hold a string that long, and `\u0000` is
+    // the only way U+0000 can be written in valid JSON: the common small
+    // request is never parsed twice.
+    let may_hold_nul = bytes.windows(6).any(|w| w == b"\\u0000");
+    if (bytes.len() > MAX_FIELD_CHARS || may_hold_nul)
         && let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes)
-        && let Some(field) = overlong_path(&value, "")
+        && let Some((field, why)) = first_bad_text(&value, "")
     {
-        return Err(ApiError::invalid_field(
-            &field,
-            format!("must be at most {MAX_FIELD_CHARS} characters"),
-        ));
-    }
-    // U+0000 cannot be stored (PostgreSQL refuses it in text) nor shown
-    // safely: refused with the field's name. Escaped as `\u0000` is the only
-    // way it can appear in valid JSON, so the walk runs only then.
-    if bytes.windows(6).any(|w| w == b"\\u0000")
-        && let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes)
-        && let Some(field) = nul_path(&value, "")
-    {
-        return Err(ApiError::invalid_field(
-            &field,
-            "must not contain the NUL character (U+0000)",
-        ));
+        return Err(ApiError::invalid_field(&field, why));
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {

@@ -2,10 +2,10 @@
 //! and throttles that slow a guesser without locking the real person out.
 //!
 //! * Hashes run on `HASH_THREADS` dedicated threads behind a bounded queue:
-//!   argon2id takes ~19 MiB a hash, and the allocator keeps that per thread
-//!   that ever ran one, so hashing on the shared blocking pool let a burst of
-//!   failed logins grow the process by hundreds of MiB. Past the queue's
-//!   length a login answers 503 rather than waiting without bound.
+//!   argon2id takes ~19 MiB a hash, so at most two are in memory at once
+//!   (`startup::return_large_blocks_to_the_system` makes each go back to the
+//!   system when done). Past the queue's length a login answers 503 rather
+//!   than waiting without bound.
 //! * Throttles: a budget of attempts per source address, and a smaller one
 //!   per (account, address). The account alone is never a key, so someone
 //!   guessing from elsewhere cannot lock its owner out.
@@ -13,17 +13,15 @@
 //!   a known one and the timing does not tell which emails have accounts.
 
 use std::net::IpAddr;
-use std::num::NonZeroU32;
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use integro_store::credentials::{hash_password, random_token, verify_password};
 
 use crate::error::ApiError;
+use crate::state::RateLimit;
 
 /// Threads that compute password hashes.
 pub const HASH_THREADS: usize = 2;
@@ -34,14 +32,8 @@ type Job = Box<dyn FnOnce() + Send>;
 
 pub struct LoginGuard {
     jobs: SyncSender<Job>,
-    per_address: DefaultKeyedRateLimiter<IpAddr>,
-    per_account_address: DefaultKeyedRateLimiter<(String, IpAddr)>,
-}
-
-fn quota(per: Duration, burst: u32) -> Quota {
-    Quota::with_period(per)
-        .expect("non-zero period")
-        .allow_burst(NonZeroU32::new(burst).expect("non-zero burst"))
+    per_address: RateLimit<IpAddr>,
+    per_account_address: RateLimit<(String, IpAddr)>,
 }
 
 impl Default for LoginGuard {
@@ -52,7 +44,6 @@ impl Default for LoginGuard {
 
 impl LoginGuard {
     pub fn new() -> LoginGuard {
-        return_large_blocks_to_the_system();
         let (jobs, queue) = sync_channel::<Job>(HASH_QUEUE);
         let queue = Arc::new(Mutex::new(queue));
         for i in 0..HASH_THREADS {
@@ -76,32 +67,19 @@ impl LoginGuard {
             jobs,
             // 100 attempts at once, then one a second, per source address
             // (generous: a reverse proxy is one address for everyone).
-            per_address: RateLimiter::keyed(quota(Duration::from_secs(1), 100)),
+            per_address: RateLimit::new(Duration::from_secs(1), 100),
             // 10 attempts at once, then one every 30 s, per account and address.
-            per_account_address: RateLimiter::keyed(quota(Duration::from_secs(30), 10)),
+            per_account_address: RateLimit::new(Duration::from_secs(30), 10),
         }
     }
 
     /// Counts an attempt to sign in as `email` from `address`; 429 with a
     /// retry-after past either budget.
     pub fn admit(&self, email: &str, address: IpAddr) -> Result<(), ApiError> {
-        let now = DefaultClock::default().now();
-        let refused = |not_until: governor::NotUntil<_>| {
-            let wait = not_until.wait_time_from(now);
-            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            ApiError {
-                retry_after_secs: Some(secs.max(1)),
-                ..ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    "too many sign-in attempts; wait before trying again",
-                )
-            }
-        };
-        self.per_address.check_key(&address).map_err(refused)?;
+        const WHAT: &str = "sign-in attempts";
+        self.per_address.check_for(&address, WHAT)?;
         self.per_account_address
-            .check_key(&(email.trim().to_lowercase(), address))
-            .map_err(refused)
+            .check_for(&(email.trim().to_lowercase(), address), WHAT)
     }
 
     /// Checks `password` against `phc` (or, with no account, against a dummy
@@ -140,30 +118,8 @@ impl LoginGuard {
 
     /// Forgets addresses that are back to a full allowance (run periodically).
     pub fn forget_idle(&self) {
-        self.per_address.retain_recent();
-        self.per_address.shrink_to_fit();
-        self.per_account_address.retain_recent();
-        self.per_account_address.shrink_to_fit();
-    }
-}
-
-/// Makes glibc give blocks of 1 MiB and more back to the system when they
-/// are freed. By default it raises that threshold to the largest block
-/// freed so far, so after the first hash each 19 MiB argon2 block stayed
-/// cached in whichever of its per-thread arenas served it: 64 failed
-/// sign-ins left the process at ~400-500 MiB. A mapping per hash costs far
-/// less than the hash.
-fn return_large_blocks_to_the_system() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        static ONCE: std::sync::Once = std::sync::Once::new();
-        ONCE.call_once(|| {
-            // SAFETY: mallopt only changes allocator parameters; any value
-            // is valid for M_MMAP_THRESHOLD up to its documented maximum.
-            unsafe {
-                libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
-            }
-        });
+        self.per_address.forget_idle();
+        self.per_account_address.forget_idle();
     }
 }
 

@@ -1,5 +1,6 @@
 //! What every handler shares.
 
+use std::hash::Hash;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,50 +61,63 @@ pub struct Shared {
     pub ingest: crate::ingest::Ingestor,
     /// The reply engine, shared with this process's workers (dry runs use it).
     pub engine: Arc<integro_worker::Engine>,
-    /// X CRC answers per account (`webhooks::x`).
-    pub x_crc: crate::webhooks::x::CrcLimit,
+    /// X CRC answers per account (`webhooks::x::CRC_PER_MINUTE`).
+    pub x_crc: RateLimit<uuid::Uuid>,
 }
 
-/// Requests per hour per caller (API key, user, or login address), in process.
-pub struct RateLimit {
-    limiter: DefaultKeyedRateLimiter<String>,
+/// An in-process keyed rate limit (GCRA, `governor`): per API key or user,
+/// per sign-in address, per webhook source, per X account, per visitor.
+/// Past it, 429 with `Retry-After`.
+pub struct RateLimit<K: Hash + Eq + Clone = String> {
+    limiter: DefaultKeyedRateLimiter<K>,
 }
 
-impl RateLimit {
-    pub fn per_hour(n: u32) -> RateLimit {
-        let n = NonZeroU32::new(n.max(1)).expect("at least one");
-        // The full hourly allowance may be spent at once; it refills evenly.
-        let quota = Quota::with_period(Duration::from_secs(3600) / n.get())
-            .expect("non-zero period")
-            .allow_burst(n);
+impl<K: Hash + Eq + Clone> RateLimit<K> {
+    /// `burst` at once, then one every `per`.
+    pub fn new(per: Duration, burst: u32) -> RateLimit<K> {
+        let burst = NonZeroU32::new(burst.max(1)).expect("at least one");
         RateLimit {
-            limiter: RateLimiter::keyed(quota),
+            limiter: RateLimiter::keyed(
+                Quota::with_period(per)
+                    .expect("non-zero period")
+                    .allow_burst(burst),
+            ),
         }
     }
 
-    /// `n` requests per minute per caller, all of them at once at most.
-    pub fn per_minute(n: u32) -> RateLimit {
-        let n = NonZeroU32::new(n.max(1)).expect("at least one");
-        RateLimit {
-            limiter: RateLimiter::keyed(Quota::per_minute(n)),
-        }
+    /// `n` an hour, all of them at once at most; refills evenly.
+    pub fn per_hour(n: u32) -> RateLimit<K> {
+        RateLimit::new(Duration::from_secs(3600) / n.max(1), n)
     }
 
-    pub fn check(&self, key: &str) -> Result<(), ApiError> {
-        self.limiter
-            .check_key(&key.to_string())
-            .map_err(|not_until| {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
-                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                ApiError {
-                    retry_after_secs: Some(secs.max(1)),
-                    ..ApiError::new(
-                        axum::http::StatusCode::TOO_MANY_REQUESTS,
-                        "rate_limited",
-                        format!("too many requests; retry in {} s", secs.max(1)),
-                    )
-                }
-            })
+    /// `n` a minute, all of them at once at most.
+    pub fn per_minute(n: u32) -> RateLimit<K> {
+        RateLimit::new(Duration::from_secs(60) / n.max(1), n)
+    }
+
+    /// Takes one from `key`'s allowance; when it is spent, the whole seconds
+    /// (at least one) until the next.
+    pub fn take(&self, key: &K) -> Result<(), u64> {
+        self.limiter.check_key(key).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+        })
+    }
+
+    /// `take`, refused as 429 `rate_limited` saying what was too many.
+    pub fn check_for(&self, key: &K, what: &str) -> Result<(), ApiError> {
+        self.take(key).map_err(|secs| ApiError {
+            retry_after_secs: Some(secs),
+            ..ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many {what}; retry in {secs} s"),
+            )
+        })
+    }
+
+    pub fn check(&self, key: &K) -> Result<(), ApiError> {
+        self.check_for(key, "requests")
     }
 
     /// Forgets callers that are back to a full allowance (run periodically).

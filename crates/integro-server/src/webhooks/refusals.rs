@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,26 +14,19 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::error::ApiError;
+use crate::state::RateLimit;
 
 pub struct Refusals {
     /// Reverse proxies whose `X-Forwarded-For` names the source.
     trusted_proxies: Arc<[IpAddr]>,
-    per_path: DefaultKeyedRateLimiter<(String, IpAddr)>,
-    per_source: DefaultKeyedRateLimiter<IpAddr>,
+    per_path: RateLimit<(String, IpAddr)>,
+    per_source: RateLimit<IpAddr>,
     /// Sources (and paths) over budget, until when.
     blocked: Mutex<HashMap<(Option<String>, IpAddr), Instant>>,
     /// `blocked`'s size, read without the lock on every webhook.
     blocked_count: AtomicUsize,
-}
-
-fn quota(per: Duration, burst: u32) -> Quota {
-    Quota::with_period(per)
-        .expect("non-zero period")
-        .allow_burst(NonZeroU32::new(burst).expect("non-zero burst"))
 }
 
 impl Refusals {
@@ -42,9 +34,9 @@ impl Refusals {
         Arc::new(Refusals {
             trusted_proxies,
             // 30 refusals at once, then one every 2 s, per path and source.
-            per_path: RateLimiter::keyed(quota(Duration::from_secs(2), 30)),
+            per_path: RateLimit::new(Duration::from_secs(2), 30),
             // 300 at once, then 5 a second, per source over all paths.
-            per_source: RateLimiter::keyed(quota(Duration::from_millis(200), 300)),
+            per_source: RateLimit::new(Duration::from_millis(200), 300),
             blocked: Mutex::new(HashMap::new()),
             blocked_count: AtomicUsize::new(0),
         })
@@ -71,36 +63,30 @@ impl Refusals {
     /// Counts a refusal; past a budget, blocks the path and source (or the
     /// source) until it refills.
     fn refused(&self, path: &str, source: IpAddr) {
-        let clock = DefaultClock::default();
-        let mut block = Vec::new();
-        if let Err(not_until) = self.per_path.check_key(&(path.to_string(), source)) {
-            block.push((
-                Some(path.to_string()),
-                not_until.wait_time_from(clock.now()),
-            ));
-        }
-        if let Err(not_until) = self.per_source.check_key(&source) {
-            block.push((None, not_until.wait_time_from(clock.now())));
-        }
+        let block: Vec<(Option<String>, u64)> = [
+            self.per_path
+                .take(&(path.to_string(), source))
+                .err()
+                .map(|secs| (Some(path.to_string()), secs)),
+            self.per_source.take(&source).err().map(|secs| (None, secs)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         if block.is_empty() {
             return;
         }
         let mut blocked = self.blocked.lock().expect("refusals");
-        for (path, wait) in block {
-            blocked.insert(
-                (path, source),
-                Instant::now() + wait.max(Duration::from_secs(1)),
-            );
+        for (path, secs) in block {
+            blocked.insert((path, source), Instant::now() + Duration::from_secs(secs));
         }
         self.blocked_count.store(blocked.len(), Ordering::Relaxed);
     }
 
     /// Forgets what is back to a full budget (run periodically).
     pub fn forget_idle(&self) {
-        self.per_path.retain_recent();
-        self.per_path.shrink_to_fit();
-        self.per_source.retain_recent();
-        self.per_source.shrink_to_fit();
+        self.per_path.forget_idle();
+        self.per_source.forget_idle();
     }
 }
 
@@ -111,8 +97,9 @@ pub async fn limit(State(refusals): State<Arc<Refusals>>, req: Request, next: Ne
         req.headers(),
         &refusals.trusted_proxies,
     );
-    let path = req.uri().path().to_string();
-    if let Some(until) = refusals.blocked_until(&path, source) {
+    // The path is copied only for a refusal: a `Uri` clone shares its bytes.
+    let uri = req.uri().clone();
+    if let Some(until) = refusals.blocked_until(uri.path(), source) {
         metrics::counter!("integro_webhook_refusals_throttled_total").increment(1);
         let wait = until.saturating_duration_since(Instant::now());
         return ApiError {
@@ -128,7 +115,7 @@ pub async fn limit(State(refusals): State<Arc<Refusals>>, req: Request, next: Ne
     let response = next.run(req).await;
     let status = response.status();
     if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS {
-        refusals.refused(&path, source);
+        refusals.refused(uri.path(), source);
     }
     response
 }

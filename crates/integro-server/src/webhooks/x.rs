@@ -2,20 +2,15 @@
 //! Activity events signed with `x-twitter-webhooks-signature` (the consumer
 //! secret, over the raw body).
 
-use std::num::NonZeroU32;
-
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use integro_channels::x;
 use integro_core::ChannelKind;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use uuid::Uuid;
 
 use super::{Hook, Rejection};
 use crate::error::Problem;
@@ -28,32 +23,6 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// CRC answers per account and minute. X sends a challenge when the webhook
 /// is registered or re-validated, and then about hourly.
 pub const CRC_PER_MINUTE: u32 = 30;
-
-/// Limits the CRC answers of each account, in process: each is an HMAC with
-/// the key that signs X's webhooks, so they are handed out sparingly.
-pub struct CrcLimit {
-    limiter: DefaultKeyedRateLimiter<Uuid>,
-}
-
-impl Default for CrcLimit {
-    fn default() -> CrcLimit {
-        let n = NonZeroU32::new(CRC_PER_MINUTE).expect("non-zero");
-        CrcLimit {
-            limiter: RateLimiter::keyed(Quota::per_minute(n)),
-        }
-    }
-}
-
-impl CrcLimit {
-    /// Takes one answer of `account`'s allowance; when it is spent, the
-    /// seconds until the next.
-    pub fn check(&self, account: Uuid) -> Result<(), u64> {
-        self.limiter.check_key(&account).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
-        })
-    }
-}
 
 /// X CRC challenge: answers `{"response_token": "sha256=…"}` for `crc_token`.
 ///
@@ -86,7 +55,7 @@ async fn x_crc(
             .ok_or_else(|| Rejection::malformed("crc_token is missing"))?;
         let secret = creds.get("consumer_secret").map_err(Rejection::internal)?;
         let answer = x::checked_crc_response(secret, &token).map_err(Rejection::malformed)?;
-        if let Err(secs) = state.x_crc.check(known.account.id) {
+        if let Err(secs) = state.x_crc.take(&known.account.id) {
             retry_after = Some(secs);
             return Err(Rejection::new(
                 StatusCode::TOO_MANY_REQUESTS,
