@@ -257,29 +257,20 @@ async fn profile_exists(
 /// persona that did not change is not held to the variable-name check, so
 /// one saved before it existed does not block unrelated changes.
 fn validate(fields: &BotFields, before: Option<&Bot>) -> Result<(), StoreError> {
-    let name = fields.name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(StoreError::invalid("name", "must be 1 to 200 characters"));
-    }
+    crate::fields::check_name("name", &fields.name)?;
     if fields.fallback_reply.trim().is_empty() {
         return Err(StoreError::invalid(
             "fallback_reply",
             "must not be empty: a bot always answers",
         ));
     }
-    if fields.fallback_reply.chars().count() > 4096 {
-        return Err(StoreError::invalid(
-            "fallback_reply",
-            "must be at most 4096 characters",
-        ));
-    }
+    crate::fields::check_text(
+        "fallback_reply",
+        &fields.fallback_reply,
+        crate::fields::MAX_MESSAGE_CHARS,
+    )?;
     if let Some(p) = &fields.persona {
-        if p.name.trim().is_empty() || p.name.chars().count() > 200 {
-            return Err(StoreError::invalid(
-                "persona.name",
-                "must be 1 to 200 characters",
-            ));
-        }
+        crate::fields::check_name("persona.name", &p.name)?;
         if before.is_none_or(|b| b.persona.as_ref() != Some(p)) {
             integro_engine::prompt::validate_persona(p)
                 .map_err(|(field, message)| StoreError::invalid(field, message))?;

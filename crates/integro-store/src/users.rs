@@ -463,7 +463,7 @@ pub async fn change_member(
     user_id: Uuid,
     caller_role: Role,
     change: MemberChange,
-) -> Result<Option<Member>, StoreError> {
+) -> Result<(), StoreError> {
     // Membership changes of one tenant take turns (a row lock on PostgreSQL,
     // the single writer on SQLite), so that two owners demoting each other at
     // once cannot leave the tenant without one.
@@ -506,9 +506,7 @@ pub async fn change_member(
     }
     match change {
         MemberChange::Role(role) => {
-            set_membership(tx, actor, request_id, tenant_id, user_id, role).await?;
-            let user = get_in(tx, user_id).await?;
-            Ok(Some(Member { user, role }))
+            set_membership(tx, actor, request_id, tenant_id, user_id, role).await
         }
         MemberChange::Remove => {
             sqlx::query("DELETE FROM memberships WHERE tenant_id = $1 AND user_id = $2")
@@ -525,22 +523,9 @@ pub async fn change_member(
                     .tenant(tenant_id)
                     .before(&serde_json::json!({ "role": current })),
             )
-            .await?;
-            Ok(None)
+            .await
         }
     }
-}
-
-async fn get_in(tx: &mut Tx<'_>, id: Uuid) -> Result<User, StoreError> {
-    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM users u WHERE u.id = $1 AND u.deleted_at IS NULL"
-    )))
-    .bind(id.to_string())
-    .fetch_optional(&mut **tx)
-    .await?;
-    row.map(from_row)
-        .transpose()?
-        .ok_or(StoreError::NotFound("user"))
 }
 
 #[cfg(test)]

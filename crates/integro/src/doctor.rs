@@ -40,22 +40,27 @@ impl Report {
     }
 }
 
-/// Whether an Integro server answers `/healthz` at `addr` (then the address
-/// being taken is no problem: it is this installation's own server).
-fn integro_answers(addr: std::net::SocketAddr) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        stream,
-        "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut answer = String::new();
-    stream.take(64 * 1024).read_to_string(&mut answer).ok()?;
-    let body = answer.split("\r\n\r\n").nth(1)?;
-    let health: serde_json::Value = serde_json::from_str(body.trim()).ok()?;
-    (health["status"] == "ok").then(|| health["version"].as_str().unwrap_or("?").to_string())
+/// What an Integro server at `base` answers on `path` (`/healthz`,
+/// `/readyz`): its version when it says `ok`, otherwise why not. Shared by
+/// `doctor` (is the busy port our own server?) and `integro health`.
+pub async fn server_status(base: &str, path: &str) -> Result<String, String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let res = client
+        .get(format!("{base}{path}"))
+        .send()
+        .await
+        .map_err(|e| format!("{base} cannot be reached: {e}"))?;
+    let status = res.status();
+    let body: serde_json::Value = res.json().await.unwrap_or_default();
+    if status.is_success() && body["status"] == "ok" {
+        Ok(body["version"].as_str().unwrap_or("?").to_string())
+    } else {
+        let reason = body["reason"].as_str().unwrap_or("no reason given");
+        Err(format!("{base} answered {status}: {reason}"))
+    }
 }
 
 /// Runs every check; `config_file` is the file the configuration was read
@@ -84,7 +89,7 @@ pub async fn run(config: &Config, config_file: Option<&std::path::Path>, json: b
         Err(e) => r.fail("listen address", e),
         Ok(addr) => match std::net::TcpListener::bind(addr) {
             Ok(_) => r.ok("listen address", format!("{addr} is free")),
-            Err(e) => match integro_answers(addr) {
+            Err(e) => match server_status(&format!("http://{addr}"), "/healthz").await.ok() {
                 Some(version) => r.ok(
                     "listen address",
                     format!("{addr} is held by a running Integro server (version {version})"),

@@ -453,34 +453,13 @@ async fn health(config: &Config, url: Option<&str>) -> ExitCode {
             format!("http://{listen}")
         }
     };
-    let client = match reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(5))
-        .build()
-    {
-        Ok(client) => client,
-        Err(e) => {
-            eprintln!("not ready: {e}");
-            return ExitCode::FAILURE;
+    match doctor::server_status(&base, "/readyz").await {
+        Ok(version) => {
+            println!("ready: {base} (version {version})");
+            ExitCode::SUCCESS
         }
-    };
-    match client.get(format!("{base}/readyz")).send().await {
-        Ok(res) => {
-            let status = res.status();
-            let body: serde_json::Value = res.json().await.unwrap_or_default();
-            if status.is_success() && body["status"] == "ok" {
-                println!(
-                    "ready: {base} (version {})",
-                    body["version"].as_str().unwrap_or("?")
-                );
-                ExitCode::SUCCESS
-            } else {
-                let reason = body["reason"].as_str().unwrap_or("no reason given");
-                eprintln!("not ready: {base} answered {status}: {reason}");
-                ExitCode::FAILURE
-            }
-        }
-        Err(e) => {
-            eprintln!("not ready: {base} cannot be reached: {e}");
+        Err(why) => {
+            eprintln!("not ready: {why}");
             ExitCode::FAILURE
         }
     }

@@ -4,13 +4,19 @@ use std::process::{Command, Output};
 
 fn integro(data_dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_integro"));
-    cmd.args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env_remove("INTEGRO_DATABASE_URL")
-        .env_remove("INTEGRO_MASTER_KEY")
-        .env_remove("INTEGRO_CONFIG")
-        .env("INTEGRO_LOG", "warn");
+    cmd.args(args).arg("--data-dir").arg(data_dir);
+    for name in [
+        "INTEGRO_DATABASE_URL",
+        "INTEGRO_MASTER_KEY",
+        "INTEGRO_PREVIOUS_MASTER_KEYS",
+        "INTEGRO_CONFIG",
+        "INTEGRO_OUTBOUND_ALLOW",
+        "INTEGRO_LISTEN",
+        "INTEGRO_USER_PASSWORD",
+    ] {
+        cmd.env_remove(name);
+    }
+    cmd.env("INTEGRO_LOG", "warn");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -450,29 +456,6 @@ fn rules_round_trip_as_yaml_and_a_dry_run_explains_the_decision() {
     );
 }
 
-/// `integro` with none of the settings these tests choose themselves
-/// inherited from the caller's environment.
-fn integro_with(data_dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_integro"));
-    cmd.args(args).arg("--data-dir").arg(data_dir);
-    for name in [
-        "INTEGRO_DATABASE_URL",
-        "INTEGRO_MASTER_KEY",
-        "INTEGRO_PREVIOUS_MASTER_KEYS",
-        "INTEGRO_CONFIG",
-        "INTEGRO_OUTBOUND_ALLOW",
-        "INTEGRO_LISTEN",
-        "INTEGRO_USER_PASSWORD",
-    ] {
-        cmd.env_remove(name);
-    }
-    cmd.env("INTEGRO_LOG", "warn");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("integro runs")
-}
-
 /// A new master key: base64 of 32 random bytes.
 fn new_master_key() -> String {
     integro_store::secrets::MasterKey::generate().to_base64()
@@ -486,7 +469,7 @@ fn doctor_check(
 ) -> (bool, String, String) {
     let mut env = env.to_vec();
     env.push(("INTEGRO_LISTEN", "127.0.0.1:0"));
-    let out = integro_with(dir, &["--json", "doctor"], &env);
+    let out = integro(dir, &["--json", "doctor"], &env);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("doctor --json prints JSON ({e}): {}", text(&out)));
     assert_eq!(report["ok"], out.status.success(), "{report}");
@@ -513,16 +496,16 @@ fn secrets_rotate_with_keys_in_the_environment() {
     let (k1, k2, k3) = (new_master_key(), new_master_key(), new_master_key());
     let json = |out: &Output| -> serde_json::Value { serde_json::from_slice(&out.stdout).unwrap() };
     let with_k1 = [("INTEGRO_MASTER_KEY", k1.as_str())];
-    let out = integro_with(dir.path(), &["migrate"], &with_k1);
+    let out = integro(dir.path(), &["migrate"], &with_k1);
     assert!(out.status.success(), "{}", text(&out));
-    let out = integro_with(
+    let out = integro(
         dir.path(),
         &["--json", "tenant", "create", "Acme"],
         &with_k1,
     );
     assert!(out.status.success(), "{}", text(&out));
     let tenant = json(&out)["id"].as_str().unwrap().to_string();
-    let out = integro_with(
+    let out = integro(
         dir.path(),
         &[
             "--json",
@@ -539,7 +522,7 @@ fn secrets_rotate_with_keys_in_the_environment() {
     );
     assert!(out.status.success(), "{}", text(&out));
     let bot = json(&out)["id"].as_str().unwrap().to_string();
-    let out = integro_with(
+    let out = integro(
         dir.path(),
         &[
             "--json",
@@ -576,7 +559,7 @@ fn secrets_rotate_with_keys_in_the_environment() {
     let (ok, status, detail) = doctor_check(dir.path(), "stored secrets", &only_k2);
     assert!(!ok && status == "fail", "{status}: {detail}");
     assert!(detail.contains("INTEGRO_PREVIOUS_MASTER_KEYS"), "{detail}");
-    let out = integro_with(dir.path(), &["secrets", "rotate"], &only_k2);
+    let out = integro(dir.path(), &["secrets", "rotate"], &only_k2);
     assert!(!out.status.success(), "{}", text(&out));
     let (ok, _, _) = doctor_check(dir.path(), "stored secrets", &with_k1);
     assert!(ok, "the failed rotation left K1's secret alone");
@@ -591,7 +574,7 @@ fn secrets_rotate_with_keys_in_the_environment() {
         ok && status == "ok",
         "during the rotation both keys are known"
     );
-    let out = integro_with(dir.path(), &["secrets", "rotate"], &rotating);
+    let out = integro(dir.path(), &["secrets", "rotate"], &rotating);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         text(&out).contains("Re-sealed 1 secret(s)"),
@@ -605,7 +588,7 @@ fn secrets_rotate_with_keys_in_the_environment() {
     let (ok, status, detail) = doctor_check(dir.path(), "stored secrets", &with_k1);
     assert!(!ok && status == "fail", "{status}: {detail}");
     // Nothing is left to re-seal…
-    let out = integro_with(dir.path(), &["secrets", "rotate"], &only_k2);
+    let out = integro(dir.path(), &["secrets", "rotate"], &only_k2);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         text(&out).contains("Re-sealed 0 secret(s)"),
@@ -614,7 +597,7 @@ fn secrets_rotate_with_keys_in_the_environment() {
     );
     // …and K2 really opens the secret: a further rotation, with K2 as the
     // only previous key, has to open it to seal it again.
-    let out = integro_with(
+    let out = integro(
         dir.path(),
         &["secrets", "rotate"],
         &[
@@ -628,7 +611,7 @@ fn secrets_rotate_with_keys_in_the_environment() {
         "{}",
         text(&out)
     );
-    let out = integro_with(dir.path(), &["account", "list", "--tenant", &tenant], &[]);
+    let out = integro(dir.path(), &["account", "list", "--tenant", &tenant], &[]);
     assert!(!text(&out).contains("secret-token-1"), "{}", text(&out));
 }
 
@@ -729,9 +712,9 @@ fn add_ai_credential(dir: &std::path::Path, tenant: &str, base_url: &str) -> Str
 #[test]
 fn ai_test_checks_a_credential_against_its_provider() {
     let dir = tempfile::tempdir().unwrap();
-    let out = integro_with(dir.path(), &["migrate"], &[]);
+    let out = integro(dir.path(), &["migrate"], &[]);
     assert!(out.status.success(), "{}", text(&out));
-    let out = integro_with(dir.path(), &["--json", "tenant", "create", "Acme"], &[]);
+    let out = integro(dir.path(), &["--json", "tenant", "create", "Acme"], &[]);
     assert!(out.status.success(), "{}", text(&out));
     let tenant: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let tenant = tenant["id"].as_str().unwrap().to_string();
@@ -756,14 +739,14 @@ fn ai_test_checks_a_credential_against_its_provider() {
     let allow = format!("127.0.0.1:{}", good.port());
     let allowed = [("INTEGRO_OUTBOUND_ALLOW", allow.as_str())];
 
-    let out = integro_with(dir.path(), &["ai", "test", &credential], &allowed);
+    let out = integro(dir.path(), &["ai", "test", &credential], &allowed);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         text(&out).contains("main (openai): OK: the key is valid (2 models available)"),
         "{}",
         text(&out)
     );
-    let out = integro_with(
+    let out = integro(
         dir.path(),
         &["ai", "test", &credential, "--model", "gpt-4o-mini"],
         &allowed,
@@ -791,7 +774,7 @@ fn ai_test_checks_a_credential_against_its_provider() {
 
     // Without the operator's exception the outbound URL policy refuses the
     // loopback address, and nothing is sent.
-    let out = integro_with(dir.path(), &["ai", "test", &credential], &[]);
+    let out = integro(dir.path(), &["ai", "test", &credential], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         text(&out).contains("INTEGRO_OUTBOUND_ALLOW"),
@@ -809,7 +792,7 @@ fn ai_test_checks_a_credential_against_its_provider() {
     });
     let bad = add_ai_credential(dir.path(), &tenant, &format!("http://{refusing}/v1"));
     let allow = format!("127.0.0.1:{}", refusing.port());
-    let out = integro_with(
+    let out = integro(
         dir.path(),
         &["ai", "test", &bad],
         &[("INTEGRO_OUTBOUND_ALLOW", allow.as_str())],
@@ -822,7 +805,7 @@ fn ai_test_checks_a_credential_against_its_provider() {
     );
     assert!(said.contains("Incorrect API key provided"), "{said}");
 
-    let out = integro_with(
+    let out = integro(
         dir.path(),
         &["ai", "test", "00000000-0000-0000-0000-000000000000"],
         &[],
@@ -881,14 +864,15 @@ fn serve(data_dir: &std::path::Path) -> (Server, String) {
 
 /// `serve`, with more environment variables.
 fn serve_with(data_dir: &std::path::Path, env: &[(&str, &str)]) -> (Server, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
+    start("serve", data_dir, env)
+}
+
+/// `integro serve` or `integro worker` with `--listen` on a free port, once
+/// it listens there.
+fn start(what: &str, data_dir: &std::path::Path, env: &[(&str, &str)]) -> (Server, String) {
+    let listen = free_address();
     let child = Command::new(env!("CARGO_BIN_EXE_integro"))
-        .args(["serve", "--listen", &listen, "--data-dir"])
+        .args([what, "--listen", &listen, "--data-dir"])
         .arg(data_dir)
         .env_remove("INTEGRO_DATABASE_URL")
         .env_remove("INTEGRO_MASTER_KEY")
@@ -918,14 +902,14 @@ fn serve_with(data_dir: &std::path::Path, env: &[(&str, &str)]) -> (Server, Stri
 #[test]
 fn user_create_with_a_role_and_a_generated_password() {
     let dir = tempfile::tempdir().unwrap();
-    let out = integro_with(dir.path(), &["migrate"], &[]);
+    let out = integro(dir.path(), &["migrate"], &[]);
     assert!(out.status.success(), "{}", text(&out));
-    let out = integro_with(dir.path(), &["--json", "tenant", "create", "Acme"], &[]);
+    let out = integro(dir.path(), &["--json", "tenant", "create", "Acme"], &[]);
     assert!(out.status.success(), "{}", text(&out));
     let tenant: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let tenant = tenant["id"].as_str().unwrap().to_string();
 
-    let out = integro_with(
+    let out = integro(
         dir.path(),
         &[
             "user",
@@ -960,7 +944,7 @@ fn user_create_with_a_role_and_a_generated_password() {
         "shown once: {printed}"
     );
 
-    let out = integro_with(dir.path(), &["user", "list", "--tenant", &tenant], &[]);
+    let out = integro(dir.path(), &["user", "list", "--tenant", &tenant], &[]);
     assert!(out.status.success(), "{}", text(&out));
     let row = String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -969,7 +953,7 @@ fn user_create_with_a_role_and_a_generated_password() {
         .unwrap_or_else(|| panic!("ann is listed: {}", text(&out)));
     assert!(row.split_whitespace().any(|w| w == "agent"), "{row}");
     assert!(!text(&out).contains(&password), "never shown again");
-    let out = integro_with(
+    let out = integro(
         dir.path(),
         &["--json", "user", "list", "--tenant", &tenant],
         &[],
@@ -1067,28 +1051,7 @@ fn free_address() -> String {
 fn workers_serve_probes_and_health_checks_them() {
     let dir = tempfile::tempdir().unwrap();
     assert!(integro(dir.path(), &["migrate"], &[]).status.success());
-    let probes = free_address();
-    let child = Command::new(env!("CARGO_BIN_EXE_integro"))
-        .args(["worker", "--listen", &probes, "--data-dir"])
-        .arg(dir.path())
-        .env_remove("INTEGRO_DATABASE_URL")
-        .env_remove("INTEGRO_MASTER_KEY")
-        .env_remove("INTEGRO_CONFIG")
-        .env("INTEGRO_LOG", "warn")
-        .env("INTEGRO_ADMIN_PASSWORD", "operator-password-1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let worker = Server(child);
-    let up = (0..300).any(|_| {
-        let up = std::net::TcpStream::connect(&probes).is_ok();
-        if !up {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        up
-    });
-    assert!(up, "the worker's probes listen on {probes}");
+    let (worker, probes) = start("worker", dir.path(), &[]);
     for path in ["/healthz", "/readyz", "/metrics"] {
         let (status, body) = http(&probes, "GET", path, None, "");
         assert_eq!(status, 200, "{path}: {body}");

@@ -51,10 +51,10 @@ async fn change(
     ctx: &TenantCtx,
     user_id: Uuid,
     change: MemberChange,
-) -> ApiResult<Option<Member>> {
+) -> ApiResult<()> {
     ctx.require(Permission::ManageMembers)?;
     let mut tx = state.db.begin().await?;
-    let member = users::change_member(
+    users::change_member(
         &mut tx,
         ctx.actor(),
         ctx.request_id(),
@@ -65,7 +65,7 @@ async fn change(
     )
     .await?;
     tx.commit().await?;
-    Ok(member)
+    Ok(())
 }
 
 /// Change a member's role. Nobody may change the role of someone above
@@ -87,10 +87,14 @@ async fn update_member(
     Path(user_id): Path<Uuid>,
     ApiJson(req): ApiJson<MemberRequest>,
 ) -> ApiResult<Json<Member>> {
-    change(&state, &ctx, user_id, MemberChange::Role(req.role))
+    change(&state, &ctx, user_id, MemberChange::Role(req.role)).await?;
+    let user = users::get(&state.db, user_id)
         .await?
-        .map(Json)
-        .ok_or_else(ApiError::internal)
+        .ok_or_else(|| ApiError::not_found("member"))?;
+    Ok(Json(Member {
+        user,
+        role: req.role,
+    }))
 }
 
 /// Remove a member from the tenant. Their sessions end at once (refresh

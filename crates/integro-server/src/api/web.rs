@@ -37,7 +37,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(public::settings_router())
 }
 
-const MAX_TEXT_CHARS: usize = 4096;
 /// How long one event stream stays open.
 const MAX_STREAM: Duration = Duration::from_secs(600);
 
@@ -116,7 +115,7 @@ async fn post_message(
 
 /// A message's text as it is stored: control characters other than line
 /// breaks and tabs dropped (they carry nothing a bot should read); refused
-/// when nothing is left or when longer than `MAX_TEXT_CHARS`.
+/// when nothing is left or when longer than a message may be.
 fn clean_text(text: &str) -> ApiResult<String> {
     let text: String = text
         .chars()
@@ -125,12 +124,7 @@ fn clean_text(text: &str) -> ApiResult<String> {
     if text.trim().is_empty() {
         return Err(ApiError::invalid_field("text", "must not be empty"));
     }
-    if text.chars().count() > MAX_TEXT_CHARS {
-        return Err(ApiError::invalid_field(
-            "text",
-            format!("must be at most {MAX_TEXT_CHARS} characters"),
-        ));
-    }
+    integro_store::fields::check_text("text", &text, integro_store::fields::MAX_MESSAGE_CHARS)?;
     Ok(text)
 }
 
