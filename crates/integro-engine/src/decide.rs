@@ -64,14 +64,10 @@ pub struct Reply {
     pub reply_rendered_empty: Option<Vec<String>>,
 }
 
-pub fn plan(s: &Situation<'_>, vars: &Vars) -> Plan {
-    plan_with_warnings(s, vars).0
-}
-
-/// [`plan`], with what an author should know about the templates used:
-/// each placeholder that had no value (`reply: {{contact.name}} had no
-/// value …`), and a reply that came out empty.
-pub fn plan_with_warnings(s: &Situation<'_>, vars: &Vars) -> (Plan, Vec<String>) {
+/// What the turn does, with what an author should know about the templates
+/// used: each placeholder that had no value (`reply: {{contact.name}} had
+/// no value …`), and a reply that came out empty.
+pub fn plan(s: &Situation<'_>, vars: &Vars) -> (Plan, Vec<String>) {
     let mut warnings = Vec::new();
     let plan = plan_noting(s, vars, &mut warnings);
     (plan, warnings)
@@ -242,7 +238,7 @@ mod tests {
                 state,
                 ..situation(Some(&r), AiAvailability::Ready)
             };
-            assert!(matches!(plan(&s, &vars()), Plan::Silent(_)));
+            assert!(matches!(plan(&s, &vars()).0, Plan::Silent(_)));
         }
     }
 
@@ -252,7 +248,7 @@ mod tests {
             rate: RateVerdict::Notice,
             ..situation(None, AiAvailability::Ready)
         };
-        let Plan::Reply(r) = plan(&s, &vars()) else {
+        let Plan::Reply(r) = plan(&s, &vars()).0 else {
             panic!("a notice")
         };
         assert_eq!(r.text.as_deref(), Some("Slow down"));
@@ -261,13 +257,14 @@ mod tests {
             rate: RateVerdict::Silent,
             ..situation(None, AiAvailability::Ready)
         };
-        assert!(matches!(plan(&s, &vars()), Plan::Silent(_)));
+        assert!(matches!(plan(&s, &vars()).0, Plan::Silent(_)));
     }
 
     #[test]
     fn a_matching_rule_answers_with_its_rendered_reply() {
         let r = rule(Some("Hi {{contact.name}}, it is 5 €"), None);
-        let Plan::Reply(reply) = plan(&situation(Some(&r), AiAvailability::Ready), &vars()) else {
+        let Plan::Reply(reply) = plan(&situation(Some(&r), AiAvailability::Ready), &vars()).0
+        else {
             panic!("a reply")
         };
         assert_eq!(reply.text.as_deref(), Some("Hi Ana, it is 5 €"));
@@ -278,14 +275,14 @@ mod tests {
     #[test]
     fn no_rule_asks_the_llm_when_it_may_and_the_fallback_otherwise() {
         assert!(matches!(
-            plan(&situation(None, AiAvailability::Ready), &vars()),
+            plan(&situation(None, AiAvailability::Ready), &vars()).0,
             Plan::AskLlm { rule_id: None, .. }
         ));
         for ai in [
             AiAvailability::NotConfigured,
             AiAvailability::BudgetExhausted,
         ] {
-            let Plan::Reply(r) = plan(&situation(None, ai), &vars()) else {
+            let Plan::Reply(r) = plan(&situation(None, ai), &vars()).0 else {
                 panic!("fallback")
             };
             assert_eq!(r.text.as_deref(), Some("Sorry?"));
@@ -296,7 +293,8 @@ mod tests {
     #[test]
     fn rule_actions_hand_off_set_variables_and_ask_the_llm() {
         let r = rule(Some("A person will answer"), Some(Action::Handoff));
-        let Plan::Reply(reply) = plan(&situation(Some(&r), AiAvailability::Ready), &vars()) else {
+        let Plan::Reply(reply) = plan(&situation(Some(&r), AiAvailability::Ready), &vars()).0
+        else {
             panic!()
         };
         assert!(reply.handoff);
@@ -309,7 +307,8 @@ mod tests {
                 value: "{{contact.name}}".into(),
             }),
         );
-        let Plan::Reply(reply) = plan(&situation(Some(&r), AiAvailability::Ready), &vars()) else {
+        let Plan::Reply(reply) = plan(&situation(Some(&r), AiAvailability::Ready), &vars()).0
+        else {
             panic!()
         };
         assert_eq!(reply.set_variable, Some(("customer".into(), "Ana".into())));
@@ -321,7 +320,7 @@ mod tests {
             }),
         );
         assert_eq!(
-            plan(&situation(Some(&r), AiAvailability::Ready), &vars()),
+            plan(&situation(Some(&r), AiAvailability::Ready), &vars()).0,
             Plan::AskLlm {
                 instructions: Some("Quote prices for Ana".into()),
                 rule_id: Some(r.id),
@@ -332,7 +331,9 @@ mod tests {
         let Plan::Reply(reply) = plan(
             &situation(Some(&r), AiAvailability::BudgetExhausted),
             &vars(),
-        ) else {
+        )
+        .0
+        else {
             panic!()
         };
         assert_eq!(reply.text.as_deref(), Some("Sorry?"));
@@ -346,8 +347,7 @@ mod tests {
             v
         };
         let r = rule(Some("  {{contact.name}} "), None);
-        let (planned, warnings) =
-            plan_with_warnings(&situation(Some(&r), AiAvailability::Ready), &nameless);
+        let (planned, warnings) = plan(&situation(Some(&r), AiAvailability::Ready), &nameless);
         let Plan::Reply(reply) = planned else {
             panic!("a reply")
         };
@@ -366,8 +366,7 @@ mod tests {
             Some(r#"We open at 9, {{contact.name | default: "there"}}."#),
             None,
         );
-        let (planned, warnings) =
-            plan_with_warnings(&situation(Some(&r), AiAvailability::Ready), &nameless);
+        let (planned, warnings) = plan(&situation(Some(&r), AiAvailability::Ready), &nameless);
         let Plan::Reply(reply) = planned else {
             panic!()
         };
@@ -377,14 +376,13 @@ mod tests {
             warnings,
             vec![r#"reply: {{contact.name}} had no value: its default "there" was used"#]
         );
-        let (_, warnings) =
-            plan_with_warnings(&situation(Some(&r), AiAvailability::Ready), &vars());
+        let (_, warnings) = plan(&situation(Some(&r), AiAvailability::Ready), &vars());
         assert!(warnings.is_empty());
 
         // Media still goes: not silent, so no fallback.
         let mut r = rule(Some("{{contact.name}}"), None);
         r.media_url = Some("https://cdn.example.com/menu.png".into());
-        let Plan::Reply(reply) = plan(&situation(Some(&r), AiAvailability::Ready), &nameless)
+        let Plan::Reply(reply) = plan(&situation(Some(&r), AiAvailability::Ready), &nameless).0
         else {
             panic!()
         };
@@ -393,7 +391,7 @@ mod tests {
 
         // A rule without a reply (a quiet hand-off) stays quiet.
         let r = rule(None, Some(Action::Handoff));
-        let Plan::Reply(reply) = plan(&situation(Some(&r), AiAvailability::Ready), &nameless)
+        let Plan::Reply(reply) = plan(&situation(Some(&r), AiAvailability::Ready), &nameless).0
         else {
             panic!()
         };
@@ -410,8 +408,7 @@ mod tests {
                 value: "{{contact.name}}".into(),
             }),
         );
-        let (_, warnings) =
-            plan_with_warnings(&situation(Some(&r), AiAvailability::Ready), &Vars::new());
+        let (_, warnings) = plan(&situation(Some(&r), AiAvailability::Ready), &Vars::new());
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].starts_with("action.value: {{contact.name}}"));
         let r = rule(
@@ -420,8 +417,7 @@ mod tests {
                 instructions: "Ask {{vars.topic | default: \"what they need\"}}".into(),
             }),
         );
-        let (plan, warnings) =
-            plan_with_warnings(&situation(Some(&r), AiAvailability::Ready), &Vars::new());
+        let (plan, warnings) = plan(&situation(Some(&r), AiAvailability::Ready), &Vars::new());
         assert!(
             matches!(plan, Plan::AskLlm { instructions: Some(i), .. } if i == "Ask what they need")
         );

@@ -53,15 +53,11 @@ pub fn persona_vars(persona: &Persona, vars: &mut Vars) {
 /// appends `extra_instructions` (from a rule's ask_llm action) as a
 /// separate paragraph. If `vars` has no `persona` yet, the persona's
 /// values are added for rendering.
-pub fn system_prompt(persona: &Persona, vars: &Vars, extra_instructions: Option<&str>) -> String {
-    system_prompt_with_warnings(persona, vars, extra_instructions).0
-}
-
-/// [`system_prompt`], and each placeholder of a custom system prompt that
-/// had no value (`persona.system_prompt: {{contact.name}} had no value …`).
-/// The default prompt leaves out the lines it cannot fill, so it warns of
-/// nothing.
-pub fn system_prompt_with_warnings(
+///
+/// Also answers each placeholder of a custom system prompt that had no value
+/// (`persona.system_prompt: {{contact.name}} had no value …`); the default
+/// prompt leaves out the lines it cannot fill, so it warns of nothing.
+pub fn system_prompt(
     persona: &Persona,
     vars: &Vars,
     extra_instructions: Option<&str>,
@@ -162,7 +158,7 @@ mod tests {
         let mut v = Vars::new();
         v.set("contact.name", "Ana");
         persona_vars(&persona(), &mut v);
-        let p = system_prompt(&persona(), &v, None);
+        let p = system_prompt(&persona(), &v, None).0;
         assert!(p.starts_with("You are Lia, "), "{p}");
         assert!(p.contains("talking with Ana."), "{p}");
         assert!(p.contains("Your tone is warm and direct."), "{p}");
@@ -178,7 +174,7 @@ mod tests {
             ..Persona::default()
         };
         // No persona in vars: filled in from the persona.
-        let p = system_prompt(&persona, &Vars::new(), None);
+        let p = system_prompt(&persona, &Vars::new(), None).0;
         assert!(p.starts_with("You are Lia, "), "{p}");
         assert!(!p.contains("tone"), "{p}");
         assert!(!p.contains("talking with"), "{p}");
@@ -192,14 +188,18 @@ mod tests {
         persona.system_prompt = Some("You are {{persona.name}} for {{contact.name}}.{{x}}".into());
         let mut v = Vars::new();
         v.set("contact.name", "Ana");
-        let p = system_prompt(&persona, &v, Some("  Offer the 2-for-1 deal.  "));
+        let p = system_prompt(&persona, &v, Some("  Offer the 2-for-1 deal.  ")).0;
         assert_eq!(p, "You are Lia for Ana.\n\nOffer the 2-for-1 deal.");
         assert_eq!(
-            system_prompt(&persona, &v, Some("   ")),
+            system_prompt(&persona, &v, Some("   ")).0,
             "You are Lia for Ana."
         );
         persona.system_prompt = Some("   ".into());
-        assert!(system_prompt(&persona, &v, None).starts_with("You are Lia, "));
+        assert!(
+            system_prompt(&persona, &v, None)
+                .0
+                .starts_with("You are Lia, ")
+        );
     }
 
     #[test]
@@ -209,7 +209,7 @@ mod tests {
             r#"You are {{persona.name}} for {{contact.name}}, plan {{vars.plan | default: "basic"}}."#
                 .into(),
         );
-        let (p, warnings) = system_prompt_with_warnings(&persona, &Vars::new(), None);
+        let (p, warnings) = system_prompt(&persona, &Vars::new(), None);
         assert_eq!(p, "You are Lia for , plan basic.");
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert!(warnings[0].starts_with("persona.system_prompt: {{contact.name}} had no value"));
@@ -217,7 +217,7 @@ mod tests {
         assert_eq!(validate_persona(&persona), Ok(()));
         // The default prompt drops what it cannot fill, quietly.
         assert!(
-            system_prompt_with_warnings(&Persona::default(), &Vars::new(), None)
+            system_prompt(&Persona::default(), &Vars::new(), None)
                 .1
                 .is_empty()
         );
@@ -246,7 +246,11 @@ mod tests {
         };
         let mut v = Vars::new();
         v.set("contact.name", "Ana");
-        assert!(system_prompt(&persona, &v, None).starts_with("You are {{contact.name}}, "));
+        assert!(
+            system_prompt(&persona, &v, None)
+                .0
+                .starts_with("You are {{contact.name}}, ")
+        );
     }
 
     #[test]

@@ -271,7 +271,7 @@ impl Engine {
         };
         let reply_to = Some(req.inbound.id);
         let mut conversation_vars = req.memory.vars.clone();
-        let (plan, warnings) = decide::plan_with_warnings(&situation, &vars);
+        let (plan, warnings) = decide::plan(&situation, &vars);
         turn.warnings = warnings;
         match plan {
             Plan::Silent(why) => turn.trace.push(format!("silent: {why}")),
@@ -476,8 +476,7 @@ impl Engine {
         let bot = req.bot;
         let settings = &bot.settings;
         let persona = bot.persona_or_default();
-        let (system, warnings) =
-            prompt::system_prompt_with_warnings(&persona, vars, instructions.as_deref());
+        let (system, warnings) = prompt::system_prompt(&persona, vars, instructions.as_deref());
         turn.warnings.extend(warnings);
         let messages = self.history(db, req, combined).await?;
         let profile_id = bot.ai_profile_id.expect("availability checked the profile");
