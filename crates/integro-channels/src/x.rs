@@ -24,16 +24,6 @@ fn hmac_sha256(key: &str, msg: &[u8]) -> Hmac<Sha256> {
     mac
 }
 
-/// The `response_token` for a CRC `GET ?crc_token=…`, keyed with the app's
-/// consumer secret. It signs any string, webhook bodies included: answer
-/// X with [`checked_crc_response`].
-pub fn crc_response(consumer_secret: &str, crc_token: &str) -> String {
-    let digest = hmac_sha256(consumer_secret, crc_token.as_bytes())
-        .finalize()
-        .into_bytes();
-    format!("sha256={}", B64.encode(digest))
-}
-
 /// The longest `crc_token` answered. X's are around 48 characters of base64.
 pub const CRC_TOKEN_MAX_LEN: usize = 128;
 
@@ -48,15 +38,18 @@ pub fn crc_token_is_valid(crc_token: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'='))
 }
 
-/// The `response_token` for a CRC challenge, only for a token shaped like
-/// X's ([`crc_token_is_valid`]): what a webhook endpoint should answer with.
-pub fn checked_crc_response(consumer_secret: &str, crc_token: &str) -> Result<String, ParseError> {
+/// The `response_token` for a CRC `GET ?crc_token=…`: the token's HMAC
+/// with the app's consumer secret, which is exactly what
+/// `x-twitter-webhooks-signature` is of a body ([`sign`]). So only a token
+/// shaped like X's ([`crc_token_is_valid`]) is answered, never anything that
+/// could be a webhook body.
+pub fn crc_response(consumer_secret: &str, crc_token: &str) -> Result<String, ParseError> {
     if !crc_token_is_valid(crc_token) {
         return Err(ParseError::new(format!(
             "crc_token must be 1 to {CRC_TOKEN_MAX_LEN} base64 characters"
         )));
     }
-    Ok(crc_response(consumer_secret, crc_token))
+    Ok(sign(consumer_secret, crc_token.as_bytes()))
 }
 
 /// Checks `x-twitter-webhooks-signature: sha256=<base64>` over the raw body,
@@ -375,9 +368,13 @@ mod tests {
             let digest = hmac_sha256("secret", b"token").finalize().into_bytes();
             format!("sha256={}", B64.encode(digest))
         };
-        assert_eq!(crc_response("secret", "token"), expected);
-        assert!(crc_response("secret", "token").starts_with("sha256="));
-        assert_ne!(crc_response("other", "token"), expected);
+        assert_eq!(crc_response("secret", "token").unwrap(), expected);
+        assert!(
+            crc_response("secret", "token")
+                .unwrap()
+                .starts_with("sha256=")
+        );
+        assert_ne!(crc_response("other", "token").unwrap(), expected);
 
         let body = br#"{"for_user_id":"1"}"#;
         let header = sign("secret", body);
@@ -396,7 +393,7 @@ mod tests {
     #[test]
     fn crc_matches_a_known_hmac() {
         assert_eq!(
-            crc_response("Jefe", "what do ya want for nothing?"),
+            sign("Jefe", b"what do ya want for nothing?"),
             "sha256=W9zBRr9gdU5qBCQmCJV1x1oAPwidJzmDnexYuWTsOEM="
         );
     }
@@ -462,8 +459,8 @@ mod tests {
         ] {
             assert!(crc_token_is_valid(token), "{token}");
             assert_eq!(
-                checked_crc_response("secret", token).unwrap(),
-                crc_response("secret", token)
+                crc_response("secret", token).unwrap(),
+                sign("secret", token.as_bytes())
             );
         }
         let body = r#"{"for_user_id":"42","direct_message_events":[]}"#;
@@ -477,7 +474,7 @@ mod tests {
             &"A".repeat(CRC_TOKEN_MAX_LEN + 1),
         ] {
             assert!(!crc_token_is_valid(token), "{token}");
-            assert!(checked_crc_response("secret", token).is_err());
+            assert!(crc_response("secret", token).is_err());
         }
     }
 

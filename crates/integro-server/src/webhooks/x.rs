@@ -54,7 +54,7 @@ async fn x_crc(
             .map(|(_, v)| v)
             .ok_or_else(|| Rejection::malformed("crc_token is missing"))?;
         let secret = creds.get("consumer_secret").map_err(Rejection::internal)?;
-        let answer = x::checked_crc_response(secret, &token).map_err(Rejection::malformed)?;
+        let answer = x::crc_response(secret, &token).map_err(Rejection::malformed)?;
         if let Err(secs) = state.x_crc.take(&known.account.id) {
             retry_after = Some(secs);
             return Err(Rejection::new(

@@ -221,7 +221,9 @@ async fn x_crc_and_direct_message(kind: DbKind) {
         .unwrap();
     assert_eq!(
         crc["response_token"],
-        integro_channels::x::crc_response("cs-secret", "abc123").as_str()
+        integro_channels::x::crc_response("cs-secret", "abc123")
+            .unwrap()
+            .as_str()
     );
 
     Mock::given(method("POST"))
@@ -352,7 +354,9 @@ async fn x_crc_is_not_a_signing_oracle(kind: DbKind) {
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(
         res.json::<Value>().await.unwrap()["response_token"],
-        integro_channels::x::crc_response("cs-secret", token).as_str()
+        integro_channels::x::crc_response("cs-secret", token)
+            .unwrap()
+            .as_str()
     );
 
     // Refusals do not count; answers do, up to the limit, then 429.
