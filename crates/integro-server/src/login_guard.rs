@@ -94,7 +94,7 @@ impl LoginGuard {
     }
 
     /// Runs `work` on a hashing thread.
-    pub async fn run<T: Send + 'static>(
+    async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ApiError> {

@@ -66,8 +66,9 @@ impl StreamSlots {
         })
     }
 
-    /// Streams open under `key` (tests, metrics).
-    pub fn held(&self, key: &str) -> usize {
+    /// Streams open under `key`.
+    #[cfg(test)]
+    fn held(&self, key: &str) -> usize {
         self.open
             .lock()
             .expect("stream slots")
