@@ -102,6 +102,10 @@ pub struct Config {
     /// `[::1]:8080`; `*` as the port for every port); none by default.
     #[serde(deserialize_with = "string_or_list")]
     pub outbound_allow: Vec<String>,
+    /// `INTEGRO_REDIS_URL`: where the processes keep their shared rate limits
+    /// and sign-in throttles (`redis://host:6379`). Without it they are kept
+    /// in PostgreSQL when that is the database, in memory on SQLite.
+    pub redis_url: Option<String>,
 }
 
 impl Default for Config {
@@ -138,6 +142,7 @@ impl Default for Config {
             webhook_log_retention_days: 7,
             job_lease_secs: 60,
             send_status_grace_secs: 30,
+            redis_url: None,
             breaker_threshold: 5,
             breaker_cool_down_secs: 30,
             outbound_allow: Vec::new(),

@@ -313,11 +313,14 @@ impl Auth {
                 label: format!("api_key:{}", k.name),
             },
         };
-        state.rate_limit.check(&format!(
-            "{}:{}",
-            actor.kind.as_str(),
-            actor.id.as_deref().unwrap_or_default()
-        ))?;
+        state
+            .rate_limit
+            .check(&format!(
+                "{}:{}",
+                actor.kind.as_str(),
+                actor.id.as_deref().unwrap_or_default()
+            ))
+            .await?;
         let auth = Auth {
             principal,
             actor,

@@ -10,6 +10,7 @@ pub mod home;
 pub mod http;
 pub mod ingest;
 pub mod login_guard;
+pub mod rate_limit;
 pub mod startup;
 pub mod state;
 pub mod streams;

@@ -21,7 +21,7 @@ use axum::http::StatusCode;
 use integro_store::credentials::{hash_password, random_token, verify_password};
 
 use crate::error::ApiError;
-use crate::state::RateLimit;
+use crate::rate_limit::{RateLimit, SharedLimits};
 
 /// Threads that compute password hashes.
 pub const HASH_THREADS: usize = 2;
@@ -36,14 +36,8 @@ pub struct LoginGuard {
     per_account_address: RateLimit<(String, IpAddr)>,
 }
 
-impl Default for LoginGuard {
-    fn default() -> Self {
-        LoginGuard::new()
-    }
-}
-
 impl LoginGuard {
-    pub fn new() -> LoginGuard {
+    pub fn new(shared: Option<&SharedLimits>) -> LoginGuard {
         let (jobs, queue) = sync_channel::<Job>(HASH_QUEUE);
         let queue = Arc::new(Mutex::new(queue));
         for i in 0..HASH_THREADS {
@@ -67,19 +61,22 @@ impl LoginGuard {
             jobs,
             // 100 attempts at once, then one a second, per source address
             // (generous: a reverse proxy is one address for everyone).
-            per_address: RateLimit::new(Duration::from_secs(1), 100),
+            per_address: RateLimit::new("sign_in_address", Duration::from_secs(1), 100)
+                .shared_in(shared),
             // 10 attempts at once, then one every 30 s, per account and address.
-            per_account_address: RateLimit::new(Duration::from_secs(30), 10),
+            per_account_address: RateLimit::new("sign_in_account", Duration::from_secs(30), 10)
+                .shared_in(shared),
         }
     }
 
     /// Counts an attempt to sign in as `email` from `address`; 429 with a
     /// retry-after past either budget.
-    pub fn admit(&self, email: &str, address: IpAddr) -> Result<(), ApiError> {
+    pub async fn admit(&self, email: &str, address: IpAddr) -> Result<(), ApiError> {
         const WHAT: &str = "sign-in attempts";
-        self.per_address.check_for(&address, WHAT)?;
+        self.per_address.check_for(&address, WHAT).await?;
         self.per_account_address
             .check_for(&(email.trim().to_lowercase(), address), WHAT)
+            .await
     }
 
     /// Checks `password` against `phc` (or, with no account, against a dummy
@@ -136,7 +133,7 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_accounts_never_verify() {
-        let guard = LoginGuard::new();
+        let guard = LoginGuard::new(None);
         let phc = hash_password("the-right-password").unwrap();
         assert!(
             guard
@@ -153,18 +150,18 @@ mod tests {
         assert!(!guard.verify("anything-at-all".into(), None).await.unwrap());
     }
 
-    #[test]
-    fn one_address_cannot_lock_out_another() {
-        let guard = LoginGuard::new();
+    #[tokio::test]
+    async fn one_address_cannot_lock_out_another() {
+        let guard = LoginGuard::new(None);
         let attacker: IpAddr = "203.0.113.7".parse().unwrap();
         let owner: IpAddr = "198.51.100.2".parse().unwrap();
         let mut refused = 0;
         for _ in 0..20 {
-            if guard.admit("ann@example.com", attacker).is_err() {
+            if guard.admit("ann@example.com", attacker).await.is_err() {
                 refused += 1;
             }
         }
         assert_eq!(refused, 10, "10 attempts per account and address at once");
-        assert!(guard.admit("Ann@Example.com", owner).is_ok());
+        assert!(guard.admit("Ann@Example.com", owner).await.is_ok());
     }
 }

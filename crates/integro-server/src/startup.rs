@@ -22,7 +22,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::state::{AppState, RateLimit};
+use crate::rate_limit::{RateLimit, SharedLimits};
+use crate::state::AppState;
 use crate::tokens::TokenKeys;
 
 /// Makes glibc give blocks of 1 MiB and more back to the system when they
@@ -356,20 +357,25 @@ impl App {
         let (stop, stopping) = watch::channel(false);
         let engine = Arc::new(engine(&config));
         let trusted_proxies: Arc<[std::net::IpAddr]> = config.trusted_proxy_addrs()?.into();
+        let shared = SharedLimits::connect(config.redis_url.as_deref(), &db).await?;
+        let shared = shared.as_ref();
         let state = AppState::new(crate::state::Shared {
             stopping,
             ingest: crate::ingest::Ingestor::start(db.clone(), wake.clone()),
             accounts: AccountCache::new(ACCOUNT_TTL),
             wake,
             db,
-            rate_limit: Arc::new(RateLimit::per_hour(config.rate_limit_per_hour)),
-            login_guard: Arc::new(crate::login_guard::LoginGuard::new()),
-            refusals: crate::webhooks::refusals::Refusals::new(trusted_proxies.clone()),
+            rate_limit: Arc::new(
+                RateLimit::per_hour("api", config.rate_limit_per_hour).shared_in(shared),
+            ),
+            login_guard: Arc::new(crate::login_guard::LoginGuard::new(shared)),
+            refusals: crate::webhooks::refusals::Refusals::new(trusted_proxies.clone(), shared),
             trusted_proxies,
             visitors: Arc::new(crate::api::web::public::Visitors::new(
                 &keyring
                     .current()
                     .derive(crate::api::web::public::TOKEN_KEY_PURPOSE),
+                shared,
             )),
             streams: crate::streams::StreamSlots::new(
                 crate::streams::PER_CALLER,
@@ -380,7 +386,9 @@ impl App {
             tokens,
             metrics: metrics_handle(),
             engine,
-            x_crc: RateLimit::per_minute(crate::webhooks::x::CRC_PER_MINUTE),
+            x_crc: RateLimit::per_minute("x_crc", crate::webhooks::x::CRC_PER_MINUTE)
+                .shared_in(shared),
+            shared_limits: shared.cloned(),
         });
         Ok(App {
             state,

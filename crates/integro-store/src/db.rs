@@ -158,6 +158,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/0011_web_public.sql"),
         include_str!("../migrations/0011_web_public.sql"),
     ),
+    (
+        12,
+        "shared limits and schedules",
+        include_str!("../migrations/sqlite/0012_shared_limits_and_schedules.sql"),
+        include_str!("../migrations/postgres/0012_shared_limits_and_schedules.sql"),
+    ),
 ];
 
 #[derive(Clone)]

@@ -25,8 +25,10 @@ pub mod memory;
 pub mod page;
 #[doc(hidden)]
 pub mod pg_socket;
+pub mod rate_limits;
 pub mod readers;
 pub mod rules;
+pub mod schedules;
 pub mod secrets;
 pub mod sessions;
 pub mod sql;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use integro_store::conversations::{Conversation, Message};
 use integro_store::jobs::{self, Completion, Job, JobState};
 use integro_store::secrets::Keyring;
-use integro_store::{BoxFuture, Conn, Db, StoreError, conversations, webhook_logs};
+use integro_store::{BoxFuture, Conn, Db, StoreError, conversations, schedules, webhook_logs};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::accounts::AccountCache;
@@ -428,7 +428,6 @@ impl Worker {
     /// Housekeeping: queue metrics, and deleting what has outlived its retention.
     async fn maintain(self: Arc<Self>) {
         let mut tick = tokio::time::interval(Duration::from_secs(10));
-        let mut rounds: u64 = 0;
         loop {
             tick.tick().await;
             if let Ok((counts, oldest)) = jobs::stats(&self.db).await {
@@ -443,20 +442,44 @@ impl Worker {
                 metrics::gauge!("integro_oldest_ready_job_age_seconds")
                     .set(oldest.unwrap_or(0) as f64 / 1000.0);
             }
-            rounds += 1;
-            if rounds % 30 == 1 {
-                let _ =
-                    jobs::purge_finished(&self.db, self.config.job_retention.as_millis() as i64)
-                        .await;
-                let _ = webhook_logs::purge(
-                    &self.db,
-                    self.config.webhook_log_retention.as_millis() as i64,
-                )
-                .await;
+            // Once across all processes sharing the database.
+            match schedules::claim(&self.db, RETENTION_TASK, RETENTION_EVERY_MS, &self.owner).await
+            {
+                Ok(true) => self.apply_retention().await,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "claiming the retention task failed"),
+            }
+        }
+    }
+
+    /// Deletes finished jobs, webhook log entries and idle shared rate
+    /// limits past their retention.
+    async fn apply_retention(&self) {
+        let now = integro_store::db::now_ms();
+        let jobs =
+            jobs::purge_finished(&self.db, self.config.job_retention.as_millis() as i64).await;
+        let logs = webhook_logs::purge(
+            &self.db,
+            self.config.webhook_log_retention.as_millis() as i64,
+        )
+        .await;
+        let limits = integro_store::rate_limits::forget_idle(&self.db, now).await;
+        for (what, result) in [
+            ("jobs", jobs),
+            ("webhook logs", logs),
+            ("rate limits", limits),
+        ] {
+            match result {
+                Ok(n) => tracing::debug!(what, deleted = n, "retention applied"),
+                Err(e) => tracing::warn!(what, error = %e, "applying retention failed"),
             }
         }
     }
 }
+
+/// The retention task's name in `schedules`, and how often it runs.
+pub const RETENTION_TASK: &str = "retention";
+const RETENTION_EVERY_MS: i64 = 5 * 60 * 1000;
 
 /// Exponential backoff with jitter: about 1 s, 2 s, 4 s, … capped at 5 minutes,
 /// each drawn from the upper half of its range so retries spread out.

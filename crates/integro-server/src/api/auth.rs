@@ -78,7 +78,7 @@ async fn login(
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Json<TokenResponse>> {
     let source = crate::client_address::client_address(peer.ip(), &headers, &state.trusted_proxies);
-    state.login_guard.admit(&req.email, source)?;
+    state.login_guard.admit(&req.email, source).await?;
     let creds = users::find_credentials(&state.db, &req.email).await?;
     let (user, phc) = match creds {
         Some(c) => (Some(c.user), Some(c.password_hash)),

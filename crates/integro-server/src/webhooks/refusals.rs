@@ -16,7 +16,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
-use crate::state::RateLimit;
+use crate::rate_limit::{RateLimit, SharedLimits};
 
 pub struct Refusals {
     /// Reverse proxies whose `X-Forwarded-For` names the source.
@@ -30,13 +30,15 @@ pub struct Refusals {
 }
 
 impl Refusals {
-    pub fn new(trusted_proxies: Arc<[IpAddr]>) -> Arc<Refusals> {
+    pub fn new(trusted_proxies: Arc<[IpAddr]>, shared: Option<&SharedLimits>) -> Arc<Refusals> {
         Arc::new(Refusals {
             trusted_proxies,
             // 30 refusals at once, then one every 2 s, per path and source.
-            per_path: RateLimit::new(Duration::from_secs(2), 30),
+            per_path: RateLimit::new("webhook_refusals_path", Duration::from_secs(2), 30)
+                .shared_in(shared),
             // 300 at once, then 5 a second, per source over all paths.
-            per_source: RateLimit::new(Duration::from_millis(200), 300),
+            per_source: RateLimit::new("webhook_refusals_source", Duration::from_millis(200), 300)
+                .shared_in(shared),
             blocked: Mutex::new(HashMap::new()),
             blocked_count: AtomicUsize::new(0),
         })
@@ -62,13 +64,18 @@ impl Refusals {
 
     /// Counts a refusal; past a budget, blocks the path and source (or the
     /// source) until it refills.
-    fn refused(&self, path: &str, source: IpAddr) {
+    async fn refused(&self, path: &str, source: IpAddr) {
         let block: Vec<(Option<String>, u64)> = [
             self.per_path
                 .take(&(path.to_string(), source))
+                .await
                 .err()
                 .map(|secs| (Some(path.to_string()), secs)),
-            self.per_source.take(&source).err().map(|secs| (None, secs)),
+            self.per_source
+                .take(&source)
+                .await
+                .err()
+                .map(|secs| (None, secs)),
         ]
         .into_iter()
         .flatten()
@@ -115,7 +122,7 @@ pub async fn limit(State(refusals): State<Arc<Refusals>>, req: Request, next: Ne
     let response = next.run(req).await;
     let status = response.status();
     if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS {
-        refusals.refused(uri.path(), source);
+        refusals.refused(uri.path(), source).await;
     }
     response
 }
@@ -124,16 +131,16 @@ pub async fn limit(State(refusals): State<Arc<Refusals>>, req: Request, next: Ne
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_source_over_budget_is_held_back_on_that_path_only() {
-        let refusals = Refusals::new(Arc::from([]));
+    #[tokio::test]
+    async fn a_source_over_budget_is_held_back_on_that_path_only() {
+        let refusals = Refusals::new(Arc::from([]), None);
         let attacker: IpAddr = "203.0.113.9".parse().unwrap();
         let provider: IpAddr = "198.51.100.1".parse().unwrap();
         for _ in 0..30 {
             assert!(refusals.blocked_until("/webhooks/x/1", attacker).is_none());
-            refusals.refused("/webhooks/x/1", attacker);
+            refusals.refused("/webhooks/x/1", attacker).await;
         }
-        refusals.refused("/webhooks/x/1", attacker);
+        refusals.refused("/webhooks/x/1", attacker).await;
         assert!(refusals.blocked_until("/webhooks/x/1", attacker).is_some());
         assert!(refusals.blocked_until("/webhooks/x/2", attacker).is_none());
         assert!(refusals.blocked_until("/webhooks/x/1", provider).is_none());

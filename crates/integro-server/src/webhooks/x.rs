@@ -55,7 +55,7 @@ async fn x_crc(
             .ok_or_else(|| Rejection::malformed("crc_token is missing"))?;
         let secret = creds.get("consumer_secret").map_err(Rejection::internal)?;
         let answer = x::crc_response(secret, &token).map_err(Rejection::malformed)?;
-        if let Err(secs) = state.x_crc.take(&known.account.id) {
+        if let Err(secs) = state.x_crc.take(&known.account.id).await {
             retry_after = Some(secs);
             return Err(Rejection::new(
                 StatusCode::TOO_MANY_REQUESTS,

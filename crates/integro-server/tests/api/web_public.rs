@@ -506,7 +506,7 @@ async fn tokens_and_keys_hold_for_their_visitor_and_account_only(kind: DbKind) {
     .unwrap();
     let visitors = &site.t.app.state.visitors;
     let expired = visitors.sign(&settings, &visitor, -5).0;
-    let foreign_key = integro_server::api::web::public::Visitors::new(&[7; 32])
+    let foreign_key = integro_server::api::web::public::Visitors::new(&[7; 32], None)
         .sign(&settings, &visitor, 600)
         .0;
     let mut tampered = token.clone();

@@ -42,7 +42,8 @@ use uuid::Uuid;
 use super::WebAccepted;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{ApiJson, REQUEST_ID_HEADER, TenantCtx};
-use crate::state::{AppState, RateLimit};
+use crate::rate_limit::{RateLimit, SharedLimits};
+use crate::state::AppState;
 
 /// The header a widget sends its publishable key in.
 pub const PUBLISHABLE_KEY_HEADER: &str = "x-integro-publishable-key";
@@ -104,14 +105,17 @@ fn key_id(settings: &WebPublic) -> String {
 }
 
 impl Visitors {
-    pub fn new(secret: &[u8; 32]) -> Visitors {
+    pub fn new(secret: &[u8; 32], shared: Option<&SharedLimits>) -> Visitors {
         Visitors {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
-            source: RateLimit::per_minute(SOURCE_REQUESTS_PER_MINUTE),
-            sessions: RateLimit::per_minute(SESSIONS_PER_MINUTE),
-            requests: RateLimit::per_minute(VISITOR_REQUESTS_PER_MINUTE),
-            messages: RateLimit::per_minute(VISITOR_MESSAGES_PER_MINUTE),
+            source: RateLimit::per_minute("web_source", SOURCE_REQUESTS_PER_MINUTE)
+                .shared_in(shared),
+            sessions: RateLimit::per_minute("web_sessions", SESSIONS_PER_MINUTE).shared_in(shared),
+            requests: RateLimit::per_minute("web_requests", VISITOR_REQUESTS_PER_MINUTE)
+                .shared_in(shared),
+            messages: RateLimit::per_minute("web_messages", VISITOR_MESSAGES_PER_MINUTE)
+                .shared_in(shared),
         }
     }
 
@@ -458,6 +462,7 @@ pub async fn cors(State(state): State<AppState>, mut req: Request, next: Next) -
             .visitors
             .source
             .check(&format!("{}:{source}", p.account.id))
+            .await
     {
         let mut response = e.into_response();
         cors_headers(response.headers_mut(), allow_origin, false);
@@ -572,7 +577,8 @@ impl Visitor {
         state
             .visitors
             .requests
-            .check(&format!("{}:{}", claims.acc, claims.sub))?;
+            .check(&format!("{}:{}", claims.acc, claims.sub))
+            .await?;
         Ok(Visitor {
             public,
             id: claims.sub,
@@ -656,7 +662,8 @@ async fn start_session(
     state
         .visitors
         .sessions
-        .check(&format!("{}:{source}", public.account.id))?;
+        .check(&format!("{}:{source}", public.account.id))
+        .await?;
     let key = headers
         .get(PUBLISHABLE_KEY_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -768,7 +775,8 @@ async fn post_message(
     state
         .visitors
         .messages
-        .check(&format!("{}:{}", account.id, visitor.id))?;
+        .check(&format!("{}:{}", account.id, visitor.id))
+        .await?;
     let text = super::clean_text(&req.text)?;
     // Message ids are the visitor's own: one visitor cannot take (or probe
     // for) another's.
