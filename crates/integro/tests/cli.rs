@@ -1,35 +1,13 @@
 //! The `integro` binary as an operator uses it.
 
+mod support;
+
 use std::process::{Command, Output};
 
-fn integro(data_dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_integro"));
-    cmd.args(args).arg("--data-dir").arg(data_dir);
-    for name in [
-        "INTEGRO_DATABASE_URL",
-        "INTEGRO_MASTER_KEY",
-        "INTEGRO_PREVIOUS_MASTER_KEYS",
-        "INTEGRO_CONFIG",
-        "INTEGRO_OUTBOUND_ALLOW",
-        "INTEGRO_LISTEN",
-        "INTEGRO_USER_PASSWORD",
-    ] {
-        cmd.env_remove(name);
-    }
-    cmd.env("INTEGRO_LOG", "warn");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("integro runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use support::{
+    Canned, free_address, http, integro, mock_provider, new_master_key, serve, serve_with, start,
+    text,
+};
 
 #[test]
 fn help_lists_the_commands() {
@@ -456,11 +434,6 @@ fn rules_round_trip_as_yaml_and_a_dry_run_explains_the_decision() {
     );
 }
 
-/// A new master key: base64 of 32 random bytes.
-fn new_master_key() -> String {
-    integro_store::secrets::MasterKey::generate().to_base64()
-}
-
 /// The status of one of `doctor --json`'s checks.
 fn doctor_check(
     dir: &std::path::Path,
@@ -615,62 +588,6 @@ fn secrets_rotate_with_keys_in_the_environment() {
     assert!(!text(&out).contains("secret-token-1"), "{}", text(&out));
 }
 
-/// A canned HTTP answer of the mock provider.
-#[derive(Clone)]
-struct Canned {
-    status: u16,
-    body: String,
-}
-
-/// What the mock provider received: request line and headers (lowercased
-/// names), one entry per request.
-type Received = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
-
-/// A local HTTP server answering every request with the answer `answer`
-/// picks for its path (the OpenAI wire format is the tests' business); its
-/// address and what it received.
-fn mock_provider(
-    answer: impl Fn(&str) -> Canned + Send + 'static,
-) -> (std::net::SocketAddr, Received) {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let received: Received = Default::default();
-    let log = received.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut head = String::new();
-            let mut length = 0usize;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                let lower = line.to_ascii_lowercase();
-                if let Some(v) = lower.strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-                head.push_str(&lower);
-            }
-            let mut body = vec![0; length];
-            let _ = reader.read_exact(&mut body);
-            let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
-            log.lock().unwrap().push(head);
-            let canned = answer(&path);
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}",
-                canned.status,
-                canned.body.len(),
-                canned.body
-            );
-        }
-    });
-    (addr, received)
-}
-
 /// Adds an AI credential straight through the store (the CLI has no
 /// command for it; the API's is tested elsewhere), sealed with the data
 /// directory's key file.
@@ -719,8 +636,8 @@ fn ai_test_checks_a_credential_against_its_provider() {
     let tenant: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let tenant = tenant["id"].as_str().unwrap().to_string();
 
-    let (good, received) = mock_provider(|path| {
-        match path {
+    let (good, received) = mock_provider(|request| {
+        match request.path.as_str() {
         "/v1/models" => Canned {
             status: 200,
             body: r#"{"object":"list","data":[{"id":"gpt-4o-mini","object":"model","created":1686935002,"owned_by":"openai"},{"id":"gpt-4o","object":"model","created":1686935002,"owned_by":"openai"}]}"#.into(),
@@ -760,14 +677,14 @@ fn ai_test_checks_a_credential_against_its_provider() {
     {
         let seen = received.lock().unwrap();
         assert_eq!(seen.len(), 2, "{seen:?}");
-        assert!(seen[0].starts_with("get /v1/models "), "{seen:?}");
+        assert!(seen[0].head.starts_with("get /v1/models "), "{seen:?}");
         assert!(
-            seen[1].starts_with("post /v1/chat/completions "),
+            seen[1].head.starts_with("post /v1/chat/completions "),
             "{seen:?}"
         );
         assert!(
             seen.iter()
-                .all(|h| h.contains("authorization: bearer sk-cli-test-1")),
+                .all(|r| r.head.contains("authorization: bearer sk-cli-test-1")),
             "{seen:?}"
         );
     }
@@ -812,88 +729,6 @@ fn ai_test_checks_a_credential_against_its_provider() {
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("does not exist"), "{}", text(&out));
-}
-
-/// One HTTP/1.1 request to a local server; the status and the body.
-fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
-        .unwrap();
-    let auth = token
-        .map(|t| format!("authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    let status = answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
-
-/// Kills the server it holds when dropped, so a failed assertion does not
-/// leave it running.
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `integro serve` on a free port of 127.0.0.1 with `data_dir`, once it
-/// listens (up to 30 s: a debug build on a loaded runner may take a while
-/// to migrate and bind); the server and its address.
-fn serve(data_dir: &std::path::Path) -> (Server, String) {
-    serve_with(data_dir, &[])
-}
-
-/// `serve`, with more environment variables.
-fn serve_with(data_dir: &std::path::Path, env: &[(&str, &str)]) -> (Server, String) {
-    start("serve", data_dir, env)
-}
-
-/// `integro serve` or `integro worker` with `--listen` on a free port, once
-/// it listens there.
-fn start(what: &str, data_dir: &std::path::Path, env: &[(&str, &str)]) -> (Server, String) {
-    let listen = free_address();
-    let child = Command::new(env!("CARGO_BIN_EXE_integro"))
-        .args([what, "--listen", &listen, "--data-dir"])
-        .arg(data_dir)
-        .env_remove("INTEGRO_DATABASE_URL")
-        .env_remove("INTEGRO_MASTER_KEY")
-        .env_remove("INTEGRO_CONFIG")
-        .env("INTEGRO_LOG", "warn")
-        .env("INTEGRO_ADMIN_PASSWORD", "operator-password-1")
-        .envs(env.iter().copied())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server(child);
-    let up = (0..300).any(|_| {
-        let up = std::net::TcpStream::connect(&listen).is_ok();
-        if !up {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        up
-    });
-    assert!(up, "the server started on {listen}");
-    (server, listen)
 }
 
 /// `integro user create` with a tenant, a role and a generated password:
@@ -1033,16 +868,6 @@ fn failed_sign_ins_do_not_grow_the_process() {
         after < before + 64 * 1024,
         "RSS grew from {before} KiB to {after} KiB"
     );
-}
-
-/// A free port on 127.0.0.1.
-fn free_address() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    format!("127.0.0.1:{port}")
 }
 
 /// `integro worker` serves `/healthz`, `/readyz` and `/metrics` on its own
