@@ -271,6 +271,7 @@ async fn main() -> anyhow::Result<()> {
                         burst: &[],
                         kind: "text",
                         now_ms: said.at_ms,
+                        request_id: None,
                         inbound_in_window: 1,
                         coalesce: false,
                     },

@@ -8,6 +8,7 @@ pub mod cache;
 pub mod channel;
 pub mod outbound;
 pub mod role;
+pub mod trace;
 
 pub use actor::{Actor, ActorKind};
 pub use channel::{

@@ -45,6 +45,8 @@ pub struct Webhook {
     /// Filled in with the outcome before it is stored.
     pub log: NewWebhookLog,
     pub request_id: Option<String>,
+    /// The webhook request's trace context, for the reply jobs.
+    pub traceparent: Option<String>,
 }
 
 #[derive(Clone)]
@@ -285,6 +287,7 @@ fn inbound_of(items: &[Webhook]) -> (Vec<conversations::Inbound<'_>>, Vec<usize>
                     account: &item.account.account,
                     message: m,
                     request_id: item.request_id.as_deref(),
+                    traceparent: item.traceparent.as_deref(),
                 });
                 owners.push(n);
             }

@@ -43,7 +43,8 @@ impl SharedLimits {
         if let Some(url) = redis_url.filter(|u| !u.trim().is_empty()) {
             return Ok(Some(SharedLimits::redis(url).await?));
         }
-        Ok((db.backend() == Backend::Postgres).then(|| SharedLimits::Postgres(Box::new(db.clone()))))
+        Ok((db.backend() == Backend::Postgres)
+            .then(|| SharedLimits::Postgres(Box::new(db.clone()))))
     }
 
     /// Connects to the Redis server at `url`.

@@ -115,6 +115,8 @@ pub struct Inbound<'a> {
     pub account: &'a Account,
     pub message: &'a InboundMessage,
     pub request_id: Option<&'a str>,
+    /// The webhook's trace context (W3C `traceparent`), carried to the job.
+    pub traceparent: Option<&'a str>,
 }
 
 /// The queue of a contact's reply jobs: they run one at a time, in order.
@@ -135,6 +137,7 @@ pub async fn ingest(
         account,
         message: msg,
         request_id,
+        traceparent: None,
     }];
     let outcome = record_inbound(tx, &inbound, &mut jobs).await?.remove(0);
     jobs::enqueue_many(tx, jobs).await?;
@@ -260,11 +263,25 @@ pub(crate) fn inbound_row(i: &Inbound<'_>, id: Uuid, now: i64) -> Vec<sql::Value
     ]
 }
 
+/// A reply or send job's payload: the message, and where it came from (the
+/// request id, and the trace context when traces are exported).
+fn job_payload(
+    message_id: Uuid,
+    request_id: Option<&str>,
+    traceparent: Option<&str>,
+) -> serde_json::Value {
+    let mut payload = json!({ "message_id": message_id, "request_id": request_id });
+    if let Some(traceparent) = traceparent {
+        payload["traceparent"] = traceparent.into();
+    }
+    payload
+}
+
 /// The job that answers the stored message `message_id`.
 pub(crate) fn reply_job(item: &Inbound<'_>, message_id: Uuid) -> NewJob<'static> {
     NewJob {
         kind: REPLY_JOB,
-        payload: json!({ "message_id": message_id, "request_id": item.request_id }),
+        payload: job_payload(message_id, item.request_id, item.traceparent),
         tenant_id: Some(item.account.tenant_id),
         queue_key: Some(contact_queue_key(item.account.id, &item.message.from)),
         max_attempts: REPLY_ATTEMPTS,
@@ -424,6 +441,8 @@ pub struct Outgoing {
     pub template: Option<Template>,
     pub reply_to: Option<Uuid>,
     pub request_id: Option<String>,
+    /// The trace context of what queued it (W3C `traceparent`).
+    pub traceparent: Option<String>,
     /// What decided it: a rule, or an AI profile and the tokens it spent.
     pub rule_id: Option<Uuid>,
     pub ai_profile_id: Option<Uuid>,
@@ -504,7 +523,7 @@ pub async fn insert_outbound(
     .await?;
     let job = NewJob {
         kind: SEND_JOB,
-        payload: json!({ "message_id": id, "request_id": out.request_id }),
+        payload: job_payload(id, out.request_id.as_deref(), out.traceparent.as_deref()),
         tenant_id: Some(conversation.tenant_id),
         queue_key: Some(format!("send:{}", conversation.id)),
         max_attempts: SEND_ATTEMPTS,
@@ -1012,6 +1031,7 @@ mod tests {
                                 account: &account,
                                 message: m,
                                 request_id: None,
+                                traceparent: None,
                             })
                             .collect();
                         let mut jobs = Vec::new();

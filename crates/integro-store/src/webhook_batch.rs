@@ -414,6 +414,7 @@ mod tests {
                 account,
                 message: m,
                 request_id: None,
+                traceparent: None,
             })
             .collect();
         let owners: Vec<usize> = webhooks

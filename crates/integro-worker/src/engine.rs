@@ -26,6 +26,7 @@ use integro_store::conversations::{Conversation, ConversationState, Outgoing};
 use integro_store::memory::{self, Memory};
 use integro_store::secrets::Keyring;
 use integro_store::{Db, StoreError, ai_credentials, ai_profiles, rules, tenants, usage};
+use tracing::Instrument;
 use uuid::Uuid;
 
 /// Alerts of one kind go out at most this often per tenant.
@@ -75,6 +76,8 @@ pub struct TurnRequest<'a> {
     /// The newest message's kind (`text`, `image`, …).
     pub kind: &'a str,
     pub now_ms: i64,
+    /// The request that brought the message in (for the LLM call's span).
+    pub request_id: Option<&'a str>,
     /// Inbound messages of the conversation within the rate-limit window.
     pub inbound_in_window: u32,
     /// Wait for a burst to end before asking the LLM (not in dry runs).
@@ -416,6 +419,7 @@ impl Engine {
                 burst: &[],
                 kind: "text",
                 now_ms: now,
+                request_id: None,
                 inbound_in_window: 1,
                 coalesce: false,
             },
@@ -512,7 +516,13 @@ impl Engine {
             .burst
             .last()
             .map_or(Some(req.inbound.id), |s| Some(s.id));
-        match self.ai.chat_with_fallback(&attempts).await {
+        let call = tracing::info_span!(
+            "llm_call",
+            profile = %label(0),
+            attempts = attempts.len(),
+            request_id = req.request_id.unwrap_or_default(),
+        );
+        match self.ai.chat_with_fallback(&attempts).instrument(call).await {
             Ok((i, answer)) => {
                 for j in 0..i {
                     trace
@@ -823,6 +833,7 @@ mod tests {
             burst: &[],
             kind: "text",
             now_ms: inbound.at_ms,
+            request_id: None,
             inbound_in_window: 1,
             coalesce: false,
         };

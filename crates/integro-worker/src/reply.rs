@@ -160,6 +160,7 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<Vec<Leased>, Failu
                 burst: &burst,
                 kind: &message.kind,
                 now_ms: now,
+                request_id: job.payload["request_id"].as_str(),
                 inbound_in_window,
                 coalesce: true,
             },
@@ -234,6 +235,7 @@ async fn complete_with(
     turn: Turn,
 ) -> Result<Vec<Leased>, Failure> {
     let request_id = job.payload["request_id"].as_str().map(String::from);
+    let traceparent = integro_core::trace::traceparent();
     let bot_id = bot.map(|b| b.id);
     let conversation = conversation.clone();
     let (owner, lease_ms) = (worker.owner.clone(), worker.lease_ms());
@@ -247,6 +249,7 @@ async fn complete_with(
                 let mut replied_at = None;
                 for mut out in turn.outgoing {
                     out.request_id = out.request_id.or_else(|| request_id.clone());
+                    out.traceparent = out.traceparent.or_else(|| traceparent.clone());
                     let (message, leased) = conversations::insert_outbound(
                         tx,
                         &conversation,

@@ -11,6 +11,7 @@ use integro_store::jobs::{self, Completion, Job, JobState};
 use integro_store::secrets::Keyring;
 use integro_store::{BoxFuture, Conn, Db, StoreError, conversations, schedules, webhook_logs};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tracing::Instrument;
 
 use crate::accounts::AccountCache;
 use crate::egress::Egress;
@@ -269,14 +270,28 @@ impl Worker {
             })
         };
         let mut next = Vec::new();
-        let result = match job.kind.as_str() {
-            conversations::REPLY_JOB => crate::reply::run(&self, &job)
-                .await
-                .map(|sends| next = sends),
-            conversations::SEND_JOB => crate::send::run(&self, &job, known).await,
-            crate::alert::ALERT_JOB => crate::alert::run(&self, &job).await,
-            other => Err(Failure::Permanent(format!("unknown job kind `{other}`"))),
-        };
+        // The job's span continues the trace of what queued it (the webhook,
+        // or the reply that wrote this send), whichever process that was.
+        let span = tracing::info_span!(
+            "job",
+            kind = %job.kind,
+            job = %job.id,
+            attempt = job.attempts,
+            request_id = job.payload["request_id"].as_str().unwrap_or_default(),
+        );
+        integro_core::trace::continue_trace(&span, job.payload["traceparent"].as_str());
+        let result = async {
+            match job.kind.as_str() {
+                conversations::REPLY_JOB => crate::reply::run(&self, &job)
+                    .await
+                    .map(|sends| next = sends),
+                conversations::SEND_JOB => crate::send::run(&self, &job, known).await,
+                crate::alert::ALERT_JOB => crate::alert::run(&self, &job).await,
+                other => Err(Failure::Permanent(format!("unknown job kind `{other}`"))),
+            }
+        }
+        .instrument(span)
+        .await;
         heartbeat.abort();
         let outcome = match result {
             Ok(()) => "done",

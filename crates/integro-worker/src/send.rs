@@ -12,6 +12,7 @@ use uuid::Uuid;
 use crate::egress::Egress;
 use crate::runner::{Failure, Worker};
 use integro_core::breaker::Permit;
+use tracing::Instrument;
 
 /// Starts the `last_error` of an attempt the provider answered with an error.
 const REFUSED: &str = "the provider refused: ";
@@ -158,6 +159,12 @@ pub(crate) async fn run(
     match worker
         .egress
         .send(account.kind, account.id, creds, &outbound, id)
+        .instrument(tracing::info_span!(
+            "provider_call",
+            channel = %account.kind,
+            message = %id,
+            request_id = job.payload["request_id"].as_str().unwrap_or_default(),
+        ))
         .await
     {
         Ok(provider_id) => {

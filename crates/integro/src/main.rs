@@ -329,7 +329,7 @@ fn main() -> ExitCode {
         .config
         .clone()
         .or_else(|| std::env::var_os("INTEGRO_CONFIG").map(PathBuf::from));
-    integro_server::telemetry::init(&config.log, &config.log_format);
+    let telemetry = integro_server::telemetry::init(&config.log, &config.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -356,6 +356,8 @@ fn main() -> ExitCode {
         }
         .map(|()| ExitCode::SUCCESS)
     });
+    drop(runtime);
+    telemetry.shutdown();
     match result {
         Ok(code) => code,
         Err(e) => {

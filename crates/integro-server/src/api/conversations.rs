@@ -175,6 +175,7 @@ async fn send_message(
             template: req.template,
             reply_to: None,
             request_id: ctx.request_id().map(String::from),
+            traceparent: integro_core::trace::traceparent(),
             ..Outgoing::default()
         },
     )

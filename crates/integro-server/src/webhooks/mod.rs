@@ -280,6 +280,7 @@ impl Hook {
                 events,
                 log: self.log(StatusCode::OK, "accepted", note),
                 request_id: self.header(REQUEST_ID_HEADER).map(String::from),
+                traceparent: integro_core::trace::traceparent(),
             },
             reply,
         };
