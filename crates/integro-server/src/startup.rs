@@ -342,7 +342,20 @@ pub struct App {
 }
 
 impl App {
-    pub async fn build(mut config: Config) -> anyhow::Result<App> {
+    /// The application a server runs; it creates the first operator account
+    /// when there is none (and prints a generated password).
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        App::build_as(config, true).await
+    }
+
+    /// The application a worker process runs: it creates no operator
+    /// account, so that a generated password is shown by `serve`, never
+    /// lost in a worker's log.
+    pub async fn build_for_workers(config: Config) -> anyhow::Result<App> {
+        App::build_as(config, false).await
+    }
+
+    async fn build_as(mut config: Config, bootstrap: bool) -> anyhow::Result<App> {
         return_large_blocks_to_the_system();
         config.normalize();
         config.validate()?;
@@ -351,7 +364,11 @@ impl App {
         if !config.auto_migrate {
             require_migrated(&db).await?;
         }
-        let operator = bootstrap_operator(&db, &config).await?;
+        let operator = if bootstrap {
+            bootstrap_operator(&db, &config).await?
+        } else {
+            None
+        };
         let tokens = TokenKeys::new(&keyring.current().derive("jwt-access-v1"));
         let wake = Arc::new(tokio::sync::Notify::new());
         let (stop, stopping) = watch::channel(false);

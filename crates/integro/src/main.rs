@@ -426,7 +426,7 @@ async fn worker(config: Config) -> anyhow::Result<()> {
             )
         })?;
     let probes = listener.local_addr()?;
-    let app = App::build(config).await?;
+    let app = App::build_for_workers(config).await?;
     let _probes = app.spawn_probes(listener);
     println!(
         "  Probes   http://{probes}/healthz   http://{probes}/readyz   http://{probes}/metrics"
