@@ -164,6 +164,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0012_shared_limits_and_schedules.sql"),
         include_str!("../migrations/postgres/0012_shared_limits_and_schedules.sql"),
     ),
+    (
+        13,
+        "job wakeups",
+        include_str!("../migrations/sqlite/0013_job_wakeups.sql"),
+        include_str!("../migrations/postgres/0013_job_wakeups.sql"),
+    ),
 ];
 
 #[derive(Clone)]
@@ -333,6 +339,11 @@ impl Db {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// PostgreSQL: how to open a connection of its own driver (listeners).
+    pub(crate) fn pg_options(&self) -> Option<PgConnectOptions> {
+        self.batch_writer.as_ref().map(|b| b.options().clone())
     }
 
     /// PostgreSQL: the connection for batches of webhooks (`webhook_batch.rs`).

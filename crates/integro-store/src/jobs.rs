@@ -681,6 +681,17 @@ pub async fn stats(db: &Db) -> Result<(Vec<(String, i64)>, Option<i64>), StoreEr
     Ok((counts, oldest.map(|t| (now - t).max(0))))
 }
 
+/// When the next job falls due: the earliest ready job's `run_at` or
+/// running job's lease end (ms), if any. Idle workers sleep until then.
+pub async fn next_due(db: &Db) -> Result<Option<i64>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT MIN(t) FROM (SELECT MIN(run_at) AS t FROM jobs WHERE state = 'ready' \
+         UNION ALL SELECT MIN(lease_until) AS t FROM jobs WHERE state = 'running') due",
+    )
+    .fetch_one(db.pool())
+    .await?)
+}
+
 /// Deletes finished jobs older than `older_than_ms`; returns how many.
 pub async fn purge_finished(db: &Db, older_than_ms: i64) -> Result<u64, StoreError> {
     let r =

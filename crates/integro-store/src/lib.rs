@@ -20,6 +20,7 @@ mod filter;
 mod group_commit;
 pub mod insert;
 pub mod invitations;
+pub mod job_wakeups;
 pub mod jobs;
 pub mod memory;
 pub mod page;

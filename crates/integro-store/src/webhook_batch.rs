@@ -152,6 +152,10 @@ pub(crate) struct BatchWriter {
 }
 
 impl BatchWriter {
+    pub(crate) fn options(&self) -> &PgConnectOptions {
+        &self.options
+    }
+
     pub(crate) fn new(options: PgConnectOptions, connect_timeout: Duration) -> BatchWriter {
         BatchWriter {
             options,

@@ -72,6 +72,9 @@ pub struct Worker {
     slots: Arc<Semaphore>,
     /// Jobs wait for a claim for want of a slot (`note_backlog`).
     backlog: AtomicBool,
+    /// PostgreSQL: this process hears of jobs made ready anywhere
+    /// (`job_wakeups`), so an idle loop need not poll often.
+    listening: AtomicBool,
 }
 
 /// A job leased to this worker by the one it just ran (a reply's send),
@@ -135,6 +138,7 @@ impl Worker {
             wake,
             owner: format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple()),
             backlog: AtomicBool::new(false),
+            listening: AtomicBool::new(false),
         }
     }
 
@@ -143,6 +147,7 @@ impl Worker {
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let slots = self.slots.clone();
         let maintenance = tokio::spawn(self.clone().maintain());
+        let listener = tokio::spawn(self.clone().listen_for_jobs());
         tracing::info!(owner = %self.owner, concurrency = self.config.concurrency, "worker started");
         loop {
             if *shutdown.borrow() {
@@ -180,16 +185,18 @@ impl Worker {
                 });
             }
             if got == 0 || got < free {
-                // Nothing more is due now: sleep until woken, polled or stopped.
+                // Nothing more is due now: sleep until woken, due or stopped.
+                let idle = self.idle_for().await;
                 tokio::select! {
                     _ = self.wake.notified() => {}
-                    _ = tokio::time::sleep(self.config.poll_interval) => {}
+                    _ = tokio::time::sleep(idle) => {}
                     // A dropped sender means nobody can stop us any more: stop now.
                     changed = shutdown.changed() => if changed.is_err() { break },
                 }
             }
         }
         maintenance.abort();
+        listener.abort();
         // No job is handed to us any more (`take_slots`).
         slots.close();
         let deadline = Instant::now() + self.config.lease;
@@ -440,6 +447,57 @@ impl Worker {
         }
     }
 
+    /// How long an idle loop sleeps unless woken. While this process hears
+    /// of ready jobs (PostgreSQL), until the next job falls due (a retry's
+    /// time, a lease's end), at most `IDLE_POLL_MAX` in case a notification
+    /// was lost; otherwise (SQLite, or no listener) the poll interval, since
+    /// another process's jobs would go unnoticed.
+    async fn idle_for(&self) -> Duration {
+        if !self.listening.load(Ordering::SeqCst) {
+            return self.config.poll_interval;
+        }
+        match jobs::next_due(&self.db).await {
+            Ok(Some(due)) => {
+                let wait = (due - integro_store::db::now_ms()).max(0) as u64;
+                Duration::from_millis(wait).clamp(self.config.poll_interval, IDLE_POLL_MAX)
+            }
+            Ok(None) => IDLE_POLL_MAX,
+            Err(_) => self.config.poll_interval,
+        }
+    }
+
+    /// Keeps a connection listening for jobs made ready by any process
+    /// (PostgreSQL; returns at once on SQLite) and wakes the loop for each.
+    async fn listen_for_jobs(self: Arc<Self>) {
+        loop {
+            match integro_store::job_wakeups::listen(&self.db).await {
+                Ok(None) => return,
+                Ok(Some(mut listener)) => {
+                    self.listening.store(true, Ordering::SeqCst);
+                    // Whatever was made ready before the listener: look now.
+                    self.wake.notify_one();
+                    loop {
+                        match listener.try_recv().await {
+                            Ok(Some(_)) => self.wake.notify_one(),
+                            // The connection dropped and is reopened on the
+                            // next call; what was sent meanwhile is lost.
+                            Ok(None) => self.wake.notify_one(),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "listening for ready jobs failed; polling meanwhile");
+                                break;
+                            }
+                        }
+                    }
+                    self.listening.store(false, Ordering::SeqCst);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for ready jobs; polling meanwhile");
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
     /// Housekeeping: queue metrics, and deleting what has outlived its retention.
     async fn maintain(self: Arc<Self>) {
         let mut tick = tokio::time::interval(Duration::from_secs(10));
@@ -491,6 +549,10 @@ impl Worker {
         }
     }
 }
+
+/// The longest an idle worker that listens for ready jobs sleeps between
+/// looks at the queue (a safety net for a lost notification).
+const IDLE_POLL_MAX: Duration = Duration::from_secs(5);
 
 /// The retention task's name in `schedules`, and how often it runs.
 pub const RETENTION_TASK: &str = "retention";
