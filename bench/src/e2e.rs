@@ -61,6 +61,11 @@ pub struct E2eArgs {
     /// INTEGRO_WORKERS: jobs Integro runs at once (default: Integro's).
     #[arg(long)]
     workers: Option<usize>,
+    /// Run the jobs in this many `integro worker` processes (each with
+    /// `--workers` slots) and none in `serve` (PostgreSQL only). CPU then
+    /// counts every Integro process.
+    #[arg(long, default_value_t = 0)]
+    worker_processes: usize,
     /// Seconds before a webhook request counts as timed out.
     #[arg(long, default_value_t = 10)]
     timeout: u64,
@@ -485,7 +490,13 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
     if let Some(url) = &args.database_url {
         env.push(("INTEGRO_DATABASE_URL".into(), url.clone()));
     }
-    if let Some(w) = args.workers {
+    if args.worker_processes > 0 {
+        if args.database_url.is_none() {
+            bail!("--worker-processes needs PostgreSQL (--database-url)");
+        }
+        // `serve` only stores webhooks; the worker processes get their own.
+        env.push(("INTEGRO_WORKERS".into(), "0".into()));
+    } else if let Some(w) = args.workers {
         env.push(("INTEGRO_WORKERS".into(), w.to_string()));
     }
     for setting in &args.extra_env {
@@ -509,6 +520,30 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
     server.wait_ready(&client, &base).await?;
     configure_bot(&client, &base, &setup).await?;
     let pid = server.pid();
+    let mut workers = Vec::new();
+    for n in 0..args.worker_processes {
+        let probes = format!("127.0.0.1:{}", free_port()?);
+        let mut worker = integro.spawn(
+            "worker",
+            &args.out.join(format!("worker-{n}.log")),
+            &[
+                ("INTEGRO_WORKER_LISTEN", probes.clone()),
+                ("INTEGRO_WORKERS", args.workers.unwrap_or(16).to_string()),
+            ],
+        )?;
+        worker
+            .wait_ready(&client, &format!("http://{probes}"))
+            .await?;
+        workers.push(worker);
+    }
+    let pids: Vec<u32> = std::iter::once(pid)
+        .chain(workers.iter().map(|w| w.pid()))
+        .collect();
+    let cpu_seconds = || -> Option<f64> {
+        pids.iter()
+            .map(|p| process::cpu_seconds(*p))
+            .sum::<Option<f64>>()
+    };
 
     let load = Arc::new(Load {
         client: client.clone(),
@@ -540,9 +575,9 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
     );
     let generator = tokio::spawn(generate(load.clone(), warmup_start, end, args.rate));
     tokio::time::sleep_until(start.into()).await;
-    let (cpu_start, machine_start) = (process::cpu_seconds(pid), MachineCpu::now());
+    let (cpu_start, machine_start) = (cpu_seconds(), MachineCpu::now());
     tokio::time::sleep_until(end.into()).await;
-    let (cpu_end, machine_end) = (process::cpu_seconds(pid), MachineCpu::now());
+    let (cpu_end, machine_end) = (cpu_seconds(), MachineCpu::now());
     generator.await?;
 
     // Wait for the replies still due; then a moment more, within the same
@@ -576,6 +611,9 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
         _ => None,
     };
     server.stop().await;
+    for worker in workers {
+        worker.stop().await;
+    }
     if let Some(text) = metrics {
         std::fs::write(args.out.join("metrics.txt"), text)?;
     }
@@ -592,6 +630,7 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
         "new_share": args.new_share,
         "database": if args.database_url.is_some() { "postgres" } else { "sqlite" },
         "workers": args.workers,
+        "worker_processes": args.worker_processes,
         "timeout_s": args.timeout,
         "integro": integro_binary.display().to_string(),
     });

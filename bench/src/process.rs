@@ -68,17 +68,24 @@ impl Integro {
 
     /// `integro serve`, its output appended to `log`.
     pub fn serve(&self, log: &Path) -> anyhow::Result<Server> {
+        self.spawn("serve", log, &[])
+    }
+
+    /// `integro WHAT` (`serve`, `worker`) with `env` added, its output
+    /// appended to `log`.
+    pub fn spawn(&self, what: &str, log: &Path, env: &[(&str, String)]) -> anyhow::Result<Server> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)?;
         let child = self
-            .command(&["serve"])
+            .command(&[what])
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
-            .with_context(|| format!("starting {} serve", self.binary.display()))?;
+            .with_context(|| format!("starting {} {what}", self.binary.display()))?;
         Ok(Server { child })
     }
 }
