@@ -501,7 +501,7 @@ impl AiClient {
         Err(Failure {
             error,
             status: Some(status.as_u16()),
-            retry_after: retry::retry_after(&headers),
+            retry_after: integro_core::retry_after::from_headers(&headers),
             should_retry: retry::should_retry_header(&headers),
             request_id,
         })

@@ -2,9 +2,9 @@
 //! what the provider asks for (`retry-after-ms`, `retry-after`), and whether
 //! it says to retry at all (`x-should-retry`). Mirrors the official SDKs.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::HeaderMap;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -47,24 +47,6 @@ pub fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
     half + (ceiling - half).mul_f64(rand::random::<f64>())
 }
 
-/// What the provider asks us to wait: `retry-after-ms` (milliseconds), else
-/// `retry-after` in seconds, else `retry-after` as an HTTP date (a date in the
-/// past gives zero). Garbage, negative or absurd values give `None`.
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    if let Some(ms) = header_str(headers, "retry-after-ms").and_then(parse_number) {
-        return Some(ms / 1000);
-    }
-    let value = header_str(headers, RETRY_AFTER.as_str())?;
-    if let Some(secs) = parse_number(value) {
-        return Some(secs);
-    }
-    let when = httpdate::parse_http_date(value).ok()?;
-    Some(
-        when.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
-}
-
 /// `x-should-retry: true|false`, when the provider says explicitly.
 pub fn should_retry_header(headers: &HeaderMap) -> Option<bool> {
     match header_str(headers, "x-should-retry")?
@@ -81,16 +63,6 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     Some(headers.get(name)?.to_str().ok()?.trim()).filter(|s| !s.is_empty())
 }
 
-/// A non-negative decimal number of units (seconds, or milliseconds to be
-/// divided by 1000 by the caller), as a `Duration` of that many seconds.
-fn parse_number(value: &str) -> Option<Duration> {
-    let n: f64 = value.parse().ok()?;
-    if !n.is_finite() || n < 0.0 {
-        return None;
-    }
-    Duration::try_from_secs_f64(n).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,59 +74,6 @@ mod tests {
             h.insert(*k, HeaderValue::from_str(v).unwrap());
         }
         h
-    }
-
-    #[test]
-    fn retry_after_milliseconds_win() {
-        let h = headers(&[("retry-after-ms", "1500"), ("retry-after", "30")]);
-        assert_eq!(retry_after(&h), Some(Duration::from_millis(1500)));
-        let h = headers(&[("retry-after-ms", "12.5")]);
-        assert_eq!(retry_after(&h), Some(Duration::from_micros(12_500)));
-    }
-
-    #[test]
-    fn retry_after_seconds() {
-        assert_eq!(
-            retry_after(&headers(&[("retry-after", "7")])),
-            Some(Duration::from_secs(7))
-        );
-        assert_eq!(
-            retry_after(&headers(&[("retry-after", " 0.5 ")])),
-            Some(Duration::from_millis(500))
-        );
-        assert_eq!(
-            retry_after(&headers(&[("retry-after", "0")])),
-            Some(Duration::ZERO)
-        );
-    }
-
-    #[test]
-    fn retry_after_http_date() {
-        let later = SystemTime::now() + Duration::from_secs(120);
-        let h = headers(&[("retry-after", &httpdate::fmt_http_date(later))]);
-        let d = retry_after(&h).unwrap();
-        assert!(
-            d > Duration::from_secs(110) && d <= Duration::from_secs(120),
-            "{d:?}"
-        );
-
-        let h = headers(&[("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT")]);
-        assert_eq!(retry_after(&h), Some(Duration::ZERO), "a past date");
-    }
-
-    #[test]
-    fn retry_after_garbage() {
-        assert_eq!(retry_after(&HeaderMap::new()), None);
-        for bad in ["soon", "-3", "NaN", "inf", "1e400", "", "Wed, 99 Foo"] {
-            assert_eq!(
-                retry_after(&headers(&[("retry-after", bad)])),
-                None,
-                "{bad}"
-            );
-        }
-        // A bad retry-after-ms falls through to retry-after.
-        let h = headers(&[("retry-after-ms", "later"), ("retry-after", "2")]);
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
     }
 
     #[test]

@@ -166,7 +166,7 @@ pub(crate) fn classify(
     said: ProviderError,
     method_and_url: &str,
 ) -> AiError {
-    let retry_after = crate::retry::retry_after(headers);
+    let retry_after = integro_core::retry_after::from_headers(headers);
     let words = match &said.message {
         Some(m) => shorten(m, MAX_MESSAGE_CHARS),
         None if body.iter().all(u8::is_ascii_whitespace) => "no explanation given".to_string(),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use integro_core::SendError;
 use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::HeaderMap;
 
 /// A client with the timeouts a send job needs: a provider that hangs must not
 /// hold a worker for long.
@@ -16,11 +16,6 @@ pub fn client(timeout: Duration) -> reqwest::Client {
         .user_agent(concat!("integro/", env!("CARGO_PKG_VERSION")))
         .build()
         .expect("HTTP client")
-}
-
-/// `Retry-After` in seconds (the HTTP-date form is treated as absent).
-pub fn retry_after(headers: &HeaderMap) -> Option<u64> {
-    headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()
 }
 
 /// A failed response: 429 and 5xx are worth retrying, other 4xx are not.
@@ -34,7 +29,7 @@ pub fn classify(
     SendError {
         retryable,
         retry_after_secs: if retryable {
-            retry_after(headers)
+            integro_core::retry_after::secs_from_headers(headers)
         } else {
             None
         },

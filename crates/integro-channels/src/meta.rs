@@ -113,7 +113,7 @@ pub fn graph_error(status: StatusCode, headers: &HeaderMap, body: &str) -> SendE
     let mut e = http::classify(status, headers, code.map(|c| c.to_string()), message);
     if code.is_some_and(|c| RETRYABLE_CODES.contains(&c)) {
         e.retryable = true;
-        e.retry_after_secs = http::retry_after(headers);
+        e.retry_after_secs = integro_core::retry_after::secs_from_headers(headers);
     }
     e
 }

@@ -7,6 +7,7 @@ pub mod breaker;
 pub mod cache;
 pub mod channel;
 pub mod outbound;
+pub mod retry_after;
 pub mod role;
 pub mod trace;
 
