@@ -23,8 +23,8 @@ use integro_store::jobs::{self, Job, Lease};
 use integro_store::webhook_batch;
 use integro_store::webhook_logs::{self, NewWebhookLog};
 use integro_store::{Backend, Conn, Db, StoreError};
+use integro_worker::Worker;
 use integro_worker::accounts::KnownAccount;
-use integro_worker::runner::Worker;
 use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc, oneshot};
 
 /// Items stored in one transaction at most.

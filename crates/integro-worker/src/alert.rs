@@ -20,7 +20,8 @@ use sha2::Sha256;
 use uuid::Uuid;
 
 use crate::engine::ALERT_EVERY_MS;
-use crate::runner::{Failure, Worker};
+use crate::outcome::Failure;
+use crate::worker::Worker;
 
 pub const ALERT_JOB: &str = "alert";
 

@@ -7,9 +7,11 @@ pub mod accounts;
 pub mod alert;
 pub mod egress;
 pub mod engine;
+mod outcome;
 mod reply;
 pub mod runner;
 pub mod send;
+pub mod worker;
 
 pub use engine::Engine;
-pub use runner::{Worker, WorkerConfig};
+pub use worker::{Worker, WorkerConfig};

@@ -14,7 +14,8 @@ use integro_store::{Db, StoreError, bots, usage};
 use uuid::Uuid;
 
 use crate::engine::{Said, Turn, TurnRequest};
-use crate::runner::{Failure, Leased, Worker};
+use crate::outcome::{Failure, Leased};
+use crate::worker::Worker;
 
 /// Returns the send jobs leased to this worker, to run next.
 pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<Vec<Leased>, Failure> {

@@ -10,7 +10,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::egress::Egress;
-use crate::runner::{Failure, Worker};
+use crate::outcome::Failure;
+use crate::worker::Worker;
 use integro_core::breaker::Permit;
 use tracing::Instrument;
 
