@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Per-thread CPU and context switches of a running process over a window:
-# which thread is the serial path (bench/README.md, "What bounds the loop").
+# which thread is the serial path (bench/HISTORY.md, "Per thread (2026-11-30)").
 #
 #   bench/threads.sh PID [SECONDS]
 #

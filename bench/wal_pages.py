@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Which B-trees SQLite's commits write: the frames of a WAL counted by the
-table or index their page belongs to (bench/README.md, "The live-queue index
+table or index their page belongs to (bench/HISTORY.md, "The live-queue index
 on a hash of the queue key").
 
     # mid-run, copy the database and its WAL (the copy's WAL is consumed
