@@ -77,8 +77,8 @@ pub fn router(state: AppState) -> Router {
             .layer(timeout),
     );
     // What providers call, server to server: no browser reads these
-    // answers, so neither CORS nor the browser's security headers apply.
-    // Both were a sixth of the webhook path's CPU at ingest saturation.
+    // answers, so neither CORS nor the browser's security headers apply,
+    // and the webhook path no longer pays for them (ADR 0021).
     let refusals = state.refusals.clone();
     let webhooks = per_route(webhooks.with_state(state))
         .layer(middleware::from_fn_with_state(

@@ -59,8 +59,8 @@ pub struct Ingestor {
 impl Ingestor {
     /// Starts the writer. One on either database: on SQLite there is one
     /// writer anyway; on PostgreSQL, two or more writers overlapped their
-    /// commits but halved the batches, and PostgreSQL spent more per row
-    /// than the overlap saved (ADR 0019).
+    /// commits but made the batches smaller, and PostgreSQL spent more per
+    /// row than the overlap saved (ADR 0019).
     pub fn start(db: Db, wake: Arc<Notify>) -> Ingestor {
         let (queue, rx) = mpsc::channel(QUEUE);
         let worker = Arc::new(OnceLock::new());

@@ -293,8 +293,7 @@ pub fn metrics_handle() -> PrometheusHandle {
                 .expect("the metrics recorder is installed once");
             // A histogram keeps every sample until upkeep folds them into its
             // buckets. Run only when /metrics was scraped, a process nobody
-            // scraped grew by every sample it recorded (~5 MB a minute at
-            // 1,000 messages/s).
+            // scraped grew by every sample it recorded (ADR 0029).
             let upkeep = handle.clone();
             std::thread::Builder::new()
                 .name("integro-metrics".into())

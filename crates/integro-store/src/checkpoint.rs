@@ -2,8 +2,8 @@
 //! the WAL back into the database file inside the commit that pushes the WAL
 //! past 1,000 pages: that commit also writes a few hundred pages and flushes
 //! the database file, and every webhook and job waiting on the one writer
-//! waits with it. Measured at ingest saturation, checkpoints took about a
-//! quarter of the writer's time (`bench/README.md`).
+//! waits with it, and at ingest saturation checkpoints were a large share
+//! of the writer's time (ADR 0008).
 //!
 //! So the writer checkpoints only as a backstop (`WRITER_AUTOCHECKPOINT`),
 //! and this task, on a connection of its own, runs passive checkpoints a
@@ -25,8 +25,8 @@ use tokio::sync::Notify;
 pub(crate) const WRITER_AUTOCHECKPOINT: u32 = 10_000;
 
 /// WAL pages from which the checkpointer runs back to back (below): early
-/// enough that at ingest saturation (~60,000 pages a second) it has caught
-/// up by the time the writer checkpoints.
+/// enough that at ingest saturation it has caught up by the time the
+/// writer checkpoints (ADR 0015).
 const SPRINT_FROM: i64 = WRITER_AUTOCHECKPOINT as i64 / 4;
 
 /// How long after a commit the checkpoint runs, so that one checkpoint
@@ -63,9 +63,8 @@ pub(crate) fn start<T: Send + Sync + 'static>(
             tokio::time::sleep(PACE).await;
             // Close to the writer's threshold, checkpoints run back to
             // back, so that the writer's own has only the last moment's
-            // frames to copy: measured at ingest saturation, the writer's
-            // checkpoints had up to 55 ms of frames to copy and flush, and ~1%
-            // of commits took 25-50 ms (p99 35 ms).
+            // frames to copy: otherwise the commits that ran it stalled the
+            // ingest's tail (ADR 0015).
             // When a run finds nothing new (nothing committed, or a reader
             // still needs the frames), the next waits for a commit; none
             // within PACE ends the sprint.

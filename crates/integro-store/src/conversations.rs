@@ -949,7 +949,7 @@ async fn open_row<R: FromCols>(
         // is also given as a subquery so that the conversation is found by
         // (account, contact) whatever the statistics: PostgreSQL, before
         // its first ANALYZE, walked all of the account's open
-        // conversations per lookup (0.9–1.8 ms against 0.04).
+        // conversations per lookup (ADR 0030).
         "SELECT {CONVERSATION_COLUMNS}{extra} FROM contacts k CROSS JOIN conversations c \
          WHERE k.account_id = $2 AND k.channel_user_id = $3 AND c.account_id = $2 \
          AND c.contact_id = (SELECT id FROM contacts WHERE account_id = $2 AND channel_user_id = $3) \

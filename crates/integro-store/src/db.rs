@@ -496,8 +496,7 @@ impl Db {
 /// A reading connection keeps a small page cache: SQLite empties it
 /// whenever another connection has committed since its last read, which
 /// under load is before nearly every read, so the default 2 MiB each bought
-/// memory (ten connections) and no speed (e2e at 800/s: peak RSS 46 → 43 MiB,
-/// latency unchanged; `bench/README.md`).
+/// memory (ten connections) and no speed (ADR 0008).
 const READER_CACHE_KIB: u32 = 256;
 
 /// WAL lets readers work while the writer commits; synchronous=FULL makes a

@@ -5,14 +5,14 @@
 //! of a power of two rows (`chunk_sizes`): a table has at most nine such
 //! statements, which stay prepared on the committer's connection. One
 //! statement of the batch's exact size was parsed anew at nearly every
-//! batch (~5% of the committer's time at ingest saturation).
+//! batch.
 //!
 //! On PostgreSQL the rows travel as one JSON parameter, read into the table's
 //! own row type by `json_populate_recordset`: the statement's text is the
 //! same for every batch size, so it stays prepared. A `VALUES` list changed
 //! with each batch size: PostgreSQL parsed, analysed and planned every batch
-//! anew (a third of its CPU at ingest), and sqlx described each such
-//! statement in a round trip of its own before running it.
+//! anew, and sqlx described each such statement in a round trip of its own
+//! before running it.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -184,10 +184,10 @@ pub(crate) fn json_rows(columns: &[&str], rows: &[Vec<Value>]) -> String {
 /// PostgreSQL: rows as one array per column (`unnest($1::text[], …)`),
 /// bound in the binary protocol, where each element arrives as its bytes.
 /// The same rows as JSON were parsed character by character (escapes,
-/// strings copied a byte at a time): ~30% of PostgreSQL's CPU at ingest,
-/// most of it for the webhook log's bodies and headers. sqlx's `Any` driver
-/// binds no arrays, so these go through a PostgreSQL connection
-/// (`Db::batch_writer`).
+/// strings copied a byte at a time), most of all the webhook log's bodies
+/// and headers, a large share of PostgreSQL's CPU at ingest (ADR 0017).
+/// sqlx's `Any` driver binds no arrays, so these go through a PostgreSQL
+/// connection (`Db::batch_writer`).
 #[derive(Debug, PartialEq)]
 pub(crate) enum ColumnArray {
     Int(Vec<Option<i64>>),
@@ -224,7 +224,7 @@ impl ColumnArray {
 /// A column's parameter: its array, or, for a column the caller names as
 /// the same in every row (a batch's time, a fixed state or kind) when it
 /// is, its one value. PostgreSQL receives and unnests each array element
-/// by element (~15% of its CPU at ingest); a value bound once is read once.
+/// by element; a value bound once is read once (ADR 0017).
 #[derive(Debug, PartialEq)]
 pub(crate) struct ColumnParam {
     pub(crate) values: ColumnArray,

@@ -403,12 +403,12 @@ pub async fn claim(
 ) -> Result<Vec<Job>, StoreError> {
     // Ready jobs and expired leases are found apart, each walking its index
     // in order and stopping at the limit: one query with an OR collected and
-    // sorted every due job, which under a backlog of thousands cost ~1000x.
+    // sorted every due job, which made a backlog slow down its own claims.
     //
     // The limit is written into the statement, not bound: SQLite (3.51)
     // plans an `ORDER BY … LIMIT` with the limit's value, so it compiled a
-    // bound one again each time it ran (6.5% of the writer's thread under
-    // load). At most `CLAIM_MAX` of them are kept prepared.
+    // bound one again each time it ran. At most `CLAIM_MAX` of them are
+    // kept prepared (ADR 0005).
     let limit = limit.clamp(0, CLAIM_MAX);
     let skip_locked = db.skip_locked();
     let due = |condition: &str, alias: &str| {
@@ -438,9 +438,8 @@ pub async fn claim(
                     // The jobs table changes faster than its statistics: with
                     // a backlog, PostgreSQL misjudged the due jobs as a few
                     // and chose a bitmap scan that collects and sorts all of
-                    // them (41 ms a claim under a backlog of 7,000, against
-                    // 1 ms walking the index in order and stopping at the
-                    // limit). The e2e benchmark collapsed on it at 500/s.
+                    // them, instead of walking the index in order and
+                    // stopping at the limit (ADR 0005).
                     sql::query("SET LOCAL enable_bitmapscan = off")
                         .execute(tx)
                         .await?;

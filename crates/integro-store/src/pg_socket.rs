@@ -2,8 +2,8 @@
 //! it (launchbadge/sqlx#4335; fixed by #4336, not released yet), and without
 //! it a statement larger than the socket's send buffer (a batch of webhooks'
 //! rows) leaves in two writes, the second held by Nagle's algorithm until the
-//! server's delayed ACK: ~40 ms a statement, which capped the webhook ingest
-//! on PostgreSQL. sqlx gives no access to its socket, so each new connection
+//! server's delayed ACK, which capped the webhook ingest on PostgreSQL
+//! (ADR 0011). sqlx gives no access to its socket, so each new connection
 //! looks its socket up among the process's open descriptors. Remove once the
 //! sqlx in use sets TCP_NODELAY itself.
 

@@ -3,11 +3,10 @@
 //! On SQLite each connection lives on a thread of its own, and every call
 //! to it is a round trip to that thread. sqlx's pool pings a connection on
 //! its way back (to flush a rollback left by a dropped transaction, or to
-//! find a dead server): for a read on SQLite that doubled the round trips,
-//! and at 600 messages a second the reading threads switched ~15 times a
-//! message where ~7.5 statements were run. Reading connections never hold a
-//! transaction and a local file does not hang up, so on SQLite they come
-//! from this small pool instead, which takes a connection back as it is
+//! find a dead server): for a read on SQLite that doubled the round trips
+//! and the reading threads' switches (ADR 0012). Reading connections never
+//! hold a transaction and a local file does not hang up, so on SQLite they
+//! come from this small pool instead, which takes a connection back as it is
 //! when its statement finished, and closes it when the statement did not
 //! (an error, or a caller that stopped waiting). PostgreSQL keeps sqlx's
 //! pool and its pings: there a restarted server must cost no failed request.

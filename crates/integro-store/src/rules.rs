@@ -505,8 +505,8 @@ const YAML_EXPANSION_SLACK: usize = 4096;
 /// The most separators (`,` `:` `-` `[` `{`) a rules document may hold. The
 /// YAML parser keeps every node of a document in memory (a hundred bytes
 /// and more each) before any value is built, so a dense document of tiny
-/// nodes (`[a,a,a,…]`) cost ~90 MB a megabyte; a node needs a separator,
-/// so counting them bounds the parser's memory before it runs (a few MB).
+/// nodes (`[a,a,a,…]`) cost many times its size (ADR 0007); a node needs
+/// a separator, so counting them bounds the parser's memory before it runs.
 /// A thousand rules with their keywords and replies stay well below.
 pub const MAX_YAML_SEPARATORS: usize = 20_000;
 

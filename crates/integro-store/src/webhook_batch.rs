@@ -13,11 +13,11 @@
 //! connection (`BatchWriter`), kept from batch to batch.
 //!
 //! A batch is first written as if none of its messages had been sent
-//! before, without `ON CONFLICT`: PostgreSQL's conflict check is an index
-//! scan of its own before each insert (~10% of its CPU at ingest), while a
-//! plain insert checks the unique index where it inserts anyway. Retried
-//! webhooks are rare; a batch holding one fails on the unique index and is
-//! written again with `ON CONFLICT DO NOTHING`, from the same arrays.
+//! before, without `ON CONFLICT` (ADR 0020): PostgreSQL's conflict check is
+//! an index scan of its own before each insert, while a plain insert checks
+//! the unique index where it inserts anyway. Retried webhooks are rare; a
+//! batch holding one fails on the unique index and is written again with
+//! `ON CONFLICT DO NOTHING`, from the same arrays.
 //!
 //! For batches that lease their jobs or apply status updates, the caller
 //! uses the usual statements: those read before they write.
@@ -134,8 +134,7 @@ pub async fn store(
 /// The writer keeps its connection between batches rather than taking it
 /// from a pool for each: sqlx pings a pooled connection when it is given
 /// back (in a task of its own) and again when it is taken, two more round
-/// trips to PostgreSQL per batch that the next batch waited for (~0.9 ms of
-/// a ~4 ms batch at saturation).
+/// trips to PostgreSQL per batch that the next batch waited for (ADR 0023).
 #[derive(Clone)]
 pub(crate) struct BatchWriter {
     options: PgConnectOptions,
@@ -279,7 +278,7 @@ static LOG_COLUMNS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
 });
 
 /// `statement`, written once per shape: some hundred `format!`s and joins
-/// per batch were ~1% of the ingest's CPU, on the one writer's path.
+/// per batch were a measurable cost on the one writer's path (ADR 0016).
 fn cached_statement(
     messages: Option<&(Vec<ColumnParam>, Vec<ColumnParam>)>,
     logs: &[ColumnParam],

@@ -4,12 +4,11 @@
 //!
 //! Every statement of a group commit is a hand-over between the committer's
 //! thread and the thread sqlx runs the writer connection on, and back: the
-//! two never run at the same time, they take turns ~14 times a message. On
-//! two CPUs they were woken across CPUs (an inter-processor interrupt, a
+//! two never run at the same time, they take turns many times a message.
+//! On two CPUs they were woken across CPUs (an inter-processor interrupt, a
 //! cold cache; costly under a hypervisor) and preempted by whatever else
-//! ran there: at 600/s the writer thread was switched out ~38 times a
-//! message. Kept on one CPU, a hand-over is a switch on that CPU's own run
-//! queue, and the scheduler moves the other threads away from it.
+//! ran there. Kept on one CPU, a hand-over is a switch on that CPU's own
+//! run queue, and the scheduler moves the other threads away from it.
 //!
 //! A thread inherits the affinity of the thread that creates it, and sqlx
 //! creates a SQLite connection's thread in the task that opens it: so the

@@ -1,7 +1,7 @@
 //! The connections to PostgreSQL run without Nagle's algorithm (see
-//! `pg_socket.rs`): with it, a statement bigger than the send buffer waited
-//! ~40 ms for the server's delayed ACK. Its own test binary, so that no other
-//! test's connection to the server is counted.
+//! `pg_socket.rs`, ADR 0011): with it, a statement bigger than the send
+//! buffer waited for the server's delayed ACK. Its own test binary, so that
+//! no other test's connection to the server is counted.
 
 use integro_store::Db;
 
