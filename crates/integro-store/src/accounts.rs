@@ -108,7 +108,7 @@ fn from_row(r: Row) -> Result<Account, StoreError> {
             .3
             .parse()
             .map_err(|e: integro_core::channel::UnknownChannelKind| {
-                StoreError::Conflict(e.to_string())
+                StoreError::Internal(e.to_string())
             })?,
         name: r.4,
         external_id: r.5,

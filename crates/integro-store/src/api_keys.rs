@@ -60,7 +60,7 @@ fn from_row(r: Row) -> Result<ApiKey, StoreError> {
         role: r
             .3
             .parse()
-            .map_err(|e: integro_core::UnknownRole| StoreError::Conflict(e.to_string()))?,
+            .map_err(|e: integro_core::UnknownRole| StoreError::Internal(e.to_string()))?,
         prefix: r.4,
         created_at: from_ms(r.5),
         updated_at: from_ms(r.6),

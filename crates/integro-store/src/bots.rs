@@ -209,9 +209,9 @@ fn from_row(r: Row) -> Result<Bot, StoreError> {
             .as_deref()
             .map(serde_json::from_str)
             .transpose()
-            .map_err(|e| StoreError::Conflict(format!("stored persona does not parse: {e}")))?,
+            .map_err(|e| StoreError::Internal(format!("stored persona does not parse: {e}")))?,
         settings: serde_json::from_str(&r.11)
-            .map_err(|e| StoreError::Conflict(format!("stored bot settings do not parse: {e}")))?,
+            .map_err(|e| StoreError::Internal(format!("stored bot settings do not parse: {e}")))?,
         rules_version: r.12,
     })
 }

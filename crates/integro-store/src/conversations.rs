@@ -315,7 +315,7 @@ pub async fn file_inbound(
         return Ok(id);
     }
     let from = message.from_id.clone().ok_or_else(|| {
-        StoreError::Conflict(format!("inbound message {} has no sender", message.id))
+        StoreError::Internal(format!("inbound message {} has no sender", message.id))
     })?;
     let (tenant, account_id) = (
         message.tenant_id.to_string(),

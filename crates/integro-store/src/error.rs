@@ -4,8 +4,14 @@ use thiserror::Error;
 pub enum StoreError {
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// The request conflicts with the state of a resource (409): a name
+    /// taken, a resource still in use, the last owner.
     #[error("{0}")]
     Conflict(String),
+    /// A fault of ours, not the caller's (500): stored data that does not
+    /// read back, a committer that stopped, a unit that panicked.
+    #[error("{0}")]
+    Internal(String),
     /// The caller's role does not allow the change (the rule says which).
     #[error("{0}")]
     Forbidden(String),

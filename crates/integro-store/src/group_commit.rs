@@ -71,7 +71,7 @@ impl<T: Send + 'static> Queued for Unit<T> {
             // A panicking unit fails alone; the committer goes on.
             let result = match AssertUnwindSafe(work(tx)).catch_unwind().await {
                 Ok(result) => result,
-                Err(_) => Err(StoreError::Conflict("a write unit panicked".into())),
+                Err(_) => Err(StoreError::Internal("a write unit panicked".into())),
             };
             let ok = result.is_ok();
             self.result = Some(result);
@@ -84,8 +84,8 @@ impl<T: Send + 'static> Queued for Unit<T> {
             // A failed unit's own error says more than the batch's.
             (Some(Err(e)), _) => Err(e),
             (Some(Ok(value)), Ok(())) => Ok(value),
-            (_, Err(e)) => Err(StoreError::Conflict(format!("the commit failed: {e}"))),
-            (None, Ok(())) => Err(StoreError::Conflict("the write unit did not run".into())),
+            (_, Err(e)) => Err(StoreError::Internal(format!("the commit failed: {e}"))),
+            (None, Ok(())) => Err(StoreError::Internal("the write unit did not run".into())),
         };
         // The caller may have stopped waiting; the unit is committed anyway.
         let _ = self.reply.send(result);
@@ -196,17 +196,17 @@ impl GroupCommit {
                         }
                     })
                     .map_err(|e| {
-                        StoreError::Conflict(format!("the committer could not start: {e}"))
+                        StoreError::Internal(format!("the committer could not start: {e}"))
                     })?;
                 if sender.send(unit).is_err() {
-                    return Err(StoreError::Conflict("the committer stopped".into()));
+                    return Err(StoreError::Internal("the committer stopped".into()));
                 }
                 *queue = Some(sender);
             }
         }
         answer
             .await
-            .unwrap_or_else(|_| Err(StoreError::Conflict("the committer stopped".into())))
+            .unwrap_or_else(|_| Err(StoreError::Internal("the committer stopped".into())))
     }
 }
 

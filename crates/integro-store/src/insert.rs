@@ -287,7 +287,7 @@ pub(crate) fn column_arrays(
     rows: Vec<Vec<Value>>,
 ) -> Result<Vec<ColumnArray>, StoreError> {
     let Some(first) = rows.first() else {
-        return Err(StoreError::Conflict(format!("no rows for {table}")));
+        return Err(StoreError::Internal(format!("no rows for {table}")));
     };
     let n = rows.len();
     let mut arrays: Vec<ColumnArray> = first
@@ -301,7 +301,7 @@ pub(crate) fn column_arrays(
         .collect();
     for row in rows {
         if row.len() != columns.len() {
-            return Err(StoreError::Conflict(format!(
+            return Err(StoreError::Internal(format!(
                 "a row of {table} has {} values for {} columns",
                 row.len(),
                 columns.len()
@@ -314,7 +314,7 @@ pub(crate) fn column_arrays(
                 (ColumnArray::Text(a), Value::Text(v)) => a.push(v),
                 (ColumnArray::Bool(a), Value::Bool(v)) => a.push(v),
                 (array, value) => {
-                    return Err(StoreError::Conflict(format!(
+                    return Err(StoreError::Internal(format!(
                         "{table}.{column}: a {value:?} among values of {}",
                         array.sql_type()
                     )));

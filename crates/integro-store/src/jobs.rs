@@ -105,7 +105,7 @@ fn from_row(r: Row) -> Result<Job, StoreError> {
         payload: serde_json::from_str(&r.3).unwrap_or(Value::Null),
         queue_key: r.4,
         state: JobState::parse(&r.5)
-            .ok_or_else(|| StoreError::Conflict(format!("unknown job state {}", r.5)))?,
+            .ok_or_else(|| StoreError::Internal(format!("unknown job state {}", r.5)))?,
         attempts: r.6,
         max_attempts: r.7,
         run_at: from_ms(r.8),

@@ -51,5 +51,5 @@ pub use sqlx::Error as DbError;
 
 pub(crate) fn parse_id(text: &str) -> Result<uuid::Uuid, StoreError> {
     uuid::Uuid::parse_str(text)
-        .map_err(|e| StoreError::Conflict(format!("stored id `{text}` is not a UUID: {e}")))
+        .map_err(|e| StoreError::Internal(format!("stored id `{text}` is not a UUID: {e}")))
 }

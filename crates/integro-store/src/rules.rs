@@ -143,7 +143,7 @@ const COLUMNS: &str = "id, bot_id, name, priority, match_kind, pattern, keywords
      action_json, active, created_at, updated_at, created_by";
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Conflict(format!("stored rule {what} does not parse: {e}"))
+    StoreError::Internal(format!("stored rule {what} does not parse: {e}"))
 }
 
 fn from_row(r: Row) -> Result<Rule, StoreError> {

@@ -215,7 +215,7 @@ pub async fn settings(db: &Db, tenant_id: Uuid) -> Result<TenantSettings, StoreE
     .await?;
     let (json, hooks) = row.ok_or(StoreError::NotFound("tenant"))?;
     let mut s: TenantSettings = serde_json::from_str(&json)
-        .map_err(|e| StoreError::Conflict(format!("stored tenant settings do not parse: {e}")))?;
+        .map_err(|e| StoreError::Internal(format!("stored tenant settings do not parse: {e}")))?;
     s.alert_webhook_set = hooks > 0;
     Ok(s)
 }

@@ -269,7 +269,7 @@ pub async fn list_members(
 
 pub(crate) fn parse_role(text: &str) -> Result<Role, StoreError> {
     text.parse()
-        .map_err(|e: integro_core::UnknownRole| StoreError::Conflict(format!("stored {e}")))
+        .map_err(|e: integro_core::UnknownRole| StoreError::Internal(format!("stored {e}")))
 }
 
 /// Gives `user` the `role` in `tenant` (or changes the role it had).

@@ -47,7 +47,7 @@ pub async fn store(
     logs: Vec<NewWebhookLog>,
 ) -> Result<Vec<Ingested>, StoreError> {
     let Some(writer) = db.batch_writer() else {
-        return Err(StoreError::Conflict(
+        return Err(StoreError::Internal(
             "one-statement webhook batches are for PostgreSQL".into(),
         ));
     };

@@ -234,7 +234,7 @@ impl Engine {
         // newer engine) is reported rather than silencing the whole bot.
         let set =
             Arc::new(RuleSet::compile(specs).map_err(|e| {
-                StoreError::Conflict(format!("the bot's rules do not compile: {e}"))
+                StoreError::Internal(format!("the bot's rules do not compile: {e}"))
             })?);
         self.rules
             .lock()

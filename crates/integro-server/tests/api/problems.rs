@@ -1,6 +1,7 @@
 //! Bad input gets problem details that name what is wrong.
 
 use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
 
 use crate::db_tests;
 use crate::helpers::{DbKind, TestApp, assert_problem};
@@ -284,7 +285,43 @@ async fn limits_hold(kind: DbKind) {
     }
 }
 
+/// A fault of ours (stored data that no longer reads back) is a 500 with
+/// a generic detail, never a 409 that blames the caller or leaks the cause.
+async fn internal_faults_answer_500(kind: DbKind) {
+    let Some(app) = TestApp::spawn(kind).await else {
+        return;
+    };
+    let tenant = app.create_tenant("Shop").await;
+    let (_, key) = app.create_key(&tenant, "admin").await;
+    let res = app
+        .post(
+            "/api/v1/bots",
+            &key,
+            json!({ "name": "Helper", "fallback_reply": "Hi" }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let bot = res.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut tx = app.state.db.begin().await.unwrap();
+    sqlx::query("UPDATE bots SET settings_json = 'not json' WHERE id = $1")
+        .bind(&bot)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let res = app.get(&format!("/api/v1/bots/{bot}"), &key).await;
+    let problem = assert_problem(res, StatusCode::INTERNAL_SERVER_ERROR, "internal").await;
+    assert!(
+        !problem.to_string().contains("settings"),
+        "the cause stays in the log: {problem}"
+    );
+}
+
 db_tests!(
+    internal_faults_answer_500,
     limits_hold,
     nul_characters_get_clear_answers,
     bad_bodies_are_explained,
