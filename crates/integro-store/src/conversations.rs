@@ -12,14 +12,12 @@ use uuid::Uuid;
 
 use crate::accounts::Account;
 use crate::db::{from_ms, now_ms, to_ms};
-use crate::jobs::{self, NewJob};
+use crate::jobs::{self, JobKind, NewJob};
 use crate::memory::{self, Memory};
 use crate::page::{Page, PageRequest};
 use crate::sql::{self, Columns, Conn, FromCols};
 use crate::{Db, StoreError, parse_id};
 
-pub const REPLY_JOB: &str = "reply";
-pub const SEND_JOB: &str = "send";
 const REPLY_ATTEMPTS: i64 = 5;
 const SEND_ATTEMPTS: i64 = 8;
 
@@ -151,7 +149,7 @@ pub async fn ingest(
 pub async fn record_inbound(
     tx: &mut Conn<'_>,
     batch: &[Inbound<'_>],
-    jobs: &mut Vec<NewJob<'static>>,
+    jobs: &mut Vec<NewJob>,
 ) -> Result<Vec<Ingested>, StoreError> {
     let now = now_ms();
     let ids = first_ids(batch);
@@ -278,9 +276,9 @@ fn job_payload(
 }
 
 /// The job that answers the stored message `message_id`.
-pub(crate) fn reply_job(item: &Inbound<'_>, message_id: Uuid) -> NewJob<'static> {
+pub(crate) fn reply_job(item: &Inbound<'_>, message_id: Uuid) -> NewJob {
     NewJob {
-        kind: REPLY_JOB,
+        kind: JobKind::Reply,
         payload: job_payload(message_id, item.request_id, item.traceparent),
         tenant_id: Some(item.account.tenant_id),
         queue_key: Some(contact_queue_key(item.account.id, &item.message.from)),
@@ -522,7 +520,7 @@ pub async fn insert_outbound(
     .execute(tx)
     .await?;
     let job = NewJob {
-        kind: SEND_JOB,
+        kind: JobKind::Send,
         payload: job_payload(id, out.request_id.as_deref(), out.traceparent.as_deref()),
         tenant_id: Some(conversation.tenant_id),
         queue_key: Some(format!("send:{}", conversation.id)),

@@ -38,7 +38,7 @@ mod tests {
         };
         let mut listener = listen(&db).await.unwrap().unwrap();
         let job = |key: &str| NewJob {
-            kind: "reply",
+            kind: jobs::JobKind::Reply,
             payload: serde_json::json!({}),
             tenant_id: None,
             queue_key: Some(key.into()),

@@ -17,6 +17,40 @@ use crate::page::{Page, PageRequest};
 use crate::sql::{self, Conn};
 use crate::{Db, StoreError, parse_id};
 
+/// What a job does; stored as its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// Decide the answer to an inbound message.
+    Reply,
+    /// Deliver an outbound message through its channel.
+    Send,
+    /// Tell a tenant about a critical error (its alert webhook).
+    Alert,
+}
+
+impl JobKind {
+    pub const ALL: [JobKind; 3] = [JobKind::Reply, JobKind::Send, JobKind::Alert];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Reply => "reply",
+            JobKind::Send => "send",
+            JobKind::Alert => "alert",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobKind> {
+        JobKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for JobKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
@@ -58,8 +92,7 @@ impl JobState {
 pub struct Job {
     pub id: Uuid,
     pub tenant_id: Option<Uuid>,
-    /// `reply` (decide the answer to an inbound message) or `send` (deliver an outbound one).
-    pub kind: String,
+    pub kind: JobKind,
     pub payload: Value,
     pub queue_key: Option<String>,
     pub state: JobState,
@@ -101,7 +134,8 @@ fn from_row(r: Row) -> Result<Job, StoreError> {
     Ok(Job {
         id: parse_id(&r.0)?,
         tenant_id: r.1.as_deref().map(parse_id).transpose()?,
-        kind: r.2,
+        kind: JobKind::parse(&r.2)
+            .ok_or_else(|| StoreError::Internal(format!("unknown job kind {}", r.2)))?,
         payload: serde_json::from_str(&r.3).unwrap_or(Value::Null),
         queue_key: r.4,
         state: JobState::parse(&r.5)
@@ -117,8 +151,8 @@ fn from_row(r: Row) -> Result<Job, StoreError> {
     })
 }
 
-pub struct NewJob<'a> {
-    pub kind: &'a str,
+pub struct NewJob {
+    pub kind: JobKind,
     pub payload: Value,
     pub tenant_id: Option<Uuid>,
     pub queue_key: Option<String>,
@@ -130,7 +164,7 @@ pub struct NewJob<'a> {
 /// Enqueues jobs inside the caller's transaction, so that a job exists
 /// exactly when the data it concerns does; several with one statement
 /// (group commits of webhooks).
-pub async fn enqueue_many(tx: &mut Conn<'_>, jobs: Vec<NewJob<'_>>) -> Result<(), StoreError> {
+pub async fn enqueue_many(tx: &mut Conn<'_>, jobs: Vec<NewJob>) -> Result<(), StoreError> {
     enqueue_leasing(tx, jobs, None).await.map(drop)
 }
 
@@ -155,7 +189,7 @@ pub struct Lease<'a> {
 /// that two cannot both find a queue idle.
 pub async fn enqueue_leasing(
     tx: &mut Conn<'_>,
-    jobs: Vec<NewJob<'_>>,
+    jobs: Vec<NewJob>,
     lease: Option<Lease<'_>>,
 ) -> Result<Vec<Job>, StoreError> {
     let now = now_ms();
@@ -208,11 +242,11 @@ pub(crate) const INSERT_COLUMNS: &[&str] = &[
 
 /// The job `job` becomes: ready, or running under a lease of `lease_ms`
 /// (its first attempt) when it is leased at once.
-pub(crate) fn new_job(job: NewJob<'_>, now: i64, lease_ms: Option<i64>) -> Job {
+pub(crate) fn new_job(job: NewJob, now: i64, lease_ms: Option<i64>) -> Job {
     Job {
         id: new_id(),
         tenant_id: job.tenant_id,
-        kind: job.kind.to_string(),
+        kind: job.kind,
         payload: job.payload,
         queue_key: job.queue_key,
         state: if lease_ms.is_some() {
@@ -236,7 +270,7 @@ pub(crate) fn insert_row(job: &Job, owner: Option<&str>, now: i64) -> Vec<sql::V
     vec![
         job.id.to_string().into(),
         job.tenant_id.map(|t| t.to_string()).into(),
-        job.kind.clone().into(),
+        job.kind.as_str().into(),
         job.payload.to_string().into(),
         job.queue_key.clone().into(),
         job.queue_key.as_deref().map(queue_hash).into(),
@@ -354,7 +388,7 @@ pub(crate) async fn hash_queue_keys(db: &Db) -> Result<(), StoreError> {
 /// turn). Returns the job when it was leased.
 pub async fn enqueue_leased(
     tx: &mut Conn<'_>,
-    job: NewJob<'_>,
+    job: NewJob,
     owner: &str,
     lease_ms: i64,
 ) -> Result<Option<Job>, StoreError> {
@@ -369,7 +403,7 @@ pub async fn enqueue_leased(
     )))
     .bind(new_id().to_string())
     .bind(job.tenant_id.map(|t| t.to_string()))
-    .bind(job.kind.to_string())
+    .bind(job.kind.as_str())
     .bind(job.payload.to_string())
     .bind(job.queue_key.clone())
     .bind(job.max_attempts.max(1))
@@ -419,13 +453,26 @@ pub async fn claim(
              ORDER BY j.run_at, j.id LIMIT {limit}{skip_locked}) {alias}",
         )
     };
+    // Only kinds this version runs: during a rolling upgrade, jobs of a
+    // kind only newer workers know wait for them.
+    let kinds = JobKind::ALL
+        .iter()
+        .map(|k| format!("'{}'", k.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
     let sql = format!(
         "UPDATE jobs SET state = 'running', lease_owner = $1, lease_until = $2, attempts = attempts + 1, updated_at = $3, \
          last_error = CASE WHEN state = 'running' THEN '{LEASE_EXPIRED}' ELSE last_error END \
          WHERE id IN ({} UNION ALL {} LIMIT {limit}) \
          RETURNING {COLUMNS}",
-        due("j.state = 'ready' AND j.run_at <= $3", "ready"),
-        due("j.state = 'running' AND j.lease_until < $3", "expired"),
+        due(
+            &format!("j.state = 'ready' AND j.run_at <= $3 AND j.kind IN ({kinds})"),
+            "ready"
+        ),
+        due(
+            &format!("j.state = 'running' AND j.lease_until < $3 AND j.kind IN ({kinds})"),
+            "expired"
+        ),
     );
     let owner = owner.to_string();
     let postgres = db.backend() == crate::Backend::Postgres;
@@ -705,9 +752,9 @@ pub async fn purge_finished(db: &Db, older_than_ms: i64) -> Result<u64, StoreErr
 mod tests {
     use super::*;
 
-    fn job(key: &str) -> NewJob<'static> {
+    fn job(key: &str) -> NewJob {
         NewJob {
-            kind: "reply",
+            kind: JobKind::Reply,
             payload: serde_json::json!({ "key": key }),
             tenant_id: None,
             queue_key: Some(key.to_string()),
@@ -722,6 +769,26 @@ mod tests {
         let mut keys: Vec<String> = jobs.iter().filter_map(|j| j.queue_key.clone()).collect();
         keys.sort();
         keys
+    }
+
+    /// A job of a kind this version does not know (written by a newer one
+    /// during a rolling upgrade) is left for the workers that know it, and
+    /// the others are claimed as usual.
+    #[tokio::test]
+    async fn jobs_of_unknown_kinds_are_left_alone() {
+        let (_dir, db) = crate::db::test_sqlite().await;
+        let mut tx = db.begin().await.unwrap();
+        enqueue_many(&mut Conn::of(&mut tx), vec![job("a"), job("b")])
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        sqlx::query("UPDATE jobs SET kind = 'workflow_step' WHERE queue_key = 'a'")
+            .execute(&mut *db.writer().await.unwrap())
+            .await
+            .unwrap();
+        let claimed = claim(&db, "w", 10, 60_000).await.unwrap();
+        assert_eq!(keys(&claimed), ["b"]);
+        assert_eq!(claimed[0].kind, JobKind::Reply);
     }
 
     /// A batch leases a job only when its conversation has nothing pending,

@@ -201,7 +201,7 @@ pub async fn unanswered_from(
     )))
     .bind(crate::jobs::queue_hash(&key))
     .bind(key)
-    .bind(crate::conversations::REPLY_JOB)
+    .bind(crate::jobs::JobKind::Reply.as_str())
     .scalars(&mut reader.conn())
     .await?;
     let waiting: Vec<String> = payloads

@@ -13,7 +13,7 @@ use std::time::Duration;
 use hmac::{Hmac, KeyInit, Mac};
 use integro_core::outbound;
 use integro_store::events::{self, NewEvent};
-use integro_store::jobs::{self, Job, NewJob};
+use integro_store::jobs::{self, Job, JobKind, NewJob};
 use integro_store::{Conn, StoreError, tenants};
 use serde_json::json;
 use sha2::Sha256;
@@ -22,8 +22,6 @@ use uuid::Uuid;
 use crate::engine::ALERT_EVERY_MS;
 use crate::outcome::Failure;
 use crate::worker::Worker;
-
-pub const ALERT_JOB: &str = "alert";
 
 /// Header with the request's Unix time in seconds.
 pub const TIMESTAMP_HEADER: &str = "x-integro-timestamp";
@@ -38,7 +36,7 @@ pub async fn enqueue(tx: &mut Conn<'_>, tenant_id: Uuid, event_id: Uuid) -> Resu
     jobs::enqueue_many(
         tx,
         vec![NewJob {
-            kind: ALERT_JOB,
+            kind: JobKind::Alert,
             payload: json!({ "event_id": event_id }),
             tenant_id: Some(tenant_id),
             queue_key: None,

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use integro_store::conversations::{Conversation, Message};
-use integro_store::jobs::{self, Job, JobState};
+use integro_store::jobs::{self, Job, JobKind, JobState};
 use integro_store::{conversations, schedules, webhook_logs};
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tracing::Instrument;
@@ -135,13 +135,12 @@ impl Worker {
         );
         integro_core::trace::continue_trace(&span, job.payload["traceparent"].as_str());
         let result = async {
-            match job.kind.as_str() {
-                conversations::REPLY_JOB => crate::reply::run(&self, &job)
+            match job.kind {
+                JobKind::Reply => crate::reply::run(&self, &job)
                     .await
                     .map(|sends| next = sends),
-                conversations::SEND_JOB => crate::send::run(&self, &job, known).await,
-                crate::alert::ALERT_JOB => crate::alert::run(&self, &job).await,
-                other => Err(Failure::Permanent(format!("unknown job kind `{other}`"))),
+                JobKind::Send => crate::send::run(&self, &job, known).await,
+                JobKind::Alert => crate::alert::run(&self, &job).await,
             }
         }
         .instrument(span)
@@ -151,9 +150,9 @@ impl Worker {
             Ok(()) => "done",
             Err(failure) => self.record_failure(&job, failure).await,
         };
-        metrics::histogram!("integro_job_duration_seconds", "kind" => job.kind.clone(), "outcome" => outcome)
+        metrics::histogram!("integro_job_duration_seconds", "kind" => job.kind.as_str(), "outcome" => outcome)
             .record(started.elapsed().as_secs_f64());
-        metrics::counter!("integro_jobs_total", "kind" => job.kind.clone(), "outcome" => outcome)
+        metrics::counter!("integro_jobs_total", "kind" => job.kind.as_str(), "outcome" => outcome)
             .increment(1);
         // Jobs this one leased to us (a reply's send) run now, in this slot.
         for leased in next {
@@ -195,13 +194,13 @@ impl Worker {
                 // A permanent failure was recorded on the message by its handler,
                 // with the provider's code; retries running out is recorded here.
                 if !permanent
-                    && job.kind == conversations::SEND_JOB
+                    && job.kind == JobKind::Send
                     && let Some(id) = crate::send::message_id(job)
                     && let Err(e) = conversations::mark_failed(&self.db, id, None, &error).await
                 {
                     tracing::error!(job = %job.id, error = %e, "marking the message failed did not work");
                 }
-                if !permanent && job.kind == conversations::SEND_JOB {
+                if !permanent && job.kind == JobKind::Send {
                     self.sends_failing(job, &error).await;
                 }
                 "dead"
