@@ -156,17 +156,17 @@ pub fn parse(body: &[u8], user_id: &str) -> Result<Vec<InboundEvent>, ParseError
     Ok(events)
 }
 
-/// RFC 3986 percent-encoding: only unreserved characters stay as they are.
+/// Everything but RFC 3986's unreserved characters, which OAuth 1.0a
+/// leaves as they are.
+const NOT_UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// RFC 3986 percent-encoding, as OAuth 1.0a signatures need it.
 fn pct(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(s, NOT_UNRESERVED).to_string()
 }
 
 /// The `Authorization` header for an OAuth 1.0a user-context request.

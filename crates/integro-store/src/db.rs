@@ -71,20 +71,18 @@ impl Backend {
 
 /// Hides the password of a database URL before it reaches a log or an error.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            match userinfo.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme_end + 3],
-                    &userinfo[..colon],
-                    &url[at..]
-                ),
-                None => url.to_string(),
-            }
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
         }
-        _ => url.to_string(),
+        Ok(_) => url.to_string(),
+        // Not a URL the parser takes: hide everything after the scheme
+        // rather than risk showing a password.
+        Err(_) => match url.split_once("://") {
+            Some((scheme, _)) => format!("{scheme}://***"),
+            None => "***".to_string(),
+        },
     }
 }
 
@@ -697,6 +695,11 @@ mod tests {
         );
         assert_eq!(redact_url("postgres://app@db/x"), "postgres://app@db/x");
         assert_eq!(redact_url("sqlite://a.db"), "sqlite://a.db");
+        assert_eq!(
+            redact_url("postgres://app:p%40ss:word@db/x?sslmode=require"),
+            "postgres://app:***@db/x?sslmode=require"
+        );
+        assert_eq!(redact_url("postgres://app:pw@[oops/x"), "postgres://***");
     }
 
     #[test]
