@@ -502,7 +502,7 @@ impl AiClient {
             error,
             status: Some(status.as_u16()),
             retry_after: integro_core::retry_after::from_headers(&headers),
-            should_retry: retry::should_retry_header(&headers),
+            should_retry: integro_core::retry_after::should_retry(&headers),
             request_id,
         })
     }

@@ -1,10 +1,8 @@
-//! How long to wait before trying again: exponential backoff with jitter, or
-//! what the provider asks for (`retry-after-ms`, `retry-after`), and whether
-//! it says to retry at all (`x-should-retry`). Mirrors the official SDKs.
+//! How long to wait before trying again: exponential backoff with jitter,
+//! unless the provider says (`integro_core::retry_after`). Mirrors the
+//! official SDKs.
 
 use std::time::Duration;
-
-use reqwest::header::HeaderMap;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -47,51 +45,9 @@ pub fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
     half + (ceiling - half).mul_f64(rand::random::<f64>())
 }
 
-/// `x-should-retry: true|false`, when the provider says explicitly.
-pub fn should_retry_header(headers: &HeaderMap) -> Option<bool> {
-    match header_str(headers, "x-should-retry")?
-        .to_ascii_lowercase()
-        .as_str()
-    {
-        "true" => Some(true),
-        "false" => Some(false),
-        _ => None,
-    }
-}
-
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    Some(headers.get(name)?.to_str().ok()?.trim()).filter(|s| !s.is_empty())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderValue;
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(*k, HeaderValue::from_str(v).unwrap());
-        }
-        h
-    }
-
-    #[test]
-    fn should_retry() {
-        assert_eq!(
-            should_retry_header(&headers(&[("x-should-retry", "true")])),
-            Some(true)
-        );
-        assert_eq!(
-            should_retry_header(&headers(&[("x-should-retry", "FALSE")])),
-            Some(false)
-        );
-        assert_eq!(
-            should_retry_header(&headers(&[("x-should-retry", "maybe")])),
-            None
-        );
-        assert_eq!(should_retry_header(&HeaderMap::new()), None);
-    }
 
     #[test]
     fn backoff_grows_within_bounds() {

@@ -1,7 +1,8 @@
-//! What a server asks a client to wait before trying again: `Retry-After`
-//! in seconds or as an HTTP date (RFC 9110), and OpenAI's and Anthropic's
-//! `retry-after-ms`. One parser for the channels' provider calls and the AI
-//! clients.
+//! What a server tells a client about trying again: how long to wait
+//! (`Retry-After` in seconds or as an HTTP date, RFC 9110, and OpenAI's and
+//! Anthropic's `retry-after-ms`) and whether to retry at all
+//! (`x-should-retry`). One reading for the channels' provider calls and the
+//! AI clients.
 
 use std::time::{Duration, SystemTime};
 
@@ -25,13 +26,25 @@ pub fn from_headers(headers: &HeaderMap) -> Option<Duration> {
     )
 }
 
-/// `from_headers` in whole seconds, rounded up.
-pub fn secs_from_headers(headers: &HeaderMap) -> Option<u64> {
-    from_headers(headers).map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0))
+/// `x-should-retry: true|false`, when the provider says explicitly.
+pub fn should_retry(headers: &HeaderMap) -> Option<bool> {
+    match header_str(headers, "x-should-retry")?
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     Some(headers.get(name)?.to_str().ok()?.trim()).filter(|s| !s.is_empty())
+}
+
+/// `from_headers` in whole seconds, rounded up.
+pub fn secs_from_headers(headers: &HeaderMap) -> Option<u64> {
+    from_headers(headers).map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0))
 }
 
 /// A non-negative decimal number of units (seconds, or milliseconds to be
@@ -123,5 +136,19 @@ mod tests {
         let later = SystemTime::now() + Duration::from_secs(60);
         let h = headers(&[("retry-after", &httpdate::fmt_http_date(later))]);
         assert!(secs_from_headers(&h).is_some_and(|s| (58..=60).contains(&s)));
+    }
+
+    #[test]
+    fn x_should_retry_is_read_when_clear() {
+        assert_eq!(
+            should_retry(&headers(&[("x-should-retry", "true")])),
+            Some(true)
+        );
+        assert_eq!(
+            should_retry(&headers(&[("x-should-retry", "FALSE")])),
+            Some(false)
+        );
+        assert_eq!(should_retry(&headers(&[("x-should-retry", "maybe")])), None);
+        assert_eq!(should_retry(&HeaderMap::new()), None);
     }
 }

@@ -23,8 +23,11 @@ pub enum SharedLimits {
 }
 
 /// GCRA on one key: `KEYS[1]` holds the theoretical arrival time (ms);
-/// answers 0 when one is taken, else the ms to wait.
-const REDIS_GCRA: &str = r"
+/// answers 0 when one is taken, else the ms to wait. Hashed once; sent by
+/// its hash (`EVALSHA`) after the first time.
+static REDIS_GCRA: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
 local now = tonumber(ARGV[1])
 local period = tonumber(ARGV[2])
 local horizon = tonumber(ARGV[3])
@@ -34,7 +37,9 @@ local next_tat = tat + period
 if next_tat - now > horizon then return next_tat - horizon - now end
 redis.call('SET', KEYS[1], next_tat, 'PX', next_tat - now)
 return 0
-";
+",
+    )
+});
 
 impl SharedLimits {
     /// Redis when `redis_url` is set, else PostgreSQL when it is the
@@ -71,7 +76,7 @@ impl SharedLimits {
                     .map_err(|e| e.to_string())
             }
             SharedLimits::Redis(manager) => {
-                let wait: i64 = redis::Script::new(REDIS_GCRA)
+                let wait: i64 = REDIS_GCRA
                     .key(format!("integro:rate:{key}"))
                     .arg(now)
                     .arg(period_ms.max(1))

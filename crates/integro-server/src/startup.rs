@@ -404,7 +404,6 @@ impl App {
             engine,
             x_crc: RateLimit::per_minute("x_crc", crate::webhooks::x::CRC_PER_MINUTE)
                 .shared_in(shared),
-            shared_limits: shared.cloned(),
         });
         Ok(App {
             state,

@@ -7,7 +7,7 @@ use integro_store::secrets::Keyring;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::config::Config;
-use crate::rate_limit::{RateLimit, SharedLimits};
+use crate::rate_limit::RateLimit;
 use crate::tokens::TokenKeys;
 
 /// Cloned for every request (and by every middleware on its way), so it is
@@ -34,8 +34,6 @@ pub struct Shared {
     pub keyring: Arc<Keyring>,
     pub tokens: TokenKeys,
     pub rate_limit: Arc<RateLimit>,
-    /// Where rate limits shared with other processes are kept, if anywhere.
-    pub shared_limits: Option<SharedLimits>,
     /// Sign-in's throttles and password-hashing threads.
     pub login_guard: Arc<crate::login_guard::LoginGuard>,
     /// `INTEGRO_TRUSTED_PROXIES`, parsed.
