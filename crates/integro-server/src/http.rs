@@ -56,7 +56,7 @@ pub fn router(state: AppState) -> Router {
         api.with_state(state.clone())
             // Swagger UI's files are compiled into the binary: nothing is fetched from a CDN.
             .merge(SwaggerUi::new("/docs").url(OPENAPI_PATH, openapi))
-            .merge(crate::home::router().with_state(state.clone())),
+            .merge(crate::dashboard::router(state.clone()).with_state(state.clone())),
     )
     .layer(
         ServiceBuilder::new()

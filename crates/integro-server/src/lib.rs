@@ -4,9 +4,9 @@
 pub mod api;
 pub mod client_address;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod extract;
-pub mod home;
 pub mod http;
 pub mod ingest;
 pub mod login_guard;

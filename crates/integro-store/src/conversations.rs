@@ -655,6 +655,30 @@ pub async fn messages(
     Ok(Page::from_rows(items, page, |m| m.id))
 }
 
+/// A conversation's latest `limit` messages, oldest first (the end of the
+/// conversation, as people read it).
+pub async fn recent_messages(
+    db: &Db,
+    tenant_id: Uuid,
+    conversation_id: Uuid,
+    limit: u32,
+) -> Result<Vec<Message>, StoreError> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant_id = $1 AND conversation_id = $2 ORDER BY id DESC LIMIT $3"
+    )))
+    .bind(tenant_id.to_string())
+    .bind(conversation_id.to_string())
+    .bind(i64::from(limit.clamp(1, 500)))
+    .fetch_all(db.pool())
+    .await?;
+    let mut items = rows
+        .into_iter()
+        .map(|r| message_from_row(&r))
+        .collect::<Result<Vec<_>, _>>()?;
+    items.reverse();
+    Ok(items)
+}
+
 /// The outbound message has gone to the provider, which named it `provider_id`.
 pub async fn mark_sent(
     tx: &mut Conn<'_>,
@@ -852,37 +876,169 @@ pub async fn list(
         json!(tenant_id.to_string()),
         json!(page.after_text().unwrap_or_default()),
     ];
-    let mut push = |sql: &mut String, clause: &str, v: Value| {
-        binds.push(v);
-        sql.push_str(&format!(" AND {clause} ${}", binds.len()));
-    };
-    if let Some(a) = filter.account_id {
-        push(&mut sql, "c.account_id =", json!(a.to_string()));
-    }
-    if let Some(b) = filter.bot_id {
-        push(&mut sql, "c.bot_id =", json!(b.to_string()));
-    }
-    if let Some(s) = filter.state {
-        push(&mut sql, "c.state =", json!(s.as_str()));
-    }
-    if let Some(since) = filter.since {
-        push(&mut sql, "c.last_message_at >=", json!(since));
-    }
+    filter.push_clauses(&mut sql, &mut binds);
     sql.push_str(&format!(" ORDER BY c.id LIMIT {}", page.fetch_limit()));
-    let mut q = sqlx::query_as::<_, ConversationRow>(sqlx::AssertSqlSafe(sql));
+    let items = fetch_conversations(db, sql, binds).await?;
+    Ok(Page::from_rows(items, page, |c| c.id))
+}
+
+impl ConversationFilter {
+    /// ` AND …` for each filter set, its value appended to `binds`.
+    fn push_clauses(&self, sql: &mut String, binds: &mut Vec<Value>) {
+        let mut push = |clause: &str, v: Value| {
+            binds.push(v);
+            sql.push_str(&format!(" AND {clause} ${}", binds.len()));
+        };
+        if let Some(a) = self.account_id {
+            push("c.account_id =", json!(a.to_string()));
+        }
+        if let Some(b) = self.bot_id {
+            push("c.bot_id =", json!(b.to_string()));
+        }
+        if let Some(s) = self.state {
+            push("c.state =", json!(s.as_str()));
+        }
+        if let Some(since) = self.since {
+            push("c.last_message_at >=", json!(since));
+        }
+    }
+}
+
+/// The conversations `sql` (selecting `CONVERSATION_COLUMNS`) finds.
+async fn fetch_conversations(
+    db: &Db,
+    sql: String,
+    binds: Vec<Value>,
+) -> Result<Vec<Conversation>, StoreError> {
+    bind_all(
+        sqlx::query_as::<_, ConversationRow>(sqlx::AssertSqlSafe(sql)),
+        binds,
+    )
+    .fetch_all(db.pool())
+    .await?
+    .into_iter()
+    .map(conversation_from_row)
+    .collect()
+}
+
+/// Binds JSON numbers as integers and everything else as text.
+fn bind_all<'q, O>(
+    mut q: sqlx::query::QueryAs<'q, sqlx::Any, O, sqlx::any::AnyArguments>,
+    binds: Vec<Value>,
+) -> sqlx::query::QueryAs<'q, sqlx::Any, O, sqlx::any::AnyArguments> {
     for b in binds {
         q = match b {
             Value::Number(n) => q.bind(n.as_i64().unwrap_or_default()),
             other => q.bind(other.as_str().unwrap_or_default().to_string()),
         };
     }
-    let items = q
+    q
+}
+
+/// A row of the inbox: a conversation and its latest message.
+#[derive(Debug, Clone)]
+pub struct InboxRow {
+    pub conversation: Conversation,
+    pub last_text: Option<String>,
+    pub last_direction: Option<Direction>,
+}
+
+/// Where an inbox page starts: after the row with this `updated_at` and id.
+pub type InboxCursor = (i64, Uuid);
+
+/// The tenant's conversations, most recently active first (for people
+/// reading them, where the API's lists go in id order for machines).
+pub async fn inbox(
+    db: &Db,
+    tenant_id: Uuid,
+    filter: &ConversationFilter,
+    before: Option<InboxCursor>,
+    limit: u32,
+) -> Result<Vec<InboxRow>, StoreError> {
+    let mut sql = format!(
+        "SELECT {CONVERSATION_COLUMNS} FROM conversations c JOIN contacts k ON k.id = c.contact_id \
+         WHERE c.tenant_id = $1"
+    );
+    let mut binds: Vec<Value> = vec![json!(tenant_id.to_string())];
+    if let Some((at, id)) = before {
+        binds.push(json!(at));
+        binds.push(json!(id.to_string()));
+        let (a, b) = (binds.len() - 1, binds.len());
+        sql.push_str(&format!(
+            " AND (c.updated_at < ${a} OR (c.updated_at = ${a} AND c.id < ${b}))"
+        ));
+    }
+    filter.push_clauses(&mut sql, &mut binds);
+    sql.push_str(&format!(
+        " ORDER BY c.updated_at DESC, c.id DESC LIMIT {}",
+        limit.clamp(1, 200)
+    ));
+    let found = fetch_conversations(db, sql, binds).await?;
+    if found.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Each listed conversation's latest message (ids grow with time).
+    let marks: Vec<String> = (1..=found.len()).map(|i| format!("${i}")).collect();
+    let latest_sql = format!(
+        "SELECT m.conversation_id, m.body, m.direction FROM messages m WHERE m.id IN \
+         (SELECT MAX(l.id) FROM messages l WHERE l.conversation_id IN ({}) GROUP BY l.conversation_id)",
+        marks.join(", ")
+    );
+    let mut latest_q =
+        sqlx::query_as::<_, (String, Option<String>, String)>(sqlx::AssertSqlSafe(latest_sql));
+    for c in &found {
+        latest_q = latest_q.bind(c.id.to_string());
+    }
+    let latest: std::collections::HashMap<String, (Option<String>, String)> = latest_q
         .fetch_all(db.pool())
         .await?
         .into_iter()
-        .map(conversation_from_row)
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Page::from_rows(items, page, |c| c.id))
+        .map(|(c, body, direction)| (c, (body, direction)))
+        .collect();
+    Ok(found
+        .into_iter()
+        .map(|conversation| {
+            let last = latest.get(&conversation.id.to_string());
+            InboxRow {
+                last_text: last.and_then(|l| l.0.clone()),
+                last_direction: last.map(|l| {
+                    if l.1 == "inbound" {
+                        Direction::Inbound
+                    } else {
+                        Direction::Outbound
+                    }
+                }),
+                conversation,
+            }
+        })
+        .collect())
+}
+
+/// The latest change to any of the tenant's conversations (Unix ms): the
+/// inbox's live view looks again when it moves.
+pub async fn last_change(db: &Db, tenant_id: Uuid) -> Result<Option<i64>, StoreError> {
+    latest_update(db, "conversations WHERE tenant_id = $1", tenant_id).await
+}
+
+/// The latest change to a conversation's messages (Unix ms), delivery
+/// statuses included.
+pub async fn last_message_change(
+    db: &Db,
+    conversation_id: Uuid,
+) -> Result<Option<i64>, StoreError> {
+    latest_update(db, "messages WHERE conversation_id = $1", conversation_id).await
+}
+
+/// `MAX(updated_at)` of the rows `rows` (a table and a condition on `$1`)
+/// selects.
+async fn latest_update(db: &Db, rows: &'static str, id: Uuid) -> Result<Option<i64>, StoreError> {
+    let (at,): (Option<i64>,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT MAX(updated_at) FROM {rows}"
+    )))
+    .bind(id.to_string())
+    .fetch_one(db.pool())
+    .await?;
+    Ok(at)
 }
 
 /// The open conversation of a contact on an account, by the contact's channel id.

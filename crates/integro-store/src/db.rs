@@ -168,6 +168,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0013_job_wakeups.sql"),
         include_str!("../migrations/postgres/0013_job_wakeups.sql"),
     ),
+    (
+        14,
+        "web sessions",
+        include_str!("../migrations/0014_web_sessions.sql"),
+        include_str!("../migrations/0014_web_sessions.sql"),
+    ),
 ];
 
 #[derive(Clone)]

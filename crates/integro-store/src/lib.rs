@@ -37,6 +37,7 @@ pub mod tenants;
 pub mod usage;
 pub mod users;
 pub mod web_public;
+pub mod web_sessions;
 pub mod webhook_batch;
 pub mod webhook_logs;
 mod writer_cpu;

@@ -324,8 +324,8 @@ impl Worker {
         }
     }
 
-    /// Deletes finished jobs, webhook log entries and idle shared rate
-    /// limits past their retention.
+    /// Deletes finished jobs, webhook log entries, idle shared rate limits
+    /// and ended dashboard sessions past their retention.
     async fn apply_retention(&self) {
         let now = integro_store::db::now_ms();
         let jobs =
@@ -336,10 +336,12 @@ impl Worker {
         )
         .await;
         let limits = integro_store::rate_limits::forget_idle(&self.db, now).await;
+        let sessions = integro_store::web_sessions::purge_ended(&self.db, now).await;
         for (what, result) in [
             ("jobs", jobs),
             ("webhook logs", logs),
             ("rate limits", limits),
+            ("dashboard sessions", sessions),
         ] {
             match result {
                 Ok(n) => tracing::debug!(what, deleted = n, "retention applied"),

@@ -260,7 +260,7 @@ pub struct TryResult {
 #[utoipa::path(post, path = "/api/v1/bots/{id}/try", tag = "bots", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Bot id")), request_body = TryMessage,
     responses((status = 200, body = TryResult), (status = 404, body = Problem), (status = 422, body = Problem)))]
-async fn try_bot(
+pub(crate) async fn try_bot(
     State(state): State<AppState>,
     ctx: TenantCtx,
     Path(id): Path<Uuid>,

@@ -120,7 +120,7 @@ pub struct SendMessage {
 #[utoipa::path(post, path = "/api/v1/conversations/{id}/messages", tag = "conversations", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Conversation id")), request_body = SendMessage,
     responses((status = 202, body = Message), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
-async fn send_message(
+pub(crate) async fn send_message(
     State(state): State<AppState>,
     ctx: TenantCtx,
     Path(id): Path<Uuid>,
@@ -217,7 +217,7 @@ async fn move_conversation(
 #[utoipa::path(post, path = "/api/v1/conversations/{id}/handoff", tag = "conversations", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Conversation id")),
     responses((status = 200, body = Conversation), (status = 404, body = Problem), (status = 409, body = Problem)))]
-async fn handoff_conversation(
+pub(crate) async fn handoff_conversation(
     State(state): State<AppState>,
     ctx: TenantCtx,
     Path(id): Path<Uuid>,
@@ -229,7 +229,7 @@ async fn handoff_conversation(
 #[utoipa::path(post, path = "/api/v1/conversations/{id}/resume", tag = "conversations", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Conversation id")),
     responses((status = 200, body = Conversation), (status = 404, body = Problem), (status = 409, body = Problem)))]
-async fn resume_conversation(
+pub(crate) async fn resume_conversation(
     State(state): State<AppState>,
     ctx: TenantCtx,
     Path(id): Path<Uuid>,

@@ -70,7 +70,7 @@ async fn get_job(
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/retry", tag = "jobs", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Job id")),
     responses((status = 200, body = Job), (status = 404, body = Problem), (status = 409, body = Problem)))]
-async fn retry_job(
+pub(crate) async fn retry_job(
     State(state): State<AppState>,
     ctx: TenantCtx,
     Path(id): Path<Uuid>,
@@ -82,7 +82,7 @@ async fn retry_job(
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", tag = "jobs", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Job id")),
     responses((status = 200, body = Job), (status = 404, body = Problem), (status = 409, body = Problem)))]
-async fn cancel_job(
+pub(crate) async fn cancel_job(
     State(state): State<AppState>,
     ctx: TenantCtx,
     Path(id): Path<Uuid>,

@@ -37,7 +37,7 @@ async fn find(state: &AppState, ctx: &TenantCtx, bot_id: Uuid, id: Uuid) -> ApiR
 #[utoipa::path(post, path = "/api/v1/bots/{bot_id}/rules", tag = "rules", security(("bearer" = [])),
     params(("bot_id" = Uuid, Path, description = "Bot id")), request_body = RuleFields,
     responses((status = 201, body = Rule), (status = 404, body = Problem), (status = 422, body = Problem)))]
-async fn create_rule(
+pub(crate) async fn create_rule(
     State(state): State<AppState>,
     ctx: TenantCtx,
     Path(bot_id): Path<Uuid>,
@@ -94,7 +94,7 @@ async fn get_rule(
     params(("bot_id" = Uuid, Path, description = "Bot id"), ("id" = Uuid, Path, description = "Rule id")),
     request_body = Object,
     responses((status = 200, body = Rule), (status = 404, body = Problem), (status = 422, body = Problem)))]
-async fn update_rule(
+pub(crate) async fn update_rule(
     State(state): State<AppState>,
     ctx: TenantCtx,
     Path((bot_id, id)): Path<(Uuid, Uuid)>,
@@ -128,7 +128,7 @@ async fn update_rule(
 #[utoipa::path(delete, path = "/api/v1/bots/{bot_id}/rules/{id}", tag = "rules", security(("bearer" = [])),
     params(("bot_id" = Uuid, Path, description = "Bot id"), ("id" = Uuid, Path, description = "Rule id")),
     responses((status = 204), (status = 404, body = Problem)))]
-async fn delete_rule(
+pub(crate) async fn delete_rule(
     State(state): State<AppState>,
     ctx: TenantCtx,
     Path((bot_id, id)): Path<(Uuid, Uuid)>,

@@ -8,6 +8,7 @@ mod meta_x_web;
 mod api_keys;
 mod audit;
 mod auth;
+mod dashboard;
 mod members;
 mod operations;
 mod outbound;

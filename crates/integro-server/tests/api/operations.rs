@@ -297,13 +297,15 @@ async fn metrics_count_requests_by_route(kind: DbKind) {
     assert!(text.contains("http_request_duration_seconds_bucket"));
 }
 
-/// `/` says what this is, where the docs are and how to sign in, as a page.
+/// `/` sends a signed-out visitor to the sign-in page, which says what
+/// this is and where the API documentation is.
 async fn the_root_is_a_page_about_integro(kind: DbKind) {
     let Some(app) = TestApp::spawn(kind).await else {
         return;
     };
     let res = app.client.get(app.url("/")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.url().path(), "/login");
     assert!(
         res.headers()["content-type"]
             .to_str()
@@ -313,7 +315,7 @@ async fn the_root_is_a_page_about_integro(kind: DbKind) {
     assert_eq!(res.headers()["x-frame-options"], "DENY");
     let page = res.text().await.unwrap();
     for needle in [
-        "<title>Integro</title>",
+        "<title>Sign in · Integro</title>",
         "href=\"/docs\"",
         "/api/v1/auth/login",
     ] {

@@ -1,0 +1,72 @@
+//! The web dashboard, served by the binary: server-rendered pages
+//! (askama templates, checked at compile time) with htmx for live parts,
+//! both vendored (`assets.rs`). Pages sign in with a cookie session
+//! (`session.rs`) and act through the API's own handlers and role checks.
+
+mod assets;
+mod bots;
+mod inbox;
+mod jobs;
+mod page;
+mod session;
+mod sign_in;
+
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::middleware;
+use axum::routing::{get, post};
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::state::AppState;
+
+/// The dashboard's content security policy: its own scripts and styles only.
+const POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+     connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+pub fn router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/", get(sign_in::root))
+        .route("/login", get(sign_in::login_form).post(sign_in::login))
+        .route("/logout", post(sign_in::logout))
+        .route(
+            "/tenant",
+            get(sign_in::tenant_form).post(sign_in::choose_tenant),
+        )
+        .route("/account/sessions", get(sign_in::sessions))
+        .route(
+            "/account/sessions/{id}/revoke",
+            post(sign_in::revoke_session),
+        )
+        .route("/inbox", get(inbox::inbox))
+        .route("/inbox/rows", get(inbox::inbox_rows))
+        .route("/inbox/live", get(inbox::inbox_live))
+        .route("/conversations/{id}", get(inbox::conversation))
+        .route(
+            "/conversations/{id}/messages",
+            get(inbox::conversation_messages),
+        )
+        .route("/conversations/{id}/live", get(inbox::conversation_live))
+        .route("/conversations/{id}/send", post(inbox::send))
+        .route("/conversations/{id}/handoff", post(inbox::hand_off))
+        .route("/conversations/{id}/resume", post(inbox::resume))
+        .route("/bots", get(bots::bots))
+        .route("/bots/{id}/rules", get(bots::rules).post(bots::create_rule))
+        .route("/bots/{id}/rules/{rule}", post(bots::update_rule))
+        .route("/bots/{id}/rules/{rule}/delete", post(bots::delete_rule))
+        .route("/bots/{id}/try", post(bots::try_message))
+        .route("/jobs", get(jobs::jobs))
+        .route("/jobs/{id}/retry", post(jobs::retry))
+        .route("/jobs/{id}/cancel", post(jobs::cancel))
+        .layer(middleware::from_fn_with_state(state, session::load))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(POLICY),
+        ))
+        // The API's `no-referrer` makes Chromium send `Origin: null` with a
+        // form; the CSRF check needs this site's origin.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
+        .merge(assets::router())
+}

@@ -1,0 +1,264 @@
+//! Dashboard sessions: the cookie, the CSRF check on every state-changing
+//! request, and the extractors pages use. A signed-in user becomes the same
+//! `Auth` and `TenantCtx` the API builds from a bearer token, so that pages
+//! and API share one authorization path (`TenantCtx::require`).
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use integro_core::{Actor, ActorKind, Role};
+use integro_store::users::{self, User};
+use integro_store::web_sessions::{self, WebSession};
+use uuid::Uuid;
+
+use super::page::PageError;
+use crate::extract::{Auth, Principal, REQUEST_ID_HEADER, TenantCtx};
+use crate::state::AppState;
+
+pub const COOKIE: &str = "integro_session";
+/// The form field, or header for scripts, that carries the session's CSRF token.
+pub const CSRF_FIELD: &str = "_csrf";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// A signed-in browser: its session and user.
+#[derive(Clone)]
+pub struct SignedIn {
+    pub session: WebSession,
+    pub user: User,
+}
+
+impl SignedIn {
+    /// The caller as the API sees one.
+    pub fn auth(&self, headers: &HeaderMap) -> Auth {
+        Auth {
+            actor: Actor {
+                kind: ActorKind::User,
+                id: Some(self.user.id.to_string()),
+                label: self.user.email.clone(),
+            },
+            principal: Principal::User(self.user.clone()),
+            request_id: headers
+                .get(REQUEST_ID_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(String::from),
+        }
+    }
+}
+
+/// The session cookie's value, if the request carries one.
+fn cookie_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.trim())
+        .filter(|v| !v.is_empty())
+}
+
+/// `Set-Cookie` for a new session, or (with `None`) one that clears it.
+pub fn set_cookie(state: &AppState, token: Option<&str>) -> HeaderValue {
+    let secure = if state.config.public_base().starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    let value = match token {
+        Some(token) => format!(
+            "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+            web_sessions::IDLE_MS / 1000
+        ),
+        None => format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}"),
+    };
+    HeaderValue::from_str(&value).expect("cookie is visible ASCII")
+}
+
+/// Whether the request comes from a page of this server: the browser says
+/// so (`Sec-Fetch-Site: same-origin`, which a page cannot set), or its
+/// `Origin` (or, without one, its `Referer`) names the host the request was
+/// sent to. A form posted from another site names that site.
+fn same_origin(headers: &HeaderMap) -> bool {
+    match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        Some("same-origin") => return true,
+        Some(_) => return false,
+        None => {}
+    }
+    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let source = headers
+        .get(header::ORIGIN)
+        .or_else(|| headers.get(header::REFERER))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| url::Url::parse(v).ok());
+    let Some(source) = source else {
+        return false;
+    };
+    let authority = match (source.host_str(), source.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        _ => return false,
+    };
+    authority.eq_ignore_ascii_case(host)
+}
+
+/// Equal without saying where they differ, through its timing.
+fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// The dashboard's middleware: finds the session the cookie names, and
+/// refuses a state-changing request that does not come from one of this
+/// server's pages (`Origin`) or lacks the session's CSRF token (form field
+/// `_csrf` or header `x-csrf-token`).
+pub async fn load(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let signed = match cookie_token(&parts.headers) {
+        Some(token) => match web_sessions::authenticate(&state.db, token).await {
+            Ok(found) => found.map(|(session, user)| SignedIn { session, user }),
+            Err(e) => return PageError::from(crate::error::ApiError::from(e)).into_response(),
+        },
+        None => None,
+    };
+    let mut body = body;
+    if !matches!(parts.method, Method::GET | Method::HEAD) {
+        if !same_origin(&parts.headers) {
+            return PageError::Forbidden(
+                "this form was sent from another site, or without saying where from".into(),
+            )
+            .into_response();
+        }
+        if let Some(signed) = &signed {
+            let bytes = match to_bytes(body, state.config.body_limit_bytes).await {
+                Ok(bytes) => bytes,
+                Err(_) => {
+                    return PageError::Invalid(
+                        "the form is larger than the configured limit".into(),
+                    )
+                    .into_response();
+                }
+            };
+            let header_token = parts
+                .headers
+                .get(CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(String::from);
+            let token = header_token.or_else(|| {
+                form_urlencoded::parse(&bytes)
+                    .find(|(k, _)| k == CSRF_FIELD)
+                    .map(|(_, v)| v.into_owned())
+            });
+            if !token.is_some_and(|t| same_secret(&t, &signed.session.csrf_token)) {
+                return PageError::Forbidden(
+                    "the form's security token is missing or stale: reload the page and try again"
+                        .into(),
+                )
+                .into_response();
+            }
+            body = Body::from(bytes);
+        }
+    }
+    if let Some(signed) = signed {
+        parts.extensions.insert(signed);
+    }
+    next.run(Request::from_parts(parts, body)).await
+}
+
+impl FromRequestParts<AppState> for SignedIn {
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, PageError> {
+        parts
+            .extensions
+            .get::<SignedIn>()
+            .cloned()
+            .ok_or_else(|| PageError::SignIn(parts.uri.path().to_string()))
+    }
+}
+
+/// A tenant the user may act in, for the tenant picker.
+#[derive(Clone)]
+pub struct TenantChoice {
+    pub id: Uuid,
+    pub name: String,
+}
+
+/// A signed-in user acting inside one tenant.
+pub struct Acting {
+    pub signed: SignedIn,
+    pub ctx: TenantCtx,
+    pub tenants: Vec<TenantChoice>,
+}
+
+/// The tenants `user` may act in: all of them for operators, else their
+/// memberships.
+pub async fn tenant_choices(state: &AppState, user: &User) -> Result<Vec<TenantChoice>, PageError> {
+    if user.is_operator {
+        let page = integro_store::PageRequest {
+            limit: 200,
+            after: None,
+        };
+        let tenants = integro_store::tenants::list(&state.db, None, &page)
+            .await
+            .map_err(crate::error::ApiError::from)?;
+        Ok(tenants
+            .items
+            .into_iter()
+            .map(|t| TenantChoice {
+                id: t.id,
+                name: t.name,
+            })
+            .collect())
+    } else {
+        let memberships = users::memberships(&state.db, user.id)
+            .await
+            .map_err(crate::error::ApiError::from)?;
+        Ok(memberships
+            .into_iter()
+            .map(|m| TenantChoice {
+                id: m.tenant_id,
+                name: m.tenant_name,
+            })
+            .collect())
+    }
+}
+
+impl FromRequestParts<AppState> for Acting {
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PageError> {
+        let signed = SignedIn::from_request_parts(parts, state).await?;
+        let tenants = tenant_choices(state, &signed.user).await?;
+        let chosen = signed
+            .session
+            .tenant_id
+            .filter(|id| tenants.iter().any(|t| t.id == *id))
+            .or(match tenants.as_slice() {
+                [only] => Some(only.id),
+                _ => None,
+            });
+        let Some(tenant_id) = chosen else {
+            return Err(PageError::ChooseTenant);
+        };
+        let auth = signed.auth(&parts.headers);
+        let role: Role = auth.role_in(state, tenant_id).await?;
+        Ok(Acting {
+            ctx: TenantCtx {
+                tenant_id,
+                role,
+                auth,
+            },
+            signed,
+            tenants,
+        })
+    }
+}

@@ -1,0 +1,551 @@
+//! The dashboard over HTTP, as a browser uses it: a cookie session, forms
+//! with the CSRF token, the same role checks and tenant scoping as the API.
+//! (`tests/browser/` drives it in Chromium.)
+
+use std::time::Duration;
+
+use reqwest::header::{COOKIE, LOCATION, ORIGIN, SET_COOKIE};
+use reqwest::redirect::Policy;
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+use crate::channels::Loop;
+use crate::channels::wait_until;
+use crate::db_tests;
+use crate::helpers::{ADMIN_EMAIL, ADMIN_PASSWORD, DbKind, TestApp};
+
+db_tests!(
+    signing_in_opens_the_inbox_with_the_conversation,
+    forms_need_the_session_token_and_this_sites_origin,
+    an_agent_hands_off_and_replies_through_the_provider,
+    pages_are_scoped_to_the_chosen_tenant,
+    a_revoked_session_stops_working,
+    rules_are_edited_and_tried,
+);
+
+const SEND_PATH: &str = "/2010-04-01/Accounts/AC123/Messages.json";
+
+/// A browser: no redirects followed, the session cookie kept by hand.
+struct Browser<'a> {
+    app: &'a TestApp,
+    client: Client,
+    cookie: Option<String>,
+}
+
+impl<'a> Browser<'a> {
+    fn new(app: &'a TestApp) -> Browser<'a> {
+        Browser {
+            app,
+            client: Client::builder().redirect(Policy::none()).build().unwrap(),
+            cookie: None,
+        }
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        let mut req = self.client.get(self.app.url(path));
+        if let Some(c) = &self.cookie {
+            req = req.header(COOKIE, c);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// A form posted from one of the dashboard's pages.
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        let mut req = self
+            .client
+            .post(self.app.url(path))
+            .header(ORIGIN, &self.app.base)
+            .form(form);
+        if let Some(c) = &self.cookie {
+            req = req.header(COOKIE, c);
+        }
+        req.send().await.unwrap()
+    }
+
+    async fn sign_in(&mut self, email: &str, password: &str) {
+        let res = self
+            .post(
+                "/login",
+                &[("email", email), ("password", password), ("next", "/inbox")],
+            )
+            .await;
+        assert_eq!(
+            res.status(),
+            StatusCode::SEE_OTHER,
+            "{}",
+            res.text().await.unwrap()
+        );
+        assert_eq!(res.headers()[LOCATION], "/inbox");
+        let set = res.headers()[SET_COOKIE].to_str().unwrap().to_string();
+        for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+            assert!(set.contains(attribute), "{set} lacks {attribute}");
+        }
+        self.cookie = Some(set.split(';').next().unwrap().to_string());
+    }
+
+    /// A page's text, which must answer 200.
+    async fn page(&self, path: &str) -> String {
+        let res = self.get(path).await;
+        assert_eq!(res.status(), StatusCode::OK, "GET {path}");
+        res.text().await.unwrap()
+    }
+}
+
+/// The CSRF token a page's forms carry.
+fn csrf(page: &str) -> String {
+    let at = page
+        .find("name=\"_csrf\" value=\"")
+        .expect("a form with a token")
+        + 20;
+    page[at..].split('"').next().unwrap().to_string()
+}
+
+async fn first_conversation(t: &Loop) -> String {
+    wait_until(Duration::from_secs(10), || async {
+        let page = t.get("/api/v1/conversations").await;
+        !page["items"].as_array().unwrap().is_empty()
+    })
+    .await;
+    t.get("/api/v1/conversations").await["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn conversation_state(t: &Loop, id: &str) -> Value {
+    t.get(&format!("/api/v1/conversations/{id}")).await["state"].clone()
+}
+
+async fn signing_in_opens_the_inbox_with_the_conversation(kind: DbKind) {
+    let Some(t) = Loop::twilio(kind, 2).await else {
+        return;
+    };
+    let mut browser = Browser::new(&t.app);
+    let res = browser.get("/").await;
+    assert_eq!(res.headers()[LOCATION], "/login");
+    let res = browser.get("/inbox").await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()[LOCATION], "/login?next=%2Finbox");
+
+    let login = browser.page("/login").await;
+    for needle in [">Email<", ">Password<", ">Sign in<"] {
+        assert!(login.contains(needle), "the sign-in form lacks {needle}");
+    }
+    let wrong = browser
+        .post(
+            "/login",
+            &[("email", ADMIN_EMAIL), ("password", "not-the-password")],
+        )
+        .await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(wrong.headers().get(SET_COOKIE).is_none());
+    assert!(
+        wrong.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"),
+        "the form again, not a problem document"
+    );
+    assert!(
+        wrong
+            .text()
+            .await
+            .unwrap()
+            .contains("wrong email or password")
+    );
+
+    t.twilio_message("SMdash1", "+14155550100", "Do you ship to Lisbon?")
+        .await;
+    first_conversation(&t).await;
+    browser.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let inbox = browser.page("/inbox").await;
+    assert!(inbox.contains("Ann"), "the contact is listed");
+    assert!(inbox.contains(">Tenant<"), "the tenant picker is labelled");
+    assert!(inbox.contains("sse-connect=\"/inbox/live?since="));
+    let rows = browser.page("/inbox/rows?state=bot").await;
+    assert!(rows.contains("Ann"));
+    let closed = browser.page("/inbox/rows?state=closed").await;
+    assert!(!closed.contains("Ann"), "filters apply");
+    let bad = browser.get("/inbox?state=sleeping").await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    // The live view says when something changed.
+    let live = browser.get("/inbox/live").await;
+    assert_eq!(live.status(), StatusCode::OK);
+    assert!(
+        live.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let mut stream = live.bytes_stream();
+    t.twilio_message("SMdash2", "+14155550199", "And to Porto?")
+        .await;
+    let seen = crate::channels::read_until(&mut stream, "event: inbox").await;
+    assert!(seen.contains("event: inbox"));
+}
+
+async fn forms_need_the_session_token_and_this_sites_origin(kind: DbKind) {
+    let Some(t) = Loop::twilio(kind, 2).await else {
+        return;
+    };
+    t.twilio_message("SMcsrf", "+14155550100", "hello").await;
+    let id = first_conversation(&t).await;
+    let mut browser = Browser::new(&t.app);
+    browser.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let page = browser.page(&format!("/conversations/{id}")).await;
+    let token = csrf(&page);
+    let handoff = format!("/conversations/{id}/handoff");
+
+    let res = browser.post(&handoff, &[]).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "no token");
+    let res = browser.post(&handoff, &[("_csrf", "forged")]).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "a wrong token");
+    let res = browser
+        .client
+        .post(t.app.url(&handoff))
+        .header(COOKIE, browser.cookie.as_deref().unwrap())
+        .header(ORIGIN, "https://evil.example")
+        .form(&[("_csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "another site's form");
+    let res = browser
+        .client
+        .post(t.app.url(&handoff))
+        .header(COOKIE, browser.cookie.as_deref().unwrap())
+        .header(ORIGIN, &t.app.base)
+        .header("sec-fetch-site", "cross-site")
+        .form(&[("_csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::FORBIDDEN,
+        "the browser says cross-site"
+    );
+    let res = browser
+        .client
+        .post(t.app.url(&handoff))
+        .header(COOKIE, browser.cookie.as_deref().unwrap())
+        .header(ORIGIN, "null")
+        .form(&[("_csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "an opaque origin");
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert_eq!(conversation_state(&t, &id).await, "bot", "nothing changed");
+
+    // What Chromium sends with a form of this site under the dashboard's
+    // referrer policy.
+    let res = browser
+        .client
+        .post(t.app.url(&handoff))
+        .header(COOKIE, browser.cookie.as_deref().unwrap())
+        .header("sec-fetch-site", "same-origin")
+        .form(&[("_csrf", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(conversation_state(&t, &id).await, "human");
+    let page = browser.get(&format!("/conversations/{id}")).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(
+        page.headers()["referrer-policy"],
+        "same-origin",
+        "{:?}",
+        page.headers()
+    );
+}
+
+async fn an_agent_hands_off_and_replies_through_the_provider(kind: DbKind) {
+    let Some(t) = Loop::twilio(kind, 2).await else {
+        return;
+    };
+    Mock::given(method("POST"))
+        .and(path(SEND_PATH))
+        .respond_with(
+            ResponseTemplate::new(201).set_body_json(json!({ "sid": "SMout", "status": "queued" })),
+        )
+        .mount(&t.provider)
+        .await;
+    t.twilio_message("SMagent", "+14155550100", "I need a person")
+        .await;
+    let id = first_conversation(&t).await;
+    let mut browser = Browser::new(&t.app);
+    browser.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let page = browser.page(&format!("/conversations/{id}")).await;
+    assert!(page.contains("I need a person"));
+    assert!(page.contains(">Hand off<") && !page.contains(">Resume<"));
+    let token = csrf(&page);
+    let res = browser
+        .post(
+            &format!("/conversations/{id}/handoff"),
+            &[("_csrf", &token)],
+        )
+        .await;
+    assert_eq!(res.headers()[LOCATION], format!("/conversations/{id}"));
+    let page = browser.page(&format!("/conversations/{id}")).await;
+    assert!(page.contains(">Resume<") && !page.contains(">Hand off<"));
+
+    let res = browser
+        .post(
+            &format!("/conversations/{id}/send"),
+            &[("_csrf", &token), ("text", "Hi Ann, Maria here.")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    wait_until(Duration::from_secs(10), || async {
+        t.provider_requests().await.iter().any(|r| {
+            form_urlencoded::parse(&r.body).any(|(k, v)| k == "Body" && v == "Hi Ann, Maria here.")
+        })
+    })
+    .await;
+    let messages = browser.page(&format!("/conversations/{id}/messages")).await;
+    assert!(messages.contains("Hi Ann, Maria here."));
+
+    // An empty reply is refused with the API's reason, as a page.
+    let res = browser
+        .post(
+            &format!("/conversations/{id}/send"),
+            &[("_csrf", &token), ("text", "   ")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(res.text().await.unwrap().contains("give a text"));
+
+    let res = browser
+        .post(&format!("/conversations/{id}/resume"), &[("_csrf", &token)])
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(conversation_state(&t, &id).await, "bot");
+}
+
+async fn pages_are_scoped_to_the_chosen_tenant(kind: DbKind) {
+    let Some(t) = Loop::twilio(kind, 2).await else {
+        return;
+    };
+    t.twilio_message("SMscope", "+14155550100", "hello").await;
+    let id = first_conversation(&t).await;
+    let other = t.app.create_tenant("Other shop").await;
+
+    // An operator with two tenants chooses one first.
+    let mut browser = Browser::new(&t.app);
+    browser.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let res = browser.get("/inbox").await;
+    assert_eq!(res.headers()[LOCATION], "/tenant");
+    let picker = browser.page("/tenant").await;
+    assert!(picker.contains(">Tenant<") && picker.contains("Other shop"));
+    let token = csrf(&picker);
+    let res = browser
+        .post("/tenant", &[("_csrf", &token), ("tenant_id", &other)])
+        .await;
+    assert_eq!(res.headers()[LOCATION], "/inbox");
+
+    // Acting in the other tenant, the first one's conversation is not found.
+    let res = browser.get(&format!("/conversations/{id}")).await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let res = browser
+        .post(
+            &format!("/conversations/{id}/handoff"),
+            &[("_csrf", &token)],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert!(!browser.page("/inbox").await.contains("Ann"));
+
+    // A member of the other tenant only cannot pick the first.
+    t.app.user_token(&other, "agent@example.com", "agent").await;
+    let mut agent = Browser::new(&t.app);
+    agent.sign_in("agent@example.com", "a-long-password").await;
+    let inbox = agent.page("/inbox").await;
+    let token = csrf(&inbox);
+    let operator = t.app.operator_token().await;
+    let tenants: Value = t
+        .app
+        .get("/api/v1/tenants", &operator)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let shop = tenants["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "Shop")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let res = agent
+        .post("/tenant", &[("_csrf", &token), ("tenant_id", &shop)])
+        .await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let res = agent.get(&format!("/conversations/{id}")).await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let bots = agent.page("/bots").await;
+    assert!(
+        !bots.contains("Helper"),
+        "the other tenant's bot is not listed"
+    );
+}
+
+async fn a_revoked_session_stops_working(kind: DbKind) {
+    let Some(app) = TestApp::spawn(kind).await else {
+        return;
+    };
+    app.create_tenant("Solo").await;
+    let mut laptop = Browser::new(&app);
+    laptop.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut phone = Browser::new(&app);
+    phone.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let sessions = laptop.page("/account/sessions").await;
+    assert_eq!(sessions.matches("Sign out this session").count(), 2);
+    let token = csrf(&sessions);
+    // The phone's session is the one not marked as this one.
+    let phone_row = sessions
+        .split("<tr>")
+        .find(|row| row.contains("revoke") && !row.contains("(this one)"))
+        .unwrap();
+    let at = phone_row.find("/account/sessions/").unwrap() + "/account/sessions/".len();
+    let phone_id = &phone_row[at..at + 36];
+    let res = laptop
+        .post(
+            &format!("/account/sessions/{phone_id}/revoke"),
+            &[("_csrf", &token)],
+        )
+        .await;
+    assert_eq!(res.headers()[LOCATION], "/account/sessions");
+    let res = phone.get("/inbox").await;
+    assert_eq!(
+        res.status(),
+        StatusCode::SEE_OTHER,
+        "the phone is signed out"
+    );
+    assert!(
+        res.headers()[LOCATION]
+            .to_str()
+            .unwrap()
+            .starts_with("/login")
+    );
+    assert_eq!(laptop.get("/inbox").await.status(), StatusCode::OK);
+
+    // Signing out ends the laptop's session and clears its cookie.
+    let res = laptop.post("/logout", &[("_csrf", &token)]).await;
+    assert!(
+        res.headers()[SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    assert_eq!(laptop.get("/inbox").await.status(), StatusCode::SEE_OTHER);
+}
+
+async fn rules_are_edited_and_tried(kind: DbKind) {
+    let Some(t) = Loop::twilio(kind, 0).await else {
+        return;
+    };
+    let res = t
+        .app
+        .post(
+            &format!("/api/v1/bots/{}/rules", t.bot_id),
+            &t.key,
+            json!({ "name": "Opening hours", "pattern": "hours", "reply": "We are open 9 to 5." }),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let rule_id = res.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut browser = Browser::new(&t.app);
+    browser.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let bots = browser.page("/bots").await;
+    assert!(bots.contains(&format!("/bots/{}/rules", t.bot_id)));
+    let rules_path = format!("/bots/{}/rules", t.bot_id);
+    let page = browser.page(&rules_path).await;
+    for needle in [">Test message<", ">Try<", "Opening hours"] {
+        assert!(page.contains(needle), "the rules page lacks {needle}");
+    }
+    let token = csrf(&page);
+    let res = browser
+        .post(
+            &format!("{rules_path}/{rule_id}"),
+            &[
+                ("_csrf", &token),
+                ("name", "Opening hours"),
+                ("priority", "5"),
+                ("match", "contains"),
+                ("pattern", "hours"),
+                (
+                    "reply",
+                    "We are open 8 to 6, {{contact.name | default: \"friend\"}}.",
+                ),
+                ("action", "none"),
+                ("active", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let stored = t
+        .get(&format!("/api/v1/bots/{}/rules/{rule_id}", t.bot_id))
+        .await;
+    assert_eq!(stored["priority"], 5);
+    assert!(
+        stored["reply"]
+            .as_str()
+            .unwrap()
+            .starts_with("We are open 8 to 6")
+    );
+
+    let tried = browser
+        .post(
+            &format!("/bots/{}/try", t.bot_id),
+            &[("_csrf", &token), ("text", "what are your hours?")],
+        )
+        .await;
+    assert_eq!(tried.status(), StatusCode::OK);
+    let tried = tried.text().await.unwrap();
+    assert!(tried.contains("id=\"try-result\""));
+    assert!(tried.contains("We are open 8 to 6, friend."), "{tried}");
+    assert!(tried.contains("Rule: Opening hours"));
+
+    // A bad rule is refused with the API's reason, and nothing changes.
+    let res = browser
+        .post(
+            &rules_path,
+            &[
+                ("_csrf", &token),
+                ("match", "regex"),
+                ("pattern", "(unclosed"),
+                ("reply", "x"),
+                ("active", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let all = t.get(&format!("/api/v1/bots/{}/rules", t.bot_id)).await;
+    assert_eq!(all["items"].as_array().unwrap().len(), 1);
+
+    // Deleting goes through the API's handler too.
+    let res = browser
+        .post(
+            &format!("{rules_path}/{rule_id}/delete"),
+            &[("_csrf", &token)],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let all = t.get(&format!("/api/v1/bots/{}/rules", t.bot_id)).await;
+    assert!(all["items"].as_array().unwrap().is_empty());
+}
