@@ -277,6 +277,37 @@ def submit(page: Page, button, what: str, statuses=(303,)):
 # One database's run
 
 
+class StaticSite:
+    """A website of another origin (`localhost`, another port) with one page
+    that embeds the widget, as a customer's site would."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        self.page = b""
+        site = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - the library's name
+                body = site.page
+                self.send_response(200)
+                self.send_header("content-type", "text/html; charset=utf-8")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.origin = f"http://localhost:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+
+
 class Run:
     def __init__(self, label: str, server: Server, mock: TwilioMock, shots: Path | None):
         self.label = label
@@ -642,6 +673,48 @@ class Run:
         finally:
             context.close()
 
+    def s10_widget(self) -> None:
+        """The widget on a static page of another origin: a visitor writes,
+        the bot's reply arrives over its event stream."""
+        site = StaticSite()
+        try:
+            account = self.api.call(
+                "POST",
+                "/api/v1/accounts",
+                {"bot_id": self.ids["bot"], "kind": "web", "name": "Website", "credentials": {}},
+            )["id"]
+            public = self.api.call(
+                "PUT",
+                f"/api/v1/accounts/{account}/web-public",
+                {"enabled": True, "allowed_origins": [site.origin]},
+            )
+            key = public["publishable_key"]
+            site.page = (
+                "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>A shop</title></head>"
+                "<body><main><h1>A shop</h1><p>Our products.</p></main>"
+                f"<script src=\"{self.server.base}/widget.js\" data-account=\"{account}\" data-key=\"{key}\" defer></script>"
+                "</body></html>"
+            ).encode()
+            page = self.page
+            page.goto(site.origin + "/")
+            toggle = page.get_by_role("button", name="Chat with us")
+            expect(toggle).to_be_visible()
+            toggle.click()
+            expect(toggle).to_have_attribute("aria-expanded", "true")
+            text = f"Hello from the website ({self.nonce})"
+            page.get_by_label("Message", exact=True).fill(text)
+            page.get_by_role("button", name="Send", exact=True).click()
+            log = page.get_by_role("list", name="Conversation")
+            expect(log).to_contain_text(text, timeout=LIVE_TIMEOUT_MS)
+            expect(log).to_contain_text(FALLBACK, timeout=LIVE_TIMEOUT_MS)
+            self.audit(page, "widget (on another origin)")
+            self.screenshot(page, "widget.png")
+            # The visitor is an ordinary contact in the tenant's inbox.
+            conversations = self.api.call("GET", f"/api/v1/conversations?account_id={account}")["items"]
+            check(len(conversations) == 1, f"one conversation for the website, found {len(conversations)}")
+        finally:
+            site.stop()
+
     def s9_accessibility(self) -> None:
         check(self.audited, "no page was checked")
         if self.a11y_problems:
@@ -679,6 +752,7 @@ class Run:
                 ("6 sessions list", self.s6_sessions),
                 ("7 an unknown conversation shows the error page", self.s7_error_page),
                 ("8 tenant picker and tenant switch", lambda: self.s8_tenant_picker(browser)),
+                ("10 the web chat widget on another origin's page gets a bot reply", self.s10_widget),
             ]
             for name, fn in rest:
                 if signed_in:

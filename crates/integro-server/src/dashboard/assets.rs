@@ -1,6 +1,7 @@
 //! The dashboard's scripts and stylesheet, compiled into the binary: no CDN
 //! at run time, no Node at build time. htmx and its SSE extension are
-//! vendored from the npm registry at pinned versions; `assets/VENDOR.md`
+//! vendored from the npm registry at pinned versions, and the web chat
+//! widget (`/widget.js`) is ours; `assets/VENDOR.md`
 //! records where they came from, and a test holds their checksums.
 
 use axum::Router;
@@ -29,6 +30,12 @@ const FILES: &[(&str, &str, &[u8], bool)] = &[
         true,
     ),
     (
+        "widget.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/widget.js"),
+        false,
+    ),
+    (
         "app.css",
         "text/css; charset=utf-8",
         include_bytes!("../../assets/app.css"),
@@ -37,7 +44,10 @@ const FILES: &[(&str, &str, &[u8], bool)] = &[
 ];
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/assets/{name}", get(asset))
+    Router::new()
+        .route("/assets/{name}", get(asset))
+        // The address websites embed (docs/web-chat.md).
+        .route("/widget.js", get(|| asset(Path("widget.js".to_string()))))
 }
 
 async fn asset(Path(name): Path<String>) -> Response {

@@ -23,6 +23,7 @@ db_tests!(
     pages_are_scoped_to_the_chosen_tenant,
     a_revoked_session_stops_working,
     rules_are_edited_and_tried,
+    the_widget_and_assets_are_served,
 );
 
 const SEND_PATH: &str = "/2010-04-01/Accounts/AC123/Messages.json";
@@ -548,4 +549,33 @@ async fn rules_are_edited_and_tried(kind: DbKind) {
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let all = t.get(&format!("/api/v1/bots/{}/rules", t.bot_id)).await;
     assert!(all["items"].as_array().unwrap().is_empty());
+}
+
+async fn the_widget_and_assets_are_served(kind: DbKind) {
+    let Some(app) = TestApp::spawn(kind).await else {
+        return;
+    };
+    let browser = Browser::new(&app);
+    let widget = browser.get("/widget.js").await;
+    assert_eq!(widget.status(), StatusCode::OK);
+    assert!(
+        widget.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    let script = widget.text().await.unwrap();
+    assert!(script.contains("data-account") && script.contains("/api/v1/web-public/"));
+    let htmx = browser.get("/assets/htmx-2.0.11.min.js").await;
+    assert_eq!(htmx.status(), StatusCode::OK);
+    assert!(
+        htmx.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("immutable")
+    );
+    assert_eq!(
+        browser.get("/assets/nothing.js").await.status(),
+        StatusCode::NOT_FOUND
+    );
 }
