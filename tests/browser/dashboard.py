@@ -715,6 +715,32 @@ class Run:
         finally:
             site.stop()
 
+    def s11_team_and_operations(self) -> None:
+        """Invite someone from the Team page; the link is shown once; the
+        webhook and audit logs list what happened."""
+        page, base = self.page, self.server.base
+        page.goto(base + "/team")
+        page.get_by_label("Email", exact=True).fill(f"nina-{self.nonce}@example.com")
+        submit(page, page.get_by_role("button", name="Invite"), "an invitation", statuses=(201,))
+        link = page.get_by_label("Copy this").input_value()
+        check("/invitation?token=" in link, f"the invitation link is shown: {link!r}")
+        self.audit(page, "team (an invitation just made)")
+        page.goto(base + "/operations/webhooks")
+        expect(page.locator("main details").first).to_be_visible()
+        self.audit(page, "webhook log")
+        page.goto(base + "/operations/audit")
+        expect(page.locator("main table")).to_contain_text("invitation.create")
+        self.audit(page, "audit log")
+        # The invitation page, as the invited person sees it (signed out).
+        context = page.context.browser.new_context(viewport=VIEWPORT)
+        try:
+            visitor = context.new_page()
+            visitor.goto(link)
+            expect(visitor.get_by_role("button", name="Join")).to_be_visible()
+            self.audit(visitor, "invitation (signed out)")
+        finally:
+            context.close()
+
     def s9_accessibility(self) -> None:
         check(self.audited, "no page was checked")
         if self.a11y_problems:
@@ -753,6 +779,7 @@ class Run:
                 ("7 an unknown conversation shows the error page", self.s7_error_page),
                 ("8 tenant picker and tenant switch", lambda: self.s8_tenant_picker(browser)),
                 ("10 the web chat widget on another origin's page gets a bot reply", self.s10_widget),
+                ("11 team: an invitation's link shown once; webhook and audit logs", self.s11_team_and_operations),
             ]
             for name, fn in rest:
                 if signed_in:

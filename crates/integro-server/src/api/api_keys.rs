@@ -48,7 +48,7 @@ pub struct CreatedApiKey {
         (status = 403, body = Problem),
         (status = 422, body = Problem),
     ))]
-async fn create_api_key(
+pub(crate) async fn create_api_key(
     State(state): State<AppState>,
     ctx: TenantCtx,
     ApiJson(req): ApiJson<CreateApiKeyRequest>,
@@ -79,7 +79,7 @@ async fn create_api_key(
     security(("bearer" = [])),
     params(ListParams, ("X-Integro-Tenant" = Option<Uuid>, Header, description = "Tenant to act in")),
     responses((status = 200, body = Page<ApiKey>)))]
-async fn list_api_keys(
+pub(crate) async fn list_api_keys(
     State(state): State<AppState>,
     ctx: TenantCtx,
     Query(params): Query<ListParams>,
@@ -112,7 +112,7 @@ async fn get_api_key(
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "API key id"), ("X-Integro-Tenant" = Option<Uuid>, Header, description = "Tenant to act in")),
     responses((status = 200, body = ApiKey), (status = 403, body = Problem), (status = 404, body = Problem)))]
-async fn revoke_api_key(
+pub(crate) async fn revoke_api_key(
     State(state): State<AppState>,
     ctx: TenantCtx,
     Path(id): Path<Uuid>,

@@ -39,7 +39,7 @@ pub struct AuditParams {
     security(("bearer" = [])),
     params(AuditParams, ("X-Integro-Tenant" = Option<uuid::Uuid>, Header, description = "Tenant to act in")),
     responses((status = 200, body = Page<AuditEntry>), (status = 403, body = Problem)))]
-async fn list_audit_log(
+pub(crate) async fn list_audit_log(
     State(state): State<AppState>,
     auth: Auth,
     headers: HeaderMap,

@@ -53,7 +53,7 @@ pub struct CreatedInvitation {
         (status = 409, description = "Already a member", body = Problem),
         (status = 422, description = "Invalid email or role", body = Problem),
     ))]
-async fn create_invitation(
+pub(crate) async fn create_invitation(
     State(state): State<AppState>,
     ctx: TenantCtx,
     ApiJson(req): ApiJson<InvitationRequest>,
@@ -91,7 +91,7 @@ async fn create_invitation(
         (status = 200, description = "A page of invitations", body = Page<Invitation>),
         (status = 403, description = "Not allowed to manage members", body = Problem),
     ))]
-async fn list_invitations(
+pub(crate) async fn list_invitations(
     State(state): State<AppState>,
     ctx: TenantCtx,
     Query(params): Query<ListParams>,
@@ -134,7 +134,7 @@ async fn get_invitation(
         (status = 404, description = "No such invitation in this tenant", body = Problem),
         (status = 409, description = "Already accepted", body = Problem),
     ))]
-async fn revoke_invitation(
+pub(crate) async fn revoke_invitation(
     State(state): State<AppState>,
     ctx: TenantCtx,
     Path(id): Path<Uuid>,
@@ -176,7 +176,7 @@ pub struct AcceptedInvitation {
         (status = 404, description = "Unknown, expired, revoked or used token", body = Problem),
         (status = 422, description = "A password is needed, or too short", body = Problem),
     ))]
-async fn accept_invitation(
+pub(crate) async fn accept_invitation(
     State(state): State<AppState>,
     headers: HeaderMap,
     ApiJson(req): ApiJson<AcceptRequest>,

@@ -29,7 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     security(("bearer" = [])),
     params(ListParams),
     responses((status = 200, description = "A page of members", body = Page<Member>)))]
-async fn list_members(
+pub(crate) async fn list_members(
     State(state): State<AppState>,
     ctx: TenantCtx,
     Query(params): Query<ListParams>,
@@ -81,7 +81,7 @@ async fn change(
         (status = 404, description = "Not a member of this tenant", body = Problem),
         (status = 409, description = "The tenant's last owner", body = Problem),
     ))]
-async fn update_member(
+pub(crate) async fn update_member(
     State(state): State<AppState>,
     ctx: TenantCtx,
     Path(user_id): Path<Uuid>,
@@ -109,7 +109,7 @@ async fn update_member(
         (status = 404, description = "Not a member of this tenant", body = Problem),
         (status = 409, description = "The tenant's last owner", body = Problem),
     ))]
-async fn remove_member(
+pub(crate) async fn remove_member(
     State(state): State<AppState>,
     ctx: TenantCtx,
     Path(user_id): Path<Uuid>,

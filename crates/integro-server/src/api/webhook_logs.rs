@@ -34,7 +34,7 @@ pub struct WebhookLogParams {
 /// The webhook log (headers with secrets redacted, body, answer, time taken, error).
 #[utoipa::path(get, path = "/api/v1/webhook-logs", tag = "webhook-logs", security(("bearer" = [])),
     params(WebhookLogParams), responses((status = 200, body = Page<WebhookLog>)))]
-async fn list_webhook_logs(
+pub(crate) async fn list_webhook_logs(
     State(state): State<AppState>,
     ctx: TenantCtx,
     Query(p): Query<WebhookLogParams>,

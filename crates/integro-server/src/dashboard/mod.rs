@@ -7,9 +7,11 @@ mod assets;
 mod bots;
 mod inbox;
 mod jobs;
+mod operations;
 mod page;
 mod session;
 mod sign_in;
+mod team;
 
 use axum::Router;
 use axum::http::{HeaderValue, header};
@@ -54,6 +56,19 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/bots/{id}/rules/{rule}", post(bots::update_rule))
         .route("/bots/{id}/rules/{rule}/delete", post(bots::delete_rule))
         .route("/bots/{id}/try", post(bots::try_message))
+        .route("/team", get(team::team))
+        .route("/team/members/{id}", post(team::change_role))
+        .route("/team/members/{id}/remove", post(team::remove_member))
+        .route("/team/invitations", post(team::invite))
+        .route(
+            "/team/invitations/{id}/revoke",
+            post(team::revoke_invitation),
+        )
+        .route("/team/api-keys", post(team::create_key))
+        .route("/team/api-keys/{id}/revoke", post(team::revoke_key))
+        .route("/invitation", get(team::invitation_form).post(team::join))
+        .route("/operations/webhooks", get(operations::webhooks))
+        .route("/operations/audit", get(operations::audit))
         .route("/jobs", get(jobs::jobs))
         .route("/jobs/{id}/retry", post(jobs::retry))
         .route("/jobs/{id}/cancel", post(jobs::cancel))

@@ -249,6 +249,11 @@ impl FromRequestParts<AppState> for Acting {
         let Some(tenant_id) = chosen else {
             return Err(PageError::ChooseTenant);
         };
+        if signed.session.tenant_id != Some(tenant_id) {
+            // The only tenant, kept: a second one made later does not send
+            // this session to the picker.
+            web_sessions::choose_tenant(&state.db, signed.session.id, tenant_id).await?;
+        }
         let auth = signed.auth(&parts.headers);
         let role: Role = auth.role_in(state, tenant_id).await?;
         Ok(Acting {

@@ -24,6 +24,7 @@ db_tests!(
     a_revoked_session_stops_working,
     rules_are_edited_and_tried,
     the_widget_and_assets_are_served,
+    the_team_invites_and_the_invited_person_joins,
 );
 
 const SEND_PATH: &str = "/2010-04-01/Accounts/AC123/Messages.json";
@@ -577,5 +578,140 @@ async fn the_widget_and_assets_are_served(kind: DbKind) {
     assert_eq!(
         browser.get("/assets/nothing.js").await.status(),
         StatusCode::NOT_FOUND
+    );
+}
+
+/// The value of the read-only "Copy this" box a page shows once.
+fn shown_once(page: &str) -> String {
+    let at = page
+        .find("id=\"shown-once\" readonly value=\"")
+        .expect("a secret shown once")
+        + "id=\"shown-once\" readonly value=\"".len();
+    page[at..].split('"').next().unwrap().replace("&amp;", "&")
+}
+
+async fn the_team_invites_and_the_invited_person_joins(kind: DbKind) {
+    let Some(app) = TestApp::spawn(kind).await else {
+        return;
+    };
+    app.create_tenant("Solo").await;
+    let mut owner = Browser::new(&app);
+    owner.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let team = owner.page("/team").await;
+    assert!(team.contains("as a platform operator"));
+    let token = csrf(&team);
+
+    // An invitation, its link shown once.
+    let res = owner
+        .post(
+            "/team/invitations",
+            &[
+                ("_csrf", &token),
+                ("email", "nina@example.com"),
+                ("role", "agent"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let link = shown_once(&res.text().await.unwrap());
+    let path = link
+        .strip_prefix(&app.config.public_base())
+        .unwrap()
+        .to_string();
+    assert!(path.starts_with("/invitation?token="), "{link}");
+
+    // Nina opens it, chooses a password, and signs in.
+    let mut nina = Browser::new(&app);
+    let form = nina.page(&path).await;
+    assert!(form.contains(">Password<") && form.contains(">Join<"));
+    let invitation = path.split("token=").nth(1).unwrap();
+    let invitation: String = form_urlencoded::parse(format!("t={invitation}").as_bytes())
+        .next()
+        .unwrap()
+        .1
+        .into_owned();
+    let short = nina
+        .post(
+            "/invitation",
+            &[("token", &invitation), ("password", "short")],
+        )
+        .await;
+    assert_eq!(short.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let res = nina
+        .post(
+            "/invitation",
+            &[
+                ("token", &invitation),
+                ("password", "a-long-password"),
+                ("name", "Nina"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()[LOCATION], "/login?joined=1");
+    let again = nina
+        .post(
+            "/invitation",
+            &[("token", &invitation), ("password", "a-long-password")],
+        )
+        .await;
+    assert_eq!(again.status(), StatusCode::NOT_FOUND, "a link works once");
+    nina.sign_in("nina@example.com", "a-long-password").await;
+    assert_eq!(nina.get("/inbox").await.status(), StatusCode::OK);
+
+    // An agent sees the team but manages neither members nor keys.
+    let team = nina.page("/team").await;
+    assert!(team.contains("nina@example.com") && team.contains("(you)"));
+    assert!(!team.contains("action=\"/team/invitations\""));
+    let nina_token = csrf(&team);
+    let res = nina
+        .post(
+            "/team/invitations",
+            &[
+                ("_csrf", &nina_token),
+                ("email", "x@example.com"),
+                ("role", "viewer"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        nina.get("/operations/webhooks").await.status(),
+        StatusCode::FORBIDDEN
+    );
+
+    // The owner makes Nina a viewer, then makes an API key that works.
+    let team = owner.page("/team").await;
+    // Nina is the only member: the first member form is hers.
+    let at = team.find("/team/members/").unwrap() + "/team/members/".len();
+    let nina_id = &team[at..at + 36];
+    let res = owner
+        .post(
+            &format!("/team/members/{nina_id}"),
+            &[("_csrf", &token), ("role", "viewer")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(owner.page("/team").await.contains(">viewer<"));
+    let res = owner
+        .post(
+            "/team/api-keys",
+            &[("_csrf", &token), ("name", "ci"), ("role", "admin")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let key = shown_once(&res.text().await.unwrap());
+    assert!(key.starts_with("ik_"));
+    let me = app.get("/api/v1/auth/me", &key).await;
+    assert_eq!(me.status(), StatusCode::OK);
+
+    // What happened is in the audit log.
+    let audit = owner.page("/operations/audit").await;
+    for action in ["invitation.create", "invitation.accept", "api_key.create"] {
+        assert!(audit.contains(action), "the audit log lacks {action}");
+    }
+    assert_eq!(
+        owner.get("/operations/webhooks").await.status(),
+        StatusCode::OK
     );
 }
