@@ -741,6 +741,25 @@ class Run:
         finally:
             context.close()
 
+    def s12_channels(self) -> None:
+        """Add a WhatsApp (Cloud API) account with the fields of its kind;
+        the channels page shows the callback URL to paste at Meta."""
+        page, base = self.page, self.server.base
+        page.goto(base + "/channels")
+        self.audit(page, "channels")
+        page.get_by_label("Kind of account").select_option("whatsapp_cloud")
+        page.get_by_role("button", name="Add account").click()
+        expect(page.get_by_role("heading", name="New whatsapp_cloud account")).to_be_visible()
+        self.audit(page, "new channel account")
+        page.get_by_label("Name", exact=True).fill("Cloud number")
+        page.get_by_label("phone_number_id").fill("106540352242922")
+        page.get_by_label("access_token (secret)").fill("EAAG-" + self.nonce)
+        page.get_by_label("app_secret (secret)").fill("app-secret-" + self.nonce)
+        page.get_by_label("verify_token (secret)").fill("verify-" + self.nonce)
+        submit(page, page.get_by_role("button", name="Create account"), "a new account")
+        expect(page.locator("main")).to_contain_text("/webhooks/whatsapp/")
+        check("EAAG-" + self.nonce not in page.content(), "a secret was shown back")
+
     def s9_accessibility(self) -> None:
         check(self.audited, "no page was checked")
         if self.a11y_problems:
@@ -780,6 +799,7 @@ class Run:
                 ("8 tenant picker and tenant switch", lambda: self.s8_tenant_picker(browser)),
                 ("10 the web chat widget on another origin's page gets a bot reply", self.s10_widget),
                 ("11 team: an invitation's link shown once; webhook and audit logs", self.s11_team_and_operations),
+                ("12 channels: a WhatsApp Cloud account added, its callback URL shown", self.s12_channels),
             ]
             for name, fn in rest:
                 if signed_in:

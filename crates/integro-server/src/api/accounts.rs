@@ -182,7 +182,7 @@ fn check_template(kind: ChannelKind, template: &Option<Template>) -> ApiResult<(
 #[utoipa::path(post, path = "/api/v1/accounts", tag = "accounts", security(("bearer" = [])),
     request_body = CreateAccount,
     responses((status = 201, body = AccountView), (status = 403, body = Problem), (status = 422, body = Problem)))]
-async fn create_account(
+pub(crate) async fn create_account(
     State(state): State<AppState>,
     ctx: TenantCtx,
     ApiJson(req): ApiJson<CreateAccount>,
@@ -215,7 +215,7 @@ async fn create_account(
 /// The tenant's channel accounts (credentials masked).
 #[utoipa::path(get, path = "/api/v1/accounts", tag = "accounts", security(("bearer" = [])),
     params(AccountParams), responses((status = 200, body = Page<AccountView>)))]
-async fn list_accounts(
+pub(crate) async fn list_accounts(
     State(state): State<AppState>,
     ctx: TenantCtx,
     Query(p): Query<AccountParams>,

@@ -5,6 +5,7 @@
 
 mod assets;
 mod bots;
+mod channels;
 mod inbox;
 mod jobs;
 mod operations;
@@ -56,6 +57,11 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/bots/{id}/rules/{rule}", post(bots::update_rule))
         .route("/bots/{id}/rules/{rule}/delete", post(bots::delete_rule))
         .route("/bots/{id}/try", post(bots::try_message))
+        .route(
+            "/channels",
+            get(channels::channels).post(channels::create_channel),
+        )
+        .route("/channels/new", get(channels::new_channel))
         .route("/team", get(team::team))
         .route("/team/members/{id}", post(team::change_role))
         .route("/team/members/{id}/remove", post(team::remove_member))

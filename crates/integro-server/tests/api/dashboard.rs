@@ -25,6 +25,7 @@ db_tests!(
     rules_are_edited_and_tried,
     the_widget_and_assets_are_served,
     the_team_invites_and_the_invited_person_joins,
+    a_channel_account_is_added_with_the_fields_of_its_kind,
 );
 
 const SEND_PATH: &str = "/2010-04-01/Accounts/AC123/Messages.json";
@@ -713,5 +714,80 @@ async fn the_team_invites_and_the_invited_person_joins(kind: DbKind) {
     assert_eq!(
         owner.get("/operations/webhooks").await.status(),
         StatusCode::OK
+    );
+}
+
+async fn a_channel_account_is_added_with_the_fields_of_its_kind(kind: DbKind) {
+    let Some(t) = Loop::twilio(kind, 0).await else {
+        return;
+    };
+    let mut browser = Browser::new(&t.app);
+    browser.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let form = browser.page("/channels/new?kind=whatsapp_cloud").await;
+    for field in [
+        "phone_number_id",
+        "access_token (secret)",
+        "app_secret (secret)",
+        "verify_token (secret)",
+    ] {
+        assert!(
+            form.contains(&format!(">{field}<")),
+            "the form lacks {field}"
+        );
+    }
+    assert_eq!(
+        browser.get("/channels/new?kind=fax").await.status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let token = csrf(&form);
+    let fields = |secret: &'static str| {
+        vec![
+            ("_csrf", token.clone()),
+            ("kind", "whatsapp_cloud".to_string()),
+            ("name", "Cloud".to_string()),
+            ("bot_id", t.bot_id.clone()),
+            ("credential.phone_number_id", "1065".to_string()),
+            ("credential.access_token", "EAAG-secret-token".to_string()),
+            ("credential.app_secret", secret.to_string()),
+            ("credential.verify_token", "verify-me".to_string()),
+        ]
+    };
+    let missing: Vec<(&str, String)> = fields("")
+        .into_iter()
+        .filter(|(k, _)| *k != "credential.app_secret")
+        .collect();
+    let refused = browser
+        .post(
+            "/channels",
+            &missing
+                .iter()
+                .map(|(k, v)| (*k, v.as_str()))
+                .collect::<Vec<_>>(),
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.text().await.unwrap().contains("app_secret"));
+
+    let good = fields("app-secret-1");
+    let res = browser
+        .post(
+            "/channels",
+            &good
+                .iter()
+                .map(|(k, v)| (*k, v.as_str()))
+                .collect::<Vec<_>>(),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let page = browser.page("/channels").await;
+    let created = t.get("/api/v1/accounts?kind=whatsapp_cloud").await["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(page.contains(&format!("/webhooks/whatsapp/{created}")));
+    assert!(page.contains(&format!("/webhooks/twilio/{}", t.account_id)));
+    assert!(
+        !page.contains("EAAG-secret-token"),
+        "secrets are never shown"
     );
 }
