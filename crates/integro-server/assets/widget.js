@@ -86,9 +86,17 @@
   var stream = null;
   var polling = null;
 
+  // The visitor's own messages are shown as they are sent; the server's
+  // copy, read later, is recognised by its text and not shown twice.
+  var sentTexts = [];
+
   function show(message) {
     if (shown[message.id]) return;
     shown[message.id] = true;
+    if (message.direction === "inbound") {
+      var at = sentTexts.indexOf(message.body);
+      if (at !== -1) { sentTexts.splice(at, 1); return; }
+    }
     var text = message.body || (message.media && message.media.length ? "(attachment)" : "");
     if (!text) return;
     log.appendChild(el("li", { class: message.direction === "inbound" ? "mine" : "reply" }, text));
@@ -176,6 +184,9 @@
     var text = input.value.trim();
     if (!text) return;
     input.value = "";
+    sentTexts.push(text);
+    log.appendChild(el("li", { class: "mine" }, text));
+    log.scrollTop = log.scrollHeight;
     var id = window.crypto && window.crypto.randomUUID ? window.crypto.randomUUID() : String(Date.now()) + Math.random();
     (open() || Promise.resolve())
       .then(function () { return call("POST", "/messages", { text: text, message_id: id }); })

@@ -49,6 +49,8 @@ pub struct Conversation {
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+    /// The user the conversation is assigned to, if any.
+    pub assignee_id: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -812,9 +814,10 @@ type ConversationRow = (
     String,
     Option<String>,
     Option<String>,
+    Option<String>,
 );
 const CONVERSATION_COLUMNS: &str = "c.id, c.tenant_id, c.account_id, c.bot_id, c.state, c.last_inbound_at, c.last_message_at, \
-     c.created_at, c.updated_at, k.id, k.channel_user_id, k.display_name, k.phone_e164";
+     c.created_at, c.updated_at, k.id, k.channel_user_id, k.display_name, k.phone_e164, c.assignee_id";
 
 fn conversation_from_row(r: ConversationRow) -> Result<Conversation, StoreError> {
     Ok(Conversation {
@@ -833,6 +836,7 @@ fn conversation_from_row(r: ConversationRow) -> Result<Conversation, StoreError>
             display_name: r.11,
             phone_e164: r.12,
         },
+        assignee_id: r.13.as_deref().map(parse_id).transpose()?,
     })
 }
 
@@ -860,6 +864,14 @@ pub struct ConversationFilter {
     pub state: Option<ConversationState>,
     /// Unix ms: only conversations with a message since then.
     pub since: Option<i64>,
+    pub assignee: Option<Assignee>,
+}
+
+/// Whose conversations a list shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Assignee {
+    User(Uuid),
+    Nobody,
 }
 
 pub async fn list(
@@ -900,6 +912,12 @@ impl ConversationFilter {
         }
         if let Some(since) = self.since {
             push("c.last_message_at >=", json!(since));
+        }
+        if let Some(Assignee::User(id)) = self.assignee {
+            push("c.assignee_id =", json!(id.to_string()));
+        }
+        if self.assignee == Some(Assignee::Nobody) {
+            sql.push_str(" AND c.assignee_id IS NULL");
         }
     }
 }
@@ -1012,6 +1030,22 @@ pub async fn inbox(
             }
         })
         .collect())
+}
+
+/// Assigns the conversation to `assignee` (a user of its tenant, checked
+/// by the caller), or to nobody.
+pub async fn assign(
+    tx: &mut crate::Tx<'_>,
+    conversation_id: Uuid,
+    assignee: Option<Uuid>,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE conversations SET assignee_id = $1, updated_at = $2 WHERE id = $3")
+        .bind(assignee.map(|a| a.to_string()))
+        .bind(now_ms())
+        .bind(conversation_id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// The latest change to any of the tenant's conversations (Unix ms): the

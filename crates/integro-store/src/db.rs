@@ -174,6 +174,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/0014_web_sessions.sql"),
         include_str!("../migrations/0014_web_sessions.sql"),
     ),
+    (
+        15,
+        "assignees and notes",
+        include_str!("../migrations/0015_assignees_and_notes.sql"),
+        include_str!("../migrations/0015_assignees_and_notes.sql"),
+    ),
 ];
 
 #[derive(Clone)]

@@ -23,6 +23,7 @@ pub mod invitations;
 pub mod job_wakeups;
 pub mod jobs;
 pub mod memory;
+pub mod notes;
 pub mod page;
 #[doc(hidden)]
 pub mod pg_socket;

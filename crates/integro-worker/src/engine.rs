@@ -815,6 +815,7 @@ mod tests {
             last_message_at: None,
             created_at: now,
             updated_at: now,
+            assignee_id: None,
         };
         let mut memory = Memory::default();
         memory.vars.insert("plan".into(), "gold".into());

@@ -9,9 +9,10 @@ use integro_engine::handoff::{self, Transition};
 use integro_store::Conn;
 use integro_store::Page;
 use integro_store::conversations::{
-    self, Conversation, ConversationFilter, ConversationState, Message, Outgoing,
+    self, Assignee, Conversation, ConversationFilter, ConversationState, Message, Outgoing,
 };
 use integro_store::memory::{self, Transition as TransitionRecord};
+use integro_store::notes::{self, Note};
 use serde::Deserialize;
 use time::OffsetDateTime;
 use utoipa_axum::router::OpenApiRouter;
@@ -31,6 +32,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(resume_conversation))
         .routes(routes!(reset_conversation))
         .routes(routes!(list_transitions))
+        .routes(routes!(close_conversation))
+        .routes(routes!(assign_conversation))
+        .routes(routes!(list_notes, add_note))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -46,6 +50,10 @@ pub struct ConversationParams {
     #[serde(default, with = "time::serde::rfc3339::option")]
     #[param(value_type = Option<String>)]
     pub since: Option<OffsetDateTime>,
+    /// Only those assigned to this user.
+    pub assignee_id: Option<Uuid>,
+    /// `true`: only those assigned to nobody.
+    pub unassigned: Option<bool>,
 }
 
 /// The tenant's conversations, filtered by account, bot, state and activity.
@@ -58,11 +66,23 @@ async fn list_conversations(
 ) -> ApiResult<Json<Page<Conversation>>> {
     ctx.require(Permission::Read)?;
     let page = integro_store::PageRequest::parse(p.limit, p.cursor.as_deref())?;
+    let assignee = match (p.assignee_id, p.unassigned) {
+        (Some(_), Some(true)) => {
+            return Err(ApiError::invalid_field(
+                "unassigned",
+                "give assignee_id or unassigned=true, not both",
+            ));
+        }
+        (Some(user), _) => Some(Assignee::User(user)),
+        (None, Some(true)) => Some(Assignee::Nobody),
+        (None, _) => None,
+    };
     let filter = ConversationFilter {
         account_id: p.account_id,
         bot_id: p.bot_id,
         state: p.state,
         since: p.since.map(integro_store::db::to_ms),
+        assignee,
     };
     Ok(Json(
         conversations::list(&state.db, ctx.tenant_id, &filter, &page).await?,
@@ -242,7 +262,7 @@ pub(crate) async fn resume_conversation(
 #[utoipa::path(post, path = "/api/v1/conversations/{id}/reset", tag = "conversations", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Conversation id")),
     responses((status = 200, body = Conversation), (status = 404, body = Problem)))]
-async fn reset_conversation(
+pub(crate) async fn reset_conversation(
     State(state): State<AppState>,
     ctx: TenantCtx,
     Path(id): Path<Uuid>,
@@ -275,4 +295,126 @@ async fn list_transitions(
     ctx.require(Permission::Read)?;
     let conversation = find(&state, &ctx, id).await?;
     Ok(Json(memory::transitions(&state.db, conversation.id).await?))
+}
+
+/// Close the conversation: the contact's next message opens a new one.
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/close", tag = "conversations", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Conversation id")),
+    responses((status = 200, body = Conversation), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub(crate) async fn close_conversation(
+    State(state): State<AppState>,
+    ctx: TenantCtx,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Conversation>> {
+    move_conversation(&state, &ctx, id, Transition::Close, "api_close").await
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssignRequest {
+    /// A member of the tenant who may converse (agent or above), or `null`
+    /// for nobody.
+    pub user_id: Option<Uuid>,
+}
+
+/// Assign the conversation to a member, or to nobody.
+#[utoipa::path(put, path = "/api/v1/conversations/{id}/assignee", tag = "conversations", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Conversation id")), request_body = AssignRequest,
+    responses((status = 200, body = Conversation), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub(crate) async fn assign_conversation(
+    State(state): State<AppState>,
+    ctx: TenantCtx,
+    Path(id): Path<Uuid>,
+    ApiJson(req): ApiJson<AssignRequest>,
+) -> ApiResult<Json<Conversation>> {
+    ctx.require(Permission::Converse)?;
+    let conversation = find(&state, &ctx, id).await?;
+    if let Some(user) = req.user_id {
+        let role = integro_store::users::role_in(&state.db, ctx.tenant_id, user).await?;
+        match role {
+            None => {
+                return Err(ApiError::invalid_field(
+                    "user_id",
+                    "not a member of this tenant",
+                ));
+            }
+            Some(role) if !role.allows(Permission::Converse) => {
+                return Err(ApiError::invalid_field(
+                    "user_id",
+                    format!("the {role} role cannot converse; assign an agent or above"),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    let mut tx = state.db.begin().await?;
+    conversations::assign(&mut tx, conversation.id, req.user_id).await?;
+    integro_store::audit::record(
+        &mut tx,
+        ctx.actor(),
+        ctx.request_id(),
+        integro_store::audit::Change::new("conversation.assign", "conversation", conversation.id)
+            .tenant(conversation.tenant_id)
+            .before(&serde_json::json!({ "assignee_id": conversation.assignee_id }))
+            .after(&serde_json::json!({ "assignee_id": req.user_id })),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(find(&state, &ctx, id).await?))
+}
+
+/// The conversation's private notes, oldest first.
+#[utoipa::path(get, path = "/api/v1/conversations/{id}/notes", tag = "conversations", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Conversation id")),
+    responses((status = 200, body = Vec<Note>), (status = 404, body = Problem)))]
+pub(crate) async fn list_notes(
+    State(state): State<AppState>,
+    ctx: TenantCtx,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Vec<Note>>> {
+    ctx.require(Permission::Read)?;
+    let conversation = find(&state, &ctx, id).await?;
+    Ok(Json(
+        notes::list(&state.db, ctx.tenant_id, conversation.id).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoteRequest {
+    pub text: String,
+}
+
+/// Add a private note: seen by the tenant's members, never sent.
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/notes", tag = "conversations", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Conversation id")), request_body = NoteRequest,
+    responses((status = 201, body = Note), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub(crate) async fn add_note(
+    State(state): State<AppState>,
+    ctx: TenantCtx,
+    Path(id): Path<Uuid>,
+    ApiJson(req): ApiJson<NoteRequest>,
+) -> ApiResult<(StatusCode, Json<Note>)> {
+    ctx.require(Permission::Converse)?;
+    let conversation = find(&state, &ctx, id).await?;
+    let text = req.text.trim();
+    if text.is_empty() {
+        return Err(ApiError::invalid_field("text", "must not be empty"));
+    }
+    integro_store::fields::check_text("text", text, integro_store::fields::MAX_MESSAGE_CHARS)?;
+    let mut tx = state.db.begin().await?;
+    let note = notes::add(&mut tx, ctx.tenant_id, conversation.id, ctx.actor(), text)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "too_many_notes",
+                format!(
+                    "a conversation holds at most {} notes",
+                    notes::MAX_PER_CONVERSATION
+                ),
+            )
+        })?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(note)))
 }

@@ -145,7 +145,7 @@ pub(crate) async fn delete_rule(
 #[utoipa::path(get, path = "/api/v1/bots/{bot_id}/rules/export", tag = "rules", security(("bearer" = [])),
     params(("bot_id" = Uuid, Path, description = "Bot id")),
     responses((status = 200, description = "The rules as YAML", content_type = "application/yaml", body = RuleDocument), (status = 404, body = Problem)))]
-async fn export_rules(
+pub(crate) async fn export_rules(
     State(state): State<AppState>,
     ctx: TenantCtx,
     Path(bot_id): Path<Uuid>,
@@ -169,7 +169,7 @@ pub struct ImportResult {
     request_body(content = String, content_type = "application/yaml", description = "A rules document, as exported"),
     responses((status = 200, body = ImportResult), (status = 400, body = Problem), (status = 404, body = Problem),
         (status = 422, body = Problem, description = "A rule is invalid (`invalid_field`), or YAML aliases would expand the document past 4 times its size (`yaml_too_repetitive`)")))]
-async fn import_rules(
+pub(crate) async fn import_rules(
     State(state): State<AppState>,
     ctx: TenantCtx,
     Path(bot_id): Path<Uuid>,

@@ -304,3 +304,40 @@ pub async fn try_message(
     };
     rules_page(&state, &acting, bot_id, Some(tried)).await
 }
+
+/// The bot's rules as a YAML file to download (the API's export).
+pub async fn export_rules(
+    State(state): State<AppState>,
+    acting: Acting,
+    Path(bot_id): Path<Uuid>,
+) -> PageResult {
+    let mut response = api::rules::export_rules(State(state), acting.ctx, Path(bot_id)).await?;
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_DISPOSITION,
+        axum::http::HeaderValue::from_static("attachment; filename=\"rules.yaml\""),
+    );
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+pub struct ImportForm {
+    yaml: String,
+}
+
+/// Replaces every rule with a YAML document (the API's import: all valid,
+/// or nothing changes).
+pub async fn import_rules(
+    State(state): State<AppState>,
+    acting: Acting,
+    Path(bot_id): Path<Uuid>,
+    Form(form): Form<ImportForm>,
+) -> PageResult {
+    let _ = api::rules::import_rules(
+        State(state),
+        acting.ctx,
+        Path(bot_id),
+        axum::body::Bytes::from(form.yaml),
+    )
+    .await?;
+    Ok(Redirect::to(&format!("/bots/{bot_id}/rules")).into_response())
+}

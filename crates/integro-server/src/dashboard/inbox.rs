@@ -16,7 +16,7 @@ use integro_core::Permission;
 use integro_engine::handoff::ConversationState;
 use integro_store::accounts::{self, Account, AccountFilter};
 use integro_store::conversations::{
-    self, Conversation, ConversationFilter, Direction, InboxRow, Message,
+    self, Assignee, Conversation, ConversationFilter, Direction, InboxRow, Message,
 };
 use integro_store::{BoxFuture, PageRequest};
 use serde::Deserialize;
@@ -45,10 +45,23 @@ pub struct InboxQuery {
     state: String,
     #[serde(default)]
     account_id: String,
+    /// `me`, `none`, or empty for anyone.
+    #[serde(default)]
+    assigned: String,
 }
 
 impl InboxQuery {
-    fn filter(&self) -> Result<ConversationFilter, PageError> {
+    fn filter(&self, me: Uuid) -> Result<ConversationFilter, PageError> {
+        let assignee = match self.assigned.as_str() {
+            "" => None,
+            "me" => Some(Assignee::User(me)),
+            "none" => Some(Assignee::Nobody),
+            other => {
+                return Err(PageError::Invalid(format!(
+                    "unknown assignment filter `{other}`: me or none"
+                )));
+            }
+        };
         let state = match self.state.as_str() {
             "" => None,
             "bot" => Some(ConversationState::Bot),
@@ -70,6 +83,7 @@ impl InboxQuery {
         Ok(ConversationFilter {
             state,
             account_id,
+            assignee,
             ..ConversationFilter::default()
         })
     }
@@ -79,6 +93,7 @@ impl InboxQuery {
         form_urlencoded::Serializer::new(String::new())
             .append_pair("state", &self.state)
             .append_pair("account_id", &self.account_id)
+            .append_pair("assigned", &self.assigned)
             .finish()
     }
 }
@@ -147,7 +162,7 @@ async fn rows(
     q: &InboxQuery,
 ) -> Result<Vec<RowView>, PageError> {
     acting.ctx.require(Permission::Read)?;
-    let filter = q.filter()?;
+    let filter = q.filter(acting.signed.user.id)?;
     let accounts = tenant_accounts(state, acting.ctx.tenant_id).await?;
     let found =
         conversations::inbox(&state.db, acting.ctx.tenant_id, &filter, None, PAGE_ROWS).await?;
@@ -162,6 +177,7 @@ struct InboxPage {
     accounts: Vec<Account>,
     state: String,
     account_id: String,
+    assigned: String,
     query: String,
     /// The change mark the page was drawn at.
     mark: i64,
@@ -183,6 +199,7 @@ pub async fn inbox(
         query: q.query_string(),
         state: q.state,
         account_id: q.account_id,
+        assigned: q.assigned,
     }))
 }
 
@@ -338,9 +355,25 @@ async fn shown_messages(
     Ok(found.into_iter().map(message_view).collect())
 }
 
+/// A member the conversation can be assigned to.
+pub struct AssigneeChoice {
+    pub id: Uuid,
+    pub email: String,
+    pub current: bool,
+}
+
+pub struct NoteView {
+    pub author: String,
+    pub text: String,
+    pub when: String,
+}
+
 #[derive(Template)]
 #[template(path = "conversation.html")]
 struct ConversationPage {
+    assignees: Vec<AssigneeChoice>,
+    assignee: Option<String>,
+    notes: Vec<NoteView>,
     layout: Layout,
     conversation: Conversation,
     contact: String,
@@ -365,7 +398,42 @@ pub async fn conversation(
         .map(|a| format!("{} ({})", a.name, a.kind.as_str()))
         .unwrap_or_default();
     let contact = contact_name(&conversation);
+    let members = integro_store::users::list_members(
+        &state.db,
+        acting.ctx.tenant_id,
+        &PageRequest {
+            limit: 200,
+            after: None,
+        },
+    )
+    .await?
+    .items;
+    let assignees: Vec<AssigneeChoice> = members
+        .into_iter()
+        .filter(|m| m.role.allows(Permission::Converse))
+        .map(|m| AssigneeChoice {
+            current: conversation.assignee_id == Some(m.user.id),
+            id: m.user.id,
+            email: m.user.email,
+        })
+        .collect();
+    let assignee = assignees
+        .iter()
+        .find(|a| a.current)
+        .map(|a| a.email.clone());
+    let notes = integro_store::notes::list(&state.db, acting.ctx.tenant_id, id)
+        .await?
+        .into_iter()
+        .map(|n| NoteView {
+            author: n.author,
+            text: n.text,
+            when: when(n.created_at),
+        })
+        .collect();
     Ok(render(&ConversationPage {
+        assignees,
+        assignee,
+        notes,
         layout: Layout::of(&acting, format!("Conversation with {contact}"), "inbox"),
         state: conversation.state.as_str(),
         can_converse: acting.ctx.role.allows(Permission::Converse),
@@ -457,5 +525,74 @@ pub async fn resume(
     Path(id): Path<Uuid>,
 ) -> PageResult {
     let _ = api::conversations::resume_conversation(State(state), acting.ctx, Path(id)).await?;
+    Ok(Redirect::to(&format!("/conversations/{id}")).into_response())
+}
+
+/// Closes the conversation (the API's handler).
+pub async fn close(
+    State(state): State<AppState>,
+    acting: Acting,
+    Path(id): Path<Uuid>,
+) -> PageResult {
+    let _ = api::conversations::close_conversation(State(state), acting.ctx, Path(id)).await?;
+    Ok(Redirect::to(&format!("/conversations/{id}")).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct AssignForm {
+    /// A user id, `me`, or empty for nobody.
+    #[serde(default)]
+    user_id: String,
+}
+
+pub async fn assign(
+    State(state): State<AppState>,
+    acting: Acting,
+    Path(id): Path<Uuid>,
+    Form(form): Form<AssignForm>,
+) -> PageResult {
+    let user_id = match form.user_id.as_str() {
+        "" => None,
+        "me" => Some(acting.signed.user.id),
+        other => Some(
+            Uuid::parse_str(other)
+                .map_err(|_| PageError::Invalid("user_id is not an id".into()))?,
+        ),
+    };
+    let request = api::conversations::AssignRequest { user_id };
+    let _ = api::conversations::assign_conversation(
+        State(state),
+        acting.ctx,
+        Path(id),
+        ApiJson(request),
+    )
+    .await?;
+    Ok(Redirect::to(&format!("/conversations/{id}")).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct NoteForm {
+    text: String,
+}
+
+pub async fn add_note(
+    State(state): State<AppState>,
+    acting: Acting,
+    Path(id): Path<Uuid>,
+    Form(form): Form<NoteForm>,
+) -> PageResult {
+    let request = api::conversations::NoteRequest { text: form.text };
+    let _ =
+        api::conversations::add_note(State(state), acting.ctx, Path(id), ApiJson(request)).await?;
+    Ok(Redirect::to(&format!("/conversations/{id}#notes")).into_response())
+}
+
+/// Clears the conversation's memory (the API's reset); messages stay.
+pub async fn reset(
+    State(state): State<AppState>,
+    acting: Acting,
+    Path(id): Path<Uuid>,
+) -> PageResult {
+    let _ = api::conversations::reset_conversation(State(state), acting.ctx, Path(id)).await?;
     Ok(Redirect::to(&format!("/conversations/{id}")).into_response())
 }

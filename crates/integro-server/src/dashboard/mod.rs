@@ -52,11 +52,17 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/conversations/{id}/send", post(inbox::send))
         .route("/conversations/{id}/handoff", post(inbox::hand_off))
         .route("/conversations/{id}/resume", post(inbox::resume))
+        .route("/conversations/{id}/close", post(inbox::close))
+        .route("/conversations/{id}/reset", post(inbox::reset))
+        .route("/conversations/{id}/assign", post(inbox::assign))
+        .route("/conversations/{id}/notes", post(inbox::add_note))
         .route("/bots", get(bots::bots))
         .route("/bots/{id}/rules", get(bots::rules).post(bots::create_rule))
         .route("/bots/{id}/rules/{rule}", post(bots::update_rule))
         .route("/bots/{id}/rules/{rule}/delete", post(bots::delete_rule))
         .route("/bots/{id}/try", post(bots::try_message))
+        .route("/bots/{id}/rules.yaml", get(bots::export_rules))
+        .route("/bots/{id}/rules/import", post(bots::import_rules))
         .route(
             "/channels",
             get(channels::channels).post(channels::create_channel),

@@ -26,6 +26,7 @@ db_tests!(
     the_widget_and_assets_are_served,
     the_team_invites_and_the_invited_person_joins,
     a_channel_account_is_added_with_the_fields_of_its_kind,
+    conversations_are_assigned_annotated_and_closed,
 );
 
 const SEND_PATH: &str = "/2010-04-01/Accounts/AC123/Messages.json";
@@ -541,6 +542,49 @@ async fn rules_are_edited_and_tried(kind: DbKind) {
     let all = t.get(&format!("/api/v1/bots/{}/rules", t.bot_id)).await;
     assert_eq!(all["items"].as_array().unwrap().len(), 1);
 
+    // Export, then import: all valid, or nothing changes.
+    let export = browser.get(&format!("{rules_path}.yaml")).await;
+    assert_eq!(export.status(), StatusCode::OK);
+    assert!(
+        export.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    let yaml = export.text().await.unwrap();
+    assert!(yaml.contains("Opening hours"));
+    let bad = browser
+        .post(
+            &format!("{rules_path}/import"),
+            &[
+                ("_csrf", &token),
+                ("yaml", "rules:\n  - match: regex\n    pattern: \"(\"\n"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let two = format!("{yaml}- name: Greeting\n  pattern: hello\n  reply: Hi!\n");
+    let res = browser
+        .post(
+            &format!("{rules_path}/import"),
+            &[("_csrf", &token), ("yaml", &two)],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "{two}");
+    let all = t.get(&format!("/api/v1/bots/{}/rules", t.bot_id)).await;
+    assert_eq!(all["items"].as_array().unwrap().len(), 2);
+    let res = browser
+        .post(
+            &format!("{rules_path}/import"),
+            &[("_csrf", &token), ("yaml", &yaml)],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let rule_id = t.get(&format!("/api/v1/bots/{}/rules", t.bot_id)).await["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
     // Deleting goes through the API's handler too.
     let res = browser
         .post(
@@ -790,4 +834,144 @@ async fn a_channel_account_is_added_with_the_fields_of_its_kind(kind: DbKind) {
         !page.contains("EAAG-secret-token"),
         "secrets are never shown"
     );
+}
+
+async fn conversations_are_assigned_annotated_and_closed(kind: DbKind) {
+    let Some(t) = Loop::twilio(kind, 2).await else {
+        return;
+    };
+    t.twilio_message("SMassign", "+14155550100", "Who can help me?")
+        .await;
+    let id = first_conversation(&t).await;
+    let operator = t.app.operator_token().await;
+    let tenants: Value = t
+        .app
+        .get("/api/v1/tenants", &operator)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let shop = tenants["items"][0]["id"].as_str().unwrap().to_string();
+    t.app.user_token(&shop, "ana@example.com", "agent").await;
+    t.app.user_token(&shop, "vic@example.com", "viewer").await;
+    let members: Value = t
+        .app
+        .get("/api/v1/members", &t.key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let member = |email: &str| {
+        members["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["email"] == email)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (ana, vic) = (member("ana@example.com"), member("vic@example.com"));
+    let assign = |user: Value| {
+        t.app
+            .request(
+                reqwest::Method::PUT,
+                &format!("/api/v1/conversations/{id}/assignee"),
+                &t.key,
+            )
+            .json(&json!({ "user_id": user }))
+            .send()
+    };
+    let res = assign(json!(vic)).await.unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a viewer cannot converse"
+    );
+    let res = assign(json!(uuid::Uuid::new_v4())).await.unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "not a member"
+    );
+    let res = assign(json!(ana)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["assignee_id"],
+        json!(ana)
+    );
+    let mine = t
+        .get(&format!("/api/v1/conversations?assignee_id={ana}"))
+        .await;
+    assert_eq!(mine["items"].as_array().unwrap().len(), 1);
+    let nobodys = t.get("/api/v1/conversations?unassigned=true").await;
+    assert!(nobodys["items"].as_array().unwrap().is_empty());
+    let both = t
+        .app
+        .get(
+            &format!("/api/v1/conversations?assignee_id={ana}&unassigned=true"),
+            &t.key,
+        )
+        .await;
+    assert_eq!(both.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Ana works it from the dashboard: her inbox, a note, then closing it.
+    let mut browser = Browser::new(&t.app);
+    browser.sign_in("ana@example.com", "a-long-password").await;
+    let rows = browser.page("/inbox/rows?assigned=me").await;
+    assert!(rows.contains("Ann"));
+    let rows = browser.page("/inbox/rows?assigned=none").await;
+    assert!(!rows.contains("Ann"));
+    let page = browser.page(&format!("/conversations/{id}")).await;
+    assert!(page.contains("ana@example.com") && page.contains(">Add note<"));
+    let token = csrf(&page);
+    let res = browser
+        .post(
+            &format!("/conversations/{id}/notes"),
+            &[("_csrf", &token), ("text", "VIP: answer within the hour")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let res = browser
+        .post(
+            &format!("/conversations/{id}/notes"),
+            &[("_csrf", &token), ("text", "  ")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let notes = t.get(&format!("/api/v1/conversations/{id}/notes")).await;
+    assert_eq!(notes.as_array().unwrap().len(), 1);
+    assert_eq!(notes[0]["author"], "ana@example.com");
+    assert!(
+        !t.provider_requests()
+            .await
+            .iter()
+            .any(|r| String::from_utf8_lossy(&r.body).contains("VIP")),
+        "a note is never sent"
+    );
+    let res = browser
+        .post(
+            &format!("/conversations/{id}/assign"),
+            &[("_csrf", &token), ("user_id", "")],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(conversation_state(&t, &id).await, "bot");
+    assert!(t.get(&format!("/api/v1/conversations/{id}")).await["assignee_id"].is_null());
+    let res = browser
+        .post(&format!("/conversations/{id}/reset"), &[("_csrf", &token)])
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let audit = t.get("/api/v1/audit-log?action=conversation.reset").await;
+    assert_eq!(audit["items"].as_array().unwrap().len(), 1);
+    let res = browser
+        .post(&format!("/conversations/{id}/close"), &[("_csrf", &token)])
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(conversation_state(&t, &id).await, "closed");
+    let again = browser
+        .post(&format!("/conversations/{id}/close"), &[("_csrf", &token)])
+        .await;
+    assert_eq!(again.status(), StatusCode::CONFLICT);
 }
