@@ -759,6 +759,9 @@ class Run:
         submit(page, page.get_by_role("button", name="Create account"), "a new account")
         expect(page.locator("main")).to_contain_text("/webhooks/whatsapp/")
         check("EAAG-" + self.nonce not in page.content(), "a secret was shown back")
+        page.goto(base + "/ai")
+        expect(page.get_by_role("button", name="Add credential")).to_be_visible()
+        self.audit(page, "ai")
 
     def s9_accessibility(self) -> None:
         check(self.audited, "no page was checked")
@@ -799,7 +802,7 @@ class Run:
                 ("8 tenant picker and tenant switch", lambda: self.s8_tenant_picker(browser)),
                 ("10 the web chat widget on another origin's page gets a bot reply", self.s10_widget),
                 ("11 team: an invitation's link shown once; webhook and audit logs", self.s11_team_and_operations),
-                ("12 channels: a WhatsApp Cloud account added, its callback URL shown", self.s12_channels),
+                ("12 channels: a WhatsApp Cloud account added, its callback URL shown; the AI page", self.s12_channels),
             ]
             for name, fn in rest:
                 if signed_in:

@@ -85,7 +85,7 @@ pub(crate) async fn find(state: &AppState, ctx: &TenantCtx, id: Uuid) -> ApiResu
 #[utoipa::path(post, path = "/api/v1/ai-credentials", tag = "ai", security(("bearer" = [])),
     request_body = CreateCredential,
     responses((status = 201, body = AiCredential), (status = 403, body = Problem), (status = 422, body = Problem)))]
-async fn create_credential(
+pub(crate) async fn create_credential(
     State(state): State<AppState>,
     ctx: TenantCtx,
     ApiJson(req): ApiJson<CreateCredential>,
@@ -115,7 +115,7 @@ async fn create_credential(
 /// The tenant's AI credentials (keys are never shown).
 #[utoipa::path(get, path = "/api/v1/ai-credentials", tag = "ai", security(("bearer" = [])),
     params(ListParams), responses((status = 200, body = Page<AiCredential>)))]
-async fn list_credentials(
+pub(crate) async fn list_credentials(
     State(state): State<AppState>,
     ctx: TenantCtx,
     Query(p): Query<ListParams>,
@@ -222,7 +222,7 @@ pub struct TestResult {
 #[utoipa::path(post, path = "/api/v1/ai-credentials/{id}/test", tag = "ai", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Credential id")), request_body = TestCredential,
     responses((status = 200, body = TestResult), (status = 404, body = Problem)))]
-async fn test_credential(
+pub(crate) async fn test_credential(
     State(state): State<AppState>,
     ctx: TenantCtx,
     Path(id): Path<Uuid>,

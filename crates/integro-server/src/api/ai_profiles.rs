@@ -78,7 +78,7 @@ async fn find(state: &AppState, ctx: &TenantCtx, id: Uuid) -> ApiResult<AiProfil
 #[utoipa::path(post, path = "/api/v1/ai-profiles", tag = "ai", security(("bearer" = [])),
     request_body = CreateProfile,
     responses((status = 201, body = AiProfile), (status = 403, body = Problem), (status = 422, body = Problem)))]
-async fn create_profile(
+pub(crate) async fn create_profile(
     State(state): State<AppState>,
     ctx: TenantCtx,
     ApiJson(req): ApiJson<CreateProfile>,
@@ -110,7 +110,7 @@ async fn create_profile(
 /// The tenant's AI profiles.
 #[utoipa::path(get, path = "/api/v1/ai-profiles", tag = "ai", security(("bearer" = [])),
     params(ListParams), responses((status = 200, body = Page<AiProfile>)))]
-async fn list_profiles(
+pub(crate) async fn list_profiles(
     State(state): State<AppState>,
     ctx: TenantCtx,
     Query(p): Query<ListParams>,

@@ -49,7 +49,7 @@ async fn get_settings(
 #[utoipa::path(patch, path = "/api/v1/settings", tag = "settings", security(("bearer" = [])),
     request_body = UpdateSettings,
     responses((status = 200, body = TenantSettings), (status = 403, body = Problem), (status = 422, body = Problem)))]
-async fn update_settings(
+pub(crate) async fn update_settings(
     State(state): State<AppState>,
     ctx: TenantCtx,
     ApiJson(req): ApiJson<UpdateSettings>,

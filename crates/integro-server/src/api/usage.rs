@@ -65,7 +65,7 @@ fn day(field: &str, value: Option<String>) -> ApiResult<Option<String>> {
 /// Token usage per bot and day.
 #[utoipa::path(get, path = "/api/v1/usage", tag = "ai", security(("bearer" = [])),
     params(UsageParams), responses((status = 200, body = Usage)))]
-async fn get_usage(
+pub(crate) async fn get_usage(
     State(state): State<AppState>,
     ctx: TenantCtx,
     Query(p): Query<UsageParams>,

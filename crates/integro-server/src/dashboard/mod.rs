@@ -3,6 +3,7 @@
 //! both vendored (`assets.rs`). Pages sign in with a cookie session
 //! (`session.rs`) and act through the API's own handlers and role checks.
 
+mod ai;
 mod assets;
 mod bots;
 mod channels;
@@ -68,6 +69,11 @@ pub fn router(state: AppState) -> Router<AppState> {
             get(channels::channels).post(channels::create_channel),
         )
         .route("/channels/new", get(channels::new_channel))
+        .route("/ai", get(ai::ai))
+        .route("/ai/credentials", post(ai::create_credential))
+        .route("/ai/credentials/{id}/test", post(ai::test_credential))
+        .route("/ai/profiles", post(ai::create_profile))
+        .route("/ai/budget", post(ai::set_budget))
         .route("/team", get(team::team))
         .route("/team/members/{id}", post(team::change_role))
         .route("/team/members/{id}/remove", post(team::remove_member))

@@ -27,6 +27,7 @@ db_tests!(
     the_team_invites_and_the_invited_person_joins,
     a_channel_account_is_added_with_the_fields_of_its_kind,
     conversations_are_assigned_annotated_and_closed,
+    ai_credentials_profiles_and_budget,
 );
 
 const SEND_PATH: &str = "/2010-04-01/Accounts/AC123/Messages.json";
@@ -974,4 +975,95 @@ async fn conversations_are_assigned_annotated_and_closed(kind: DbKind) {
         .post(&format!("/conversations/{id}/close"), &[("_csrf", &token)])
         .await;
     assert_eq!(again.status(), StatusCode::CONFLICT);
+}
+
+async fn ai_credentials_profiles_and_budget(kind: DbKind) {
+    let Some(t) = Loop::twilio(kind, 0).await else {
+        return;
+    };
+    let mut browser = Browser::new(&t.app);
+    browser.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let page = browser.page("/ai").await;
+    assert!(page.contains(">Add credential<") && page.contains("no monthly limit"));
+    let token = csrf(&page);
+    let llm = format!("{}/v1", t.provider.uri());
+    let res = browser
+        .post(
+            "/ai/credentials",
+            &[
+                ("_csrf", &token),
+                ("name", "Local"),
+                ("provider", "openai_compatible"),
+                ("api_key", "sk-local-secret"),
+                ("base_url", &llm),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let bad = browser
+        .post(
+            "/ai/credentials",
+            &[
+                ("_csrf", &token),
+                ("name", "Nowhere"),
+                ("provider", "openai_compatible"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        bad.status(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a base URL is needed"
+    );
+    let page = browser.page("/ai").await;
+    assert!(page.contains("set (never shown)") && !page.contains("sk-local-secret"));
+    let credential = t.get("/api/v1/ai-credentials").await["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let tested = browser
+        .post(
+            &format!("/ai/credentials/{credential}/test"),
+            &[("_csrf", &token)],
+        )
+        .await;
+    assert_eq!(tested.status(), StatusCode::OK);
+    assert!(tested.text().await.unwrap().contains("The credential"));
+
+    let res = browser
+        .post(
+            "/ai/profiles",
+            &[
+                ("_csrf", &token),
+                ("name", "Default"),
+                ("credential_id", &credential),
+                ("model", "llama3"),
+                ("fallback_profile_id", ""),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        t.get("/api/v1/ai-profiles").await["items"][0]["model"],
+        "llama3"
+    );
+
+    let res = browser
+        .post("/ai/budget", &[("_csrf", &token), ("budget", "50000")])
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        t.get("/api/v1/settings").await["monthly_token_budget"],
+        50000
+    );
+    assert!(browser.page("/ai").await.contains("of 50000"));
+    let res = browser
+        .post("/ai/budget", &[("_csrf", &token), ("budget", "lots")])
+        .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let res = browser
+        .post("/ai/budget", &[("_csrf", &token), ("budget", "")])
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(t.get("/api/v1/settings").await["monthly_token_budget"].is_null());
 }
