@@ -109,7 +109,19 @@ struct RulesPage {
     test_message: String,
     /// The blank form for a new rule.
     new_rule: RuleView,
+    /// Rules past `SHOWN_RULES`, not drawn.
+    hidden_rules: usize,
 }
+
+/// The dry run's result alone, for htmx.
+#[derive(Template)]
+#[template(path = "try_result.html")]
+struct TryResult {
+    tried: Option<TryView>,
+}
+
+/// Rules drawn as forms on one page; a bot may hold far more (export them).
+const SHOWN_RULES: usize = 200;
 
 async fn find_bot(state: &AppState, acting: &Acting, id: Uuid) -> Result<Bot, PageError> {
     acting.ctx.require(Permission::Read)?;
@@ -128,6 +140,8 @@ async fn rules_page(
     let mut rules = rules::all(&state.db, bot.id).await?;
     // The order they run in: higher priority first, then oldest.
     rules.sort_by_key(|r| std::cmp::Reverse(r.fields.priority));
+    let hidden_rules = rules.len().saturating_sub(SHOWN_RULES);
+    rules.truncate(SHOWN_RULES);
     Ok(render(&RulesPage {
         layout: Layout::of(acting, format!("Rules of {}", bot.name), "bots"),
         rules: rules.iter().map(rule_view).collect(),
@@ -136,6 +150,7 @@ async fn rules_page(
         test_message: tried.as_ref().map(|t| t.text.clone()).unwrap_or_default(),
         tried,
         bot,
+        hidden_rules,
         new_rule: RuleView {
             id: Uuid::nil(),
             name: String::new(),
@@ -273,6 +288,7 @@ pub async fn try_message(
     State(state): State<AppState>,
     acting: Acting,
     Path(bot_id): Path<Uuid>,
+    headers: axum::http::HeaderMap,
     Form(form): Form<TryForm>,
 ) -> PageResult {
     let request = api::bots::TryMessage {
@@ -302,6 +318,9 @@ pub async fn try_message(
         trace: result.trace,
         warnings: result.warnings,
     };
+    if headers.contains_key("hx-request") {
+        return Ok(render(&TryResult { tried: Some(tried) }));
+    }
     rules_page(&state, &acting, bot_id, Some(tried)).await
 }
 

@@ -72,6 +72,7 @@ pub enum PageError {
     /// Signed in to several tenants and none chosen yet.
     ChooseTenant,
     Forbidden(String),
+    Conflict(String),
     Invalid(String),
     Api(ApiError),
 }
@@ -118,6 +119,7 @@ impl IntoResponse for PageError {
             }
             PageError::ChooseTenant => return Redirect::to("/tenant").into_response(),
             PageError::Forbidden(detail) => (StatusCode::FORBIDDEN, detail),
+            PageError::Conflict(detail) => (StatusCode::CONFLICT, detail),
             PageError::Invalid(detail) => (StatusCode::UNPROCESSABLE_ENTITY, detail),
             PageError::Api(e) => (e.status, e.detail),
         };

@@ -15,13 +15,16 @@ use integro_store::web_sessions::{self, WebSession};
 use uuid::Uuid;
 
 use super::page::PageError;
-use crate::extract::{Auth, Principal, REQUEST_ID_HEADER, TenantCtx};
+use crate::extract::{Auth, Principal, REQUEST_ID_HEADER, TENANT_HEADER, TenantCtx};
 use crate::state::AppState;
 
 pub const COOKIE: &str = "integro_session";
 /// The form field, or header for scripts, that carries the session's CSRF token.
 pub const CSRF_FIELD: &str = "_csrf";
 pub const CSRF_HEADER: &str = "x-csrf-token";
+/// The form field that names the tenant a page was drawn for (htmx sends
+/// `x-integro-tenant`).
+pub const TENANT_FIELD: &str = "_tenant";
 
 /// A signed-in browser: its session and user.
 #[derive(Clone)]
@@ -164,6 +167,30 @@ pub async fn load(State(state): State<AppState>, req: Request, next: Next) -> Re
                 )
                 .into_response();
             }
+            // A form drawn for one tenant, sent after another tab switched
+            // the session to another, must not act in the other.
+            let drawn_for = parts
+                .headers
+                .get(TENANT_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(String::from)
+                .or_else(|| {
+                    form_urlencoded::parse(&bytes)
+                        .find(|(k, _)| k == TENANT_FIELD)
+                        .map(|(_, v)| v.into_owned())
+                });
+            let switching = parts.uri.path() == "/tenant";
+            if let (Some(drawn), Some(current), false) =
+                (drawn_for, signed.session.tenant_id, switching)
+                && drawn != current.to_string()
+            {
+                return PageError::Conflict(
+                    "this page was drawn for another tenant than the one this session acts in now \
+                     (switched in another tab): reload the page and try again"
+                        .into(),
+                )
+                .into_response();
+            }
             body = Body::from(bytes);
         }
     }
@@ -177,11 +204,15 @@ impl FromRequestParts<AppState> for SignedIn {
     type Rejection = PageError;
 
     async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, PageError> {
-        parts
-            .extensions
-            .get::<SignedIn>()
-            .cloned()
-            .ok_or_else(|| PageError::SignIn(parts.uri.path().to_string()))
+        parts.extensions.get::<SignedIn>().cloned().ok_or_else(|| {
+            // Back to the page after signing in; a form's target is no page.
+            let back = if parts.method == Method::GET {
+                parts.uri.path().to_string()
+            } else {
+                String::new()
+            };
+            PageError::SignIn(back)
+        })
     }
 }
 
@@ -238,10 +269,12 @@ impl FromRequestParts<AppState> for Acting {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PageError> {
         let signed = SignedIn::from_request_parts(parts, state).await?;
         let tenants = tenant_choices(state, &signed.user).await?;
+        // An operator's list is cut at 200 tenants; the stored choice is
+        // checked by `role_in` below instead.
         let chosen = signed
             .session
             .tenant_id
-            .filter(|id| tenants.iter().any(|t| t.id == *id))
+            .filter(|id| signed.user.is_operator || tenants.iter().any(|t| t.id == *id))
             .or(match tenants.as_slice() {
                 [only] => Some(only.id),
                 _ => None,
@@ -255,7 +288,11 @@ impl FromRequestParts<AppState> for Acting {
             web_sessions::choose_tenant(&state.db, signed.session.id, tenant_id).await?;
         }
         let auth = signed.auth(&parts.headers);
-        let role: Role = auth.role_in(state, tenant_id).await?;
+        let Ok(role) = auth.role_in(state, tenant_id).await else {
+            // The tenant went away, or the user left it.
+            return Err(PageError::ChooseTenant);
+        };
+        let role: Role = role;
         Ok(Acting {
             ctx: TenantCtx {
                 tenant_id,

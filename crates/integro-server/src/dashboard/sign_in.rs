@@ -52,9 +52,15 @@ pub struct LoginQuery {
 }
 
 /// Only a path of this server: never another site (an open redirect).
+/// Browsers drop tabs and newlines from a URL, so `/\t/evil.example` would
+/// become `//evil.example`: only visible ASCII, and no backslash, is kept.
 fn local_path(next: Option<String>) -> String {
-    next.filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.contains('\\'))
-        .unwrap_or_else(|| "/inbox".into())
+    next.filter(|n| {
+        n.starts_with('/')
+            && !n.starts_with("//")
+            && n.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
+    })
+    .unwrap_or_else(|| "/inbox".into())
 }
 
 pub async fn login_form(Query(q): Query<LoginQuery>) -> Response {

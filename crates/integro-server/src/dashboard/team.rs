@@ -275,6 +275,8 @@ pub async fn revoke_key(
 #[template(path = "invitation.html")]
 struct InvitationPage {
     token: String,
+    /// This page's address, for signing in and coming back.
+    back: String,
     signed_in_as: Option<String>,
     /// The session's CSRF token, when signed in.
     csrf: Option<String>,
@@ -294,6 +296,7 @@ pub async fn invitation_form(
     signed: Option<SignedIn>,
 ) -> Response {
     render(&InvitationPage {
+        back: back_here(&q.token),
         token: q.token,
         csrf: signed.as_ref().map(|s| s.session.csrf_token.clone()),
         signed_in_as: signed.map(|s| s.user.email),
@@ -339,6 +342,7 @@ pub async fn join(
         Err(e) => Ok(render_with(
             e.status,
             &InvitationPage {
+                back: back_here(&form.token),
                 token: form.token,
                 csrf: signed.as_ref().map(|s| s.session.csrf_token.clone()),
                 signed_in_as: signed.map(|s| s.user.email),
@@ -346,4 +350,13 @@ pub async fn join(
             },
         )),
     }
+}
+
+/// `/invitation?token=…`, encoded as the sign-in form's `next`.
+fn back_here(token: &str) -> String {
+    let here = format!(
+        "/invitation?token={}",
+        form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>()
+    );
+    form_urlencoded::byte_serialize(here.as_bytes()).collect()
 }

@@ -98,6 +98,26 @@ impl<'a> Browser<'a> {
     }
 }
 
+/// The id of the tenant called `name`.
+async fn tenant_named(app: &TestApp, name: &str) -> String {
+    let operator = app.operator_token().await;
+    let tenants: Value = app
+        .get("/api/v1/tenants", &operator)
+        .await
+        .json()
+        .await
+        .unwrap();
+    tenants["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == name)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 /// The CSRF token a page's forms carry.
 fn csrf(page: &str) -> String {
     let at = page
@@ -160,6 +180,26 @@ async fn signing_in_opens_the_inbox_with_the_conversation(kind: DbKind) {
             .unwrap()
             .contains("wrong email or password")
     );
+
+    // Only a path of this server, whatever the browser would make of it.
+    for next in [
+        "//evil.example",
+        "/\t/evil.example",
+        "/\\evil.example",
+        "https://evil.example",
+    ] {
+        let res = browser
+            .post(
+                "/login",
+                &[
+                    ("email", ADMIN_EMAIL),
+                    ("password", ADMIN_PASSWORD),
+                    ("next", next),
+                ],
+            )
+            .await;
+        assert_eq!(res.headers()[LOCATION], "/inbox", "next = {next:?}");
+    }
 
     t.twilio_message("SMdash1", "+14155550100", "Do you ship to Lisbon?")
         .await;
@@ -358,6 +398,21 @@ async fn pages_are_scoped_to_the_chosen_tenant(kind: DbKind) {
         .await;
     assert_eq!(res.headers()[LOCATION], "/inbox");
 
+    // A form drawn for the first tenant, sent after the switch, is refused.
+    let first = tenant_named(&t.app, "Shop").await;
+    let stale = browser
+        .post(
+            "/team/invitations",
+            &[
+                ("_csrf", &token),
+                ("_tenant", &first),
+                ("email", "x@example.com"),
+                ("role", "agent"),
+            ],
+        )
+        .await;
+    assert_eq!(stale.status(), StatusCode::CONFLICT);
+
     // Acting in the other tenant, the first one's conversation is not found.
     let res = browser.get(&format!("/conversations/{id}")).await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
@@ -376,23 +431,7 @@ async fn pages_are_scoped_to_the_chosen_tenant(kind: DbKind) {
     agent.sign_in("agent@example.com", "a-long-password").await;
     let inbox = agent.page("/inbox").await;
     let token = csrf(&inbox);
-    let operator = t.app.operator_token().await;
-    let tenants: Value = t
-        .app
-        .get("/api/v1/tenants", &operator)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let shop = tenants["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["name"] == "Shop")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let shop = tenant_named(&t.app, "Shop").await;
     let res = agent
         .post("/tenant", &[("_csrf", &token), ("tenant_id", &shop)])
         .await;
@@ -525,6 +564,22 @@ async fn rules_are_edited_and_tried(kind: DbKind) {
     assert!(tried.contains("id=\"try-result\""));
     assert!(tried.contains("We are open 8 to 6, friend."), "{tried}");
     assert!(tried.contains("Rule: Opening hours"));
+    // htmx asks for the result alone.
+    let fragment = browser
+        .client
+        .post(t.app.url(&format!("/bots/{}/try", t.bot_id)))
+        .header(COOKIE, browser.cookie.as_deref().unwrap())
+        .header(ORIGIN, &t.app.base)
+        .header("hx-request", "true")
+        .form(&[("_csrf", token.as_str()), ("text", "hours?")])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(fragment.trim_start().starts_with("<div id=\"try-result\""));
+    assert!(!fragment.contains("<html"));
 
     // A bad rule is refused with the API's reason, and nothing changes.
     let res = browser
