@@ -36,7 +36,7 @@ pub struct TenantRequest {
         (status = 403, description = "Not a platform operator", body = Problem),
         (status = 422, body = Problem),
     ))]
-async fn create_tenant(
+pub(crate) async fn create_tenant(
     State(state): State<AppState>,
     auth: Auth,
     ApiJson(req): ApiJson<TenantRequest>,

@@ -36,6 +36,7 @@ pub fn router(state: AppState) -> Router<AppState> {
             "/tenant",
             get(sign_in::tenant_form).post(sign_in::choose_tenant),
         )
+        .route("/tenants", post(sign_in::create_tenant))
         .route("/account/sessions", get(sign_in::sessions))
         .route(
             "/account/sessions/{id}/revoke",

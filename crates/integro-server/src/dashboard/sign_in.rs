@@ -155,6 +155,8 @@ pub async fn logout(State(state): State<AppState>, signed: Option<SignedIn>) -> 
 struct TenantPage {
     tenants: Vec<TenantChoice>,
     csrf: String,
+    /// Operators may create tenants here (a new install has none).
+    is_operator: bool,
 }
 
 /// The tenant picker, for users of several tenants who have not chosen.
@@ -162,6 +164,7 @@ pub async fn tenant_form(State(state): State<AppState>, signed: SignedIn) -> Pag
     let tenants = tenant_choices(&state, &signed.user).await?;
     Ok(render(&TenantPage {
         tenants,
+        is_operator: signed.user.is_operator,
         csrf: signed.session.csrf_token,
     }))
 }
@@ -237,4 +240,29 @@ pub async fn revoke_session(
             .into_response());
     }
     Ok(Redirect::to("/account/sessions").into_response())
+}
+
+#[derive(Deserialize)]
+pub struct NewTenantForm {
+    name: String,
+}
+
+/// An operator creates a tenant (the API's handler) and acts in it.
+pub async fn create_tenant(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    signed: SignedIn,
+    Form(form): Form<NewTenantForm>,
+) -> PageResult {
+    let request = crate::api::tenants::TenantRequest { name: form.name };
+    let tenant = crate::api::tenants::create_tenant(
+        State(state.clone()),
+        signed.auth(&headers),
+        crate::extract::ApiJson(request),
+    )
+    .await?
+    .1
+    .0;
+    web_sessions::choose_tenant(&state.db, signed.session.id, tenant.id).await?;
+    Ok(Redirect::to("/inbox").into_response())
 }

@@ -449,9 +449,22 @@ async fn a_revoked_session_stops_working(kind: DbKind) {
     let Some(app) = TestApp::spawn(kind).await else {
         return;
     };
-    app.create_tenant("Solo").await;
+    // A new install has no tenant: the operator makes the first one here.
     let mut laptop = Browser::new(&app);
     laptop.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    assert_eq!(laptop.get("/inbox").await.headers()[LOCATION], "/tenant");
+    let picker = laptop.page("/tenant").await;
+    assert!(picker.contains("There is no tenant yet") && picker.contains(">Create tenant<"));
+    let res = laptop
+        .post("/tenants", &[("_csrf", &csrf(&picker)), ("name", "   ")])
+        .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let res = laptop
+        .post("/tenants", &[("_csrf", &csrf(&picker)), ("name", "Solo")])
+        .await;
+    assert_eq!(res.headers()[LOCATION], "/inbox");
+    assert_eq!(laptop.get("/inbox").await.status(), StatusCode::OK);
+    tenant_named(&app, "Solo").await;
     let mut phone = Browser::new(&app);
     phone.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     let sessions = laptop.page("/account/sessions").await;
