@@ -301,6 +301,21 @@ impl Auth {
             }
             Principal::User(user)
         };
+        let auth = Auth::of(principal, headers);
+        state
+            .rate_limit
+            .check(&format!(
+                "{}:{}",
+                auth.actor.kind.as_str(),
+                auth.actor.id.as_deref().unwrap_or_default()
+            ))
+            .await?;
+        Ok(auth)
+    }
+
+    /// A caller already known (a bearer token checked, or a dashboard
+    /// session), as the audit log names it.
+    pub fn of(principal: Principal, headers: &HeaderMap) -> Auth {
         let actor = match &principal {
             Principal::User(u) => Actor {
                 kind: ActorKind::User,
@@ -313,23 +328,14 @@ impl Auth {
                 label: format!("api_key:{}", k.name),
             },
         };
-        state
-            .rate_limit
-            .check(&format!(
-                "{}:{}",
-                actor.kind.as_str(),
-                actor.id.as_deref().unwrap_or_default()
-            ))
-            .await?;
-        let auth = Auth {
+        Auth {
             principal,
             actor,
             request_id: headers
                 .get(REQUEST_ID_HEADER)
                 .and_then(|v| v.to_str().ok())
                 .map(String::from),
-        };
-        Ok(auth)
+        }
     }
 }
 

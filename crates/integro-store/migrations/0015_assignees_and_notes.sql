@@ -1,7 +1,9 @@
 -- The agent a conversation is assigned to (a user of the tenant), and the
 -- agents' private notes on a conversation (never sent to the contact).
+-- No index of its own: every message moves a conversation's updated_at, so
+-- each index on it is paid on the message path; "assigned to me" walks
+-- conversations_tenant_updated (0014) like the unfiltered inbox.
 ALTER TABLE conversations ADD COLUMN assignee_id TEXT;
-CREATE INDEX conversations_assignee ON conversations (tenant_id, assignee_id, updated_at);
 
 CREATE TABLE conversation_notes (
     id               TEXT PRIMARY KEY,

@@ -60,6 +60,17 @@ pub enum Direction {
     Outbound,
 }
 
+impl Direction {
+    /// The direction as stored; anything but `inbound` reads as outbound.
+    pub fn from_stored(s: &str) -> Direction {
+        if s == "inbound" {
+            Direction::Inbound
+        } else {
+            Direction::Outbound
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Message {
     pub id: Uuid,
@@ -587,11 +598,7 @@ fn message_from_row(r: &impl Columns) -> Result<Message, StoreError> {
         from_id: opt(4)?,
         from_name: opt(5)?,
         from_phone: opt(6)?,
-        direction: if text(7)? == "inbound" {
-            Direction::Inbound
-        } else {
-            Direction::Outbound
-        },
+        direction: Direction::from_stored(&text(7)?),
         sender: text(8)?,
         provider_message_id: opt(9)?,
         kind: text(10)?,
@@ -961,16 +968,12 @@ pub struct InboxRow {
     pub last_direction: Option<Direction>,
 }
 
-/// Where an inbox page starts: after the row with this `updated_at` and id.
-pub type InboxCursor = (i64, Uuid);
-
 /// The tenant's conversations, most recently active first (for people
 /// reading them, where the API's lists go in id order for machines).
 pub async fn inbox(
     db: &Db,
     tenant_id: Uuid,
     filter: &ConversationFilter,
-    before: Option<InboxCursor>,
     limit: u32,
 ) -> Result<Vec<InboxRow>, StoreError> {
     let mut sql = format!(
@@ -978,14 +981,6 @@ pub async fn inbox(
          WHERE c.tenant_id = $1"
     );
     let mut binds: Vec<Value> = vec![json!(tenant_id.to_string())];
-    if let Some((at, id)) = before {
-        binds.push(json!(at));
-        binds.push(json!(id.to_string()));
-        let (a, b) = (binds.len() - 1, binds.len());
-        sql.push_str(&format!(
-            " AND (c.updated_at < ${a} OR (c.updated_at = ${a} AND c.id < ${b}))"
-        ));
-    }
     filter.push_clauses(&mut sql, &mut binds);
     sql.push_str(&format!(
         " ORDER BY c.updated_at DESC, c.id DESC LIMIT {}",
@@ -1019,13 +1014,7 @@ pub async fn inbox(
             let last = latest.get(&conversation.id.to_string());
             InboxRow {
                 last_text: last.and_then(|l| l.0.clone()),
-                last_direction: last.map(|l| {
-                    if l.1 == "inbound" {
-                        Direction::Inbound
-                    } else {
-                        Direction::Outbound
-                    }
-                }),
+                last_direction: last.map(|l| Direction::from_stored(&l.1)),
                 conversation,
             }
         })
@@ -1054,17 +1043,23 @@ pub async fn last_change(db: &Db, tenant_id: Uuid) -> Result<Option<i64>, StoreE
     latest_update(db, "conversations WHERE tenant_id = $1", tenant_id).await
 }
 
-/// The latest change to a conversation's messages (Unix ms), delivery
-/// statuses included.
-pub async fn last_message_change(
+/// The latest change to a conversation (Unix ms): to it (state,
+/// assignment) or to its messages, delivery statuses included.
+pub async fn last_conversation_change(
     db: &Db,
     conversation_id: Uuid,
 ) -> Result<Option<i64>, StoreError> {
-    latest_update(db, "messages WHERE conversation_id = $1", conversation_id).await
+    latest_update(
+        db,
+        "(SELECT updated_at FROM messages WHERE conversation_id = $1 \
+         UNION ALL SELECT updated_at FROM conversations WHERE id = $1) AS changes",
+        conversation_id,
+    )
+    .await
 }
 
-/// `MAX(updated_at)` of the rows `rows` (a table and a condition on `$1`)
-/// selects.
+/// `MAX(updated_at)` of the rows `rows` (a table and a condition on `$1`,
+/// or a subquery) selects.
 async fn latest_update(db: &Db, rows: &'static str, id: Uuid) -> Result<Option<i64>, StoreError> {
     let (at,): (Option<i64>,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT MAX(updated_at) FROM {rows}"

@@ -77,23 +77,7 @@ async fn login(
     headers: HeaderMap,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Json<TokenResponse>> {
-    let source = crate::client_address::client_address(peer.ip(), &headers, &state.trusted_proxies);
-    state.login_guard.admit(&req.email, source).await?;
-    let creds = users::find_credentials(&state.db, &req.email).await?;
-    let (user, phc) = match creds {
-        Some(c) => (Some(c.user), Some(c.password_hash)),
-        None => (None, None),
-    };
-    let verified = state.login_guard.verify(req.password, phc).await?;
-    let user = user
-        .filter(|_| verified)
-        .ok_or_else(|| ApiError::unauthorized("invalid_credentials", "wrong email or password"))?;
-    if user.disabled_at.is_some() {
-        return Err(ApiError::unauthorized(
-            "account_disabled",
-            "this account was disabled by an operator",
-        ));
-    }
+    let user = check_password(&state, peer, &headers, &req.email, req.password).await?;
     let refresh = sessions::issue(
         &state.db,
         user.id,
@@ -103,6 +87,35 @@ async fn login(
     .await?;
     tracing::info!(user = %user.id, "signed in");
     Ok(Json(tokens_for(&state, &user, refresh)))
+}
+
+/// The user an email and password name, through sign-in's throttles and
+/// hashing threads: the API's sign-in and the dashboard's.
+pub(crate) async fn check_password(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    email: &str,
+    password: String,
+) -> ApiResult<User> {
+    let source = crate::client_address::client_address(peer.ip(), headers, &state.trusted_proxies);
+    state.login_guard.admit(email, source).await?;
+    let creds = users::find_credentials(&state.db, email).await?;
+    let (user, phc) = match creds {
+        Some(c) => (Some(c.user), Some(c.password_hash)),
+        None => (None, None),
+    };
+    let verified = state.login_guard.verify(password, phc).await?;
+    let user = user
+        .filter(|_| verified)
+        .ok_or_else(|| ApiError::unauthorized("invalid_credentials", "wrong email or password"))?;
+    if user.disabled_at.is_some() {
+        return Err(ApiError::unauthorized(
+            "account_disabled",
+            "this account was disabled by an operator",
+        ));
+    }
+    Ok(user)
 }
 
 /// Exchange a refresh token for a new pair. Each refresh token works once; a

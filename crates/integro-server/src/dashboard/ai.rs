@@ -13,10 +13,10 @@ use integro_store::ai_profiles::AiProfile;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::page::{Layout, PageError, PageResult, render};
+use super::page::{Layout, PageError, PageResult, first_page, render};
 use super::session::Acting;
 use crate::api;
-use crate::extract::{ApiJson, ListParams};
+use crate::extract::ApiJson;
 use crate::state::AppState;
 
 pub struct ProfileView {
@@ -41,20 +41,14 @@ struct AiPage {
     tested: Option<String>,
 }
 
-fn all() -> Query<ListParams> {
-    Query(ListParams {
-        limit: Some(200),
-        cursor: None,
-    })
-}
-
 async fn ai_page(state: &AppState, acting: &Acting, tested: Option<String>) -> PageResult {
     let ctx = || acting.ctx.clone();
-    let credentials = api::ai_credentials::list_credentials(State(state.clone()), ctx(), all())
-        .await?
-        .0
-        .items;
-    let profiles = api::ai_profiles::list_profiles(State(state.clone()), ctx(), all())
+    let credentials =
+        api::ai_credentials::list_credentials(State(state.clone()), ctx(), first_page())
+            .await?
+            .0
+            .items;
+    let profiles = api::ai_profiles::list_profiles(State(state.clone()), ctx(), first_page())
         .await?
         .0
         .items;

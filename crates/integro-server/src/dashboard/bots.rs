@@ -27,15 +27,16 @@ struct BotsPage {
     bots: Vec<Bot>,
 }
 
+/// The tenant's bots (a page's worth).
+pub(super) async fn tenant_bots(state: &AppState, tenant_id: Uuid) -> Result<Vec<Bot>, PageError> {
+    Ok(bots::list(&state.db, tenant_id, &PageRequest::first(200))
+        .await?
+        .items)
+}
+
 pub async fn bots(State(state): State<AppState>, acting: Acting) -> PageResult {
     acting.ctx.require(Permission::Read)?;
-    let page = PageRequest {
-        limit: 200,
-        after: None,
-    };
-    let bots = bots::list(&state.db, acting.ctx.tenant_id, &page)
-        .await?
-        .items;
+    let bots = tenant_bots(&state, acting.ctx.tenant_id).await?;
     Ok(render(&BotsPage {
         layout: Layout::of(&acting, "Bots", "bots"),
         bots,

@@ -10,8 +10,7 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect};
 use integro_channels::credentials::credential_fields;
 use integro_core::{ChannelKind, Permission};
-use integro_store::PageRequest;
-use integro_store::bots::{self, Bot};
+use integro_store::bots::Bot;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -54,14 +53,6 @@ struct ChannelsPage {
     repository: &'static str,
 }
 
-async fn tenant_bots(state: &AppState, tenant_id: Uuid) -> Result<Vec<Bot>, PageError> {
-    let page = PageRequest {
-        limit: 200,
-        after: None,
-    };
-    Ok(bots::list(&state.db, tenant_id, &page).await?.items)
-}
-
 pub async fn channels(State(state): State<AppState>, acting: Acting) -> PageResult {
     let params = AccountParams {
         limit: Some(200),
@@ -74,7 +65,7 @@ pub async fn channels(State(state): State<AppState>, acting: Acting) -> PageResu
             .await?
             .0
             .items;
-    let bots = tenant_bots(&state, acting.ctx.tenant_id).await?;
+    let bots = super::bots::tenant_bots(&state, acting.ctx.tenant_id).await?;
     let mut warnings: Vec<String> = views.iter().flat_map(|v| v.warnings.clone()).collect();
     warnings.dedup();
     let accounts = views
@@ -151,7 +142,7 @@ pub async fn new_channel(
                 secret: f.secret,
             })
             .collect(),
-        bots: tenant_bots(&state, acting.ctx.tenant_id).await?,
+        bots: super::bots::tenant_bots(&state, acting.ctx.tenant_id).await?,
         guide: guide(kind),
         repository: env!("CARGO_PKG_REPOSITORY"),
     }))

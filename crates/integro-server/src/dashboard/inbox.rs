@@ -145,10 +145,7 @@ fn row_view(row: InboxRow, accounts: &[Account]) -> RowView {
 }
 
 async fn tenant_accounts(state: &AppState, tenant_id: Uuid) -> Result<Vec<Account>, PageError> {
-    let page = PageRequest {
-        limit: 200,
-        after: None,
-    };
+    let page = PageRequest::first(200);
     Ok(
         accounts::list(&state.db, tenant_id, &AccountFilter::default(), &page)
             .await?
@@ -164,8 +161,7 @@ async fn rows(
     acting.ctx.require(Permission::Read)?;
     let filter = q.filter(acting.signed.user.id)?;
     let accounts = tenant_accounts(state, acting.ctx.tenant_id).await?;
-    let found =
-        conversations::inbox(&state.db, acting.ctx.tenant_id, &filter, None, PAGE_ROWS).await?;
+    let found = conversations::inbox(&state.db, acting.ctx.tenant_id, &filter, PAGE_ROWS).await?;
     Ok(found.into_iter().map(|r| row_view(r, &accounts)).collect())
 }
 
@@ -401,10 +397,7 @@ pub async fn conversation(
     let members = integro_store::users::list_members(
         &state.db,
         acting.ctx.tenant_id,
-        &PageRequest {
-            limit: 200,
-            after: None,
-        },
+        &PageRequest::first(200),
     )
     .await?
     .items;
@@ -464,16 +457,11 @@ pub async fn conversation_messages(
 
 /// A conversation's change mark: the latest change to it or its messages.
 async fn conversation_mark(state: &AppState, id: Uuid) -> i64 {
-    let messages = conversations::last_message_change(&state.db, id)
-        .await
-        .ok()
-        .flatten();
-    let moved = conversations::conversation(&state.db, id)
+    conversations::last_conversation_change(&state.db, id)
         .await
         .ok()
         .flatten()
-        .map(|c| integro_store::db::to_ms(c.updated_at));
-    messages.max(moved).unwrap_or(0)
+        .unwrap_or(0)
 }
 
 pub async fn conversation_live(

@@ -69,10 +69,7 @@ pub async fn jobs(
     };
     let filter = JobState::parse(shown)
         .ok_or_else(|| PageError::Invalid(format!("unknown job state `{shown}`")))?;
-    let page = PageRequest {
-        limit: 200,
-        after: None,
-    };
+    let page = PageRequest::first(200);
     let jobs = jobs::list(&state.db, acting.ctx.tenant_id, Some(filter), &page)
         .await?
         .items

@@ -39,6 +39,14 @@ impl Layout {
     }
 }
 
+/// The first page of an API list, as long as a page shows.
+pub fn first_page() -> axum::extract::Query<crate::extract::ListParams> {
+    axum::extract::Query(crate::extract::ListParams {
+        limit: Some(200),
+        cursor: None,
+    })
+}
+
 /// A time as pages show it (UTC, to the minute).
 pub fn when(t: time::OffsetDateTime) -> String {
     let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]");

@@ -9,13 +9,13 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use integro_core::{Actor, ActorKind, Role};
-use integro_store::users::{self, User};
+use integro_core::Role;
+use integro_store::users::User;
 use integro_store::web_sessions::{self, WebSession};
 use uuid::Uuid;
 
 use super::page::PageError;
-use crate::extract::{Auth, Principal, REQUEST_ID_HEADER, TENANT_HEADER, TenantCtx};
+use crate::extract::{Auth, Principal, TENANT_HEADER, TenantCtx};
 use crate::state::AppState;
 
 pub const COOKIE: &str = "integro_session";
@@ -36,18 +36,7 @@ pub struct SignedIn {
 impl SignedIn {
     /// The caller as the API sees one.
     pub fn auth(&self, headers: &HeaderMap) -> Auth {
-        Auth {
-            actor: Actor {
-                kind: ActorKind::User,
-                id: Some(self.user.id.to_string()),
-                label: self.user.email.clone(),
-            },
-            principal: Principal::User(self.user.clone()),
-            request_id: headers
-                .get(REQUEST_ID_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .map(String::from),
-        }
+        Auth::of(Principal::User(self.user.clone()), headers)
     }
 }
 
@@ -233,34 +222,18 @@ pub struct Acting {
 /// The tenants `user` may act in: all of them for operators, else their
 /// memberships.
 pub async fn tenant_choices(state: &AppState, user: &User) -> Result<Vec<TenantChoice>, PageError> {
-    if user.is_operator {
-        let page = integro_store::PageRequest {
-            limit: 200,
-            after: None,
-        };
-        let tenants = integro_store::tenants::list(&state.db, None, &page)
-            .await
-            .map_err(crate::error::ApiError::from)?;
-        Ok(tenants
-            .items
-            .into_iter()
-            .map(|t| TenantChoice {
-                id: t.id,
-                name: t.name,
-            })
-            .collect())
-    } else {
-        let memberships = users::memberships(&state.db, user.id)
-            .await
-            .map_err(crate::error::ApiError::from)?;
-        Ok(memberships
-            .into_iter()
-            .map(|m| TenantChoice {
-                id: m.tenant_id,
-                name: m.tenant_name,
-            })
-            .collect())
-    }
+    let member = (!user.is_operator).then_some(user.id);
+    let tenants =
+        integro_store::tenants::list(&state.db, member, &integro_store::PageRequest::first(200))
+            .await?;
+    Ok(tenants
+        .items
+        .into_iter()
+        .map(|t| TenantChoice {
+            id: t.id,
+            name: t.name,
+        })
+        .collect())
 }
 
 impl FromRequestParts<AppState> for Acting {

@@ -8,7 +8,6 @@ use axum::Form;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use integro_store::users;
 use integro_store::web_sessions::{self, WebSession};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -105,25 +104,18 @@ pub async fn login(
             "wrong email or password",
         ));
     }
-    let source = crate::client_address::client_address(peer.ip(), &headers, &state.trusted_proxies);
-    if let Err(e) = state.login_guard.admit(&form.email, source).await {
-        return Ok(refuse(e.status, &e.detail));
-    }
-    let creds = users::find_credentials(&state.db, &form.email).await?;
-    let (user, phc) = match creds {
-        Some(c) => (Some(c.user), Some(c.password_hash)),
-        None => (None, None),
+    let user = match crate::api::auth::check_password(
+        &state,
+        peer,
+        &headers,
+        &form.email,
+        form.password.clone(),
+    )
+    .await
+    {
+        Ok(user) => user,
+        Err(e) => return Ok(refuse(e.status, &e.detail)),
     };
-    let verified = state.login_guard.verify(form.password, phc).await?;
-    let Some(user) = user.filter(|_| verified) else {
-        return Ok(refuse(StatusCode::UNAUTHORIZED, "wrong email or password"));
-    };
-    if user.disabled_at.is_some() {
-        return Ok(refuse(
-            StatusCode::UNAUTHORIZED,
-            "this account was disabled by an operator",
-        ));
-    }
     let agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok());

@@ -11,10 +11,10 @@ use integro_core::{Permission, Role};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::page::{Layout, PageError, PageResult, render, render_with, when};
+use super::page::{Layout, PageError, PageResult, first_page, render, render_with, when};
 use super::session::{Acting, SignedIn};
 use crate::api;
-use crate::extract::{ApiJson, ListParams};
+use crate::extract::ApiJson;
 use crate::state::AppState;
 
 /// A member as their row shows them.
@@ -64,17 +64,10 @@ struct TeamPage {
     shown_once: Option<ShownOnce>,
 }
 
-fn all_pages() -> Query<ListParams> {
-    Query(ListParams {
-        limit: Some(200),
-        cursor: None,
-    })
-}
-
 async fn team_page(state: &AppState, acting: &Acting, shown_once: Option<ShownOnce>) -> PageResult {
     acting.ctx.require(Permission::Read)?;
     let ctx = || acting.ctx.clone();
-    let members = api::members::list_members(State(state.clone()), ctx(), all_pages())
+    let members = api::members::list_members(State(state.clone()), ctx(), first_page())
         .await?
         .0
         .items
@@ -89,7 +82,7 @@ async fn team_page(state: &AppState, acting: &Acting, shown_once: Option<ShownOn
         .collect();
     let can_manage_members = acting.ctx.role.allows(Permission::ManageMembers);
     let invitations = if can_manage_members {
-        api::invitations::list_invitations(State(state.clone()), ctx(), all_pages())
+        api::invitations::list_invitations(State(state.clone()), ctx(), first_page())
             .await?
             .0
             .items
@@ -105,7 +98,7 @@ async fn team_page(state: &AppState, acting: &Acting, shown_once: Option<ShownOn
     } else {
         Vec::new()
     };
-    let keys = api::api_keys::list_api_keys(State(state.clone()), ctx(), all_pages())
+    let keys = api::api_keys::list_api_keys(State(state.clone()), ctx(), first_page())
         .await?
         .0
         .items
