@@ -51,6 +51,13 @@ pub struct Conversation {
     pub updated_at: OffsetDateTime,
     /// The user the conversation is assigned to, if any.
     pub assignee_id: Option<Uuid>,
+    /// Its labels, by name (filled by the API's reads; empty elsewhere).
+    pub labels: Vec<String>,
+    /// For a signed-in user: the contact's messages since they last read
+    /// the conversation, counted up to `reads::UNREAD_CAP` (absent for API
+    /// keys).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unread: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -735,13 +742,15 @@ pub async fn mark_failed(
     let (code, reason) = (code.map(String::from), reason.to_string());
     db.write(move |tx| {
         Box::pin(async move {
+            let now = now_ms();
             sql::query("UPDATE messages SET status = 'failed', error_code = $1, error_message = $2, updated_at = $3 WHERE id = $4")
-                .bind(code)
+                .bind(code.clone())
                 .bind(reason)
-                .bind(now_ms())
+                .bind(now)
                 .bind(id.to_string())
                 .execute(tx)
                 .await?;
+            crate::message_stats::count_failure(tx, &id.to_string(), code.as_deref(), now).await?;
             Ok(())
         })
     })
@@ -801,9 +810,13 @@ pub async fn apply_status(
     .bind(update.error_message.clone())
     .bind(adopt.then(|| update.provider_message_id.clone()))
     .bind(now_ms())
-    .bind(id)
+    .bind(&id)
     .execute(tx)
     .await?;
+    if status == DeliveryStatus::Failed && current != DeliveryStatus::Failed {
+        let code = update.error_code.as_deref();
+        crate::message_stats::count_failure(tx, &id, code, now_ms()).await?;
+    }
     Ok(true)
 }
 
@@ -844,6 +857,8 @@ fn conversation_from_row(r: ConversationRow) -> Result<Conversation, StoreError>
             phone_e164: r.12,
         },
         assignee_id: r.13.as_deref().map(parse_id).transpose()?,
+        labels: Vec::new(),
+        unread: None,
     })
 }
 
@@ -872,6 +887,8 @@ pub struct ConversationFilter {
     /// Unix ms: only conversations with a message since then.
     pub since: Option<i64>,
     pub assignee: Option<Assignee>,
+    /// Only those carrying this label (by name, in any case).
+    pub label: Option<String>,
 }
 
 /// Whose conversations a list shows.
@@ -925,6 +942,16 @@ impl ConversationFilter {
         }
         if self.assignee == Some(Assignee::Nobody) {
             sql.push_str(" AND c.assignee_id IS NULL");
+        }
+        if let Some(label) = &self.label {
+            // The label's conversations, by conversation_labels_label; the
+            // tenant is $1 in every list.
+            binds.push(json!(label.trim().to_lowercase()));
+            sql.push_str(&format!(
+                " AND c.id IN (SELECT cl.conversation_id FROM conversation_labels cl \
+                 WHERE cl.label_id = (SELECT l.id FROM labels l WHERE l.tenant_id = $1 AND l.name_key = ${}))",
+                binds.len()
+            ));
         }
     }
 }

@@ -180,6 +180,18 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/0015_assignees_and_notes.sql"),
         include_str!("../migrations/0015_assignees_and_notes.sql"),
     ),
+    (
+        16,
+        "usage statistics",
+        include_str!("../migrations/0016_usage_statistics.sql"),
+        include_str!("../migrations/0016_usage_statistics.sql"),
+    ),
+    (
+        17,
+        "labels, canned replies and unread marks",
+        include_str!("../migrations/0017_labels_and_canned_replies.sql"),
+        include_str!("../migrations/0017_labels_and_canned_replies.sql"),
+    ),
 ];
 
 #[derive(Clone)]

@@ -11,9 +11,15 @@ pub struct UsageDay {
     pub bot_id: Uuid,
     /// `YYYY-MM-DD`, UTC.
     pub day: String,
+    /// LLM calls answered.
     pub requests: i64,
     pub input_tokens: i64,
     pub output_tokens: i64,
+    /// Time the calls took, summed (ms).
+    pub latency_ms: i64,
+    /// Attempts that failed (timeouts, errors) or were skipped while a
+    /// provider's breaker was open, including those a fallback then answered.
+    pub failed_requests: i64,
 }
 
 /// `YYYY-MM-DD` (UTC) of a time in ms.
@@ -22,26 +28,46 @@ pub fn day_of(ms: i64) -> String {
     format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day())
 }
 
-/// Adds one LLM request's tokens to the day's total.
+/// One turn's LLM calls: the answer's tokens, the time the calls took and
+/// the attempts that failed (a fallback that answered counts the ones before).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LlmCall {
+    pub answered: bool,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub latency_ms: u64,
+    pub failed_attempts: u64,
+}
+
+fn count(n: u64) -> i64 {
+    n.min(i64::MAX as u64) as i64
+}
+
+/// Adds one turn's LLM calls to the day's totals.
 pub async fn record(
     tx: &mut Conn<'_>,
     tenant_id: Uuid,
     bot_id: Uuid,
     at_ms: i64,
-    input_tokens: u64,
-    output_tokens: u64,
+    call: &LlmCall,
 ) -> Result<(), StoreError> {
     sql::query(
-        "INSERT INTO usage_daily (tenant_id, bot_id, day, requests, input_tokens, output_tokens) VALUES ($1, $2, $3, 1, $4, $5) \
-         ON CONFLICT (tenant_id, bot_id, day) DO UPDATE SET requests = usage_daily.requests + 1, \
+        "INSERT INTO usage_daily (tenant_id, bot_id, day, requests, input_tokens, output_tokens, latency_ms, failed_requests) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (tenant_id, bot_id, day) DO UPDATE SET requests = usage_daily.requests + excluded.requests, \
          input_tokens = usage_daily.input_tokens + excluded.input_tokens, \
-         output_tokens = usage_daily.output_tokens + excluded.output_tokens",
+         output_tokens = usage_daily.output_tokens + excluded.output_tokens, \
+         latency_ms = usage_daily.latency_ms + excluded.latency_ms, \
+         failed_requests = usage_daily.failed_requests + excluded.failed_requests",
     )
     .bind(tenant_id.to_string())
     .bind(bot_id.to_string())
     .bind(day_of(at_ms))
-    .bind(input_tokens.min(i64::MAX as u64) as i64)
-    .bind(output_tokens.min(i64::MAX as u64) as i64)
+    .bind(i64::from(call.answered))
+    .bind(count(call.input_tokens))
+    .bind(count(call.output_tokens))
+    .bind(count(call.latency_ms))
+    .bind(count(call.failed_attempts))
     .execute(tx)
     .await?;
     Ok(())
@@ -77,8 +103,8 @@ pub async fn list(
     tenant_id: Uuid,
     filter: &UsageFilter,
 ) -> Result<Vec<UsageDay>, StoreError> {
-    let rows: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
-        "SELECT bot_id, day, requests, input_tokens, output_tokens FROM usage_daily WHERE tenant_id = $1 \
+    let rows: Vec<(String, String, i64, i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT bot_id, day, requests, input_tokens, output_tokens, latency_ms, failed_requests FROM usage_daily WHERE tenant_id = $1 \
          AND ($2 = '' OR bot_id = $2) AND ($3 = '' OR day >= $3) AND ($4 = '' OR day <= $4) \
          ORDER BY day DESC, bot_id LIMIT 1000",
     )
@@ -96,6 +122,8 @@ pub async fn list(
                 requests: r.2,
                 input_tokens: r.3,
                 output_tokens: r.4,
+                latency_ms: r.5,
+                failed_requests: r.6,
             })
         })
         .collect()

@@ -25,6 +25,7 @@ use integro_store::bots::Bot;
 use integro_store::conversations::{Conversation, ConversationState, Outgoing};
 use integro_store::memory::{self, Memory};
 use integro_store::secrets::Keyring;
+use integro_store::usage::LlmCall;
 use integro_store::{Db, StoreError, ai_credentials, ai_profiles, rules, tenants, usage};
 use tracing::Instrument;
 use uuid::Uuid;
@@ -117,8 +118,8 @@ pub struct Turn {
     /// Hand the conversation to a human; the rule that asked.
     pub handoff: Option<Uuid>,
     pub rate_notice: bool,
-    /// Tokens spent (input, output).
-    pub usage: Option<(u64, u64)>,
+    /// The LLM calls made: tokens, time, failures.
+    pub usage: Option<LlmCall>,
     /// Events for the operator.
     pub events: Vec<Note>,
     /// Human-readable lines: what matched and why.
@@ -522,7 +523,10 @@ impl Engine {
             attempts = attempts.len(),
             request_id = req.request_id.unwrap_or_default(),
         );
-        match self.ai.chat_with_fallback(&attempts).instrument(call).await {
+        let started = std::time::Instant::now();
+        let result = self.ai.chat_with_fallback(&attempts).instrument(call).await;
+        let latency_ms = started.elapsed().as_millis() as u64;
+        match result {
             Ok((i, answer)) => {
                 for j in 0..i {
                     trace
@@ -532,7 +536,13 @@ impl Engine {
                 trace.attempts.push(format!("{}: answered", label(i)));
                 trace.input_tokens = answer.input_tokens;
                 trace.output_tokens = answer.output_tokens;
-                turn.usage = Some((answer.input_tokens, answer.output_tokens));
+                turn.usage = Some(LlmCall {
+                    answered: true,
+                    input_tokens: answer.input_tokens,
+                    output_tokens: answer.output_tokens,
+                    latency_ms,
+                    failed_attempts: i as u64,
+                });
                 let finished = decide::finish(
                     &answer.text,
                     &settings.blocked_phrases,
@@ -565,6 +575,11 @@ impl Engine {
                 }
             }
             Err(errors) => {
+                turn.usage = Some(LlmCall {
+                    latency_ms,
+                    failed_attempts: errors.len() as u64,
+                    ..LlmCall::default()
+                });
                 for (j, e) in errors.iter().enumerate() {
                     trace
                         .attempts
@@ -816,6 +831,8 @@ mod tests {
             created_at: now,
             updated_at: now,
             assignee_id: None,
+            labels: Vec::new(),
+            unread: None,
         };
         let mut memory = Memory::default();
         memory.vars.insert("plan".into(), "gold".into());

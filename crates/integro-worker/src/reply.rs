@@ -291,8 +291,8 @@ async fn complete_with(
                     )
                     .await?;
                 }
-                if let (Some((input, output)), Some(bot_id)) = (turn.usage, bot_id) {
-                    usage::record(tx, conversation.tenant_id, bot_id, now, input, output).await?;
+                if let (Some(call), Some(bot_id)) = (&turn.usage, bot_id) {
+                    usage::record(tx, conversation.tenant_id, bot_id, now, call).await?;
                 }
                 for note in turn.events {
                     let event = NewEvent {

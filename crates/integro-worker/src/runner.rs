@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use integro_store::conversations::{Conversation, Message};
 use integro_store::jobs::{self, Job, JobKind, JobState};
-use integro_store::{conversations, schedules, webhook_logs};
+use integro_store::{conversations, message_stats, schedules, webhook_logs};
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tracing::Instrument;
 
@@ -321,6 +321,17 @@ impl Worker {
                 Ok(false) => {}
                 Err(e) => tracing::warn!(error = %e, "claiming the retention task failed"),
             }
+            match schedules::claim(&self.db, STATS_TASK, STATS_EVERY_MS, &self.owner).await {
+                Ok(true) => {
+                    let until = integro_store::db::now_ms() - message_stats::LAG_MS;
+                    match message_stats::roll_up(&self.db, until).await {
+                        Ok(n) => tracing::debug!(rows = n, "usage statistics rolled up"),
+                        Err(e) => tracing::warn!(error = %e, "rolling up usage statistics failed"),
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "claiming the statistics task failed"),
+            }
         }
     }
 
@@ -358,6 +369,9 @@ const IDLE_POLL_MAX: Duration = Duration::from_secs(5);
 /// The retention task's name in `schedules`, and how often it runs.
 pub const RETENTION_TASK: &str = "retention";
 const RETENTION_EVERY_MS: i64 = 5 * 60 * 1000;
+/// The usage statistics' rollup (`message_stats.rs`) and how often it runs.
+pub const STATS_TASK: &str = "usage_statistics";
+const STATS_EVERY_MS: i64 = 60 * 1000;
 
 /// Exponential backoff with jitter: about 1 s, 2 s, 4 s, … capped at 5 minutes,
 /// each drawn from the upper half of its range so retries spread out.

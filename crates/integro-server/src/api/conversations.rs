@@ -11,16 +11,18 @@ use integro_store::Page;
 use integro_store::conversations::{
     self, Assignee, Conversation, ConversationFilter, ConversationState, Message, Outgoing,
 };
+use integro_store::labels;
 use integro_store::memory::{self, Transition as TransitionRecord};
 use integro_store::notes::{self, Note};
-use serde::Deserialize;
+use integro_store::reads;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::{ApiJson, ListParams, TenantCtx};
+use crate::extract::{ApiJson, ListParams, Principal, TenantCtx};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -35,6 +37,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(close_conversation))
         .routes(routes!(assign_conversation))
         .routes(routes!(list_notes, add_note))
+        .routes(routes!(get_labels, set_labels))
+        .routes(routes!(mark_read))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -54,9 +58,14 @@ pub struct ConversationParams {
     pub assignee_id: Option<Uuid>,
     /// `true`: only those assigned to nobody.
     pub unassigned: Option<bool>,
+    /// Only those carrying this label (by name, in any case).
+    pub label: Option<String>,
 }
 
-/// The tenant's conversations, filtered by account, bot, state and activity.
+/// The tenant's conversations, filtered by account, bot, state, activity,
+/// assignee and label. Each carries its labels and, for a signed-in user
+/// (not an API key), `unread`: the contact's messages since that user last
+/// read it (counted up to 100).
 #[utoipa::path(get, path = "/api/v1/conversations", tag = "conversations", security(("bearer" = [])),
     params(ConversationParams), responses((status = 200, body = Page<Conversation>)))]
 async fn list_conversations(
@@ -83,10 +92,34 @@ async fn list_conversations(
         state: p.state,
         since: p.since.map(integro_store::db::to_ms),
         assignee,
+        label: p.label.filter(|l| !l.trim().is_empty()),
     };
-    Ok(Json(
-        conversations::list(&state.db, ctx.tenant_id, &filter, &page).await?,
-    ))
+    let mut found = conversations::list(&state.db, ctx.tenant_id, &filter, &page).await?;
+    describe(&state, &ctx, &mut found.items).await?;
+    Ok(Json(found))
+}
+
+/// Fills in the conversations' labels and, for a signed-in user, their
+/// unread counts.
+async fn describe(state: &AppState, ctx: &TenantCtx, items: &mut [Conversation]) -> ApiResult<()> {
+    let ids: Vec<Uuid> = items.iter().map(|c| c.id).collect();
+    let mut found = labels::of_conversations(&state.db, ctx.tenant_id, &ids).await?;
+    let unread = match &ctx.auth.principal {
+        Principal::User(user) => Some(reads::unread(&state.db, user.id, &ids).await?),
+        Principal::ApiKey(_) => None,
+    };
+    for c in items {
+        c.labels = found.remove(&c.id).unwrap_or_default();
+        c.unread = unread.as_ref().map(|u| u.get(&c.id).copied().unwrap_or(0));
+    }
+    Ok(())
+}
+
+/// `find`, with the conversation's labels and unread count.
+async fn find_described(state: &AppState, ctx: &TenantCtx, id: Uuid) -> ApiResult<Conversation> {
+    let mut conversation = find(state, ctx, id).await?;
+    describe(state, ctx, std::slice::from_mut(&mut conversation)).await?;
+    Ok(conversation)
 }
 
 async fn find(state: &AppState, ctx: &TenantCtx, id: Uuid) -> ApiResult<Conversation> {
@@ -105,7 +138,7 @@ async fn get_conversation(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Conversation>> {
     ctx.require(Permission::Read)?;
-    Ok(Json(find(&state, &ctx, id).await?))
+    Ok(Json(find_described(&state, &ctx, id).await?))
 }
 
 /// A conversation's messages, oldest first, with their delivery status.
@@ -229,7 +262,7 @@ async fn move_conversation(
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(find(state, ctx, id).await?))
+    Ok(Json(find_described(state, ctx, id).await?))
 }
 
 /// Hand the conversation to a human: the bot stays silent, inbound messages
@@ -360,7 +393,7 @@ pub(crate) async fn assign_conversation(
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(find(&state, &ctx, id).await?))
+    Ok(Json(find_described(&state, &ctx, id).await?))
 }
 
 /// The conversation's private notes, oldest first.
@@ -417,4 +450,87 @@ pub(crate) async fn add_note(
         })?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(note)))
+}
+
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LabelSet {
+    /// Label names: 1 to 40 letters, digits, spaces, `-` and `_`; at most
+    /// 20 on a conversation. A name the tenant does not use yet creates the
+    /// label (at most 100 per tenant); one it uses in another case is that
+    /// label.
+    pub labels: Vec<String>,
+}
+
+/// The conversation's labels, by name.
+#[utoipa::path(get, path = "/api/v1/conversations/{id}/labels", tag = "conversations", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Conversation id")),
+    responses((status = 200, body = LabelSet), (status = 404, body = Problem)))]
+pub(crate) async fn get_labels(
+    State(state): State<AppState>,
+    ctx: TenantCtx,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<LabelSet>> {
+    ctx.require(Permission::Read)?;
+    let conversation = find(&state, &ctx, id).await?;
+    Ok(Json(LabelSet {
+        labels: labels::of_conversation(&state.db, ctx.tenant_id, conversation.id).await?,
+    }))
+}
+
+/// Replace the conversation's labels (agents and above; audited as
+/// `conversation.labels`). An empty list takes every label off.
+#[utoipa::path(put, path = "/api/v1/conversations/{id}/labels", tag = "conversations", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Conversation id")), request_body = LabelSet,
+    responses((status = 200, body = LabelSet), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub(crate) async fn set_labels(
+    State(state): State<AppState>,
+    ctx: TenantCtx,
+    Path(id): Path<Uuid>,
+    ApiJson(req): ApiJson<LabelSet>,
+) -> ApiResult<Json<LabelSet>> {
+    ctx.require(Permission::Converse)?;
+    let conversation = find(&state, &ctx, id).await?;
+    let wanted = labels::check_set(&req.labels)?;
+    let before = labels::of_conversation(&state.db, ctx.tenant_id, conversation.id).await?;
+    let mut tx = state.db.begin().await?;
+    let after = labels::set(&mut tx, ctx.tenant_id, conversation.id, &wanted).await?;
+    integro_store::audit::record(
+        &mut tx,
+        ctx.actor(),
+        ctx.request_id(),
+        integro_store::audit::Change::new("conversation.labels", "conversation", conversation.id)
+            .tenant(conversation.tenant_id)
+            .before(&serde_json::json!({ "labels": before }))
+            .after(&serde_json::json!({ "labels": after })),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(LabelSet { labels: after }))
+}
+
+/// Mark the conversation read by the signed-in user, up to its latest
+/// message: its `unread` count goes to 0. Opening it in the dashboard does
+/// the same. API keys have no read marks (403).
+#[utoipa::path(post, path = "/api/v1/conversations/{id}/read", tag = "conversations", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Conversation id")),
+    responses((status = 200, body = Conversation), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub(crate) async fn mark_read(
+    State(state): State<AppState>,
+    ctx: TenantCtx,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Conversation>> {
+    ctx.require(Permission::Read)?;
+    let conversation = find(&state, &ctx, id).await?;
+    let Principal::User(user) = &ctx.auth.principal else {
+        return Err(ApiError::forbidden(
+            "read marks are a signed-in user's; an API key has none",
+        ));
+    };
+    let latest =
+        conversations::recent_messages(&state.db, ctx.tenant_id, conversation.id, 1).await?;
+    if let Some(last) = latest.last() {
+        reads::mark(&state.db, ctx.tenant_id, user.id, conversation.id, last.id).await?;
+    }
+    Ok(Json(find_described(&state, &ctx, id).await?))
 }

@@ -16,11 +16,13 @@ pub mod api_keys;
 pub mod audit_log;
 pub mod auth;
 pub mod bots;
+pub mod canned_replies;
 pub mod conversations;
 pub mod events;
 pub mod health;
 pub mod invitations;
 pub mod jobs;
+pub mod labels;
 pub mod members;
 pub mod rules;
 pub mod settings;
@@ -49,6 +51,7 @@ pub mod webhook_logs;
         (name = "bots", description = "Bots: fallback replies, personas, settings, dry runs"),
         (name = "rules", description = "A bot's keyword and pattern rules; YAML import and export"),
         (name = "ai", description = "LLM credentials, AI profiles, token usage and engine events"),
+        (name = "usage", description = "Messages, replies, hand-offs and delivery failures per day"),
         (name = "settings", description = "The tenant's budget and alert webhook"),
         (name = "accounts", description = "Channel accounts (WhatsApp, Instagram, X, web)"),
         (name = "conversations", description = "Conversations, messages, manual replies"),
@@ -186,6 +189,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(settings::router())
         .merge(accounts::router())
         .merge(conversations::router())
+        .merge(labels::router())
+        .merge(canned_replies::router())
         .merge(web::router())
         .merge(jobs::router())
         .merge(webhook_logs::router())

@@ -1,10 +1,12 @@
 //! `/api/v1/usage`: LLM tokens per bot and day, and the month against the
-//! tenant's budget.
+//! tenant's budget; `/api/v1/usage/messages`: messages, replies, hand-offs
+//! and delivery failures per channel account and day.
 
 use axum::Json;
 use axum::extract::{Query, State};
 use integro_core::Permission;
 use integro_store::db::now_ms;
+use integro_store::message_stats::{self, DayStats, FailureCount};
 use integro_store::tenants;
 use integro_store::usage::{self, UsageDay, UsageFilter};
 use serde::{Deserialize, Serialize};
@@ -17,7 +19,9 @@ use crate::extract::TenantCtx;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(get_usage))
+    OpenApiRouter::new()
+        .routes(routes!(get_usage))
+        .routes(routes!(get_message_usage))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -89,5 +93,83 @@ pub(crate) async fn get_usage(
         month_tokens,
         monthly_token_budget: budget,
         budget_exhausted: budget.is_some_and(|b| month_tokens as u64 >= b),
+    }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MessageUsageParams {
+    /// First day, `YYYY-MM-DD` (UTC); 29 days before `to` when absent.
+    pub from: Option<String>,
+    /// Last day, `YYYY-MM-DD` (UTC); today when absent.
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MessageUsage {
+    pub from: String,
+    pub to: String,
+    /// Per channel account and day, oldest first; days without messages
+    /// are absent.
+    pub days: Vec<DayStats>,
+    /// Delivery failures in the range by account and provider code, most first.
+    pub failures: Vec<FailureCount>,
+    /// Messages are counted a minute or two behind: up to this time.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub counted_until: Option<time::OffsetDateTime>,
+}
+
+/// The longest range one request covers.
+pub const MAX_RANGE_DAYS: i64 = 366;
+
+/// The range a request asks for, checked: `YYYY-MM-DD` bounds, `from` not
+/// after `to`, at most `MAX_RANGE_DAYS`. Defaults to the last 30 days.
+pub(crate) fn date_range(from: Option<String>, to: Option<String>) -> ApiResult<(String, String)> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let parse = |field: &str, v: Option<String>| -> ApiResult<Option<time::Date>> {
+        v.filter(|v| !v.is_empty())
+            .map(|v| {
+                time::Date::parse(&v, format)
+                    .map_err(|_| ApiError::invalid_field(field, "must be a date as YYYY-MM-DD"))
+            })
+            .transpose()
+    };
+    let to = parse("to", to)?.unwrap_or_else(|| time::OffsetDateTime::now_utc().date());
+    let from = parse("from", from)?.unwrap_or(to - time::Duration::days(29));
+    if from > to {
+        return Err(ApiError::invalid_field("from", "must not be after to"));
+    }
+    if (to - from).whole_days() >= MAX_RANGE_DAYS {
+        return Err(ApiError::invalid_field(
+            "from",
+            format!("the range may cover at most {MAX_RANGE_DAYS} days"),
+        ));
+    }
+    let show = |d: time::Date| d.format(format).expect("a date formats");
+    Ok((show(from), show(to)))
+}
+
+/// Messages in and out, bot reply times, conversations, hand-offs and
+/// delivery failures per channel account and day.
+#[utoipa::path(get, path = "/api/v1/usage/messages", tag = "usage", security(("bearer" = [])),
+    params(MessageUsageParams), responses((status = 200, body = MessageUsage)))]
+pub(crate) async fn get_message_usage(
+    State(state): State<AppState>,
+    ctx: TenantCtx,
+    Query(p): Query<MessageUsageParams>,
+) -> ApiResult<Json<MessageUsage>> {
+    ctx.require(Permission::Read)?;
+    let (from, to) = date_range(p.from, p.to)?;
+    let days = message_stats::days(&state.db, ctx.tenant_id, &from, &to).await?;
+    let failures = message_stats::failures(&state.db, ctx.tenant_id, &from, &to).await?;
+    let counted_until = message_stats::counted_until(&state.db)
+        .await?
+        .map(integro_store::db::from_ms);
+    Ok(Json(MessageUsage {
+        from,
+        to,
+        days,
+        failures,
+        counted_until,
     }))
 }

@@ -1,7 +1,8 @@
 //! The dashboard's scripts and stylesheet, compiled into the binary: no CDN
 //! at run time, no Node at build time. htmx and its SSE extension are
 //! vendored from the npm registry at pinned versions, and the web chat
-//! widget (`/widget.js`) is ours; `assets/VENDOR.md`
+//! widget (`/widget.js`) and the canned replies' picker (`canned.js`) are
+//! ours; `assets/VENDOR.md`
 //! records where they came from, and a test holds their checksums.
 
 use axum::Router;
@@ -33,6 +34,12 @@ const FILES: &[(&str, &str, &[u8], bool)] = &[
         "widget.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../assets/widget.js"),
+        false,
+    ),
+    (
+        "canned.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/canned.js"),
         false,
     ),
     (

@@ -3,6 +3,7 @@
 //! handing off and resuming. Actions call the API's own handlers, so that
 //! the checks, the audit and the egress are the API's.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -15,9 +16,12 @@ use futures_util::Stream;
 use integro_core::Permission;
 use integro_engine::handoff::ConversationState;
 use integro_store::accounts::{self, Account, AccountFilter};
+use integro_store::canned_replies::{self, CannedReply};
 use integro_store::conversations::{
     self, Assignee, Conversation, ConversationFilter, Direction, InboxRow, Message,
 };
+use integro_store::labels::{self, Label};
+use integro_store::reads;
 use integro_store::{BoxFuture, PageRequest};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -48,6 +52,9 @@ pub struct InboxQuery {
     /// `me`, `none`, or empty for anyone.
     #[serde(default)]
     assigned: String,
+    /// A label's name, or empty for any.
+    #[serde(default)]
+    label: String,
 }
 
 impl InboxQuery {
@@ -80,10 +87,15 @@ impl InboxQuery {
                     .map_err(|_| PageError::Invalid("account_id is not an id".into()))?,
             ),
         };
+        let label = match self.label.trim() {
+            "" => None,
+            name => Some(integro_store::labels::check_name("label", name)?),
+        };
         Ok(ConversationFilter {
             state,
             account_id,
             assignee,
+            label,
             ..ConversationFilter::default()
         })
     }
@@ -94,6 +106,7 @@ impl InboxQuery {
             .append_pair("state", &self.state)
             .append_pair("account_id", &self.account_id)
             .append_pair("assigned", &self.assigned)
+            .append_pair("label", &self.label)
             .finish()
     }
 }
@@ -107,6 +120,11 @@ pub struct RowView {
     pub preview: String,
     pub from_contact: bool,
     pub when: String,
+    pub labels: Vec<String>,
+    /// The contact's messages since the user last read it: 0, or shown as
+    /// `unread_shown` ("99+" from the cap).
+    pub unread: i64,
+    pub unread_shown: String,
 }
 
 fn contact_name(c: &Conversation) -> String {
@@ -117,7 +135,12 @@ fn contact_name(c: &Conversation) -> String {
         .unwrap_or_else(|| c.contact.channel_user_id.clone())
 }
 
-fn row_view(row: InboxRow, accounts: &[Account]) -> RowView {
+fn row_view(
+    row: InboxRow,
+    accounts: &[Account],
+    labels: &mut HashMap<Uuid, Vec<String>>,
+    unread: &HashMap<Uuid, i64>,
+) -> RowView {
     let c = &row.conversation;
     let channel = accounts
         .iter()
@@ -133,7 +156,11 @@ fn row_view(row: InboxRow, accounts: &[Account]) -> RowView {
     if preview.is_empty() {
         preview = "(no text)".into();
     }
+    let unread = unread.get(&c.id).copied().unwrap_or(0);
     RowView {
+        labels: labels.remove(&c.id).unwrap_or_default(),
+        unread,
+        unread_shown: reads::shown(unread),
         id: c.id,
         contact: contact_name(c),
         channel,
@@ -144,7 +171,10 @@ fn row_view(row: InboxRow, accounts: &[Account]) -> RowView {
     }
 }
 
-async fn tenant_accounts(state: &AppState, tenant_id: Uuid) -> Result<Vec<Account>, PageError> {
+pub(super) async fn tenant_accounts(
+    state: &AppState,
+    tenant_id: Uuid,
+) -> Result<Vec<Account>, PageError> {
     let page = PageRequest::first(200);
     Ok(
         accounts::list(&state.db, tenant_id, &AccountFilter::default(), &page)
@@ -162,7 +192,13 @@ async fn rows(
     let filter = q.filter(acting.signed.user.id)?;
     let accounts = tenant_accounts(state, acting.ctx.tenant_id).await?;
     let found = conversations::inbox(&state.db, acting.ctx.tenant_id, &filter, PAGE_ROWS).await?;
-    Ok(found.into_iter().map(|r| row_view(r, &accounts)).collect())
+    let ids: Vec<Uuid> = found.iter().map(|r| r.conversation.id).collect();
+    let mut labels = labels::of_conversations(&state.db, acting.ctx.tenant_id, &ids).await?;
+    let unread = reads::unread(&state.db, acting.signed.user.id, &ids).await?;
+    Ok(found
+        .into_iter()
+        .map(|r| row_view(r, &accounts, &mut labels, &unread))
+        .collect())
 }
 
 #[derive(Template)]
@@ -171,9 +207,12 @@ struct InboxPage {
     layout: Layout,
     rows: Vec<RowView>,
     accounts: Vec<Account>,
+    /// The tenant's labels, for the label filter.
+    labels: Vec<Label>,
     state: String,
     account_id: String,
     assigned: String,
+    label: String,
     query: String,
     /// The change mark the page was drawn at.
     mark: i64,
@@ -187,15 +226,18 @@ pub async fn inbox(
     let mark = inbox_mark(&state, acting.ctx.tenant_id).await;
     let rows = rows(&state, &acting, &q).await?;
     let accounts = tenant_accounts(&state, acting.ctx.tenant_id).await?;
+    let labels = labels::list(&state.db, acting.ctx.tenant_id).await?;
     Ok(render(&InboxPage {
         mark,
         layout: Layout::of(&acting, "Inbox", "inbox"),
         rows,
         accounts,
+        labels,
         query: q.query_string(),
         state: q.state,
         account_id: q.account_id,
         assigned: q.assigned,
+        label: q.label,
     }))
 }
 
@@ -367,6 +409,13 @@ pub struct NoteView {
 #[derive(Template)]
 #[template(path = "conversation.html")]
 struct ConversationPage {
+    /// The conversation's labels, and the tenant's (offered when adding).
+    labels: Vec<String>,
+    tenant_labels: Vec<Label>,
+    /// The tenant's canned replies (`canned.js` offers them on `/`), and
+    /// the message box's text (a canned reply chosen without script).
+    canned: Vec<CannedReply>,
+    draft: String,
     assignees: Vec<AssigneeChoice>,
     assignee: Option<String>,
     notes: Vec<NoteView>,
@@ -381,14 +430,53 @@ struct ConversationPage {
     mark: i64,
 }
 
+/// `?canned=<id>`: the canned reply to put in the message box.
+#[derive(Debug, Default, Deserialize)]
+pub struct ConversationQuery {
+    #[serde(default)]
+    canned: String,
+}
+
+/// Marks the conversation read by the signed-in user up to the latest of
+/// the messages shown. A failure only costs the mark.
+async fn mark_read(state: &AppState, acting: &Acting, id: Uuid, shown: &[MessageView]) {
+    let Some(last) = shown.last() else {
+        return;
+    };
+    if let Err(e) = reads::mark(
+        &state.db,
+        acting.ctx.tenant_id,
+        acting.signed.user.id,
+        id,
+        last.id,
+    )
+    .await
+    {
+        tracing::warn!(error = %e, conversation = %id, "a read mark was not stored");
+    }
+}
+
 pub async fn conversation(
     State(state): State<AppState>,
     acting: Acting,
     Path(id): Path<Uuid>,
+    Query(q): Query<ConversationQuery>,
 ) -> PageResult {
     let conversation = find(&state, &acting, id).await?;
     let mark = conversation_mark(&state, id).await;
     let messages = shown_messages(&state, &acting, id).await?;
+    mark_read(&state, &acting, id, &messages).await;
+    let labels = labels::of_conversation(&state.db, acting.ctx.tenant_id, id).await?;
+    let tenant_labels = labels::list(&state.db, acting.ctx.tenant_id).await?;
+    let canned = canned_replies::list(&state.db, acting.ctx.tenant_id).await?;
+    let draft = match q.canned.as_str() {
+        "" => String::new(),
+        chosen => canned
+            .iter()
+            .find(|r| r.id.to_string() == chosen)
+            .map(|r| r.text.clone())
+            .ok_or_else(|| ApiError::not_found("canned reply"))?,
+    };
     let channel = accounts::get(&state.db, acting.ctx.tenant_id, conversation.account_id)
         .await?
         .map(|a| format!("{} ({})", a.name, a.kind.as_str()))
@@ -424,6 +512,10 @@ pub async fn conversation(
         })
         .collect();
     Ok(render(&ConversationPage {
+        labels,
+        tenant_labels,
+        canned,
+        draft,
         assignees,
         assignee,
         notes,
@@ -452,6 +544,8 @@ pub async fn conversation_messages(
 ) -> PageResult {
     find(&state, &acting, id).await?;
     let messages = shown_messages(&state, &acting, id).await?;
+    // The page is open: what it now shows is read.
+    mark_read(&state, &acting, id, &messages).await;
     Ok(render(&MessagesFragment { messages }))
 }
 
@@ -583,4 +677,50 @@ pub async fn reset(
 ) -> PageResult {
     let _ = api::conversations::reset_conversation(State(state), acting.ctx, Path(id)).await?;
     Ok(Redirect::to(&format!("/conversations/{id}")).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct LabelForm {
+    label: String,
+}
+
+/// The conversation's labels changed by `change`, through the API's handler.
+async fn change_labels(
+    state: AppState,
+    acting: Acting,
+    id: Uuid,
+    change: impl FnOnce(&mut Vec<String>),
+) -> PageResult {
+    let conversation = find(&state, &acting, id).await?;
+    let mut set = labels::of_conversation(&state.db, acting.ctx.tenant_id, conversation.id).await?;
+    change(&mut set);
+    let request = api::conversations::LabelSet { labels: set };
+    let _ = api::conversations::set_labels(State(state), acting.ctx, Path(id), ApiJson(request))
+        .await?;
+    Ok(Redirect::to(&format!("/conversations/{id}#labels")).into_response())
+}
+
+/// Adds a label (a new name creates it).
+pub async fn add_label(
+    State(state): State<AppState>,
+    acting: Acting,
+    Path(id): Path<Uuid>,
+    Form(form): Form<LabelForm>,
+) -> PageResult {
+    let name = labels::check_name("label", &form.label)?;
+    change_labels(state, acting, id, move |set| set.push(name)).await
+}
+
+/// Takes a label off (case aside).
+pub async fn remove_label(
+    State(state): State<AppState>,
+    acting: Acting,
+    Path(id): Path<Uuid>,
+    Form(form): Form<LabelForm>,
+) -> PageResult {
+    let name = form.label.trim().to_lowercase();
+    change_labels(state, acting, id, move |set| {
+        set.retain(|l| l.to_lowercase() != name)
+    })
+    .await
 }

@@ -6,7 +6,9 @@
 mod ai;
 mod assets;
 mod bots;
+mod canned;
 mod channels;
+mod chart;
 mod inbox;
 mod jobs;
 mod operations;
@@ -14,6 +16,7 @@ mod page;
 mod session;
 mod sign_in;
 mod team;
+mod usage;
 
 use axum::Router;
 use axum::http::{HeaderValue, header};
@@ -58,6 +61,17 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/conversations/{id}/reset", post(inbox::reset))
         .route("/conversations/{id}/assign", post(inbox::assign))
         .route("/conversations/{id}/notes", post(inbox::add_note))
+        .route("/conversations/{id}/labels", post(inbox::add_label))
+        .route(
+            "/conversations/{id}/labels/remove",
+            post(inbox::remove_label),
+        )
+        .route(
+            "/canned-replies",
+            get(canned::canned_replies).post(canned::create),
+        )
+        .route("/canned-replies/{id}", post(canned::update))
+        .route("/canned-replies/{id}/delete", post(canned::delete))
         .route("/bots", get(bots::bots))
         .route("/bots/{id}/rules", get(bots::rules).post(bots::create_rule))
         .route("/bots/{id}/rules/{rule}", post(bots::update_rule))
@@ -70,6 +84,7 @@ pub fn router(state: AppState) -> Router<AppState> {
             get(channels::channels).post(channels::create_channel),
         )
         .route("/channels/new", get(channels::new_channel))
+        .route("/usage", get(usage::usage))
         .route("/ai", get(ai::ai))
         .route("/ai/credentials", post(ai::create_credential))
         .route("/ai/credentials/{id}/test", post(ai::test_credential))

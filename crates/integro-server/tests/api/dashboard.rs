@@ -33,14 +33,14 @@ db_tests!(
 const SEND_PATH: &str = "/2010-04-01/Accounts/AC123/Messages.json";
 
 /// A browser: no redirects followed, the session cookie kept by hand.
-struct Browser<'a> {
+pub(crate) struct Browser<'a> {
     app: &'a TestApp,
     client: Client,
     cookie: Option<String>,
 }
 
 impl<'a> Browser<'a> {
-    fn new(app: &'a TestApp) -> Browser<'a> {
+    pub(crate) fn new(app: &'a TestApp) -> Browser<'a> {
         Browser {
             app,
             client: Client::builder().redirect(Policy::none()).build().unwrap(),
@@ -48,7 +48,7 @@ impl<'a> Browser<'a> {
         }
     }
 
-    async fn get(&self, path: &str) -> reqwest::Response {
+    pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
         let mut req = self.client.get(self.app.url(path));
         if let Some(c) = &self.cookie {
             req = req.header(COOKIE, c);
@@ -57,7 +57,7 @@ impl<'a> Browser<'a> {
     }
 
     /// A form posted from one of the dashboard's pages.
-    async fn post(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+    pub(crate) async fn post(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
         let mut req = self
             .client
             .post(self.app.url(path))
@@ -69,7 +69,7 @@ impl<'a> Browser<'a> {
         req.send().await.unwrap()
     }
 
-    async fn sign_in(&mut self, email: &str, password: &str) {
+    pub(crate) async fn sign_in(&mut self, email: &str, password: &str) {
         let res = self
             .post(
                 "/login",
@@ -91,7 +91,7 @@ impl<'a> Browser<'a> {
     }
 
     /// A page's text, which must answer 200.
-    async fn page(&self, path: &str) -> String {
+    pub(crate) async fn page(&self, path: &str) -> String {
         let res = self.get(path).await;
         assert_eq!(res.status(), StatusCode::OK, "GET {path}");
         res.text().await.unwrap()
@@ -99,7 +99,7 @@ impl<'a> Browser<'a> {
 }
 
 /// The id of the tenant called `name`.
-async fn tenant_named(app: &TestApp, name: &str) -> String {
+pub(crate) async fn tenant_named(app: &TestApp, name: &str) -> String {
     let operator = app.operator_token().await;
     let tenants: Value = app
         .get("/api/v1/tenants", &operator)
@@ -119,7 +119,7 @@ async fn tenant_named(app: &TestApp, name: &str) -> String {
 }
 
 /// The CSRF token a page's forms carry.
-fn csrf(page: &str) -> String {
+pub(crate) fn csrf(page: &str) -> String {
     let at = page
         .find("name=\"_csrf\" value=\"")
         .expect("a form with a token")
@@ -127,7 +127,7 @@ fn csrf(page: &str) -> String {
     page[at..].split('"').next().unwrap().to_string()
 }
 
-async fn first_conversation(t: &Loop) -> String {
+pub(crate) async fn first_conversation(t: &Loop) -> String {
     wait_until(Duration::from_secs(10), || async {
         let page = t.get("/api/v1/conversations").await;
         !page["items"].as_array().unwrap().is_empty()

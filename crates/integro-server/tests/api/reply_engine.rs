@@ -189,6 +189,8 @@ async fn a_rule_answers_and_the_llm_answers_the_rest_with_persona_and_history(ki
     assert_eq!(usage["total_input_tokens"], 52);
     assert_eq!(usage["total_output_tokens"], 7);
     assert_eq!(usage["days"][0]["bot_id"], t.bot_id.as_str());
+    assert_eq!(usage["days"][0]["failed_requests"], 0);
+    assert!(usage["days"][0]["latency_ms"].as_i64().unwrap() >= 0);
 }
 
 async fn a_handed_off_conversation_gets_no_bot_reply(kind: DbKind) {
@@ -455,6 +457,10 @@ async fn the_fallback_profile_answers_while_the_primary_is_overloaded(kind: DbKi
         5 * 3,
         "5 calls of 3 attempts, then the circuit is open"
     );
+    // Usage counts each turn's answer and the primary it went past.
+    let usage = t.get("/api/v1/usage").await;
+    assert_eq!(usage["days"][0]["requests"], 7);
+    assert_eq!(usage["days"][0]["failed_requests"], 7);
     let body: Value = serde_json::from_slice(&calls[0].body).unwrap();
     assert_eq!(calls[0].headers["x-api-key"], "sk-ant-1");
     assert_eq!(calls[0].headers["anthropic-version"], "2023-06-01");
