@@ -14,7 +14,9 @@ Scenarios, each able to fail on its own:
   5. a dead job: a permanent send error, "Not delivered", Retry from /jobs;
   6. the session list; 7. an unknown conversation shows the HTML error page;
   8. the tenant picker (two tenants) and the header's tenant switch;
-  9. accessibility: axe on every page visited.
+  9. accessibility: axe on every page visited;
+  13. a canned reply added, then picked by typing "/" in Message (keyboard),
+      and sent; a label added to the conversation.
 With --screenshots DIR, full-page PNGs of login, inbox, conversation, rules
 and jobs go to DIR (from the first database's run), at 1280x800.
 
@@ -514,6 +516,49 @@ class Run:
         expect(page.get_by_role("button", name="Hand off")).to_be_visible()
         expect(page.locator("#state")).to_have_text("bot")
 
+    def s13_canned_reply_and_label(self) -> None:
+        """Add a canned reply; in Ann's conversation type "/" in Message,
+        pick it with the keyboard, send it; label the conversation."""
+        page, base = self.page, self.server.base
+        page.get_by_role("navigation", name="Main").get_by_role("link", name="Canned replies").click()
+        expect(page).to_have_url(base + "/canned-replies")
+        text = f"We deliver to Lisbon within two days. ({self.nonce})"
+        page.locator("#new-shortcut").fill("lisbon")
+        page.locator("#new-text").fill(text)
+        submit(page, page.get_by_role("button", name="Add canned reply"), "a canned reply")
+        expect(page.get_by_role("button", name="Delete /lisbon")).to_be_visible()
+        self.audit(page, "canned replies")
+
+        page.goto(f"{base}/conversations/{self.ids['ann_conversation']}")
+        box = page.get_by_label("Message", exact=True)
+        box.fill("")
+        box.press_sequentially("/lis")
+        options = page.get_by_role("listbox", name="Canned replies")
+        expect(options).to_be_visible()
+        option = options.get_by_role("option", name=re.compile("/lisbon"))
+        expect(option).to_have_attribute("aria-selected", "true")
+        check(
+            box.get_attribute("aria-activedescendant") == option.get_attribute("id"),
+            "the message box names the highlighted reply (aria-activedescendant)",
+        )
+        self.audit(page, "conversation (canned replies offered)")
+        box.press("Escape")
+        expect(options).to_be_hidden()
+        box.fill("")
+        box.press_sequentially("/lis")
+        expect(option).to_be_visible()
+        box.press("Enter")
+        expect(options).to_be_hidden()
+        expect(box).to_have_value(text)
+        sends_before = len(self.mock.sends())
+        submit(page, page.get_by_role("button", name="Send"), "Send (a canned reply)")
+        self.mock.wait_for_send(lambda r: r.form.get("Body") == text, since=sends_before)
+
+        page.get_by_label("Add a label").fill("Lisbon")
+        submit(page, page.get_by_role("button", name="Add label"), "a label")
+        expect(page.get_by_role("button", name="Remove label Lisbon")).to_be_visible()
+        self.audit(page, "conversation (labelled)")
+
     def s4_rules(self) -> None:
         page, base = self.page, self.server.base
         bot, rule = self.ids["bot"], self.ids["rule"]
@@ -795,6 +840,7 @@ class Run:
             rest = [
                 ("2 a webhook appears in the open inbox without a reload", self.s2_inbox_live),
                 ("3 conversation: hand off, send by hand, resume", self.s3_conversation),
+                ("13 canned reply picked with / in Message and sent; a label added", self.s13_canned_reply_and_label),
                 ("4 rules: edit a reply, dry run answers with it", self.s4_rules),
                 ("5 dead job: permanent send error, retried from /jobs", self.s5_dead_job),
                 ("6 sessions list", self.s6_sessions),

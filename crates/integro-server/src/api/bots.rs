@@ -136,7 +136,7 @@ async fn get_bot(
 #[utoipa::path(patch, path = "/api/v1/bots/{id}", tag = "bots", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Bot id")), request_body = UpdateBot,
     responses((status = 200, body = Bot), (status = 404, body = Problem), (status = 422, body = Problem)))]
-async fn update_bot(
+pub(crate) async fn update_bot(
     State(state): State<AppState>,
     ctx: TenantCtx,
     Path(id): Path<Uuid>,
@@ -207,7 +207,7 @@ async fn get_persona(
 #[utoipa::path(put, path = "/api/v1/bots/{id}/persona", tag = "bots", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Bot id")), request_body = Persona,
     responses((status = 200, body = Persona), (status = 404, body = Problem), (status = 422, body = Problem)))]
-async fn put_persona(
+pub(crate) async fn put_persona(
     State(state): State<AppState>,
     ctx: TenantCtx,
     Path(id): Path<Uuid>,

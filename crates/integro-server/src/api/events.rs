@@ -30,7 +30,7 @@ pub struct EventParams {
 /// Engine events, newest first.
 #[utoipa::path(get, path = "/api/v1/events", tag = "ai", security(("bearer" = [])),
     params(EventParams), responses((status = 200, body = Page<EngineEvent>)))]
-async fn list_events(
+pub(crate) async fn list_events(
     State(state): State<AppState>,
     ctx: TenantCtx,
     Query(p): Query<EventParams>,

@@ -124,7 +124,11 @@ struct TryResult {
 /// Rules drawn as forms on one page; a bot may hold far more (export them).
 const SHOWN_RULES: usize = 200;
 
-async fn find_bot(state: &AppState, acting: &Acting, id: Uuid) -> Result<Bot, PageError> {
+pub(super) async fn find_bot(
+    state: &AppState,
+    acting: &Acting,
+    id: Uuid,
+) -> Result<Bot, PageError> {
     acting.ctx.require(Permission::Read)?;
     bots::get(&state.db, acting.ctx.tenant_id, id)
         .await?

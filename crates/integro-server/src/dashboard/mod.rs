@@ -5,6 +5,7 @@
 
 mod ai;
 mod assets;
+mod bot_settings;
 mod bots;
 mod canned;
 mod channels;
@@ -73,6 +74,11 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/canned-replies/{id}", post(canned::update))
         .route("/canned-replies/{id}/delete", post(canned::delete))
         .route("/bots", get(bots::bots))
+        .route(
+            "/bots/{id}",
+            get(bot_settings::bot_page).post(bot_settings::update_bot),
+        )
+        .route("/bots/{id}/persona", post(bot_settings::update_persona))
         .route("/bots/{id}/rules", get(bots::rules).post(bots::create_rule))
         .route("/bots/{id}/rules/{rule}", post(bots::update_rule))
         .route("/bots/{id}/rules/{rule}/delete", post(bots::delete_rule))
@@ -102,6 +108,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/team/api-keys/{id}/revoke", post(team::revoke_key))
         .route("/invitation", get(team::invitation_form).post(team::join))
         .route("/operations/webhooks", get(operations::webhooks))
+        .route("/operations/events", get(operations::events))
         .route("/operations/audit", get(operations::audit))
         .route("/jobs", get(jobs::jobs))
         .route("/jobs/{id}/retry", post(jobs::retry))

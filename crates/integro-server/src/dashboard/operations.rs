@@ -1,6 +1,6 @@
 //! Operations: the webhook log (every request the providers sent, accepted
-//! or refused, with its headers as stored, redacted, and its body) and the
-//! audit log, through the API's handlers.
+//! or refused, with its headers as stored, redacted, and its body), the
+//! engine's events and the audit log, through the API's handlers.
 
 use askama::Template;
 use axum::extract::{Query, State};
@@ -149,5 +149,72 @@ pub async fn audit(State(state): State<AppState>, acting: Acting) -> PageResult 
     Ok(render(&AuditPage {
         layout: Layout::of(&acting, "Audit log", "operations"),
         entries,
+    }))
+}
+
+pub struct EventView {
+    pub when: String,
+    pub kind: String,
+    pub detail: String,
+    pub alerted: bool,
+    pub conversation: Option<Uuid>,
+}
+
+#[derive(Template)]
+#[template(path = "events.html")]
+struct EventsPage {
+    layout: Layout,
+    entries: Vec<EventView>,
+    kind: String,
+    kinds: [&'static str; 5],
+}
+
+#[derive(Deserialize)]
+pub struct EventsQuery {
+    #[serde(default)]
+    kind: String,
+}
+
+/// What the engine did that an operator should know about, newest first.
+pub async fn events(
+    State(state): State<AppState>,
+    acting: Acting,
+    Query(q): Query<EventsQuery>,
+) -> PageResult {
+    let kinds = [
+        "budget_exhausted",
+        "ai_failed",
+        "ai_auth_failed",
+        "sends_failing",
+        "alert_failed",
+    ];
+    let kind = kinds.iter().find(|k| **k == q.kind).map(|k| k.to_string());
+    let page = api::events::list_events(
+        State(state),
+        acting.ctx.clone(),
+        Query(api::events::EventParams {
+            limit: Some(SHOWN),
+            cursor: None,
+            kind: kind.clone(),
+        }),
+    )
+    .await?
+    .0;
+    let entries = page
+        .items
+        .into_iter()
+        .map(|e| EventView {
+            when: when(e.created_at),
+            kind: e.kind,
+            detail: e.detail,
+            alerted: e.alerted,
+            conversation: e.conversation_id,
+        })
+        .collect();
+    Ok(render(&EventsPage {
+        layout: Layout::of(&acting, "Events", "operations"),
+        entries,
+        kind: kind.unwrap_or_default(),
+        kinds,
     }))
 }
