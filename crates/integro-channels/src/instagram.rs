@@ -158,6 +158,36 @@ pub async fn send(
     meta::send_json(client, url, token, &request_body(msg), "/message_id").await
 }
 
+/// Checks the credentials by reading the token's own account
+/// (`GET /me?fields=user_id,username`), which must be `ig_user_id`.
+pub async fn check(
+    client: &reqwest::Client,
+    urls: &ProviderUrls,
+    creds: &Credentials,
+) -> Result<String, SendError> {
+    let ig_user_id = creds.require("ig_user_id")?;
+    let token = creds.require("access_token")?;
+    let url = format!(
+        "{}/{}/me?fields=user_id,username",
+        urls.instagram.trim_end_matches('/'),
+        urls.graph_version
+    );
+    let v = meta::get_json(client, url, token).await?;
+    let id = match &v["user_id"] {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => String::new(),
+    };
+    let username = v["username"].as_str().unwrap_or("?");
+    if id != ig_user_id {
+        return Err(SendError::permanent(
+            Some("other_account".into()),
+            format!("the access token is @{username}'s (user {id}), not user {ig_user_id}'s"),
+        ));
+    }
+    Ok(format!("Instagram account @{username}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

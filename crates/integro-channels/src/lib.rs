@@ -5,6 +5,7 @@
 //! [`InboundEvent`]: integro_core::InboundEvent
 //! [`OutboundMessage`]: integro_core::OutboundMessage
 
+pub mod check;
 pub mod credentials;
 pub mod http;
 pub mod instagram;

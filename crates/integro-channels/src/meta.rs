@@ -99,6 +99,25 @@ pub async fn send_json(
 const RETRYABLE_CODES: &[i64] = &[1, 2, 4, 17, 32, 613, 80007, 130429, 131000, 131056, 133004];
 
 /// Reads a Graph API error answer (`{"error": {"code": …, "message": …}}`).
+/// Reads `url` with the account's token (a Graph API identity check): the
+/// answer's JSON.
+pub async fn get_json(
+    client: &reqwest::Client,
+    url: String,
+    token: &str,
+) -> Result<serde_json::Value, SendError> {
+    let http::Answer {
+        status,
+        headers,
+        body: text,
+    } = http::call(client.get(url).bearer_auth(token)).await?;
+    if !status.is_success() {
+        return Err(graph_error(status, &headers, &text));
+    }
+    serde_json::from_str(&text)
+        .map_err(|e| SendError::retryable(None, format!("unreadable answer: {e}")))
+}
+
 pub fn graph_error(status: StatusCode, headers: &HeaderMap, body: &str) -> SendError {
     let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
     let error = &v["error"];

@@ -258,7 +258,16 @@ pub async fn send(
             .map(String::from)
             .ok_or_else(|| SendError::retryable(None, "Twilio's answer has no sid"));
     }
-    let err: Option<TwilioError> = serde_json::from_str(&body).ok();
+    Err(twilio_error(status, &headers, &body))
+}
+
+/// A failed answer: Twilio's error code and message.
+fn twilio_error(
+    status: reqwest::StatusCode,
+    headers: &reqwest::header::HeaderMap,
+    body: &str,
+) -> SendError {
+    let err: Option<TwilioError> = serde_json::from_str(body).ok();
     let code = err.as_ref().and_then(|e| e.code.as_ref()).map(|c| match c {
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
@@ -266,7 +275,40 @@ pub async fn send(
     let message = err
         .and_then(|e| e.message)
         .unwrap_or_else(|| body.chars().take(300).collect());
-    Err(http::classify(status, &headers, code, message))
+    http::classify(status, headers, code, message)
+}
+
+/// Checks the credentials by reading the account (`GET
+/// /2010-04-01/Accounts/{sid}.json`); says which account and its status.
+pub async fn check(
+    client: &reqwest::Client,
+    api_base: &str,
+    creds: &Credentials,
+) -> Result<String, SendError> {
+    let account_sid = creds.require("account_sid")?;
+    let auth_token = creds.require("auth_token")?;
+    let url = format!(
+        "{}/2010-04-01/Accounts/{account_sid}.json",
+        api_base.trim_end_matches('/')
+    );
+    let http::Answer {
+        status,
+        headers,
+        body,
+    } = http::call(client.get(url).basic_auth(account_sid, Some(auth_token))).await?;
+    if !status.is_success() {
+        return Err(twilio_error(status, &headers, &body));
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    let name = v["friendly_name"].as_str().unwrap_or(account_sid);
+    let state = v["status"].as_str().unwrap_or("unknown");
+    if state != "active" {
+        return Err(SendError::permanent(
+            Some(state.to_string()),
+            format!("the Twilio account {name} is {state}, not active"),
+        ));
+    }
+    Ok(format!("Twilio account {name} is active"))
 }
 
 /// The Messages resource of the account: where sends go and are listed.

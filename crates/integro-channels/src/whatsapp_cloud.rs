@@ -196,6 +196,30 @@ pub async fn send(
     .await
 }
 
+/// Checks the credentials by reading the phone number
+/// (`GET /{phone-number-id}?fields=display_phone_number,verified_name`).
+pub async fn check(
+    client: &reqwest::Client,
+    urls: &ProviderUrls,
+    creds: &Credentials,
+) -> Result<String, SendError> {
+    let phone_number_id = creds.require("phone_number_id")?;
+    let token = creds.require("access_token")?;
+    let url = format!(
+        "{}/{}/{phone_number_id}?fields=display_phone_number,verified_name",
+        urls.graph.trim_end_matches('/'),
+        urls.graph_version
+    );
+    let v = meta::get_json(client, url, token).await?;
+    let number = v["display_phone_number"]
+        .as_str()
+        .unwrap_or(phone_number_id);
+    Ok(match v["verified_name"].as_str() {
+        Some(name) => format!("WhatsApp number {number} ({name})"),
+        None => format!("WhatsApp number {number}"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -358,6 +358,56 @@ pub async fn send(
         .ok_or_else(|| SendError::retryable(None, "the answer has no data.dm_event_id"))
 }
 
+/// Checks the credentials by reading the token's own user
+/// (`GET /2/users/me`), which must be `user_id`.
+pub async fn check(
+    client: &reqwest::Client,
+    urls: &ProviderUrls,
+    creds: &Credentials,
+) -> Result<String, SendError> {
+    let user_id = creds.require("user_id")?;
+    let url = format!("{}/2/users/me", urls.x.trim_end_matches('/'));
+    let timestamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+        .to_string();
+    let authorization = oauth1_header(
+        "GET",
+        &url,
+        &[],
+        creds.require("consumer_key")?,
+        creds.require("consumer_secret")?,
+        creds.require("access_token")?,
+        creds.require("access_token_secret")?,
+        &nonce(),
+        &timestamp,
+    );
+    let http::Answer {
+        status,
+        headers,
+        body,
+    } = http::call(
+        client
+            .get(url)
+            .header(reqwest::header::AUTHORIZATION, authorization),
+    )
+    .await?;
+    if !status.is_success() {
+        return Err(x_error(status, &headers, &body));
+    }
+    let v: Value = serde_json::from_str(&body).unwrap_or_default();
+    let id = v["data"]["id"].as_str().unwrap_or_default();
+    let username = v["data"]["username"].as_str().unwrap_or("?");
+    if id != user_id {
+        return Err(SendError::permanent(
+            Some("other_account".into()),
+            format!("the access token is @{username}'s (user {id}), not user {user_id}'s"),
+        ));
+    }
+    Ok(format!("X account @{username}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

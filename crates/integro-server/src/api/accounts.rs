@@ -26,6 +26,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_account, list_accounts))
         .routes(routes!(get_account, update_account, delete_account))
+        .routes(routes!(test_account))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -311,4 +312,56 @@ async fn delete_account(
     tx.commit().await?;
     state.accounts.forget(account.id);
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// What a connection test found.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AccountTest {
+    pub ok: bool,
+    /// In plain words: whom the provider says the credentials are, or why
+    /// it refused them.
+    pub message: String,
+    /// The provider's error code, when it gave one.
+    pub code: Option<String>,
+    /// A failure that may pass by itself (a timeout, the provider busy).
+    pub retryable: bool,
+}
+
+/// Test a channel account's credentials: ask the provider whom they belong
+/// to (Twilio: the account; WhatsApp Cloud: the phone number; Instagram and
+/// X: the token's own user, which must be the account's). Sends nothing.
+#[utoipa::path(post, path = "/api/v1/accounts/{id}/test", tag = "accounts", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Account id")),
+    responses((status = 200, body = AccountTest), (status = 404, body = Problem)))]
+pub(crate) async fn test_account(
+    State(state): State<AppState>,
+    ctx: TenantCtx,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<AccountTest>> {
+    ctx.require(Permission::Manage)?;
+    let account = find(&state, &ctx, id).await?;
+    let creds = accounts::credentials(&state.db, &state.keyring, &account).await?;
+    let client = integro_channels::http::client(std::time::Duration::from_secs(15));
+    let urls = state.config.provider_urls();
+    let found = integro_channels::check::account(
+        &client,
+        &urls,
+        account.kind,
+        &integro_channels::Credentials(creds),
+    )
+    .await;
+    Ok(Json(match found {
+        Ok(message) => AccountTest {
+            ok: true,
+            message,
+            code: None,
+            retryable: false,
+        },
+        Err(e) => AccountTest {
+            ok: false,
+            message: e.message,
+            code: e.code,
+            retryable: e.retryable,
+        },
+    }))
 }

@@ -1,12 +1,12 @@
 //! Channel accounts: each with the URLs to paste at its provider, the guide
-//! to follow and its recent webhooks; adding one with the fields of its
-//! kind. Listing and creating are the API's handlers (validation, sealing
+//! to follow, its recent webhooks and a connection test; adding one with
+//! the fields of its kind. Listing and creating are the API's handlers (validation, sealing
 //! the secrets, audit).
 
 use std::collections::BTreeMap;
 
 use askama::Template;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect};
 use integro_channels::credentials::credential_fields;
 use integro_core::{ChannelKind, Permission};
@@ -40,6 +40,8 @@ pub struct AccountRow {
     pub active: bool,
     pub urls: Vec<(String, String)>,
     pub guide: &'static str,
+    /// The connection test just run on this account.
+    pub tested: Option<api::accounts::AccountTest>,
 }
 
 #[derive(Template)]
@@ -54,6 +56,27 @@ struct ChannelsPage {
 }
 
 pub async fn channels(State(state): State<AppState>, acting: Acting) -> PageResult {
+    channels_page(&state, &acting, None).await
+}
+
+/// Tests an account's credentials with its provider and shows the page with
+/// what the provider said beside the account.
+pub async fn test_channel(
+    State(state): State<AppState>,
+    acting: Acting,
+    Path(id): Path<Uuid>,
+) -> PageResult {
+    let tested = api::accounts::test_account(State(state.clone()), acting.ctx.clone(), Path(id))
+        .await?
+        .0;
+    channels_page(&state, &acting, Some((id, tested))).await
+}
+
+async fn channels_page(
+    state: &AppState,
+    acting: &Acting,
+    mut tested: Option<(Uuid, api::accounts::AccountTest)>,
+) -> PageResult {
     let params = AccountParams {
         limit: Some(200),
         cursor: None,
@@ -65,7 +88,7 @@ pub async fn channels(State(state): State<AppState>, acting: Acting) -> PageResu
             .await?
             .0
             .items;
-    let bots = super::bots::tenant_bots(&state, acting.ctx.tenant_id).await?;
+    let bots = super::bots::tenant_bots(state, acting.ctx.tenant_id).await?;
     let mut warnings: Vec<String> = views.iter().flat_map(|v| v.warnings.clone()).collect();
     warnings.dedup();
     let accounts = views
@@ -82,10 +105,13 @@ pub async fn channels(State(state): State<AppState>, acting: Acting) -> PageResu
             active: v.account.active,
             urls: v.webhook_urls.into_iter().collect(),
             guide: guide(v.account.kind),
+            tested: tested
+                .take_if(|(id, _)| *id == v.account.id)
+                .map(|(_, t)| t),
         })
         .collect();
     Ok(render(&ChannelsPage {
-        layout: Layout::of(&acting, "Channels", "channels"),
+        layout: Layout::of(acting, "Channels", "channels"),
         accounts,
         warnings,
         kinds: ChannelKind::ALL

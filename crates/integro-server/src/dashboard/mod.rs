@@ -90,6 +90,7 @@ pub fn router(state: AppState) -> Router<AppState> {
             get(channels::channels).post(channels::create_channel),
         )
         .route("/channels/new", get(channels::new_channel))
+        .route("/channels/{id}/test", post(channels::test_channel))
         .route("/usage", get(usage::usage))
         .route("/ai", get(ai::ai))
         .route("/ai/credentials", post(ai::create_credential))
