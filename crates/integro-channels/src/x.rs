@@ -78,11 +78,16 @@ fn text_of(v: &Value) -> Option<String> {
     v.as_str().map(String::from)
 }
 
-/// The events of a webhook for the account `user_id`. Payloads for other
-/// subscribed accounts, and what the account itself sent, are skipped.
+/// The events of a webhook for the account `user_id`, from the X Activity
+/// API (`{"data":{"event_type":…,"payload":…}}`) or the Account Activity
+/// API (`{"for_user_id":…}`, ending on 1 January 2027). Payloads for other
+/// accounts, and what the account itself sent, are skipped.
 pub fn parse(body: &[u8], user_id: &str) -> Result<Vec<InboundEvent>, ParseError> {
     let v: Value =
         serde_json::from_slice(body).map_err(|e| ParseError::new(format!("not JSON: {e}")))?;
+    if v["data"]["event_type"].is_string() {
+        return parse_activity(&v["data"], user_id);
+    }
     let for_user_id = v["for_user_id"]
         .as_str()
         .ok_or_else(|| ParseError::new("`for_user_id` is missing"))?;
@@ -95,34 +100,7 @@ pub fn parse(body: &[u8], user_id: &str) -> Result<Vec<InboundEvent>, ParseError
     let blocked =
         |v: &Value| v == true || v.as_str().is_some_and(|s| s.eq_ignore_ascii_case("true"));
     let author_blocked = blocked(&v["user_has_blocked"]);
-    let mut events = Vec::new();
-    for e in v["direct_message_events"].as_array().into_iter().flatten() {
-        if e["type"] != "message_create" {
-            continue;
-        }
-        let id = e["id"]
-            .as_str()
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| ParseError::new("a direct message has no id"))?;
-        let create = &e["message_create"];
-        let sender = create["sender_id"]
-            .as_str()
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| ParseError::new("a direct message has no sender_id"))?;
-        if own(sender) {
-            continue;
-        }
-        events.push(InboundEvent::Message(InboundMessage {
-            provider_message_id: id.to_string(),
-            from: sender.to_string(),
-            from_name: text_of(&v["users"][sender]["name"]),
-            phone_e164: None,
-            kind: "text".into(),
-            text: text_of(&create["message_data"]["text"]),
-            media: Vec::new(),
-            reply_to: None,
-        }));
-    }
+    let mut events = direct_messages(&v, user_id, |sender| text_of(&v["users"][sender]["name"]))?;
     for t in v["tweet_create_events"].as_array().into_iter().flatten() {
         let id = t["id_str"]
             .as_str()
@@ -154,6 +132,96 @@ pub fn parse(body: &[u8], user_id: &str) -> Result<Vec<InboundEvent>, ParseError
         }));
     }
     Ok(events)
+}
+
+/// The messages of a `direct_message_events` array (the same in both APIs'
+/// payloads); `name_of` finds a sender's display name.
+fn direct_messages(
+    v: &Value,
+    user_id: &str,
+    name_of: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<InboundEvent>, ParseError> {
+    let mut events = Vec::new();
+    for e in v["direct_message_events"].as_array().into_iter().flatten() {
+        if e["type"] != "message_create" {
+            continue;
+        }
+        let id = e["id"]
+            .as_str()
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| ParseError::new("a direct message has no id"))?;
+        let create = &e["message_create"];
+        let sender = create["sender_id"]
+            .as_str()
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| ParseError::new("a direct message has no sender_id"))?;
+        if sender == user_id {
+            continue;
+        }
+        events.push(InboundEvent::Message(InboundMessage {
+            provider_message_id: id.to_string(),
+            from: sender.to_string(),
+            from_name: name_of(sender),
+            phone_e164: None,
+            kind: "text".into(),
+            text: text_of(&create["message_data"]["text"]),
+            media: Vec::new(),
+            reply_to: None,
+        }));
+    }
+    Ok(events)
+}
+
+/// An X Activity API event (`data` of the envelope). Direct messages come
+/// in `payload.direct_message_events`; a mention or a reply to one of the
+/// account's posts is a v2 Post in `payload`, answered as a reply post.
+fn parse_activity(data: &Value, user_id: &str) -> Result<Vec<InboundEvent>, ParseError> {
+    if data["filter"]["user_id"].as_str() != Some(user_id) {
+        return Ok(Vec::new());
+    }
+    let payload = &data["payload"];
+    match data["event_type"].as_str().unwrap_or_default() {
+        "dm.received" => direct_messages(payload, user_id, |sender| {
+            text_of(&payload["users"][sender]["data"]["name"])
+        }),
+        event @ ("post.mention.create" | "post.reply.create") => {
+            let id = payload["id"]
+                .as_str()
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| ParseError::new("a post has no id"))?;
+            let author = payload["author_id"]
+                .as_str()
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| ParseError::new("a post has no author_id"))?;
+            if author == user_id {
+                return Ok(Vec::new());
+            }
+            let name = data["includes"]["users"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|u| u["id"] == author)
+                .and_then(|u| text_of(&u["name"]).or_else(|| text_of(&u["username"])));
+            Ok(vec![InboundEvent::Message(InboundMessage {
+                provider_message_id: id.to_string(),
+                from: author.to_string(),
+                from_name: name,
+                phone_e164: None,
+                kind: if event == "post.mention.create" {
+                    "mention"
+                } else {
+                    "reply"
+                }
+                .into(),
+                text: text_of(&payload["text"]),
+                media: Vec::new(),
+                reply_to: None,
+            })])
+        }
+        // What the account sent, a revoked authorization, and events it
+        // was not subscribed for here: nothing to answer.
+        _ => Ok(Vec::new()),
+    }
 }
 
 /// Everything but RFC 3986's unreserved characters, which OAuth 1.0a
@@ -241,22 +309,21 @@ fn nonce() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The DM body: X has no templates, and media would need an upload first, so
-/// a media URL is sent as a link after the text.
-fn dm_body(msg: &OutboundMessage) -> Result<Value, SendError> {
+/// The text to send: X has no templates, and media would need an upload
+/// first, so a media URL is sent as a link after the text.
+fn message_text(msg: &OutboundMessage) -> Result<String, SendError> {
     if msg.template.is_some() {
         return Err(SendError::permanent(None, "X has no message templates"));
     }
-    let text = match (
+    match (
         msg.text.as_deref().filter(|t| !t.is_empty()),
         &msg.media_url,
     ) {
-        (Some(text), Some(url)) => format!("{text}\n{url}"),
-        (Some(text), None) => text.to_string(),
-        (None, Some(url)) => url.clone(),
-        (None, None) => return Err(SendError::permanent(None, "an X direct message needs text")),
-    };
-    Ok(json!({ "text": text }))
+        (Some(text), Some(url)) => Ok(format!("{text}\n{url}")),
+        (Some(text), None) => Ok(text.to_string()),
+        (None, Some(url)) => Ok(url.clone()),
+        (None, None) => Err(SendError::permanent(None, "an X message needs text")),
+    }
 }
 
 /// Seconds until `x-rate-limit-reset` (a Unix time), when X sent it.
@@ -303,59 +370,136 @@ fn x_error(status: StatusCode, headers: &HeaderMap, body: &str) -> SendError {
     e
 }
 
-/// Sends `msg` as a direct message; returns the `dm_event_id`.
-pub async fn send(
+/// A user-context call signed with OAuth 1.0a (the query, if any, is in
+/// `url` and signed; a JSON body is not); the answer's JSON.
+async fn user_call(
     client: &reqwest::Client,
-    urls: &ProviderUrls,
+    method: reqwest::Method,
+    url: String,
     creds: &Credentials,
-    msg: &OutboundMessage,
-) -> Result<String, SendError> {
-    let consumer_key = creds.require("consumer_key")?;
-    let consumer_secret = creds.require("consumer_secret")?;
-    let token = creds.require("access_token")?;
-    let token_secret = creds.require("access_token_secret")?;
-    let body = dm_body(msg)?;
-    let url = format!(
-        "{}/2/dm_conversations/with/{}/messages",
-        urls.x.trim_end_matches('/'),
-        pct(&msg.to)
-    );
+    body: Option<&Value>,
+) -> Result<Value, SendError> {
     let timestamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs()
         .to_string();
     let authorization = oauth1_header(
-        "POST",
+        method.as_str(),
         &url,
         &[],
-        consumer_key,
-        consumer_secret,
-        token,
-        token_secret,
+        creds.require("consumer_key")?,
+        creds.require("consumer_secret")?,
+        creds.require("access_token")?,
+        creds.require("access_token_secret")?,
         &nonce(),
         &timestamp,
     );
+    let mut request = client
+        .request(method, url)
+        .header(reqwest::header::AUTHORIZATION, authorization);
+    if let Some(body) = body {
+        request = request.json(body);
+    }
     let http::Answer {
         status,
         headers,
         body,
-    } = http::call(
-        client
-            .post(url)
-            .header(reqwest::header::AUTHORIZATION, authorization)
-            .json(&body),
-    )
-    .await?;
+    } = http::call(request).await?;
     if !status.is_success() {
         return Err(x_error(status, &headers, &body));
     }
-    let v: Value = serde_json::from_str(&body)
-        .map_err(|e| SendError::retryable(None, format!("unreadable answer: {e}")))?;
-    v["data"]["dm_event_id"]
-        .as_str()
+    serde_json::from_str(&body)
+        .map_err(|e| SendError::retryable(None, format!("unreadable answer: {e}")))
+}
+
+fn api(urls: &ProviderUrls, path: &str) -> String {
+    format!("{}{path}", urls.x.trim_end_matches('/'))
+}
+
+/// Sends `msg`: as a reply post when it answers a post (`msg.reply_to`, a
+/// mention or a reply to the account, where X allows a reply because the
+/// author summoned the account), else as a direct message. Returns the
+/// post's id or the `dm_event_id`.
+pub async fn send(
+    client: &reqwest::Client,
+    urls: &ProviderUrls,
+    creds: &Credentials,
+    msg: &OutboundMessage,
+) -> Result<String, SendError> {
+    let text = message_text(msg)?;
+    let (url, body, id) = match &msg.reply_to {
+        Some(post) => (
+            api(urls, "/2/tweets"),
+            json!({ "text": text, "reply": { "in_reply_to_tweet_id": post } }),
+            "/data/id",
+        ),
+        None => (
+            api(
+                urls,
+                &format!("/2/dm_conversations/with/{}/messages", pct(&msg.to)),
+            ),
+            json!({ "text": text }),
+            "/data/dm_event_id",
+        ),
+    };
+    let v = user_call(client, reqwest::Method::POST, url, creds, Some(&body)).await?;
+    v.pointer(id)
+        .and_then(Value::as_str)
         .map(String::from)
-        .ok_or_else(|| SendError::retryable(None, "the answer has no data.dm_event_id"))
+        .ok_or_else(|| SendError::retryable(None, format!("the answer has no {id}")))
+}
+
+/// Reply posts the account already made to `msg.reply_to` with `msg`'s text
+/// since `since` (Unix seconds), oldest first: a reply whose send outcome is
+/// unknown is looked for here before it is sent again, since X takes no
+/// idempotency key. Reads the account's own recent posts
+/// (`GET /2/users/{id}/tweets`, an owned read). Direct messages cannot be
+/// looked up this way: empty.
+pub async fn find_sent(
+    client: &reqwest::Client,
+    urls: &ProviderUrls,
+    creds: &Credentials,
+    msg: &OutboundMessage,
+    since: i64,
+) -> Result<Vec<String>, SendError> {
+    let (Some(post), Ok(text)) = (&msg.reply_to, message_text(msg)) else {
+        return Ok(Vec::new());
+    };
+    let user_id = creds.require("user_id")?;
+    let start = time::OffsetDateTime::from_unix_timestamp(since)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default();
+    let url = api(
+        urls,
+        &format!(
+            "/2/users/{}/tweets?max_results=100&tweet.fields=created_at,referenced_tweets&start_time={}",
+            pct(user_id),
+            pct(&start)
+        ),
+    );
+    let v = user_call(client, reqwest::Method::GET, url, creds, None).await?;
+    let mut found: Vec<String> = v["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["text"].as_str() == Some(text.as_str()))
+        .filter(|p| {
+            p["referenced_tweets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|r| r["type"] == "replied_to" && r["id"].as_str() == Some(post.as_str()))
+        })
+        .filter_map(|p| p["id"].as_str().map(String::from))
+        .collect();
+    // Newest first from X.
+    found.reverse();
+    Ok(found)
 }
 
 /// Checks the credentials by reading the token's own user
@@ -366,37 +510,14 @@ pub async fn check(
     creds: &Credentials,
 ) -> Result<String, SendError> {
     let user_id = creds.require("user_id")?;
-    let url = format!("{}/2/users/me", urls.x.trim_end_matches('/'));
-    let timestamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs()
-        .to_string();
-    let authorization = oauth1_header(
-        "GET",
-        &url,
-        &[],
-        creds.require("consumer_key")?,
-        creds.require("consumer_secret")?,
-        creds.require("access_token")?,
-        creds.require("access_token_secret")?,
-        &nonce(),
-        &timestamp,
-    );
-    let http::Answer {
-        status,
-        headers,
-        body,
-    } = http::call(
-        client
-            .get(url)
-            .header(reqwest::header::AUTHORIZATION, authorization),
+    let v = user_call(
+        client,
+        reqwest::Method::GET,
+        api(urls, "/2/users/me"),
+        creds,
+        None,
     )
     .await?;
-    if !status.is_success() {
-        return Err(x_error(status, &headers, &body));
-    }
-    let v: Value = serde_json::from_str(&body).unwrap_or_default();
     let id = v["data"]["id"].as_str().unwrap_or_default();
     let username = v["data"]["username"].as_str().unwrap_or("?");
     if id != user_id {
@@ -637,7 +758,7 @@ mod tests {
     }
 
     #[test]
-    fn dm_bodies_need_text() {
+    fn messages_need_text() {
         let msg = |text: Option<&str>, media_url: Option<&str>| OutboundMessage {
             to: "7".into(),
             text: text.map(String::from),
@@ -645,15 +766,85 @@ mod tests {
             template: None,
             reply_to: None,
         };
+        assert_eq!(message_text(&msg(Some("Hi!"), None)).unwrap(), "Hi!");
         assert_eq!(
-            dm_body(&msg(Some("Hi!"), None)).unwrap(),
-            json!({"text": "Hi!"})
+            message_text(&msg(Some("Look"), Some("https://e.x/a.png"))).unwrap(),
+            "Look\nhttps://e.x/a.png"
         );
-        assert_eq!(
-            dm_body(&msg(Some("Look"), Some("https://e.x/a.png"))).unwrap(),
-            json!({"text": "Look\nhttps://e.x/a.png"})
+        assert!(!message_text(&msg(None, None)).unwrap_err().retryable);
+    }
+
+    /// The X Activity API's envelopes, as docs.x.com gives them.
+    const XAA_DM: &str = r#"{"data":{"event_uuid":"-6850472171600526495","filter":{"user_id":"1111111111111111111"},"event_type":"dm.received","tag":"dm-inbound",
+ "payload":{"direct_message_events":[{"type":"message_create","id":"2080765901528535096","created_timestamp":"1784928224372",
+   "message_create":{"target":{"recipient_id":"1111111111111111111"},"sender_id":"2222222222222222222",
+    "message_data":{"text":"hello!","entities":{"hashtags":[],"symbols":[],"user_mentions":[],"urls":[]}}}}],
+  "users":{"2222222222222222222":{"data":{"id":"2222222222222222222","username":"OtherUser","name":"Other User"}}}}}}"#;
+    const XAA_MENTION: &str = r#"{"data":{"event_uuid":"2080765813578191303","filter":{"user_id":"1111111111111111111"},"event_type":"post.mention.create","tag":"mentions",
+ "payload":{"id":"2080765813578191303","text":"hey @ExampleUser","author_id":"2222222222222222222","conversation_id":"2080765813578191303",
+  "created_at":"2026-07-24T21:23:23.000Z","edit_history_tweet_ids":["2080765813578191303"],"reply_settings":"everyone","lang":"und",
+  "entities":{"mentions":[{"start":4,"end":16,"username":"ExampleUser","id":"1111111111111111111"}]},
+  "public_metrics":{"retweet_count":0,"reply_count":0,"like_count":0,"quote_count":0,"bookmark_count":0,"impression_count":0}},
+ "includes":{"users":[{"id":"2222222222222222222","username":"OtherUser"}],"tweets":[{"id":"2080765813578191303"}]}}}"#;
+
+    #[test]
+    fn activity_api_direct_messages_and_mentions_are_read() {
+        let dm = parse(XAA_DM.as_bytes(), "1111111111111111111").unwrap();
+        let [InboundEvent::Message(m)] = &dm[..] else {
+            panic!("{dm:?}")
+        };
+        assert_eq!(m.provider_message_id, "2080765901528535096");
+        assert_eq!(m.from, "2222222222222222222");
+        assert_eq!(m.from_name.as_deref(), Some("Other User"));
+        assert_eq!(m.kind, "text");
+        assert_eq!(m.text.as_deref(), Some("hello!"));
+
+        let mention = parse(XAA_MENTION.as_bytes(), "1111111111111111111").unwrap();
+        let [InboundEvent::Message(m)] = &mention[..] else {
+            panic!("{mention:?}")
+        };
+        assert_eq!(m.provider_message_id, "2080765813578191303");
+        assert_eq!(m.kind, "mention");
+        assert_eq!(m.from_name.as_deref(), Some("OtherUser"));
+        let reply = XAA_MENTION.replace("post.mention.create", "post.reply.create");
+        let reply = parse(reply.as_bytes(), "1111111111111111111").unwrap();
+        let [InboundEvent::Message(m)] = &reply[..] else {
+            panic!("{reply:?}")
+        };
+        assert_eq!(m.kind, "reply");
+    }
+
+    #[test]
+    fn activity_api_events_not_for_the_account_or_sent_by_it_are_skipped() {
+        // Another account's events.
+        assert!(parse(XAA_DM.as_bytes(), "3").unwrap().is_empty());
+        // What the account sent itself.
+        let sent = XAA_DM.replace("dm.received", "dm.sent").replace(
+            "\"sender_id\":\"2222222222222222222\"",
+            "\"sender_id\":\"1111111111111111111\"",
         );
-        assert!(!dm_body(&msg(None, None)).unwrap_err().retryable);
+        assert!(
+            parse(sent.as_bytes(), "1111111111111111111")
+                .unwrap()
+                .is_empty()
+        );
+        let own = XAA_MENTION.replace(
+            "\"author_id\":\"2222222222222222222\"",
+            "\"author_id\":\"1111111111111111111\"",
+        );
+        assert!(
+            parse(own.as_bytes(), "1111111111111111111")
+                .unwrap()
+                .is_empty()
+        );
+        let revoke = r#"{"data":{"event_uuid":"1","filter":{"user_id":"1111111111111111111"},"event_type":"oauth.revoke","payload":{"date_time":"2026-07-23T21:44:05+00:00","user_id":"1111111111111111111","app_id":"29820954"}}}"#;
+        assert!(
+            parse(revoke.as_bytes(), "1111111111111111111")
+                .unwrap()
+                .is_empty()
+        );
+        let broken = XAA_MENTION.replace("\"author_id\":\"2222222222222222222\",", "");
+        assert!(parse(broken.as_bytes(), "1111111111111111111").is_err());
     }
 
     #[test]

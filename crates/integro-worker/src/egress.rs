@@ -56,8 +56,9 @@ impl Egress {
 
     /// Provider ids of messages the provider already holds that look like
     /// `msg` (same recipient and text) created since `since` (Unix seconds),
-    /// oldest first. Only Twilio can be asked; for the others the answer is
-    /// empty (see docs/architecture.md on the crash window).
+    /// oldest first. Twilio can be asked, and X for reply posts; for the
+    /// others the answer is empty (see docs/architecture.md on the crash
+    /// window).
     pub async fn find_sent(
         &self,
         kind: ChannelKind,
@@ -69,6 +70,7 @@ impl Egress {
             ChannelKind::TwilioWhatsapp => {
                 twilio::find_sent(&self.client, &self.urls.twilio, creds, msg, since).await
             }
+            ChannelKind::X => x::find_sent(&self.client, &self.urls, creds, msg, since).await,
             _ => Ok(Vec::new()),
         }
     }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use integro_core::OutboundMessage;
+use integro_core::{ChannelKind, OutboundMessage};
 use integro_store::conversations::{self, Conversation, Message};
 use integro_store::jobs::{self, Job};
 use time::OffsetDateTime;
@@ -74,7 +74,7 @@ pub(crate) async fn run(
             .flatten(),
         media_url: message.media.first().map(|m| m.reference.clone()),
         template: conversations::template_of(&message),
-        reply_to: None,
+        reply_to: post_answered(worker, account.kind, &message).await?,
     };
     let mut sent_kind = None;
     let outside_window = account.kind.has_customer_service_window()
@@ -192,6 +192,23 @@ pub(crate) async fn run(
             Err(Failure::Permanent(e.to_string()))
         }
     }
+}
+
+/// On X, the post a reply answers: a mention of the account, or a reply to
+/// one of its posts, is answered with a reply post (the author summoned
+/// the account); a direct message with a direct message.
+async fn post_answered(
+    worker: &Worker,
+    kind: ChannelKind,
+    message: &Message,
+) -> Result<Option<String>, Failure> {
+    let (ChannelKind::X, Some(answered)) = (kind, message.reply_to) else {
+        return Ok(None);
+    };
+    Ok(conversations::message(&worker.db, answered)
+        .await?
+        .filter(|m| matches!(m.kind.as_str(), "mention" | "reply"))
+        .and_then(|m| m.provider_message_id))
 }
 
 async fn load(worker: &Worker, id: Uuid) -> Result<(Message, Conversation), Failure> {

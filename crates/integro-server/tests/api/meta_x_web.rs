@@ -439,7 +439,12 @@ async fn x_mentions_from_blocked_authors_are_not_answered(kind: DbKind) {
         return;
     };
     Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "data": { "dm_conversation_id": "1-2", "dm_event_id": "1582838499983564807" } })))
+        .and(path("/2/tweets"))
+        .respond_with(
+            ResponseTemplate::new(201).set_body_json(
+                json!({ "data": { "id": "1800191123456789999", "text": FALLBACK } }),
+            ),
+        )
         .mount(&t.provider)
         .await;
     let blocked = x_mention("1800191123456789001", "7", "true");
@@ -457,7 +462,13 @@ async fn x_mentions_from_blocked_authors_are_not_answered(kind: DbKind) {
         1,
         "only the author who is not blocked is answered"
     );
-    assert_eq!(sent[0].url.path(), "/2/dm_conversations/with/8/messages");
+    // A mention is answered in public, as a reply to it.
+    assert_eq!(sent[0].url.path(), "/2/tweets");
+    let reply: Value = serde_json::from_slice(&sent[0].body).unwrap();
+    assert_eq!(
+        reply,
+        json!({ "text": FALLBACK, "reply": { "in_reply_to_tweet_id": "1800191123456789002" } })
+    );
     let conversations = t.get("/api/v1/conversations").await;
     assert_eq!(conversations["items"].as_array().unwrap().len(), 1);
     let inbound: Vec<Value> = t
@@ -702,5 +713,130 @@ db_tests!(
     x_crc_and_direct_message,
     x_crc_is_not_a_signing_oracle,
     x_mentions_from_blocked_authors_are_not_answered,
+    x_activity_api_messages_and_mentions_are_answered_where_they_came,
     web_channel_polling_and_events,
 );
+
+/// An X Activity API event, as X posts it to the webhook.
+fn xaa_event(event_type: &str, payload: Value, includes: Value) -> String {
+    json!({ "data": { "event_uuid": "-6850472171600526495", "filter": { "user_id": "4337869213" },
+        "event_type": event_type, "tag": "integro", "payload": payload, "includes": includes } })
+    .to_string()
+}
+
+/// The X Activity API's envelope: a DM is answered by DM, a mention by a
+/// reply post; a repeated delivery is answered once, and a reply post
+/// whose answer was lost is found among the account's own posts rather
+/// than posted twice.
+async fn x_activity_api_messages_and_mentions_are_answered_where_they_came(kind: DbKind) {
+    let creds: Value = serde_json::from_str(X_CREDS).unwrap();
+    let Some(t) = Loop::new(kind, "x", creds, 2).await else {
+        return;
+    };
+    Mock::given(method("POST"))
+        .and(path("/2/dm_conversations/with/2222/messages"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(
+            json!({ "data": { "dm_conversation_id": "1-2", "dm_event_id": "900" } }),
+        ))
+        .mount(&t.provider)
+        .await;
+    // The first reply post goes through but its answer never arrives in time.
+    Mock::given(method("POST"))
+        .and(path("/2/tweets"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(json!({ "data": { "id": "901", "text": FALLBACK } }))
+                .set_delay(Duration::from_secs(4)),
+        )
+        .mount(&t.provider)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/2/users/4337869213/tweets"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": [
+                { "id": "902", "text": "something else", "referenced_tweets": [{ "type": "replied_to", "id": "800" }] },
+                { "id": "901", "text": FALLBACK, "referenced_tweets": [{ "type": "replied_to", "id": "800" }] }
+            ],
+            "meta": { "result_count": 2, "newest_id": "902", "oldest_id": "901" }
+        })))
+        .mount(&t.provider)
+        .await;
+
+    let dm = xaa_event(
+        "dm.received",
+        json!({ "direct_message_events": [{ "type": "message_create", "id": "700", "created_timestamp": "1784928224372",
+            "message_create": { "target": { "recipient_id": "4337869213" }, "sender_id": "2222",
+                                "message_data": { "text": "hello!" } } }],
+            "users": { "2222": { "data": { "id": "2222", "username": "ann", "name": "Ann" } } } }),
+        json!({}),
+    );
+    let sig = integro_channels::x::sign("cs-secret", dm.as_bytes());
+    assert_eq!(post_x(&t, &dm, &sig).await.status(), StatusCode::OK);
+    // Delivered again: stored and answered once.
+    assert_eq!(post_x(&t, &dm, &sig).await.status(), StatusCode::OK);
+    wait_until(Duration::from_secs(20), || async {
+        t.messages()
+            .await
+            .iter()
+            .any(|m| m["provider_message_id"] == "900")
+    })
+    .await;
+
+    let mention = xaa_event(
+        "post.mention.create",
+        json!({ "id": "800", "text": "@integro help", "author_id": "2222", "conversation_id": "800",
+                "created_at": "2026-12-07T10:00:00.000Z" }),
+        json!({ "users": [{ "id": "2222", "username": "ann", "name": "Ann" }] }),
+    );
+    let sig = integro_channels::x::sign("cs-secret", mention.as_bytes());
+    assert_eq!(post_x(&t, &mention, &sig).await.status(), StatusCode::OK);
+    wait_until(Duration::from_secs(30), || async {
+        t.messages()
+            .await
+            .iter()
+            .any(|m| m["provider_message_id"] == "901")
+    })
+    .await;
+    t.settled().await;
+
+    let requests = t.provider_requests().await;
+    let count = |p: &str| requests.iter().filter(|r| r.url.path() == p).count();
+    assert_eq!(
+        count("/2/dm_conversations/with/2222/messages"),
+        1,
+        "the DM answered once, by DM"
+    );
+    assert_eq!(
+        count("/2/tweets"),
+        1,
+        "the mention answered once, in public"
+    );
+    let lookup = requests
+        .iter()
+        .find(|r| r.url.path() == "/2/users/4337869213/tweets")
+        .expect("the account's own posts were read before posting again");
+    assert!(lookup.url.query().unwrap().contains("start_time="));
+    assert!(
+        lookup.headers["authorization"]
+            .to_str()
+            .unwrap()
+            .starts_with("OAuth ")
+    );
+    let post = requests
+        .iter()
+        .find(|r| r.url.path() == "/2/tweets")
+        .unwrap();
+    let body: Value = serde_json::from_slice(&post.body).unwrap();
+    assert_eq!(body["reply"]["in_reply_to_tweet_id"], "800");
+    let inbound: Vec<Value> = t
+        .messages()
+        .await
+        .into_iter()
+        .filter(|m| m["direction"] == "inbound")
+        .map(|m| json!([m["provider_message_id"], m["kind"]]))
+        .collect();
+    assert_eq!(
+        inbound,
+        vec![json!(["700", "text"]), json!(["800", "mention"])]
+    );
+}
