@@ -16,7 +16,10 @@ Scenarios, each able to fail on its own:
   8. the tenant picker (two tenants) and the header's tenant switch;
   9. accessibility: axe on every page visited;
   13. a canned reply added, then picked by typing "/" in Message (keyboard),
-      and sent; a label added to the conversation.
+      and sent; a label added to the conversation;
+  14. the usage page's charts; a bot's page saves a new persona name; the
+      events list; "Test connection" of the Twilio account (the mock answers
+      the account read) shows "Connected:".
 With --screenshots DIR, full-page PNGs of login, inbox, conversation, rules
 and jobs go to DIR (from the first database's run), at 1280x800.
 
@@ -53,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from axe_playwright_python.sync_playwright import Axe  # noqa: E402
 from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
-from provider_mock import TwilioMock  # noqa: E402
+from provider_mock import FRIENDLY_NAME, TwilioMock  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -808,6 +811,56 @@ class Run:
         expect(page.get_by_role("button", name="Add credential")).to_be_visible()
         self.audit(page, "ai")
 
+    def s14_usage_bot_events_connection(self) -> None:
+        """The usage charts; the bot's page saves a new persona name; the
+        events list; the Twilio account's connection test reads the account
+        from the mock."""
+        page, base = self.page, self.server.base
+        bot, account = self.ids["bot"], self.ids["account"]
+        page.get_by_role("navigation", name="Main").get_by_role("link", name="Usage").click()
+        expect(page).to_have_url(base + "/usage")
+        expect(page.get_by_role("heading", level=1)).to_have_text("Usage")
+        expect(page.locator("main figure.chart svg").first).to_be_visible()
+        self.audit(page, "usage")
+
+        page.goto(base + "/bots")
+        page.locator("main").get_by_role("link", name="Helper", exact=True).click()
+        expect(page).to_have_url(f"{base}/bots/{bot}")
+        expect(page.get_by_role("button", name="Save bot")).to_be_visible()
+        persona = f"Ada ({self.nonce})"
+        page.get_by_label("Persona name", exact=True).fill(persona)
+        submit(page, page.get_by_role("button", name="Save persona"), "Save persona")
+        expect(page).to_have_url(re.compile(rf"/bots/{bot}(#persona)?$"))
+        expect(page.get_by_label("Persona name", exact=True)).to_have_value(persona)
+        stored = self.api.call("GET", f"/api/v1/bots/{bot}/persona")
+        check(stored.get("name") == persona, f"the API has the persona's name as {stored.get('name')!r}")
+        self.audit(page, "bot (persona saved)")
+
+        page.goto(base + "/operations/events")
+        expect(page.get_by_role("heading", level=1)).to_have_text("Events")
+        expect(page.locator("main table")).to_be_visible()
+        self.audit(page, "events")
+
+        page.goto(base + "/channels")
+
+        def account_reads() -> list[int]:
+            """The statuses the mock answered reads of the Twilio account with."""
+            path = f"/2010-04-01/Accounts/{ACCOUNT_SID}.json"
+            return [r.status for r in self.mock.requests() if r.method == "GET" and r.path == path]
+
+        reads_before = len(account_reads())
+        submit(
+            page,
+            page.get_by_role("button", name="Test connection of Main", exact=True),
+            "the connection test",
+            statuses=(200,),
+        )
+        status = page.locator(f"#account-{account}").get_by_role("status")
+        expect(status).to_have_text(re.compile(rf"^\s*Connected: Twilio account {re.escape(FRIENDLY_NAME)} is active\s*$"))
+        reads = account_reads()[reads_before:]
+        check(reads == [200], f"the Twilio mock answered the account's reads with {reads}, not [200]")
+        self.audit(page, "channels (a connection tested)")
+
     def s9_accessibility(self) -> None:
         check(self.audited, "no page was checked")
         if self.a11y_problems:
@@ -849,6 +902,10 @@ class Run:
                 ("10 the web chat widget on another origin's page gets a bot reply", self.s10_widget),
                 ("11 team: an invitation's link shown once; webhook and audit logs", self.s11_team_and_operations),
                 ("12 channels: a WhatsApp Cloud account added, its callback URL shown; the AI page", self.s12_channels),
+                (
+                    "14 usage charts; a bot's persona saved; events; a Twilio account's connection test",
+                    self.s14_usage_bot_events_connection,
+                ),
             ]
             for name, fn in rest:
                 if signed_in:

@@ -6,12 +6,16 @@ set, 400 with Twilio's error 21211 (an invalid 'To' number: a permanent
 error, so the send job gives up). `GET` of the same path lists the messages
 it accepted between `To` and `From`, newest first, the way Twilio does (the
 server looks there before sending again when a send's outcome is unknown).
-Every request is recorded: method, path, parsed form or query, and the status
-answered.
+`GET /2010-04-01/Accounts/{sid}.json` (the connection test) answers the
+account, `{"sid", "friendly_name": FRIENDLY_NAME, "status": "active"}`, when
+the request carries basic auth for that SID, else 401 with Twilio's error
+20003. Every request is recorded: method, path, parsed form or query, and
+the status answered.
 """
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import json
 import re
@@ -23,6 +27,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 MESSAGES_PATH = re.compile(r"^/2010-04-01/Accounts/([^/]+)/Messages\.json$")
+ACCOUNT_PATH = re.compile(r"^/2010-04-01/Accounts/([^/]+)\.json$")
+FRIENDLY_NAME = "Browser suite shop"
+
+UNAUTHENTICATED = {
+    "code": 20003,
+    "message": "Authenticate",
+    "more_info": "https://www.twilio.com/docs/errors/20003",
+    "status": 401,
+}
 
 INVALID_TO = {
     "code": 21211,
@@ -71,6 +84,16 @@ class TwilioMock:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _basic_auth_user(self) -> str | None:
+                scheme, _, value = (self.headers.get("Authorization") or "").partition(" ")
+                if scheme.lower() != "basic":
+                    return None
+                try:
+                    user, _, _password = base64.b64decode(value).decode().partition(":")
+                except ValueError:
+                    return None
+                return user
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length).decode("utf-8", "replace")
@@ -103,6 +126,16 @@ class TwilioMock:
             def do_GET(self) -> None:
                 parts = urlsplit(self.path)
                 query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+                account = ACCOUNT_PATH.match(parts.path)
+                if account:
+                    sid = account.group(1)
+                    if self._basic_auth_user() != sid:
+                        mock._record(Request("GET", parts.path, query, 401))
+                        self._answer(401, UNAUTHENTICATED)
+                        return
+                    mock._record(Request("GET", parts.path, query, 200))
+                    self._answer(200, {"sid": sid, "friendly_name": FRIENDLY_NAME, "status": "active"})
+                    return
                 m = MESSAGES_PATH.match(parts.path)
                 mock._record(Request("GET", parts.path, query, 200 if m else 404))
                 if not m:

@@ -40,13 +40,41 @@ const INSTAGRAM: &[CredentialField] = &[
     field("app_secret", true, false),
     field("verify_token", true, false),
 ];
+/// X takes OAuth 1.0a user tokens (`access_token`, `access_token_secret`,
+/// with `user_id`), or an OAuth 2.0 app (`client_id`, `client_secret` for
+/// a confidential client) whose tokens the connect flow stores; either way
+/// the app's consumer key and secret, which sign X's webhooks.
 const X: &[CredentialField] = &[
-    field("user_id", false, true),
+    optional("user_id", false, true),
     field("consumer_key", true, false),
     field("consumer_secret", true, false),
-    field("access_token", true, false),
-    field("access_token_secret", true, false),
+    optional("access_token", true, false),
+    optional("access_token_secret", true, false),
+    optional("client_id", false, false),
+    optional("client_secret", true, false),
+    optional("oauth2_access_token", true, false),
+    optional("oauth2_refresh_token", true, false),
+    optional("oauth2_expires_at", false, false),
 ];
+
+const fn optional(name: &'static str, secret: bool, external_id: bool) -> CredentialField {
+    CredentialField {
+        required: false,
+        ..field(name, secret, external_id)
+    }
+}
+
+/// Fields a kind needs together, beyond each field's own rule: X needs
+/// OAuth 1.0a's user, token and secret unless it has an OAuth 2.0 app.
+fn missing_together(kind: ChannelKind, given: &BTreeMap<String, String>) -> Option<&'static str> {
+    let has = |name: &str| given.get(name).is_some_and(|v| !v.trim().is_empty());
+    match kind {
+        ChannelKind::X if !has("client_id") => ["user_id", "access_token", "access_token_secret"]
+            .into_iter()
+            .find(|name| !has(name)),
+        _ => None,
+    }
+}
 
 pub fn credential_fields(kind: ChannelKind) -> &'static [CredentialField] {
     match kind {
@@ -111,6 +139,12 @@ impl Credentials {
                     ));
                 }
             }
+        }
+        if let Some(name) = missing_together(kind, given) {
+            return Err((
+                format!("credentials.{name}"),
+                format!("is required for a {kind} account without an OAuth 2.0 app (client_id)"),
+            ));
         }
         Ok(Credentials(
             given

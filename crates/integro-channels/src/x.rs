@@ -78,6 +78,11 @@ fn text_of(v: &Value) -> Option<String> {
     v.as_str().map(String::from)
 }
 
+/// Posts are a contact of their own, apart from the same person's direct
+/// messages (`post:` and the author's id): what someone said privately is
+/// never in the history of a conversation answered in public.
+pub const POST_CONTACT_PREFIX: &str = "post:";
+
 /// The events of a webhook for the account `user_id`, from the X Activity
 /// API (`{"data":{"event_type":…,"payload":…}}`) or the Account Activity
 /// API (`{"for_user_id":…}`, ending on 1 January 2027). Payloads for other
@@ -122,7 +127,7 @@ pub fn parse(body: &[u8], user_id: &str) -> Result<Vec<InboundEvent>, ParseError
         let text = text_of(&t["extended_tweet"]["full_text"]).or_else(|| text_of(&t["text"]));
         events.push(InboundEvent::Message(InboundMessage {
             provider_message_id: id.to_string(),
-            from: author.to_string(),
+            from: format!("{POST_CONTACT_PREFIX}{author}"),
             from_name: text_of(&t["user"]["name"]),
             phone_e164: None,
             kind: "mention".into(),
@@ -204,7 +209,7 @@ fn parse_activity(data: &Value, user_id: &str) -> Result<Vec<InboundEvent>, Pars
                 .and_then(|u| text_of(&u["name"]).or_else(|| text_of(&u["username"])));
             Ok(vec![InboundEvent::Message(InboundMessage {
                 provider_message_id: id.to_string(),
-                from: author.to_string(),
+                from: format!("{POST_CONTACT_PREFIX}{author}"),
                 from_name: name,
                 phone_e164: None,
                 kind: if event == "post.mention.create" {
@@ -342,7 +347,7 @@ fn rate_limit_reset(headers: &HeaderMap) -> Option<u64> {
 
 /// Reads an X API v2 error: problem details (`title`, `detail`, `type`)
 /// and/or an `errors[]` array (v1.1 style with a numeric `code`).
-fn x_error(status: StatusCode, headers: &HeaderMap, body: &str) -> SendError {
+pub(crate) fn x_error(status: StatusCode, headers: &HeaderMap, body: &str) -> SendError {
     let v: Value = serde_json::from_str(body).unwrap_or_default();
     let first = &v["errors"][0];
     let code = match &first["code"] {
@@ -370,8 +375,10 @@ fn x_error(status: StatusCode, headers: &HeaderMap, body: &str) -> SendError {
     e
 }
 
-/// A user-context call signed with OAuth 1.0a (the query, if any, is in
-/// `url` and signed; a JSON body is not); the answer's JSON.
+/// A user-context call: with the account's OAuth 2.0 access token when it
+/// was connected that way (kept fresh by the caller), else signed with
+/// OAuth 1.0a (the query, if any, is in `url` and signed; a JSON body is
+/// not). The answer's JSON.
 async fn user_call(
     client: &reqwest::Client,
     method: reqwest::Method,
@@ -379,22 +386,27 @@ async fn user_call(
     creds: &Credentials,
     body: Option<&Value>,
 ) -> Result<Value, SendError> {
-    let timestamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs()
-        .to_string();
-    let authorization = oauth1_header(
-        method.as_str(),
-        &url,
-        &[],
-        creds.require("consumer_key")?,
-        creds.require("consumer_secret")?,
-        creds.require("access_token")?,
-        creds.require("access_token_secret")?,
-        &nonce(),
-        &timestamp,
-    );
+    let authorization = match creds.get(OAUTH2_ACCESS_TOKEN) {
+        Ok(token) => format!("Bearer {token}"),
+        Err(_) => {
+            let timestamp = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs()
+                .to_string();
+            oauth1_header(
+                method.as_str(),
+                &url,
+                &[],
+                creds.require("consumer_key")?,
+                creds.require("consumer_secret")?,
+                creds.require("access_token")?,
+                creds.require("access_token_secret")?,
+                &nonce(),
+                &timestamp,
+            )
+        }
+    };
     let mut request = client
         .request(method, url)
         .header(reqwest::header::AUTHORIZATION, authorization);
@@ -428,6 +440,12 @@ pub async fn send(
     msg: &OutboundMessage,
 ) -> Result<String, SendError> {
     let text = message_text(msg)?;
+    if msg.reply_to.is_none() && msg.to.starts_with(POST_CONTACT_PREFIX) {
+        return Err(SendError::permanent(
+            Some("x_public_conversation".into()),
+            "a public conversation on X is answered as a reply to one of its posts, and none was found",
+        ));
+    }
     let (url, body, id) = match &msg.reply_to {
         Some(post) => (
             api(urls, "/2/tweets"),
@@ -487,7 +505,7 @@ pub async fn find_sent(
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|p| p["text"].as_str() == Some(text.as_str()))
+        .filter(|p| p["text"].as_str().map(comparable) == Some(comparable(&text)))
         .filter(|p| {
             p["referenced_tweets"]
                 .as_array()
@@ -500,6 +518,28 @@ pub async fn find_sent(
     // Newest first from X.
     found.reverse();
     Ok(found)
+}
+
+/// The credentials an OAuth 2.0 connection stores (`x_oauth.rs`).
+pub const OAUTH2_ACCESS_TOKEN: &str = "oauth2_access_token";
+pub const OAUTH2_REFRESH_TOKEN: &str = "oauth2_refresh_token";
+/// When the access token expires (Unix ms).
+pub const OAUTH2_EXPIRES_AT: &str = "oauth2_expires_at";
+
+/// A post's text as X's answer and ours compare: X escapes `&`, `<` and
+/// `>`, may put the replied-to people's handles first, and shortens links
+/// (so links are left out).
+fn comparable(text: &str) -> String {
+    let text = text
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
+    let words: Vec<&str> = text
+        .split_whitespace()
+        .skip_while(|w| w.starts_with('@'))
+        .filter(|w| !w.starts_with("http://") && !w.starts_with("https://"))
+        .collect();
+    words.join(" ")
 }
 
 /// Checks the credentials by reading the token's own user
@@ -611,7 +651,7 @@ mod tests {
         };
         assert_eq!(m.kind, "mention");
         assert_eq!(m.provider_message_id, "1800191123456789012");
-        assert_eq!(m.from, "7");
+        assert_eq!(m.from, "post:7", "a contact apart from its DMs");
         assert_eq!(m.from_name.as_deref(), Some("Ann"));
         assert_eq!(m.text.as_deref(), Some("@integro help"));
         assert_eq!(m.reply_to, None);
@@ -774,6 +814,15 @@ mod tests {
         assert!(!message_text(&msg(None, None)).unwrap_err().retryable);
     }
 
+    #[test]
+    fn posts_compare_as_x_returns_them() {
+        assert_eq!(
+            comparable("@ann @bob Fish &amp; chips &lt;3 https://t.co/abc"),
+            comparable("Fish & chips <3\nhttps://shop.example/menu")
+        );
+        assert_ne!(comparable("Fish"), comparable("Chips"));
+    }
+
     /// The X Activity API's envelopes, as docs.x.com gives them.
     const XAA_DM: &str = r#"{"data":{"event_uuid":"-6850472171600526495","filter":{"user_id":"1111111111111111111"},"event_type":"dm.received","tag":"dm-inbound",
  "payload":{"direct_message_events":[{"type":"message_create","id":"2080765901528535096","created_timestamp":"1784928224372",
@@ -804,6 +853,7 @@ mod tests {
             panic!("{mention:?}")
         };
         assert_eq!(m.provider_message_id, "2080765813578191303");
+        assert_eq!(m.from, "post:2222222222222222222");
         assert_eq!(m.kind, "mention");
         assert_eq!(m.from_name.as_deref(), Some("OtherUser"));
         let reply = XAA_MENTION.replace("post.mention.create", "post.reply.create");

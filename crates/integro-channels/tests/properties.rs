@@ -548,7 +548,8 @@ fn x_inbound() -> impl Strategy<Value = Inbound> {
                 body: to_body(&envelope, escape),
                 expected: Expected {
                     id,
-                    from: sender,
+                    // A post's author is a contact apart from their DMs.
+                    from: if dm { sender } else { format!("post:{sender}") },
                     from_name: name,
                     phone_e164: None,
                     text: Some(body),

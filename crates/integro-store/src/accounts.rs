@@ -348,6 +348,59 @@ pub async fn update(
     Ok(after)
 }
 
+/// Stores refreshed credentials (an OAuth 2.0 access token, and the refresh
+/// token that replaces the one used) if the account's `version_field` still
+/// holds `expected`: true when stored, false when another process refreshed
+/// first (its tokens stand). Routine upkeep, so not audited; the row is
+/// locked first, so that two refreshes cannot both win.
+pub async fn replace_refreshed(
+    db: &Db,
+    keyring: &Keyring,
+    account: &Account,
+    version_field: &str,
+    expected: Option<&str>,
+    values: CredentialValues,
+) -> Result<bool, StoreError> {
+    let (tenant, id) = (account.tenant_id.to_string(), account.id.to_string());
+    let mut tx = db.begin().await?;
+    sqlx::query(
+        "UPDATE channel_accounts SET updated_at = updated_at WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(&tenant)
+    .bind(&id)
+    .execute(&mut *tx)
+    .await?;
+    let row: Option<(String,)> = sqlx::query_as(
+        "SELECT settings_json FROM channel_accounts WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
+    )
+    .bind(&tenant)
+    .bind(&id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = row else {
+        return Ok(false);
+    };
+    let mut settings: Settings = serde_json::from_str(&row.0).unwrap_or_default();
+    if settings.public.get(version_field).map(String::as_str) != expected {
+        return Ok(false);
+    }
+    for (field, value) in values.secret {
+        SecretStore::put(&mut tx, keyring, owner(&tenant, &id, &field), &value).await?;
+        if !settings.secret_fields.contains(&field) {
+            settings.secret_fields.push(field);
+        }
+    }
+    settings.public.extend(values.public);
+    sqlx::query("UPDATE channel_accounts SET settings_json = $1 WHERE tenant_id = $2 AND id = $3")
+        .bind(serde_json::to_string(&settings).expect("serialisable"))
+        .bind(&tenant)
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
 /// Soft delete; its webhooks answer 404 from then on. The sealed credentials
 /// are erased: nothing can use them any more.
 pub async fn delete(

@@ -743,14 +743,28 @@ pub async fn mark_failed(
     db.write(move |tx| {
         Box::pin(async move {
             let now = now_ms();
-            sql::query("UPDATE messages SET status = 'failed', error_code = $1, error_message = $2, updated_at = $3 WHERE id = $4")
-                .bind(code.clone())
-                .bind(reason)
-                .bind(now)
-                .bind(id.to_string())
-                .execute(tx)
-                .await?;
-            crate::message_stats::count_failure(tx, &id.to_string(), code.as_deref(), now).await?;
+            let newly_failed = sql::query(
+                "UPDATE messages SET status = 'failed', error_code = $1, error_message = $2, updated_at = $3 \
+                 WHERE id = $4 AND status <> 'failed'",
+            )
+            .bind(code.clone())
+            .bind(reason.clone())
+            .bind(now)
+            .bind(id.to_string())
+            .execute(tx)
+            .await?;
+            if newly_failed == 1 {
+                // Counted once per failure, however often this runs again.
+                crate::message_stats::count_failure(tx, &id.to_string(), code.as_deref(), now).await?;
+            } else {
+                sql::query("UPDATE messages SET error_code = $1, error_message = $2, updated_at = $3 WHERE id = $4")
+                    .bind(code)
+                    .bind(reason)
+                    .bind(now)
+                    .bind(id.to_string())
+                    .execute(tx)
+                    .await?;
+            }
             Ok(())
         })
     })
@@ -793,7 +807,8 @@ pub async fn apply_status(
     let Some((id, current)) = row else {
         return Ok(false);
     };
-    let current = DeliveryStatus::parse(&current).unwrap_or(DeliveryStatus::Queued);
+    let stored_status = current;
+    let current = DeliveryStatus::parse(&stored_status).unwrap_or(DeliveryStatus::Queued);
     let status = if current.may_become(update.status) {
         update.status
     } else if adopt {
@@ -801,9 +816,10 @@ pub async fn apply_status(
     } else {
         return Ok(false);
     };
-    sql::query(
+    // Only from the status read: of two reports applied at once, one moves it.
+    let changed = sql::query(
         "UPDATE messages SET status = $1, error_code = COALESCE($2, error_code), error_message = COALESCE($3, error_message), \
-         provider_message_id = COALESCE(provider_message_id, $4), updated_at = $5 WHERE id = $6",
+         provider_message_id = COALESCE(provider_message_id, $4), updated_at = $5 WHERE id = $6 AND status = $7",
     )
     .bind(status.as_str())
     .bind(update.error_code.clone())
@@ -811,13 +827,14 @@ pub async fn apply_status(
     .bind(adopt.then(|| update.provider_message_id.clone()))
     .bind(now_ms())
     .bind(&id)
+    .bind(&stored_status)
     .execute(tx)
     .await?;
-    if status == DeliveryStatus::Failed && current != DeliveryStatus::Failed {
+    if changed == 1 && status == DeliveryStatus::Failed && current != DeliveryStatus::Failed {
         let code = update.error_code.as_deref();
         crate::message_stats::count_failure(tx, &id, code, now_ms()).await?;
     }
-    Ok(true)
+    Ok(changed == 1)
 }
 
 type ConversationRow = (

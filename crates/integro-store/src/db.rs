@@ -192,6 +192,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/0017_labels_and_canned_replies.sql"),
         include_str!("../migrations/0017_labels_and_canned_replies.sql"),
     ),
+    (
+        18,
+        "oauth states",
+        include_str!("../migrations/0018_oauth_states.sql"),
+        include_str!("../migrations/0018_oauth_states.sql"),
+    ),
 ];
 
 #[derive(Clone)]

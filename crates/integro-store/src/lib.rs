@@ -27,6 +27,7 @@ pub mod labels;
 pub mod memory;
 pub mod message_stats;
 pub mod notes;
+pub mod oauth_states;
 pub mod page;
 #[doc(hidden)]
 pub mod pg_socket;

@@ -12,6 +12,7 @@ mod reply;
 pub mod runner;
 pub mod send;
 pub mod worker;
+pub mod x_tokens;
 
 pub use engine::Engine;
 pub use worker::{Worker, WorkerConfig};

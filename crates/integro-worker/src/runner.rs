@@ -335,8 +335,9 @@ impl Worker {
         }
     }
 
-    /// Deletes finished jobs, webhook log entries, idle shared rate limits
-    /// and ended dashboard sessions past their retention.
+    /// Deletes finished jobs, webhook log entries, idle shared rate limits,
+    /// ended dashboard sessions past their retention, and OAuth
+    /// authorizations that expired unused.
     async fn apply_retention(&self) {
         let now = integro_store::db::now_ms();
         let jobs =
@@ -348,11 +349,13 @@ impl Worker {
         .await;
         let limits = integro_store::rate_limits::forget_idle(&self.db, now).await;
         let sessions = integro_store::web_sessions::purge_ended(&self.db, now).await;
+        let authorizations = integro_store::oauth_states::purge_expired(&self.db, now).await;
         for (what, result) in [
             ("jobs", jobs),
             ("webhook logs", logs),
             ("rate limits", limits),
             ("dashboard sessions", sessions),
+            ("expired OAuth authorizations", authorizations),
         ] {
             match result {
                 Ok(n) => tracing::debug!(what, deleted = n, "retention applied"),

@@ -65,7 +65,35 @@ pub(crate) async fn run(
         .await?;
         return worker.finish(job).await;
     };
-    let (account, creds) = (&known.account, &known.creds);
+    let account = &known.account;
+    // An X account connected with OAuth 2.0 sends with a fresh access token.
+    let creds = &match crate::x_tokens::fresh(
+        &worker.db,
+        &worker.keyring,
+        &worker.egress.client,
+        &worker.egress.urls,
+        account,
+        &known.creds,
+    )
+    .await
+    {
+        Ok((creds, changed)) => {
+            if changed {
+                worker.accounts.forget(account.id);
+            }
+            creds
+        }
+        Err(e) if e.retryable => {
+            return Err(Failure::Retry {
+                error: e.to_string(),
+                after: e.retry_after_secs.map(Duration::from_secs),
+            });
+        }
+        Err(e) => {
+            conversations::mark_failed(&worker.db, id, e.code.as_deref(), &e.message).await?;
+            return Err(Failure::Permanent(e.to_string()));
+        }
+    };
 
     let mut outbound = OutboundMessage {
         to: conversation.contact.channel_user_id.clone(),
@@ -74,7 +102,7 @@ pub(crate) async fn run(
             .flatten(),
         media_url: message.media.first().map(|m| m.reference.clone()),
         template: conversations::template_of(&message),
-        reply_to: post_answered(worker, account.kind, &message).await?,
+        reply_to: post_answered(worker, account.kind, &conversation, &message).await?,
     };
     let mut sent_kind = None;
     let outside_window = account.kind.has_customer_service_window()
@@ -137,24 +165,19 @@ pub(crate) async fn run(
             note: Some(AWAITING_STATUS),
         });
     }
-    if outcome_unknown {
-        let since = message.created_at.unix_timestamp() - 2;
+    // X may have published a post whose answer was an error (a 5xx): a
+    // reply post is looked for on every retry.
+    let public_post = account.kind == ChannelKind::X && outbound.reply_to.is_some();
+    let since = message.created_at.unix_timestamp() - 2;
+    if outcome_unknown || (public_post && job.attempts > 1) {
         // If the provider cannot say, sending again is the lesser harm.
-        let candidates = worker
-            .egress
-            .find_sent(account.kind, creds, &outbound, since)
-            .await
-            .unwrap_or_else(|e| {
-                tracing::warn!(message = %id, error = %e, "could not ask the provider whether an earlier attempt went out; sending");
-                Vec::new()
-            });
-        for sid in candidates {
-            if !conversations::provider_id_known(&worker.db, account.id, &sid).await? {
-                tracing::info!(message = %id, provider_id = %sid, "an earlier attempt had gone out; adopting it");
-                // The provider answered: it is up (and this may be the circuit's trial).
-                worker.breakers.success(&circuit);
-                return record_sent(worker, job, id, &sid, sent_kind).await;
-            }
+        if let Some(sid) =
+            earlier_attempt(worker, account.id, account.kind, creds, &outbound, since).await?
+        {
+            tracing::info!(message = %id, provider_id = %sid, "an earlier attempt had gone out; adopting it");
+            // The provider answered: it is up (and this may be the circuit's trial).
+            worker.breakers.success(&circuit);
+            return record_sent(worker, job, id, &sid, sent_kind).await;
         }
     }
     match worker
@@ -188,26 +211,83 @@ pub(crate) async fn run(
         Err(e) => {
             // A refusal of this one message: the provider itself is up.
             worker.breakers.success(&circuit);
+            // X refuses a post identical to one just made: that one may be
+            // this message's, from an attempt whose answer was lost.
+            if public_post
+                && let Some(sid) =
+                    earlier_attempt(worker, account.id, account.kind, creds, &outbound, since)
+                        .await?
+            {
+                tracing::info!(message = %id, provider_id = %sid, "refused as a repeat of a post that went out; adopting it");
+                return record_sent(worker, job, id, &sid, sent_kind).await;
+            }
             conversations::mark_failed(&worker.db, id, e.code.as_deref(), &e.message).await?;
             Err(Failure::Permanent(e.to_string()))
         }
     }
 }
 
+/// The provider's id of a message like `outbound` it already holds and
+/// that no message of ours is recorded as: an earlier attempt's. A
+/// provider that cannot say is taken as holding none (sending again is the
+/// lesser harm).
+async fn earlier_attempt(
+    worker: &Worker,
+    account_id: Uuid,
+    kind: ChannelKind,
+    creds: &integro_channels::Credentials,
+    outbound: &OutboundMessage,
+    since: i64,
+) -> Result<Option<String>, Failure> {
+    let candidates = match worker.egress.find_sent(kind, creds, outbound, since).await {
+        Ok(candidates) => candidates,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not ask the provider whether an earlier attempt went out");
+            return Ok(None);
+        }
+    };
+    for sid in candidates {
+        if !conversations::provider_id_known(&worker.db, account_id, &sid).await? {
+            return Ok(Some(sid));
+        }
+    }
+    Ok(None)
+}
+
 /// On X, the post a reply answers: a mention of the account, or a reply to
 /// one of its posts, is answered with a reply post (the author summoned
-/// the account); a direct message with a direct message.
+/// the account); a direct message with a direct message. A person's
+/// message in a public conversation answers its latest post.
 async fn post_answered(
     worker: &Worker,
     kind: ChannelKind,
+    conversation: &Conversation,
     message: &Message,
 ) -> Result<Option<String>, Failure> {
-    let (ChannelKind::X, Some(answered)) = (kind, message.reply_to) else {
+    if kind != ChannelKind::X {
         return Ok(None);
-    };
-    Ok(conversations::message(&worker.db, answered)
-        .await?
-        .filter(|m| matches!(m.kind.as_str(), "mention" | "reply"))
+    }
+    let is_post = |m: &Message| matches!(m.kind.as_str(), "mention" | "reply");
+    if let Some(answered) = message.reply_to {
+        return Ok(conversations::message(&worker.db, answered)
+            .await?
+            .filter(is_post)
+            .and_then(|m| m.provider_message_id));
+    }
+    if !conversation
+        .contact
+        .channel_user_id
+        .starts_with(integro_channels::x::POST_CONTACT_PREFIX)
+    {
+        return Ok(None);
+    }
+    let recent =
+        conversations::recent_messages(&worker.db, conversation.tenant_id, conversation.id, 50)
+            .await?;
+    Ok(recent
+        .into_iter()
+        .rev()
+        .find(|m| m.direction == conversations::Direction::Inbound && is_post(m))
         .and_then(|m| m.provider_message_id))
 }
 

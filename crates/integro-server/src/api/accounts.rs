@@ -91,7 +91,13 @@ pub fn webhook_urls(base: &str, account: &Account) -> BTreeMap<String, String> {
         }
         ChannelKind::WhatsappCloud => add("callback", format!("{base}/webhooks/whatsapp/{id}")),
         ChannelKind::Instagram => add("callback", format!("{base}/webhooks/instagram/{id}")),
-        ChannelKind::X => add("webhook", format!("{base}/webhooks/x/{id}")),
+        ChannelKind::X => {
+            add("webhook", format!("{base}/webhooks/x/{id}"));
+            add(
+                "oauth_callback",
+                format!("{base}{}", crate::api::x_connect::CALLBACK_PATH),
+            );
+        }
         ChannelKind::Web => {
             add("post_messages", format!("{base}/api/v1/web/{id}/messages"));
             add("events", format!("{base}/api/v1/web/{id}/events"));
@@ -340,16 +346,29 @@ pub(crate) async fn test_account(
 ) -> ApiResult<Json<AccountTest>> {
     ctx.require(Permission::Manage)?;
     let account = find(&state, &ctx, id).await?;
-    let creds = accounts::credentials(&state.db, &state.keyring, &account).await?;
+    let creds = integro_channels::Credentials(
+        accounts::credentials(&state.db, &state.keyring, &account).await?,
+    );
     let client = integro_channels::http::client(std::time::Duration::from_secs(15));
     let urls = state.config.provider_urls();
-    let found = integro_channels::check::account(
+    let fresh = integro_worker::x_tokens::fresh(
+        &state.db,
+        &state.keyring,
         &client,
         &urls,
-        account.kind,
-        &integro_channels::Credentials(creds),
+        &account,
+        &creds,
     )
     .await;
+    let found = match fresh {
+        Ok((creds, changed)) => {
+            if changed {
+                state.accounts.forget(account.id);
+            }
+            integro_channels::check::account(&client, &urls, account.kind, &creds).await
+        }
+        Err(e) => Err(e),
+    };
     Ok(Json(match found {
         Ok(message) => AccountTest {
             ok: true,

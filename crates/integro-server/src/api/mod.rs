@@ -31,6 +31,7 @@ pub mod usage;
 pub mod users;
 pub mod web;
 pub mod webhook_logs;
+pub mod x_connect;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -188,6 +189,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(events::router())
         .merge(settings::router())
         .merge(accounts::router())
+        .merge(x_connect::router())
         .merge(conversations::router())
         .merge(labels::router())
         .merge(canned_replies::router())

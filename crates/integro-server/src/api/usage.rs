@@ -130,7 +130,9 @@ pub(crate) fn date_range(from: Option<String>, to: Option<String>) -> ApiResult<
         v.filter(|v| !v.is_empty())
             .map(|v| {
                 time::Date::parse(&v, format)
-                    .map_err(|_| ApiError::invalid_field(field, "must be a date as YYYY-MM-DD"))
+                    .ok()
+                    .filter(|d| (1970..=9999).contains(&d.year()))
+                    .ok_or_else(|| ApiError::invalid_field(field, "must be a date as YYYY-MM-DD"))
             })
             .transpose()
     };

@@ -95,7 +95,7 @@ pub async fn bot_page(
     Path(id): Path<Uuid>,
 ) -> PageResult {
     let bot = find_bot(&state, &acting, id).await?;
-    let profiles =
+    let mut profiles: Vec<(Uuid, String)> =
         api::ai_profiles::list_profiles(State(state.clone()), acting.ctx.clone(), first_page())
             .await?
             .0
@@ -103,6 +103,16 @@ pub async fn bot_page(
             .into_iter()
             .map(|p| (p.id, format!("{} ({})", p.name, p.model)))
             .collect();
+    // The bot's own profile is always a choice, or saving would unset it.
+    if let Some(id) = bot.ai_profile_id
+        && !profiles.iter().any(|(p, _)| *p == id)
+    {
+        let profile = integro_store::ai_profiles::get(&state.db, acting.ctx.tenant_id, id).await?;
+        profiles.push((
+            id,
+            profile.map_or_else(|| id.to_string(), |p| format!("{} ({})", p.name, p.model)),
+        ));
+    }
     let persona = bot.persona_or_default();
     Ok(render(&BotPage {
         layout: Layout::of(&acting, bot.name.clone(), "bots"),

@@ -27,6 +27,8 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::state::AppState;
 
+pub(crate) use page::render_with;
+
 /// The dashboard's content security policy: its own scripts and styles only.
 const POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
      connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
@@ -45,6 +47,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route(
             "/account/sessions/{id}/revoke",
             post(sign_in::revoke_session),
+        )
+        .route(
+            crate::api::x_connect::CALLBACK_PATH,
+            get(crate::api::x_connect::callback),
         )
         .route("/inbox", get(inbox::inbox))
         .route("/inbox/rows", get(inbox::inbox_rows))

@@ -775,10 +775,10 @@ async fn x_activity_api_messages_and_mentions_are_answered_where_they_came(kind:
     // Delivered again: stored and answered once.
     assert_eq!(post_x(&t, &dm, &sig).await.status(), StatusCode::OK);
     wait_until(Duration::from_secs(20), || async {
-        t.messages()
+        t.provider_requests()
             .await
             .iter()
-            .any(|m| m["provider_message_id"] == "900")
+            .any(|r| r.url.path() == "/2/dm_conversations/with/2222/messages")
     })
     .await;
 
@@ -790,11 +790,12 @@ async fn x_activity_api_messages_and_mentions_are_answered_where_they_came(kind:
     );
     let sig = integro_channels::x::sign("cs-secret", mention.as_bytes());
     assert_eq!(post_x(&t, &mention, &sig).await.status(), StatusCode::OK);
+    // Its answer lost, the reply is found among the account's own posts.
     wait_until(Duration::from_secs(30), || async {
-        t.messages()
+        t.provider_requests()
             .await
             .iter()
-            .any(|m| m["provider_message_id"] == "901")
+            .any(|r| r.url.path() == "/2/users/4337869213/tweets")
     })
     .await;
     t.settled().await;
@@ -828,8 +829,7 @@ async fn x_activity_api_messages_and_mentions_are_answered_where_they_came(kind:
         .unwrap();
     let body: Value = serde_json::from_slice(&post.body).unwrap();
     assert_eq!(body["reply"]["in_reply_to_tweet_id"], "800");
-    let inbound: Vec<Value> = t
-        .messages()
+    let inbound: Vec<Value> = all_messages(&t)
         .await
         .into_iter()
         .filter(|m| m["direction"] == "inbound")
@@ -839,4 +839,41 @@ async fn x_activity_api_messages_and_mentions_are_answered_where_they_came(kind:
         inbound,
         vec![json!(["700", "text"]), json!(["800", "mention"])]
     );
+    let out: Vec<Value> = all_messages(&t)
+        .await
+        .into_iter()
+        .filter(|m| m["direction"] == "outbound")
+        .map(|m| json!([m["provider_message_id"], m["status"]]))
+        .collect();
+    assert_eq!(out, vec![json!(["900", "sent"]), json!(["901", "sent"])]);
+    // The DM and the mention are two conversations: nothing said in private
+    // is in the history of the one answered in public.
+    let mut contacts: Vec<String> = t.get("/api/v1/conversations").await["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            c["contact"]["channel_user_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    contacts.sort();
+    assert_eq!(contacts, vec!["2222", "post:2222"]);
+}
+
+/// Every message of every conversation, oldest first.
+async fn all_messages(t: &Loop) -> Vec<Value> {
+    let mut all = Vec::new();
+    for c in t.get("/api/v1/conversations").await["items"]
+        .as_array()
+        .unwrap()
+    {
+        let id = c["id"].as_str().unwrap();
+        let page = t.get(&format!("/api/v1/conversations/{id}/messages")).await;
+        all.extend(page["items"].as_array().unwrap().iter().cloned());
+    }
+    all.sort_by_key(|m| m["id"].as_str().unwrap().to_string());
+    all
 }
