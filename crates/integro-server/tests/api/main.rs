@@ -24,3 +24,4 @@ mod tenancy;
 mod twilio_loop;
 mod usage;
 mod web_public;
+mod x_oauth;
