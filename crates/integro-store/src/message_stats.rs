@@ -29,12 +29,9 @@ const BATCH: i64 = 5_000;
 /// spreads over several ticks.
 const MAX_BATCHES: usize = 40;
 
-/// One channel account's totals for one day (UTC).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct DayStats {
-    /// `YYYY-MM-DD`, UTC.
-    pub day: String,
-    pub account_id: Uuid,
+/// Message figures: of one day, one account, or one account on one day.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Figures {
     /// Messages from contacts.
     pub inbound: i64,
     /// Messages the bot sent.
@@ -49,6 +46,23 @@ pub struct DayStats {
     pub conversations: i64,
     /// Conversations handed to a human.
     pub handoffs: i64,
+}
+
+/// All accounts' figures on one day (UTC).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct DayStats {
+    /// `YYYY-MM-DD`, UTC.
+    pub day: String,
+    #[serde(flatten)]
+    pub figures: Figures,
+}
+
+/// One account's figures over a range.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct AccountStats {
+    pub account_id: Uuid,
+    #[serde(flatten)]
+    pub figures: Figures,
 }
 
 /// Delivery failures of one channel account and provider code in a range.
@@ -71,16 +85,13 @@ fn id_floor(ms: i64) -> String {
     )
 }
 
-type Totals = BTreeMap<(String, String, String), DayStats>;
+/// Sums by tenant, day and account.
+type Totals = BTreeMap<(String, String, String), Figures>;
 
-fn totals<'a>(totals: &'a mut Totals, tenant: &str, account: &str, at_ms: i64) -> &'a mut DayStats {
-    let day = day_of(at_ms);
+fn totals<'a>(totals: &'a mut Totals, tenant: &str, account: &str, at_ms: i64) -> &'a mut Figures {
     totals
-        .entry((tenant.to_string(), day.clone(), account.to_string()))
-        .or_insert_with(|| DayStats {
-            day,
-            ..DayStats::default()
-        })
+        .entry((tenant.to_string(), day_of(at_ms), account.to_string()))
+        .or_default()
 }
 
 /// A source table the rollup reads, and how its rows add to the totals.
@@ -124,7 +135,7 @@ impl Source {
         }
     }
 
-    fn add(self, row: &Row, to: &mut DayStats) {
+    fn add(self, row: &Row, to: &mut Figures) {
         let (_, _, _, created_at, kind, sender, answered_at) = row;
         match self {
             Source::Messages if kind == "inbound" => to.inbound += 1,
@@ -183,8 +194,8 @@ async fn roll_up_batch(db: &Db, source: Source, until: &str) -> Result<u64, Stor
     for row in &rows {
         source.add(row, totals(&mut sums, &row.1, &row.2, row.3));
     }
-    for ((tenant, _, account), s) in &sums {
-        add_day(&mut tx, tenant, account, s).await?;
+    for ((tenant, day, account), s) in &sums {
+        add_day(&mut tx, tenant, day, account, s).await?;
     }
     let moved = sqlx::query(
         "INSERT INTO stats_watermarks (source, last_id) VALUES ($1, $2) \
@@ -207,8 +218,9 @@ async fn roll_up_batch(db: &Db, source: Source, until: &str) -> Result<u64, Stor
 async fn add_day(
     tx: &mut Tx<'_>,
     tenant: &str,
+    day: &str,
     account: &str,
-    s: &DayStats,
+    s: &Figures,
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO message_stats_daily (tenant_id, day, account_id, inbound, outbound_bot, outbound_human, \
@@ -223,7 +235,7 @@ async fn add_day(
          handoffs = message_stats_daily.handoffs + excluded.handoffs",
     )
     .bind(tenant)
-    .bind(&s.day)
+    .bind(day)
     .bind(account)
     .bind(s.inbound)
     .bind(s.outbound_bot)
@@ -257,37 +269,72 @@ pub async fn count_failure(
     Ok(())
 }
 
-/// The tenant's day totals from `from` to `to` (inclusive `YYYY-MM-DD`),
-/// oldest first.
+const SUMS: &str = "CAST(SUM(inbound) AS BIGINT), CAST(SUM(outbound_bot) AS BIGINT), \
+     CAST(SUM(outbound_human) AS BIGINT), CAST(SUM(replies) AS BIGINT), CAST(SUM(reply_ms) AS BIGINT), \
+     CAST(SUM(conversations) AS BIGINT), CAST(SUM(handoffs) AS BIGINT)";
+
+type SumRow = (String, i64, i64, i64, i64, i64, i64, i64);
+
+fn figures(r: &SumRow) -> Figures {
+    Figures {
+        inbound: r.1,
+        outbound_bot: r.2,
+        outbound_human: r.3,
+        replies: r.4,
+        reply_ms: r.5,
+        conversations: r.6,
+        handoffs: r.7,
+    }
+}
+
+/// The tenant's figures per day from `from` to `to` (inclusive
+/// `YYYY-MM-DD`), all accounts together, oldest first; days without
+/// messages are absent.
 pub async fn days(
     db: &Db,
     tenant_id: Uuid,
     from: &str,
     to: &str,
 ) -> Result<Vec<DayStats>, StoreError> {
-    type DayRow = (String, String, i64, i64, i64, i64, i64, i64, i64);
-    let rows: Vec<DayRow> = sqlx::query_as(
-        "SELECT day, account_id, inbound, outbound_bot, outbound_human, replies, reply_ms, conversations, handoffs \
-         FROM message_stats_daily WHERE tenant_id = $1 AND day >= $2 AND day <= $3 \
-         ORDER BY day, account_id LIMIT 20000",
-    )
+    let rows: Vec<SumRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT day, {SUMS} FROM message_stats_daily WHERE tenant_id = $1 AND day >= $2 AND day <= $3 \
+         GROUP BY day ORDER BY day"
+    )))
     .bind(tenant_id.to_string())
     .bind(from)
     .bind(to)
     .fetch_all(db.pool())
     .await?;
-    rows.into_iter()
+    Ok(rows
+        .iter()
+        .map(|r| DayStats {
+            day: r.0.clone(),
+            figures: figures(r),
+        })
+        .collect())
+}
+
+/// The tenant's figures per channel account from `from` to `to`.
+pub async fn accounts(
+    db: &Db,
+    tenant_id: Uuid,
+    from: &str,
+    to: &str,
+) -> Result<Vec<AccountStats>, StoreError> {
+    let rows: Vec<SumRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT account_id, {SUMS} FROM message_stats_daily WHERE tenant_id = $1 AND day >= $2 AND day <= $3 \
+         GROUP BY account_id ORDER BY account_id"
+    )))
+    .bind(tenant_id.to_string())
+    .bind(from)
+    .bind(to)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
         .map(|r| {
-            Ok(DayStats {
-                day: r.0,
-                account_id: parse_id(&r.1)?,
-                inbound: r.2,
-                outbound_bot: r.3,
-                outbound_human: r.4,
-                replies: r.5,
-                reply_ms: r.6,
-                conversations: r.7,
-                handoffs: r.8,
+            Ok(AccountStats {
+                account_id: parse_id(&r.0)?,
+                figures: figures(r),
             })
         })
         .collect()

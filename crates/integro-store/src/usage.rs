@@ -128,3 +128,50 @@ pub async fn list(
         })
         .collect()
 }
+
+/// All bots' LLM figures on one day (UTC).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct LlmDay {
+    /// `YYYY-MM-DD`, UTC.
+    pub day: String,
+    /// LLM calls answered.
+    pub requests: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    /// Time the calls took, summed (ms).
+    pub latency_ms: i64,
+    /// Attempts that failed or were skipped while a breaker was open.
+    pub failed_requests: i64,
+}
+
+/// The tenant's LLM figures per day from `from` to `to` (inclusive
+/// `YYYY-MM-DD`), all bots together, oldest first.
+pub async fn days(
+    db: &Db,
+    tenant_id: Uuid,
+    from: &str,
+    to: &str,
+) -> Result<Vec<LlmDay>, StoreError> {
+    type DayRow = (String, i64, i64, i64, i64, i64);
+    let rows: Vec<DayRow> = sqlx::query_as(
+        "SELECT day, CAST(SUM(requests) AS BIGINT), CAST(SUM(input_tokens) AS BIGINT), \
+         CAST(SUM(output_tokens) AS BIGINT), CAST(SUM(latency_ms) AS BIGINT), CAST(SUM(failed_requests) AS BIGINT) \
+         FROM usage_daily WHERE tenant_id = $1 AND day >= $2 AND day <= $3 GROUP BY day ORDER BY day",
+    )
+    .bind(tenant_id.to_string())
+    .bind(from)
+    .bind(to)
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| LlmDay {
+            day: r.0,
+            requests: r.1,
+            input_tokens: r.2,
+            output_tokens: r.3,
+            latency_ms: r.4,
+            failed_requests: r.5,
+        })
+        .collect())
+}

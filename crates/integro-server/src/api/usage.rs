@@ -1,27 +1,27 @@
 //! `/api/v1/usage`: LLM tokens per bot and day, and the month against the
-//! tenant's budget; `/api/v1/usage/messages`: messages, replies, hand-offs
-//! and delivery failures per channel account and day.
+//! tenant's budget; `/api/v1/usage/daily`: messages, replies, hand-offs,
+//! LLM calls and delivery failures per day and channel account.
 
 use axum::Json;
 use axum::extract::{Query, State};
 use integro_core::Permission;
 use integro_store::db::now_ms;
-use integro_store::message_stats::{self, DayStats, FailureCount};
+use integro_store::message_stats::{self, AccountStats, DayStats, FailureCount};
 use integro_store::tenants;
-use integro_store::usage::{self, UsageDay, UsageFilter};
+use integro_store::usage::{self, LlmDay, UsageDay, UsageFilter};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::TenantCtx;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_usage))
-        .routes(routes!(get_message_usage))
+        .routes(routes!(get_daily_usage))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -98,7 +98,7 @@ pub(crate) async fn get_usage(
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct MessageUsageParams {
+pub struct DailyUsageParams {
     /// First day, `YYYY-MM-DD` (UTC); 29 days before `to` when absent.
     pub from: Option<String>,
     /// Last day, `YYYY-MM-DD` (UTC); today when absent.
@@ -106,12 +106,16 @@ pub struct MessageUsageParams {
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct MessageUsage {
+pub struct DailyUsage {
     pub from: String,
     pub to: String,
-    /// Per channel account and day, oldest first; days without messages
-    /// are absent.
+    /// Messages per day, all channel accounts together, oldest first; days
+    /// without messages are absent.
     pub days: Vec<DayStats>,
+    /// LLM calls per day, all bots together, oldest first.
+    pub llm_days: Vec<LlmDay>,
+    /// Messages per channel account over the range.
+    pub accounts: Vec<AccountStats>,
     /// Delivery failures in the range by account and provider code, most first.
     pub failures: Vec<FailureCount>,
     /// Messages are counted a minute or two behind: up to this time.
@@ -151,27 +155,28 @@ pub(crate) fn date_range(from: Option<String>, to: Option<String>) -> ApiResult<
     Ok((show(from), show(to)))
 }
 
-/// Messages in and out, bot reply times, conversations, hand-offs and
-/// delivery failures per channel account and day.
-#[utoipa::path(get, path = "/api/v1/usage/messages", tag = "usage", security(("bearer" = [])),
-    params(MessageUsageParams), responses((status = 200, body = MessageUsage)))]
-pub(crate) async fn get_message_usage(
+/// Messages in and out, bot reply times, conversations and hand-offs per
+/// day and per channel account; LLM calls, tokens, time and failures per
+/// day; delivery failures by provider code.
+#[utoipa::path(get, path = "/api/v1/usage/daily", tag = "usage", security(("bearer" = [])),
+    params(DailyUsageParams), responses((status = 200, body = DailyUsage), (status = 422, body = Problem)))]
+pub(crate) async fn get_daily_usage(
     State(state): State<AppState>,
     ctx: TenantCtx,
-    Query(p): Query<MessageUsageParams>,
-) -> ApiResult<Json<MessageUsage>> {
+    Query(p): Query<DailyUsageParams>,
+) -> ApiResult<Json<DailyUsage>> {
     ctx.require(Permission::Read)?;
     let (from, to) = date_range(p.from, p.to)?;
-    let days = message_stats::days(&state.db, ctx.tenant_id, &from, &to).await?;
-    let failures = message_stats::failures(&state.db, ctx.tenant_id, &from, &to).await?;
-    let counted_until = message_stats::counted_until(&state.db)
-        .await?
-        .map(integro_store::db::from_ms);
-    Ok(Json(MessageUsage {
+    let (db, tenant) = (&state.db, ctx.tenant_id);
+    Ok(Json(DailyUsage {
+        days: message_stats::days(db, tenant, &from, &to).await?,
+        llm_days: usage::days(db, tenant, &from, &to).await?,
+        accounts: message_stats::accounts(db, tenant, &from, &to).await?,
+        failures: message_stats::failures(db, tenant, &from, &to).await?,
+        counted_until: message_stats::counted_until(db)
+            .await?
+            .map(integro_store::db::from_ms),
         from,
         to,
-        days,
-        failures,
-        counted_until,
     }))
 }

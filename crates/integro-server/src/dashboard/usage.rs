@@ -1,15 +1,14 @@
 //! Usage: messages in and out per day and channel, hand-off rate, bot reply
 //! time, LLM calls, tokens, failures and latency, and delivery failures by
 //! provider code, over a date range, as charts drawn on the server
-//! (`chart.rs`). The figures are the API's (`/api/v1/usage/messages` and
-//! `/api/v1/usage`).
+//! (`chart.rs`). The figures are the API's (`/api/v1/usage/daily`).
 
 use std::collections::BTreeMap;
 
 use askama::Template;
 use axum::extract::{Query, State};
-use integro_store::message_stats::DayStats;
-use integro_store::usage::UsageDay;
+use integro_store::message_stats::{DayStats, Figures};
+use integro_store::usage::LlmDay;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -18,7 +17,7 @@ use super::inbox::tenant_accounts;
 use super::page::{Layout, PageResult, render, when};
 use super::session::Acting;
 use crate::api;
-use crate::api::usage::{MessageUsageParams, UsageParams};
+use crate::api::usage::DailyUsageParams;
 use crate::state::AppState;
 
 #[derive(Debug, Default, Deserialize)]
@@ -113,7 +112,7 @@ impl Dated for DayStats {
     }
 }
 
-impl Dated for UsageDay {
+impl Dated for LlmDay {
     fn day(&self) -> &str {
         &self.day
     }
@@ -155,21 +154,10 @@ pub async fn usage(
             (Some(why), api::usage::date_range(None, None)?)
         }
     };
-    let messages = api::usage::get_message_usage(
+    let usage = api::usage::get_daily_usage(
         State(state.clone()),
         acting.ctx.clone(),
-        Query(MessageUsageParams {
-            from: Some(from.clone()),
-            to: Some(to.clone()),
-        }),
-    )
-    .await?
-    .0;
-    let llm = api::usage::get_usage(
-        State(state.clone()),
-        acting.ctx.clone(),
-        Query(UsageParams {
-            bot_id: None,
+        Query(DailyUsageParams {
             from: Some(from.clone()),
             to: Some(to.clone()),
         }),
@@ -178,30 +166,32 @@ pub async fn usage(
     .0;
     let accounts = tenant_accounts(&state, acting.ctx.tenant_id).await?;
     let days = days_between(&from, &to);
-    let stats = &messages.days;
-    let sum = |f: fn(&DayStats) -> i64| stats.iter().map(f).sum::<i64>();
+    let stats = &usage.days;
+    let llm = &usage.llm_days;
+    let sum = |f: fn(&Figures) -> i64| stats.iter().map(|s| f(&s.figures)).sum::<i64>();
+    let llm_sum = |f: fn(&LlmDay) -> i64| llm.iter().map(f).sum::<i64>();
 
-    let inbound = per_day(&days, stats, |s| s.inbound as f64);
-    let bot = per_day(&days, stats, |s| s.outbound_bot as f64);
-    let human = per_day(&days, stats, |s| s.outbound_human as f64);
-    let conversations = per_day(&days, stats, |s| s.conversations as f64);
-    let handoffs = per_day(&days, stats, |s| s.handoffs as f64);
-    let replies = per_day(&days, stats, |s| s.replies as f64);
-    let reply_ms = per_day(&days, stats, |s| s.reply_ms as f64);
-    let calls = per_day(&days, &llm.days, |u| u.requests as f64);
-    let failed_calls = per_day(&days, &llm.days, |u| u.failed_requests as f64);
-    let input_tokens = per_day(&days, &llm.days, |u| u.input_tokens as f64);
-    let output_tokens = per_day(&days, &llm.days, |u| u.output_tokens as f64);
-    let llm_ms = per_day(&days, &llm.days, |u| u.latency_ms as f64);
+    let inbound = per_day(&days, stats, |s| s.figures.inbound as f64);
+    let bot = per_day(&days, stats, |s| s.figures.outbound_bot as f64);
+    let human = per_day(&days, stats, |s| s.figures.outbound_human as f64);
+    let conversations = per_day(&days, stats, |s| s.figures.conversations as f64);
+    let handoffs = per_day(&days, stats, |s| s.figures.handoffs as f64);
+    let replies = per_day(&days, stats, |s| s.figures.replies as f64);
+    let reply_ms = per_day(&days, stats, |s| s.figures.reply_ms as f64);
+    let calls = per_day(&days, llm, |u| u.requests as f64);
+    let failed_calls = per_day(&days, llm, |u| u.failed_requests as f64);
+    let input_tokens = per_day(&days, llm, |u| u.input_tokens as f64);
+    let output_tokens = per_day(&days, llm, |u| u.output_tokens as f64);
+    let llm_ms = per_day(&days, llm, |u| u.latency_ms as f64);
     let attempts: Vec<f64> = calls
         .iter()
         .zip(&failed_calls)
         .map(|(a, b)| a + b)
         .collect();
 
-    let failures_total: i64 = messages.failures.iter().map(|f| f.failures).sum();
-    let llm_latency: i64 = llm.days.iter().map(|u| u.latency_ms).sum();
-    let llm_failed: i64 = llm.days.iter().map(|u| u.failed_requests).sum();
+    let failures_total: i64 = usage.failures.iter().map(|f| f.failures).sum();
+    let llm_calls = llm_sum(|u| u.requests);
+    let llm_failed = llm_sum(|u| u.failed_requests);
     let figures = vec![
         Figure {
             label: "Messages in",
@@ -225,11 +215,11 @@ pub async fn usage(
         },
         Figure {
             label: "LLM calls",
-            value: llm.total_requests.to_string(),
+            value: llm_calls.to_string(),
         },
         Figure {
             label: "Tokens",
-            value: (llm.total_input_tokens + llm.total_output_tokens).to_string(),
+            value: (llm_sum(|u| u.input_tokens) + llm_sum(|u| u.output_tokens)).to_string(),
         },
         Figure {
             label: "LLM failed attempts",
@@ -237,7 +227,7 @@ pub async fn usage(
         },
         Figure {
             label: "LLM latency (mean)",
-            value: seconds(llm_latency, llm.total_requests + llm_failed),
+            value: seconds(llm_sum(|u| u.latency_ms), llm_calls + llm_failed),
         },
         Figure {
             label: "Delivery failures",
@@ -314,9 +304,13 @@ pub async fn usage(
             .unwrap_or_else(|| ("(deleted account)".into(), String::new()))
     };
     let mut by_account: BTreeMap<Uuid, ChannelRow> = BTreeMap::new();
-    for s in stats {
-        let row = by_account.entry(s.account_id).or_insert_with(|| {
-            let (name, kind) = name_of(s.account_id);
+    fn row_of<'a>(
+        rows: &'a mut BTreeMap<Uuid, ChannelRow>,
+        id: Uuid,
+        name_of: impl Fn(Uuid) -> (String, String),
+    ) -> &'a mut ChannelRow {
+        rows.entry(id).or_insert_with(|| {
+            let (name, kind) = name_of(id);
             ChannelRow {
                 name,
                 kind,
@@ -325,28 +319,20 @@ pub async fn usage(
                 handoffs: 0,
                 failures: 0,
             }
-        });
-        row.inbound += s.inbound;
-        row.outbound += s.outbound_bot + s.outbound_human;
-        row.handoffs += s.handoffs;
+        })
     }
-    for f in &messages.failures {
-        let row = by_account.entry(f.account_id).or_insert_with(|| {
-            let (name, kind) = name_of(f.account_id);
-            ChannelRow {
-                name,
-                kind,
-                inbound: 0,
-                outbound: 0,
-                handoffs: 0,
-                failures: 0,
-            }
-        });
-        row.failures += f.failures;
+    for s in &usage.accounts {
+        let row = row_of(&mut by_account, s.account_id, name_of);
+        row.inbound += s.figures.inbound;
+        row.outbound += s.figures.outbound_bot + s.figures.outbound_human;
+        row.handoffs += s.figures.handoffs;
+    }
+    for f in &usage.failures {
+        row_of(&mut by_account, f.account_id, name_of).failures += f.failures;
     }
     let mut channels: Vec<ChannelRow> = by_account.into_values().collect();
     channels.sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
-    let failures = messages
+    let failures = usage
         .failures
         .iter()
         .map(|f| FailureRow {
@@ -368,7 +354,7 @@ pub async fn usage(
         charts,
         channels,
         failures,
-        counted_until: messages.counted_until.map(when),
+        counted_until: usage.counted_until.map(when),
     }))
 }
 

@@ -62,7 +62,7 @@ async fn messages_replies_handoffs_and_failures_are_counted_once(kind: DbKind) {
     t.settled().await;
 
     // Nothing is counted until the rollup has run.
-    let usage = t.get("/api/v1/usage/messages").await;
+    let usage = t.get("/api/v1/usage/daily").await;
     assert_eq!(usage["days"], json!([]));
     assert_eq!(usage["counted_until"], Value::Null);
     // Failures are counted when they happen.
@@ -83,11 +83,10 @@ async fn messages_replies_handoffs_and_failures_are_counted_once(kind: DbKind) {
         0
     );
 
-    let usage = t.get("/api/v1/usage/messages").await;
+    let usage = t.get("/api/v1/usage/daily").await;
     let days = usage["days"].as_array().unwrap();
     assert_eq!(days.len(), 1, "{usage}");
     let today = &days[0];
-    assert_eq!(today["account_id"], t.account_id.as_str());
     assert_eq!(today["inbound"], 3);
     assert_eq!(today["outbound_bot"], 3);
     assert_eq!(today["outbound_human"], 0);
@@ -97,27 +96,31 @@ async fn messages_replies_handoffs_and_failures_are_counted_once(kind: DbKind) {
     assert!(today["reply_ms"].as_i64().unwrap() >= 0);
     assert!(usage["counted_until"].is_string());
     assert_eq!(usage["to"], today["day"]);
+    let accounts = usage["accounts"].as_array().unwrap();
+    assert_eq!(accounts.len(), 1);
+    assert_eq!(accounts[0]["account_id"], t.account_id.as_str());
+    assert_eq!(accounts[0]["inbound"], 3);
 
     // A range that is not one is refused, saying why.
     let res = t
         .app
-        .get(
-            "/api/v1/usage/messages?from=2026-12-05&to=2026-12-01",
-            &t.key,
-        )
+        .get("/api/v1/usage/daily?from=2026-12-05&to=2026-12-01", &t.key)
         .await;
     assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
     let res = t
         .app
-        .get(
-            "/api/v1/usage/messages?from=2024-01-01&to=2026-01-01",
-            &t.key,
-        )
+        .get("/api/v1/usage/daily?from=2024-01-01&to=2026-01-01", &t.key)
         .await;
     assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
     let res = t
         .app
-        .get("/api/v1/usage/messages?from=yesterday", &t.key)
+        .get("/api/v1/usage/daily?from=yesterday", &t.key)
+        .await;
+    assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+    // A year outside 1970-9999 is not a date here (no overflow).
+    let res = t
+        .app
+        .get("/api/v1/usage/daily?to=-9999-01-01", &t.key)
         .await;
     assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
 
@@ -126,7 +129,7 @@ async fn messages_replies_handoffs_and_failures_are_counted_once(kind: DbKind) {
     let (_, other_key) = t.app.create_key(&other, "viewer").await;
     let theirs: Value = t
         .app
-        .get("/api/v1/usage/messages", &other_key)
+        .get("/api/v1/usage/daily", &other_key)
         .await
         .json()
         .await
