@@ -304,11 +304,11 @@ pub async fn usage(
             .unwrap_or_else(|| ("(deleted account)".into(), String::new()))
     };
     let mut by_account: BTreeMap<Uuid, ChannelRow> = BTreeMap::new();
-    fn row_of<'a>(
-        rows: &'a mut BTreeMap<Uuid, ChannelRow>,
+    fn row_of(
+        rows: &mut BTreeMap<Uuid, ChannelRow>,
         id: Uuid,
         name_of: impl Fn(Uuid) -> (String, String),
-    ) -> &'a mut ChannelRow {
+    ) -> &mut ChannelRow {
         rows.entry(id).or_insert_with(|| {
             let (name, kind) = name_of(id);
             ChannelRow {
