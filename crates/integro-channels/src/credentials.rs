@@ -55,7 +55,21 @@ const X: &[CredentialField] = &[
     optional("oauth2_access_token", true, false),
     optional("oauth2_refresh_token", true, false),
     optional("oauth2_expires_at", false, false),
+    optional(X_RECEIVE, false, false),
 ];
+
+/// A field whose values are a fixed few: whether `value` is one of them.
+pub fn check_value(kind: ChannelKind, name: &str, value: &str) -> Result<(), String> {
+    if kind == ChannelKind::X && name == X_RECEIVE && !X_RECEIVE_MODES.contains(&value.trim()) {
+        return Err(format!("must be one of {}", X_RECEIVE_MODES.join(", ")));
+    }
+    Ok(())
+}
+
+/// How an X account receives: `webhook` (X posts events to Integro) or
+/// `polling` (Integro asks X, for installs X cannot reach).
+pub const X_RECEIVE: &str = "receive";
+pub const X_RECEIVE_MODES: [&str; 2] = ["webhook", "polling"];
 
 const fn optional(name: &'static str, secret: bool, external_id: bool) -> CredentialField {
     CredentialField {
@@ -139,6 +153,9 @@ impl Credentials {
                     ));
                 }
             }
+        }
+        for (name, value) in given {
+            check_value(kind, name, value).map_err(|why| (format!("credentials.{name}"), why))?;
         }
         if let Some(name) = missing_together(kind, given) {
             return Err((

@@ -526,6 +526,152 @@ pub const OAUTH2_REFRESH_TOKEN: &str = "oauth2_refresh_token";
 /// When the access token expires (Unix ms).
 pub const OAUTH2_EXPIRES_AT: &str = "oauth2_expires_at";
 
+/// One page of a poll: the messages for the account, oldest first, X's
+/// newest and oldest ids on the page, and the next page's token.
+#[derive(Debug, Default)]
+pub struct Polled {
+    pub messages: Vec<InboundMessage>,
+    pub newest_id: Option<String>,
+    pub oldest_id: Option<String>,
+    pub next_token: Option<String>,
+}
+
+/// A user's display name from a v2 answer's `includes.users`.
+fn included_name(v: &Value, id: &str) -> Option<String> {
+    v["includes"]["users"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|u| u["id"] == id)
+        .and_then(|u| text_of(&u["name"]).or_else(|| text_of(&u["username"])))
+}
+
+/// The account's mentions after `since_id` (`GET /2/users/{id}/mentions`,
+/// newest first at X; an owned read), one page. Without `since_id`, the
+/// newest few only: a first poll marks where to start, it answers nothing.
+pub async fn poll_mentions(
+    client: &reqwest::Client,
+    urls: &ProviderUrls,
+    creds: &Credentials,
+    since_id: Option<&str>,
+    page: Option<&str>,
+) -> Result<Polled, SendError> {
+    let user_id = creds.require("user_id")?;
+    let query = {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query
+            .append_pair("max_results", if since_id.is_some() { "100" } else { "5" })
+            .append_pair("tweet.fields", "created_at,author_id,conversation_id")
+            .append_pair("expansions", "author_id")
+            .append_pair("user.fields", "name,username");
+        if let Some(since) = since_id {
+            query.append_pair("since_id", since);
+        }
+        if let Some(page) = page {
+            query.append_pair("pagination_token", page);
+        }
+        query.finish()
+    };
+    let url = api(urls, &format!("/2/users/{}/mentions?{query}", pct(user_id)));
+    let v = user_call(client, reqwest::Method::GET, url, creds, None).await?;
+    let mut messages: Vec<InboundMessage> = v["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|post| {
+            let id = post["id"].as_str().filter(|id| !id.is_empty())?;
+            let author = post["author_id"]
+                .as_str()
+                .filter(|a| !a.is_empty() && *a != user_id)?;
+            Some(InboundMessage {
+                provider_message_id: id.to_string(),
+                from: format!("{POST_CONTACT_PREFIX}{author}"),
+                from_name: included_name(&v, author),
+                phone_e164: None,
+                kind: "mention".into(),
+                text: text_of(&post["text"]),
+                media: Vec::new(),
+                reply_to: None,
+            })
+        })
+        .collect();
+    messages.reverse();
+    Ok(Polled {
+        messages,
+        newest_id: text_of(&v["meta"]["newest_id"]),
+        oldest_id: text_of(&v["meta"]["oldest_id"]),
+        next_token: text_of(&v["meta"]["next_token"]),
+    })
+}
+
+/// The account's recent direct messages (`GET /2/dm_events`, newest first,
+/// the last 30 days; X takes no `since_id` here), one page, without the
+/// account's own.
+pub async fn poll_direct_messages(
+    client: &reqwest::Client,
+    urls: &ProviderUrls,
+    creds: &Credentials,
+    page: Option<&str>,
+) -> Result<Polled, SendError> {
+    let user_id = creds.require("user_id")?;
+    let query = {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query
+            .append_pair("event_types", "MessageCreate")
+            .append_pair(
+                "dm_event.fields",
+                "id,text,sender_id,created_at,dm_conversation_id",
+            )
+            .append_pair("expansions", "sender_id")
+            .append_pair("user.fields", "name,username")
+            .append_pair("max_results", "100");
+        if let Some(page) = page {
+            query.append_pair("pagination_token", page);
+        }
+        query.finish()
+    };
+    let url = api(urls, &format!("/2/dm_events?{query}"));
+    let v = user_call(client, reqwest::Method::GET, url, creds, None).await?;
+    let events: Vec<&Value> = v["data"].as_array().into_iter().flatten().collect();
+    let ids = events.iter().filter_map(|e| e["id"].as_str());
+    let newest_id = ids
+        .clone()
+        .max_by(|a, b| snowflake_order(a, b))
+        .map(String::from);
+    let oldest_id = ids.min_by(|a, b| snowflake_order(a, b)).map(String::from);
+    let mut messages: Vec<InboundMessage> = events
+        .iter()
+        .filter_map(|e| {
+            let id = e["id"].as_str().filter(|id| !id.is_empty())?;
+            let sender = e["sender_id"]
+                .as_str()
+                .filter(|s| !s.is_empty() && *s != user_id)?;
+            Some(InboundMessage {
+                provider_message_id: id.to_string(),
+                from: sender.to_string(),
+                from_name: included_name(&v, sender),
+                phone_e164: None,
+                kind: "text".into(),
+                text: text_of(&e["text"]),
+                media: Vec::new(),
+                reply_to: None,
+            })
+        })
+        .collect();
+    messages.sort_by(|a, b| snowflake_order(&a.provider_message_id, &b.provider_message_id));
+    Ok(Polled {
+        messages,
+        newest_id,
+        oldest_id,
+        next_token: text_of(&v["meta"]["next_token"]),
+    })
+}
+
+/// X's ids (snowflakes) in time order: as numbers, whatever their length.
+pub fn snowflake_order(a: &str, b: &str) -> std::cmp::Ordering {
+    (a.len(), a).cmp(&(b.len(), b))
+}
+
 /// A post's text as X's answer and ours compare: X escapes `&`, `<` and
 /// `>`, may put the replied-to people's handles first, and shortens links
 /// (so links are left out).
@@ -567,6 +713,81 @@ pub async fn check(
         ));
     }
     Ok(format!("X account @{username}"))
+}
+
+/// Publishes a post of the account (not a reply): `POST /2/tweets` with
+/// `text`, and `made_with_ai` when it says so. Returns the post's id.
+pub async fn publish(
+    client: &reqwest::Client,
+    urls: &ProviderUrls,
+    creds: &Credentials,
+    text: &str,
+    made_with_ai: bool,
+) -> Result<String, SendError> {
+    let mut body = json!({ "text": text });
+    if made_with_ai {
+        body["made_with_ai"] = Value::Bool(true);
+    }
+    let v = user_call(
+        client,
+        reqwest::Method::POST,
+        api(urls, "/2/tweets"),
+        creds,
+        Some(&body),
+    )
+    .await?;
+    v.pointer("/data/id")
+        .and_then(Value::as_str)
+        .map(String::from)
+        .ok_or_else(|| SendError::retryable(None, "the answer has no /data/id"))
+}
+
+/// Posts (not replies) the account made with `text` since `since` (Unix
+/// seconds), oldest first: a publish whose outcome is unknown is looked for
+/// here before it is tried again, as `find_sent` does for replies. Reads
+/// the account's own recent posts (`GET /2/users/{id}/tweets`, an owned
+/// read, without replies and reposts).
+pub async fn find_published(
+    client: &reqwest::Client,
+    urls: &ProviderUrls,
+    creds: &Credentials,
+    text: &str,
+    since: i64,
+) -> Result<Vec<String>, SendError> {
+    let user_id = creds.require("user_id")?;
+    let start = time::OffsetDateTime::from_unix_timestamp(since)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default();
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("max_results", "100")
+        .append_pair("exclude", "replies,retweets")
+        .append_pair("tweet.fields", "created_at,referenced_tweets")
+        .append_pair("start_time", &start)
+        .finish();
+    let url = api(urls, &format!("/2/users/{}/tweets?{query}", pct(user_id)));
+    let v = user_call(client, reqwest::Method::GET, url, creds, None).await?;
+    let wanted = comparable(text);
+    let mut found: Vec<String> = v["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["text"].as_str().map(comparable).as_ref() == Some(&wanted))
+        .filter(|p| {
+            !p["referenced_tweets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|r| r["type"] == "replied_to")
+        })
+        .filter_map(|p| p["id"].as_str().map(String::from))
+        .collect();
+    // Newest first from X.
+    found.reverse();
+    Ok(found)
 }
 
 #[cfg(test)]

@@ -89,6 +89,10 @@ pub struct Config {
     /// outcome is unknown waits for Meta's status report before it is sent
     /// again.
     pub send_status_grace_secs: u64,
+    /// `INTEGRO_X_POLL_SECS`: how often X accounts set to `receive=polling`
+    /// are polled (X allows a user's direct messages to be read 15 times in
+    /// 15 minutes: 60 s or more).
+    pub x_poll_secs: u64,
     /// `INTEGRO_BREAKER_THRESHOLD`: failures in a row that open a provider's
     /// circuit (channel accounts and AI credentials alike).
     pub breaker_threshold: u32,
@@ -142,6 +146,7 @@ impl Default for Config {
             webhook_log_retention_days: 7,
             job_lease_secs: 60,
             send_status_grace_secs: 30,
+            x_poll_secs: 60,
             redis_url: None,
             breaker_threshold: 5,
             breaker_cool_down_secs: 30,

@@ -517,6 +517,7 @@ pub fn build_worker(state: &AppState) -> Arc<Worker> {
         webhook_log_retention: Duration::from_secs(config.webhook_log_retention_days * 24 * 3600),
         lease: Duration::from_secs(config.job_lease_secs.max(1)),
         status_grace: Duration::from_secs(config.send_status_grace_secs),
+        x_poll_interval: Duration::from_secs(config.x_poll_secs.max(1)),
         breaker_threshold: config.breaker_threshold,
         breaker_cool_down: Duration::from_secs(config.breaker_cool_down_secs),
         ..WorkerConfig::default()

@@ -232,6 +232,20 @@ pub async fn find_for_webhook(db: &Db, id: Uuid) -> Result<Option<Account>, Stor
     row.map(from_row).transpose()
 }
 
+/// Live, active accounts of `kind` in every live tenant (for work that
+/// runs per account, such as polling X), at most 1,000, oldest first.
+pub async fn live_of_kind(db: &Db, kind: ChannelKind) -> Result<Vec<Account>, StoreError> {
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM channel_accounts a WHERE kind = $1 AND active = 1 AND deleted_at IS NULL \
+         AND EXISTS (SELECT 1 FROM tenants t WHERE t.id = a.tenant_id AND t.deleted_at IS NULL) \
+         ORDER BY id LIMIT 1000"
+    )))
+    .bind(kind.as_str())
+    .fetch_all(db.pool())
+    .await?;
+    rows.into_iter().map(from_row).collect()
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct AccountFilter {
     pub bot_id: Option<Uuid>,

@@ -198,6 +198,18 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/0018_oauth_states.sql"),
         include_str!("../migrations/0018_oauth_states.sql"),
     ),
+    (
+        19,
+        "x posts",
+        include_str!("../migrations/0019_x_posts.sql"),
+        include_str!("../migrations/0019_x_posts.sql"),
+    ),
+    (
+        20,
+        "x poll cursors",
+        include_str!("../migrations/0020_x_poll_cursors.sql"),
+        include_str!("../migrations/0020_x_poll_cursors.sql"),
+    ),
 ];
 
 #[derive(Clone)]

@@ -27,16 +27,24 @@ pub enum JobKind {
     Send,
     /// Tell a tenant about a critical error (its alert webhook).
     Alert,
+    /// Publish an approved post on X (`posts.rs`).
+    PublishPost,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 3] = [JobKind::Reply, JobKind::Send, JobKind::Alert];
+    pub const ALL: [JobKind; 4] = [
+        JobKind::Reply,
+        JobKind::Send,
+        JobKind::Alert,
+        JobKind::PublishPost,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::Reply => "reply",
             JobKind::Send => "send",
             JobKind::Alert => "alert",
+            JobKind::PublishPost => "publish_post",
         }
     }
 

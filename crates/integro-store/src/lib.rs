@@ -31,6 +31,7 @@ pub mod oauth_states;
 pub mod page;
 #[doc(hidden)]
 pub mod pg_socket;
+pub mod posts;
 pub mod rate_limits;
 pub mod readers;
 pub mod reads;
@@ -47,6 +48,7 @@ pub mod web_sessions;
 pub mod webhook_batch;
 pub mod webhook_logs;
 mod writer_cpu;
+pub mod x_poll;
 
 pub use db::{Backend, Db, Tx};
 pub use error::StoreError;

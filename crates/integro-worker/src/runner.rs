@@ -21,6 +21,7 @@ impl Worker {
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let slots = self.slots.clone();
         let maintenance = tokio::spawn(self.clone().maintain());
+        let x_polls = tokio::spawn(self.clone().poll_x());
         let listener = tokio::spawn(self.clone().listen_for_jobs());
         tracing::info!(owner = %self.owner, concurrency = self.config.concurrency, "worker started");
         loop {
@@ -70,6 +71,7 @@ impl Worker {
             }
         }
         maintenance.abort();
+        x_polls.abort();
         listener.abort();
         // No job is handed to us any more (`take_slots`).
         slots.close();
@@ -141,6 +143,7 @@ impl Worker {
                     .map(|sends| next = sends),
                 JobKind::Send => crate::send::run(&self, &job, known).await,
                 JobKind::Alert => crate::alert::run(&self, &job).await,
+                JobKind::PublishPost => crate::publish::run(&self, &job).await,
             }
         }
         .instrument(span)
@@ -202,6 +205,9 @@ impl Worker {
                 }
                 if !permanent && job.kind == JobKind::Send {
                     self.sends_failing(job, &error).await;
+                }
+                if !permanent && job.kind == JobKind::PublishPost {
+                    crate::publish::gave_up(self, job, &error).await;
                 }
                 "dead"
             }

@@ -67,22 +67,8 @@ pub(crate) async fn run(
     };
     let account = &known.account;
     // An X account connected with OAuth 2.0 sends with a fresh access token.
-    let creds = &match crate::x_tokens::fresh(
-        &worker.db,
-        &worker.keyring,
-        &worker.egress.client,
-        &worker.egress.urls,
-        account,
-        &known.creds,
-    )
-    .await
-    {
-        Ok((creds, changed)) => {
-            if changed {
-                worker.accounts.forget(account.id);
-            }
-            creds
-        }
+    let creds = &match crate::x_tokens::for_job(worker, &known).await {
+        Ok(creds) => creds,
         Err(e) if e.retryable => {
             return Err(Failure::Retry {
                 error: e.to_string(),

@@ -35,6 +35,8 @@ pub struct WorkerConfig {
     /// Failures in a row that open a provider's circuit, and how long it stays open.
     pub breaker_threshold: u32,
     pub breaker_cool_down: Duration,
+    /// How often X accounts set to `receive=polling` are polled.
+    pub x_poll_interval: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -48,6 +50,7 @@ impl Default for WorkerConfig {
             webhook_log_retention: Duration::from_secs(7 * 24 * 3600),
             breaker_threshold: 5,
             breaker_cool_down: Duration::from_secs(30),
+            x_poll_interval: Duration::from_secs(60),
         }
     }
 }

@@ -133,3 +133,24 @@ pub async fn fresh(
     tracing::info!(account = %account.id, "refreshed the X account's access token");
     Ok((stored(db, keyring, &account).await?.1, true))
 }
+
+/// `fresh` for a job of this worker: credentials that changed are dropped
+/// from the account cache.
+pub(crate) async fn for_job(
+    worker: &crate::worker::Worker,
+    known: &crate::accounts::KnownAccount,
+) -> Result<Credentials, SendError> {
+    let (creds, changed) = fresh(
+        &worker.db,
+        &worker.keyring,
+        &worker.egress.client,
+        &worker.egress.urls,
+        &known.account,
+        &known.creds,
+    )
+    .await?;
+    if changed {
+        worker.accounts.forget(known.account.id);
+    }
+    Ok(creds)
+}

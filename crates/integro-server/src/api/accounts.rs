@@ -138,6 +138,8 @@ fn split_credentials(
                     "must not be empty",
                 ));
             }
+            integro_channels::credentials::check_value(kind, name, value)
+                .map_err(|why| ApiError::invalid_field(&format!("credentials.{name}"), why))?;
         }
         Credentials(
             given

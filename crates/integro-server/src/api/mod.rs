@@ -24,6 +24,7 @@ pub mod invitations;
 pub mod jobs;
 pub mod labels;
 pub mod members;
+pub mod posts;
 pub mod rules;
 pub mod settings;
 pub mod tenants;
@@ -56,6 +57,7 @@ pub mod x_connect;
         (name = "settings", description = "The tenant's budget and alert webhook"),
         (name = "accounts", description = "Channel accounts (WhatsApp, Instagram, X, web)"),
         (name = "conversations", description = "Conversations, messages, manual replies"),
+        (name = "posts", description = "Posts on X accounts: drafts, approval, scheduled publication"),
         (name = "web", description = "Integro's own web/API channel"),
         (name = "jobs", description = "The job queue; dead jobs can be retried"),
         (name = "webhook-logs", description = "Every webhook request received"),
@@ -193,6 +195,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(conversations::router())
         .merge(labels::router())
         .merge(canned_replies::router())
+        .merge(posts::router())
         .merge(web::router())
         .merge(jobs::router())
         .merge(webhook_logs::router())

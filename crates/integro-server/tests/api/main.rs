@@ -25,3 +25,4 @@ mod twilio_loop;
 mod usage;
 mod web_public;
 mod x_oauth;
+mod x_poll;
