@@ -13,6 +13,7 @@ pub mod meta;
 pub mod twilio;
 pub mod whatsapp_cloud;
 pub mod x;
+pub mod x_activity;
 pub mod x_oauth;
 
 pub use credentials::{CredentialField, Credentials, credential_fields};

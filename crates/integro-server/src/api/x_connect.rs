@@ -3,15 +3,18 @@
 //! owner authorizes the tenant's X app; X sends the browser back to
 //! `GET /oauth/x/callback`, which exchanges the code, learns which user
 //! authorized (`/2/users/me`) and stores the tokens, sealed, on the account
-//! (audited as the person who started the connection).
+//! (audited as the person who started the connection), then subscribes the
+//! account to its events on the app's webhook (`POST
+//! /api/v1/accounts/{id}/x/subscribe` does that again on demand).
 
 use askama::Template;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use integro_channels::credentials::X_RECEIVE;
 use integro_channels::x::{OAUTH2_ACCESS_TOKEN, OAUTH2_EXPIRES_AT, OAUTH2_REFRESH_TOKEN};
-use integro_channels::{Credentials, x_oauth};
+use integro_channels::{Credentials, x_activity, x_oauth};
 use integro_core::{ChannelKind, Permission};
 use integro_store::accounts::{self, AccountChanges, CredentialValues};
 use integro_store::db::{from_ms, now_ms};
@@ -27,7 +30,9 @@ use crate::extract::TenantCtx;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(connect_x))
+    OpenApiRouter::new()
+        .routes(routes!(connect_x))
+        .routes(routes!(subscribe_x))
 }
 
 /// The callback's path: register `{INTEGRO_PUBLIC_URL}/oauth/x/callback` on
@@ -159,10 +164,15 @@ pub async fn callback(State(state): State<AppState>, Query(q): Query<CallbackQue
         );
     };
     match complete(&state, &pending, &code).await {
-        Ok((name, username)) => outcome(
+        Ok((name, username, subscribed)) => outcome(
             StatusCode::OK,
             "Connected",
-            format!("The account {name} now speaks as @{username} on X."),
+            format!(
+                "The account {name} now speaks as @{username} on X. {}",
+                subscribed.unwrap_or_default()
+            )
+            .trim_end()
+            .to_string(),
         ),
         Err((status, detail)) => outcome(status, "The connection failed", detail),
     }
@@ -172,7 +182,7 @@ async fn complete(
     state: &AppState,
     pending: &Pending,
     code: &str,
-) -> Result<(String, String), (StatusCode, String)> {
+) -> Result<(String, String, Option<String>), (StatusCode, String)> {
     let internal = |e: integro_store::StoreError| {
         tracing::error!(error = %e, "storing an X connection failed");
         (
@@ -245,5 +255,131 @@ async fn complete(
         .await
         .map_err(|e| internal(integro_store::StoreError::from(e)))?;
     state.accounts.forget(updated.id);
-    Ok((updated.name, username))
+    if updated.credentials.get(X_RECEIVE).map(String::as_str) == Some("polling") {
+        return Ok((updated.name, username, None));
+    }
+    // Connected either way; a failed subscription is said and can be retried.
+    let subscribed = match subscribe_account(state, &updated).await {
+        Ok(s) => format!(
+            "It receives direct messages, mentions and replies on webhook {}.",
+            s.webhook_id
+        ),
+        Err(e) => format!(
+            "Subscribing it to its events failed ({}): retry with POST /api/v1/accounts/{}/x/subscribe.",
+            e.message, updated.id
+        ),
+    };
+    Ok((updated.name, username, Some(subscribed)))
+}
+
+/// One of the account's X Activity API subscriptions.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct XSubscription {
+    pub event_type: String,
+    pub subscription_id: String,
+    /// Made now (else it existed).
+    pub created: bool,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct XSubscriptions {
+    /// The app's webhook for this account's URL.
+    pub webhook_id: String,
+    /// The webhook was registered now (X checked it with a CRC).
+    pub webhook_registered: bool,
+    pub subscriptions: Vec<XSubscription>,
+}
+
+/// Registers the account's webhook URL with its X app if needed and
+/// subscribes the account to direct messages, mentions and replies to its
+/// posts, skipping what exists.
+async fn subscribe_account(
+    state: &AppState,
+    account: &integro_store::accounts::Account,
+) -> Result<XSubscriptions, integro_core::SendError> {
+    let stored = Credentials(
+        accounts::credentials(&state.db, &state.keyring, account)
+            .await
+            .map_err(|e| integro_core::SendError::retryable(None, e.to_string()))?,
+    );
+    let client = integro_channels::http::client(std::time::Duration::from_secs(15));
+    let urls = state.config.provider_urls();
+    let (creds, changed) = integro_worker::x_tokens::fresh(
+        &state.db,
+        &state.keyring,
+        &client,
+        &urls,
+        account,
+        &stored,
+    )
+    .await?;
+    if changed {
+        state.accounts.forget(account.id);
+    }
+    let user_id = creds.require("user_id")?.to_string();
+    let app = x_activity::app_token(&client, &urls, &creds).await?;
+    let url = format!("{}/webhooks/x/{}", state.config.public_base(), account.id);
+    let (webhook_id, webhook_registered) =
+        x_activity::ensure_webhook(&client, &urls, &app, &url).await?;
+    let existing = x_activity::subscribed(&client, &urls, &app, &user_id, &webhook_id).await?;
+    let mut subscriptions = Vec::new();
+    for event in x_activity::EVENT_TYPES {
+        if let Some((_, id)) = existing.iter().find(|(e, _)| e == event) {
+            subscriptions.push(XSubscription {
+                event_type: event.into(),
+                subscription_id: id.clone(),
+                created: false,
+            });
+            continue;
+        }
+        let tag = format!("integro:{}", account.id);
+        let id = x_activity::subscribe(&client, &urls, &creds, event, &webhook_id, &tag).await?;
+        subscriptions.push(XSubscription {
+            event_type: event.into(),
+            subscription_id: id,
+            created: true,
+        });
+    }
+    Ok(XSubscriptions {
+        webhook_id,
+        webhook_registered,
+        subscriptions,
+    })
+}
+
+/// Register the account's webhook URL with its X app (if needed) and
+/// subscribe the account to its direct messages, mentions and replies
+/// (X Activity API). Needs the account's OAuth 2.0 connection, and
+/// `INTEGRO_PUBLIC_URL` reachable by X (X checks the webhook at once).
+#[utoipa::path(post, path = "/api/v1/accounts/{id}/x/subscribe", tag = "accounts", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Account id")),
+    responses((status = 200, body = XSubscriptions), (status = 404, body = Problem), (status = 422, body = Problem), (status = 502, body = Problem)))]
+pub(crate) async fn subscribe_x(
+    State(state): State<AppState>,
+    ctx: TenantCtx,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<XSubscriptions>> {
+    ctx.require(Permission::Manage)?;
+    let account = accounts::get(&state.db, ctx.tenant_id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("account"))?;
+    if account.kind != ChannelKind::X {
+        return Err(ApiError::invalid_field("id", "not an X account"));
+    }
+    if account.credentials.get(X_RECEIVE).map(String::as_str) == Some("polling") {
+        return Err(ApiError::invalid_field(
+            "credentials.receive",
+            "the account is polled; set receive to webhook first",
+        ));
+    }
+    subscribe_account(&state, &account)
+        .await
+        .map(Json)
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "provider_refused",
+                format!("X refused: {}", e.message),
+            )
+        })
 }

@@ -26,3 +26,4 @@ mod usage;
 mod web_public;
 mod x_oauth;
 mod x_poll;
+mod x_posts;

@@ -159,6 +159,57 @@ async fn an_x_account_connects_with_oauth2_and_its_token_is_refreshed(kind: DbKi
         ))
         .mount(&t.provider)
         .await;
+    // The app's webhook and the account's subscriptions, made after connecting.
+    let app_basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("ck:cs-secret")
+    );
+    Mock::given(method("POST"))
+        .and(path("/oauth2/token"))
+        .and(header("authorization", app_basic.as_str()))
+        .and(body_string_contains("grant_type=client_credentials"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "token_type": "bearer", "access_token": "APP" })),
+        )
+        .mount(&t.provider)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/2/webhooks"))
+        .and(header("authorization", "Bearer APP"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "data": [], "meta": { "result_count": 0 } })),
+        )
+        .mount(&t.provider)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/2/webhooks"))
+        .and(header("authorization", "Bearer APP"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "data": { "id": "wh1", "valid": true } })),
+        )
+        .mount(&t.provider)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/2/activity/subscriptions"))
+        .and(header("authorization", "Bearer APP"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": [{ "subscription_id": "s1", "event_type": "dm.received", "filter": { "user_id": "4337869213" }, "webhook_id": "wh1" },
+                     { "subscription_id": "s9", "event_type": "post.mention.create", "filter": { "user_id": "99" }, "webhook_id": "wh1" }],
+            "meta": { "total_subscriptions": 2 } })))
+        .mount(&t.provider)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/2/activity/subscriptions"))
+        .and(header("authorization", "Bearer AT1"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "data": { "subscription_id": "s2" } })),
+        )
+        .mount(&t.provider)
+        .await;
     let callback = |state: &str| {
         t.app
             .client
@@ -172,6 +223,34 @@ async fn an_x_account_connects_with_oauth2_and_its_token_is_refreshed(kind: DbKi
     assert_eq!(res.status(), StatusCode::OK);
     let page = res.text().await.unwrap();
     assert!(page.contains("now speaks as @shopbot on X"), "{page}");
+    assert!(page.contains("on webhook wh1"), "{page}");
+    let requests = t.provider_requests().await;
+    let registered = requests
+        .iter()
+        .find(|r| r.method.as_str() == "POST" && r.url.path() == "/2/webhooks")
+        .unwrap();
+    let registered: Value = serde_json::from_slice(&registered.body).unwrap();
+    assert_eq!(
+        registered["url"],
+        format!("{PUBLIC_URL}/webhooks/x/{}", t.account_id).as_str()
+    );
+    let mut made: Vec<Value> = requests
+        .iter()
+        .filter(|r| r.method.as_str() == "POST" && r.url.path() == "/2/activity/subscriptions")
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    made.sort_by_key(|b: &Value| b["event_type"].to_string());
+    let events: Vec<&str> = made
+        .iter()
+        .map(|b| b["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        events,
+        ["post.mention.create", "post.reply.create"],
+        "dm.received existed"
+    );
+    assert_eq!(made[0]["filter"]["user_id"], "4337869213");
+    assert_eq!(made[0]["webhook_id"], "wh1");
     let exchange = t
         .provider_requests()
         .await

@@ -1,0 +1,718 @@
+//! Posts on X (#38): written by agents, approved or rejected by admins,
+//! published once at their time against a mock of X; a publication whose
+//! answer was lost is found among the account's own posts rather than
+//! posted twice; limits, roles, tenants and the audit log.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use wiremock::matchers::{body_string_contains, method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+use crate::channels::{Loop, wait_until};
+use crate::db_tests;
+use crate::helpers::{DbKind, assert_problem};
+
+db_tests!(
+    posts_are_approved_and_published_once_at_their_time,
+    a_publication_whose_answer_was_lost_is_adopted_not_posted_twice,
+    posts_are_checked_and_kept_to_their_tenant,
+);
+
+const X_CREDS: &str = r#"{ "user_id": "4337869213", "consumer_key": "ck", "consumer_secret": "cs-secret",
+    "access_token": "at", "access_token_secret": "ats" }"#;
+const OWN_POSTS: &str = "/2/users/4337869213/tweets";
+
+fn in_secs(secs: i64) -> String {
+    (OffsetDateTime::now_utc() + time::Duration::seconds(secs))
+        .format(&Rfc3339)
+        .unwrap()
+}
+
+/// The tenant's X loop, with keys for an agent and a viewer besides the
+/// admin's (`t.key`).
+async fn x_loop(kind: DbKind) -> Option<(Loop, String, String)> {
+    let t = Loop::new(kind, "x", serde_json::from_str(X_CREDS).unwrap(), 2).await?;
+    let tenant = crate::dashboard::tenant_named(&t.app, "Shop").await;
+    let (_, agent) = t.app.create_key(&tenant, "agent").await;
+    let (_, viewer) = t.app.create_key(&tenant, "viewer").await;
+    Some((t, agent, viewer))
+}
+
+async fn call(
+    t: &Loop,
+    key: &str,
+    m: Method,
+    path: &str,
+    body: Option<Value>,
+) -> reqwest::Response {
+    let mut req = t.app.request(m, path, key);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    req.send().await.unwrap()
+}
+
+async fn ok(res: reqwest::Response, status: StatusCode) -> Value {
+    let got = res.status();
+    let body = res.text().await.unwrap();
+    assert_eq!(got, status, "{body}");
+    serde_json::from_str(&body).unwrap_or(Value::Null)
+}
+
+/// A 422 naming `field`.
+async fn refused(res: reqwest::Response, field: &str) -> Value {
+    let problem = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+    assert_eq!(problem["errors"][0]["field"], field, "{problem}");
+    problem
+}
+
+async fn tweets(t: &Loop) -> Vec<wiremock::Request> {
+    t.provider_requests()
+        .await
+        .into_iter()
+        .filter(|r| r.method.as_str() == "POST" && r.url.path() == "/2/tweets")
+        .collect()
+}
+
+async fn posts_are_approved_and_published_once_at_their_time(kind: DbKind) {
+    let Some((t, agent, viewer)) = x_loop(kind).await else {
+        return;
+    };
+    Mock::given(method("POST"))
+        .and(path("/2/tweets"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(json!({ "data": { "id": "1001", "text": "Spring sale" } })),
+        )
+        .mount(&t.provider)
+        .await;
+    let admin = t.key.clone();
+    let media = "https://cdn.example.com/spring.png";
+
+    // An agent writes a draft; a viewer cannot.
+    let draft = json!({ "account_id": t.account_id, "text": "Spring sale starts soon",
+        "media_urls": [media], "scheduled_at": in_secs(4), "made_with_ai": true });
+    let res = call(
+        &t,
+        &viewer,
+        Method::POST,
+        "/api/v1/posts",
+        Some(draft.clone()),
+    )
+    .await;
+    assert_problem(res, StatusCode::FORBIDDEN, "forbidden").await;
+    let post = ok(
+        call(&t, &agent, Method::POST, "/api/v1/posts", Some(draft)).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(post["state"], "draft");
+    assert_eq!(post["made_with_ai"], true);
+    assert_eq!(post["created_by"], "api_key:agent key");
+    let id = post["id"].as_str().unwrap().to_string();
+    let at = |action: &str| format!("/api/v1/posts/{id}/{action}");
+    let one = format!("/api/v1/posts/{id}");
+
+    // Only a submitted post is approved, and not by an agent.
+    let res = call(&t, &admin, Method::POST, &at("approve"), None).await;
+    assert_problem(res, StatusCode::CONFLICT, "conflict").await;
+    let post = ok(
+        call(&t, &agent, Method::POST, &at("submit"), None).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(post["state"], "pending_approval");
+    let res = call(&t, &agent, Method::POST, &at("approve"), None).await;
+    assert_problem(res, StatusCode::FORBIDDEN, "forbidden").await;
+    let res = call(
+        &t,
+        &agent,
+        Method::POST,
+        &at("reject"),
+        Some(json!({ "reason": "no" })),
+    )
+    .await;
+    assert_problem(res, StatusCode::FORBIDDEN, "forbidden").await;
+
+    // A rejection says why.
+    for body in [
+        json!({}),
+        json!({ "reason": "  " }),
+        json!({ "reason": "x".repeat(501) }),
+    ] {
+        let res = call(&t, &admin, Method::POST, &at("reject"), Some(body)).await;
+        refused(res, "reason").await;
+    }
+    let post = ok(
+        call(
+            &t,
+            &admin,
+            Method::POST,
+            &at("reject"),
+            Some(json!({ "reason": "Say which products" })),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(post["state"], "rejected");
+    assert_eq!(post["reject_reason"], "Say which products");
+
+    // Changed, it is a draft again; submitted and approved, it is scheduled.
+    let post = ok(
+        call(
+            &t,
+            &agent,
+            Method::PATCH,
+            &one,
+            Some(json!({ "text": "Spring sale: shoes and hats" })),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(post["state"], "draft");
+    assert_eq!(post["reject_reason"], Value::Null);
+    ok(
+        call(&t, &agent, Method::POST, &at("submit"), None).await,
+        StatusCode::OK,
+    )
+    .await;
+    let post = ok(
+        call(&t, &admin, Method::POST, &at("approve"), None).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(post["state"], "scheduled");
+    assert_eq!(post["approved_by"], "api_key:admin key");
+
+    // Changing an approved post sends it back for approval: the first
+    // approval's job, due first, publishes nothing.
+    let later = in_secs(7);
+    let post = ok(
+        call(
+            &t,
+            &agent,
+            Method::PATCH,
+            &one,
+            Some(json!({ "text": "Spring sale: shoes & hats", "scheduled_at": later })),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(post["state"], "pending_approval");
+    assert_eq!(post["approved_by"], Value::Null);
+    let post = ok(
+        call(&t, &admin, Method::POST, &at("approve"), None).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(post["state"], "scheduled");
+    let scheduled_at =
+        OffsetDateTime::parse(post["scheduled_at"].as_str().unwrap(), &Rfc3339).unwrap();
+
+    // Two more approved posts: one deleted, one rejected before their time.
+    let mut others = Vec::new();
+    for text in ["Deleted before its time", "Rejected before its time"] {
+        let p = ok(
+            call(&t, &agent, Method::POST, "/api/v1/posts",
+                Some(json!({ "account_id": t.account_id, "text": text, "scheduled_at": in_secs(2), "submit": true })),
+            )
+            .await,
+            StatusCode::CREATED,
+        )
+        .await;
+        assert_eq!(p["state"], "pending_approval");
+        let pid = p["id"].as_str().unwrap().to_string();
+        ok(
+            call(
+                &t,
+                &admin,
+                Method::POST,
+                &format!("/api/v1/posts/{pid}/approve"),
+                None,
+            )
+            .await,
+            StatusCode::OK,
+        )
+        .await;
+        others.push(pid);
+    }
+    let res = call(
+        &t,
+        &agent,
+        Method::DELETE,
+        &format!("/api/v1/posts/{}", others[0]),
+        None,
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    ok(
+        call(
+            &t,
+            &admin,
+            Method::POST,
+            &format!("/api/v1/posts/{}/reject", others[1]),
+            Some(json!({ "reason": "Not this week" })),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert!(
+        tweets(&t).await.is_empty(),
+        "nothing is published before its time"
+    );
+
+    // Published once, at its time, with its media link and AI disclosure.
+    wait_until(Duration::from_secs(30), || async {
+        !tweets(&t).await.is_empty()
+    })
+    .await;
+    t.settled().await;
+    let sent = tweets(&t).await;
+    assert_eq!(sent.len(), 1, "published once");
+    let body: Value = serde_json::from_slice(&sent[0].body).unwrap();
+    assert_eq!(
+        body,
+        json!({ "text": format!("Spring sale: shoes & hats\n{media}"), "made_with_ai": true })
+    );
+    assert!(
+        sent[0].headers["authorization"]
+            .to_str()
+            .unwrap()
+            .starts_with("OAuth ")
+    );
+    let post = t.get(&one).await;
+    assert_eq!(post["state"], "published");
+    assert_eq!(post["provider_post_id"], "1001");
+    let published_at =
+        OffsetDateTime::parse(post["published_at"].as_str().unwrap(), &Rfc3339).unwrap();
+    assert!(
+        published_at >= scheduled_at,
+        "{published_at} before {scheduled_at}"
+    );
+
+    // A published post stays as it is.
+    let res = call(
+        &t,
+        &agent,
+        Method::PATCH,
+        &one,
+        Some(json!({ "text": "Changed" })),
+    )
+    .await;
+    assert_problem(res, StatusCode::CONFLICT, "conflict").await;
+    let res = call(&t, &admin, Method::DELETE, &one, None).await;
+    assert_problem(res, StatusCode::CONFLICT, "conflict").await;
+    let res = call(
+        &t,
+        &admin,
+        Method::POST,
+        &at("reject"),
+        Some(json!({ "reason": "late" })),
+    )
+    .await;
+    assert_problem(res, StatusCode::CONFLICT, "conflict").await;
+    let rejected = t.get(&format!("/api/v1/posts/{}", others[1])).await;
+    assert_eq!(rejected["state"], "rejected");
+    assert_eq!(rejected["provider_post_id"], Value::Null);
+    let res = t
+        .app
+        .get(&format!("/api/v1/posts/{}", others[0]), &admin)
+        .await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+
+    // Lists by state and account.
+    let published = t.get("/api/v1/posts?state=published").await;
+    assert_eq!(published["items"].as_array().unwrap().len(), 1);
+    let all = t
+        .get(&format!(
+            "/api/v1/posts?account_id={}&limit=1",
+            t.account_id
+        ))
+        .await;
+    assert_eq!(all["items"].as_array().unwrap().len(), 1);
+    assert!(all["next_cursor"].is_string());
+
+    // Every decision is in the audit log, the publication as Integro's.
+    let audit = t
+        .get(&format!(
+            "/api/v1/audit-log?target_kind=post&target_id={id}&limit=50"
+        ))
+        .await;
+    let mut actions: Vec<(String, String)> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_string(),
+                e["actor_label"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    actions.reverse();
+    let expected: Vec<(String, String)> = [
+        ("post.create", "api_key:agent key"),
+        ("post.submit", "api_key:agent key"),
+        ("post.reject", "api_key:admin key"),
+        ("post.update", "api_key:agent key"),
+        ("post.submit", "api_key:agent key"),
+        ("post.approve", "api_key:admin key"),
+        ("post.update", "api_key:agent key"),
+        ("post.approve", "api_key:admin key"),
+        ("post.publish", "integro"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(actions, expected);
+    let deleted = t
+        .get(&format!(
+            "/api/v1/audit-log?action=post.delete&target_id={}",
+            others[0]
+        ))
+        .await;
+    assert_eq!(deleted["items"].as_array().unwrap().len(), 1);
+}
+
+async fn a_publication_whose_answer_was_lost_is_adopted_not_posted_twice(kind: DbKind) {
+    let Some((t, agent, _)) = x_loop(kind).await else {
+        return;
+    };
+    // X refuses one post outright.
+    Mock::given(method("POST"))
+        .and(path("/2/tweets"))
+        .and(body_string_contains("Forbidden words"))
+        .respond_with(ResponseTemplate::new(403).set_body_json(json!({
+            "title": "Forbidden", "detail": "You are not permitted to perform this action.",
+            "type": "https://api.x.com/2/problems/client-forbidden", "status": 403 })))
+        .with_priority(1)
+        .mount(&t.provider)
+        .await;
+    // The other goes through, but its answer comes after the 2 s timeout.
+    Mock::given(method("POST"))
+        .and(path("/2/tweets"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(json!({ "data": { "id": "2001", "text": "New hours & prices" } }))
+                .set_delay(Duration::from_secs(4)),
+        )
+        .mount(&t.provider)
+        .await;
+    // Among the account's own posts: a reply with the same text (not it),
+    // and the post as X returns it (escaped, the link shortened).
+    Mock::given(method("GET"))
+        .and(path(OWN_POSTS))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": [
+                { "id": "2002", "text": "@ann New hours &amp; prices", "referenced_tweets": [{ "type": "replied_to", "id": "9" }] },
+                { "id": "2001", "text": "New hours &amp; prices\nhttps://t.co/abc" },
+                { "id": "1999", "text": "Something older" }
+            ],
+            "meta": { "result_count": 3, "newest_id": "2002", "oldest_id": "1999" }
+        })))
+        .mount(&t.provider)
+        .await;
+
+    let mut ids = Vec::new();
+    for text in ["New hours & prices", "Forbidden words"] {
+        let post = ok(
+            call(
+                &t,
+                &agent,
+                Method::POST,
+                "/api/v1/posts",
+                Some(
+                    json!({ "account_id": t.account_id, "text": text, "submit": true,
+                    "media_urls": ["https://cdn.example.com/hours.png"] }),
+                ),
+            )
+            .await,
+            StatusCode::CREATED,
+        )
+        .await;
+        let id = post["id"].as_str().unwrap().to_string();
+        let post = ok(
+            call(
+                &t,
+                &t.key,
+                Method::POST,
+                &format!("/api/v1/posts/{id}/approve"),
+                None,
+            )
+            .await,
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(post["state"], "scheduled");
+        ids.push(id);
+    }
+    wait_until(Duration::from_secs(30), || async {
+        t.get(&format!("/api/v1/posts/{}", ids[0])).await["state"] == "published"
+    })
+    .await;
+    t.settled().await;
+
+    let requests = t.provider_requests().await;
+    let posted: Vec<String> = requests
+        .iter()
+        .filter(|r| r.method.as_str() == "POST" && r.url.path() == "/2/tweets")
+        .map(|r| {
+            serde_json::from_slice::<Value>(&r.body).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .filter(|text| text.starts_with("New hours"))
+        .collect();
+    assert_eq!(posted.len(), 1, "posted once: {posted:?}");
+    let lookup = requests
+        .iter()
+        .find(|r| r.url.path() == OWN_POSTS)
+        .expect("the account's own posts were read before publishing again");
+    let query = lookup.url.query().unwrap();
+    assert!(query.contains("start_time="), "{query}");
+    assert!(query.contains("exclude=replies"), "{query}");
+
+    let post = t.get(&format!("/api/v1/posts/{}", ids[0])).await;
+    assert_eq!(post["provider_post_id"], "2001");
+    assert!(post["publish_started_at"].is_string());
+
+    // The refusal is permanent: failed with X's code, audited.
+    let post = t.get(&format!("/api/v1/posts/{}", ids[1])).await;
+    assert_eq!(post["state"], "failed", "{post}");
+    assert_eq!(post["error_code"], "client-forbidden");
+    assert!(
+        post["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("not permitted"),
+        "{post}"
+    );
+    let audit = t
+        .get(&format!(
+            "/api/v1/audit-log?action=post.fail&target_id={}",
+            ids[1]
+        ))
+        .await;
+    assert_eq!(audit["items"][0]["actor_label"], "integro", "{audit}");
+    // A failed post can be changed and submitted again.
+    let post = ok(
+        call(
+            &t,
+            &agent,
+            Method::PATCH,
+            &format!("/api/v1/posts/{}", ids[1]),
+            Some(json!({ "text": "Kinder words" })),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(post["state"], "draft");
+}
+
+async fn posts_are_checked_and_kept_to_their_tenant(kind: DbKind) {
+    let Some((t, agent, _)) = x_loop(kind).await else {
+        return;
+    };
+    let post = |body: Value| call(&t, &agent, Method::POST, "/api/v1/posts", Some(body));
+    let with = |field: &str, value: Value| {
+        let mut body = json!({ "account_id": t.account_id, "text": "Hello" });
+        body[field] = value;
+        body
+    };
+    let media = |n: usize| json!(vec!["https://cdn.example.com/a.png"; n]);
+    for (body, field) in [
+        (with("text", json!("   ")), "text"),
+        (with("text", json!("a".repeat(281))), "text"),
+        (with("text", json!("日".repeat(141))), "text"),
+        (with("media_urls", media(5)), "media_urls"),
+        (
+            with("media_urls", json!(["http://cdn.example.com/a.png"])),
+            "media_urls",
+        ),
+        (
+            with(
+                "media_urls",
+                json!([format!("https://cdn.example.com/{}", "a".repeat(2000))]),
+            ),
+            "media_urls",
+        ),
+        (with("scheduled_at", json!(in_secs(-60))), "scheduled_at"),
+        (
+            with("scheduled_at", json!(in_secs(367 * 24 * 3600))),
+            "scheduled_at",
+        ),
+        (with("scheduled_at", json!("tomorrow")), "scheduled_at"),
+        (
+            with("account_id", json!(uuid::Uuid::now_v7())),
+            "account_id",
+        ),
+    ] {
+        refused(post(body).await, field).await;
+    }
+    // The text with its media links must fit too; links count 23.
+    let mut body = with("text", json!("a".repeat(256)));
+    body["media_urls"] = media(1);
+    ok(post(body.clone()).await, StatusCode::CREATED).await;
+    body["text"] = json!("a".repeat(257));
+    refused(post(body).await, "media_urls").await;
+    let long_link = format!("https://example.com/{}", "a".repeat(300));
+    ok(
+        post(with(
+            "text",
+            json!(format!("{} {long_link}", "a".repeat(256))),
+        ))
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+
+    // Only X accounts.
+    let web = ok(
+        call(
+            &t,
+            &t.key,
+            Method::POST,
+            "/api/v1/accounts",
+            Some(json!({ "bot_id": t.bot_id, "kind": "web", "name": "Site", "credentials": {} })),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let problem = refused(
+        post(with("account_id", web["id"].clone())).await,
+        "account_id",
+    )
+    .await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("X accounts"),
+        "{problem}"
+    );
+
+    // A time that passed while the post waited is not approved.
+    let p = ok(
+        post(with("scheduled_at", json!(in_secs(1)))).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = p["id"].as_str().unwrap().to_string();
+    ok(
+        call(
+            &t,
+            &agent,
+            Method::POST,
+            &format!("/api/v1/posts/{id}/submit"),
+            None,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let approve = format!("/api/v1/posts/{id}/approve");
+    refused(
+        call(&t, &t.key, Method::POST, &approve, None).await,
+        "scheduled_at",
+    )
+    .await;
+    let one = format!("/api/v1/posts/{id}");
+    let p = ok(
+        call(
+            &t,
+            &agent,
+            Method::PATCH,
+            &one,
+            Some(json!({ "scheduled_at": in_secs(3600) })),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(p["state"], "pending_approval");
+
+    // Another tenant sees none of it.
+    let other = t.app.create_tenant("Other").await;
+    let (_, stranger) = t.app.create_key(&other, "owner").await;
+    let res = call(&t, &stranger, Method::GET, &one, None).await;
+    assert_problem(res, StatusCode::NOT_FOUND, "not_found").await;
+    for (m, path, body) in [
+        (
+            Method::PATCH,
+            one.clone(),
+            Some(json!({ "text": "mine now" })),
+        ),
+        (Method::DELETE, one.clone(), None),
+        (Method::POST, approve.clone(), None),
+        (
+            Method::POST,
+            format!("{one}/reject"),
+            Some(json!({ "reason": "no" })),
+        ),
+        (Method::POST, format!("{one}/submit"), None),
+    ] {
+        let res = call(&t, &stranger, m, &path, body).await;
+        assert_problem(res, StatusCode::NOT_FOUND, "not_found").await;
+    }
+    let listed = ok(
+        call(&t, &stranger, Method::GET, "/api/v1/posts", None).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert!(listed["items"].as_array().unwrap().is_empty());
+    let res = call(
+        &t,
+        &stranger,
+        Method::POST,
+        "/api/v1/posts",
+        Some(json!({ "account_id": t.account_id, "text": "Hello" })),
+    )
+    .await;
+    refused(res, "account_id").await;
+    assert_eq!(t.get(&one).await["state"], "pending_approval");
+
+    // At most 1,000 posts not yet published per tenant.
+    let tenant: uuid::Uuid = crate::dashboard::tenant_named(&t.app, "Shop")
+        .await
+        .parse()
+        .unwrap();
+    let db = &t.app.state.db;
+    let mut tx = db.begin().await.unwrap();
+    let unpublished: i64 = 3;
+    for i in unpublished..integro_store::posts::MAX_UNPUBLISHED {
+        integro_store::posts::create(
+            &mut tx,
+            tenant,
+            &integro_core::Actor::system(),
+            integro_store::posts::NewPost {
+                account_id: t.account_id.parse().unwrap(),
+                text: format!("Draft {i}"),
+                media_urls: Vec::new(),
+                made_with_ai: false,
+                scheduled_at: None,
+                state: integro_store::posts::PostState::Draft,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let problem = refused(
+        post(with("text", json!("One too many"))).await,
+        "account_id",
+    )
+    .await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("1000"),
+        "{problem}"
+    );
+}
