@@ -15,6 +15,7 @@ pub mod whatsapp_cloud;
 pub mod x;
 pub mod x_activity;
 pub mod x_oauth;
+pub mod x_trends;
 
 pub use credentials::{CredentialField, Credentials, credential_fields};
 

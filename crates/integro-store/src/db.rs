@@ -210,6 +210,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/0020_x_poll_cursors.sql"),
         include_str!("../migrations/0020_x_poll_cursors.sql"),
     ),
+    (
+        21,
+        "trends",
+        include_str!("../migrations/0021_trends.sql"),
+        include_str!("../migrations/0021_trends.sql"),
+    ),
 ];
 
 #[derive(Clone)]

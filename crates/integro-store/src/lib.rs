@@ -41,6 +41,7 @@ pub mod secrets;
 pub mod sessions;
 pub mod sql;
 pub mod tenants;
+pub mod trends;
 pub mod usage;
 pub mod users;
 pub mod web_public;

@@ -33,6 +33,17 @@ pub(crate) enum Failure {
     LeaseLost,
 }
 
+impl Failure {
+    /// A provider's retryable error: try again after its `Retry-After`, or
+    /// the backoff.
+    pub fn retry(e: &integro_core::SendError) -> Failure {
+        Failure::Retry {
+            error: e.to_string(),
+            after: e.retry_after_secs.map(Duration::from_secs),
+        }
+    }
+}
+
 impl<E: std::fmt::Display> From<E> for Failure
 where
     E: Into<anyhow::Error>,

@@ -78,12 +78,7 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<(), Failure> {
     let account = &known.account;
     let creds = &match crate::x_tokens::for_job(worker, &known).await {
         Ok(creds) => creds,
-        Err(e) if e.retryable => {
-            return Err(Failure::Retry {
-                error: e.to_string(),
-                after: e.retry_after_secs.map(Duration::from_secs),
-            });
-        }
+        Err(e) if e.retryable => return Err(Failure::retry(&e)),
         Err(e) => return failed(worker, job, &post, e.code.as_deref(), &e.message).await,
     };
     let circuit = format!("{}:{}", account.kind, account.id);
@@ -126,10 +121,7 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<(), Failure> {
         }
         Err(e) if e.retryable => {
             worker.breakers.failure(&circuit);
-            Err(Failure::Retry {
-                error: e.to_string(),
-                after: e.retry_after_secs.map(Duration::from_secs),
-            })
+            Err(Failure::retry(&e))
         }
         Err(e) => {
             worker.breakers.success(&circuit);

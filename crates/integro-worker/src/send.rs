@@ -69,12 +69,7 @@ pub(crate) async fn run(
     // An X account connected with OAuth 2.0 sends with a fresh access token.
     let creds = &match crate::x_tokens::for_job(worker, &known).await {
         Ok(creds) => creds,
-        Err(e) if e.retryable => {
-            return Err(Failure::Retry {
-                error: e.to_string(),
-                after: e.retry_after_secs.map(Duration::from_secs),
-            });
-        }
+        Err(e) if e.retryable => return Err(Failure::retry(&e)),
         Err(e) => {
             conversations::mark_failed(&worker.db, id, e.code.as_deref(), &e.message).await?;
             return Err(Failure::Permanent(e.to_string()));

@@ -28,6 +28,7 @@ pub mod posts;
 pub mod rules;
 pub mod settings;
 pub mod tenants;
+pub mod trends;
 pub mod usage;
 pub mod users;
 pub mod web;
@@ -53,6 +54,7 @@ pub mod x_connect;
         (name = "bots", description = "Bots: fallback replies, personas, settings, dry runs"),
         (name = "rules", description = "A bot's keyword and pattern rules; YAML import and export"),
         (name = "ai", description = "LLM credentials, AI profiles, token usage and engine events"),
+        (name = "trends", description = "Trends from X and from a tenant's RSS and Atom feeds"),
         (name = "usage", description = "Messages, replies, hand-offs and delivery failures per day"),
         (name = "settings", description = "The tenant's budget and alert webhook"),
         (name = "accounts", description = "Channel accounts (WhatsApp, Instagram, X, web)"),
@@ -192,6 +194,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(settings::router())
         .merge(accounts::router())
         .merge(x_connect::router())
+        .merge(trends::router())
         .merge(conversations::router())
         .merge(labels::router())
         .merge(canned_replies::router())

@@ -27,3 +27,4 @@ mod web_public;
 mod x_oauth;
 mod x_poll;
 mod x_posts;
+mod x_trends;

@@ -56,6 +56,16 @@ async fn call(
     req.send().await.unwrap()
 }
 
+/// The answer to a request that must succeed with 200.
+async fn done(t: &Loop, key: &str, m: Method, path: &str, body: Option<Value>) -> Value {
+    ok(call(t, key, m, path, body).await, StatusCode::OK).await
+}
+
+/// The answer to a request that must create something (201).
+async fn created(t: &Loop, key: &str, m: Method, path: &str, body: Option<Value>) -> Value {
+    ok(call(t, key, m, path, body).await, StatusCode::CREATED).await
+}
+
 async fn ok(res: reqwest::Response, status: StatusCode) -> Value {
     let got = res.status();
     let body = res.text().await.unwrap();
@@ -105,11 +115,7 @@ async fn posts_are_approved_and_published_once_at_their_time(kind: DbKind) {
     )
     .await;
     assert_problem(res, StatusCode::FORBIDDEN, "forbidden").await;
-    let post = ok(
-        call(&t, &agent, Method::POST, "/api/v1/posts", Some(draft)).await,
-        StatusCode::CREATED,
-    )
-    .await;
+    let post = created(&t, &agent, Method::POST, "/api/v1/posts", Some(draft)).await;
     assert_eq!(post["state"], "draft");
     assert_eq!(post["made_with_ai"], true);
     assert_eq!(post["created_by"], "api_key:agent key");
@@ -120,11 +126,7 @@ async fn posts_are_approved_and_published_once_at_their_time(kind: DbKind) {
     // Only a submitted post is approved, and not by an agent.
     let res = call(&t, &admin, Method::POST, &at("approve"), None).await;
     assert_problem(res, StatusCode::CONFLICT, "conflict").await;
-    let post = ok(
-        call(&t, &agent, Method::POST, &at("submit"), None).await,
-        StatusCode::OK,
-    )
-    .await;
+    let post = done(&t, &agent, Method::POST, &at("submit"), None).await;
     assert_eq!(post["state"], "pending_approval");
     let res = call(&t, &agent, Method::POST, &at("approve"), None).await;
     assert_problem(res, StatusCode::FORBIDDEN, "forbidden").await;
@@ -147,71 +149,47 @@ async fn posts_are_approved_and_published_once_at_their_time(kind: DbKind) {
         let res = call(&t, &admin, Method::POST, &at("reject"), Some(body)).await;
         refused(res, "reason").await;
     }
-    let post = ok(
-        call(
-            &t,
-            &admin,
-            Method::POST,
-            &at("reject"),
-            Some(json!({ "reason": "Say which products" })),
-        )
-        .await,
-        StatusCode::OK,
+    let post = done(
+        &t,
+        &admin,
+        Method::POST,
+        &at("reject"),
+        Some(json!({ "reason": "Say which products" })),
     )
     .await;
     assert_eq!(post["state"], "rejected");
     assert_eq!(post["reject_reason"], "Say which products");
 
     // Changed, it is a draft again; submitted and approved, it is scheduled.
-    let post = ok(
-        call(
-            &t,
-            &agent,
-            Method::PATCH,
-            &one,
-            Some(json!({ "text": "Spring sale: shoes and hats" })),
-        )
-        .await,
-        StatusCode::OK,
+    let post = done(
+        &t,
+        &agent,
+        Method::PATCH,
+        &one,
+        Some(json!({ "text": "Spring sale: shoes and hats" })),
     )
     .await;
     assert_eq!(post["state"], "draft");
     assert_eq!(post["reject_reason"], Value::Null);
-    ok(
-        call(&t, &agent, Method::POST, &at("submit"), None).await,
-        StatusCode::OK,
-    )
-    .await;
-    let post = ok(
-        call(&t, &admin, Method::POST, &at("approve"), None).await,
-        StatusCode::OK,
-    )
-    .await;
+    done(&t, &agent, Method::POST, &at("submit"), None).await;
+    let post = done(&t, &admin, Method::POST, &at("approve"), None).await;
     assert_eq!(post["state"], "scheduled");
     assert_eq!(post["approved_by"], "api_key:admin key");
 
     // Changing an approved post sends it back for approval: the first
     // approval's job, due first, publishes nothing.
     let later = in_secs(7);
-    let post = ok(
-        call(
-            &t,
-            &agent,
-            Method::PATCH,
-            &one,
-            Some(json!({ "text": "Spring sale: shoes & hats", "scheduled_at": later })),
-        )
-        .await,
-        StatusCode::OK,
+    let post = done(
+        &t,
+        &agent,
+        Method::PATCH,
+        &one,
+        Some(json!({ "text": "Spring sale: shoes & hats", "scheduled_at": later })),
     )
     .await;
     assert_eq!(post["state"], "pending_approval");
     assert_eq!(post["approved_by"], Value::Null);
-    let post = ok(
-        call(&t, &admin, Method::POST, &at("approve"), None).await,
-        StatusCode::OK,
-    )
-    .await;
+    let post = done(&t, &admin, Method::POST, &at("approve"), None).await;
     assert_eq!(post["state"], "scheduled");
     let scheduled_at =
         OffsetDateTime::parse(post["scheduled_at"].as_str().unwrap(), &Rfc3339).unwrap();
@@ -219,26 +197,15 @@ async fn posts_are_approved_and_published_once_at_their_time(kind: DbKind) {
     // Two more approved posts: one deleted, one rejected before their time.
     let mut others = Vec::new();
     for text in ["Deleted before its time", "Rejected before its time"] {
-        let p = ok(
-            call(&t, &agent, Method::POST, "/api/v1/posts",
-                Some(json!({ "account_id": t.account_id, "text": text, "scheduled_at": in_secs(2), "submit": true })),
-            )
-            .await,
-            StatusCode::CREATED,
-        )
-        .await;
+        let p = created(&t, &agent, Method::POST, "/api/v1/posts", Some(json!({ "account_id": t.account_id, "text": text, "scheduled_at": in_secs(2), "submit": true }))).await;
         assert_eq!(p["state"], "pending_approval");
         let pid = p["id"].as_str().unwrap().to_string();
-        ok(
-            call(
-                &t,
-                &admin,
-                Method::POST,
-                &format!("/api/v1/posts/{pid}/approve"),
-                None,
-            )
-            .await,
-            StatusCode::OK,
+        done(
+            &t,
+            &admin,
+            Method::POST,
+            &format!("/api/v1/posts/{pid}/approve"),
+            None,
         )
         .await;
         others.push(pid);
@@ -252,16 +219,12 @@ async fn posts_are_approved_and_published_once_at_their_time(kind: DbKind) {
     )
     .await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
-    ok(
-        call(
-            &t,
-            &admin,
-            Method::POST,
-            &format!("/api/v1/posts/{}/reject", others[1]),
-            Some(json!({ "reason": "Not this week" })),
-        )
-        .await,
-        StatusCode::OK,
+    done(
+        &t,
+        &admin,
+        Method::POST,
+        &format!("/api/v1/posts/{}/reject", others[1]),
+        Some(json!({ "reason": "Not this week" })),
     )
     .await;
     assert!(
@@ -423,32 +386,14 @@ async fn a_publication_whose_answer_was_lost_is_adopted_not_posted_twice(kind: D
 
     let mut ids = Vec::new();
     for text in ["New hours & prices", "Forbidden words"] {
-        let post = ok(
-            call(
-                &t,
-                &agent,
-                Method::POST,
-                "/api/v1/posts",
-                Some(
-                    json!({ "account_id": t.account_id, "text": text, "submit": true,
-                    "media_urls": ["https://cdn.example.com/hours.png"] }),
-                ),
-            )
-            .await,
-            StatusCode::CREATED,
-        )
-        .await;
+        let post = created(&t, &agent, Method::POST, "/api/v1/posts", Some( json!({ "account_id": t.account_id, "text": text, "submit": true, "media_urls": ["https://cdn.example.com/hours.png"] }), )).await;
         let id = post["id"].as_str().unwrap().to_string();
-        let post = ok(
-            call(
-                &t,
-                &t.key,
-                Method::POST,
-                &format!("/api/v1/posts/{id}/approve"),
-                None,
-            )
-            .await,
-            StatusCode::OK,
+        let post = done(
+            &t,
+            &t.key,
+            Method::POST,
+            &format!("/api/v1/posts/{id}/approve"),
+            None,
         )
         .await;
         assert_eq!(post["state"], "scheduled");
@@ -504,16 +449,12 @@ async fn a_publication_whose_answer_was_lost_is_adopted_not_posted_twice(kind: D
         .await;
     assert_eq!(audit["items"][0]["actor_label"], "integro", "{audit}");
     // A failed post can be changed and submitted again.
-    let post = ok(
-        call(
-            &t,
-            &agent,
-            Method::PATCH,
-            &format!("/api/v1/posts/{}", ids[1]),
-            Some(json!({ "text": "Kinder words" })),
-        )
-        .await,
-        StatusCode::OK,
+    let post = done(
+        &t,
+        &agent,
+        Method::PATCH,
+        &format!("/api/v1/posts/{}", ids[1]),
+        Some(json!({ "text": "Kinder words" })),
     )
     .await;
     assert_eq!(post["state"], "draft");
@@ -577,16 +518,12 @@ async fn posts_are_checked_and_kept_to_their_tenant(kind: DbKind) {
     .await;
 
     // Only X accounts.
-    let web = ok(
-        call(
-            &t,
-            &t.key,
-            Method::POST,
-            "/api/v1/accounts",
-            Some(json!({ "bot_id": t.bot_id, "kind": "web", "name": "Site", "credentials": {} })),
-        )
-        .await,
-        StatusCode::CREATED,
+    let web = created(
+        &t,
+        &t.key,
+        Method::POST,
+        "/api/v1/accounts",
+        Some(json!({ "bot_id": t.bot_id, "kind": "web", "name": "Site", "credentials": {} })),
     )
     .await;
     let problem = refused(
@@ -606,16 +543,12 @@ async fn posts_are_checked_and_kept_to_their_tenant(kind: DbKind) {
     )
     .await;
     let id = p["id"].as_str().unwrap().to_string();
-    ok(
-        call(
-            &t,
-            &agent,
-            Method::POST,
-            &format!("/api/v1/posts/{id}/submit"),
-            None,
-        )
-        .await,
-        StatusCode::OK,
+    done(
+        &t,
+        &agent,
+        Method::POST,
+        &format!("/api/v1/posts/{id}/submit"),
+        None,
     )
     .await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -626,16 +559,12 @@ async fn posts_are_checked_and_kept_to_their_tenant(kind: DbKind) {
     )
     .await;
     let one = format!("/api/v1/posts/{id}");
-    let p = ok(
-        call(
-            &t,
-            &agent,
-            Method::PATCH,
-            &one,
-            Some(json!({ "scheduled_at": in_secs(3600) })),
-        )
-        .await,
-        StatusCode::OK,
+    let p = done(
+        &t,
+        &agent,
+        Method::PATCH,
+        &one,
+        Some(json!({ "scheduled_at": in_secs(3600) })),
     )
     .await;
     assert_eq!(p["state"], "pending_approval");
@@ -663,11 +592,7 @@ async fn posts_are_checked_and_kept_to_their_tenant(kind: DbKind) {
         let res = call(&t, &stranger, m, &path, body).await;
         assert_problem(res, StatusCode::NOT_FOUND, "not_found").await;
     }
-    let listed = ok(
-        call(&t, &stranger, Method::GET, "/api/v1/posts", None).await,
-        StatusCode::OK,
-    )
-    .await;
+    let listed = done(&t, &stranger, Method::GET, "/api/v1/posts", None).await;
     assert!(listed["items"].as_array().unwrap().is_empty());
     let res = call(
         &t,

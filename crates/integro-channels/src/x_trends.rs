@@ -1,0 +1,54 @@
+//! X's trends by location (`GET /2/trends/by/woeid/{woeid}`, app-only
+//! token; X bills each request, so callers cache the answer).
+
+use integro_core::SendError;
+
+use crate::{ProviderUrls, http};
+
+/// One trend: its name and, when X gives it, how many posts it has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trend {
+    pub name: String,
+    pub post_count: Option<u64>,
+}
+
+/// Where on Earth IDs: 1 is worldwide, 23424977 the United States.
+pub const WORLDWIDE: u32 = 1;
+
+pub async fn by_woeid(
+    client: &reqwest::Client,
+    urls: &ProviderUrls,
+    app_token: &str,
+    woeid: u32,
+) -> Result<Vec<Trend>, SendError> {
+    let url = format!(
+        "{}/2/trends/by/woeid/{woeid}?max_trends=20&trend.fields=trend_name,tweet_count",
+        urls.x.trim_end_matches('/')
+    );
+    let http::Answer {
+        status,
+        headers,
+        body,
+    } = http::call(client.get(url).bearer_auth(app_token)).await?;
+    if !status.is_success() {
+        return Err(crate::x::x_error(status, &headers, &body));
+    }
+    let v: serde_json::Value = serde_json::from_str(&body)
+        .map_err(|e| SendError::retryable(None, format!("unreadable answer: {e}")))?;
+    Ok(v["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| {
+            Some(Trend {
+                name: t["trend_name"]
+                    .as_str()
+                    .filter(|n| !n.is_empty())?
+                    .to_string(),
+                post_count: t["tweet_count"]
+                    .as_u64()
+                    .or_else(|| t["post_count"].as_str().and_then(|c| c.parse().ok())),
+            })
+        })
+        .collect())
+}
