@@ -49,6 +49,8 @@ pub struct InboxQuery {
     state: String,
     #[serde(default)]
     account_id: String,
+    #[serde(default)]
+    bot_id: String,
     /// `me`, `none`, or empty for anyone.
     #[serde(default)]
     assigned: String,
@@ -80,13 +82,14 @@ impl InboxQuery {
                 )));
             }
         };
-        let account_id = match self.account_id.as_str() {
-            "" => None,
-            id => Some(
-                Uuid::parse_str(id)
-                    .map_err(|_| PageError::Invalid("account_id is not an id".into()))?,
-            ),
+        let id_of = |field: &str, value: &str| match value {
+            "" => Ok(None),
+            id => Uuid::parse_str(id)
+                .map(Some)
+                .map_err(|_| PageError::Invalid(format!("{field} is not an id"))),
         };
+        let account_id = id_of("account_id", &self.account_id)?;
+        let bot_id = id_of("bot_id", &self.bot_id)?;
         let label = match self.label.trim() {
             "" => None,
             name => Some(integro_store::labels::check_name("label", name)?),
@@ -94,6 +97,7 @@ impl InboxQuery {
         Ok(ConversationFilter {
             state,
             account_id,
+            bot_id,
             assignee,
             label,
             ..ConversationFilter::default()
@@ -105,6 +109,7 @@ impl InboxQuery {
         form_urlencoded::Serializer::new(String::new())
             .append_pair("state", &self.state)
             .append_pair("account_id", &self.account_id)
+            .append_pair("bot_id", &self.bot_id)
             .append_pair("assigned", &self.assigned)
             .append_pair("label", &self.label)
             .finish()
@@ -207,10 +212,12 @@ struct InboxPage {
     layout: Layout,
     rows: Vec<RowView>,
     accounts: Vec<Account>,
+    bots: Vec<integro_store::bots::Bot>,
     /// The tenant's labels, for the label filter.
     labels: Vec<Label>,
     state: String,
     account_id: String,
+    bot_id: String,
     assigned: String,
     label: String,
     query: String,
@@ -227,8 +234,11 @@ pub async fn inbox(
     let rows = rows(&state, &acting, &q).await?;
     let accounts = tenant_accounts(&state, acting.ctx.tenant_id).await?;
     let labels = labels::list(&state.db, acting.ctx.tenant_id).await?;
+    let bots = super::bots::tenant_bots(&state, acting.ctx.tenant_id).await?;
     Ok(render(&InboxPage {
         mark,
+        bots,
+        bot_id: q.bot_id.clone(),
         layout: Layout::of(&acting, "Inbox", "inbox"),
         rows,
         accounts,

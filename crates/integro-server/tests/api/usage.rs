@@ -157,6 +157,16 @@ async fn messages_replies_handoffs_and_failures_are_counted_once(kind: DbKind) {
     ] {
         assert!(page.contains(needle), "the usage page lacks {needle}");
     }
+    // The inbox filters by bot.
+    let mine = browser.page(&format!("/inbox?bot_id={}", t.bot_id)).await;
+    assert!(
+        !mine.contains("No conversations yet"),
+        "the bot's conversation is listed"
+    );
+    let none = browser
+        .page("/inbox?bot_id=01900000-0000-7000-8000-000000000000")
+        .await;
+    assert!(none.contains("No conversations yet"));
     let page = browser.page("/usage?from=2026-13-01&to=x").await;
     assert!(page.contains("must be a date as YYYY-MM-DD"), "{page}");
 }
