@@ -539,6 +539,68 @@ pub async fn mark_failed(
     Ok(row.map(|r| r.0))
 }
 
+/// Posts one account may have published or scheduled within a day either
+/// side of a new one: well below X's own limits (X's docs give 100 per 15
+/// minutes, and lower elsewhere), as X asks of automated accounts.
+pub const DAILY_CAP: i64 = 50;
+const DAY_MS: i64 = 24 * 3600 * 1000;
+
+/// Text as two posts compare for X's rule against the same content on
+/// several accounts: case, spacing and links aside.
+fn same_content(text: &str) -> String {
+    text.split_whitespace()
+        .filter(|w| !w.starts_with("http://") && !w.starts_with("https://"))
+        .map(str::to_lowercase)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// What X's rules for automated accounts forbid of `post` once approved:
+/// the same text on another of the tenant's accounts within a day of it,
+/// or more than `DAILY_CAP` posts on its account within a day. `(field,
+/// why)` when so.
+pub async fn policy_conflict(
+    tx: &mut Tx<'_>,
+    tenant_id: Uuid,
+    post: &Post,
+) -> Result<Option<(&'static str, String)>, StoreError> {
+    let at = post.scheduled_at.map(to_ms).unwrap_or_else(now_ms);
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT account_id, body FROM posts \
+         WHERE tenant_id = $1 AND state IN ('scheduled', 'published') AND id <> $2 \
+         AND COALESCE(published_at, scheduled_at, approved_at) BETWEEN $3 AND $4",
+    )
+    .bind(tenant_id.to_string())
+    .bind(post.id.to_string())
+    .bind(at - DAY_MS)
+    .bind(at + DAY_MS)
+    .fetch_all(&mut **tx)
+    .await?;
+    let account = post.account_id.to_string();
+    let content = same_content(&post.text);
+    if rows
+        .iter()
+        .any(|r| r.0 != account && same_content(&r.1) == content)
+    {
+        return Ok(Some((
+            "text",
+            "the same text goes out on another of your X accounts within a day of it: X forbids \
+             identical content across accounts"
+                .into(),
+        )));
+    }
+    let on_account = rows.iter().filter(|r| r.0 == account).count() as i64;
+    if on_account >= DAILY_CAP {
+        return Ok(Some((
+            "scheduled_at",
+            format!(
+                "the account already has {on_account} posts within a day of this one (at most {DAILY_CAP})"
+            ),
+        )));
+    }
+    Ok(None)
+}
+
 /// Whether a post of the account is already recorded as `provider_post_id`.
 pub async fn provider_id_known(
     db: &Db,

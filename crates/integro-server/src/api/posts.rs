@@ -398,6 +398,9 @@ async fn change(
     posts::save(&mut tx, ctx.tenant_id, &post).await?;
     if post.approval != before.approval {
         x_account(state, ctx, post.account_id).await?;
+        if let Some((field, why)) = posts::policy_conflict(&mut tx, ctx.tenant_id, &post).await? {
+            return Err(ApiError::invalid_field(field, why));
+        }
         integro_worker::publish::enqueue(
             &mut Conn::of(&mut tx),
             ctx.tenant_id,

@@ -168,7 +168,9 @@ pub async fn callback(State(state): State<AppState>, Query(q): Query<CallbackQue
             StatusCode::OK,
             "Connected",
             format!(
-                "The account {name} now speaks as @{username} on X. {}",
+                "The account {name} now speaks as @{username} on X. {} X asks bots to show the \
+                 \"Automated\" label: turn it on in the account's settings, and say in its bio \
+                 who runs it.",
                 subscribed.unwrap_or_default()
             )
             .trim_end()

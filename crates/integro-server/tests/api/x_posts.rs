@@ -20,6 +20,7 @@ db_tests!(
     posts_are_approved_and_published_once_at_their_time,
     a_publication_whose_answer_was_lost_is_adopted_not_posted_twice,
     posts_are_checked_and_kept_to_their_tenant,
+    x_rules_for_automated_accounts_are_kept,
 );
 
 const X_CREDS: &str = r#"{ "user_id": "4337869213", "consumer_key": "ck", "consumer_secret": "cs-secret",
@@ -640,4 +641,72 @@ async fn posts_are_checked_and_kept_to_their_tenant(kind: DbKind) {
         problem["detail"].as_str().unwrap().contains("1000"),
         "{problem}"
     );
+}
+
+/// X forbids the same content on several accounts and floods: approving a
+/// post with the same text as another account's within a day, or past the
+/// account's daily cap, is refused.
+async fn x_rules_for_automated_accounts_are_kept(kind: DbKind) {
+    let Some((t, _, _)) = x_loop(kind).await else {
+        return;
+    };
+    let second = created(
+        &t,
+        &t.key,
+        Method::POST,
+        "/api/v1/accounts",
+        Some(json!({ "bot_id": t.bot_id, "kind": "x", "name": "Second",
+            "credentials": { "user_id": "5", "consumer_key": "ck", "consumer_secret": "cs", "access_token": "a", "access_token_secret": "b" } })),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let post = |account: &str, text: &str, at: i64| json!({ "account_id": account, "text": text, "scheduled_at": in_secs(at), "submit": true });
+    let first = created(
+        &t,
+        &t.key,
+        Method::POST,
+        "/api/v1/posts",
+        Some(post(&t.account_id, "Fresh bread at 8", 3600)),
+    )
+    .await;
+    done(
+        &t,
+        &t.key,
+        Method::POST,
+        &format!("/api/v1/posts/{}/approve", first["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    // The same words (case and spacing aside) on the other account, hours later.
+    let copy = created(
+        &t,
+        &t.key,
+        Method::POST,
+        "/api/v1/posts",
+        Some(post(&second, "fresh  BREAD at 8", 7200)),
+    )
+    .await;
+    let approve = format!("/api/v1/posts/{}/approve", copy["id"].as_str().unwrap());
+    let res = call(&t, &t.key, Method::POST, &approve, None).await;
+    let problem = refused(res, "text").await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("identical content"),
+        "{problem}"
+    );
+    // Two days later it is another day.
+    done(
+        &t,
+        &t.key,
+        Method::PATCH,
+        &format!("/api/v1/posts/{}", copy["id"].as_str().unwrap()),
+        Some(json!({ "scheduled_at": in_secs(3 * 24 * 3600) })),
+    )
+    .await;
+    let approved = done(&t, &t.key, Method::POST, &approve, None).await;
+    assert_eq!(approved["state"], "scheduled");
 }
