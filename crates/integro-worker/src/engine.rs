@@ -466,6 +466,74 @@ impl Engine {
         Ok(AiAvailability::BudgetExhausted)
     }
 
+    /// A one-off answer from the bot's LLM chain, speaking as its persona
+    /// with `instructions`, to `request` (no conversation): drafts of
+    /// posts. `Err` in plain words when the bot has no AI profile, its
+    /// tenant's budget is spent, or every option failed; the calls made
+    /// (for usage) come with the answer or the failure.
+    pub async fn compose(
+        &self,
+        db: &Db,
+        keyring: &Keyring,
+        bot: &Bot,
+        instructions: &str,
+        request: &str,
+    ) -> anyhow::Result<Result<(String, LlmCall), (String, LlmCall)>> {
+        let Some(profile_id) = bot.ai_profile_id else {
+            let why = format!("the bot {} has no AI profile", bot.name);
+            return Ok(Err((why, LlmCall::default())));
+        };
+        if let Some(budget) = self
+            .settings_of(db, bot.tenant_id)
+            .await?
+            .monthly_token_budget
+        {
+            let spent = usage::month_tokens(db, bot.tenant_id, integro_store::db::now_ms()).await?;
+            if spent as u64 >= budget {
+                let why = format!("the monthly token budget ({budget} tokens) is spent");
+                return Ok(Err((why, LlmCall::default())));
+            }
+        }
+        let persona = bot.persona_or_default();
+        let (system, _) = prompt::system_prompt(&persona, &Vars::new(), Some(instructions));
+        let chain = self.chain(db, keyring, bot, profile_id).await?;
+        let message = ChatMessage {
+            role: ChatRole::User,
+            content: request.to_string(),
+        };
+        // A few posts need more room than a chat reply.
+        let attempts = attempts_of(&chain, &system, &[message], 800);
+        let started = std::time::Instant::now();
+        let result = self.ai.chat_with_fallback(&attempts).await;
+        let latency_ms = started.elapsed().as_millis() as u64;
+        Ok(match result {
+            Ok((i, answer)) => Ok((
+                answer.text,
+                LlmCall {
+                    answered: true,
+                    input_tokens: answer.input_tokens,
+                    output_tokens: answer.output_tokens,
+                    latency_ms,
+                    failed_attempts: i as u64,
+                },
+            )),
+            Err(errors) => {
+                let why = errors.iter().map(|e| e.plain_words()).collect::<Vec<_>>();
+                let why = if why.is_empty() {
+                    "no usable AI profile (its credential was deleted)".to_string()
+                } else {
+                    why.join("; ")
+                };
+                let call = LlmCall {
+                    latency_ms,
+                    failed_attempts: errors.len() as u64,
+                    ..LlmCall::default()
+                };
+                Err((why, call))
+            }
+        })
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn ask_llm(
         &self,
@@ -486,20 +554,7 @@ impl Engine {
         let messages = self.history(db, req, combined).await?;
         let profile_id = bot.ai_profile_id.expect("availability checked the profile");
         let chain = self.chain(db, keyring, bot, profile_id).await?;
-        let attempts: Vec<Attempt> = chain
-            .iter()
-            .map(|(p, endpoint)| Attempt {
-                endpoint: endpoint.clone(),
-                request: ChatRequest {
-                    model: p.model.clone(),
-                    system: system.clone(),
-                    messages: messages.clone(),
-                    temperature: p.temperature.map(|t| t as f32),
-                    max_output_tokens: p.max_output_tokens,
-                },
-                timeout: Duration::from_millis(p.timeout_ms as u64),
-            })
-            .collect();
+        let attempts = attempts_of(&chain, &system, &messages, 0);
         let mut trace = LlmTrace {
             system_prompt: system.clone(),
             messages: messages.clone(),
@@ -722,6 +777,30 @@ fn rate_verdict(req: &TurnRequest<'_>) -> RateVerdict {
         .rate_notice_at
         .is_some_and(|at| req.now_ms - at < limit.per_ms);
     guard::rate_verdict(&limit, req.inbound_in_window, notice_sent)
+}
+
+/// One attempt per profile of the chain, in order: the same prompt to each
+/// profile's model, with at least `min_output_tokens` of room.
+fn attempts_of(
+    chain: &Chain,
+    system: &str,
+    messages: &[ChatMessage],
+    min_output_tokens: u32,
+) -> Vec<Attempt> {
+    chain
+        .iter()
+        .map(|(p, endpoint)| Attempt {
+            endpoint: endpoint.clone(),
+            request: ChatRequest {
+                model: p.model.clone(),
+                system: system.to_string(),
+                messages: messages.to_vec(),
+                temperature: p.temperature.map(|t| t as f32),
+                max_output_tokens: p.max_output_tokens.max(min_output_tokens),
+            },
+            timeout: Duration::from_millis(p.timeout_ms as u64),
+        })
+        .collect()
 }
 
 /// What rule conditions and templates can use: `message`, `contact`,

@@ -24,6 +24,7 @@ pub mod invitations;
 pub mod jobs;
 pub mod labels;
 pub mod members;
+pub mod post_drafts;
 pub mod posts;
 pub mod rules;
 pub mod settings;
@@ -199,6 +200,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(labels::router())
         .merge(canned_replies::router())
         .merge(posts::router())
+        .merge(post_drafts::router())
         .merge(web::router())
         .merge(jobs::router())
         .merge(webhook_logs::router())

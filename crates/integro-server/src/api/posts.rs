@@ -136,7 +136,11 @@ pub(crate) async fn get_post(
 }
 
 /// The account a post is for: an X account of the tenant.
-async fn x_account(state: &AppState, ctx: &TenantCtx, id: Uuid) -> ApiResult<()> {
+pub(crate) async fn x_account(
+    state: &AppState,
+    ctx: &TenantCtx,
+    id: Uuid,
+) -> ApiResult<integro_store::accounts::Account> {
     let account = integro_store::accounts::get(&state.db, ctx.tenant_id, id)
         .await?
         .ok_or_else(|| {
@@ -148,7 +152,7 @@ async fn x_account(state: &AppState, ctx: &TenantCtx, id: Uuid) -> ApiResult<()>
             format!("posts are published on X accounts, not {}", account.kind),
         ));
     }
-    Ok(())
+    Ok(account)
 }
 
 /// Write a post (agents and above): a `draft`, or `pending_approval` with
@@ -414,7 +418,7 @@ async fn change(
     Ok(Json(post))
 }
 
-async fn audit(
+pub(crate) async fn audit(
     tx: &mut Tx<'_>,
     ctx: &TenantCtx,
     action: &str,

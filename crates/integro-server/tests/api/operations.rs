@@ -186,6 +186,7 @@ async fn openapi_lists_every_route(kind: DbKind) {
         ("/api/v1/labels/{id}", "delete"),
         ("/api/v1/posts", "get"),
         ("/api/v1/posts", "post"),
+        ("/api/v1/posts/drafts", "post"),
         ("/api/v1/posts/{id}", "delete"),
         ("/api/v1/posts/{id}", "get"),
         ("/api/v1/posts/{id}", "patch"),

@@ -32,7 +32,7 @@ db_tests!(
     yaml_aliases_cannot_blow_up_a_rules_import,
 );
 
-fn openai_answer(text: &str, input: u64, output: u64) -> ResponseTemplate {
+pub(crate) fn openai_answer(text: &str, input: u64, output: u64) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(json!({
         "id": "chatcmpl-1", "object": "chat.completion", "created": 1718203449, "model": "gpt-4o-mini-2024-07-18",
         "choices": [{ "index": 0, "finish_reason": "stop", "message": { "role": "assistant", "content": text } }],
@@ -41,7 +41,7 @@ fn openai_answer(text: &str, input: u64, output: u64) -> ResponseTemplate {
 }
 
 /// An OpenAI-compatible server answering every chat completion with `answer`.
-async fn openai_llm(answer: ResponseTemplate) -> MockServer {
+pub(crate) async fn openai_llm(answer: ResponseTemplate) -> MockServer {
     let llm = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/v1/chat/completions"))
@@ -77,7 +77,7 @@ async fn patch(t: &Loop, path: &str, body: Value) -> Value {
 }
 
 /// An AI profile on `provider` at `base_url`, made the bot's.
-async fn give_bot_llm(t: &Loop, provider: &str, base_url: String, model: &str) -> Value {
+pub(crate) async fn give_bot_llm(t: &Loop, provider: &str, base_url: String, model: &str) -> Value {
     let cred = created(
         t,
         "/api/v1/ai-credentials",

@@ -21,6 +21,7 @@ db_tests!(
     a_publication_whose_answer_was_lost_is_adopted_not_posted_twice,
     posts_are_checked_and_kept_to_their_tenant,
     x_rules_for_automated_accounts_are_kept,
+    ai_drafts_are_written_as_the_persona_and_wait_for_approval,
 );
 
 const X_CREDS: &str = r#"{ "user_id": "4337869213", "consumer_key": "ck", "consumer_secret": "cs-secret",
@@ -709,4 +710,68 @@ async fn x_rules_for_automated_accounts_are_kept(kind: DbKind) {
     .await;
     let approved = done(&t, &t.key, Method::POST, &approve, None).await;
     assert_eq!(approved["state"], "scheduled");
+}
+
+/// Asks for `count` AI drafts on the winter menu.
+async fn draft(t: &Loop, key: &str, count: u32) -> reqwest::Response {
+    let body = json!({ "account_id": t.account_id, "topic": "our winter menu", "count": count });
+    call(t, key, Method::POST, "/api/v1/posts/drafts", Some(body)).await
+}
+
+/// AI drafts: written by the bot's LLM as its persona, with the trends
+/// fetched lately, each marked made with AI and waiting for an admin.
+async fn ai_drafts_are_written_as_the_persona_and_wait_for_approval(kind: DbKind) {
+    let Some((t, agent, viewer)) = x_loop(kind).await else {
+        return;
+    };
+    // Without an AI profile there is nothing to write with.
+    let res = draft(&t, &agent, 2).await;
+    let problem = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "drafting_failed").await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no AI profile"),
+        "{problem}"
+    );
+
+    let llm = crate::reply_engine::openai_llm(crate::reply_engine::openai_answer(
+        "[\"Soup season is here: pumpkin and leek, all week.\", \"Hot chocolate with real cocoa, from 8.\", \"spare\"]",
+        120,
+        40,
+    ))
+    .await;
+    crate::reply_engine::give_bot_llm(&t, "openai", format!("{}/v1", llm.uri()), "gpt-4o-mini")
+        .await;
+    let made = ok(draft(&t, &agent, 2).await, StatusCode::CREATED).await;
+    let posts = made["posts"].as_array().unwrap();
+    assert_eq!(posts.len(), 2, "{made}");
+    assert_eq!(
+        posts[0]["text"],
+        "Soup season is here: pumpkin and leek, all week."
+    );
+    for p in posts {
+        assert_eq!(p["state"], "pending_approval");
+        assert_eq!(p["made_with_ai"], true);
+    }
+    // The LLM was asked as the persona, for the topic, for JSON.
+    let asked: Value =
+        serde_json::from_slice(&llm.received_requests().await.unwrap()[0].body).unwrap();
+    let prompt = asked["messages"].to_string();
+    assert!(
+        prompt.contains("You write posts for this business"),
+        "{prompt}"
+    );
+    assert!(
+        prompt.contains("our winter menu") && prompt.contains("JSON array of 2 strings"),
+        "{prompt}"
+    );
+    // The tokens count against the tenant's budget like a reply's.
+    let usage = t.get("/api/v1/usage").await;
+    assert_eq!(usage["total_input_tokens"], 120);
+    // Limits, and roles: a viewer drafts nothing.
+    let res = draft(&t, &agent, 9).await;
+    refused(res, "count").await;
+    let res = draft(&t, &viewer, 1).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
 }
