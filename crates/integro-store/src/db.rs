@@ -216,6 +216,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/0021_trends.sql"),
         include_str!("../migrations/0021_trends.sql"),
     ),
+    (
+        22,
+        "x spend",
+        include_str!("../migrations/0022_x_spend.sql"),
+        include_str!("../migrations/0022_x_spend.sql"),
+    ),
 ];
 
 #[derive(Clone)]

@@ -50,6 +50,7 @@ pub mod webhook_batch;
 pub mod webhook_logs;
 mod writer_cpu;
 pub mod x_poll;
+pub mod x_spend;
 
 pub use db::{Backend, Db, Tx};
 pub use error::StoreError;

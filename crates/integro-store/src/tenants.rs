@@ -189,6 +189,11 @@ pub struct TenantSettings {
     /// None: no limit.
     #[serde(default)]
     pub monthly_token_budget: Option<u64>,
+    /// X's estimated spend (USD, from its price table) the tenant allows
+    /// per calendar month (UTC); past it only replies go out to X: no
+    /// publishing, no trends. None: no limit.
+    #[serde(default)]
+    pub x_monthly_spend_limit_usd: Option<f64>,
     /// Whether a Slack-compatible incoming webhook receives critical alerts.
     #[serde(default, skip_deserializing)]
     pub alert_webhook_set: bool,
@@ -248,6 +253,7 @@ pub async fn alert_webhook(
 #[derive(Debug, Default)]
 pub struct SettingsChanges {
     pub monthly_token_budget: Option<Option<u64>>,
+    pub x_monthly_spend_limit_usd: Option<Option<f64>>,
     pub alert_webhook: Option<Option<AlertWebhook>>,
 }
 
@@ -265,6 +271,15 @@ pub async fn update_settings(
     let mut after = before.clone();
     if let Some(budget) = changes.monthly_token_budget {
         after.monthly_token_budget = budget;
+    }
+    if let Some(limit) = changes.x_monthly_spend_limit_usd {
+        if limit.is_some_and(|l| !(0.0..=1_000_000.0).contains(&l)) {
+            return Err(StoreError::invalid(
+                "x_monthly_spend_limit_usd",
+                "must be between 0 and 1,000,000",
+            ));
+        }
+        after.x_monthly_spend_limit_usd = limit;
     }
     if let Some(hook) = changes.alert_webhook {
         sqlx::query(

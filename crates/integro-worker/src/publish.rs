@@ -12,8 +12,10 @@ use integro_channels::{Credentials, x};
 use integro_core::Actor;
 use integro_core::breaker::Permit;
 use integro_store::audit::{self, Change};
+use integro_store::db::now_ms;
 use integro_store::jobs::{self, Job, JobKind, NewJob};
 use integro_store::posts::{self, Post};
+use integro_store::x_spend::{self, XOperation};
 use integro_store::{Conn, StoreError};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -105,6 +107,10 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<(), Failure> {
         worker.breakers.success(&circuit);
         return published(worker, job, &post, &provider_id).await;
     }
+    // Past the tenant's X spend limit only replies go out.
+    if let Some(why) = x_spend::over_limit(&worker.db, tenant_id, now_ms()).await? {
+        return failed(worker, job, &post, Some("x_spend_limit"), &why).await;
+    }
     let outcome = x::publish(
         &worker.egress.client,
         &worker.egress.urls,
@@ -117,6 +123,11 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<(), Failure> {
     match outcome {
         Ok(provider_id) => {
             worker.breakers.success(&circuit);
+            let spent =
+                x_spend::record(&worker.db, tenant_id, XOperation::post(&text), 1, now_ms());
+            if let Err(e) = spent.await {
+                tracing::warn!(error = %e, "counting an X post failed");
+            }
             published(worker, job, &post, &provider_id).await
         }
         Err(e) if e.retryable => {

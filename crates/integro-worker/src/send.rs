@@ -6,6 +6,7 @@ use std::time::Duration;
 use integro_core::{ChannelKind, OutboundMessage};
 use integro_store::conversations::{self, Conversation, Message};
 use integro_store::jobs::{self, Job};
+use integro_store::x_spend::{self, XOperation};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -174,6 +175,19 @@ pub(crate) async fn run(
     {
         Ok(provider_id) => {
             worker.breakers.success(&circuit);
+            if account.kind == ChannelKind::X {
+                let operation = if public_post {
+                    XOperation::Reply
+                } else {
+                    XOperation::DirectMessage
+                };
+                let now = integro_store::db::now_ms();
+                if let Err(e) =
+                    x_spend::record(&worker.db, account.tenant_id, operation, 1, now).await
+                {
+                    tracing::warn!(error = %e, "counting an X call failed");
+                }
+            }
             record_sent(worker, job, id, &provider_id, sent_kind).await
         }
         Err(e) if e.retryable => {

@@ -15,6 +15,7 @@ use integro_channels::x::{self, Polled, snowflake_order};
 use integro_core::{ChannelKind, InboundMessage, SendError};
 use integro_store::accounts::{self, Account};
 use integro_store::x_poll::{self, DIRECT_MESSAGES, MENTIONS};
+use integro_store::x_spend::{self, XOperation};
 use integro_store::{StoreError, conversations, schedules};
 
 use crate::worker::Worker;
@@ -103,6 +104,15 @@ impl Worker {
         Ok(mentions + direct)
     }
 
+    /// Counts what a poll read, for the spend estimate.
+    async fn count_reads(&self, account: &Account, operation: XOperation, n: usize) {
+        let now = integro_store::db::now_ms();
+        if let Err(e) = x_spend::record(&self.db, account.tenant_id, operation, n as u64, now).await
+        {
+            tracing::warn!(error = %e, "counting X reads failed");
+        }
+    }
+
     async fn poll_mentions(
         &self,
         account: &Account,
@@ -125,6 +135,8 @@ impl Worker {
                 next_token,
                 ..
             } = x::poll_mentions(client, urls, creds, Some(&since), page.as_deref()).await?;
+            self.count_reads(account, XOperation::OwnedRead, messages.len())
+                .await;
             newest = newest.or(newest_id);
             taken.extend(messages);
             page = next_token;
@@ -147,6 +159,12 @@ impl Worker {
         let mut page = None;
         for _ in 0..MAX_PAGES {
             let polled = x::poll_direct_messages(client, urls, creds, page.as_deref()).await?;
+            self.count_reads(
+                account,
+                XOperation::DirectMessageRead,
+                polled.messages.len(),
+            )
+            .await;
             newest = newest.or(polled.newest_id.clone());
             let Some(since) = &cursor else {
                 break;

@@ -24,6 +24,11 @@ pub struct UpdateSettings {
     #[serde(default, deserialize_with = "crate::extract::present")]
     #[schema(value_type = Option<u64>)]
     pub monthly_token_budget: Option<Option<u64>>,
+    /// USD a month of X's estimated spend (`GET /api/v1/x/spend`); past it
+    /// only replies go out to X. `null`: no limit.
+    #[serde(default, deserialize_with = "crate::extract::present")]
+    #[schema(value_type = Option<f64>)]
+    pub x_monthly_spend_limit_usd: Option<Option<f64>>,
     /// A Slack-compatible incoming webhook for critical alerts. Loopback,
     /// private, link-local and metadata addresses are refused unless the
     /// operator allows them with `INTEGRO_OUTBOUND_ALLOW`.
@@ -65,6 +70,7 @@ pub(crate) async fn update_settings(
     let before = tenants::settings(&state.db, ctx.tenant_id).await?;
     let changes = SettingsChanges {
         monthly_token_budget: req.monthly_token_budget,
+        x_monthly_spend_limit_usd: req.x_monthly_spend_limit_usd,
         alert_webhook: req.alert_webhook_url.map(|url| {
             url.map(|url| AlertWebhook {
                 url,

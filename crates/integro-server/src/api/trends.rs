@@ -14,6 +14,7 @@ use integro_channels::{Credentials, x_activity, x_trends};
 use integro_core::{ChannelKind, Permission};
 use integro_store::accounts;
 use integro_store::trends::{self, TrendSource};
+use integro_store::x_spend::{self, XOperation};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa_axum::router::OpenApiRouter;
@@ -225,6 +226,14 @@ async fn x_trends_of(
     if account.kind != ChannelKind::X {
         return Err(ApiError::invalid_field("account_id", "not an X account"));
     }
+    let now = integro_store::db::now_ms();
+    if let Some(why) = x_spend::over_limit(&state.db, ctx.tenant_id, now).await? {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "x_spend_limit",
+            why,
+        ));
+    }
     let creds = Credentials(accounts::credentials(&state.db, &state.keyring, &account).await?);
     let client = integro_channels::http::client(Duration::from_secs(15));
     let urls = state.config.provider_urls();
@@ -241,6 +250,7 @@ async fn x_trends_of(
     let found = x_trends::by_woeid(&client, &urls, &app, woeid.unwrap_or(x_trends::WORLDWIDE))
         .await
         .map_err(refused)?;
+    x_spend::record(&state.db, ctx.tenant_id, XOperation::Trends, 1, now).await?;
     Ok(Trends {
         source: "x".into(),
         items: found

@@ -307,3 +307,55 @@ pub fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())
 }
+
+/// An X Activity API event: a direct message from user 2222 to the X test
+/// account (4337869213).
+pub fn x_dm(id: &str, text: &str) -> String {
+    json!({ "data": { "event_uuid": "1", "filter": { "user_id": "4337869213" }, "event_type": "dm.received",
+        "payload": { "direct_message_events": [{ "type": "message_create", "id": id,
+            "message_create": { "target": { "recipient_id": "4337869213" }, "sender_id": "2222",
+                                "message_data": { "text": text } } }] } } })
+    .to_string()
+}
+
+/// X takes reply posts (answering `post_id`) and DMs to 2222 (`dm_id`).
+pub async fn x_accepts(t: &Loop, post_id: &str, dm_id: &str) {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, ResponseTemplate};
+    Mock::given(method("POST"))
+        .and(path("/2/tweets"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(json!({ "data": { "id": post_id, "text": "x" } })),
+        )
+        .mount(&t.provider)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/2/dm_conversations/with/2222/messages"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(
+            json!({ "data": { "dm_conversation_id": "1-2", "dm_event_id": dm_id } }),
+        ))
+        .mount(&t.provider)
+        .await;
+}
+
+impl Loop {
+    /// Posts `body` to the account's X webhook, signed with the test app's
+    /// consumer secret; X's answer must be 200.
+    pub async fn x_webhook(&self, body: &str) {
+        let res = self
+            .app
+            .client
+            .post(self.app.url(&format!("/webhooks/x/{}", self.account_id)))
+            .header("content-type", "application/json")
+            .header(
+                "x-twitter-webhooks-signature",
+                integro_channels::x::sign("cs-secret", body.as_bytes()),
+            )
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+}

@@ -469,6 +469,7 @@ async fn an_alert_to_a_refused_url_is_not_sent(kind: DbKind) {
         &before,
         SettingsChanges {
             monthly_token_budget: None,
+            x_monthly_spend_limit_usd: None,
             alert_webhook: Some(Some(AlertWebhook {
                 url: format!("{}/hook", slack.uri()),
                 secret: None,

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use wiremock::matchers::{body_string_contains, header, method, path};
 use wiremock::{Mock, ResponseTemplate};
 
-use crate::channels::{Loop, PUBLIC_URL, wait_until};
+use crate::channels::{Loop, PUBLIC_URL, wait_until, x_dm};
 use crate::db_tests;
 use crate::helpers::{DbKind, assert_problem};
 use integro_channels::Credentials;
@@ -33,31 +33,8 @@ fn form_param(body: &[u8], name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-/// A DM from 2222 through the X Activity API.
-fn dm(id: &str) -> String {
-    json!({ "data": { "event_uuid": "1", "filter": { "user_id": "4337869213" }, "event_type": "dm.received",
-        "payload": { "direct_message_events": [{ "type": "message_create", "id": id,
-            "message_create": { "target": { "recipient_id": "4337869213" }, "sender_id": "2222",
-                                "message_data": { "text": "hello" } } }] } } })
-    .to_string()
-}
-
 async fn post_dm(t: &Loop, id: &str) {
-    let body = dm(id);
-    let res = t
-        .app
-        .client
-        .post(t.app.url(&format!("/webhooks/x/{}", t.account_id)))
-        .header("content-type", "application/json")
-        .header(
-            "x-twitter-webhooks-signature",
-            integro_channels::x::sign("cs-secret", body.as_bytes()),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
+    t.x_webhook(&x_dm(id, "hello")).await;
 }
 
 /// The DM replies X received, by the bearer token they carried.

@@ -101,21 +101,7 @@ async fn a_polled_x_account_answers_new_mentions_and_messages_once(kind: DbKind)
             "includes": users(), "meta": { "result_count": 3 } })))
         .mount(&t.provider)
         .await;
-    Mock::given(method("POST"))
-        .and(path("/2/tweets"))
-        .respond_with(
-            ResponseTemplate::new(201)
-                .set_body_json(json!({ "data": { "id": "901", "text": "x" } })),
-        )
-        .mount(&t.provider)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/2/dm_conversations/with/2222/messages"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(
-            json!({ "data": { "dm_conversation_id": "1-2", "dm_event_id": "900" } }),
-        ))
-        .mount(&t.provider)
-        .await;
+    crate::channels::x_accepts(&t, "901", "900").await;
 
     let sent = |p: &'static str| {
         let provider = &t.provider;

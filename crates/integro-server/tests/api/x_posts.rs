@@ -22,6 +22,7 @@ db_tests!(
     posts_are_checked_and_kept_to_their_tenant,
     x_rules_for_automated_accounts_are_kept,
     ai_drafts_are_written_as_the_persona_and_wait_for_approval,
+    past_the_x_spend_limit_only_replies_go_out,
 );
 
 const X_CREDS: &str = r#"{ "user_id": "4337869213", "consumer_key": "ck", "consumer_secret": "cs-secret",
@@ -774,4 +775,88 @@ async fn ai_drafts_are_written_as_the_persona_and_wait_for_approval(kind: DbKind
     refused(res, "count").await;
     let res = draft(&t, &viewer, 1).await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
+}
+
+/// The tenant's X spend limit: once the month's estimate reaches it, posts
+/// are not published and trends not asked for; replies still go out.
+async fn past_the_x_spend_limit_only_replies_go_out(kind: DbKind) {
+    let Some((t, _, _)) = x_loop(kind).await else {
+        return;
+    };
+    let res = call(
+        &t,
+        &t.key,
+        Method::PATCH,
+        "/api/v1/settings",
+        Some(json!({ "x_monthly_spend_limit_usd": -5 })),
+    )
+    .await;
+    refused(res, "x_monthly_spend_limit_usd").await;
+    done(
+        &t,
+        &t.key,
+        Method::PATCH,
+        "/api/v1/settings",
+        Some(json!({ "x_monthly_spend_limit_usd": 0.01 })),
+    )
+    .await;
+    crate::channels::x_accepts(&t, "700", "900").await;
+    let publish = |text: &'static str| {
+        let t = &t;
+        async move {
+            let post = created(
+                t,
+                &t.key,
+                Method::POST,
+                "/api/v1/posts",
+                Some(json!({ "account_id": t.account_id, "text": text, "submit": true })),
+            )
+            .await;
+            let id = post["id"].as_str().unwrap().to_string();
+            done(
+                t,
+                &t.key,
+                Method::POST,
+                &format!("/api/v1/posts/{id}/approve"),
+                None,
+            )
+            .await;
+            wait_until(Duration::from_secs(30), || async {
+                let state = t.get(&format!("/api/v1/posts/{id}")).await["state"].clone();
+                state == "published" || state == "failed"
+            })
+            .await;
+            t.get(&format!("/api/v1/posts/{id}")).await
+        }
+    };
+    // Under the limit: published, and counted.
+    assert_eq!(publish("Open until 8 tonight").await["state"], "published");
+    let spend = t.get("/api/v1/x/spend").await;
+    assert_eq!(
+        spend["lines"],
+        json!([{ "operation": "post", "count": 1, "usd": 0.015 }])
+    );
+    assert_eq!(spend["limited"], true);
+    // Past it: not published, and said why.
+    let stopped = publish("Closed on Sunday").await;
+    assert_eq!(stopped["state"], "failed");
+    assert_eq!(stopped["error_code"], "x_spend_limit");
+    assert_eq!(tweets(&t).await.len(), 1);
+    let res = call(
+        &t,
+        &t.key,
+        Method::GET,
+        &format!("/api/v1/trends?source=x&account_id={}", t.account_id),
+        None,
+    )
+    .await;
+    assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "x_spend_limit").await;
+    // A direct message is still answered.
+    t.x_webhook(&crate::channels::x_dm("701", "hello")).await;
+    wait_until(Duration::from_secs(20), || async {
+        t.get("/api/v1/x/spend").await["lines"]
+            .to_string()
+            .contains("direct_message")
+    })
+    .await;
 }
