@@ -413,6 +413,12 @@ async fn user_call(
     if let Some(body) = body {
         request = request.json(body);
     }
+    read_json(request).await
+}
+
+/// Sends a request to X's API and reads the answer's JSON; an error status
+/// is X's error (`x_error`).
+pub(crate) async fn read_json(request: reqwest::RequestBuilder) -> Result<Value, SendError> {
     let http::Answer {
         status,
         headers,
@@ -425,7 +431,7 @@ async fn user_call(
         .map_err(|e| SendError::retryable(None, format!("unreadable answer: {e}")))
 }
 
-fn api(urls: &ProviderUrls, path: &str) -> String {
+pub(crate) fn api(urls: &ProviderUrls, path: &str) -> String {
     format!("{}{path}", urls.x.trim_end_matches('/'))
 }
 
@@ -471,9 +477,7 @@ pub async fn send(
 /// Reply posts the account already made to `msg.reply_to` with `msg`'s text
 /// since `since` (Unix seconds), oldest first: a reply whose send outcome is
 /// unknown is looked for here before it is sent again, since X takes no
-/// idempotency key. Reads the account's own recent posts
-/// (`GET /2/users/{id}/tweets`, an owned read). Direct messages cannot be
-/// looked up this way: empty.
+/// idempotency key. Direct messages cannot be looked up this way: empty.
 pub async fn find_sent(
     client: &reqwest::Client,
     urls: &ProviderUrls,
@@ -481,43 +485,10 @@ pub async fn find_sent(
     msg: &OutboundMessage,
     since: i64,
 ) -> Result<Vec<String>, SendError> {
-    let (Some(post), Ok(text)) = (&msg.reply_to, message_text(msg)) else {
-        return Ok(Vec::new());
-    };
-    let user_id = creds.require("user_id")?;
-    let start = time::OffsetDateTime::from_unix_timestamp(since)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default();
-    let url = api(
-        urls,
-        &format!(
-            "/2/users/{}/tweets?max_results=100&tweet.fields=created_at,referenced_tweets&start_time={}",
-            pct(user_id),
-            pct(&start)
-        ),
-    );
-    let v = user_call(client, reqwest::Method::GET, url, creds, None).await?;
-    let mut found: Vec<String> = v["data"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|p| p["text"].as_str().map(comparable) == Some(comparable(&text)))
-        .filter(|p| {
-            p["referenced_tweets"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|r| r["type"] == "replied_to" && r["id"].as_str() == Some(post.as_str()))
-        })
-        .filter_map(|p| p["id"].as_str().map(String::from))
-        .collect();
-    // Newest first from X.
-    found.reverse();
-    Ok(found)
+    match (&msg.reply_to, message_text(msg)) {
+        (Some(post), Ok(text)) => find_posts(client, urls, creds, &text, since, Some(post)).await,
+        _ => Ok(Vec::new()),
+    }
 }
 
 /// The credentials an OAuth 2.0 connection stores (`x_oauth.rs`).
@@ -742,17 +713,20 @@ pub async fn publish(
         .ok_or_else(|| SendError::retryable(None, "the answer has no /data/id"))
 }
 
-/// Posts (not replies) the account made with `text` since `since` (Unix
-/// seconds), oldest first: a publish whose outcome is unknown is looked for
-/// here before it is tried again, as `find_sent` does for replies. Reads
-/// the account's own recent posts (`GET /2/users/{id}/tweets`, an owned
-/// read, without replies and reposts).
-pub async fn find_published(
+/// The account's own posts with `text` since `since` (Unix seconds),
+/// oldest first: replies to `in_reply_to`, or with none, posts that reply
+/// to nothing. A post or reply whose outcome is unknown is looked for here
+/// before it is tried again (X takes no idempotency key). Reads the
+/// account's recent posts (`GET /2/users/{id}/tweets`, an owned read;
+/// without reposts, and without replies when none is wanted); text is
+/// compared as X returns it (`comparable`).
+pub async fn find_posts(
     client: &reqwest::Client,
     urls: &ProviderUrls,
     creds: &Credentials,
     text: &str,
     since: i64,
+    in_reply_to: Option<&str>,
 ) -> Result<Vec<String>, SendError> {
     let user_id = creds.require("user_id")?;
     let start = time::OffsetDateTime::from_unix_timestamp(since)
@@ -762,27 +736,35 @@ pub async fn find_published(
                 .ok()
         })
         .unwrap_or_default();
+    let exclude = if in_reply_to.is_some() {
+        "retweets"
+    } else {
+        "replies,retweets"
+    };
     let query = form_urlencoded::Serializer::new(String::new())
         .append_pair("max_results", "100")
-        .append_pair("exclude", "replies,retweets")
+        .append_pair("exclude", exclude)
         .append_pair("tweet.fields", "created_at,referenced_tweets")
         .append_pair("start_time", &start)
         .finish();
     let url = api(urls, &format!("/2/users/{}/tweets?{query}", pct(user_id)));
     let v = user_call(client, reqwest::Method::GET, url, creds, None).await?;
     let wanted = comparable(text);
+    let answers = |p: &Value| {
+        let replied_to = p["referenced_tweets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["type"] == "replied_to")
+            .and_then(|r| r["id"].as_str());
+        replied_to == in_reply_to
+    };
     let mut found: Vec<String> = v["data"]
         .as_array()
         .into_iter()
         .flatten()
         .filter(|p| p["text"].as_str().map(comparable).as_ref() == Some(&wanted))
-        .filter(|p| {
-            !p["referenced_tweets"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|r| r["type"] == "replied_to")
-        })
+        .filter(|p| answers(p))
         .filter_map(|p| p["id"].as_str().map(String::from))
         .collect();
     // Newest first from X.

@@ -7,29 +7,12 @@
 use integro_core::SendError;
 use serde_json::{Value, json};
 
-use crate::x::{OAUTH2_ACCESS_TOKEN, x_error};
-use crate::{Credentials, ProviderUrls, http};
+use crate::x::{OAUTH2_ACCESS_TOKEN, api, read_json};
+use crate::{Credentials, ProviderUrls};
 
 /// The events a bot answers: DMs, mentions, and replies to its posts
 /// (a reply without an explicit @ raises no mention event).
 pub const EVENT_TYPES: [&str; 3] = ["dm.received", "post.mention.create", "post.reply.create"];
-
-fn api(urls: &ProviderUrls, path: &str) -> String {
-    format!("{}{path}", urls.x.trim_end_matches('/'))
-}
-
-async fn json_call(request: reqwest::RequestBuilder) -> Result<Value, SendError> {
-    let http::Answer {
-        status,
-        headers,
-        body,
-    } = http::call(request).await?;
-    if !status.is_success() {
-        return Err(x_error(status, &headers, &body));
-    }
-    serde_json::from_str(&body)
-        .map_err(|e| SendError::retryable(None, format!("unreadable answer: {e}")))
-}
 
 /// The app-only token (`POST /oauth2/token`, client credentials with the
 /// API Key and Secret).
@@ -38,7 +21,7 @@ pub async fn app_token(
     urls: &ProviderUrls,
     creds: &Credentials,
 ) -> Result<String, SendError> {
-    let v = json_call(
+    let v = read_json(
         client
             .post(api(urls, "/oauth2/token"))
             .basic_auth(
@@ -63,7 +46,7 @@ pub async fn ensure_webhook(
     app_token: &str,
     url: &str,
 ) -> Result<(String, bool), SendError> {
-    let listed = json_call(client.get(api(urls, "/2/webhooks")).bearer_auth(app_token)).await?;
+    let listed = read_json(client.get(api(urls, "/2/webhooks")).bearer_auth(app_token)).await?;
     if let Some(id) = listed["data"]
         .as_array()
         .into_iter()
@@ -73,7 +56,7 @@ pub async fn ensure_webhook(
     {
         return Ok((id.to_string(), false));
     }
-    let created = json_call(
+    let created = read_json(
         client
             .post(api(urls, "/2/webhooks"))
             .bearer_auth(app_token)
@@ -105,7 +88,7 @@ pub async fn subscribed(
         if let Some(token) = &page {
             request = request.query(&[("pagination_token", token)]);
         }
-        let v = json_call(request).await?;
+        let v = read_json(request).await?;
         for s in v["data"].as_array().into_iter().flatten() {
             if s["filter"]["user_id"] == user_id
                 && s["webhook_id"] == webhook_id
@@ -139,7 +122,7 @@ pub async fn subscribe(
             "subscribing needs the account's OAuth 2.0 connection",
         )
     })?;
-    let v = json_call(
+    let v = read_json(
         client
             .post(api(urls, "/2/activity/subscriptions"))
             .bearer_auth(token)

@@ -152,16 +152,8 @@ pub async fn me(
     urls: &ProviderUrls,
     access_token: &str,
 ) -> Result<(String, String), SendError> {
-    let url = format!("{}/2/users/me", urls.x.trim_end_matches('/'));
-    let http::Answer {
-        status,
-        headers,
-        body,
-    } = http::call(client.get(url).bearer_auth(access_token)).await?;
-    if !status.is_success() {
-        return Err(crate::x::x_error(status, &headers, &body));
-    }
-    let v: Value = serde_json::from_str(&body).unwrap_or_default();
+    let url = crate::x::api(urls, "/2/users/me");
+    let v = crate::x::read_json(client.get(url).bearer_auth(access_token)).await?;
     let id = v["data"]["id"]
         .as_str()
         .filter(|id| !id.is_empty())

@@ -3,7 +3,7 @@
 
 use integro_core::SendError;
 
-use crate::{ProviderUrls, http};
+use crate::ProviderUrls;
 
 /// One trend: its name and, when X gives it, how many posts it has.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,20 +21,11 @@ pub async fn by_woeid(
     app_token: &str,
     woeid: u32,
 ) -> Result<Vec<Trend>, SendError> {
-    let url = format!(
-        "{}/2/trends/by/woeid/{woeid}?max_trends=20&trend.fields=trend_name,tweet_count",
-        urls.x.trim_end_matches('/')
+    let url = crate::x::api(
+        urls,
+        &format!("/2/trends/by/woeid/{woeid}?max_trends=20&trend.fields=trend_name,tweet_count"),
     );
-    let http::Answer {
-        status,
-        headers,
-        body,
-    } = http::call(client.get(url).bearer_auth(app_token)).await?;
-    if !status.is_success() {
-        return Err(crate::x::x_error(status, &headers, &body));
-    }
-    let v: serde_json::Value = serde_json::from_str(&body)
-        .map_err(|e| SendError::retryable(None, format!("unreadable answer: {e}")))?;
+    let v = crate::x::read_json(client.get(url).bearer_auth(app_token)).await?;
     Ok(v["data"]
         .as_array()
         .into_iter()

@@ -287,6 +287,26 @@ fn figures(r: &SumRow) -> Figures {
     }
 }
 
+/// The tenant's figures from `from` to `to` summed by `by` (`day` or
+/// `account_id`, a column name of ours), in its order.
+async fn sums(
+    db: &Db,
+    tenant_id: Uuid,
+    from: &str,
+    to: &str,
+    by: &'static str,
+) -> Result<Vec<SumRow>, StoreError> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {by}, {SUMS} FROM message_stats_daily WHERE tenant_id = $1 AND day >= $2 AND day <= $3 \
+         GROUP BY {by} ORDER BY {by}"
+    )))
+    .bind(tenant_id.to_string())
+    .bind(from)
+    .bind(to)
+    .fetch_all(db.pool())
+    .await?)
+}
+
 /// The tenant's figures per day from `from` to `to` (inclusive
 /// `YYYY-MM-DD`), all accounts together, oldest first; days without
 /// messages are absent.
@@ -296,15 +316,7 @@ pub async fn days(
     from: &str,
     to: &str,
 ) -> Result<Vec<DayStats>, StoreError> {
-    let rows: Vec<SumRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT day, {SUMS} FROM message_stats_daily WHERE tenant_id = $1 AND day >= $2 AND day <= $3 \
-         GROUP BY day ORDER BY day"
-    )))
-    .bind(tenant_id.to_string())
-    .bind(from)
-    .bind(to)
-    .fetch_all(db.pool())
-    .await?;
+    let rows = sums(db, tenant_id, from, to, "day").await?;
     Ok(rows
         .iter()
         .map(|r| DayStats {
@@ -321,15 +333,7 @@ pub async fn accounts(
     from: &str,
     to: &str,
 ) -> Result<Vec<AccountStats>, StoreError> {
-    let rows: Vec<SumRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT account_id, {SUMS} FROM message_stats_daily WHERE tenant_id = $1 AND day >= $2 AND day <= $3 \
-         GROUP BY account_id ORDER BY account_id"
-    )))
-    .bind(tenant_id.to_string())
-    .bind(from)
-    .bind(to)
-    .fetch_all(db.pool())
-    .await?;
+    let rows = sums(db, tenant_id, from, to, "account_id").await?;
     rows.iter()
         .map(|r| {
             Ok(AccountStats {

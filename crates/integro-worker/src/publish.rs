@@ -157,12 +157,13 @@ async fn earlier_attempt(
     text: &str,
     since: i64,
 ) -> Result<Option<String>, Failure> {
-    let candidates = match x::find_published(
+    let candidates = match x::find_posts(
         &worker.egress.client,
         &worker.egress.urls,
         creds,
         text,
         since,
+        None,
     )
     .await
     {

@@ -67,14 +67,21 @@ pub(crate) async fn run(
         return worker.finish(job).await;
     };
     let account = &known.account;
-    // An X account connected with OAuth 2.0 sends with a fresh access token.
-    let creds = &match crate::x_tokens::for_job(worker, &known).await {
-        Ok(creds) => creds,
-        Err(e) if e.retryable => return Err(Failure::retry(&e)),
-        Err(e) => {
-            conversations::mark_failed(&worker.db, id, e.code.as_deref(), &e.message).await?;
-            return Err(Failure::Permanent(e.to_string()));
-        }
+    // An X account connected with OAuth 2.0 sends with a fresh access token;
+    // other channels' credentials do not expire.
+    let refreshed;
+    let creds = if account.kind == ChannelKind::X {
+        refreshed = match crate::x_tokens::for_job(worker, &known).await {
+            Ok(creds) => creds,
+            Err(e) if e.retryable => return Err(Failure::retry(&e)),
+            Err(e) => {
+                conversations::mark_failed(&worker.db, id, e.code.as_deref(), &e.message).await?;
+                return Err(Failure::Permanent(e.to_string()));
+            }
+        };
+        &refreshed
+    } else {
+        &known.creds
     };
 
     let mut outbound = OutboundMessage {

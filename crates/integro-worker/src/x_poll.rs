@@ -87,18 +87,7 @@ impl Worker {
         else {
             return Ok(0);
         };
-        let (creds, changed) = crate::x_tokens::fresh(
-            &self.db,
-            &self.keyring,
-            &self.egress.client,
-            &self.egress.urls,
-            &known.account,
-            &known.creds,
-        )
-        .await?;
-        if changed {
-            self.accounts.forget(account.id);
-        }
+        let creds = crate::x_tokens::for_job(self, &known).await?;
         let mentions = self.poll_mentions(&known.account, &creds).await?;
         let direct = self.poll_direct_messages(&known.account, &creds).await?;
         Ok(mentions + direct)
