@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{Hmac, KeyInit, Mac};
-use integro_core::{InboundEvent, InboundMessage, OutboundMessage, SendError};
+use integro_core::{InboundEvent, InboundMessage, OutboundMessage, PostMetrics, SendError};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
@@ -770,6 +770,46 @@ pub async fn find_posts(
     // Newest first from X.
     found.reverse();
     Ok(found)
+}
+
+/// The public metrics of the account's posts `ids` (at most 100):
+/// `GET /2/tweets?ids=…&tweet.fields=public_metrics`, an owned read each.
+/// Posts X no longer has (deleted) are absent from the answer.
+pub async fn post_metrics(
+    client: &reqwest::Client,
+    urls: &ProviderUrls,
+    creds: &Credentials,
+    ids: &[String],
+) -> Result<Vec<(String, PostMetrics)>, SendError> {
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("ids", &ids.join(","))
+        .append_pair("tweet.fields", "public_metrics")
+        .finish();
+    let url = api(urls, &format!("/2/tweets?{query}"));
+    let v = user_call(client, reqwest::Method::GET, url, creds, None).await?;
+    let count = |m: &Value, key: &str| m[key].as_i64().unwrap_or(0).max(0);
+    Ok(v["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            let m = &p["public_metrics"];
+            let id = p["id"].as_str()?;
+            m.is_object().then(|| {
+                (
+                    id.to_string(),
+                    PostMetrics {
+                        impressions: count(m, "impression_count"),
+                        likes: count(m, "like_count"),
+                        reposts: count(m, "retweet_count"),
+                        replies: count(m, "reply_count"),
+                        quotes: count(m, "quote_count"),
+                        bookmarks: count(m, "bookmark_count"),
+                    },
+                )
+            })
+        })
+        .collect())
 }
 
 #[cfg(test)]

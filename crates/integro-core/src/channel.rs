@@ -325,3 +325,15 @@ mod tests {
         assert!("telegram".parse::<ChannelKind>().is_err());
     }
 }
+
+/// A published post's public metrics as the provider reports them (X's
+/// `public_metrics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PostMetrics {
+    pub impressions: i64,
+    pub likes: i64,
+    pub reposts: i64,
+    pub replies: i64,
+    pub quotes: i64,
+    pub bookmarks: i64,
+}

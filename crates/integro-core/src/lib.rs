@@ -13,8 +13,8 @@ pub mod trace;
 
 pub use actor::{Actor, ActorKind};
 pub use channel::{
-    ChannelKind, DeliveryStatus, InboundEvent, InboundMessage, Media, OutboundMessage, SendError,
-    StatusUpdate, Template,
+    ChannelKind, DeliveryStatus, InboundEvent, InboundMessage, Media, OutboundMessage, PostMetrics,
+    SendError, StatusUpdate, Template,
 };
 pub use role::{Permission, Role, UnknownRole};
 

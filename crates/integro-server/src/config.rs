@@ -93,6 +93,9 @@ pub struct Config {
     /// are polled (X allows a user's direct messages to be read 15 times in
     /// 15 minutes: 60 s or more).
     pub x_poll_secs: u64,
+    /// `INTEGRO_X_METRICS_SECS`: how often published X posts' public
+    /// metrics are read again (each post an owned read, for 30 days).
+    pub x_metrics_secs: u64,
     /// `INTEGRO_BREAKER_THRESHOLD`: failures in a row that open a provider's
     /// circuit (channel accounts and AI credentials alike).
     pub breaker_threshold: u32,
@@ -147,6 +150,7 @@ impl Default for Config {
             job_lease_secs: 60,
             send_status_grace_secs: 30,
             x_poll_secs: 60,
+            x_metrics_secs: 900,
             redis_url: None,
             breaker_threshold: 5,
             breaker_cool_down_secs: 30,

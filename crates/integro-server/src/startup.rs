@@ -518,6 +518,7 @@ pub fn build_worker(state: &AppState) -> Arc<Worker> {
         lease: Duration::from_secs(config.job_lease_secs.max(1)),
         status_grace: Duration::from_secs(config.send_status_grace_secs),
         x_poll_interval: Duration::from_secs(config.x_poll_secs.max(1)),
+        x_metrics_interval: Duration::from_secs(config.x_metrics_secs.max(1)),
         breaker_threshold: config.breaker_threshold,
         breaker_cool_down: Duration::from_secs(config.breaker_cool_down_secs),
         ..WorkerConfig::default()

@@ -222,6 +222,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/0022_x_spend.sql"),
         include_str!("../migrations/0022_x_spend.sql"),
     ),
+    (
+        23,
+        "x metrics",
+        include_str!("../migrations/0023_x_metrics.sql"),
+        include_str!("../migrations/0023_x_metrics.sql"),
+    ),
 ];
 
 #[derive(Clone)]

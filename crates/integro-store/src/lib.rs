@@ -49,6 +49,7 @@ pub mod web_sessions;
 pub mod webhook_batch;
 pub mod webhook_logs;
 mod writer_cpu;
+pub mod x_metrics;
 pub mod x_poll;
 pub mod x_spend;
 

@@ -46,6 +46,11 @@ pub struct Figures {
     pub conversations: i64,
     /// Conversations handed to a human.
     pub handoffs: i64,
+    /// Of the messages from contacts, those in public threads (X mentions
+    /// and replies to the account's posts); the rest are direct messages.
+    pub public_inbound: i64,
+    /// Of the messages sent, those in public threads (X reply posts).
+    pub public_outbound: i64,
 }
 
 /// All accounts' figures on one day (UTC).
@@ -117,18 +122,23 @@ impl Source {
     /// created_at, and what the source adds.
     fn select(self) -> &'static str {
         match self {
-            // A bot reply's time counts from the contact message it answers.
+            // A bot reply's time counts from the contact message it answers;
+            // a public thread's contact is a post contact (`post:` and the
+            // author's id, x.rs): the sender of an inbound message (filed
+            // or not), the contact of an outbound one.
             Source::Messages => {
-                "SELECT m.id, m.tenant_id, m.account_id, m.created_at, m.direction, m.sender, r.created_at \
+                "SELECT m.id, m.tenant_id, m.account_id, m.created_at, m.direction, m.sender, r.created_at, \
+                 CASE WHEN COALESCE(m.from_id, k.channel_user_id) LIKE 'post:%' THEN 1 ELSE 0 END \
                  FROM messages m LEFT JOIN messages r ON r.id = m.reply_to \
+                 LEFT JOIN conversations c ON c.id = m.conversation_id LEFT JOIN contacts k ON k.id = c.contact_id \
                  WHERE m.id > $1 AND m.id < $2 ORDER BY m.id LIMIT $3"
             }
             Source::Conversations => {
-                "SELECT id, tenant_id, account_id, created_at, '', '', CAST(NULL AS BIGINT) \
+                "SELECT id, tenant_id, account_id, created_at, '', '', CAST(NULL AS BIGINT), 0 \
                  FROM conversations WHERE id > $1 AND id < $2 ORDER BY id LIMIT $3"
             }
             Source::Handoffs => {
-                "SELECT t.id, t.tenant_id, c.account_id, t.created_at, t.to_state, '', CAST(NULL AS BIGINT) \
+                "SELECT t.id, t.tenant_id, c.account_id, t.created_at, t.to_state, '', CAST(NULL AS BIGINT), 0 \
                  FROM conversation_transitions t JOIN conversations c ON c.id = t.conversation_id \
                  WHERE t.id > $1 AND t.id < $2 ORDER BY t.id LIMIT $3"
             }
@@ -136,25 +146,47 @@ impl Source {
     }
 
     fn add(self, row: &Row, to: &mut Figures) {
-        let (_, _, _, created_at, kind, sender, answered_at) = row;
+        let (_, _, _, _, kind, _, _, public) = row;
+        let public = i64::from(*public != 0);
         match self {
-            Source::Messages if kind == "inbound" => to.inbound += 1,
-            Source::Messages if sender == "bot" => {
-                to.outbound_bot += 1;
-                if let Some(answered) = answered_at {
-                    to.replies += 1;
-                    to.reply_ms += (created_at - answered).max(0);
-                }
+            Source::Messages if kind == "inbound" => {
+                to.inbound += 1;
+                to.public_inbound += public;
             }
-            Source::Messages => to.outbound_human += 1,
+            Source::Messages => {
+                to.public_outbound += public;
+                Source::add_outbound(row, to);
+            }
             Source::Conversations => to.conversations += 1,
             Source::Handoffs if kind == "human" => to.handoffs += 1,
             Source::Handoffs => {}
         }
     }
+
+    fn add_outbound(row: &Row, to: &mut Figures) {
+        let (_, _, _, created_at, _, sender, answered_at, _) = row;
+        if sender != "bot" {
+            to.outbound_human += 1;
+            return;
+        }
+        to.outbound_bot += 1;
+        if let Some(answered) = answered_at {
+            to.replies += 1;
+            to.reply_ms += (created_at - answered).max(0);
+        }
+    }
 }
 
-type Row = (String, String, String, i64, String, String, Option<i64>);
+type Row = (
+    String,
+    String,
+    String,
+    i64,
+    String,
+    String,
+    Option<i64>,
+    i64,
+);
 
 /// Adds to the day totals every row made before `until_ms` (at most
 /// `LAG_MS` ago when run by the scheduler) that no earlier run counted.
@@ -224,7 +256,8 @@ async fn add_day(
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO message_stats_daily (tenant_id, day, account_id, inbound, outbound_bot, outbound_human, \
-         replies, reply_ms, conversations, handoffs) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         replies, reply_ms, conversations, handoffs, public_inbound, public_outbound) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
          ON CONFLICT (tenant_id, day, account_id) DO UPDATE SET \
          inbound = message_stats_daily.inbound + excluded.inbound, \
          outbound_bot = message_stats_daily.outbound_bot + excluded.outbound_bot, \
@@ -232,7 +265,9 @@ async fn add_day(
          replies = message_stats_daily.replies + excluded.replies, \
          reply_ms = message_stats_daily.reply_ms + excluded.reply_ms, \
          conversations = message_stats_daily.conversations + excluded.conversations, \
-         handoffs = message_stats_daily.handoffs + excluded.handoffs",
+         handoffs = message_stats_daily.handoffs + excluded.handoffs, \
+         public_inbound = message_stats_daily.public_inbound + excluded.public_inbound, \
+         public_outbound = message_stats_daily.public_outbound + excluded.public_outbound",
     )
     .bind(tenant)
     .bind(day)
@@ -244,6 +279,8 @@ async fn add_day(
     .bind(s.reply_ms)
     .bind(s.conversations)
     .bind(s.handoffs)
+    .bind(s.public_inbound)
+    .bind(s.public_outbound)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -271,9 +308,10 @@ pub async fn count_failure(
 
 const SUMS: &str = "CAST(SUM(inbound) AS BIGINT), CAST(SUM(outbound_bot) AS BIGINT), \
      CAST(SUM(outbound_human) AS BIGINT), CAST(SUM(replies) AS BIGINT), CAST(SUM(reply_ms) AS BIGINT), \
-     CAST(SUM(conversations) AS BIGINT), CAST(SUM(handoffs) AS BIGINT)";
+     CAST(SUM(conversations) AS BIGINT), CAST(SUM(handoffs) AS BIGINT), \
+     CAST(SUM(public_inbound) AS BIGINT), CAST(SUM(public_outbound) AS BIGINT)";
 
-type SumRow = (String, i64, i64, i64, i64, i64, i64, i64);
+type SumRow = (String, i64, i64, i64, i64, i64, i64, i64, i64, i64);
 
 fn figures(r: &SumRow) -> Figures {
     Figures {
@@ -284,6 +322,8 @@ fn figures(r: &SumRow) -> Figures {
         reply_ms: r.5,
         conversations: r.6,
         handoffs: r.7,
+        public_inbound: r.8,
+        public_outbound: r.9,
     }
 }
 

@@ -4,7 +4,7 @@
 //! reason (`rejected`); the job publishes it once (`published`, or `failed`
 //! with X's code). Changing an approved post sends it back for approval.
 
-use integro_core::{Actor, new_id};
+use integro_core::{Actor, PostMetrics, new_id};
 use serde::{Deserialize, Serialize};
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
@@ -101,6 +101,9 @@ pub struct Post {
     pub reject_reason: Option<String>,
     /// Who wrote it (an email, a key's name).
     pub created_by: String,
+    /// When it was last submitted for approval.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub submitted_at: Option<OffsetDateTime>,
     /// Who approved it last.
     pub approved_by: Option<String>,
     #[serde(with = "time::serde::rfc3339::option")]
@@ -115,6 +118,11 @@ pub struct Post {
     /// X's code and message when it refused the post (state `failed`).
     pub error_code: Option<String>,
     pub error_message: Option<String>,
+    /// Its public metrics as X last reported them (refreshed on a schedule
+    /// for 30 days after publication).
+    pub metrics: Option<PostMetrics>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub metrics_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -274,7 +282,8 @@ pub fn check_reason(reason: &str) -> Result<String, StoreError> {
 
 const COLUMNS: &str = "id, account_id, state, body, media_urls, made_with_ai, scheduled_at, reject_reason, \
                        created_by, approved_by, approved_at, approval, publish_started_at, provider_post_id, \
-                       published_at, error_code, error_message, created_at, updated_at";
+                       published_at, error_code, error_message, created_at, updated_at, submitted_at, \
+                       impressions, likes, reposts, replies, quotes, bookmarks, metrics_at";
 
 /// A row of `COLUMNS`.
 struct Row(Post);
@@ -310,6 +319,25 @@ impl<'r> sqlx::FromRow<'r, AnyRow> for Row {
             error_message: r.try_get(16)?,
             created_at: from_ms(r.try_get(17)?),
             updated_at: from_ms(r.try_get(18)?),
+            submitted_at: time(19)?,
+            metrics_at: time(26)?,
+            // Absent until X reported them (a deleted post is only marked read).
+            metrics: match r.try_get::<Option<i64>, _>(20)? {
+                None => None,
+                Some(_) => {
+                    let n = |i: usize| -> Result<i64, sqlx::Error> {
+                        Ok(r.try_get::<Option<i64>, _>(i)?.unwrap_or(0))
+                    };
+                    Some(PostMetrics {
+                        impressions: n(20)?,
+                        likes: n(21)?,
+                        reposts: n(22)?,
+                        replies: n(23)?,
+                        quotes: n(24)?,
+                        bookmarks: n(25)?,
+                    })
+                }
+            },
         }))
     }
 }
@@ -357,6 +385,7 @@ pub async fn create(
         scheduled_at: new.scheduled_at,
         reject_reason: None,
         created_by: actor.label.clone(),
+        submitted_at: (new.state == PostState::PendingApproval).then_some(now),
         approved_by: None,
         approved_at: None,
         approval: 0,
@@ -365,12 +394,15 @@ pub async fn create(
         published_at: None,
         error_code: None,
         error_message: None,
+        metrics: None,
+        metrics_at: None,
         created_at: now,
         updated_at: now,
     };
     sqlx::query(
         "INSERT INTO posts (id, tenant_id, account_id, state, body, media_urls, made_with_ai, scheduled_at, \
-         created_by, approval, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $10)",
+         created_by, approval, created_at, updated_at, submitted_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $10, $11)",
     )
     .bind(post.id.to_string())
     .bind(tenant_id.to_string())
@@ -382,6 +414,7 @@ pub async fn create(
     .bind(post.scheduled_at.map(to_ms))
     .bind(&post.created_by)
     .bind(to_ms(now))
+    .bind(post.submitted_at.map(to_ms))
     .execute(&mut **tx)
     .await?;
     Ok(post)
@@ -420,8 +453,8 @@ pub async fn save(tx: &mut Tx<'_>, tenant_id: Uuid, post: &Post) -> Result<(), S
     sqlx::query(
         "UPDATE posts SET state = $1, body = $2, media_urls = $3, made_with_ai = $4, scheduled_at = $5, \
          reject_reason = $6, approved_by = $7, approved_at = $8, approval = $9, updated_at = $10, \
-         publish_started_at = $13, error_code = $14, error_message = $15 \
-         WHERE tenant_id = $11 AND id = $12",
+         publish_started_at = $13, error_code = $14, error_message = $15, \
+         submitted_at = $16 WHERE tenant_id = $11 AND id = $12",
     )
     .bind(post.state.as_str())
     .bind(&post.text)
@@ -438,6 +471,7 @@ pub async fn save(tx: &mut Tx<'_>, tenant_id: Uuid, post: &Post) -> Result<(), S
     .bind(post.publish_started_at.map(to_ms))
     .bind(post.error_code.clone())
     .bind(post.error_message.clone())
+    .bind(post.submitted_at.map(to_ms))
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -599,6 +633,29 @@ pub async fn policy_conflict(
         )));
     }
     Ok(None)
+}
+
+/// The tenant's posts published from `from_ms` until `until_ms`, most
+/// impressions first (as last refreshed), at most `limit`.
+pub async fn published_between(
+    db: &Db,
+    tenant_id: Uuid,
+    from_ms: i64,
+    until_ms: i64,
+    limit: i64,
+) -> Result<Vec<Post>, StoreError> {
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM posts WHERE tenant_id = $1 AND state = 'published' \
+         AND published_at >= $2 AND published_at < $3 \
+         ORDER BY COALESCE(impressions, -1) DESC, published_at DESC LIMIT $4"
+    )))
+    .bind(tenant_id.to_string())
+    .bind(from_ms)
+    .bind(until_ms)
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
 }
 
 /// Whether a post of the account is already recorded as `provider_post_id`.

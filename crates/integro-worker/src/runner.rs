@@ -22,6 +22,7 @@ impl Worker {
         let slots = self.slots.clone();
         let maintenance = tokio::spawn(self.clone().maintain());
         let x_polls = tokio::spawn(self.clone().poll_x());
+        let x_metrics = tokio::spawn(self.clone().refresh_x_metrics());
         let listener = tokio::spawn(self.clone().listen_for_jobs());
         tracing::info!(owner = %self.owner, concurrency = self.config.concurrency, "worker started");
         loop {
@@ -72,6 +73,7 @@ impl Worker {
         }
         maintenance.abort();
         x_polls.abort();
+        x_metrics.abort();
         listener.abort();
         // No job is handed to us any more (`take_slots`).
         slots.close();

@@ -37,6 +37,8 @@ pub struct WorkerConfig {
     pub breaker_cool_down: Duration,
     /// How often X accounts set to `receive=polling` are polled.
     pub x_poll_interval: Duration,
+    /// How often published X posts' public metrics are read again.
+    pub x_metrics_interval: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -51,6 +53,7 @@ impl Default for WorkerConfig {
             breaker_threshold: 5,
             breaker_cool_down: Duration::from_secs(30),
             x_poll_interval: Duration::from_secs(60),
+            x_metrics_interval: Duration::from_secs(900),
         }
     }
 }

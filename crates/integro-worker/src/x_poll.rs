@@ -24,16 +24,16 @@ use crate::worker::Worker;
 const MAX_PAGES: usize = 10;
 
 #[derive(Debug, thiserror::Error)]
-enum PollError {
+pub(crate) enum XError {
     #[error("{0}")]
     X(SendError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-impl From<SendError> for PollError {
-    fn from(e: SendError) -> PollError {
-        PollError::X(e)
+impl From<SendError> for XError {
+    fn from(e: SendError) -> XError {
+        XError::X(e)
     }
 }
 
@@ -79,7 +79,7 @@ impl Worker {
     }
 
     /// One poll of both streams; the messages newly stored.
-    async fn poll_account(&self, account: &Account) -> Result<usize, PollError> {
+    async fn poll_account(&self, account: &Account) -> Result<usize, XError> {
         let Some(known) = self
             .accounts
             .get(&self.db, &self.keyring, account.tenant_id, account.id)
@@ -102,11 +102,7 @@ impl Worker {
         }
     }
 
-    async fn poll_mentions(
-        &self,
-        account: &Account,
-        creds: &Credentials,
-    ) -> Result<usize, PollError> {
+    async fn poll_mentions(&self, account: &Account, creds: &Credentials) -> Result<usize, XError> {
         let (client, urls) = (&self.egress.client, &self.egress.urls);
         let Some(since) = x_poll::cursor(&self.db, account.id, MENTIONS).await? else {
             let first = x::poll_mentions(client, urls, creds, None, None).await?;
@@ -140,7 +136,7 @@ impl Worker {
         &self,
         account: &Account,
         creds: &Credentials,
-    ) -> Result<usize, PollError> {
+    ) -> Result<usize, XError> {
         let (client, urls) = (&self.egress.client, &self.egress.urls);
         let cursor = x_poll::cursor(&self.db, account.id, DIRECT_MESSAGES).await?;
         let mut taken = Vec::new();
@@ -189,7 +185,7 @@ impl Worker {
         stream: &'static str,
         mut messages: Vec<InboundMessage>,
         newest: Option<String>,
-    ) -> Result<usize, PollError> {
+    ) -> Result<usize, XError> {
         let Some(newest) = newest else {
             return Ok(0);
         };

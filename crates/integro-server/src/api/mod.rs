@@ -35,6 +35,7 @@ pub mod users;
 pub mod web;
 pub mod webhook_logs;
 pub mod x_connect;
+pub mod x_metrics;
 pub mod x_spend;
 
 #[derive(OpenApi)]
@@ -197,6 +198,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(accounts::router())
         .merge(x_connect::router())
         .merge(trends::router())
+        .merge(x_metrics::router())
         .merge(x_spend::router())
         .merge(conversations::router())
         .merge(labels::router())

@@ -399,6 +399,9 @@ async fn change(
     let mut post = before.clone();
     apply(&mut post)?;
     post.updated_at = OffsetDateTime::now_utc();
+    if post.state == PostState::PendingApproval && before.state != PostState::PendingApproval {
+        post.submitted_at = Some(post.updated_at);
+    }
     posts::save(&mut tx, ctx.tenant_id, &post).await?;
     if post.approval != before.approval {
         x_account(state, ctx, post.account_id).await?;

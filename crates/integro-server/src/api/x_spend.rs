@@ -37,15 +37,20 @@ pub struct XSpend {
     responses((status = 200, body = XSpend)))]
 async fn get_spend(State(state): State<AppState>, ctx: TenantCtx) -> ApiResult<Json<XSpend>> {
     ctx.require(Permission::Read)?;
+    Ok(Json(spend(&state, &ctx).await?))
+}
+
+/// The tenant's estimated X spend this month against its limit.
+pub(crate) async fn spend(state: &AppState, ctx: &TenantCtx) -> ApiResult<XSpend> {
     let month = x_spend::month(&state.db, ctx.tenant_id, now_ms()).await?;
     let limit = tenants::settings(&state.db, ctx.tenant_id)
         .await?
         .x_monthly_spend_limit_usd;
-    Ok(Json(XSpend {
+    Ok(XSpend {
         limited: limit.is_some_and(|l| month.estimated_usd >= l),
         month: month.month,
         lines: month.lines,
         estimated_usd: month.estimated_usd,
         limit_usd: limit,
-    }))
+    })
 }

@@ -24,6 +24,7 @@ mod tenancy;
 mod twilio_loop;
 mod usage;
 mod web_public;
+mod x_metrics;
 mod x_oauth;
 mod x_poll;
 mod x_posts;

@@ -198,6 +198,7 @@ async fn openapi_lists_every_route(kind: DbKind) {
         ("/api/v1/trend-sources/{id}", "delete"),
         ("/api/v1/trends", "get"),
         ("/api/v1/x/spend", "get"),
+        ("/api/v1/x/metrics", "get"),
         ("/api/v1/usage/daily", "get"),
     ];
     let paths = doc["paths"].as_object().unwrap();
