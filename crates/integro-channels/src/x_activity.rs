@@ -69,14 +69,17 @@ pub async fn ensure_webhook(
         .ok_or_else(|| SendError::retryable(None, "X's answer names no webhook"))
 }
 
-/// The event types `user_id` is already subscribed to on `webhook_id`.
-pub async fn subscribed(
+/// The tag Integro gives an account's subscriptions, to find them again.
+pub fn tag_of(account_id: impl std::fmt::Display) -> String {
+    format!("integro:{account_id}")
+}
+
+/// The app's subscriptions, as X lists them.
+async fn subscriptions(
     client: &reqwest::Client,
     urls: &ProviderUrls,
     app_token: &str,
-    user_id: &str,
-    webhook_id: &str,
-) -> Result<Vec<(String, String)>, SendError> {
+) -> Result<Vec<Value>, SendError> {
     let mut found = Vec::new();
     let mut page: Option<String> = None;
     // 1,500 subscriptions at most on self-serve: two pages of 1,000.
@@ -88,15 +91,9 @@ pub async fn subscribed(
         if let Some(token) = &page {
             request = request.query(&[("pagination_token", token)]);
         }
-        let v = read_json(request).await?;
-        for s in v["data"].as_array().into_iter().flatten() {
-            if s["filter"]["user_id"] == user_id
-                && s["webhook_id"] == webhook_id
-                && let (Some(event), Some(id)) =
-                    (s["event_type"].as_str(), s["subscription_id"].as_str())
-            {
-                found.push((event.to_string(), id.to_string()));
-            }
+        let mut v = read_json(request).await?;
+        if let Value::Array(listed) = v["data"].take() {
+            found.extend(listed);
         }
         page = v["meta"]["next_token"].as_str().map(String::from);
         if page.is_none() {
@@ -104,6 +101,61 @@ pub async fn subscribed(
         }
     }
     Ok(found)
+}
+
+/// The event types `user_id` is already subscribed to on `webhook_id`.
+pub async fn subscribed(
+    client: &reqwest::Client,
+    urls: &ProviderUrls,
+    app_token: &str,
+    user_id: &str,
+    webhook_id: &str,
+) -> Result<Vec<(String, String)>, SendError> {
+    Ok(subscriptions(client, urls, app_token)
+        .await?
+        .iter()
+        .filter(|s| s["filter"]["user_id"] == user_id && s["webhook_id"] == webhook_id)
+        .filter_map(|s| {
+            Some((
+                s["event_type"].as_str()?.to_string(),
+                s["subscription_id"].as_str()?.to_string(),
+            ))
+        })
+        .collect())
+}
+
+/// Deletes the app's subscriptions tagged `tag` (`tag_of` an account):
+/// `DELETE /2/activity/subscriptions?ids=…`, 100 at a time. How many X
+/// deleted.
+pub async fn unsubscribe(
+    client: &reqwest::Client,
+    urls: &ProviderUrls,
+    app_token: &str,
+    tag: &str,
+) -> Result<usize, SendError> {
+    let ids: Vec<String> = subscriptions(client, urls, app_token)
+        .await?
+        .iter()
+        .filter(|s| s["tag"] == tag)
+        .filter_map(|s| s["subscription_id"].as_str().map(String::from))
+        .collect();
+    let mut deleted = 0;
+    for chunk in ids.chunks(100) {
+        let v = read_json(
+            client
+                .delete(api(urls, "/2/activity/subscriptions"))
+                .bearer_auth(app_token)
+                .query(&[("ids", chunk.join(","))]),
+        )
+        .await?;
+        deleted += v["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|d| d["deleted"] == true)
+            .count();
+    }
+    Ok(deleted)
 }
 
 /// Subscribes the account (its OAuth 2.0 token) to `event_type` on the

@@ -304,7 +304,8 @@ async fn update_account(
 }
 
 /// Delete a channel account: its webhooks answer 404 from then on and its
-/// sealed credentials are erased.
+/// sealed credentials are erased. An X account's Activity API subscriptions
+/// are removed first (best effort).
 #[utoipa::path(delete, path = "/api/v1/accounts/{id}", tag = "accounts", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Account id")),
     responses((status = 204), (status = 404, body = Problem)))]
@@ -315,6 +316,9 @@ async fn delete_account(
 ) -> ApiResult<StatusCode> {
     ctx.require(Permission::Manage)?;
     let account = find(&state, &ctx, id).await?;
+    if account.kind == ChannelKind::X {
+        crate::api::x_connect::unsubscribe_account(&state, &account).await;
+    }
     let mut tx = state.db.begin().await?;
     accounts::delete(&mut tx, ctx.actor(), ctx.request_id(), &account).await?;
     tx.commit().await?;

@@ -334,7 +334,7 @@ async fn subscribe_account(
             });
             continue;
         }
-        let tag = format!("integro:{}", account.id);
+        let tag = x_activity::tag_of(account.id);
         let id = x_activity::subscribe(&client, &urls, &creds, event, &webhook_id, &tag).await?;
         subscriptions.push(XSubscription {
             event_type: event.into(),
@@ -347,6 +347,41 @@ async fn subscribe_account(
         webhook_registered,
         subscriptions,
     })
+}
+
+/// Before an X account is deleted: removes the Activity API subscriptions
+/// Integro made for it (tagged with its id), so that they neither count
+/// against the app's limit nor bring its events to a webhook that answers
+/// 404. Best effort: X unreachable or refusing does not stop the deletion;
+/// it is logged and the subscriptions can be removed in X's console.
+pub(crate) async fn unsubscribe_account(
+    state: &AppState,
+    account: &integro_store::accounts::Account,
+) {
+    let removed = async {
+        let creds = Credentials(
+            accounts::credentials(&state.db, &state.keyring, account)
+                .await
+                .map_err(|e| integro_core::SendError::retryable(None, e.to_string()))?,
+        );
+        if creds.get(OAUTH2_ACCESS_TOKEN).is_err() {
+            // Only an OAuth 2.0 connection subscribes.
+            return Ok(0);
+        }
+        let client = integro_channels::http::client(std::time::Duration::from_secs(10));
+        let urls = state.config.provider_urls();
+        let app = x_activity::app_token(&client, &urls, &creds).await?;
+        x_activity::unsubscribe(&client, &urls, &app, &x_activity::tag_of(account.id)).await
+    }
+    .await;
+    match removed {
+        Ok(0) => {}
+        Ok(n) => {
+            tracing::info!(account = %account.id, subscriptions = n, "X subscriptions removed")
+        }
+        Err(e) => tracing::warn!(account = %account.id, error = %e.message,
+            "removing the X account's subscriptions failed; remove them in X's developer console"),
+    }
 }
 
 /// Register the account's webhook URL with its X app (if needed) and

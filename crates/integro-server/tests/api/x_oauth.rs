@@ -357,4 +357,43 @@ async fn an_x_account_connects_with_oauth2_and_its_token_is_refreshed(kind: DbKi
     let (_, agent) = t.app.create_key(&tenant, "agent").await;
     let res = t.app.post(&connect, &agent, json!({})).await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
+
+    // Deleting the account removes the subscriptions made for it, and only those.
+    let tag = format!("integro:{}", t.account_id);
+    Mock::given(method("GET"))
+        .and(path("/2/activity/subscriptions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": [{ "subscription_id": "s2", "event_type": "post.mention.create", "tag": tag },
+                     { "subscription_id": "s3", "event_type": "post.reply.create", "tag": tag },
+                     { "subscription_id": "s9", "event_type": "dm.received", "tag": "someone else" }],
+            "meta": { "total_subscriptions": 3 } })))
+        .with_priority(1)
+        .mount(&t.provider)
+        .await;
+    Mock::given(method("DELETE"))
+        .and(path("/2/activity/subscriptions"))
+        .and(header("authorization", "Bearer APP"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": [{ "subscription_id": "s2", "deleted": true }, { "subscription_id": "s3", "deleted": true }] })))
+        .mount(&t.provider)
+        .await;
+    let res = t
+        .app
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/accounts/{}", t.account_id),
+            &t.key,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let deletes: Vec<String> = t
+        .provider_requests()
+        .await
+        .iter()
+        .filter(|r| r.method.as_str() == "DELETE")
+        .map(|r| r.url.query().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(deletes, ["ids=s2%2Cs3"]);
 }
