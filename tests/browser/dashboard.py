@@ -20,8 +20,12 @@ Scenarios, each able to fail on its own:
   14. the usage page's charts; a bot's page saves a new persona name; the
       events list; "Test connection" of the Twilio account (the mock answers
       the account read) shows "Connected:".
-With --screenshots DIR, full-page PNGs of login, inbox, conversation, rules
-and jobs go to DIR (from the first database's run), at 1280x800.
+  15. posts on X: the owner writes a post (too long first: the error beside
+      the form keeps the text), submits it for an hour ahead and approves
+      it (scheduled, nothing published); another is rejected with a reason,
+      shown in its row.
+With --screenshots DIR, full-page PNGs of login, inbox, conversation, rules,
+jobs and posts go to DIR (from the first database's run), at 1280x800.
 
     python3 tests/browser/dashboard.py [path/to/integro] [--screenshots DIR]
                                        [--database sqlite|postgres|all]
@@ -75,6 +79,14 @@ ACCOUNT_SID = "AC123"
 AUTH_TOKEN = "browser-suite-" + secrets.token_hex(8)
 BUSINESS_NUMBER = "+14155238886"
 FALLBACK = "Thanks, we will get back to you."
+# An X account's OAuth 1.0a credentials (scenario 15 never reaches X).
+X_CREDENTIALS = {
+    "user_id": "4337869213",
+    "consumer_key": "ck",
+    "consumer_secret": "cs-secret",
+    "access_token": "at",
+    "access_token_secret": "ats",
+}
 # The contacts who write in: scenario 2's and scenario 5's.
 ANN = {"name": "Ann", "number": "+14155550100"}
 BEN = {"name": "Ben", "number": "+14155550101"}
@@ -861,6 +873,73 @@ class Run:
         check(reads == [200], f"the Twilio mock answered the account's reads with {reads}, not [200]")
         self.audit(page, "channels (a connection tested)")
 
+    def s15_posts(self) -> None:
+        """The owner writes a post on an X account, submitted for an hour
+        ahead, and approves it: scheduled, nothing published. Another,
+        rejected with a reason, shows the reason."""
+        page, base = self.page, self.server.base
+        account = self.api.call(
+            "POST",
+            "/api/v1/accounts",
+            {"bot_id": self.ids["bot"], "kind": "x", "name": "Shop on X", "credentials": X_CREDENTIALS},
+        )["id"]
+        page.get_by_role("navigation", name="Main").get_by_role("link", name="Posts").click()
+        expect(page).to_have_url(base + "/posts")
+        expect(page.get_by_role("heading", level=1)).to_have_text("Posts")
+        compose = page.get_by_role("form", name="Write a post")
+        expect(compose).to_contain_text("$0.20")
+        self.audit(page, "posts")
+
+        def write(text: str, at: str) -> None:
+            compose = page.get_by_role("form", name="Write a post")
+            compose.get_by_label("X account", exact=True).select_option(account)
+            compose.get_by_label("Text", exact=True).fill(text)
+            compose.get_by_label("Publish at (UTC, optional)").fill(at)
+            compose.get_by_label("Submit for approval").check()
+
+        an_hour = time.strftime("%Y-%m-%dT%H:%M", time.gmtime(time.time() + 3600))
+        too_long = "Far too long " * 30
+        write(too_long, an_hour)
+        submit(page, page.get_by_role("button", name="Save post"), "a post too long", statuses=(422,))
+        compose = page.get_by_role("form", name="Write a post")
+        expect(compose.get_by_role("alert")).to_contain_text("Text: is")
+        expect(compose.get_by_label("Text", exact=True)).to_have_value(too_long)
+        expect(compose.get_by_label("Publish at (UTC, optional)")).to_have_value(an_hour)
+        self.audit(page, "posts (a refused post)")
+
+        text = f"Spring sale starts Monday ({self.nonce})"
+        write(text, an_hour)
+        submit(page, page.get_by_role("button", name="Save post"), "a post")
+        posts = self.api.call("GET", "/api/v1/posts")["items"]
+        post = next(p for p in posts if p["text"] == text)
+        check(post["state"] == "pending_approval", f"the new post is {post['state']!r}, not pending_approval")
+        row = page.locator(f"#post-{post['id']}")
+        expect(row).to_contain_text("pending_approval")
+        submit(page, row.get_by_role("button", name="Approve"), "Approve")
+        row = page.locator(f"#post-{post['id']}")
+        expect(row.locator(".post-state")).to_have_text("scheduled")
+        expect(row).to_contain_text("Scheduled for")
+        expect(row).to_contain_text(f"Approved by {EMAIL}")
+        stored = self.api.call("GET", f"/api/v1/posts/{post['id']}")
+        check(stored["state"] == "scheduled", f"the approved post is {stored['state']!r}, not scheduled")
+        check(stored.get("published_at") is None, "the post scheduled an hour ahead was published")
+
+        second = f"Everything must go ({self.nonce})"
+        write(second, an_hour)
+        submit(page, page.get_by_role("button", name="Save post"), "a second post")
+        other = next(p for p in self.api.call("GET", "/api/v1/posts")["items"] if p["text"] == second)
+        row = page.locator(f"#post-{other['id']}")
+        reason = "Too pushy for our tone"
+        row.get_by_label("Reason for rejecting").fill(reason)
+        submit(page, row.get_by_role("button", name="Reject"), "Reject")
+        row = page.locator(f"#post-{other['id']}")
+        expect(row.locator(".post-state")).to_have_text("rejected")
+        expect(row).to_contain_text(f"Rejected: {reason}")
+        stored = self.api.call("GET", f"/api/v1/posts/{other['id']}")
+        check(stored["reject_reason"] == reason, f"the API has the reason as {stored.get('reject_reason')!r}")
+        self.audit(page, "posts (one scheduled, one rejected)")
+        self.screenshot(page, "posts.png")
+
     def s9_accessibility(self) -> None:
         check(self.audited, "no page was checked")
         if self.a11y_problems:
@@ -906,6 +985,7 @@ class Run:
                     "14 usage charts; a bot's persona saved; events; a Twilio account's connection test",
                     self.s14_usage_bot_events_connection,
                 ),
+                ("15 posts: one written, submitted and approved (scheduled); one rejected with a reason", self.s15_posts),
             ]
             for name, fn in rest:
                 if signed_in:

@@ -14,6 +14,7 @@ mod inbox;
 mod jobs;
 mod operations;
 mod page;
+mod posts;
 mod session;
 mod sign_in;
 mod team;
@@ -97,6 +98,12 @@ pub fn router(state: AppState) -> Router<AppState> {
         )
         .route("/channels/new", get(channels::new_channel))
         .route("/channels/{id}/test", post(channels::test_channel))
+        .route("/posts", get(posts::posts).post(posts::create))
+        .route("/posts/drafts", post(posts::draft))
+        .route("/posts/{id}/submit", post(posts::submit))
+        .route("/posts/{id}/approve", post(posts::approve))
+        .route("/posts/{id}/reject", post(posts::reject))
+        .route("/posts/{id}/delete", post(posts::delete))
         .route("/usage", get(usage::usage))
         .route("/ai", get(ai::ai))
         .route("/ai/credentials", post(ai::create_credential))

@@ -9,6 +9,7 @@ mod api_keys;
 mod audit;
 mod auth;
 mod dashboard;
+mod dashboard_posts;
 mod dashboard_settings;
 mod inbox_features;
 mod members;
