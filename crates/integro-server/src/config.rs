@@ -51,6 +51,9 @@ pub struct Config {
     pub trusted_proxies: Vec<String>,
     /// `INTEGRO_DB_MAX_CONNECTIONS`: database pool size.
     pub db_max_connections: u32,
+    /// `INTEGRO_PG_GROUP_COMMIT`: on PostgreSQL, the workers' writes share
+    /// commits (`true`); `false` commits each on its own (to compare).
+    pub pg_group_commit: bool,
     /// `INTEGRO_LOG`: log filter, e.g. `info` or `integro=debug,info`.
     pub log: String,
     /// `INTEGRO_LOG_FORMAT`: `auto` (JSON unless on a terminal), `json` or `pretty`.
@@ -134,6 +137,7 @@ impl Default for Config {
             cors_origins: Vec::new(),
             trusted_proxies: Vec::new(),
             db_max_connections: 10,
+            pg_group_commit: true,
             log: "info".into(),
             log_format: "auto".into(),
             twilio_api_base: "https://api.twilio.com".into(),

@@ -205,6 +205,7 @@ pub async fn open_database(config: &Config, migrate: bool) -> anyhow::Result<Db>
         &url,
         ConnectOptions {
             max_connections: config.db_max_connections,
+            pg_group_commit: config.pg_group_commit,
             ..ConnectOptions::default()
         },
     )

@@ -17,6 +17,7 @@ use crate::StoreError;
 use crate::checkpoint::{self, Committed};
 use crate::direct_readers::{DirectReader, DirectReaders};
 use crate::group_commit::{GroupCommit, UnitFn};
+use crate::pg_group_commit::PgGroupCommit;
 use crate::readers::Readers;
 use crate::sql::Conn;
 use crate::webhook_batch::BatchWriter;
@@ -241,6 +242,8 @@ pub struct Db {
     backend: Backend,
     /// SQLite: queues the workers' write units into shared commits.
     group_commit: Option<Arc<GroupCommit>>,
+    /// PostgreSQL: the same, with several committers at once.
+    pg_group_commit: Option<Arc<PgGroupCommit>>,
     /// SQLite: the connection that checkpoints the WAL (`checkpoint.rs`).
     checkpointer: Option<AnyPool>,
     /// SQLite: connections for the loop's reads (`direct_readers.rs`).
@@ -254,6 +257,9 @@ pub struct Db {
 pub struct ConnectOptions {
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+    /// PostgreSQL: write units share commits (`pg_group_commit.rs`); off,
+    /// each is a transaction of its own.
+    pub pg_group_commit: bool,
 }
 
 impl Default for ConnectOptions {
@@ -261,6 +267,7 @@ impl Default for ConnectOptions {
         ConnectOptions {
             max_connections: 10,
             acquire_timeout: Duration::from_secs(10),
+            pg_group_commit: true,
         }
     }
 }
@@ -312,6 +319,9 @@ impl Db {
                 let batch_writer = BatchWriter::new(pg_options, opts.acquire_timeout);
                 Ok(Db {
                     batch_writer: Some(batch_writer),
+                    pg_group_commit: opts
+                        .pg_group_commit
+                        .then(|| PgGroupCommit::new(pool.clone())),
                     writer: pool.clone(),
                     pool: Readers::Pool(pool),
                     backend,
@@ -362,6 +372,7 @@ impl Db {
                     pool,
                     batch_writer: None,
                     group_commit: Some(group),
+                    pg_group_commit: None,
                     checkpointer: Some(checkpointer),
                     direct_readers,
                     writer,
@@ -423,9 +434,9 @@ impl Db {
     }
 
     /// Runs `work` in a transaction and commits it; resolves once it is
-    /// durable. On SQLite units queued at the same moment share one commit
-    /// (each in a savepoint, so each succeeds or fails alone); see
-    /// `group_commit.rs`. `work` must read and write through the transaction
+    /// durable. Units queued at the same moment share one commit (each in a
+    /// savepoint, so each succeeds or fails alone); see `group_commit.rs`
+    /// and, on PostgreSQL, `pg_group_commit.rs`. `work` must read and write through the transaction
     /// it is given, and an error from it undoes its writes.
     pub async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
     where
@@ -435,6 +446,9 @@ impl Db {
             + 'static,
     {
         let work: UnitFn<T> = Box::new(work);
+        if let Some(group) = &self.pg_group_commit {
+            return group.write(work).await;
+        }
         match &self.group_commit {
             Some(group) => group.write(work).await,
             None => {

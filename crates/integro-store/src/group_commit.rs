@@ -17,8 +17,8 @@
 //! (`WriterClaims`), and the committer hands it back at once if idle, or
 //! after its batch.
 //!
-//! On PostgreSQL, whose connections commit concurrently, a unit is simply its
-//! own transaction.
+//! On PostgreSQL units are group-committed too, by several committers at
+//! once (`pg_group_commit.rs`).
 
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
@@ -48,7 +48,7 @@ pub type UnitFn<T> =
     Box<dyn for<'a, 't> FnOnce(&'a mut Conn<'t>) -> BoxFuture<'a, Result<T, StoreError>> + Send>;
 
 /// A unit waiting in the queue, its result type erased.
-trait Queued: Send {
+pub(crate) trait Queued: Send {
     /// Runs the unit; false when it failed (its writes must be undone).
     fn run<'a, 't>(&'a mut self, tx: &'a mut Conn<'t>) -> BoxFuture<'a, bool>;
     /// Tells the caller: the unit's result, once the batch is durable, or
@@ -90,6 +90,19 @@ impl<T: Send + 'static> Queued for Unit<T> {
         // The caller may have stopped waiting; the unit is committed anyway.
         let _ = self.reply.send(result);
     }
+}
+
+/// `work` as a unit to queue, and where its result will be told.
+pub(crate) fn queued<T: Send + 'static>(
+    work: UnitFn<T>,
+) -> (Box<dyn Queued>, oneshot::Receiver<Result<T, StoreError>>) {
+    let (reply, answer) = oneshot::channel();
+    let unit = Box::new(Unit {
+        work: Some(work),
+        result: None,
+        reply,
+    });
+    (unit, answer)
 }
 
 /// Callers other than the committer that wait for the writer connection.
@@ -155,12 +168,7 @@ impl GroupCommit {
     }
 
     pub(crate) async fn write<T: Send + 'static>(&self, work: UnitFn<T>) -> Result<T, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let unit: Box<dyn Queued> = Box::new(Unit {
-            work: Some(work),
-            result: None,
-            reply,
-        });
+        let (unit, answer) = queued(work);
         {
             let mut queue = self.queue.lock().expect("group commit queue");
             let unsent = match queue.as_ref() {

@@ -30,6 +30,7 @@ pub mod notes;
 pub mod oauth_states;
 pub mod page;
 #[doc(hidden)]
+mod pg_group_commit;
 pub mod pg_socket;
 pub mod posts;
 pub mod rate_limits;

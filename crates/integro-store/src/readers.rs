@@ -194,6 +194,7 @@ mod tests {
         let options = crate::db::ConnectOptions {
             max_connections: 2,
             acquire_timeout: std::time::Duration::from_secs(2),
+            ..Default::default()
         };
         let db = Db::connect_with(&url, options).await.unwrap();
         sqlx::query("CREATE TABLE t (x INTEGER)")

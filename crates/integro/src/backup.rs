@@ -174,6 +174,7 @@ async fn postgres_advice(url: &str) -> anyhow::Result<()> {
         ConnectOptions {
             max_connections: 1,
             acquire_timeout: Duration::from_secs(5),
+            ..ConnectOptions::default()
         },
     )
     .await

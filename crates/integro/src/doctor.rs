@@ -218,6 +218,7 @@ async fn check_database(r: &mut Report, config: &Config) {
     let opts = ConnectOptions {
         max_connections: 1,
         acquire_timeout: Duration::from_secs(5),
+        ..ConnectOptions::default()
     };
     let db = match tokio::time::timeout(Duration::from_secs(10), Db::connect_with(&url, opts)).await
     {
