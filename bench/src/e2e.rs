@@ -575,9 +575,11 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
     );
     let generator = tokio::spawn(generate(load.clone(), warmup_start, end, args.rate));
     tokio::time::sleep_until(start.into()).await;
-    let (cpu_start, machine_start) = (cpu_seconds(), MachineCpu::now());
+    let postgres = args.database_url.is_some();
+    let postgres_cpu = || postgres.then(process::postgres_cpu_seconds).flatten();
+    let (cpu_start, pg_start, machine_start) = (cpu_seconds(), postgres_cpu(), MachineCpu::now());
     tokio::time::sleep_until(end.into()).await;
-    let (cpu_end, machine_end) = (cpu_seconds(), MachineCpu::now());
+    let (cpu_end, pg_end, machine_end) = (cpu_seconds(), postgres_cpu(), MachineCpu::now());
     generator.await?;
 
     // Wait for the replies still due; then a moment more, within the same
@@ -645,6 +647,7 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
         rss_samples: &samples.rss,
         peak_rss_kib,
         cpu_s: cpu_start.zip(cpu_end).map(|(a, b)| b - a),
+        postgres_cpu_s: pg_start.zip(pg_end).map(|(a, b)| b - a),
         machine: machine_start
             .zip(machine_end)
             .and_then(|(a, b)| a.shares_until(&b)),

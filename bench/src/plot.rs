@@ -197,6 +197,7 @@ mod tests {
             rss_samples: &[],
             peak_rss_kib: None,
             cpu_s: None,
+            postgres_cpu_s: None,
             machine: None,
             machine_samples: &[],
             twilio_lookups: 0,

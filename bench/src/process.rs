@@ -170,14 +170,47 @@ pub fn peak_rss_kib(pid: u32) -> Option<u64> {
 /// User plus system CPU time so far, in seconds.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces:
-    // count from after it. utime and stime are fields 14 and 15.
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks_of(&stat, false)? as f64 / ticks_per_second())
+}
+
+fn ticks_per_second() -> f64 {
     // SAFETY: sysconf reads a constant of the system; no memory is involved.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    Some(ticks as f64 / per_second.max(1) as f64)
+    per_second.max(1) as f64
+}
+
+/// A `/proc/PID/stat` line's user and system ticks (fields 14 and 15),
+/// and with `children` those of its children it has waited for (16, 17).
+fn ticks_of(stat: &str, children: bool) -> Option<u64> {
+    // The command name (field 2) is in parentheses and may hold spaces:
+    // count from after it.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let take = if children { 4 } else { 2 };
+    fields
+        .get(11..11 + take)?
+        .iter()
+        .map(|f| f.parse::<u64>().ok())
+        .sum()
+}
+
+/// The CPU time of every PostgreSQL process on this machine so far, in
+/// seconds: each one's own, and the postmaster's for the backends that
+/// ended (it waits for them). Its backends serve Integro alone during a
+/// benchmark.
+pub fn postgres_cpu_seconds() -> Option<f64> {
+    let mut ticks = 0;
+    let mut found = false;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        if stat.contains("(postgres)") {
+            found = true;
+            ticks += ticks_of(&stat, true).unwrap_or(0);
+        }
+    }
+    found.then(|| ticks as f64 / ticks_per_second())
 }
 
 /// The whole machine's CPU time since boot by what it went to, in ticks
@@ -264,6 +297,14 @@ impl std::ops::AddAssign for MachineCpu {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stat_line_s_ticks_are_read_after_its_name() {
+        let stat = "42 (post gres) S 1 2 3 4 5 6 7 8 9 10 100 20 7 3 20 0 1 0";
+        assert_eq!(ticks_of(stat, false), Some(120));
+        assert_eq!(ticks_of(stat, true), Some(130));
+        assert_eq!(ticks_of("42 (x) S 1", false), None);
+    }
 
     #[test]
     fn reads_our_own_memory_and_cpu() {

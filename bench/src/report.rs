@@ -179,6 +179,8 @@ pub struct Run<'a> {
     pub peak_rss_kib: Option<u64>,
     /// Integro's CPU time over the measured window.
     pub cpu_s: Option<f64>,
+    /// PostgreSQL's (every process of it) over the measured window.
+    pub postgres_cpu_s: Option<f64>,
     /// The whole machine's CPU over the measured window (steal: the host's).
     pub machine: Option<MachineShares>,
     /// The machine's CPU counters every 250 ms, for steal by second.
@@ -195,6 +197,8 @@ pub struct Report {
     pub e2e_latency_ms: Percentiles,
     pub sends: Sends,
     pub integro: Process,
+    /// PostgreSQL's CPU, when it is the database.
+    pub postgres: Option<Process>,
     /// The whole machine over the measured window: what else took its CPUs.
     pub machine: Option<MachineShares>,
     pub targets: Vec<Target>,
@@ -246,6 +250,8 @@ pub struct Process {
     pub cpu_s: Option<f64>,
     /// CPU time over wall time of the measured window (100 = one core).
     pub cpu_percent: Option<f64>,
+    /// CPU time per send in the measured window (ms).
+    pub cpu_ms_per_send: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -423,12 +429,25 @@ pub fn analyze(run: &Run) -> (Report, Latencies) {
         .filter(|(t, _)| in_measure(*t))
         .map(|(_, kib)| *kib)
         .max();
+    let per_send = |cpu_s: Option<f64>| {
+        cpu_s
+            .filter(|_| in_window > 0)
+            .map(|s| 1000.0 * s / in_window as f64)
+    };
     let integro = Process {
         peak_rss_mib: run.peak_rss_kib.map(|k| k as f64 / MIB),
         max_sampled_rss_mib: max_sampled.map(|k| k as f64 / MIB),
         cpu_s: run.cpu_s,
         cpu_percent: run.cpu_s.map(|s| 100.0 * s / window.max(1e-9)),
+        cpu_ms_per_send: per_send(run.cpu_s),
     };
+    let postgres = run.postgres_cpu_s.map(|s| Process {
+        peak_rss_mib: None,
+        max_sampled_rss_mib: None,
+        cpu_s: Some(s),
+        cpu_percent: Some(100.0 * s / window.max(1e-9)),
+        cpu_ms_per_send: per_send(Some(s)),
+    });
 
     let ack_p = Percentiles::of(&ack);
     let e2e_p = Percentiles::of(&e2e);
@@ -470,6 +489,7 @@ pub fn analyze(run: &Run) -> (Report, Latencies) {
         e2e_latency_ms: e2e_p,
         sends,
         integro,
+        postgres,
         machine: run.machine,
         pass: targets.iter().all(|t| t.pass),
         targets,
@@ -606,10 +626,23 @@ pub fn markdown(r: &Report) -> String {
         (
             "CPU".into(),
             format!(
-                "{} ({} of one core)",
+                "{} ({} of one core), {} per send",
                 or_unknown(r.integro.cpu_s, " s"),
-                or_unknown(r.integro.cpu_percent, "%")
+                or_unknown(r.integro.cpu_percent, "%"),
+                or_unknown(r.integro.cpu_ms_per_send, " ms")
             ),
+            String::new(),
+        ),
+        (
+            "PostgreSQL's CPU".into(),
+            r.postgres.as_ref().map_or("—".into(), |p| {
+                format!(
+                    "{} ({} of one core), {} per send",
+                    or_unknown(p.cpu_s, " s"),
+                    or_unknown(p.cpu_percent, "%"),
+                    or_unknown(p.cpu_ms_per_send, " ms")
+                )
+            }),
             String::new(),
         ),
         (
@@ -750,6 +783,7 @@ mod tests {
             rss_samples: &samples,
             peak_rss_kib: Some(50 * 1024),
             cpu_s: Some(0.5),
+            postgres_cpu_s: None,
             machine: None,
             machine_samples: &[],
             twilio_lookups: 0,
@@ -799,6 +833,7 @@ mod tests {
             rss_samples: &[],
             peak_rss_kib: None,
             cpu_s: None,
+            postgres_cpu_s: None,
             machine: counters(100, 10).shares_until(&counters(260, 50)),
             machine_samples: &samples,
             twilio_lookups: 0,

@@ -52,7 +52,8 @@ pub struct Config {
     /// `INTEGRO_DB_MAX_CONNECTIONS`: database pool size.
     pub db_max_connections: u32,
     /// `INTEGRO_PG_GROUP_COMMIT`: on PostgreSQL, the workers' writes share
-    /// commits (`true`); `false` commits each on its own (to compare).
+    /// commits (`true`: for storage whose flushes are slow); by default
+    /// each commits on its own.
     pub pg_group_commit: bool,
     /// `INTEGRO_LOG`: log filter, e.g. `info` or `integro=debug,info`.
     pub log: String,
@@ -137,7 +138,7 @@ impl Default for Config {
             cors_origins: Vec::new(),
             trusted_proxies: Vec::new(),
             db_max_connections: 10,
-            pg_group_commit: true,
+            pg_group_commit: false,
             log: "info".into(),
             log_format: "auto".into(),
             twilio_api_base: "https://api.twilio.com".into(),

@@ -242,7 +242,7 @@ pub struct Db {
     backend: Backend,
     /// SQLite: queues the workers' write units into shared commits.
     group_commit: Option<Arc<GroupCommit>>,
-    /// PostgreSQL: the same, with several committers at once.
+    /// PostgreSQL: the same, with several committers at once, when asked for.
     pg_group_commit: Option<Arc<PgGroupCommit>>,
     /// SQLite: the connection that checkpoints the WAL (`checkpoint.rs`).
     checkpointer: Option<AnyPool>,
@@ -257,8 +257,9 @@ pub struct Db {
 pub struct ConnectOptions {
     pub max_connections: u32,
     pub acquire_timeout: Duration,
-    /// PostgreSQL: write units share commits (`pg_group_commit.rs`); off,
-    /// each is a transaction of its own.
+    /// PostgreSQL: write units share commits (`pg_group_commit.rs`); off
+    /// (the default: on a machine whose PostgreSQL is bound by CPU it
+    /// costs more than it saves, ADR 0009), each is a transaction of its own.
     pub pg_group_commit: bool,
 }
 
@@ -267,7 +268,7 @@ impl Default for ConnectOptions {
         ConnectOptions {
             max_connections: 10,
             acquire_timeout: Duration::from_secs(10),
-            pg_group_commit: true,
+            pg_group_commit: false,
         }
     }
 }

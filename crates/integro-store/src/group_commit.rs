@@ -17,8 +17,8 @@
 //! (`WriterClaims`), and the committer hands it back at once if idle, or
 //! after its batch.
 //!
-//! On PostgreSQL units are group-committed too, by several committers at
-//! once (`pg_group_commit.rs`).
+//! On PostgreSQL a unit is its own transaction, or, when asked for, units
+//! are group-committed by several committers at once (`pg_group_commit.rs`).
 
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;

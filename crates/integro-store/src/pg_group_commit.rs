@@ -1,5 +1,6 @@
-//! Group commit for the workers' write units on PostgreSQL (ADR 0009, as on
-//! SQLite in `group_commit.rs`): a unit is queued to one of a few
+//! Group commit for the workers' write units on PostgreSQL, when
+//! `INTEGRO_PG_GROUP_COMMIT` asks for it (ADR 0009; as on SQLite in
+//! `group_commit.rs`, where it is always on): a unit is queued to one of a few
 //! committers, which takes whatever units are waiting, runs each in a
 //! savepoint of one transaction and commits once. Each unit still succeeds
 //! or fails on its own, and its caller hears of it once it is durable; a
@@ -142,7 +143,11 @@ mod tests {
         let Ok(url) = std::env::var("INTEGRO_TEST_POSTGRES_URL") else {
             return;
         };
-        let db = Db::connect(&url).await.unwrap();
+        let options = crate::db::ConnectOptions {
+            pg_group_commit: true,
+            ..Default::default()
+        };
+        let db = Db::connect_with(&url, options).await.unwrap();
         let table = format!("group_commit_{}", uuid::Uuid::now_v7().simple());
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "CREATE TABLE {table} (x BIGINT UNIQUE)"
