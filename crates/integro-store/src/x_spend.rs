@@ -141,7 +141,8 @@ pub async fn month(db: &Db, tenant_id: Uuid, at_ms: i64) -> Result<MonthSpend, S
         .collect();
     Ok(MonthSpend {
         month,
-        estimated_usd: lines.iter().map(|l| l.usd).sum(),
+        // Folded from 0: an empty sum of floats is -0.0.
+        estimated_usd: lines.iter().fold(0.0, |sum, l| sum + l.usd),
         lines,
     })
 }

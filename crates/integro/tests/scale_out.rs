@@ -20,7 +20,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::Connection;
 use support::{
-    Canned, Request, Server, integro, mock_provider, new_master_key, start_logged, text,
+    Canned, Database, Request, Server, integro, mock_provider, new_master_key, start_logged, text,
 };
 
 const ACCOUNT_SID: &str = "ACscaleout";
@@ -416,59 +416,6 @@ async fn two_servers_and_two_workers_share_one_database() {
         tally[a.as_str()],
         tally[b.as_str()]
     );
-}
-
-/// A fresh database on the server of the admin URL, dropped (WITH (FORCE))
-/// when this is.
-struct Database {
-    admin: String,
-    name: String,
-}
-
-impl Database {
-    async fn create(admin: &str) -> Database {
-        let name = format!("integro_scale_{}", uuid::Uuid::new_v4().simple());
-        admin_sql(admin, &format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        Database {
-            admin: admin.to_string(),
-            name,
-        }
-    }
-
-    fn url(&self) -> String {
-        let server = self.admin.rsplit_once('/').unwrap().0;
-        format!("{server}/{}", self.name)
-    }
-
-    async fn connect(&self) -> sqlx::PgConnection {
-        sqlx::PgConnection::connect(&self.url()).await.unwrap()
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let admin = self.admin.clone();
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        // Drop runs inside the test's runtime, which must not be blocked on.
-        let _ = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(admin_sql(&admin, &sql))
-        })
-        .join();
-    }
-}
-
-async fn admin_sql(admin: &str, sql: &str) -> Result<(), sqlx::Error> {
-    let mut conn = sqlx::PgConnection::connect(admin).await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
-        .execute(&mut conn)
-        .await?;
-    conn.close().await
 }
 
 /// Prints the end of each process's log when the test fails.

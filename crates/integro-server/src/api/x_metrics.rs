@@ -42,7 +42,7 @@ pub struct XMetrics {
 /// The tenant's X accounts' figures over a range of days.
 #[utoipa::path(get, path = "/api/v1/x/metrics", tag = "trends", security(("bearer" = [])),
     params(DailyUsageParams), responses((status = 200, body = XMetrics), (status = 422, body = Problem)))]
-async fn get_metrics(
+pub(crate) async fn get_metrics(
     State(state): State<AppState>,
     ctx: TenantCtx,
     Query(p): Query<DailyUsageParams>,

@@ -250,6 +250,100 @@ struct PostsPage {
     /// A refusal of an action on a post this page does not show.
     error: Option<String>,
     notice: Option<String>,
+    /// Each X account's figures over the last 30 days.
+    metrics: Vec<AccountFigures>,
+    /// This month's estimated X spend, and the limit if any.
+    spend: String,
+}
+
+/// An X account's figures as the page shows them.
+struct AccountFigures {
+    name: String,
+    direct_messages: String,
+    mentions: String,
+    response: String,
+    approvals: String,
+    published: String,
+    public_metrics: String,
+    failures: String,
+}
+
+/// `ms` as seconds or minutes, for people.
+fn duration(ms: Option<i64>) -> String {
+    match ms {
+        None => "—".into(),
+        Some(ms) if ms < 120_000 => format!("{:.1} s", ms as f64 / 1000.0),
+        Some(ms) => format!("{:.0} min", ms as f64 / 60_000.0),
+    }
+}
+
+/// The tenant's X figures over the last 30 days, through the API's
+/// `GET /api/v1/x/metrics`.
+async fn x_figures(state: &AppState, acting: &Acting) -> PageResult<(Vec<AccountFigures>, String)> {
+    let range = api::usage::DailyUsageParams {
+        from: None,
+        to: None,
+    };
+    let m = api::x_metrics::get_metrics(State(state.clone()), acting.ctx.clone(), Query(range))
+        .await?
+        .0;
+    let figures = m
+        .accounts
+        .into_iter()
+        .map(|a| {
+            let p = a.public_metrics;
+            AccountFigures {
+                name: a.name,
+                direct_messages: format!(
+                    "{} in, {} out",
+                    a.direct_messages.received, a.direct_messages.sent
+                ),
+                mentions: format!("{} in, {} replies", a.mentions.received, a.mentions.sent),
+                response: duration(a.response_ms_avg),
+                approvals: format!(
+                    "{} (mean wait {})",
+                    a.approvals,
+                    duration(a.approval_ms_avg)
+                ),
+                published: a.published.to_string(),
+                public_metrics: format!(
+                    "{} impressions, {} likes, {} reposts, {} replies",
+                    p.impressions, p.likes, p.reposts, p.replies
+                ),
+                failures: match a.failures.as_slice() {
+                    [] => "none".into(),
+                    f => f
+                        .iter()
+                        .map(|f| {
+                            let code = if f.code.is_empty() {
+                                "no code"
+                            } else {
+                                &f.code
+                            };
+                            format!("{code}: {}", f.deliveries + f.posts)
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                },
+            }
+        })
+        .collect();
+    let spend = match m.spend.limit_usd {
+        Some(limit) => format!(
+            "${:.2} of ${limit:.2} this month (estimated){}",
+            m.spend.estimated_usd,
+            if m.spend.limited {
+                ": only replies go out"
+            } else {
+                ""
+            }
+        ),
+        None => format!(
+            "${:.2} this month (estimated), no limit",
+            m.spend.estimated_usd
+        ),
+    };
+    Ok((figures, spend))
 }
 
 /// What a page drawn after a form shows besides the list.
@@ -350,6 +444,7 @@ async fn posts_page(
         .await?
         .0;
     let accounts = x_accounts(state, acting).await?;
+    let (metrics, spend) = x_figures(state, acting).await?;
     let can_write = acting.ctx.role.allows(WRITE);
     let can_approve = acting.ctx.role.allows(APPROVE);
     let mut posts: Vec<PostView> = page
@@ -414,6 +509,8 @@ async fn posts_page(
             draft_error: outcome.draft_error,
             error,
             notice,
+            metrics,
+            spend,
         },
     ))
 }

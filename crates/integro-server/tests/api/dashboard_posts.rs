@@ -78,6 +78,9 @@ async fn posts_are_written_approved_and_rejected_on_the_page(kind: DbKind) {
         "$0.015",
         "automated accounts to be labelled",
         ">Main<",
+        ">X accounts, last 30 days<",
+        "0 in, 0 out",
+        "$0.00 this month (estimated), no limit",
         "No posts yet.",
     ] {
         assert!(page.contains(needle), "the posts page lacks {needle}");
@@ -463,6 +466,10 @@ async fn roles_tenants_and_pages_of_posts(kind: DbKind) {
         .await;
     let page = viewer.page("/posts").await;
     assert!(page.contains("Waiting for you") && !page.contains(">Write a post<"));
+    assert!(
+        page.contains(">X accounts, last 30 days<"),
+        "viewers see the figures"
+    );
     assert!(!page.contains(">Delete<") && !page.contains(">Approve<"));
     let res = send(
         &viewer,

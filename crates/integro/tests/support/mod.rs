@@ -6,6 +6,8 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+use sqlx::Connection as _;
+
 /// Runs `integro` with `args` and `--data-dir data_dir`, in an environment
 /// without the caller's `INTEGRO_*` settings, plus `env`.
 pub fn integro(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -61,17 +63,32 @@ pub fn http(
     token: Option<&str>,
     body: &str,
 ) -> (u16, String) {
+    http_with(addr, method, path, token, &[], body)
+}
+
+/// `http`, with more headers.
+pub fn http_with(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(std::time::Duration::from_secs(30)))
         .unwrap();
-    let auth = token
+    let mut head = token
         .map(|t| format!("authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\n{head}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
@@ -236,4 +253,57 @@ pub fn mock_provider(
         }
     });
     (addr, received)
+}
+
+/// A fresh database on the server of the admin URL, dropped (WITH (FORCE))
+/// when this is.
+pub struct Database {
+    admin: String,
+    name: String,
+}
+
+impl Database {
+    pub async fn create(admin: &str) -> Database {
+        let name = format!("integro_test_{}", uuid::Uuid::new_v4().simple());
+        admin_sql(admin, &format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        Database {
+            admin: admin.to_string(),
+            name,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        let server = self.admin.rsplit_once('/').unwrap().0;
+        format!("{server}/{}", self.name)
+    }
+
+    pub async fn connect(&self) -> sqlx::PgConnection {
+        sqlx::PgConnection::connect(&self.url()).await.unwrap()
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let admin = self.admin.clone();
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        // Drop runs inside the test's runtime, which must not be blocked on.
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(admin_sql(&admin, &sql))
+        })
+        .join();
+    }
+}
+
+async fn admin_sql(admin: &str, sql: &str) -> Result<(), sqlx::Error> {
+    let mut conn = sqlx::PgConnection::connect(admin).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(&mut conn)
+        .await?;
+    conn.close().await
 }
