@@ -194,6 +194,11 @@ pub struct TenantSettings {
     /// publishing, no trends. None: no limit.
     #[serde(default)]
     pub x_monthly_spend_limit_usd: Option<f64>,
+    /// AI drafts of X posts asked for by an admin or owner are approved at
+    /// once (each through the same checks and audit as an approval) instead
+    /// of waiting for approval. An agent's drafts wait either way.
+    #[serde(default)]
+    pub x_ai_drafts_skip_approval: bool,
     /// Whether a Slack-compatible incoming webhook receives critical alerts.
     #[serde(default, skip_deserializing)]
     pub alert_webhook_set: bool,
@@ -254,6 +259,7 @@ pub async fn alert_webhook(
 pub struct SettingsChanges {
     pub monthly_token_budget: Option<Option<u64>>,
     pub x_monthly_spend_limit_usd: Option<Option<f64>>,
+    pub x_ai_drafts_skip_approval: Option<bool>,
     pub alert_webhook: Option<Option<AlertWebhook>>,
 }
 
@@ -280,6 +286,9 @@ pub async fn update_settings(
             ));
         }
         after.x_monthly_spend_limit_usd = limit;
+    }
+    if let Some(skip) = changes.x_ai_drafts_skip_approval {
+        after.x_ai_drafts_skip_approval = skip;
     }
     if let Some(hook) = changes.alert_webhook {
         sqlx::query(

@@ -2,15 +2,17 @@
 //! LLM, as its persona, for a few posts on a topic, with the trends fetched
 //! lately (`/api/v1/trends`, from the cache: drafting costs no X request)
 //! for inspiration. Each draft is checked like any post, marked
-//! `made_with_ai`, and waits for an admin's approval.
+//! `made_with_ai`, and waits for an admin's approval, unless the tenant's
+//! `x_ai_drafts_skip_approval` lets an admin's or owner's drafts be
+//! approved at once.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use integro_core::Permission;
 use integro_store::bots;
 use integro_store::posts::{self, NewPost, Post, PostState};
-use integro_store::trends;
+use integro_store::{tenants, trends};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -42,14 +44,23 @@ pub struct DraftRequest {
     pub topic: Option<String>,
     /// 1 to 5 (3 by default).
     pub count: Option<u32>,
+    /// When the drafts are published once approved (RFC 3339, within a
+    /// year); at once when absent.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub scheduled_at: Option<time::OffsetDateTime>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Drafts {
-    /// The drafts made, each `pending_approval` and `made_with_ai`.
+    /// The drafts made, each `made_with_ai`: `pending_approval`, or
+    /// `scheduled` when approved at once (`x_ai_drafts_skip_approval`).
     pub posts: Vec<Post>,
     /// Answers of the LLM left out, and why (too long, empty).
     pub skipped: Vec<String>,
+    /// Drafts that were to be approved at once but wait for approval, and
+    /// why (X's rules for automated accounts).
+    pub not_approved: Vec<String>,
 }
 
 const INSTRUCTIONS: &str = "You write posts for this business's account on X (formerly Twitter). \
@@ -134,6 +145,9 @@ pub(crate) async fn draft_posts(
             "must be at most 200 characters",
         ));
     }
+    if let Some(at) = req.scheduled_at {
+        posts::check_scheduled_at(at)?;
+    }
     let account = x_account(&state, &ctx, req.account_id).await?;
     let bot = bots::get(&state.db, ctx.tenant_id, account.bot_id)
         .await?
@@ -204,7 +218,7 @@ pub(crate) async fn draft_posts(
             text: draft,
             media_urls: Vec::new(),
             made_with_ai: true,
-            scheduled_at: None,
+            scheduled_at: req.scheduled_at,
             state: PostState::PendingApproval,
         };
         let post = posts::create(&mut tx, ctx.tenant_id, ctx.actor(), new).await?;
@@ -212,11 +226,25 @@ pub(crate) async fn draft_posts(
         made.push(post);
     }
     tx.commit().await?;
+    let mut not_approved = Vec::new();
+    let skip_approval = tenants::settings(&state.db, ctx.tenant_id)
+        .await?
+        .x_ai_drafts_skip_approval;
+    if skip_approval && ctx.role.allows(Permission::Manage) {
+        for post in &mut made {
+            match super::posts::approve_post(State(state.clone()), ctx.clone(), Path(post.id)).await
+            {
+                Ok(Json(approved)) => *post = approved,
+                Err(e) => not_approved.push(format!("{:?}: {}", post.text, e.detail)),
+            }
+        }
+    }
     Ok((
         StatusCode::CREATED,
         Json(Drafts {
             posts: made,
             skipped,
+            not_approved,
         }),
     ))
 }

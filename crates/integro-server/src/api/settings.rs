@@ -29,6 +29,9 @@ pub struct UpdateSettings {
     #[serde(default, deserialize_with = "crate::extract::present")]
     #[schema(value_type = Option<f64>)]
     pub x_monthly_spend_limit_usd: Option<Option<f64>>,
+    /// AI drafts of X posts asked for by an admin or owner are approved at
+    /// once (`false` by default: they wait for approval).
+    pub x_ai_drafts_skip_approval: Option<bool>,
     /// A Slack-compatible incoming webhook for critical alerts. Loopback,
     /// private, link-local and metadata addresses are refused unless the
     /// operator allows them with `INTEGRO_OUTBOUND_ALLOW`.
@@ -71,6 +74,7 @@ pub(crate) async fn update_settings(
     let changes = SettingsChanges {
         monthly_token_budget: req.monthly_token_budget,
         x_monthly_spend_limit_usd: req.x_monthly_spend_limit_usd,
+        x_ai_drafts_skip_approval: req.x_ai_drafts_skip_approval,
         alert_webhook: req.alert_webhook_url.map(|url| {
             url.map(|url| AlertWebhook {
                 url,

@@ -57,6 +57,9 @@ pub struct PostsQuery {
     drafted: String,
     #[serde(default)]
     skipped: String,
+    /// Of the drafts, those approved at once (`x_ai_drafts_skip_approval`).
+    #[serde(default)]
+    approved: String,
 }
 
 impl PostsQuery {
@@ -464,9 +467,17 @@ async fn posts_page(
     }
     let number = |s: &str| s.parse::<u32>().ok();
     let notice = number(&q.drafted).map(|made| {
-        let mut text = match made {
-            1 => "1 AI draft written: it waits for approval.".to_string(),
-            n => format!("{n} AI drafts written: they wait for approval."),
+        let mut text = match (made, number(&q.approved).unwrap_or(0)) {
+            (1, 0) => "1 AI draft written: it waits for approval.".to_string(),
+            (n, 0) => format!("{n} AI drafts written: they wait for approval."),
+            (1, 1) => "1 AI draft written and approved (the tenant's setting).".to_string(),
+            (n, a) if a == n => {
+                format!("{n} AI drafts written and approved (the tenant's setting).")
+            }
+            (n, a) => format!(
+                "{n} AI drafts written: {a} approved (the tenant's setting), the others wait for \
+                 approval."
+            ),
         };
         match number(&q.skipped) {
             None | Some(0) => {}
@@ -600,6 +611,7 @@ pub async fn draft(
             account_id,
             topic: (!topic.is_empty()).then(|| topic.to_string()),
             count,
+            scheduled_at: None,
         })
     });
     let refused = match request {
@@ -623,6 +635,14 @@ pub async fn draft(
                     }
                     to.append_pair("drafted", &drafts.posts.len().to_string());
                     to.append_pair("skipped", &drafts.skipped.len().to_string());
+                    let approved = drafts
+                        .posts
+                        .iter()
+                        .filter(|p| p.state == PostState::Scheduled)
+                        .count();
+                    if approved > 0 {
+                        to.append_pair("approved", &approved.to_string());
+                    }
                     return Ok(Redirect::to(&format!("/posts?{}", to.finish())).into_response());
                 }
                 // Not allowed, or an unknown account: the error page.
@@ -758,6 +778,7 @@ mod tests {
             cursor: "abc".into(),
             drafted: "2".into(),
             skipped: String::new(),
+            approved: String::new(),
         };
         assert_eq!(q.here(), "?state=scheduled&cursor=abc");
         assert_eq!(q.query_string(None), "?state=scheduled");

@@ -470,6 +470,7 @@ async fn an_alert_to_a_refused_url_is_not_sent(kind: DbKind) {
         SettingsChanges {
             monthly_token_budget: None,
             x_monthly_spend_limit_usd: None,
+            x_ai_drafts_skip_approval: None,
             alert_webhook: Some(Some(AlertWebhook {
                 url: format!("{}/hook", slack.uri()),
                 secret: None,

@@ -775,6 +775,30 @@ async fn ai_drafts_are_written_as_the_persona_and_wait_for_approval(kind: DbKind
     refused(res, "count").await;
     let res = draft(&t, &viewer, 1).await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
+
+    // A tenant may let its admins' and owners' AI drafts be approved at
+    // once; an agent's still wait, and only an admin changes the setting.
+    let skip = Some(json!({ "x_ai_drafts_skip_approval": true }));
+    let res = call(&t, &agent, Method::PATCH, "/api/v1/settings", skip.clone()).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let settings = done(&t, &t.key, Method::PATCH, "/api/v1/settings", skip).await;
+    assert_eq!(settings["x_ai_drafts_skip_approval"], true);
+    let made = ok(draft(&t, &agent, 1).await, StatusCode::CREATED).await;
+    assert_eq!(made["posts"][0]["state"], "pending_approval", "{made}");
+    let at = in_secs(3600);
+    let body = json!({ "account_id": t.account_id, "count": 2, "scheduled_at": at });
+    let made = created(&t, &t.key, Method::POST, "/api/v1/posts/drafts", Some(body)).await;
+    for p in made["posts"].as_array().unwrap() {
+        assert_eq!(p["state"], "scheduled", "{made}");
+        assert_eq!(p["approved_by"], "api_key:admin key");
+        assert!(p["scheduled_at"].is_string());
+    }
+    assert_eq!(made["not_approved"], json!([]));
+    let audit = t.get("/api/v1/audit-log?action=post.approve").await;
+    assert_eq!(audit["items"].as_array().unwrap().len(), 2, "{audit}");
+    let past = json!({ "account_id": t.account_id, "scheduled_at": in_secs(-60) });
+    let res = call(&t, &t.key, Method::POST, "/api/v1/posts/drafts", Some(past)).await;
+    refused(res, "scheduled_at").await;
 }
 
 /// The tenant's X spend limit: once the month's estimate reaches it, posts
