@@ -379,7 +379,7 @@ pub(crate) fn x_error(status: StatusCode, headers: &HeaderMap, body: &str) -> Se
 /// was connected that way (kept fresh by the caller), else signed with
 /// OAuth 1.0a (the query, if any, is in `url` and signed; a JSON body is
 /// not). The answer's JSON.
-async fn user_call(
+pub(crate) async fn user_call(
     client: &reqwest::Client,
     method: reqwest::Method,
     url: String,

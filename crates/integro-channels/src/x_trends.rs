@@ -1,9 +1,12 @@
 //! X's trends by location (`GET /2/trends/by/woeid/{woeid}`, app-only
-//! token; X bills each request, so callers cache the answer).
+//! token) and the account's personalized trends
+//! (`GET /2/users/personalized_trends`, its own token); X bills each
+//! request, so callers cache the answer.
 
 use integro_core::SendError;
+use serde_json::Value;
 
-use crate::ProviderUrls;
+use crate::{Credentials, ProviderUrls};
 
 /// One trend: its name and, when X gives it, how many posts it has.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +29,28 @@ pub async fn by_woeid(
         &format!("/2/trends/by/woeid/{woeid}?max_trends=20&trend.fields=trend_name,tweet_count"),
     );
     let v = crate::x::read_json(client.get(url).bearer_auth(app_token)).await?;
-    Ok(v["data"]
+    Ok(trends_in(&v))
+}
+
+/// The trends X picks for the account's user (X's docs name a Premium
+/// subscription as needed; without one X refuses).
+pub async fn personalized(
+    client: &reqwest::Client,
+    urls: &ProviderUrls,
+    creds: &Credentials,
+) -> Result<Vec<Trend>, SendError> {
+    let url = crate::x::api(
+        urls,
+        "/2/users/personalized_trends?personalized_trend.fields=category,post_count,trend_name,trending_since",
+    );
+    let v = crate::x::user_call(client, reqwest::Method::GET, url, creds, None).await?;
+    Ok(trends_in(&v))
+}
+
+/// The trends of an answer: `data[].trend_name` with `tweet_count` (a
+/// number) or `post_count` (a string, in X's OpenAPI document).
+fn trends_in(v: &Value) -> Vec<Trend> {
+    v["data"]
         .as_array()
         .into_iter()
         .flatten()
@@ -38,8 +62,9 @@ pub async fn by_woeid(
                     .to_string(),
                 post_count: t["tweet_count"]
                     .as_u64()
+                    .or_else(|| t["post_count"].as_u64())
                     .or_else(|| t["post_count"].as_str().and_then(|c| c.parse().ok())),
             })
         })
-        .collect())
+        .collect()
 }

@@ -134,7 +134,8 @@ async fn delete_source(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct TrendParams {
-    /// `x` (X's trends by location, for `account_id`) or `feeds`.
+    /// `x` (X's trends by location, for `account_id`), `x_personalized`
+    /// (the trends X picks for `account_id`'s user) or `feeds`.
     pub source: String,
     /// The X account whose app asks X (with `source=x`).
     pub account_id: Option<Uuid>,
@@ -195,7 +196,18 @@ async fn get_trends(
             })?;
             format!("x:{account}:{}", p.woeid.unwrap_or(x_trends::WORLDWIDE))
         }
-        _ => return Err(ApiError::invalid_field("source", "must be x or feeds")),
+        "x_personalized" => {
+            let account = p.account_id.ok_or_else(|| {
+                ApiError::invalid_field("account_id", "is required with source=x_personalized")
+            })?;
+            format!("x_personalized:{account}")
+        }
+        _ => {
+            return Err(ApiError::invalid_field(
+                "source",
+                "must be x, x_personalized or feeds",
+            ));
+        }
     };
     if let Some((body, _)) = trends::cached(&state.db, ctx.tenant_id, &key, CACHE_MS).await?
         && let Ok(mut answer) = serde_json::from_str::<Trends>(&body)
@@ -205,18 +217,21 @@ async fn get_trends(
     }
     let answer = match p.source.as_str() {
         "feeds" => read_feeds(&state, ctx.tenant_id).await?,
-        _ => x_trends_of(&state, &ctx, p.account_id, p.woeid).await?,
+        "x_personalized" => x_trends_of(&state, &ctx, p.account_id, None).await?,
+        _ => x_trends_of(&state, &ctx, p.account_id, Some(p.woeid)).await?,
     };
     let body = serde_json::to_string(&answer).expect("serialisable");
     trends::cache(&state.db, ctx.tenant_id, &key, &body).await?;
     Ok(Json(answer))
 }
 
+/// X's trends for the account: by location (`Some(woeid)`), or the ones
+/// X picks for its user (`None`).
 async fn x_trends_of(
     state: &AppState,
     ctx: &TenantCtx,
     account_id: Option<Uuid>,
-    woeid: Option<u32>,
+    location: Option<Option<u32>>,
 ) -> ApiResult<Trends> {
     let account = match account_id {
         Some(id) => accounts::get(&state.db, ctx.tenant_id, id).await?,
@@ -234,7 +249,7 @@ async fn x_trends_of(
             why,
         ));
     }
-    let creds = Credentials(accounts::credentials(&state.db, &state.keyring, &account).await?);
+    let stored = Credentials(accounts::credentials(&state.db, &state.keyring, &account).await?);
     let client = integro_channels::http::client(Duration::from_secs(15));
     let urls = state.config.provider_urls();
     let refused = |e: integro_core::SendError| {
@@ -244,15 +259,37 @@ async fn x_trends_of(
             format!("X refused: {}", e.message),
         )
     };
-    let app = x_activity::app_token(&client, &urls, &creds)
-        .await
-        .map_err(refused)?;
-    let found = x_trends::by_woeid(&client, &urls, &app, woeid.unwrap_or(x_trends::WORLDWIDE))
-        .await
-        .map_err(refused)?;
+    let (source, found) = match location {
+        Some(woeid) => {
+            let app = x_activity::app_token(&client, &urls, &stored)
+                .await
+                .map_err(refused)?;
+            let woeid = woeid.unwrap_or(x_trends::WORLDWIDE);
+            let found = x_trends::by_woeid(&client, &urls, &app, woeid).await;
+            ("x", found.map_err(refused)?)
+        }
+        None => {
+            // The account's own token, refreshed when it is an OAuth 2.0 one.
+            let (creds, changed) = integro_worker::x_tokens::fresh(
+                &state.db,
+                &state.keyring,
+                &client,
+                &urls,
+                &account,
+                &stored,
+            )
+            .await
+            .map_err(refused)?;
+            if changed {
+                state.accounts.forget(account.id);
+            }
+            let found = x_trends::personalized(&client, &urls, &creds).await;
+            ("x_personalized", found.map_err(refused)?)
+        }
+    };
     x_spend::record(&state.db, ctx.tenant_id, XOperation::Trends, 1, now).await?;
     Ok(Trends {
-        source: "x".into(),
+        source: source.into(),
         items: found
             .into_iter()
             .map(|t| TrendItem {

@@ -69,6 +69,38 @@ async fn trends_come_from_x_and_from_feeds_and_are_cached(kind: DbKind) {
         .count();
     assert_eq!(asked, 1, "X asked once in 15 minutes");
 
+    // The trends X picks for the account's user, with its own token.
+    Mock::given(method("GET"))
+        .and(path("/2/users/personalized_trends"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": [{ "trend_name": "Sourdough", "category": "Food", "post_count": "5200",
+                       "trending_since": "2026-12-07T08:00:00.000Z" }] })))
+        .mount(&t.provider)
+        .await;
+    let mine_path = format!(
+        "/api/v1/trends?source=x_personalized&account_id={}",
+        t.account_id
+    );
+    let mine = t.get(&mine_path).await;
+    assert_eq!(mine["source"], "x_personalized");
+    assert_eq!(mine["items"][0]["name"], "Sourdough");
+    assert_eq!(mine["items"][0]["post_count"], 5200);
+    assert_eq!(t.get(&mine_path).await["cached"], true);
+    let asked: Vec<_> = t
+        .provider_requests()
+        .await
+        .into_iter()
+        .filter(|r| r.url.path() == "/2/users/personalized_trends")
+        .collect();
+    assert_eq!(asked.len(), 1, "X asked once in 15 minutes");
+    assert!(
+        asked[0].headers["authorization"]
+            .to_str()
+            .unwrap()
+            .starts_with("OAuth "),
+        "the account's own (OAuth 1.0a) token"
+    );
+
     // Feeds: an RSS and an Atom one, and one that is not a feed.
     let site = MockServer::start().await;
     for (p, body, kind) in [
