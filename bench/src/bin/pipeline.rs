@@ -92,7 +92,7 @@ async fn main() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("integro-pipeline-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir)?;
     let db = Db::connect(&format!("sqlite://{}/bench.db?mode=rwc", dir.display())).await?;
-    db.migrate().await?;
+    integro_store::migrations::migrate(&db).await?;
     let keyring = Keyring::new(MasterKey::generate(), Vec::new());
     let actor = Actor::system();
     let base_url = instant_provider().await?;

@@ -20,9 +20,9 @@ use std::sync::{Arc, OnceLock};
 use integro_core::InboundEvent;
 use integro_store::conversations::{self, Ingested};
 use integro_store::jobs::{self, Job, Lease};
-use integro_store::webhook_batch;
+use integro_store::webhook_batch::{self, BatchWriter};
 use integro_store::webhook_logs::{self, NewWebhookLog};
-use integro_store::{Backend, Conn, Db, StoreError};
+use integro_store::{Conn, Db, StoreError};
 use integro_worker::Worker;
 use integro_worker::accounts::KnownAccount;
 use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc, oneshot};
@@ -89,6 +89,8 @@ async fn write_batches(
     wake: Arc<Notify>,
     worker: Arc<OnceLock<Arc<Worker>>>,
 ) {
+    // PostgreSQL: the connection of the one-statement batches.
+    let batch_writer = BatchWriter::for_db(&db);
     loop {
         let Some(first) = rx.recv().await else {
             return;
@@ -108,14 +110,29 @@ async fn write_batches(
         let webhooks = Arc::new(webhooks);
         let n = webhooks.len();
         let mut handoff = Handoff::new(worker.get(), &webhooks);
-        let outcomes = match store(&db, webhooks.clone(), 0..n, &mut handoff).await {
+        let outcomes = match store(
+            &db,
+            batch_writer.as_ref(),
+            webhooks.clone(),
+            0..n,
+            &mut handoff,
+        )
+        .await
+        {
             Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
             // One bad item must not sink the others: store each on its own.
             Err(e) if n > 1 => {
                 tracing::warn!(error = %e, items = n, "a batch failed; storing its webhooks one by one");
                 let mut outcomes = Vec::with_capacity(n);
                 for i in 0..n {
-                    let one = store(&db, webhooks.clone(), i..i + 1, &mut handoff).await;
+                    let one = store(
+                        &db,
+                        batch_writer.as_ref(),
+                        webhooks.clone(),
+                        i..i + 1,
+                        &mut handoff,
+                    )
+                    .await;
                     outcomes.push(one.map(|o| o[0]).map_err(|e| e.to_string()));
                 }
                 outcomes
@@ -192,6 +209,7 @@ impl<'w> Handoff<'w> {
 /// once it is durable.
 async fn store(
     db: &Db,
+    batch_writer: Option<&BatchWriter>,
     webhooks: Arc<Vec<Webhook>>,
     range: Range<usize>,
     handoff: &mut Handoff<'_>,
@@ -199,14 +217,14 @@ async fn store(
     let lease = handoff.lease();
     let items = &webhooks[range.clone()];
     // Nothing to read before writing: one statement (`webhook_batch.rs`).
-    if db.backend() == Backend::Postgres
+    if let Some(writer) = batch_writer
         && lease.as_ref().is_none_or(|(_, _, slots)| *slots == 0)
         && !items
             .iter()
             .flat_map(|w| &w.events)
             .any(|e| matches!(e, InboundEvent::Status(_)))
     {
-        return store_in_one_statement(db, items, handoff).await;
+        return store_in_one_statement(writer, items, handoff).await;
     }
     let (outcomes, leased, left_ready) = db
         .write(move |tx| {
@@ -228,13 +246,13 @@ async fn store(
 /// PostgreSQL, for a batch that leases no job and carries no status: its
 /// messages, jobs and log entries in one statement (ADR 0016).
 async fn store_in_one_statement(
-    db: &Db,
+    writer: &BatchWriter,
     items: &[Webhook],
     handoff: &mut Handoff<'_>,
 ) -> Result<Vec<&'static str>, StoreError> {
     let (inbound, owners) = inbound_of(items);
     let logs = items.iter().map(|item| item.log.clone()).collect();
-    let results = webhook_batch::store(db, &inbound, &owners, logs).await?;
+    let results = webhook_batch::store(writer, &inbound, &owners, logs).await?;
     let (outcomes, stored) = outcomes(items, &owners, &results);
     handoff.left_ready |= stored > 0;
     Ok(outcomes)

@@ -211,7 +211,7 @@ pub async fn open_database(config: &Config, migrate: bool) -> anyhow::Result<Db>
     )
     .await?;
     if migrate {
-        db.migrate().await?;
+        integro_store::migrations::migrate(&db).await?;
     }
     Ok(db)
 }
@@ -220,7 +220,7 @@ pub async fn open_database(config: &Config, migrate: bool) -> anyhow::Result<Db>
 /// binary needs (`INTEGRO_AUTO_MIGRATE=false`).
 pub async fn require_migrated(db: &Db) -> anyhow::Result<()> {
     let applied = db.applied_migrations().await.unwrap_or_default();
-    let latest = Db::latest_migration();
+    let latest = integro_store::migrations::latest();
     if !applied.contains(&latest) {
         bail!(
             "the {} database is at schema version {} and this binary needs {latest}; \

@@ -7,8 +7,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::db::{from_ms, now_ms, to_ms};
-use crate::error::OnUnique;
 use crate::{Db, StoreError, Tx, parse_id};
+use integro_db::OnUnique;
 
 /// The most canned replies a tenant holds.
 pub const MAX_PER_TENANT: i64 = 500;

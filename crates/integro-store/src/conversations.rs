@@ -1243,7 +1243,7 @@ mod tests {
     /// says which were duplicates.
     #[tokio::test]
     async fn a_batch_stores_its_new_messages_and_names_the_duplicates() {
-        let (_dir, db) = crate::db::test_sqlite().await;
+        let (_dir, db) = crate::migrations::test_sqlite().await;
         let account = account();
         let store = |ids: &'static [&'static str]| {
             let (db, account) = (db.clone(), account.clone());

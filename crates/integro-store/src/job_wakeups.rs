@@ -13,7 +13,7 @@ pub const CHANNEL: &str = "integro_jobs";
 
 /// A connection listening for ready jobs; `None` on SQLite.
 pub async fn listen(db: &Db) -> Result<Option<PgListener>, StoreError> {
-    let Some(options) = db.pg_options() else {
+    let Some(options) = db.pg_options().cloned() else {
         return Ok(None);
     };
     // One connection of its own, reopened by the listener when it drops.
@@ -33,7 +33,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_ready_job_notifies_and_a_leased_one_does_not() {
-        let Some(db) = crate::db::test_postgres("wakeups").await else {
+        let Some(db) = crate::migrations::test_postgres("wakeups").await else {
             return;
         };
         let mut listener = listen(&db).await.unwrap().unwrap();
@@ -75,6 +75,6 @@ mod tests {
             tokio::time::timeout(std::time::Duration::from_millis(300), listener.recv()).await;
         assert!(more.is_err(), "one notification per transaction");
         drop(listener);
-        db.drop_test_database().await;
+        integro_db::testing::drop_postgres(db).await;
     }
 }

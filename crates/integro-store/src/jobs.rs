@@ -771,7 +771,7 @@ mod tests {
         }
     }
 
-    use crate::db::test_sqlite as sqlite;
+    use crate::migrations::test_sqlite as sqlite;
 
     fn keys(jobs: &[Job]) -> Vec<String> {
         let mut keys: Vec<String> = jobs.iter().filter_map(|j| j.queue_key.clone()).collect();
@@ -784,7 +784,7 @@ mod tests {
     /// the others are claimed as usual.
     #[tokio::test]
     async fn jobs_of_unknown_kinds_are_left_alone() {
-        let (_dir, db) = crate::db::test_sqlite().await;
+        let (_dir, db) = crate::migrations::test_sqlite().await;
         let mut tx = db.begin().await.unwrap();
         enqueue_many(&mut Conn::of(&mut tx), vec![job("a"), job("b")])
             .await
@@ -845,7 +845,7 @@ mod tests {
     /// blocks on the first batch's lock of the key, then finds it busy).
     #[tokio::test]
     async fn concurrent_batches_on_postgres_lease_one_job_a_queue() {
-        let Some(db) = crate::db::test_postgres("jobs").await else {
+        let Some(db) = crate::migrations::test_postgres("jobs").await else {
             return; // The server's tests say how to run PostgreSQL's.
         };
         let lease = Lease {
@@ -877,7 +877,7 @@ mod tests {
         first.commit().await.unwrap();
         let leased = second.await.unwrap();
         assert_eq!(keys(&leased), ["other"], "k was taken by the first batch");
-        db.drop_test_database().await;
+        integro_db::testing::drop_postgres(db).await;
     }
 
     /// Hashes are stored: the function must give the same value in every
@@ -906,7 +906,7 @@ mod tests {
             .execute(&mut *db.writer().await.unwrap())
             .await
             .unwrap();
-        db.migrate().await.unwrap();
+        crate::migrations::migrate(&db).await.unwrap();
         let hashes: Vec<Option<i64>> = sqlx::query_scalar("SELECT queue_hash FROM jobs")
             .fetch_all(db.pool())
             .await

@@ -12,10 +12,10 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::db::{from_ms, now_ms, to_ms};
-use crate::error::OnUnique;
 use crate::filter::Where;
 use crate::page::{Page, PageRequest};
 use crate::{Db, StoreError, Tx, parse_id};
+use integro_db::OnUnique;
 
 /// X's limit, in weighted characters (`weighted_length`).
 pub const MAX_WEIGHTED_CHARS: usize = 280;

@@ -55,7 +55,7 @@ mod tests {
 
     #[tokio::test]
     async fn processes_share_one_allowance() {
-        let Some(db) = crate::db::test_postgres("rate_limits").await else {
+        let Some(db) = crate::migrations::test_postgres("rate_limits").await else {
             return;
         };
         // Two connections stand for two processes; 3 at once, then one a second.
@@ -69,6 +69,6 @@ mod tests {
         assert!(take(&db, "k", 1000, 3, now + 1001).await.unwrap().is_err());
         assert_eq!(forget_idle(&db, now + 10_000).await.unwrap(), 2);
         assert_eq!(take(&db, "k", 1000, 3, now + 10_000).await.unwrap(), Ok(()));
-        db.drop_test_database().await;
+        integro_db::testing::drop_postgres(db).await;
     }
 }

@@ -68,13 +68,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_period_is_claimed_once_on_sqlite() {
-        let (_dir, db) = crate::db::test_sqlite().await;
+        let (_dir, db) = crate::migrations::test_sqlite().await;
         a_period_is_claimed_once(&db).await;
     }
 
     #[tokio::test]
     async fn a_period_is_claimed_once_on_postgres() {
-        let Some(db) = crate::db::test_postgres("schedules").await else {
+        let Some(db) = crate::migrations::test_postgres("schedules").await else {
             return;
         };
         a_period_is_claimed_once(&db).await;
@@ -94,6 +94,6 @@ mod tests {
             won += usize::from(asker.await.unwrap());
         }
         assert_eq!(won, 1);
-        db.drop_test_database().await;
+        integro_db::testing::drop_postgres(db).await;
     }
 }

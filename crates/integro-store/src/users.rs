@@ -8,9 +8,9 @@ use uuid::Uuid;
 use crate::audit::{self, Change};
 use crate::credentials::hash_password;
 use crate::db::{Tx, from_ms, now_ms};
-use crate::error::OnUnique;
 use crate::page::{Page, PageRequest};
 use crate::{Db, StoreError, parse_id};
+use integro_db::OnUnique;
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct User {

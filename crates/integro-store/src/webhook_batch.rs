@@ -41,16 +41,11 @@ use crate::{Db, StoreError, jobs, parse_id};
 /// webhook (an index into `logs`). Resolves once committed; returns what
 /// became of each message.
 pub async fn store(
-    db: &Db,
+    writer: &BatchWriter,
     inbound: &[Inbound<'_>],
     owners: &[usize],
     logs: Vec<NewWebhookLog>,
 ) -> Result<Vec<Ingested>, StoreError> {
-    let Some(writer) = db.batch_writer() else {
-        return Err(StoreError::Internal(
-            "one-statement webhook batches are for PostgreSQL".into(),
-        ));
-    };
     let now = now_ms();
     let ids = conversations::first_ids(inbound);
     let mut messages = Vec::with_capacity(inbound.len());
@@ -128,15 +123,15 @@ pub async fn store(
     Ok(conversations::ingested(&ids, &inserted))
 }
 
-/// PostgreSQL's connection for webhook batches (`Db::batch_writer`), and
-/// what the last batch showed.
+/// PostgreSQL's connection for webhook batches, kept by the one ingest
+/// writer (ADR 0019), and what the last batch showed.
 ///
 /// The writer keeps its connection between batches rather than taking it
 /// from a pool for each: sqlx pings a pooled connection when it is given
 /// back (in a task of its own) and again when it is taken, two more round
 /// trips to PostgreSQL per batch that the next batch waited for (ADR 0023).
 #[derive(Clone)]
-pub(crate) struct BatchWriter {
+pub struct BatchWriter {
     options: PgConnectOptions,
     connect_timeout: Duration,
     /// The open connection, if any; taken out while a batch uses it, so
@@ -151,17 +146,15 @@ pub(crate) struct BatchWriter {
 }
 
 impl BatchWriter {
-    pub(crate) fn options(&self) -> &PgConnectOptions {
-        &self.options
-    }
-
-    pub(crate) fn new(options: PgConnectOptions, connect_timeout: Duration) -> BatchWriter {
-        BatchWriter {
-            options,
-            connect_timeout,
+    /// The writer for `db`, if it is PostgreSQL; its connection is opened
+    /// with the first batch.
+    pub fn for_db(db: &Db) -> Option<BatchWriter> {
+        Some(BatchWriter {
+            options: db.pg_options()?.clone(),
+            connect_timeout: db.acquire_timeout(),
             conn: Arc::default(),
             recent_duplicates: Arc::default(),
-        }
+        })
     }
 
     async fn connect(&self) -> Result<PgConnection, StoreError> {
@@ -173,7 +166,7 @@ impl BatchWriter {
     }
 
     /// Closes the connection, if open.
-    pub(crate) async fn close(&self) {
+    pub async fn close(&self) {
         if let Some(conn) = self.conn.lock().await.take() {
             let _ = conn.close().await;
         }
@@ -403,7 +396,7 @@ mod tests {
 
     /// Stores webhooks named by path, each with its messages' provider ids.
     async fn store_webhooks(
-        db: &Db,
+        writer: &BatchWriter,
         account: &Account,
         webhooks: &[(&str, &[&str])],
     ) -> Vec<Ingested> {
@@ -426,7 +419,7 @@ mod tests {
             .flat_map(|(n, (_, ids))| std::iter::repeat_n(n, ids.len()))
             .collect();
         let logs = webhooks.iter().map(|(path, _)| log(path)).collect();
-        store(db, &inbound, &owners, logs).await.unwrap()
+        store(writer, &inbound, &owners, logs).await.unwrap()
     }
 
     /// The writer keeps its connection between batches; when PostgreSQL
@@ -434,10 +427,11 @@ mod tests {
     /// on a new one instead of failing.
     #[tokio::test]
     async fn a_batch_after_the_connection_was_closed_is_stored_on_a_new_one() {
-        let Some(db) = crate::db::test_postgres("webhook_batch_reconnect").await else {
+        let Some(db) = crate::migrations::test_postgres("webhook_batch_reconnect").await else {
             return; // The server's tests say how to run PostgreSQL's.
         };
         let account = account();
+        let writer = BatchWriter::for_db(&db).unwrap();
         let writer_pid = || async {
             sqlx::query_scalar::<_, Option<i32>>(
                 "SELECT max(pid) FROM pg_stat_activity \
@@ -448,7 +442,7 @@ mod tests {
             .await
             .unwrap()
         };
-        let first = store_webhooks(&db, &account, &[("/a", &["SM1"])]).await;
+        let first = store_webhooks(&writer, &account, &[("/a", &["SM1"])]).await;
         assert!(matches!(first[..], [Ingested::Stored { .. }]));
         let before = writer_pid()
             .await
@@ -460,7 +454,7 @@ mod tests {
             .unwrap();
         assert!(closed);
 
-        let second = store_webhooks(&db, &account, &[("/b", &["SM2"])]).await;
+        let second = store_webhooks(&writer, &account, &[("/b", &["SM2"])]).await;
         assert!(matches!(second[..], [Ingested::Stored { .. }]));
         let after = writer_pid().await.expect("a new connection");
         assert_ne!(after, before);
@@ -471,7 +465,7 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(stored, ["SM1", "SM2"]);
-        db.drop_test_database().await;
+        integro_db::testing::drop_postgres(db).await;
     }
 
     /// New messages are stored with one reply job each; messages sent
@@ -479,21 +473,18 @@ mod tests {
     /// and a webhook whose messages all were is logged as a duplicate.
     #[tokio::test]
     async fn a_batch_stores_new_messages_their_jobs_and_every_log_entry() {
-        let Some(db) = crate::db::test_postgres("webhook_batch").await else {
+        let Some(db) = crate::migrations::test_postgres("webhook_batch").await else {
             return; // The server's tests say how to run PostgreSQL's.
         };
         let account = account();
-        let recent_duplicates = || {
-            db.batch_writer()
-                .unwrap()
-                .recent_duplicates
-                .load(Ordering::Relaxed)
-        };
-        let first = store_webhooks(&db, &account, &[("/a", &["SM1", "SM2"]), ("/b", &[])]).await;
+        let writer = BatchWriter::for_db(&db).unwrap();
+        let recent_duplicates = || writer.recent_duplicates.load(Ordering::Relaxed);
+        let first =
+            store_webhooks(&writer, &account, &[("/a", &["SM1", "SM2"]), ("/b", &[])]).await;
         assert!(first.iter().all(|o| matches!(o, Ingested::Stored { .. })));
         assert!(!recent_duplicates());
         let second = store_webhooks(
-            &db,
+            &writer,
             &account,
             &[
                 ("/c", &["SM2", "SM3"]),
@@ -557,7 +548,7 @@ mod tests {
         assert!(bodies.iter().all(|b| b.as_deref() == Some(BODY)));
 
         // A batch of webhooks without messages stores its log entries alone.
-        let none = store_webhooks(&db, &account, &[("/g", &[]), ("/h", &[])]).await;
+        let none = store_webhooks(&writer, &account, &[("/g", &[]), ("/h", &[])]).await;
         assert!(none.is_empty());
         let entries: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM webhook_logs WHERE path IN ('/g', '/h') AND outcome = 'accepted'",
@@ -570,13 +561,14 @@ mod tests {
 
         // Retried webhooks: the batch after one goes straight to the
         // checked statement, until a batch holds none.
-        let retried = store_webhooks(&db, &account, &[("/i", &["SM3"]), ("/j", &["SM5"])]).await;
+        let retried =
+            store_webhooks(&writer, &account, &[("/i", &["SM3"]), ("/j", &["SM5"])]).await;
         assert!(matches!(
             retried[..],
             [Ingested::Duplicate, Ingested::Stored { .. }]
         ));
         assert!(recent_duplicates());
-        let after = store_webhooks(&db, &account, &[("/k", &["SM6"])]).await;
+        let after = store_webhooks(&writer, &account, &[("/k", &["SM6"])]).await;
         assert!(matches!(after[..], [Ingested::Stored { .. }]));
         assert!(!recent_duplicates());
         let counts: (i64, i64, i64) = sqlx::query_as(
@@ -594,6 +586,6 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(outcomes, ["duplicate", "accepted", "accepted"]);
-        db.drop_test_database().await;
+        integro_db::testing::drop_postgres(db).await;
     }
 }

@@ -245,11 +245,11 @@ mod tests {
     /// on SQLite and PostgreSQL.
     #[tokio::test]
     async fn the_purge_deletes_only_entries_older_than_the_retention() {
-        let (_dir, sqlite) = crate::db::test_sqlite().await;
+        let (_dir, sqlite) = crate::migrations::test_sqlite().await;
         purge_keeps_recent_entries(&sqlite).await;
-        if let Some(postgres) = crate::db::test_postgres("webhook_logs").await {
+        if let Some(postgres) = crate::migrations::test_postgres("webhook_logs").await {
             purge_keeps_recent_entries(&postgres).await;
-            postgres.drop_test_database().await;
+            integro_db::testing::drop_postgres(postgres).await;
         }
     }
 

@@ -454,7 +454,7 @@ mod tests {
         let db = Db::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
             .await
             .unwrap();
-        db.migrate().await.unwrap();
+        integro_store::migrations::migrate(&db).await.unwrap();
         let worker = worker(db.clone());
         assert_eq!(worker.take_slots(3).len(), 2, "both slots are free");
         worker.note_backlog();

@@ -242,7 +242,7 @@ async fn check_database(r: &mut Report, config: &Config) {
             format!("{shown}: connected, but cannot read migrations: {e}"),
         ),
         Ok(applied) => {
-            let latest = Db::latest_migration();
+            let latest = integro_store::migrations::latest();
             if applied.contains(&latest) {
                 r.ok(
                     "database",

@@ -470,7 +470,7 @@ async fn health(config: &Config, url: Option<&str>) -> ExitCode {
 async fn migrate(config: Config) -> anyhow::Result<()> {
     let db = startup::open_database(&config, false).await?;
     let before = db.applied_migrations().await?;
-    db.migrate().await?;
+    integro_store::migrations::migrate(&db).await?;
     let after = db.applied_migrations().await?;
     let new: Vec<_> = after.iter().filter(|v| !before.contains(v)).collect();
     if new.is_empty() {

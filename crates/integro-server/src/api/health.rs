@@ -47,7 +47,7 @@ async fn healthz() -> Json<Health> {
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let database = Some(state.db.backend().name().to_string());
     let version = env!("CARGO_PKG_VERSION").to_string();
-    let ready = match state.db.readiness().await {
+    let ready = match integro_store::migrations::readiness(&state.db).await {
         Ok(()) => master_key_opens_secrets(&state).await,
         Err(e) => Err(e.to_string()),
     };

@@ -40,7 +40,7 @@ impl StoreError {
 
 /// Turns a unique-constraint violation into a `Conflict` with a message a user
 /// understands, where the insert happens.
-pub(crate) trait OnUnique<T> {
+pub trait OnUnique<T> {
     fn on_unique(self, message: &str) -> Result<T, StoreError>;
 }
 

@@ -10,7 +10,7 @@
 /// Sets TCP_NODELAY on every TCP socket of this process connected to `port`
 /// (the database server's). Setting it twice, or on another connection to
 /// that port, is harmless; a socket that refuses it keeps Nagle's algorithm.
-pub(crate) fn set_nodelay_to_port(port: u16) {
+pub fn set_nodelay_to_port(port: u16) {
     for_each_socket_to(port, |socket| {
         let _ = socket.set_tcp_nodelay(true);
     });

@@ -23,7 +23,7 @@ use crate::sql::{self, Conn, Value};
 
 /// Rows a statement takes at most: 256 rows of up to 18 columns stay far
 /// under SQLite's parameter limit (32,766).
-pub(crate) const CHUNK: usize = 256;
+pub const CHUNK: usize = 256;
 
 /// `INSERT INTO table (columns) … [suffix]`, for many rows.
 pub struct Insert {
@@ -137,7 +137,7 @@ impl Insert {
 /// powers of two, largest first (`CHUNK` is one), so that a statement's text
 /// recurs from batch to batch and stays prepared; on PostgreSQL the text is
 /// the same for any number of rows.
-pub(crate) fn chunk_sizes(sqlite: bool, mut rows: usize) -> impl Iterator<Item = usize> {
+pub fn chunk_sizes(sqlite: bool, mut rows: usize) -> impl Iterator<Item = usize> {
     std::iter::from_fn(move || {
         (rows > 0).then(|| {
             let size = if sqlite {
@@ -153,7 +153,7 @@ pub(crate) fn chunk_sizes(sqlite: bool, mut rows: usize) -> impl Iterator<Item =
 
 /// `[{"column": value, …}, …]`: the rows as `json_populate_recordset` reads
 /// them (a JSON string into a text column arrives unescaped).
-pub(crate) fn json_rows(columns: &[&str], rows: &[Vec<Value>]) -> String {
+pub fn json_rows(columns: &[&str], rows: &[Vec<Value>]) -> String {
     let mut json = Vec::with_capacity(rows.len() * columns.len() * 24);
     json.push(b'[');
     for (r, row) in rows.iter().enumerate() {
@@ -189,7 +189,7 @@ pub(crate) fn json_rows(columns: &[&str], rows: &[Vec<Value>]) -> String {
 /// sqlx's `Any` driver binds no arrays, so these go through a PostgreSQL
 /// connection (`Db::batch_writer`).
 #[derive(Debug, PartialEq)]
-pub(crate) enum ColumnArray {
+pub enum ColumnArray {
     Int(Vec<Option<i64>>),
     Real(Vec<Option<f64>>),
     Text(Vec<Option<String>>),
@@ -198,7 +198,7 @@ pub(crate) enum ColumnArray {
 
 impl ColumnArray {
     /// The array's type, for the statement's casts.
-    pub(crate) fn sql_type(&self) -> &'static str {
+    pub fn sql_type(&self) -> &'static str {
         match self {
             ColumnArray::Int(_) => "int8[]",
             ColumnArray::Real(_) => "float8[]",
@@ -226,14 +226,14 @@ impl ColumnArray {
 /// is, its one value. PostgreSQL receives and unnests each array element
 /// by element; a value bound once is read once (ADR 0017).
 #[derive(Debug, PartialEq)]
-pub(crate) struct ColumnParam {
+pub struct ColumnParam {
     pub(crate) values: ColumnArray,
     pub(crate) once: bool,
 }
 
 impl ColumnParam {
     /// The parameter's type, for the statement's casts.
-    pub(crate) fn sql_type(&self) -> &'static str {
+    pub fn sql_type(&self) -> &'static str {
         let array = self.values.sql_type();
         match self.once {
             true => array.trim_end_matches("[]"),
@@ -243,7 +243,7 @@ impl ColumnParam {
 
     /// Binds the parameter by reference: a statement that fails can be
     /// tried again with the same parameters.
-    pub(crate) fn bind<'q>(
+    pub fn bind<'q>(
         &'q self,
         q: sqlx::query::QueryScalar<'q, sqlx::Postgres, String, sqlx::postgres::PgArguments>,
     ) -> sqlx::query::QueryScalar<'q, sqlx::Postgres, String, sqlx::postgres::PgArguments> {
@@ -262,7 +262,7 @@ impl ColumnParam {
 
 /// `rows` as one parameter per column (`column_arrays`); the columns named
 /// in `once` that hold one value in every row are bound as that value.
-pub(crate) fn column_params(
+pub fn column_params(
     table: &str,
     columns: &[&str],
     rows: Vec<Vec<Value>>,
@@ -281,7 +281,7 @@ pub(crate) fn column_params(
 /// `rows` turned into one array per column. A column's type is its value's
 /// in the first row (a null keeps its type); a row whose value differs is a
 /// bug of its builder, reported as an error.
-pub(crate) fn column_arrays(
+pub fn column_arrays(
     table: &str,
     columns: &[&str],
     rows: Vec<Vec<Value>>,
@@ -329,11 +329,7 @@ pub(crate) fn column_arrays(
 /// `first`: each column's value (`r.column` from the unnested arrays, or
 /// `$n::type` for a value bound once), and the `unnest(…) AS r(…)` of the
 /// arrays. At least one column (a row's id) must vary.
-pub(crate) fn rows_sql(
-    params: &[ColumnParam],
-    columns: &[&str],
-    first: usize,
-) -> (Vec<String>, String) {
+pub fn rows_sql(params: &[ColumnParam], columns: &[&str], first: usize) -> (Vec<String>, String) {
     let mut values = Vec::with_capacity(params.len());
     let (mut arrays, mut names) = (Vec::new(), Vec::new());
     for (i, (param, column)) in params.iter().zip(columns).enumerate() {
@@ -509,10 +505,10 @@ mod tests {
 
     #[tokio::test]
     async fn rows_round_trip_on_postgres() {
-        let Some(db) = crate::db::test_postgres("insert").await else {
+        let Some(db) = crate::testing::fresh_postgres("insert").await else {
             return; // The server's tests say how to run PostgreSQL's.
         };
         round_trip(&db).await;
-        db.drop_test_database().await;
+        crate::testing::drop_postgres(db).await;
     }
 }

@@ -20,7 +20,6 @@ use crate::group_commit::{GroupCommit, UnitFn};
 use crate::pg_group_commit::PgGroupCommit;
 use crate::readers::Readers;
 use crate::sql::Conn;
-use crate::webhook_batch::BatchWriter;
 use crate::writer_cpu;
 use futures_util::future::BoxFuture;
 
@@ -87,149 +86,15 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// Embedded migrations: (version, description, SQLite SQL, PostgreSQL SQL).
-/// Most are portable and name one file twice; one that needs dialect-specific
-/// SQL names `migrations/sqlite/…` and `migrations/postgres/…`.
-const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
-    (
-        1,
-        "foundation",
-        include_str!("../migrations/0001_foundation.sql"),
-        include_str!("../migrations/0001_foundation.sql"),
-    ),
-    (
-        2,
-        "message loop",
-        include_str!("../migrations/0002_message_loop.sql"),
-        include_str!("../migrations/0002_message_loop.sql"),
-    ),
-    (
-        3,
-        "reply engine",
-        include_str!("../migrations/0003_reply_engine.sql"),
-        include_str!("../migrations/0003_reply_engine.sql"),
-    ),
-    (
-        4,
-        "job claims",
-        include_str!("../migrations/0004_job_claims.sql"),
-        include_str!("../migrations/0004_job_claims.sql"),
-    ),
-    (
-        5,
-        "live job queues",
-        include_str!("../migrations/0005_live_job_queues.sql"),
-        include_str!("../migrations/0005_live_job_queues.sql"),
-    ),
-    (
-        6,
-        "unfiled by job",
-        include_str!("../migrations/0006_unfiled_by_job.sql"),
-        include_str!("../migrations/0006_unfiled_by_job.sql"),
-    ),
-    (
-        7,
-        "filed messages index",
-        include_str!("../migrations/0007_filed_messages_index.sql"),
-        include_str!("../migrations/0007_filed_messages_index.sql"),
-    ),
-    (
-        8,
-        "queue hash",
-        include_str!("../migrations/0008_queue_hash.sql"),
-        include_str!("../migrations/0008_queue_hash.sql"),
-    ),
-    (
-        9,
-        "webhook logs purged by id",
-        include_str!("../migrations/0009_webhook_logs_purged_by_id.sql"),
-        include_str!("../migrations/0009_webhook_logs_purged_by_id.sql"),
-    ),
-    (
-        10,
-        "invitations",
-        include_str!("../migrations/0010_invitations.sql"),
-        include_str!("../migrations/0010_invitations.sql"),
-    ),
-    (
-        11,
-        "web public",
-        include_str!("../migrations/0011_web_public.sql"),
-        include_str!("../migrations/0011_web_public.sql"),
-    ),
-    (
-        12,
-        "shared limits and schedules",
-        include_str!("../migrations/sqlite/0012_shared_limits_and_schedules.sql"),
-        include_str!("../migrations/postgres/0012_shared_limits_and_schedules.sql"),
-    ),
-    (
-        13,
-        "job wakeups",
-        include_str!("../migrations/sqlite/0013_job_wakeups.sql"),
-        include_str!("../migrations/postgres/0013_job_wakeups.sql"),
-    ),
-    (
-        14,
-        "web sessions",
-        include_str!("../migrations/0014_web_sessions.sql"),
-        include_str!("../migrations/0014_web_sessions.sql"),
-    ),
-    (
-        15,
-        "assignees and notes",
-        include_str!("../migrations/0015_assignees_and_notes.sql"),
-        include_str!("../migrations/0015_assignees_and_notes.sql"),
-    ),
-    (
-        16,
-        "usage statistics",
-        include_str!("../migrations/0016_usage_statistics.sql"),
-        include_str!("../migrations/0016_usage_statistics.sql"),
-    ),
-    (
-        17,
-        "labels, canned replies and unread marks",
-        include_str!("../migrations/0017_labels_and_canned_replies.sql"),
-        include_str!("../migrations/0017_labels_and_canned_replies.sql"),
-    ),
-    (
-        18,
-        "oauth states",
-        include_str!("../migrations/0018_oauth_states.sql"),
-        include_str!("../migrations/0018_oauth_states.sql"),
-    ),
-    (
-        19,
-        "x posts",
-        include_str!("../migrations/0019_x_posts.sql"),
-        include_str!("../migrations/0019_x_posts.sql"),
-    ),
-    (
-        20,
-        "x poll cursors",
-        include_str!("../migrations/0020_x_poll_cursors.sql"),
-        include_str!("../migrations/0020_x_poll_cursors.sql"),
-    ),
-    (
-        21,
-        "trends",
-        include_str!("../migrations/0021_trends.sql"),
-        include_str!("../migrations/0021_trends.sql"),
-    ),
-    (
-        22,
-        "x spend",
-        include_str!("../migrations/0022_x_spend.sql"),
-        include_str!("../migrations/0022_x_spend.sql"),
-    ),
-    (
-        23,
-        "x metrics",
-        include_str!("../migrations/0023_x_metrics.sql"),
-        include_str!("../migrations/0023_x_metrics.sql"),
-    ),
-];
+/// A migration compiled into the binary, in both backends' SQL (often the
+/// same text).
+#[derive(Debug, Clone, Copy)]
+pub struct EmbeddedMigration {
+    pub version: i64,
+    pub description: &'static str,
+    pub sqlite: &'static str,
+    pub postgres: &'static str,
+}
 
 #[derive(Clone)]
 pub struct Db {
@@ -248,9 +113,9 @@ pub struct Db {
     checkpointer: Option<AnyPool>,
     /// SQLite: connections for the loop's reads (`direct_readers.rs`).
     direct_readers: Option<Arc<DirectReaders>>,
-    /// PostgreSQL: a connection of its own driver for the webhook batches,
-    /// which bind arrays (`webhook_batch.rs`); opened on first use.
-    batch_writer: Option<BatchWriter>,
+    /// PostgreSQL: how to open a connection of its own driver, for those
+    /// that keep one (the webhook batches' writer, the job listener).
+    pg_options: Option<PgConnectOptions>,
 }
 
 #[derive(Debug, Clone)]
@@ -315,11 +180,8 @@ impl Db {
                     })
                 }))
                 .await?;
-                // The one ingest writer's connection (ADR 0019), opened
-                // with its first batch.
-                let batch_writer = BatchWriter::new(pg_options, opts.acquire_timeout);
                 Ok(Db {
-                    batch_writer: Some(batch_writer),
+                    pg_options: Some(pg_options),
                     pg_group_commit: opts
                         .pg_group_commit
                         .then(|| PgGroupCommit::new(pool.clone())),
@@ -371,7 +233,7 @@ impl Db {
                 checkpoint::start(checkpointer.clone(), committed, Arc::downgrade(&group));
                 Ok(Db {
                     pool,
-                    batch_writer: None,
+                    pg_options: None,
                     group_commit: Some(group),
                     pg_group_commit: None,
                     checkpointer: Some(checkpointer),
@@ -411,14 +273,16 @@ impl Db {
         self.backend
     }
 
-    /// PostgreSQL: how to open a connection of its own driver (listeners).
-    pub(crate) fn pg_options(&self) -> Option<PgConnectOptions> {
-        self.batch_writer.as_ref().map(|b| b.options().clone())
+    /// PostgreSQL: how to open a connection of its own driver, for a
+    /// connection kept apart from the pool (listeners, the webhook batches'
+    /// writer).
+    pub fn pg_options(&self) -> Option<&PgConnectOptions> {
+        self.pg_options.as_ref()
     }
 
-    /// PostgreSQL: the connection for batches of webhooks (`webhook_batch.rs`).
-    pub(crate) fn batch_writer(&self) -> Option<&BatchWriter> {
-        self.batch_writer.as_ref()
+    /// How long a caller waits for a connection.
+    pub fn acquire_timeout(&self) -> Duration {
+        self.writer.options().get_acquire_timeout()
     }
 
     /// Starts a write transaction. On SQLite it takes the write lock at once
@@ -471,40 +335,29 @@ impl Db {
         }
     }
 
-    fn migrator(&self) -> Migrator {
-        let migrations = MIGRATIONS
+    /// Applies every migration of `migrations` not applied yet, each in
+    /// the SQL of this database's backend.
+    pub async fn migrate_with(&self, migrations: &[EmbeddedMigration]) -> Result<(), StoreError> {
+        let migrations = migrations
             .iter()
-            .map(|(version, description, sqlite, postgres)| {
+            .map(|m| {
                 let sql = match self.backend {
-                    Backend::Sqlite => sqlite,
-                    Backend::Postgres => postgres,
+                    Backend::Sqlite => m.sqlite,
+                    Backend::Postgres => m.postgres,
                 };
                 Migration::new(
-                    *version,
-                    (*description).into(),
+                    m.version,
+                    m.description.into(),
                     MigrationType::Simple,
-                    AssertSqlSafe(*sql).into_sql_str(),
+                    AssertSqlSafe(sql).into_sql_str(),
                     false,
                 )
             })
             .collect();
         Migrator::with_migrations(migrations)
-    }
-
-    /// Applies every embedded migration not applied yet.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        self.migrator()
             .run(&self.writer)
             .await
-            .map_err(|e| StoreError::Migrate(e.to_string()))?;
-        // What SQL cannot compute: the queue hashes of jobs stored before
-        // migration 0008.
-        crate::jobs::hash_queue_keys(self).await
-    }
-
-    /// The newest embedded migration version.
-    pub fn latest_migration() -> i64 {
-        MIGRATIONS.iter().map(|m| m.0).max().unwrap_or(0)
+            .map_err(|e| StoreError::Migrate(e.to_string()))
     }
 
     /// The migration versions applied to this database, successful ones only.
@@ -531,13 +384,14 @@ impl Db {
         .await?)
     }
 
-    /// Reachable and fully migrated: what `/readyz` and `integro doctor` ask.
-    pub async fn readiness(&self) -> Result<(), StoreError> {
+    /// Reachable, and every version of `expected` applied: what `/readyz`
+    /// and `integro doctor` ask.
+    pub async fn readiness(&self, expected: &[EmbeddedMigration]) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         let applied = self.applied_migrations().await?;
-        let missing: Vec<i64> = MIGRATIONS
+        let missing: Vec<i64> = expected
             .iter()
-            .map(|m| m.0)
+            .map(|m| m.version)
             .filter(|v| !applied.contains(v))
             .collect();
         if missing.is_empty() {
@@ -560,9 +414,6 @@ impl Db {
             direct.close();
         }
         self.writer.close().await;
-        if let Some(batch_writer) = &self.batch_writer {
-            batch_writer.close().await;
-        }
     }
 }
 
@@ -706,56 +557,6 @@ pub fn to_ms(t: time::OffsetDateTime) -> i64 {
 pub fn from_ms(ms: i64) -> time::OffsetDateTime {
     time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-}
-
-/// A migrated SQLite database in a temporary directory (removed with it).
-#[cfg(test)]
-pub(crate) async fn test_sqlite() -> (tempfile::TempDir, Db) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("t.db").display());
-    let db = Db::connect(&url).await.unwrap();
-    db.migrate().await.unwrap();
-    (dir, db)
-}
-
-/// A fresh, migrated PostgreSQL database named after `purpose`, on the
-/// server `INTEGRO_TEST_POSTGRES_URL` names; `None` without one.
-#[cfg(test)]
-pub(crate) async fn test_postgres(purpose: &str) -> Option<Db> {
-    use sqlx::Connection;
-    let admin = std::env::var("INTEGRO_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.trim().is_empty())?;
-    let name = format!("integro_{purpose}_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
-    let db = Db::connect(&url).await.unwrap();
-    db.migrate().await.unwrap();
-    Some(db)
-}
-
-#[cfg(test)]
-impl Db {
-    /// Closes a database made by `test_postgres` and drops it.
-    pub(crate) async fn drop_test_database(self) {
-        use sqlx::Connection;
-        let name: String = sqlx::query_scalar("SELECT current_database()::text")
-            .fetch_one(self.pool())
-            .await
-            .unwrap();
-        self.close().await;
-        let admin = std::env::var("INTEGRO_TEST_POSTGRES_URL").unwrap();
-        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE {name} WITH (FORCE)"
-        )))
-        .execute(&mut conn)
-        .await;
-    }
 }
 
 #[cfg(test)]
