@@ -1,5 +1,10 @@
 //! Lists with optional filters: conditions are added one at a time, each
 //! with its bound value, and the page's cursor and order come last.
+//!
+//! Not `sqlx::QueryBuilder`: over the `Any` driver it writes `?`
+//! placeholders (`AnyArguments` keeps the default `format_placeholder`,
+//! sqlx-core 0.9.0), which PostgreSQL refuses; here they are `$n`, which
+//! both databases take. Values keep their type (`Bind`).
 
 use sqlx::any::AnyRow;
 
@@ -8,7 +13,51 @@ use crate::{Db, StoreError};
 
 pub(crate) struct Where {
     sql: String,
-    binds: Vec<String>,
+    binds: Vec<Bind>,
+}
+
+/// A filter's value, bound with its own SQL type.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Bind {
+    Text(String),
+    Int(i64),
+    Bool(bool),
+}
+
+impl From<uuid::Uuid> for Bind {
+    fn from(v: uuid::Uuid) -> Bind {
+        Bind::Text(v.to_string())
+    }
+}
+
+impl From<&str> for Bind {
+    fn from(v: &str) -> Bind {
+        Bind::Text(v.to_string())
+    }
+}
+
+impl From<&String> for Bind {
+    fn from(v: &String) -> Bind {
+        Bind::Text(v.clone())
+    }
+}
+
+impl From<String> for Bind {
+    fn from(v: String) -> Bind {
+        Bind::Text(v)
+    }
+}
+
+impl From<i64> for Bind {
+    fn from(v: i64) -> Bind {
+        Bind::Int(v)
+    }
+}
+
+impl From<bool> for Bind {
+    fn from(v: bool) -> Bind {
+        Bind::Bool(v)
+    }
 }
 
 impl Where {
@@ -28,9 +77,9 @@ impl Where {
     }
 
     /// Adds `condition` (with `{}` where the value goes) when `value` is given.
-    pub fn and(mut self, condition: &str, value: Option<impl ToString>) -> Where {
+    pub fn and(mut self, condition: &str, value: Option<impl Into<Bind>>) -> Where {
         if let Some(v) = value {
-            self.binds.push(v.to_string());
+            self.binds.push(v.into());
             let placeholder = format!("${}", self.binds.len());
             self.sql.push_str(" AND ");
             self.sql
@@ -61,7 +110,11 @@ impl Where {
     {
         let mut q = sqlx::query_as::<_, R>(sqlx::AssertSqlSafe(self.sql));
         for b in self.binds {
-            q = q.bind(b);
+            q = match b {
+                Bind::Text(v) => q.bind(v),
+                Bind::Int(v) => q.bind(v),
+                Bind::Bool(v) => q.bind(v),
+            };
         }
         Ok(q.fetch_all(db.pool()).await?)
     }
