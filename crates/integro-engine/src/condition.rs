@@ -108,7 +108,27 @@ impl Condition {
     /// anything under `vars`, a whole group (`"plan" in vars`) and the
     /// variables of list macros (`exists(t, …)`) are fine.
     pub fn check_names(&self) -> Result<(), UnknownName> {
-        check_expr_names(self.program.expression(), &mut Vec::new())
+        self.check_names_with(&mut |segments| check_segments(segments, true))
+    }
+
+    /// Like [`Condition::check_names`], with the caller deciding which
+    /// dotted names exist (workflows add `fields` and `data`). `check` sees
+    /// each name read, split at the dots, once per place it is read, and the
+    /// first error stops the walk.
+    pub fn check_names_with<E>(
+        &self,
+        check: &mut dyn FnMut(&[&str]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        check_expr_names(self.program.expression(), &mut Vec::new(), check)
+    }
+
+    /// The dotted names the condition reads other than through `has()`, so
+    /// a caller can give missing ones a null value: `vars.lead_id == null`
+    /// then means "not set" instead of failing with "no such key".
+    pub fn read_names(&self) -> Vec<Vec<String>> {
+        let mut names = Vec::new();
+        collect_read_names(self.program.expression(), &mut Vec::new(), &mut names);
+        names
     }
 
     /// The source text this condition was compiled from.
@@ -247,7 +267,11 @@ const CEL_IDENTIFIERS: &[&str] = &[
 
 /// The names `expr` reads, checked; `bound` holds the variables of the
 /// enclosing list macros. Recursion is bounded by the parser's depth limit.
-fn check_expr_names<'e>(expr: &'e IdedExpr, bound: &mut Vec<&'e str>) -> Result<(), UnknownName> {
+fn check_expr_names<'e, E>(
+    expr: &'e IdedExpr,
+    bound: &mut Vec<&'e str>,
+    check: &mut dyn FnMut(&[&str]) -> Result<(), E>,
+) -> Result<(), E> {
     // `a.b.c` over an identifier: check the whole dotted name at once.
     let mut segments = Vec::new();
     let mut node = expr;
@@ -263,17 +287,17 @@ fn check_expr_names<'e>(expr: &'e IdedExpr, bound: &mut Vec<&'e str>) -> Result<
         }
         segments.push(name.as_str());
         segments.reverse();
-        return check_segments(&segments, true);
+        return check(&segments);
     }
-    let each = |exprs: &mut dyn Iterator<Item = &'e IdedExpr>, bound: &mut Vec<&'e str>| {
+    let mut each = |exprs: &mut dyn Iterator<Item = &'e IdedExpr>, bound: &mut Vec<&'e str>| {
         for e in exprs {
-            check_expr_names(e, bound)?;
+            check_expr_names(e, bound, check)?;
         }
         Ok(())
     };
     match &expr.expr {
         Expr::Unspecified | Expr::Ident(_) | Expr::Literal(_) => Ok(()),
-        Expr::Select(_) => check_expr_names(node, bound),
+        Expr::Select(_) => check_expr_names(node, bound, check),
         Expr::Call(call) => each(
             &mut call.target.as_deref().into_iter().chain(call.args.iter()),
             bound,
@@ -290,6 +314,66 @@ fn check_expr_names<'e>(expr: &'e IdedExpr, bound: &mut Vec<&'e str>) -> Result<
             );
             bound.truncate(depth);
             inner
+        }
+        Expr::List(list) => each(&mut list.elements.iter(), bound),
+        Expr::Map(map) => each(
+            &mut map.entries.iter().flat_map(|e| entry_exprs(&e.expr)),
+            bound,
+        ),
+        Expr::Struct(s) => each(
+            &mut s.entries.iter().flat_map(|e| entry_exprs(&e.expr)),
+            bound,
+        ),
+    }
+}
+
+/// The dotted names under `expr` (see [`Condition::read_names`]), leaving
+/// out the variables of the enclosing list macros (`bound`). Recursion is
+/// bounded by the parser's depth limit.
+fn collect_read_names<'e>(
+    expr: &'e IdedExpr,
+    bound: &mut Vec<&'e str>,
+    names: &mut Vec<Vec<String>>,
+) {
+    let mut segments = Vec::new();
+    let mut node = expr;
+    let mut tested = false;
+    while let Expr::Select(select) = &node.expr {
+        tested |= select.test;
+        segments.push(select.field.clone());
+        node = &select.operand;
+    }
+    if let Expr::Ident(name) = &node.expr {
+        if !tested && !bound.contains(&name.as_str()) {
+            segments.push(name.clone());
+            segments.reverse();
+            names.push(segments);
+        }
+        return;
+    }
+    let mut each = |exprs: &mut dyn Iterator<Item = &'e IdedExpr>, bound: &mut Vec<&'e str>| {
+        for e in exprs {
+            collect_read_names(e, bound, names);
+        }
+    };
+    match &expr.expr {
+        Expr::Unspecified | Expr::Ident(_) | Expr::Literal(_) => {}
+        Expr::Select(_) => each(&mut std::iter::once(node), bound),
+        Expr::Call(call) => each(
+            &mut call.target.as_deref().into_iter().chain(call.args.iter()),
+            bound,
+        ),
+        Expr::Comprehension(c) => {
+            each(&mut [&c.iter_range, &c.accu_init].into_iter(), bound);
+            let depth = bound.len();
+            bound.push(c.iter_var.as_str());
+            bound.extend(c.iter_var2.as_deref());
+            bound.push(c.accu_var.as_str());
+            each(
+                &mut [&c.loop_cond, &c.loop_step, &c.result].into_iter(),
+                bound,
+            );
+            bound.truncate(depth);
         }
         Expr::List(list) => each(&mut list.elements.iter(), bound),
         Expr::Map(map) => each(
@@ -480,6 +564,27 @@ mod tests {
                 .as_deref(),
             Some("contact.name")
         );
+    }
+
+    #[test]
+    fn read_names_skip_has() {
+        let c = Condition::compile(
+            "vars.a == null && has(vars.b) && [1].exists(x, x == fields.c.d) && size(data.e) > 0",
+        )
+        .unwrap();
+        let names: Vec<String> = c.read_names().iter().map(|n| n.join(".")).collect();
+        assert_eq!(names, ["vars.a", "fields.c.d", "data.e"]);
+        let mut seen = Vec::new();
+        let r: Result<(), String> = c.check_names_with(&mut |s| {
+            seen.push(s.join("."));
+            if s[0] == "data" {
+                Err("no data".into())
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!(r, Err("no data".into()));
+        assert_eq!(seen, ["vars.a", "vars.b", "fields.c.d", "data.e"]);
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod rules;
 pub mod template;
 pub mod text;
 pub mod variables;
+pub mod workflow;
 
 #[cfg(test)]
 mod fuzz;

@@ -890,6 +890,20 @@ pub async fn conversation(db: &Db, id: Uuid) -> Result<Option<Conversation>, Sto
     row.map(conversation_from_row).transpose()
 }
 
+/// `conversation`, read in the caller's transaction.
+pub async fn conversation_in(
+    tx: &mut Conn<'_>,
+    id: Uuid,
+) -> Result<Option<Conversation>, StoreError> {
+    let row: Option<ConversationRow> = sql::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {CONVERSATION_COLUMNS} FROM conversations c JOIN contacts k ON k.id = c.contact_id WHERE c.id = $1"
+    )))
+    .bind(id.to_string())
+    .fetch_optional(tx)
+    .await?;
+    row.map(conversation_from_row).transpose()
+}
+
 pub async fn get(db: &Db, tenant_id: Uuid, id: Uuid) -> Result<Option<Conversation>, StoreError> {
     Ok(conversation(db, id)
         .await?

@@ -29,14 +29,21 @@ pub enum JobKind {
     Alert,
     /// Publish an approved post on X (`posts.rs`).
     PublishPost,
+    /// A workflow timer or SLA check came due (`workflow_instances.rs`).
+    WorkflowTimer,
+    /// Carry out a workflow step's effects outside the database: messages,
+    /// webhooks, hand-off, alerts.
+    WorkflowEffects,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 4] = [
+    pub const ALL: [JobKind; 6] = [
         JobKind::Reply,
         JobKind::Send,
         JobKind::Alert,
         JobKind::PublishPost,
+        JobKind::WorkflowTimer,
+        JobKind::WorkflowEffects,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -45,6 +52,8 @@ impl JobKind {
             JobKind::Send => "send",
             JobKind::Alert => "alert",
             JobKind::PublishPost => "publish_post",
+            JobKind::WorkflowTimer => "workflow_timer",
+            JobKind::WorkflowEffects => "workflow_effects",
         }
     }
 

@@ -39,6 +39,8 @@ pub mod web_public;
 pub mod web_sessions;
 pub mod webhook_batch;
 pub mod webhook_logs;
+pub mod workflow_instances;
+pub mod workflows;
 pub mod x_metrics;
 pub mod x_poll;
 pub mod x_spend;

@@ -146,6 +146,12 @@ pub const MIGRATIONS: &[EmbeddedMigration] = &[
         sqlite: include_str!("../migrations/0023_x_metrics.sql"),
         postgres: include_str!("../migrations/0023_x_metrics.sql"),
     },
+    EmbeddedMigration {
+        version: 24,
+        description: "workflows",
+        sqlite: include_str!("../migrations/0024_workflows.sql"),
+        postgres: include_str!("../migrations/0024_workflows.sql"),
+    },
 ];
 
 /// Applies every migration not applied yet.

@@ -14,6 +14,7 @@ mod reply;
 pub mod runner;
 pub mod send;
 pub mod worker;
+pub mod workflow;
 mod x_metrics;
 mod x_poll;
 pub mod x_tokens;

@@ -146,6 +146,8 @@ impl Worker {
                 JobKind::Send => crate::send::run(&self, &job, known).await,
                 JobKind::Alert => crate::alert::run(&self, &job).await,
                 JobKind::PublishPost => crate::publish::run(&self, &job).await,
+                JobKind::WorkflowTimer => crate::workflow::run_timer(&self, &job).await,
+                JobKind::WorkflowEffects => crate::workflow::run_effects(&self, &job).await,
             }
         }
         .instrument(span)

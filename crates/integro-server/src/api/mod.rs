@@ -34,6 +34,8 @@ pub mod usage;
 pub mod users;
 pub mod web;
 pub mod webhook_logs;
+pub mod workflow_definitions;
+pub mod workflow_instances;
 pub mod x_connect;
 pub mod x_metrics;
 pub mod x_spend;
@@ -49,6 +51,7 @@ pub mod x_spend;
     ),
     modifiers(&BearerAuth),
     tags(
+        (name = "workflows", description = "Workflow definitions, versions and instances: forms and cases with timers and SLAs"),
         (name = "auth", description = "Sign in, refresh, sign out"),
         (name = "tenants", description = "Organisations (platform operators)"),
         (name = "users", description = "People of a tenant and their roles"),
@@ -208,6 +211,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(web::router())
         .merge(jobs::router())
         .merge(webhook_logs::router())
+        .merge(workflow_definitions::router())
+        .merge(workflow_instances::router())
 }
 
 #[cfg(test)]

@@ -1,0 +1,784 @@
+//! Workflow instances (#37): an instance runs on one published version; the
+//! engine's pure state machine (`integro_engine::workflow::machine`) decides
+//! each step, and `apply` writes it, in the caller's transaction, with
+//! everything it causes: its events, its timer and SLA jobs, its
+//! assignment, and the job that carries out its other effects (messages,
+//! webhooks, hand-off, alerts). One step, one write: a crash leaves all of
+//! it or none.
+//!
+//! An instance is read `FOR UPDATE` on PostgreSQL (SQLite has one writer)
+//! before its step is computed, so concurrent events on one instance are
+//! taken one after the other, each on the state the last one left.
+
+use integro_core::new_id;
+use integro_engine::workflow::{
+    self as machine, Assignee, Definition, Effect, Input, InstanceState, Role, Status, Step,
+    StepContext, StepError, Strategy,
+};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use sqlx::Row as _;
+use sqlx::any::AnyRow;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::conversations::{self, Conversation, ConversationState, Outgoing};
+use crate::db::{from_ms, now_ms};
+use crate::filter::Where;
+use crate::jobs::{self, JobKind, NewJob};
+use crate::page::{Page, PageRequest};
+use crate::sql::Conn;
+use crate::{Db, StoreError, Tx, parse_id};
+use crate::{events, memory};
+
+/// The longest external reference, in characters.
+pub const MAX_EXTERNAL_REF_CHARS: usize = 200;
+/// Attempts of a timer or effects job.
+const JOB_ATTEMPTS: i64 = 10;
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Instance {
+    pub id: Uuid,
+    pub definition_id: Uuid,
+    /// The published version it runs on.
+    pub version_id: Uuid,
+    pub state: String,
+    /// `active`, `completed` or `cancelled`.
+    pub status: String,
+    /// Grows with every transition: `expected_seq` of an event.
+    pub seq: i64,
+    /// The values collected so far.
+    #[schema(value_type = Object)]
+    pub fields: Map<String, Value>,
+    #[schema(value_type = Object)]
+    pub vars: Map<String, Value>,
+    pub conversation_id: Option<Uuid>,
+    pub external_ref: Option<String>,
+    pub assignee_id: Option<Uuid>,
+    /// `running`, `warning` or `breached` while the state has an SLA.
+    pub sla_status: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub sla_due_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    /// The engine's whole state between steps.
+    #[serde(skip)]
+    pub body: InstanceState,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct WorkflowEventRecord {
+    /// Time-ordered: the SSE stream's `Last-Event-ID`.
+    pub id: Uuid,
+    pub instance_id: Uuid,
+    pub seq: i64,
+    /// `workflow.instance.created`, `workflow.field.set`, …
+    pub name: String,
+    #[schema(value_type = Object)]
+    pub payload: Value,
+    /// Who caused it (an email, a key's name, `system`).
+    pub actor: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+const COLUMNS: &str = "id, definition_id, version_id, state, status, seq, body, conversation_id, external_ref, \
+                       assignee_id, sla_status, sla_due_at, created_at, updated_at";
+const EVENT_COLUMNS: &str = "id, instance_id, seq, name, payload, actor, created_at";
+
+fn id_at(r: &AnyRow, i: usize) -> Result<Uuid, sqlx::Error> {
+    parse_id(&r.try_get::<String, _>(i)?).map_err(|e| sqlx::Error::Decode(e.into()))
+}
+
+fn opt_id_at(r: &AnyRow, i: usize) -> Result<Option<Uuid>, sqlx::Error> {
+    r.try_get::<Option<String>, _>(i)?
+        .map(|s| parse_id(&s).map_err(|e| sqlx::Error::Decode(e.into())))
+        .transpose()
+}
+
+struct Row(Instance);
+
+impl<'r> sqlx::FromRow<'r, AnyRow> for Row {
+    fn from_row(r: &'r AnyRow) -> Result<Row, sqlx::Error> {
+        let body: String = r.try_get(6)?;
+        let body: InstanceState =
+            serde_json::from_str(&body).map_err(|e| sqlx::Error::Decode(e.into()))?;
+        Ok(Row(Instance {
+            id: id_at(r, 0)?,
+            definition_id: id_at(r, 1)?,
+            version_id: id_at(r, 2)?,
+            state: r.try_get(3)?,
+            status: r.try_get(4)?,
+            seq: r.try_get(5)?,
+            fields: body.fields.clone(),
+            vars: body.vars.clone(),
+            conversation_id: opt_id_at(r, 7)?,
+            external_ref: r.try_get(8)?,
+            assignee_id: opt_id_at(r, 9)?,
+            sla_status: r.try_get(10)?,
+            sla_due_at: r.try_get::<Option<i64>, _>(11)?.map(from_ms),
+            created_at: from_ms(r.try_get(12)?),
+            updated_at: from_ms(r.try_get(13)?),
+            body,
+        }))
+    }
+}
+
+struct EventRow(WorkflowEventRecord);
+
+impl<'r> sqlx::FromRow<'r, AnyRow> for EventRow {
+    fn from_row(r: &'r AnyRow) -> Result<EventRow, sqlx::Error> {
+        let payload: String = r.try_get(4)?;
+        Ok(EventRow(WorkflowEventRecord {
+            id: id_at(r, 0)?,
+            instance_id: id_at(r, 1)?,
+            seq: r.try_get(2)?,
+            name: r.try_get(3)?,
+            payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
+            actor: r.try_get(5)?,
+            created_at: from_ms(r.try_get(6)?),
+        }))
+    }
+}
+
+fn status_str(status: Status) -> &'static str {
+    match status {
+        Status::Active => "active",
+        Status::Completed => "completed",
+        Status::Cancelled => "cancelled",
+    }
+}
+
+/// Why a step was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The engine refused the input (422, or 409 for a finished instance).
+    #[error(transparent)]
+    Refused(#[from] StepError),
+    /// The caller expected another `seq`: the instance moved (409).
+    #[error("the instance moved: its seq is {current}")]
+    Moved { current: i64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a new instance is started with.
+pub struct NewInstance<'a> {
+    pub tenant_id: Uuid,
+    pub definition_id: Uuid,
+    pub version_id: Uuid,
+    pub definition: &'a Definition,
+    pub data: Map<String, Value>,
+    pub conversation_id: Option<Uuid>,
+    pub external_ref: Option<String>,
+    /// Who started it.
+    pub actor: &'a str,
+}
+
+/// Starts an instance; with an `external_ref` already started for the
+/// definition, returns that one instead (`false`).
+pub async fn create(
+    tx: &mut Tx<'_>,
+    new: NewInstance<'_>,
+    ctx: &StepContext,
+) -> Result<(Instance, bool), ApplyError> {
+    if let Some(reference) = &new.external_ref {
+        crate::fields::check_text("external_ref", reference, MAX_EXTERNAL_REF_CHARS)?;
+        let found: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM workflow_instances \
+             WHERE tenant_id = $1 AND definition_id = $2 AND external_ref = $3"
+        )))
+        .bind(new.tenant_id.to_string())
+        .bind(new.definition_id.to_string())
+        .bind(reference)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(StoreError::from)?;
+        if let Some(found) = found {
+            return Ok((found.0, false));
+        }
+    }
+    let now = now_ms();
+    let step = machine::start(new.definition, new.data, now, ctx)?;
+    let id = new_id();
+    sqlx::query(
+        "INSERT INTO workflow_instances (id, tenant_id, definition_id, version_id, state, status, seq, body, \
+         conversation_id, external_ref, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
+    )
+    .bind(id.to_string())
+    .bind(new.tenant_id.to_string())
+    .bind(new.definition_id.to_string())
+    .bind(new.version_id.to_string())
+    .bind(&step.state.state)
+    .bind(status_str(step.state.status))
+    .bind(step.state.seq)
+    .bind(serde_json::to_string(&step.state).map_err(|e| StoreError::Internal(e.to_string()))?)
+    .bind(new.conversation_id.map(|c| c.to_string()))
+    .bind(new.external_ref.as_deref())
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(
+            "an instance with this external_ref was started meanwhile; send the request again".into(),
+        ),
+        _ => StoreError::Db(e),
+    })?;
+    let instance = Instance {
+        id,
+        definition_id: new.definition_id,
+        version_id: new.version_id,
+        state: String::new(),
+        status: String::new(),
+        seq: 0,
+        fields: Map::new(),
+        vars: Map::new(),
+        conversation_id: new.conversation_id,
+        external_ref: new.external_ref.clone(),
+        assignee_id: None,
+        sla_status: None,
+        sla_due_at: None,
+        created_at: from_ms(now),
+        updated_at: from_ms(now),
+        body: InstanceState::default(),
+    };
+    record(tx, new.tenant_id, &instance, &step, new.actor, now).await?;
+    let stored = lock(tx, new.tenant_id, id)
+        .await?
+        .ok_or(StoreError::NotFound("workflow instance"))?;
+    Ok((stored, true))
+}
+
+/// One input for `apply`, with who sends it and what the step may read.
+pub struct StepRequest<'a> {
+    pub input: &'a Input,
+    /// The `seq` the caller saw: refused when the instance moved since.
+    pub expected_seq: Option<i64>,
+    pub actor: &'a str,
+    pub ctx: &'a StepContext,
+}
+
+/// Applies `input` to the instance (read with `lock` in this transaction)
+/// and writes the step. With `expected_seq`, refuses when the instance has
+/// moved since. A stale timer or SLA input changes nothing (`None`).
+pub async fn apply(
+    tx: &mut Tx<'_>,
+    tenant_id: Uuid,
+    instance: &Instance,
+    definition: &Definition,
+    request: StepRequest<'_>,
+) -> Result<Option<Step>, ApplyError> {
+    let StepRequest {
+        input,
+        expected_seq,
+        actor,
+        ctx,
+    } = request;
+    if let Some(expected) = expected_seq
+        && expected != instance.seq
+    {
+        return Err(ApplyError::Moved {
+            current: instance.seq,
+        });
+    }
+    let now = now_ms();
+    let step = machine::step(definition, &instance.body, input, now, ctx)?;
+    if step.stale {
+        return Ok(None);
+    }
+    let sla = step.state.sla.as_ref();
+    let sla_status = sla.map(|c| {
+        if c.breached {
+            "breached"
+        } else if c.warned {
+            "warning"
+        } else {
+            "running"
+        }
+    });
+    sqlx::query(
+        "UPDATE workflow_instances SET state = $1, status = $2, seq = $3, body = $4, sla_status = $5, \
+         updated_at = $6 WHERE id = $7 AND tenant_id = $8",
+    )
+    .bind(&step.state.state)
+    .bind(status_str(step.state.status))
+    .bind(step.state.seq)
+    .bind(serde_json::to_string(&step.state).map_err(|e| StoreError::Internal(e.to_string()))?)
+    .bind(sla_status)
+    .bind(now)
+    .bind(instance.id.to_string())
+    .bind(tenant_id.to_string())
+    .execute(&mut **tx)
+    .await
+    .map_err(StoreError::from)?;
+    record(tx, tenant_id, instance, &step, actor, now).await?;
+    Ok(Some(step))
+}
+
+/// What a step causes, in its transaction: its events, its timer and SLA
+/// jobs, its assignment, its messages (queued like any bot message, sent
+/// once by their send jobs), its hand-off and its alerts; and one job for
+/// the effects that reach outside (webhooks, the LLM).
+async fn record(
+    tx: &mut Tx<'_>,
+    tenant_id: Uuid,
+    instance: &Instance,
+    step: &Step,
+    actor: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    let seq = step.state.seq;
+    let mut events: Vec<(String, Value)> = step
+        .events
+        .iter()
+        .map(|e| (e.name.as_str().to_string(), e.payload.clone()))
+        .collect();
+    let mut jobs = Vec::new();
+    let mut outside = Vec::new();
+    let job = |input: Input, run_at: i64| NewJob {
+        kind: JobKind::WorkflowTimer,
+        payload: json!({ "tenant_id": tenant_id, "instance_id": instance.id, "input": input }),
+        tenant_id: Some(tenant_id),
+        // Not the conversation's queue: a timer must not wait for its
+        // replies, nor they for it.
+        queue_key: None,
+        max_attempts: JOB_ATTEMPTS,
+        run_at: Some(run_at),
+    };
+    for effect in &step.effects {
+        match effect {
+            Effect::ArmTimer {
+                index,
+                due_at_ms,
+                seq,
+            } => jobs.push(job(
+                Input::Timer {
+                    index: *index,
+                    armed_seq: *seq,
+                },
+                *due_at_ms,
+            )),
+            Effect::ArmSla {
+                warn_at_ms,
+                breach_at_ms,
+                seq,
+                ..
+            } => {
+                if let Some(warn_at) = warn_at_ms {
+                    jobs.push(job(
+                        Input::Sla {
+                            kind: machine::SlaKind::Warning,
+                            armed_seq: *seq,
+                        },
+                        *warn_at,
+                    ));
+                }
+                jobs.push(job(
+                    Input::Sla {
+                        kind: machine::SlaKind::Breach,
+                        armed_seq: *seq,
+                    },
+                    *breach_at_ms,
+                ));
+                sqlx::query("UPDATE workflow_instances SET sla_due_at = $1 WHERE id = $2")
+                    .bind(*breach_at_ms)
+                    .bind(instance.id.to_string())
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            Effect::Assign { assignee } => {
+                if let Some(user) = pick_assignee(tx, tenant_id, instance, assignee).await? {
+                    sqlx::query("UPDATE workflow_instances SET assignee_id = $1 WHERE id = $2")
+                        .bind(user.to_string())
+                        .bind(instance.id.to_string())
+                        .execute(&mut **tx)
+                        .await?;
+                    events.push((
+                        machine::EventName::InstanceAssigned.as_str().to_string(),
+                        json!({ "state": step.state.state, "seq": seq, "assignee_id": user }),
+                    ));
+                } else {
+                    events.push((
+                        "workflow.instance.unassigned".into(),
+                        json!({ "state": step.state.state, "seq": seq,
+                                "reason": "nobody in the tenant matches the assignment" }),
+                    ));
+                }
+            }
+            Effect::Send { text } => match conversation(tx, tenant_id, instance).await? {
+                Some(conversation) => {
+                    let out = Outgoing {
+                        sender: "bot",
+                        text: Some(text.clone()),
+                        ..Outgoing::default()
+                    };
+                    conversations::queue_outbound(&mut Conn::of(tx), &conversation, out).await?;
+                }
+                None => events.push(skipped(step, "send", "the instance has no conversation")),
+            },
+            Effect::Handoff { reason } => match conversation(tx, tenant_id, instance).await? {
+                Some(conversation) if conversation.state == ConversationState::Bot => {
+                    memory::transition(
+                        &mut Conn::of(tx),
+                        tenant_id,
+                        conversation.id,
+                        conversation.state,
+                        ConversationState::Human,
+                        "workflow_handoff",
+                        Some(reason.as_deref().unwrap_or(actor)),
+                    )
+                    .await?;
+                }
+                Some(_) => {}
+                None => events.push(skipped(step, "handoff", "the instance has no conversation")),
+            },
+            Effect::Alert { state } => {
+                let event = events::NewEvent {
+                    tenant_id,
+                    bot_id: None,
+                    conversation_id: instance.conversation_id,
+                    kind: "workflow_sla_breached",
+                    detail: format!(
+                        "workflow instance {} breached the SLA of state `{state}`",
+                        instance.id
+                    ),
+                };
+                let once = format!("workflow_sla:{}:{seq}:{state}", instance.id);
+                if let Some(event_id) =
+                    events::record(&mut Conn::of(tx), event, true, Some(&once)).await?
+                {
+                    jobs.push(NewJob {
+                        kind: JobKind::Alert,
+                        payload: json!({ "event_id": event_id }),
+                        tenant_id: Some(tenant_id),
+                        queue_key: None,
+                        max_attempts: 6,
+                        run_at: None,
+                    });
+                }
+            }
+            other => outside.push(other.clone()),
+        }
+    }
+    if step.state.sla.is_none() {
+        sqlx::query(
+            "UPDATE workflow_instances SET sla_due_at = NULL, sla_status = NULL WHERE id = $1",
+        )
+        .bind(instance.id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !outside.is_empty() {
+        jobs.push(NewJob {
+            kind: JobKind::WorkflowEffects,
+            payload: json!({
+                "tenant_id": tenant_id,
+                "instance_id": instance.id,
+                "conversation_id": instance.conversation_id,
+                "seq": seq,
+                "effects": outside,
+            }),
+            tenant_id: Some(tenant_id),
+            // After the conversation's reply, in its order.
+            queue_key: instance
+                .conversation_id
+                .map(|c| format!("conversation:{c}")),
+            max_attempts: JOB_ATTEMPTS,
+            run_at: None,
+        });
+    }
+    for (name, payload) in events {
+        sqlx::query(
+            "INSERT INTO workflow_events (id, tenant_id, instance_id, seq, name, payload, actor, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(new_id().to_string())
+        .bind(tenant_id.to_string())
+        .bind(instance.id.to_string())
+        .bind(seq)
+        .bind(name)
+        .bind(payload.to_string())
+        .bind(actor)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !jobs.is_empty() {
+        jobs::enqueue_many(&mut Conn::of(tx), jobs).await?;
+    }
+    Ok(())
+}
+
+/// The instance's conversation, if it has one in this tenant.
+async fn conversation(
+    tx: &mut Tx<'_>,
+    tenant_id: Uuid,
+    instance: &Instance,
+) -> Result<Option<Conversation>, StoreError> {
+    let Some(id) = instance.conversation_id else {
+        return Ok(None);
+    };
+    Ok(conversations::conversation_in(&mut Conn::of(tx), id)
+        .await?
+        .filter(|c| c.tenant_id == tenant_id))
+}
+
+/// An event saying an effect could not be carried out, and why.
+fn skipped(step: &Step, effect: &str, reason: &str) -> (String, Value) {
+    (
+        "workflow.effect.skipped".into(),
+        json!({ "state": step.state.state, "seq": step.state.seq, "effect": effect, "reason": reason }),
+    )
+}
+
+/// The person an `assign` names: a member by id or email, or, for a role,
+/// the next member holding it (`round_robin`: after the one this
+/// definition assigned last; `least_busy`: the one with the fewest active
+/// instances). `None` when nobody matches.
+async fn pick_assignee(
+    tx: &mut Tx<'_>,
+    tenant_id: Uuid,
+    instance: &Instance,
+    assignee: &Assignee,
+) -> Result<Option<Uuid>, StoreError> {
+    let found: Option<String> = match assignee {
+        Assignee::User { user } => {
+            sqlx::query_scalar(
+                "SELECT m.user_id FROM memberships m JOIN users u ON u.id = m.user_id \
+                 WHERE m.tenant_id = $1 AND (u.id = $2 OR lower(u.email) = lower($2)) AND u.disabled_at IS NULL",
+            )
+            .bind(tenant_id.to_string())
+            .bind(user)
+            .fetch_optional(&mut **tx)
+            .await?
+        }
+        Assignee::Role { role, strategy } => {
+            let members: Vec<String> = sqlx::query_scalar(
+                "SELECT m.user_id FROM memberships m JOIN users u ON u.id = m.user_id \
+                 WHERE m.tenant_id = $1 AND m.role = $2 AND u.disabled_at IS NULL ORDER BY m.user_id",
+            )
+            .bind(tenant_id.to_string())
+            .bind(role_str(*role))
+            .fetch_all(&mut **tx)
+            .await?;
+            match strategy {
+                Strategy::RoundRobin => {
+                    let last: Option<String> = sqlx::query_scalar(
+                        "SELECT assignee_id FROM workflow_instances WHERE tenant_id = $1 AND definition_id = $2 \
+                         AND assignee_id IS NOT NULL AND id <> $3 ORDER BY updated_at DESC, id DESC LIMIT 1",
+                    )
+                    .bind(tenant_id.to_string())
+                    .bind(instance.definition_id.to_string())
+                    .bind(instance.id.to_string())
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                    let next = last
+                        .and_then(|l| members.iter().position(|m| *m == l))
+                        .map_or(0, |i| (i + 1) % members.len().max(1));
+                    members.get(next).cloned()
+                }
+                Strategy::LeastBusy => {
+                    let mut best: Option<(i64, String)> = None;
+                    for member in members {
+                        let busy: i64 = sqlx::query_scalar(
+                            "SELECT COUNT(*) FROM workflow_instances WHERE tenant_id = $1 AND assignee_id = $2 \
+                             AND status = 'active' AND deleted_at IS NULL",
+                        )
+                        .bind(tenant_id.to_string())
+                        .bind(&member)
+                        .fetch_one(&mut **tx)
+                        .await?;
+                        if best.as_ref().is_none_or(|(n, _)| busy < *n) {
+                            best = Some((busy, member));
+                        }
+                    }
+                    best.map(|(_, m)| m)
+                }
+            }
+        }
+    };
+    found.map(|id| parse_id(&id)).transpose()
+}
+
+fn role_str(role: Role) -> &'static str {
+    match role {
+        Role::Agent => "agent",
+        Role::Admin => "admin",
+        Role::Owner => "owner",
+    }
+}
+
+/// Assigns the instance to a member (or nobody), as a person asked.
+pub async fn assign(
+    tx: &mut Tx<'_>,
+    tenant_id: Uuid,
+    instance: &Instance,
+    assignee: Option<Uuid>,
+    actor: &str,
+) -> Result<(), StoreError> {
+    if let Some(user) = assignee {
+        let member: Option<String> = sqlx::query_scalar(
+            "SELECT user_id FROM memberships WHERE tenant_id = $1 AND user_id = $2",
+        )
+        .bind(tenant_id.to_string())
+        .bind(user.to_string())
+        .fetch_optional(&mut **tx)
+        .await?;
+        if member.is_none() {
+            return Err(StoreError::invalid(
+                "user_id",
+                "is not a member of this tenant",
+            ));
+        }
+    }
+    let now = now_ms();
+    sqlx::query(
+        "UPDATE workflow_instances SET assignee_id = $1, updated_at = $2 WHERE id = $3 AND tenant_id = $4",
+    )
+    .bind(assignee.map(|a| a.to_string()))
+    .bind(now)
+    .bind(instance.id.to_string())
+    .bind(tenant_id.to_string())
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO workflow_events (id, tenant_id, instance_id, seq, name, payload, actor, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(new_id().to_string())
+    .bind(tenant_id.to_string())
+    .bind(instance.id.to_string())
+    .bind(instance.seq)
+    .bind(machine::EventName::InstanceAssigned.as_str())
+    .bind(json!({ "state": instance.state, "seq": instance.seq, "assignee_id": assignee }).to_string())
+    .bind(actor)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Soft-deletes an instance (after cancelling it, when it was active).
+pub async fn mark_deleted(tx: &mut Tx<'_>, tenant_id: Uuid, id: Uuid) -> Result<(), StoreError> {
+    sqlx::query("UPDATE workflow_instances SET deleted_at = $1 WHERE id = $2 AND tenant_id = $3")
+        .bind(now_ms())
+        .bind(id.to_string())
+        .bind(tenant_id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// The instance, locked for this transaction on PostgreSQL.
+pub async fn lock(
+    tx: &mut Tx<'_>,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Instance>, StoreError> {
+    let lock = if Conn::of(tx).is_sqlite() {
+        ""
+    } else {
+        " FOR UPDATE"
+    };
+    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM workflow_instances \
+         WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL{lock}"
+    )))
+    .bind(id.to_string())
+    .bind(tenant_id.to_string())
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.map(|r| r.0))
+}
+
+pub async fn get(db: &Db, tenant_id: Uuid, id: Uuid) -> Result<Option<Instance>, StoreError> {
+    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM workflow_instances WHERE id = $1 AND tenant_id = $2 AND deleted_at IS NULL"
+    )))
+    .bind(id.to_string())
+    .bind(tenant_id.to_string())
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(row.map(|r| r.0))
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct InstanceFilter {
+    /// A definition's id.
+    pub definition_id: Option<Uuid>,
+    pub state: Option<String>,
+    /// `active`, `completed` or `cancelled`.
+    pub status: Option<String>,
+    pub assignee_id: Option<Uuid>,
+    /// `running`, `warning` or `breached`.
+    pub sla_status: Option<String>,
+    pub conversation_id: Option<Uuid>,
+}
+
+/// Instances, newest first.
+pub async fn list(
+    db: &Db,
+    tenant_id: Uuid,
+    filter: &InstanceFilter,
+    page: &PageRequest,
+) -> Result<Page<Instance>, StoreError> {
+    let rows: Vec<Row> = Where::new(&format!("SELECT {COLUMNS} FROM workflow_instances"))
+        .and_always("deleted_at IS NULL")
+        .and("tenant_id = {}", Some(tenant_id))
+        .and("definition_id = {}", filter.definition_id)
+        .and("state = {}", filter.state.as_ref())
+        .and("status = {}", filter.status.as_ref())
+        .and("assignee_id = {}", filter.assignee_id)
+        .and("sla_status = {}", filter.sla_status.as_ref())
+        .and("conversation_id = {}", filter.conversation_id)
+        .newest_first(page)
+        .fetch(db)
+        .await?;
+    Ok(Page::from_rows(
+        rows.into_iter().map(|r| r.0).collect(),
+        page,
+        |i| i.id,
+    ))
+}
+
+/// An instance's events, oldest first.
+pub async fn history(
+    db: &Db,
+    tenant_id: Uuid,
+    instance_id: Uuid,
+    page: &PageRequest,
+) -> Result<Page<WorkflowEventRecord>, StoreError> {
+    let rows: Vec<EventRow> = Where::new(&format!("SELECT {EVENT_COLUMNS} FROM workflow_events"))
+        .and("tenant_id = {}", Some(tenant_id))
+        .and("instance_id = {}", Some(instance_id))
+        .oldest_first(page)
+        .fetch(db)
+        .await?;
+    Ok(Page::from_rows(
+        rows.into_iter().map(|r| r.0).collect(),
+        page,
+        |e| e.id,
+    ))
+}
+
+/// The tenant's workflow events after `after` (an event id), oldest first,
+/// at most `limit`: the SSE stream.
+pub async fn events_after(
+    db: &Db,
+    tenant_id: Uuid,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<WorkflowEventRecord>, StoreError> {
+    let rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {EVENT_COLUMNS} FROM workflow_events WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT {}",
+        limit.clamp(1, 1000)
+    )))
+    .bind(tenant_id.to_string())
+    .bind(after.map_or_else(String::new, |a| a.to_string()))
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
