@@ -28,6 +28,9 @@ pub struct Situation<'a> {
     pub rate: RateVerdict,
     /// The rule that matched the message, if any.
     pub matched: Option<&'a RuleSpec>,
+    /// The workflow definition whose conversation trigger the message
+    /// matched, if any: it starts when no rule matched, before the LLM.
+    pub workflow: Option<Uuid>,
     pub ai: AiAvailability,
     pub fallback_reply: &'a str,
     pub rate_notice: &'a str,
@@ -39,6 +42,9 @@ pub enum Plan {
     Silent(&'static str),
     /// Answer without the LLM.
     Reply(Reply),
+    /// Start the workflow whose conversation trigger matched: its first
+    /// question answers.
+    StartWorkflow { definition_id: Uuid },
     /// Ask the LLM; a rule may have added instructions.
     AskLlm {
         instructions: Option<String>,
@@ -95,6 +101,9 @@ fn plan_noting(s: &Situation<'_>, vars: &Vars, warnings: &mut Vec<String>) -> Pl
         ..Reply::default()
     };
     let Some(rule) = s.matched else {
+        if let Some(definition_id) = s.workflow {
+            return Plan::StartWorkflow { definition_id };
+        }
         return match s.ai {
             AiAvailability::Ready => Plan::AskLlm {
                 instructions: None,
@@ -218,6 +227,7 @@ mod tests {
             state: ConversationState::Bot,
             rate: RateVerdict::Allow,
             matched,
+            workflow: None,
             ai,
             fallback_reply: "Sorry?",
             rate_notice: "Slow down",
@@ -258,6 +268,31 @@ mod tests {
             ..situation(None, AiAvailability::Ready)
         };
         assert!(matches!(plan(&s, &vars()).0, Plan::Silent(_)));
+    }
+
+    /// Guards, then rules, then workflow triggers, then the LLM.
+    #[test]
+    fn a_workflow_trigger_starts_when_no_rule_matched_and_before_the_llm() {
+        let definition_id = Uuid::now_v7();
+        let with_trigger = Situation {
+            workflow: Some(definition_id),
+            ..situation(None, AiAvailability::Ready)
+        };
+        assert_eq!(
+            plan(&with_trigger, &vars()).0,
+            Plan::StartWorkflow { definition_id }
+        );
+        let r = rule(Some("x"), None);
+        let rule_first = Situation {
+            matched: Some(&r),
+            ..with_trigger.clone()
+        };
+        assert!(matches!(plan(&rule_first, &vars()).0, Plan::Reply(_)));
+        let handed_off = Situation {
+            state: ConversationState::Human,
+            ..with_trigger
+        };
+        assert!(matches!(plan(&handed_off, &vars()).0, Plan::Silent(_)));
     }
 
     #[test]

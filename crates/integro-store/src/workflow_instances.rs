@@ -33,6 +33,9 @@ use crate::{events, memory};
 
 /// The longest external reference, in characters.
 pub const MAX_EXTERNAL_REF_CHARS: usize = 200;
+/// The event of an assignment, and of one nobody could be picked for.
+const ASSIGNED: &str = "workflow.instance.assigned";
+const UNASSIGNED: &str = "workflow.instance.unassigned";
 /// Attempts of a timer or effects job.
 const JOB_ATTEMPTS: i64 = 10;
 
@@ -55,8 +58,10 @@ pub struct Instance {
     pub conversation_id: Option<Uuid>,
     pub external_ref: Option<String>,
     pub assignee_id: Option<Uuid>,
-    /// `running`, `warning` or `breached` while the state has an SLA.
+    /// `running` or `warning` while the state has an SLA; once it is left,
+    /// the last SLA's outcome: `met` or `breached`.
     pub sla_status: Option<String>,
+    /// The last SLA's deadline.
     #[serde(with = "time::serde::rfc3339::option")]
     pub sla_due_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
@@ -205,8 +210,8 @@ pub async fn create(
     let id = new_id();
     sqlx::query(
         "INSERT INTO workflow_instances (id, tenant_id, definition_id, version_id, state, status, seq, body, \
-         conversation_id, external_ref, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
+         conversation_id, external_ref, created_at, updated_at, sla_status) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12)",
     )
     .bind(id.to_string())
     .bind(new.tenant_id.to_string())
@@ -219,6 +224,8 @@ pub async fn create(
     .bind(new.conversation_id.map(|c| c.to_string()))
     .bind(new.external_ref.as_deref())
     .bind(now)
+    // The initial state's SLA starts now.
+    .bind(step.state.sla.as_ref().map(|_| "running"))
     .execute(&mut **tx)
     .await
     .map_err(|e| match &e {
@@ -289,16 +296,18 @@ pub async fn apply(
     if step.stale {
         return Ok(None);
     }
-    let sla = step.state.sla.as_ref();
-    let sla_status = sla.map(|c| {
-        if c.breached {
-            "breached"
-        } else if c.warned {
-            "warning"
-        } else {
-            "running"
-        }
-    });
+    // The last SLA's outcome stays once its state is left: `met`, or
+    // `breached`.
+    let sla_status = match step.state.sla.as_ref() {
+        Some(c) if c.breached => Some("breached"),
+        Some(c) if c.warned => Some("warning"),
+        Some(_) => Some("running"),
+        None => match instance.sla_status.as_deref() {
+            Some("running" | "warning") => Some("met"),
+            Some("breached") => Some("breached"),
+            _ => None,
+        },
+    };
     sqlx::query(
         "UPDATE workflow_instances SET state = $1, status = $2, seq = $3, body = $4, sla_status = $5, \
          updated_at = $6 WHERE id = $7 AND tenant_id = $8",
@@ -336,6 +345,8 @@ async fn record(
         .iter()
         .map(|e| (e.name.as_str().to_string(), e.payload.clone()))
         .collect();
+    // Where the next assignment's event is looked for.
+    let mut next_assigned = 0;
     let mut jobs = Vec::new();
     let mut outside = Vec::new();
     let job = |input: Input, run_at: i64| NewJob {
@@ -390,22 +401,43 @@ async fn record(
                     .await?;
             }
             Effect::Assign { assignee } => {
-                if let Some(user) = pick_assignee(tx, tenant_id, instance, assignee).await? {
+                let picked = pick_assignee(tx, tenant_id, instance, assignee).await?;
+                if let Some(user) = picked {
                     sqlx::query("UPDATE workflow_instances SET assignee_id = $1 WHERE id = $2")
                         .bind(user.to_string())
                         .bind(instance.id.to_string())
                         .execute(&mut **tx)
                         .await?;
+                }
+                // The engine published this assignment's event, with the
+                // rule; it gains the person picked (or, with nobody,
+                // becomes `unassigned`): one event per assignment.
+                let found = events
+                    .iter()
+                    .enumerate()
+                    .skip(next_assigned)
+                    .find(|(_, (name, _))| name == ASSIGNED)
+                    .map(|(at, _)| at);
+                let at = found.unwrap_or_else(|| {
                     events.push((
-                        machine::EventName::InstanceAssigned.as_str().to_string(),
-                        json!({ "state": step.state.state, "seq": seq, "assignee_id": user }),
+                        ASSIGNED.to_string(),
+                        json!({ "state": step.state.state, "seq": seq }),
                     ));
-                } else {
-                    events.push((
-                        "workflow.instance.unassigned".into(),
-                        json!({ "state": step.state.state, "seq": seq,
-                                "reason": "nobody in the tenant matches the assignment" }),
-                    ));
+                    events.len() - 1
+                });
+                next_assigned = at + 1;
+                let (name, payload) = &mut events[at];
+                if let Value::Object(map) = payload {
+                    map.insert("assignee_id".into(), json!(picked));
+                    if picked.is_none() {
+                        map.insert(
+                            "reason".into(),
+                            "nobody in the tenant matches the assignment".into(),
+                        );
+                    }
+                }
+                if picked.is_none() {
+                    *name = UNASSIGNED.to_string();
                 }
             }
             Effect::Send { text } => match conversation(tx, tenant_id, instance).await? {
@@ -462,14 +494,6 @@ async fn record(
             }
             other => outside.push(other.clone()),
         }
-    }
-    if step.state.sla.is_none() {
-        sqlx::query(
-            "UPDATE workflow_instances SET sla_due_at = NULL, sla_status = NULL WHERE id = $1",
-        )
-        .bind(instance.id.to_string())
-        .execute(&mut **tx)
-        .await?;
     }
     if !outside.is_empty() {
         jobs.push(NewJob {
@@ -778,6 +802,23 @@ pub async fn events_after(
     )))
     .bind(tenant_id.to_string())
     .bind(after.map_or_else(String::new, |a| a.to_string()))
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
+/// The conversation's active instances, newest first.
+pub async fn active_in_conversation(
+    db: &Db,
+    tenant_id: Uuid,
+    conversation_id: Uuid,
+) -> Result<Vec<Instance>, StoreError> {
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM workflow_instances WHERE conversation_id = $1 AND status = 'active' \
+         AND tenant_id = $2 AND deleted_at IS NULL ORDER BY id DESC LIMIT 20"
+    )))
+    .bind(conversation_id.to_string())
+    .bind(tenant_id.to_string())
     .fetch_all(db.pool())
     .await?;
     Ok(rows.into_iter().map(|r| r.0).collect())

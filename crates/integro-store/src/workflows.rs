@@ -485,3 +485,40 @@ pub async fn compiled(
     cache.insert(version_id, parsed.clone());
     Ok(parsed)
 }
+
+/// A definition's newest published version, parsed.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub definition_id: Uuid,
+    pub version_id: Uuid,
+    pub definition: Arc<Definition>,
+}
+
+/// The newest published version of each of the tenant's definitions that
+/// conversations can start (a `triggers.conversation`).
+pub async fn conversation_triggered(
+    db: &Db,
+    tenant_id: Uuid,
+) -> Result<Vec<Published>, StoreError> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT d.id, v.id FROM workflow_definitions d \
+         JOIN workflow_versions v ON v.definition_id = d.id AND v.version = d.latest_version \
+         WHERE d.tenant_id = $1 AND d.deleted_at IS NULL ORDER BY d.key",
+    )
+    .bind(tenant_id.to_string())
+    .fetch_all(db.pool())
+    .await?;
+    let mut out = Vec::new();
+    for (definition_id, version_id) in rows {
+        let version_id = parse_id(&version_id)?;
+        let definition = compiled(db, tenant_id, version_id).await?;
+        if definition.triggers.conversation.is_some() {
+            out.push(Published {
+                definition_id: parse_id(&definition_id)?,
+                version_id,
+                definition,
+            });
+        }
+    }
+    Ok(out)
+}

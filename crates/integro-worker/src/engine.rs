@@ -20,13 +20,16 @@ use integro_engine::guard::{self, RateLimit, RateVerdict};
 use integro_engine::prompt;
 use integro_engine::rules::RuleSet;
 use integro_engine::template::Vars;
-use integro_engine::{burst, text};
+use integro_engine::{burst, text, workflow};
 use integro_store::bots::Bot;
 use integro_store::conversations::{Conversation, ConversationState, Outgoing};
 use integro_store::memory::{self, Memory};
 use integro_store::secrets::Keyring;
 use integro_store::usage::LlmCall;
-use integro_store::{Db, StoreError, ai_credentials, ai_profiles, rules, tenants, usage};
+use integro_store::{
+    Db, StoreError, ai_credentials, ai_profiles, rules, tenants, usage, workflow_instances,
+    workflows,
+};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -49,6 +52,8 @@ pub struct Engine {
     /// read profiles, credentials and unseal keys (SQLite round trips).
     chains: TtlCache<Uuid, Chain>,
     tenant_settings: TtlCache<Uuid, tenants::TenantSettings>,
+    /// Workflows conversations can start, by tenant.
+    workflow_triggers: TtlCache<Uuid, Arc<Vec<workflows::Published>>>,
 }
 
 /// One inbound message answered in this turn.
@@ -113,6 +118,8 @@ pub struct Note {
 #[derive(Debug, Default)]
 pub struct Turn {
     pub outgoing: Vec<Outgoing>,
+    /// A workflow the message starts (its trigger matched and no rule did).
+    pub start_workflow: Option<Uuid>,
     /// The conversation's variables after the turn, when a rule changed them.
     pub vars: Option<BTreeMap<String, String>>,
     /// Hand the conversation to a human; the rule that asked.
@@ -170,6 +177,7 @@ impl Engine {
             rules: Mutex::new(HashMap::new()),
             chains: TtlCache::new(SETTINGS_TTL),
             tenant_settings: TtlCache::new(SETTINGS_TTL),
+            workflow_triggers: TtlCache::new(SETTINGS_TTL),
         }
     }
 
@@ -177,6 +185,7 @@ impl Engine {
     pub fn forget_settings(&self) {
         self.chains.clear();
         self.tenant_settings.clear();
+        self.workflow_triggers.clear();
     }
 
     async fn chain(
@@ -213,6 +222,20 @@ impl Engine {
         let s = tenants::settings(db, tenant_id).await?;
         self.tenant_settings.put(tenant_id, s.clone());
         Ok(s)
+    }
+
+    /// The tenant's workflows that a conversation's message can start.
+    async fn workflow_triggers(
+        &self,
+        db: &Db,
+        tenant_id: Uuid,
+    ) -> Result<Arc<Vec<workflows::Published>>, StoreError> {
+        if let Some(found) = self.workflow_triggers.get(&tenant_id) {
+            return Ok(found);
+        }
+        let found = Arc::new(workflows::conversation_triggered(db, tenant_id).await?);
+        self.workflow_triggers.put(tenant_id, found.clone());
+        Ok(found)
     }
 
     pub fn ai(&self) -> &AiClient {
@@ -265,10 +288,37 @@ impl Engine {
         let found = rule_set.find(&own_text, &vars);
         turn.trace.extend(found.trace.iter().cloned());
         let ai = self.availability(db, bot, req.now_ms, &mut turn).await?;
+        // Workflow triggers are read only when no rule answers, and only in
+        // a real conversation (a dry run starts nothing).
+        let workflow = match (found.rule, req.conversation) {
+            (None, Some(conversation)) => {
+                let triggered = self
+                    .workflow_triggers(db, conversation.tenant_id)
+                    .await?
+                    .iter()
+                    .find(|p| workflow::triggered_by(&p.definition, &own_text, &vars))
+                    .map(|p| p.definition_id);
+                // One instance of a workflow at a time in a conversation.
+                match triggered {
+                    Some(id) => workflow_instances::active_in_conversation(
+                        db,
+                        conversation.tenant_id,
+                        conversation.id,
+                    )
+                    .await?
+                    .iter()
+                    .all(|i| i.definition_id != id)
+                    .then_some(id),
+                    None => None,
+                }
+            }
+            _ => None,
+        };
         let situation = Situation {
             state,
             rate,
             matched: found.rule,
+            workflow,
             ai,
             fallback_reply: &bot.fallback_reply,
             rate_notice: &settings.rate_limit_notice,
@@ -279,6 +329,11 @@ impl Engine {
         turn.warnings = warnings;
         match plan {
             Plan::Silent(why) => turn.trace.push(format!("silent: {why}")),
+            Plan::StartWorkflow { definition_id } => {
+                turn.trace
+                    .push(format!("the message starts workflow {definition_id}"));
+                turn.start_workflow = Some(definition_id);
+            }
             Plan::Reply(reply) => {
                 if let Some(missing) = &reply.reply_rendered_empty {
                     let rule = reply.rule_id.map_or_else(String::new, |id| id.to_string());

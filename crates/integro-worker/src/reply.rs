@@ -124,6 +124,21 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<Vec<Leased>, Failu
         )
         .await;
     };
+    // Guards, then the conversation's waiting form, then rules, workflow
+    // triggers and the LLM (`Engine::decide`).
+    if conversation.state == ConversationState::Bot
+        && let Some(sends) = crate::workflow::answer_form(
+            worker,
+            job,
+            &conversation,
+            filing,
+            id,
+            message.body.as_deref().unwrap_or_default(),
+        )
+        .await?
+    {
+        return Ok(sends);
+    }
     let inbound = Said {
         id,
         text: message.body.clone().unwrap_or_default(),
@@ -179,6 +194,17 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<Vec<Leased>, Failu
     }
     for line in &turn.trace {
         tracing::debug!(message = %id, "{line}");
+    }
+    if let Some(definition_id) = turn.start_workflow {
+        return crate::workflow::start_from_conversation(
+            worker,
+            job,
+            &conversation,
+            filing,
+            id,
+            definition_id,
+        )
+        .await;
     }
     complete_with(worker, job, &conversation, filing, Some(&bot), turn).await
 }

@@ -7,16 +7,17 @@
 use std::time::Duration;
 
 use integro_core::outbound;
-use integro_engine::workflow::{Effect, Input, StepContext, StepError};
+use integro_engine::workflow::{Effect, Input, StepError};
+use integro_store::conversations::{self, Conversation};
 use integro_store::jobs::{self, Completion, Job};
-use integro_store::workflow_instances::{self, ApplyError, StepRequest};
-use integro_store::{Conn, workflows};
+use integro_store::workflow_instances::{self, ApplyError, NewInstance, StepRequest};
+use integro_store::{Conn, StoreError, memory, workflows};
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
 use crate::alert::{SIGNATURE_HEADER, TIMESTAMP_HEADER, sign};
-use crate::outcome::Failure;
+use crate::outcome::{Failure, Leased};
 use crate::worker::Worker;
 
 /// How long a workflow webhook may take to answer.
@@ -40,7 +41,8 @@ pub(crate) async fn run_timer(worker: &Worker, job: &Job) -> Result<(), Failure>
     {
         let definition =
             workflows::compiled(&worker.db, payload.tenant_id, instance.version_id).await?;
-        let ctx = StepContext::default();
+        let ctx =
+            integro_store::business_calendars::step_context(&worker.db, payload.tenant_id).await?;
         match workflow_instances::apply(
             &mut tx,
             payload.tenant_id,
@@ -159,4 +161,123 @@ pub(crate) async fn run_effects(worker: &Worker, job: &Job) -> Result<(), Failur
         }
     }
     worker.finish(job).await
+}
+
+/// Ends a conversation's turn taken by a workflow, in its transaction: the
+/// message joins its conversation and is answered, and the reply job is
+/// done. The workflow's own messages were queued by its step.
+async fn finish_turn(
+    worker: &Worker,
+    job: &Job,
+    tx: &mut integro_store::Tx<'static>,
+    conversation: &Conversation,
+    filing: Option<i64>,
+    message_id: Uuid,
+) -> Result<(), Failure> {
+    let mut conn = Conn::of(tx);
+    if !conversations::touch(&mut conn, conversation.id, filing, None).await? {
+        return Err(StoreError::Conflict(
+            "the conversation closed while the workflow took the message".into(),
+        )
+        .into());
+    }
+    memory::mark_handled(&mut conn, conversation.id, &[message_id]).await?;
+    match jobs::complete(&mut conn, job.id, &worker.owner).await? {
+        Completion::LeaseLost => Err(Failure::LeaseLost),
+        Completion::Done { .. } => Ok(()),
+    }
+}
+
+/// A message for the conversation's form, when one waits: the form takes
+/// it (an answer, a confirmation, a cancel word) before any rule.
+/// `None`: no form waits, or it did not take the message; the turn goes on
+/// to the rules.
+pub(crate) async fn answer_form(
+    worker: &Worker,
+    job: &Job,
+    conversation: &Conversation,
+    filing: Option<i64>,
+    message_id: Uuid,
+    text: &str,
+) -> Result<Option<Vec<Leased>>, Failure> {
+    let tenant_id = conversation.tenant_id;
+    let waiting =
+        workflow_instances::active_in_conversation(&worker.db, tenant_id, conversation.id)
+            .await?
+            .into_iter()
+            .find(|i| i.body.form.is_some());
+    let Some(waiting) = waiting else {
+        return Ok(None);
+    };
+    let definition = workflows::compiled(&worker.db, tenant_id, waiting.version_id).await?;
+    let ctx = integro_store::business_calendars::step_context(&worker.db, tenant_id).await?;
+    let mut tx = worker.db.begin().await?;
+    let Some(instance) = workflow_instances::lock(&mut tx, tenant_id, waiting.id).await? else {
+        return Ok(None);
+    };
+    if instance.status != "active" || instance.body.form.is_none() {
+        return Ok(None);
+    }
+    let input = Input::Message {
+        text: text.to_string(),
+    };
+    let request = StepRequest {
+        input: &input,
+        expected_seq: None,
+        actor: "contact",
+        ctx: &ctx,
+    };
+    match workflow_instances::apply(&mut tx, tenant_id, &instance, &definition, request).await {
+        Ok(Some(step)) if step.consumed => {}
+        Ok(_) => return Ok(None),
+        Err(e) => {
+            tracing::warn!(instance = %instance.id, error = %e, "the form did not take the message");
+            return Ok(None);
+        }
+    }
+    finish_turn(worker, job, &mut tx, conversation, filing, message_id).await?;
+    tx.commit().await?;
+    worker.wake.notify_one();
+    Ok(Some(Vec::new()))
+}
+
+/// Starts the workflow a message triggered, in the message's conversation:
+/// its first question answers the message.
+pub(crate) async fn start_from_conversation(
+    worker: &Worker,
+    job: &Job,
+    conversation: &Conversation,
+    filing: Option<i64>,
+    message_id: Uuid,
+    definition_id: Uuid,
+) -> Result<Vec<Leased>, Failure> {
+    let tenant_id = conversation.tenant_id;
+    let version = workflows::version(&worker.db, tenant_id, definition_id, None)
+        .await?
+        .ok_or_else(|| {
+            Failure::Permanent("the triggered workflow has no published version".into())
+        })?;
+    let definition = workflows::compiled(&worker.db, tenant_id, version.id).await?;
+    let ctx = integro_store::business_calendars::step_context(&worker.db, tenant_id).await?;
+    let mut tx = worker.db.begin().await?;
+    workflow_instances::create(
+        &mut tx,
+        NewInstance {
+            tenant_id,
+            definition_id,
+            version_id: version.id,
+            definition: &definition,
+            data: Default::default(),
+            conversation_id: Some(conversation.id),
+            external_ref: None,
+            actor: "contact",
+        },
+        &ctx,
+    )
+    .await
+    .map_err(|e| Failure::Permanent(format!("the workflow could not start: {e}")))?;
+    finish_turn(worker, job, &mut tx, conversation, filing, message_id).await?;
+    tx.commit().await?;
+    worker.wake.notify_one();
+    Ok(Vec::new())
 }

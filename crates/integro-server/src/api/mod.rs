@@ -16,6 +16,7 @@ pub mod api_keys;
 pub mod audit_log;
 pub mod auth;
 pub mod bots;
+pub mod business_calendars;
 pub mod canned_replies;
 pub mod conversations;
 pub mod events;
@@ -35,7 +36,9 @@ pub mod users;
 pub mod web;
 pub mod webhook_logs;
 pub mod workflow_definitions;
+pub mod workflow_events;
 pub mod workflow_instances;
+pub mod workflow_stats;
 pub mod x_connect;
 pub mod x_metrics;
 pub mod x_spend;
@@ -211,8 +214,11 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(web::router())
         .merge(jobs::router())
         .merge(webhook_logs::router())
+        .merge(business_calendars::router())
         .merge(workflow_definitions::router())
         .merge(workflow_instances::router())
+        .merge(workflow_events::router())
+        .merge(workflow_stats::router())
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use integro_core::Permission;
-use integro_engine::workflow::{self as engine, Definition, Input, ScriptItem, StepContext};
+use integro_engine::workflow::{self as engine, Definition, Input, ScriptItem};
 use integro_store::workflows::{self, Draft, Format, WorkflowDefinition, WorkflowVersion};
 use integro_store::{Page, PageRequest};
 use serde::{Deserialize, Serialize};
@@ -335,16 +335,22 @@ pub(crate) async fn publish_definition(
     ctx.require(Permission::Manage)?;
     let draft = found(&state, &ctx, id).await?;
     let definition = loaded(&draft.source, draft.format)?;
-    if let Some(name) = definition.calendars_used().first() {
-        return Err(refusal(vec![engine::Problem {
+    let calendars = integro_store::business_calendars::by_name(&state.db, ctx.tenant_id).await?;
+    let missing: Vec<engine::Problem> = definition
+        .calendars_used()
+        .into_iter()
+        .filter(|name| !calendars.contains_key(*name))
+        .map(|name| engine::Problem {
             path: "states".into(),
             line: None,
             column: None,
             message: format!(
-                "business calendar `{name}` does not exist: SLAs in business time are not available yet; \
-                 leave `calendar` out to count wall-clock time"
+                "business calendar `{name}` does not exist: create it first (POST /api/v1/business-calendars)"
             ),
-        }]));
+        })
+        .collect();
+    if !missing.is_empty() {
+        return Err(refusal(missing));
     }
     let mut tx = state.db.begin().await?;
     let version =
@@ -455,6 +461,7 @@ pub(crate) async fn simulate_definition(
         .as_deref()
         .map(|u| ms_of("until", u))
         .transpose()?;
-    let steps = engine::simulate(&definition, &StepContext::default(), &script, until);
+    let context = integro_store::business_calendars::step_context(&state.db, ctx.tenant_id).await?;
+    let steps = engine::simulate(&definition, &context, &script, until);
     Ok(Json(SimulateResponse { steps }))
 }

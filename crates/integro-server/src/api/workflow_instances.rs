@@ -9,11 +9,11 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use integro_core::Permission;
-use integro_engine::workflow::{Input, StepContext, StepError};
+use integro_engine::workflow::{Input, StepError};
 use integro_store::workflow_instances::{
     self, ApplyError, Instance, InstanceFilter, NewInstance, StepRequest, WorkflowEventRecord,
 };
-use integro_store::{Page, PageRequest, workflows};
+use integro_store::{Page, PageRequest, business_calendars, workflows};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use utoipa_axum::router::OpenApiRouter;
@@ -231,7 +231,7 @@ pub(crate) async fn create_instance(
             external_ref: req.external_ref.or(idempotency_key),
             actor: &ctx.actor().label,
         },
-        &StepContext::default(),
+        &business_calendars::step_context(&state.db, ctx.tenant_id).await?,
     )
     .await
     .map_err(refused)?;
@@ -327,7 +327,7 @@ async fn step(
             input,
             expected_seq,
             actor: &ctx.actor().label,
-            ctx: &StepContext::default(),
+            ctx: &business_calendars::step_context(&state.db, ctx.tenant_id).await?,
         },
     )
     .await
@@ -401,7 +401,7 @@ pub(crate) async fn delete_instance(
                 input: &cancel,
                 expected_seq: None,
                 actor: &ctx.actor().label,
-                ctx: &StepContext::default(),
+                ctx: &business_calendars::step_context(&state.db, ctx.tenant_id).await?,
             },
         )
         .await
