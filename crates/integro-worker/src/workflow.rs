@@ -35,14 +35,21 @@ struct TimerPayload {
 pub(crate) async fn run_timer(worker: &Worker, job: &Job) -> Result<(), Failure> {
     let payload: TimerPayload = serde_json::from_value(job.payload.clone())
         .map_err(|e| Failure::Permanent(format!("a workflow timer job that does not read: {e}")))?;
-    let mut tx = worker.db.begin().await?;
-    if let Some(instance) =
-        workflow_instances::lock(&mut tx, payload.tenant_id, payload.instance_id).await?
+    // What the step reads besides the instance, before its row is locked.
+    let read = match workflow_instances::get(&worker.db, payload.tenant_id, payload.instance_id)
+        .await?
     {
-        let definition =
-            workflows::compiled(&worker.db, payload.tenant_id, instance.version_id).await?;
-        let ctx =
-            integro_store::business_calendars::step_context(&worker.db, payload.tenant_id).await?;
+        Some(current) => Some((
+            workflows::compiled(&worker.db, payload.tenant_id, current.version_id).await?,
+            integro_store::business_calendars::step_context(&worker.db, payload.tenant_id).await?,
+        )),
+        None => None,
+    };
+    let mut tx = worker.db.begin().await?;
+    if let Some((definition, ctx)) = read
+        && let Some(instance) =
+            workflow_instances::lock(&mut tx, payload.tenant_id, payload.instance_id).await?
+    {
         match workflow_instances::apply(
             &mut tx,
             payload.tenant_id,

@@ -30,18 +30,9 @@ fn an_approved_post_is_published_once_across_a_sigkill_on_sqlite() {
 
 #[test]
 fn an_approved_post_is_published_once_across_a_sigkill_on_postgres() {
-    let Some(admin) = std::env::var("INTEGRO_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.trim().is_empty())
-    else {
-        eprintln!("x_publish_crash: PostgreSQL skipped, INTEGRO_TEST_POSTGRES_URL is not set");
+    let Some(database) = support::postgres_or_skip("x_publish_crash") else {
         return;
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let database = runtime.block_on(support::Database::create(&admin));
     published_once_across_a_sigkill(&[("INTEGRO_DATABASE_URL", &database.url())]);
 }
 
@@ -97,36 +88,7 @@ fn published_once_across_a_sigkill(database: &[(&str, &str)]) {
     .collect();
     let (server, addr) = serve_with(dir.path(), &env);
 
-    let (status, login) = call(
-        &addr,
-        "POST",
-        "/api/v1/auth/login",
-        None,
-        json!({ "email": "operator@integro.test", "password": "operator-password-1" }),
-    );
-    assert_eq!(status, 200, "{login}");
-    let operator = login["access_token"].as_str().unwrap().to_string();
-    let (status, tenant) = call(
-        &addr,
-        "POST",
-        "/api/v1/tenants",
-        Some(&operator),
-        json!({ "name": "Shop" }),
-    );
-    assert_eq!(status, 201, "{tenant}");
-    let tenant = tenant["id"].as_str().unwrap().to_string();
-    // The operator's calls in the tenant go through an owner's key.
-    let (status, answer) = support::http_with(
-        &addr,
-        "POST",
-        "/api/v1/api-keys",
-        Some(&operator),
-        &[("x-integro-tenant", &tenant)],
-        &json!({ "name": "owner", "role": "owner" }).to_string(),
-    );
-    assert_eq!(status, 201, "{answer}");
-    let owner_key: Value = serde_json::from_str(&answer).unwrap();
-    let owner = owner_key["key"].as_str().unwrap().to_string();
+    let owner = support::owner_key(&addr, "Shop");
     let (status, bot) = call(
         &addr,
         "POST",

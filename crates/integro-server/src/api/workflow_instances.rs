@@ -217,7 +217,10 @@ pub(crate) async fn create_instance(
                 })
         })
         .transpose()?;
+    // Read before the transaction: it holds a connection (and on
+    // PostgreSQL a row lock) while it lasts.
     let compiled = workflows::compiled(&state.db, ctx.tenant_id, version.id).await?;
+    let context = business_calendars::step_context(&state.db, ctx.tenant_id).await?;
     let mut tx = state.db.begin().await?;
     let (instance, created) = workflow_instances::create(
         &mut tx,
@@ -231,7 +234,7 @@ pub(crate) async fn create_instance(
             external_ref: req.external_ref.or(idempotency_key),
             actor: &ctx.actor().label,
         },
-        &business_calendars::step_context(&state.db, ctx.tenant_id).await?,
+        &context,
     )
     .await
     .map_err(refused)?;
@@ -313,11 +316,15 @@ async fn step(
     input: &Input,
     expected_seq: Option<i64>,
 ) -> ApiResult<Json<Instance>> {
+    // What the step reads besides the instance, before the row is locked
+    // (an instance keeps its version).
+    let current = found(state, ctx, id).await?;
+    let definition = workflows::compiled(&state.db, ctx.tenant_id, current.version_id).await?;
+    let context = business_calendars::step_context(&state.db, ctx.tenant_id).await?;
     let mut tx = state.db.begin().await?;
     let instance = workflow_instances::lock(&mut tx, ctx.tenant_id, id)
         .await?
         .ok_or_else(|| ApiError::not_found("workflow instance"))?;
-    let definition = workflows::compiled(&state.db, ctx.tenant_id, instance.version_id).await?;
     workflow_instances::apply(
         &mut tx,
         ctx.tenant_id,
@@ -327,7 +334,7 @@ async fn step(
             input,
             expected_seq,
             actor: &ctx.actor().label,
-            ctx: &business_calendars::step_context(&state.db, ctx.tenant_id).await?,
+            ctx: &context,
         },
     )
     .await
@@ -383,12 +390,14 @@ pub(crate) async fn delete_instance(
     Path(id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
     ctx.require(Permission::Converse)?;
+    let current = found(&state, &ctx, id).await?;
+    let definition = workflows::compiled(&state.db, ctx.tenant_id, current.version_id).await?;
+    let context = business_calendars::step_context(&state.db, ctx.tenant_id).await?;
     let mut tx = state.db.begin().await?;
     let instance = workflow_instances::lock(&mut tx, ctx.tenant_id, id)
         .await?
         .ok_or_else(|| ApiError::not_found("workflow instance"))?;
     if instance.status == "active" {
-        let definition = workflows::compiled(&state.db, ctx.tenant_id, instance.version_id).await?;
         let cancel = Input::Cancel {
             reason: Some("deleted".into()),
         };
@@ -401,7 +410,7 @@ pub(crate) async fn delete_instance(
                 input: &cancel,
                 expected_seq: None,
                 actor: &ctx.actor().label,
-                ctx: &business_calendars::step_context(&state.db, ctx.tenant_id).await?,
+                ctx: &context,
             },
         )
         .await

@@ -25,6 +25,8 @@ mod tenancy;
 mod twilio_loop;
 mod usage;
 mod web_public;
+mod workflow_forms;
+mod workflows;
 mod x_metrics;
 mod x_oauth;
 mod x_poll;

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path};
 use wiremock::Mock;
+use wiremock::matchers::{method, path};
 
 use crate::channels::{Loop, TwilioAccepts, field, form, wait_until};
 use crate::db_tests;
@@ -138,7 +138,10 @@ async fn the_lead_form_asks_re_asks_confirms_and_completes(kind: DbKind) {
     let out = say(&t, "SMw2", "Ann Lee", 2).await;
     assert_eq!(out[1], "Your email?");
     let out = say(&t, "SMw3", "ann at example", 3).await;
-    assert_eq!(out[2], "That email doesn't look right, try again?", "{out:?}");
+    assert_eq!(
+        out[2], "That email doesn't look right, try again?",
+        "{out:?}"
+    );
     let out = say(&t, "SMw4", "ann@example.com", 4).await;
     assert_eq!(out[3], "Ann Lee, ann@example.com: correct?");
     let out = say(&t, "SMw5", "yes", 5).await;

@@ -106,6 +106,61 @@ pub fn http_with(
     (status, body)
 }
 
+/// A fresh PostgreSQL database on the server `INTEGRO_TEST_POSTGRES_URL`
+/// names (dropped with the value); `None`, said on stderr, without one.
+pub fn postgres_or_skip(test: &str) -> Option<Database> {
+    let Some(admin) = std::env::var("INTEGRO_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+    else {
+        eprintln!("{test}: PostgreSQL skipped, INTEGRO_TEST_POSTGRES_URL is not set");
+        return None;
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    Some(runtime.block_on(Database::create(&admin)))
+}
+
+/// On a server started with `INTEGRO_ADMIN_EMAIL=operator@integro.test`:
+/// signs the operator in, makes a tenant named `tenant` and returns an
+/// owner's API key in it.
+pub fn owner_key(addr: &str, tenant: &str) -> String {
+    let json = |(status, text): (u16, String)| -> (u16, serde_json::Value) {
+        (status, serde_json::from_str(&text).unwrap_or_default())
+    };
+    let (status, login) = json(http(
+        addr,
+        "POST",
+        "/api/v1/auth/login",
+        None,
+        r#"{"email": "operator@integro.test", "password": "operator-password-1"}"#,
+    ));
+    assert_eq!(status, 200, "{login}");
+    let operator = login["access_token"].as_str().unwrap().to_string();
+    let (status, made) = json(http(
+        addr,
+        "POST",
+        "/api/v1/tenants",
+        Some(&operator),
+        &serde_json::json!({ "name": tenant }).to_string(),
+    ));
+    assert_eq!(status, 201, "{made}");
+    let tenant = made["id"].as_str().unwrap().to_string();
+    // The operator's calls in the tenant go through an owner's key.
+    let (status, key) = json(http_with(
+        addr,
+        "POST",
+        "/api/v1/api-keys",
+        Some(&operator),
+        &[("x-integro-tenant", &tenant)],
+        r#"{"name": "owner", "role": "owner"}"#,
+    ));
+    assert_eq!(status, 201, "{key}");
+    key["key"].as_str().unwrap().to_string()
+}
+
 /// Kills the server it holds when dropped, so a failed assertion does not
 /// leave it running.
 pub struct Server(pub std::process::Child);
