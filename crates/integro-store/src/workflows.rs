@@ -522,3 +522,14 @@ pub async fn conversation_triggered(
     }
     Ok(out)
 }
+
+/// Whether the tenant has published any workflow version: a reply turn of
+/// a tenant without one has no form to look for.
+pub async fn any_published(db: &Db, tenant_id: Uuid) -> Result<bool, StoreError> {
+    let found: Option<String> =
+        sqlx::query_scalar("SELECT id FROM workflow_versions WHERE tenant_id = $1 LIMIT 1")
+            .bind(tenant_id.to_string())
+            .fetch_optional(db.pool())
+            .await?;
+    Ok(found.is_some())
+}

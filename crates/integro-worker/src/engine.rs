@@ -54,6 +54,9 @@ pub struct Engine {
     tenant_settings: TtlCache<Uuid, tenants::TenantSettings>,
     /// Workflows conversations can start, by tenant.
     workflow_triggers: TtlCache<Uuid, Arc<Vec<workflows::Published>>>,
+    /// Whether a tenant has published workflows (so its conversations may
+    /// have forms waiting).
+    has_workflows: TtlCache<Uuid, bool>,
 }
 
 /// One inbound message answered in this turn.
@@ -178,6 +181,7 @@ impl Engine {
             chains: TtlCache::new(SETTINGS_TTL),
             tenant_settings: TtlCache::new(SETTINGS_TTL),
             workflow_triggers: TtlCache::new(SETTINGS_TTL),
+            has_workflows: TtlCache::new(SETTINGS_TTL),
         }
     }
 
@@ -186,6 +190,7 @@ impl Engine {
         self.chains.clear();
         self.tenant_settings.clear();
         self.workflow_triggers.clear();
+        self.has_workflows.clear();
     }
 
     async fn chain(
@@ -222,6 +227,17 @@ impl Engine {
         let s = tenants::settings(db, tenant_id).await?;
         self.tenant_settings.put(tenant_id, s.clone());
         Ok(s)
+    }
+
+    /// Whether the tenant has published a workflow, cached like its
+    /// settings: a turn of a tenant without one skips the form lookup.
+    pub async fn has_workflows(&self, db: &Db, tenant_id: Uuid) -> Result<bool, StoreError> {
+        if let Some(found) = self.has_workflows.get(&tenant_id) {
+            return Ok(found);
+        }
+        let found = workflows::any_published(db, tenant_id).await?;
+        self.has_workflows.put(tenant_id, found);
+        Ok(found)
     }
 
     /// The tenant's workflows that a conversation's message can start.

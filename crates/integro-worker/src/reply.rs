@@ -127,6 +127,10 @@ pub(crate) async fn run(worker: &Worker, job: &Job) -> Result<Vec<Leased>, Failu
     // Guards, then the conversation's waiting form, then rules, workflow
     // triggers and the LLM (`Engine::decide`).
     if conversation.state == ConversationState::Bot
+        && worker
+            .engine
+            .has_workflows(&worker.db, conversation.tenant_id)
+            .await?
         && let Some(sends) = crate::workflow::answer_form(
             worker,
             job,

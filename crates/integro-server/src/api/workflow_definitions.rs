@@ -269,6 +269,7 @@ pub(crate) async fn delete_definition(
     let mut tx = state.db.begin().await?;
     workflows::delete(&mut tx, ctx.actor(), ctx.request_id(), ctx.tenant_id, id).await?;
     tx.commit().await?;
+    state.engine.forget_settings();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -356,6 +357,8 @@ pub(crate) async fn publish_definition(
     let version =
         workflows::publish(&mut tx, ctx.actor(), ctx.request_id(), ctx.tenant_id, id).await?;
     tx.commit().await?;
+    // This process's conversations see it at once; others within 5 s.
+    state.engine.forget_settings();
     Ok((StatusCode::CREATED, Json(version)))
 }
 
