@@ -18,8 +18,11 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use integro_server::App;
 use integro_server::config::Config;
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::Connection;
+
+mod common;
+use common::{api, fresh_postgres, steal_ticks};
 
 #[derive(Parser)]
 struct Args {
@@ -60,20 +63,6 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?
         .block_on(run(args))
-}
-
-/// The CPU time the machine lost to other guests (steal), from /proc/stat.
-fn steal_ticks() -> (u64, u64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let cpu: Vec<u64> = stat
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    (cpu.get(7).copied().unwrap_or(0), cpu.iter().sum())
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -208,48 +197,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// A new database on `admin_url`'s server: (its URL, (admin URL, name)).
-async fn fresh_postgres(admin_url: &str) -> anyhow::Result<(String, (String, String))> {
-    let name = format!("integro_dashboard_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(admin_url).await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await?;
-    let mut url = url_without_db(admin_url);
-    url.push('/');
-    url.push_str(&name);
-    Ok((url, (admin_url.to_string(), name)))
-}
-
-fn url_without_db(url: &str) -> String {
-    let (head, tail) = url.split_at(url.find("://").map_or(0, |i| i + 3));
-    match tail.find('/') {
-        Some(i) => format!("{head}{}", &tail[..i]),
-        None => url.to_string(),
-    }
-}
-
-async fn api(
-    client: &reqwest::Client,
-    base: &str,
-    token: &str,
-    tenant: Option<&str>,
-    path: &str,
-    body: Value,
-) -> anyhow::Result<Value> {
-    let mut req = client
-        .post(format!("{base}{path}"))
-        .bearer_auth(token)
-        .json(&body);
-    if let Some(t) = tenant {
-        req = req.header("x-integro-tenant", t);
-    }
-    let res = req.send().await?;
-    if !res.status().is_success() {
-        bail!("POST {path}: {} {}", res.status(), res.text().await?);
-    }
-    Ok(res.json().await?)
-}
-
 /// A tenant, a bot and a WhatsApp account, through the API: (tenant, account).
 async fn set_up(client: &reqwest::Client, base: &str) -> anyhow::Result<(String, String)> {
     let token = api(

@@ -22,7 +22,7 @@ use integro_store::accounts::{self, CredentialValues, NewAccount};
 use integro_store::ai_credentials::{self, CredentialFields};
 use integro_store::ai_profiles::{self, ProfileFields};
 use integro_store::bots::{self, BotFields, BotSettings};
-use integro_store::conversations::{self, Outgoing};
+use integro_store::conversations::{self, MessageSender, Outgoing};
 use integro_store::memory;
 use integro_store::rules::{self, RuleFields};
 use integro_store::secrets::{Keyring, MasterKey};
@@ -226,7 +226,11 @@ async fn main() -> anyhow::Result<()> {
             &mut Conn::of(&mut tx),
             &conversation,
             Outgoing {
-                sender: if i % 2 == 0 { "bot" } else { "agent" },
+                sender: if i % 2 == 0 {
+                    MessageSender::Bot
+                } else {
+                    MessageSender::Agent
+                },
                 text: Some(format!(
                     "An earlier turn number {i} about cakes and candles."
                 )),
