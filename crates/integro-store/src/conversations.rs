@@ -78,6 +78,84 @@ impl Direction {
     }
 }
 
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageSender {
+    Contact,
+    #[default]
+    Bot,
+    /// A person of the tenant, from the inbox or the API.
+    Agent,
+}
+
+impl MessageSender {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageSender::Contact => "contact",
+            MessageSender::Bot => "bot",
+            MessageSender::Agent => "agent",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<MessageSender> {
+        [
+            MessageSender::Contact,
+            MessageSender::Bot,
+            MessageSender::Agent,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+/// Where a message is: `received` (inbound), or where its delivery is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    Received,
+    Queued,
+    Sending,
+    Sent,
+    Delivered,
+    Read,
+    Failed,
+}
+
+impl MessageStatus {
+    pub const ALL: [MessageStatus; 7] = [
+        MessageStatus::Received,
+        MessageStatus::Queued,
+        MessageStatus::Sending,
+        MessageStatus::Sent,
+        MessageStatus::Delivered,
+        MessageStatus::Read,
+        MessageStatus::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageStatus::Received => "received",
+            MessageStatus::Queued => "queued",
+            MessageStatus::Sending => "sending",
+            MessageStatus::Sent => "sent",
+            MessageStatus::Delivered => "delivered",
+            MessageStatus::Read => "read",
+            MessageStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<MessageStatus> {
+        MessageStatus::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for MessageStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Message {
     pub id: Uuid,
@@ -91,15 +169,14 @@ pub struct Message {
     pub from_name: Option<String>,
     pub from_phone: Option<String>,
     pub direction: Direction,
-    /// `contact`, `bot` or `agent`.
-    pub sender: String,
+    pub sender: MessageSender,
     pub provider_message_id: Option<String>,
     /// `text`, `image`, `template`, …
     pub kind: String,
     pub body: Option<String>,
     pub media: Vec<Media>,
     /// Inbound: `received`. Outbound: `queued`, `sending`, `sent`, `delivered`, `read` or `failed`.
-    pub status: String,
+    pub status: MessageStatus,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     /// Outbound: the inbound message this answers.
@@ -452,8 +529,8 @@ pub async fn touch(
 /// What to send.
 #[derive(Debug, Clone, Default)]
 pub struct Outgoing {
-    /// `bot` or `agent`.
-    pub sender: &'static str,
+    /// `Bot` or `Agent`.
+    pub sender: MessageSender,
     pub text: Option<String>,
     pub media_url: Option<String>,
     pub template: Option<Template>,
@@ -526,7 +603,7 @@ pub async fn insert_outbound(
     .bind(conversation.tenant_id.to_string())
     .bind(conversation.id.to_string())
     .bind(conversation.account_id.to_string())
-    .bind(out.sender)
+    .bind(out.sender.as_str())
     .bind(kind)
     .bind(body.clone())
     .bind(media)
@@ -564,12 +641,12 @@ pub async fn insert_outbound(
         from_name: None,
         from_phone: None,
         direction: Direction::Outbound,
-        sender: out.sender.to_string(),
+        sender: out.sender,
         provider_message_id: None,
         kind: kind.to_string(),
         body,
         media: media_list,
-        status: "queued".into(),
+        status: MessageStatus::Queued,
         error_code: None,
         error_message: None,
         reply_to: out.reply_to,
@@ -606,14 +683,24 @@ fn message_from_row(r: &impl Columns) -> Result<Message, StoreError> {
         from_name: opt(5)?,
         from_phone: opt(6)?,
         direction: Direction::from_stored(&text(7)?),
-        sender: text(8)?,
+        sender: {
+            let stored = text(8)?;
+            MessageSender::parse(&stored).ok_or_else(|| {
+                StoreError::Internal(format!("unknown message sender `{stored}` stored"))
+            })?
+        },
         provider_message_id: opt(9)?,
         kind: text(10)?,
         body: opt(11)?,
         media: opt(12)?
             .and_then(|m| serde_json::from_str(&m).ok())
             .unwrap_or_default(),
-        status: text(13)?,
+        status: {
+            let stored = text(13)?;
+            MessageStatus::parse(&stored).ok_or_else(|| {
+                StoreError::Internal(format!("unknown message status `{stored}` stored"))
+            })?
+        },
         error_code: opt(14)?,
         error_message: opt(15)?,
         reply_to: opt(16)?.as_deref().map(parse_id).transpose()?,

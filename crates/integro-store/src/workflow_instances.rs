@@ -9,6 +9,12 @@
 //! An instance is read `FOR UPDATE` on PostgreSQL (SQLite has one writer)
 //! before its step is computed, so concurrent events on one instance are
 //! taken one after the other, each on the state the last one left.
+//!
+//! `migrate` moves an instance onto another published version of its
+//! definition, as a person asks: the engine's `migrate` step, written like
+//! any other with the new `version_id`. It is the only thing that changes
+//! an instance's version, so a caller that read the version's definition
+//! before locking the row checks that the row still names that version.
 
 use integro_core::new_id;
 use integro_engine::workflow::{
@@ -19,10 +25,11 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
+use std::collections::BTreeMap;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::conversations::{self, Conversation, ConversationState, Outgoing};
+use crate::conversations::{self, Conversation, ConversationState, MessageSender, Outgoing};
 use crate::db::{from_ms, now_ms};
 use crate::filter::Where;
 use crate::jobs::{self, JobKind, NewJob};
@@ -296,6 +303,20 @@ pub async fn apply(
     if step.stale {
         return Ok(None);
     }
+    write(tx, tenant_id, instance, instance.version_id, &step, now).await?;
+    record(tx, tenant_id, instance, &step, actor, now).await?;
+    Ok(Some(step))
+}
+
+/// Stores the instance as `step` left it, on `version_id`.
+async fn write(
+    tx: &mut Tx<'_>,
+    tenant_id: Uuid,
+    instance: &Instance,
+    version_id: Uuid,
+    step: &Step,
+    now: i64,
+) -> Result<(), StoreError> {
     // The last SLA's outcome stays once its state is left: `met`, or
     // `breached`.
     let sla_status = match step.state.sla.as_ref() {
@@ -310,7 +331,7 @@ pub async fn apply(
     };
     sqlx::query(
         "UPDATE workflow_instances SET state = $1, status = $2, seq = $3, body = $4, sla_status = $5, \
-         updated_at = $6 WHERE id = $7 AND tenant_id = $8",
+         updated_at = $6, version_id = $7 WHERE id = $8 AND tenant_id = $9",
     )
     .bind(&step.state.state)
     .bind(status_str(step.state.status))
@@ -318,19 +339,166 @@ pub async fn apply(
     .bind(serde_json::to_string(&step.state).map_err(|e| StoreError::Internal(e.to_string()))?)
     .bind(sla_status)
     .bind(now)
+    .bind(version_id.to_string())
     .bind(instance.id.to_string())
     .bind(tenant_id.to_string())
     .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Where `migrate` moves an instance.
+pub struct Migration<'a> {
+    /// The published version to run on from now: one of the instance's
+    /// definition (another definition's is refused).
+    pub version_id: Uuid,
+    /// That version, parsed.
+    pub definition: &'a Definition,
+    /// Old state name → new one; a state not in the map keeps its name.
+    /// Every state it maps to must be one of the version's. Staying in the
+    /// same state on the same version is refused: nothing to migrate.
+    pub state_map: &'a BTreeMap<String, String>,
+    /// The `seq` the caller saw: refused when the instance moved since.
+    pub expected_seq: Option<i64>,
+    pub actor: &'a str,
+    pub ctx: &'a StepContext,
+}
+
+/// A migration written (or, in a dry run, to be rolled back).
+#[derive(Debug)]
+pub struct Migrated {
+    pub step: Step,
+    /// The names of the events written, in order.
+    pub events: Vec<String>,
+}
+
+/// The event of a migration; `migrate` adds the version numbers the engine
+/// does not know.
+const MIGRATED: &str = "workflow.instance.migrated";
+
+/// Moves the instance (read with `lock` in this transaction) onto
+/// `migration.version_id`, in the state `state_map` gives its own, and
+/// writes the step with all it causes, as `apply` does, and the new
+/// `version_id`. Its `seq` grows, so the timers and SLA checks armed before
+/// do nothing when they come due. A dry run is this, rolled back.
+pub async fn migrate(
+    tx: &mut Tx<'_>,
+    tenant_id: Uuid,
+    instance: &Instance,
+    migration: Migration<'_>,
+) -> Result<Migrated, ApplyError> {
+    let Migration {
+        version_id,
+        definition,
+        state_map,
+        expected_seq,
+        actor,
+        ctx,
+    } = migration;
+    if let Some(expected) = expected_seq
+        && expected != instance.seq
+    {
+        return Err(ApplyError::Moved {
+            current: instance.seq,
+        });
+    }
+    // Only a running instance moves.
+    match instance.body.status {
+        Status::Active => {}
+        Status::Completed => return Err(StepError::Completed.into()),
+        Status::Cancelled => return Err(StepError::Cancelled.into()),
+    }
+    let versions: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT id, definition_id, version FROM workflow_versions \
+         WHERE tenant_id = $1 AND id IN ($2, $3)",
+    )
+    .bind(tenant_id.to_string())
+    .bind(instance.version_id.to_string())
+    .bind(version_id.to_string())
+    .fetch_all(&mut **tx)
     .await
     .map_err(StoreError::from)?;
-    record(tx, tenant_id, instance, &step, actor, now).await?;
-    Ok(Some(step))
+    let number = |id: Uuid| {
+        versions
+            .iter()
+            .find(|(v, _, _)| *v == id.to_string())
+            .map(|(_, definition, number)| (definition.as_str(), *number))
+    };
+    let from_version = number(instance.version_id)
+        .ok_or(StoreError::NotFound("workflow version"))?
+        .1;
+    let to_version = match number(version_id) {
+        Some((definition, n)) if definition == instance.definition_id.to_string() => n,
+        Some(_) => {
+            return Err(StoreError::invalid(
+                "version_id",
+                "is a version of another workflow definition",
+            )
+            .into());
+        }
+        None => {
+            return Err(StoreError::invalid(
+                "version_id",
+                "no published workflow version of the tenant has this id",
+            )
+            .into());
+        }
+    };
+    let states = || definition.states.keys().collect::<Vec<_>>().join(", ");
+    for (from, to) in state_map {
+        if !definition.states.contains_key(to) {
+            return Err(StoreError::invalid(
+                &format!("state_map.{from}"),
+                format!(
+                    "state `{to}` does not exist in version {to_version}; its states: {}",
+                    states()
+                ),
+            )
+            .into());
+        }
+    }
+    let to_state = state_map
+        .get(&instance.state)
+        .map_or(instance.state.as_str(), String::as_str);
+    if version_id == instance.version_id && to_state == instance.state {
+        return Err(StoreError::invalid(
+            "state_map",
+            format!(
+                "nothing to migrate: the instance is already on version {to_version}, in state \
+                 `{to_state}`; name another version, or map `{to_state}` to another state"
+            ),
+        )
+        .into());
+    }
+    let now = now_ms();
+    let mut step =
+        machine::migrate(definition, &instance.body, to_state, now, ctx).map_err(|e| match e {
+            StepError::UnknownState { state, .. } => ApplyError::Store(StoreError::invalid(
+                "state_map",
+                format!(
+                    "the instance's state `{state}` does not exist in version {to_version}: map it \
+                     to one of its states: {}",
+                    states()
+                ),
+            )),
+            e => e.into(),
+        })?;
+    if let Some(event) = step.events.iter_mut().find(|e| e.name.as_str() == MIGRATED)
+        && let Value::Object(payload) = &mut event.payload
+    {
+        payload.insert("from_version".into(), json!(from_version));
+        payload.insert("to_version".into(), json!(to_version));
+    }
+    write(tx, tenant_id, instance, version_id, &step, now).await?;
+    let events = record(tx, tenant_id, instance, &step, actor, now).await?;
+    Ok(Migrated { step, events })
 }
 
 /// What a step causes, in its transaction: its events, its timer and SLA
 /// jobs, its assignment, its messages (queued like any bot message, sent
 /// once by their send jobs), its hand-off and its alerts; and one job for
-/// the effects that reach outside (webhooks, the LLM).
+/// the effects that reach outside (webhooks, the LLM). Returns the names of
+/// the events written, in order.
 async fn record(
     tx: &mut Tx<'_>,
     tenant_id: Uuid,
@@ -338,7 +506,7 @@ async fn record(
     step: &Step,
     actor: &str,
     now: i64,
-) -> Result<(), StoreError> {
+) -> Result<Vec<String>, StoreError> {
     let seq = step.state.seq;
     let mut events: Vec<(String, Value)> = step
         .events
@@ -443,7 +611,7 @@ async fn record(
             Effect::Send { text } => match conversation(tx, tenant_id, instance).await? {
                 Some(conversation) => {
                     let out = Outgoing {
-                        sender: "bot",
+                        sender: MessageSender::Bot,
                         text: Some(text.clone()),
                         ..Outgoing::default()
                     };
@@ -514,6 +682,7 @@ async fn record(
             run_at: None,
         });
     }
+    let mut names = Vec::with_capacity(events.len());
     for (name, payload) in events {
         sqlx::query(
             "INSERT INTO workflow_events (id, tenant_id, instance_id, seq, name, payload, actor, created_at) \
@@ -523,17 +692,18 @@ async fn record(
         .bind(tenant_id.to_string())
         .bind(instance.id.to_string())
         .bind(seq)
-        .bind(name)
+        .bind(&name)
         .bind(payload.to_string())
         .bind(actor)
         .bind(now)
         .execute(&mut **tx)
         .await?;
+        names.push(name);
     }
     if !jobs.is_empty() {
         jobs::enqueue_many(&mut Conn::of(tx), jobs).await?;
     }
-    Ok(())
+    Ok(names)
 }
 
 /// The instance's conversation, if it has one in this tenant.
@@ -694,6 +864,24 @@ pub async fn mark_deleted(tx: &mut Tx<'_>, tenant_id: Uuid, id: Uuid) -> Result<
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// The definition and number of a published version of the tenant: what a
+/// migration may name, checked before its definition is read.
+pub async fn version_of(
+    db: &Db,
+    tenant_id: Uuid,
+    version_id: Uuid,
+) -> Result<Option<(Uuid, i64)>, StoreError> {
+    let row: Option<(String, i64)> = sqlx::query_as(
+        "SELECT definition_id, version FROM workflow_versions WHERE id = $1 AND tenant_id = $2",
+    )
+    .bind(version_id.to_string())
+    .bind(tenant_id.to_string())
+    .fetch_optional(db.pool())
+    .await?;
+    row.map(|(definition, number)| Ok((parse_id(&definition)?, number)))
+        .transpose()
 }
 
 /// The instance, locked for this transaction on PostgreSQL.

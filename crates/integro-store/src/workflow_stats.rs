@@ -78,7 +78,8 @@ pub async fn stats(
          JOIN workflow_instances i ON i.id = e.instance_id \
          WHERE e.tenant_id = $1 AND e.created_at < $3 AND i.tenant_id = $1 \
          AND (i.status = 'active' OR i.updated_at >= $2) \
-         AND e.name IN ('workflow.instance.created', 'workflow.instance.transitioned') \
+         AND e.name IN ('workflow.instance.created', 'workflow.instance.transitioned', \
+         'workflow.instance.migrated') \
          ORDER BY e.instance_id, e.id LIMIT {MAX_EVENTS}"
     )))
     .bind(&tenant)
@@ -102,13 +103,15 @@ pub async fn stats(
     // The instance and time of its last entry into a state.
     let mut last: Option<(String, i64)> = None;
     for (definition, instance, name, payload, at) in moves {
-        if name == "workflow.instance.transitioned"
+        // A migration enters a state as a transition does.
+        if (name == "workflow.instance.transitioned" || name == "workflow.instance.migrated")
             && let Some((i, since)) = &last
             && *i == instance
             && at >= from_ms
         {
             let payload: serde_json::Value = serde_json::from_str(&payload).unwrap_or_default();
-            if let Some(state) = payload["from"].as_str().filter(|s| !s.is_empty()) {
+            let left = payload["from"].as_str().or(payload["from_state"].as_str());
+            if let Some(state) = left.filter(|s| !s.is_empty()) {
                 times
                     .entry((definition.clone(), state.to_string()))
                     .or_default()

@@ -447,7 +447,12 @@ pub async fn version(
 
 /// Parsed versions, by id: a version never changes, so what was parsed
 /// once stays right. Bounded: emptied when it grows past `CACHED_VERSIONS`.
-static PARSED: LazyLock<Mutex<HashMap<Uuid, Arc<Definition>>>> = LazyLock::new(Default::default);
+/// Keyed by tenant and version: a version id alone must not reach another
+/// tenant's definition.
+static PARSED: LazyLock<Mutex<HashMap<TenantVersion, Arc<Definition>>>> =
+    LazyLock::new(Default::default);
+/// (tenant, version id).
+type TenantVersion = (Uuid, Uuid);
 const CACHED_VERSIONS: usize = 1000;
 
 /// The definition of the version `version_id`, parsed once per process.
@@ -456,7 +461,7 @@ pub async fn compiled(
     tenant_id: Uuid,
     version_id: Uuid,
 ) -> Result<Arc<Definition>, StoreError> {
-    if let Some(found) = PARSED.lock().expect("cache").get(&version_id) {
+    if let Some(found) = PARSED.lock().expect("cache").get(&(tenant_id, version_id)) {
         return Ok(found.clone());
     }
     let row: Option<VersionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -482,7 +487,7 @@ pub async fn compiled(
     if cache.len() >= CACHED_VERSIONS {
         cache.clear();
     }
-    cache.insert(version_id, parsed.clone());
+    cache.insert((tenant_id, version_id), parsed.clone());
     Ok(parsed)
 }
 

@@ -22,7 +22,7 @@ use integro_engine::rules::RuleSet;
 use integro_engine::template::Vars;
 use integro_engine::{burst, text, workflow};
 use integro_store::bots::Bot;
-use integro_store::conversations::{Conversation, ConversationState, Outgoing};
+use integro_store::conversations::{Conversation, ConversationState, MessageSender, Outgoing};
 use integro_store::memory::{self, Memory};
 use integro_store::secrets::Keyring;
 use integro_store::usage::LlmCall;
@@ -401,7 +401,7 @@ impl Engine {
                 }
                 for (i, part) in parts.into_iter().enumerate() {
                     turn.outgoing.push(Outgoing {
-                        sender: "bot",
+                        sender: MessageSender::Bot,
                         text: Some(part).filter(|p| !p.is_empty()),
                         media_url: if i == 0 { media.clone() } else { None },
                         reply_to,
@@ -689,7 +689,7 @@ impl Engine {
                 };
                 for (n, part) in parts.into_iter().enumerate() {
                     turn.outgoing.push(Outgoing {
-                        sender: "bot",
+                        sender: MessageSender::Bot,
                         text: Some(part),
                         reply_to,
                         rule_id,
@@ -741,7 +741,7 @@ impl Engine {
                 turn.trace
                     .push("every AI option failed: the error reply goes instead".into());
                 turn.outgoing.push(Outgoing {
-                    sender: "bot",
+                    sender: MessageSender::Bot,
                     text: Some(settings.error_reply.clone()),
                     reply_to,
                     rule_id,

@@ -36,6 +36,8 @@ pub(crate) async fn run_timer(worker: &Worker, job: &Job) -> Result<(), Failure>
     let payload: TimerPayload = serde_json::from_value(job.payload.clone())
         .map_err(|e| Failure::Permanent(format!("a workflow timer job that does not read: {e}")))?;
     // What the step reads besides the instance, before its row is locked.
+    // A migration in between changes the version but also the `seq`, so
+    // the timer is then stale whichever definition was read.
     let read = match workflow_instances::get(&worker.db, payload.tenant_id, payload.instance_id)
         .await?
     {
@@ -216,11 +218,21 @@ pub(crate) async fn answer_form(
     let Some(waiting) = waiting else {
         return Ok(None);
     };
-    let definition = workflows::compiled(&worker.db, tenant_id, waiting.version_id).await?;
     let ctx = integro_store::business_calendars::step_context(&worker.db, tenant_id).await?;
-    let mut tx = worker.db.begin().await?;
-    let Some(instance) = workflow_instances::lock(&mut tx, tenant_id, waiting.id).await? else {
-        return Ok(None);
+    // The version's definition is read before the row is locked; a
+    // migration in between changes the version, and then it is read again.
+    let mut version_id = waiting.version_id;
+    let (mut tx, instance, definition) = loop {
+        let definition = workflows::compiled(&worker.db, tenant_id, version_id).await?;
+        let mut tx = worker.db.begin().await?;
+        let Some(instance) = workflow_instances::lock(&mut tx, tenant_id, waiting.id).await? else {
+            return Ok(None);
+        };
+        if instance.version_id == version_id {
+            break (tx, instance, definition);
+        }
+        version_id = instance.version_id;
+        tx.rollback().await?;
     };
     if instance.status != "active" || instance.body.form.is_none() {
         return Ok(None);

@@ -202,6 +202,9 @@ pub enum EventName {
     InstanceCompleted,
     #[serde(rename = "workflow.instance.cancelled")]
     InstanceCancelled,
+    /// Moved onto another version (or state) by a person.
+    #[serde(rename = "workflow.instance.migrated")]
+    InstanceMigrated,
     #[serde(rename = "workflow.field.set")]
     FieldSet,
     #[serde(rename = "workflow.field.rejected")]
@@ -222,6 +225,7 @@ impl EventName {
             EventName::InstanceAssigned => "workflow.instance.assigned",
             EventName::InstanceCompleted => "workflow.instance.completed",
             EventName::InstanceCancelled => "workflow.instance.cancelled",
+            EventName::InstanceMigrated => "workflow.instance.migrated",
             EventName::FieldSet => "workflow.field.set",
             EventName::FieldRejected => "workflow.field.rejected",
             EventName::SlaWarning => "workflow.sla.warning",
@@ -291,6 +295,9 @@ pub enum StepError {
     /// The definition is inconsistent (it was not validated).
     #[error("{path}: {message}")]
     Definition { path: String, message: String },
+    /// A migration's state is not one of the version's.
+    #[error("state `{state}` does not exist; states: {}", list(.states))]
+    UnknownState { state: String, states: Vec<String> },
     #[error("business calendar `{name}` does not exist")]
     UnknownCalendar { name: String },
     #[error("more than {limit} transitions in one step: the definition loops")]

@@ -11,6 +11,7 @@
 //! job that runs twice acts once.
 
 mod form;
+mod migrate;
 mod sla;
 
 use super::definition::{Action, AssignSpec, Definition, StateSpec};
@@ -25,6 +26,8 @@ use super::{MAX_CHAINED_TRANSITIONS, is_key};
 use crate::condition::Condition;
 use crate::template::{self, Vars};
 use serde_json::{Map, Value, json};
+
+pub use migrate::migrate;
 
 /// Starts an instance: [`step`] with [`Input::Start`] on a blank state.
 pub fn start(
@@ -51,20 +54,7 @@ pub fn step(
     now_ms: i64,
     ctx: &StepContext,
 ) -> Result<Step, StepError> {
-    let mut run = Run {
-        def,
-        ctx,
-        now: now_ms,
-        state: state.clone(),
-        data: Map::new(),
-        message: None,
-        consumed: false,
-        transitions: Vec::new(),
-        effects: Vec::new(),
-        events: Vec::new(),
-        arm_timers: false,
-        arm_sla: false,
-    };
+    let mut run = Run::new(def, state, now_ms, ctx);
     if state.state.is_empty() && !matches!(input, Input::Start { .. }) {
         return Err(StepError::NotStarted);
     }
@@ -100,16 +90,7 @@ pub fn step(
             events: Vec::new(),
         });
     }
-    run.update_sla_pause()?;
-    run.arm()?;
-    Ok(Step {
-        state: run.state,
-        consumed: run.consumed,
-        stale: false,
-        transitions: run.transitions,
-        effects: run.effects,
-        events: run.events,
-    })
+    run.finish()
 }
 
 /// One step in progress; discarded on error.
@@ -130,6 +111,45 @@ struct Run<'a> {
     /// left at once, and a pause decided at the end may postpone the SLA.
     arm_timers: bool,
     arm_sla: bool,
+}
+
+impl<'a> Run<'a> {
+    fn new(
+        def: &'a Definition,
+        state: &InstanceState,
+        now_ms: i64,
+        ctx: &'a StepContext,
+    ) -> Run<'a> {
+        Run {
+            def,
+            ctx,
+            now: now_ms,
+            state: state.clone(),
+            data: Map::new(),
+            message: None,
+            consumed: false,
+            transitions: Vec::new(),
+            effects: Vec::new(),
+            events: Vec::new(),
+            arm_timers: false,
+            arm_sla: false,
+        }
+    }
+
+    /// Ends a step that changed the instance: the SLA's pause, then the
+    /// timers and SLA checks the step asked for.
+    fn finish(mut self) -> Result<Step, StepError> {
+        self.update_sla_pause()?;
+        self.arm()?;
+        Ok(Step {
+            state: self.state,
+            consumed: self.consumed,
+            stale: false,
+            transitions: self.transitions,
+            effects: self.effects,
+            events: self.events,
+        })
+    }
 }
 
 fn definition_error(path: String, message: impl Into<String>) -> StepError {
@@ -404,16 +424,25 @@ impl<'a> Run<'a> {
     /// Enters a state: assign, `enter` actions, timers, SLA, then the form
     /// (or completion for a final state).
     fn enter(&mut self, name: &str) -> Result<Option<String>, StepError> {
+        self.enter_with(name, true)
+    }
+
+    /// [`Run::enter`]; without `assign` and the `enter` actions when
+    /// `run_actions` is false (a migration that keeps the state's name:
+    /// they ran when the instance entered it).
+    fn enter_with(&mut self, name: &str, run_actions: bool) -> Result<Option<String>, StepError> {
         self.state.state = name.to_string();
         let spec = self.spec()?;
         self.state.entered_at_ms = self.now;
         self.state.form = None;
         self.state.fired_timers.clear();
         self.state.sla = None;
-        if let Some(assign) = &spec.assign {
-            self.assign(assign);
+        if run_actions {
+            if let Some(assign) = &spec.assign {
+                self.assign(assign);
+            }
+            self.actions(&spec.enter, "enter")?;
         }
-        self.actions(&spec.enter, "enter")?;
         if spec.is_final {
             self.state.status = Status::Completed;
             self.emit(EventName::InstanceCompleted, json!({}));

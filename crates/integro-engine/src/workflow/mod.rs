@@ -3,10 +3,11 @@
 //! A workflow [`Definition`] is written in YAML or JSON; [`step`] moves an
 //! instance from one [`InstanceState`] to the next for one [`Input`] (a
 //! message, an event, a timer coming due) and says what the caller must do
-//! ([`Effect`]) and report ([`WorkflowEvent`]). Like the rest of the crate it
-//! is pure: time is an argument, nothing is stored or sent here, so the job
-//! queue can run a step, write its result in one unit and retry safely, and
-//! `/simulate` can run a whole script on a virtual clock.
+//! ([`Effect`]) and report ([`WorkflowEvent`]); [`migrate`] moves a running
+//! instance onto another version of its definition. Like the rest of the
+//! crate it is pure: time is an argument, nothing is stored or sent here, so
+//! the job queue can run a step, write its result in one unit and retry
+//! safely, and `/simulate` can run a whole script on a virtual clock.
 
 mod calendar;
 mod definition;
@@ -20,6 +21,8 @@ mod source;
 mod trigger;
 mod validate;
 
+#[cfg(test)]
+mod migrate_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -37,7 +40,7 @@ pub use instance::{
     Assignee, Effect, EventName, FormProgress, Input, InstanceState, SlaClock, SlaKind, Status,
     Step, StepContext, StepError, Transition, WorkflowEvent,
 };
-pub use machine::{start, step};
+pub use machine::{migrate, start, step};
 pub use simulate::{MAX_SIMULATED_STEPS, ScriptItem, SimulatedStep, simulate};
 pub use source::locate_all;
 pub use trigger::triggered_by;

@@ -9,7 +9,8 @@ use integro_engine::handoff::{self, Transition};
 use integro_store::Conn;
 use integro_store::Page;
 use integro_store::conversations::{
-    self, Assignee, Conversation, ConversationFilter, ConversationState, Message, Outgoing,
+    self, Assignee, Conversation, ConversationFilter, ConversationState, Message, MessageSender,
+    Outgoing,
 };
 use integro_store::labels;
 use integro_store::memory::{self, Transition as TransitionRecord};
@@ -222,7 +223,7 @@ pub(crate) async fn send_message(
         &mut Conn::of(&mut tx),
         &conversation,
         Outgoing {
-            sender: "agent",
+            sender: MessageSender::Agent,
             text,
             media_url: req.media_url,
             template: req.template,

@@ -1,6 +1,7 @@
 //! `/api/v1/workflow-instances`: running workflows (#37). An instance is
-//! started on a definition's newest published version and stays on it.
-//! Events move it (`…/events`, agents and above), one at a time per
+//! started on a definition's newest published version and stays on it
+//! until a person migrates it (`…/migrate`, with a state map and a dry
+//! run). Events move it (`…/events`, agents and above), one at a time per
 //! instance; each step is written with its events, timers, assignment and
 //! messages in one transaction (`integro_store::workflow_instances`).
 //! `GET /api/v1/me/workflow-tasks` lists the caller's open instances.
@@ -9,13 +10,18 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use integro_core::Permission;
-use integro_engine::workflow::{Input, StepError};
-use integro_store::workflow_instances::{
-    self, ApplyError, Instance, InstanceFilter, NewInstance, StepRequest, WorkflowEventRecord,
+use integro_engine::workflow::{
+    Definition, Effect, Input, MAX_STATES, StepContext, StepError, is_key,
 };
-use integro_store::{Page, PageRequest, business_calendars, workflows};
-use serde::Deserialize;
+use integro_store::workflow_instances::{
+    self, ApplyError, Instance, InstanceFilter, Migration, NewInstance, StepRequest,
+    WorkflowEventRecord,
+};
+use integro_store::{Page, PageRequest, Tx, business_calendars, workflows};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -30,6 +36,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_instance, delete_instance))
         .routes(routes!(instance_history))
         .routes(routes!(send_event))
+        .routes(routes!(migrate_instance))
         .routes(routes!(assign_instance))
         .routes(routes!(my_tasks))
 }
@@ -66,6 +73,46 @@ pub struct EventRequest {
     pub data: Map<String, Value>,
     /// The `seq` you last saw: 409 with the current one when it moved.
     pub expected_seq: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MigrateRequest {
+    /// The published version to move to, by number; default: the
+    /// definition's newest.
+    pub version: Option<i64>,
+    /// Or by id (as `GET …/workflow-definitions/{id}/versions` lists them),
+    /// instead of `version`.
+    pub version_id: Option<Uuid>,
+    /// Old state name → new one, e.g. `{"b": "review"}`; a state not in
+    /// the map keeps its name. Every state named must exist in the target
+    /// version.
+    #[serde(default)]
+    pub state_map: BTreeMap<String, String>,
+    /// Compute the migration and answer it without storing anything.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// The `seq` you last saw: 409 with the current one when it moved.
+    pub expected_seq: Option<i64>,
+}
+
+/// A migration done, or (`dry_run`) what it would do.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MigrationResult {
+    /// `true`: nothing was stored or sent; `instance` is what it would be.
+    pub dry_run: bool,
+    /// The instance after the migration: its new `version_id`, `state` and
+    /// `seq`.
+    pub instance: Instance,
+    /// The events published, in order: `workflow.instance.migrated` first,
+    /// then what entering the state caused (`workflow.instance.assigned`,
+    /// `workflow.instance.completed`, …).
+    pub events: Vec<String>,
+    /// What the step sets in motion, as `/simulate` shows it: `send`,
+    /// `assign`, `handoff`, `webhook`, `arm_timer` and `arm_sla` (due times
+    /// in Unix milliseconds), …
+    #[schema(value_type = Vec<Object>)]
+    pub effects: Vec<Effect>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -308,6 +355,49 @@ pub(crate) async fn send_event(
     step(&state, &ctx, id, &input, req.expected_seq).await
 }
 
+/// An instance locked in a new transaction, with its version's definition
+/// and the tenant's calendars.
+struct Locked {
+    tx: Tx<'static>,
+    instance: Instance,
+    definition: Arc<Definition>,
+    context: StepContext,
+}
+
+/// How often `locked` reads again when a migration moved the instance to
+/// another version between its read and its lock.
+const LOCK_ATTEMPTS: usize = 3;
+
+/// Reads what a step needs besides the instance before the transaction
+/// (it holds a connection, and on PostgreSQL a row lock, while it lasts),
+/// then locks the instance; a migration in between changes its version,
+/// and then it is read again.
+async fn locked(state: &AppState, ctx: &TenantCtx, id: Uuid) -> ApiResult<Locked> {
+    for _ in 0..LOCK_ATTEMPTS {
+        let current = found(state, ctx, id).await?;
+        let definition = workflows::compiled(&state.db, ctx.tenant_id, current.version_id).await?;
+        let context = business_calendars::step_context(&state.db, ctx.tenant_id).await?;
+        let mut tx = state.db.begin().await?;
+        let instance = workflow_instances::lock(&mut tx, ctx.tenant_id, id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("workflow instance"))?;
+        if instance.version_id == current.version_id {
+            return Ok(Locked {
+                tx,
+                instance,
+                definition,
+                context,
+            });
+        }
+        tx.rollback().await?;
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "conflict",
+        "the instance is being migrated; send the request again",
+    ))
+}
+
 /// Applies `input` to the instance, locked in its own transaction.
 async fn step(
     state: &AppState,
@@ -316,15 +406,12 @@ async fn step(
     input: &Input,
     expected_seq: Option<i64>,
 ) -> ApiResult<Json<Instance>> {
-    // What the step reads besides the instance, before the row is locked
-    // (an instance keeps its version).
-    let current = found(state, ctx, id).await?;
-    let definition = workflows::compiled(&state.db, ctx.tenant_id, current.version_id).await?;
-    let context = business_calendars::step_context(&state.db, ctx.tenant_id).await?;
-    let mut tx = state.db.begin().await?;
-    let instance = workflow_instances::lock(&mut tx, ctx.tenant_id, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("workflow instance"))?;
+    let Locked {
+        mut tx,
+        instance,
+        definition,
+        context,
+    } = locked(state, ctx, id).await?;
     workflow_instances::apply(
         &mut tx,
         ctx.tenant_id,
@@ -345,6 +432,138 @@ async fn step(
     tx.commit().await?;
     state.wake.notify_one();
     Ok(Json(after))
+}
+
+/// Move a running instance onto another published version of its
+/// definition (agents and above): `state_map` renames states (a state not
+/// in it keeps its name), `dry_run` answers what would happen and stores
+/// nothing. The instance keeps its field values and variables; its `seq`
+/// grows, so the timers and SLA checks armed before do nothing. Its state
+/// is entered on the new version as by a transition (timers and SLA from
+/// now, its form asking its first empty field), with its `assign` and
+/// `enter` actions only when the state's name changes. 409 for a finished
+/// instance or a moved `expected_seq`; 422 for a version that is not one of
+/// the definition's, a state the version lacks (its states are listed), or
+/// nothing to migrate (the same version and state).
+#[utoipa::path(post, path = "/api/v1/workflow-instances/{id}/migrate", tag = "workflows", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Instance id")), request_body = MigrateRequest,
+    responses((status = 200, body = MigrationResult), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub(crate) async fn migrate_instance(
+    State(state): State<AppState>,
+    ctx: TenantCtx,
+    Path(id): Path<Uuid>,
+    ApiJson(req): ApiJson<MigrateRequest>,
+) -> ApiResult<Json<MigrationResult>> {
+    ctx.require(Permission::Converse)?;
+    if req.state_map.len() > MAX_STATES {
+        return Err(ApiError::invalid_field(
+            "state_map",
+            format!("at most {MAX_STATES} states"),
+        ));
+    }
+    if let Some(name) = req
+        .state_map
+        .iter()
+        .flat_map(|(from, to)| [from, to])
+        .find(|name| !is_key(name))
+    {
+        let shown: String = name.chars().take(80).collect();
+        return Err(ApiError::invalid_field(
+            "state_map",
+            format!("`{shown}` is not a state name"),
+        ));
+    }
+    // What the migration reads, before the transaction: the instance's
+    // definition does not change, and versions never do.
+    let current = found(&state, &ctx, id).await?;
+    let version_id = match (req.version, req.version_id) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid_field(
+                "version_id",
+                "give `version` or `version_id`, not both",
+            ));
+        }
+        (None, Some(version_id)) => {
+            match workflow_instances::version_of(&state.db, ctx.tenant_id, version_id).await? {
+                Some((definition, _)) if definition == current.definition_id => version_id,
+                Some(_) => {
+                    return Err(ApiError::invalid_field(
+                        "version_id",
+                        "is a version of another workflow definition",
+                    ));
+                }
+                None => {
+                    return Err(ApiError::invalid_field(
+                        "version_id",
+                        "no published workflow version of the tenant has this id",
+                    ));
+                }
+            }
+        }
+        (number, None) => {
+            workflows::version(&state.db, ctx.tenant_id, current.definition_id, number)
+                .await?
+                .ok_or_else(|| match number {
+                    Some(n) => ApiError::invalid_field(
+                        "version",
+                        format!("the definition has no published version {n}"),
+                    ),
+                    None => ApiError::invalid_field(
+                        "version",
+                        "the definition has no published version",
+                    ),
+                })?
+                .id
+        }
+    };
+    let definition = workflows::compiled(&state.db, ctx.tenant_id, version_id).await?;
+    let context = business_calendars::step_context(&state.db, ctx.tenant_id).await?;
+    let mut tx = state.db.begin().await?;
+    let instance = workflow_instances::lock(&mut tx, ctx.tenant_id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("workflow instance"))?;
+    let migrated = workflow_instances::migrate(
+        &mut tx,
+        ctx.tenant_id,
+        &instance,
+        Migration {
+            version_id,
+            definition: &definition,
+            state_map: &req.state_map,
+            expected_seq: req.expected_seq,
+            actor: &ctx.actor().label,
+            ctx: &context,
+        },
+    )
+    .await
+    .map_err(|e| match e {
+        // The new version cannot take the instance (a calendar its SLA
+        // names is gone, its forms loop, …).
+        ApplyError::Refused(e) if !matches!(e, StepError::Completed | StepError::Cancelled) => {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "migration_refused",
+                e.to_string(),
+            )
+        }
+        e => refused(e),
+    })?;
+    let after = workflow_instances::lock(&mut tx, ctx.tenant_id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("workflow instance"))?;
+    if req.dry_run {
+        tx.rollback().await?;
+    } else {
+        tx.commit().await?;
+        state.wake.notify_one();
+    }
+    Ok(Json(MigrationResult {
+        dry_run: req.dry_run,
+        instance: after,
+        events: migrated.events,
+        effects: migrated.step.effects,
+    }))
 }
 
 /// Assign the instance to a member of the tenant, or to nobody (agents and
@@ -390,13 +609,12 @@ pub(crate) async fn delete_instance(
     Path(id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
     ctx.require(Permission::Converse)?;
-    let current = found(&state, &ctx, id).await?;
-    let definition = workflows::compiled(&state.db, ctx.tenant_id, current.version_id).await?;
-    let context = business_calendars::step_context(&state.db, ctx.tenant_id).await?;
-    let mut tx = state.db.begin().await?;
-    let instance = workflow_instances::lock(&mut tx, ctx.tenant_id, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("workflow instance"))?;
+    let Locked {
+        mut tx,
+        instance,
+        definition,
+        context,
+    } = locked(&state, &ctx, id).await?;
     if instance.status == "active" {
         let cancel = Input::Cancel {
             reason: Some("deleted".into()),

@@ -18,7 +18,7 @@ use integro_engine::handoff::ConversationState;
 use integro_store::accounts::{self, Account, AccountFilter};
 use integro_store::canned_replies::{self, CannedReply};
 use integro_store::conversations::{
-    self, Assignee, Conversation, ConversationFilter, Direction, InboxRow, Message,
+    self, Assignee, Conversation, ConversationFilter, Direction, InboxRow, Message, MessageStatus,
 };
 use integro_store::labels::{self, Label};
 use integro_store::reads;
@@ -378,7 +378,7 @@ fn message_view(m: Message) -> MessageView {
         inbound: m.direction == Direction::Inbound,
         sender: match m.direction {
             Direction::Inbound => m.from_name.clone().unwrap_or_else(|| "Contact".into()),
-            Direction::Outbound => m.sender.clone(),
+            Direction::Outbound => m.sender.as_str().to_string(),
         },
         text: m.body.clone().unwrap_or_default(),
         media: m
@@ -386,8 +386,8 @@ fn message_view(m: Message) -> MessageView {
             .iter()
             .map(|x| format!("{} {}", x.kind, x.reference))
             .collect(),
-        failed: m.status == "failed",
-        status: m.status,
+        failed: m.status == MessageStatus::Failed,
+        status: m.status.as_str().to_string(),
         error,
         when: when(m.created_at),
     }

@@ -215,6 +215,7 @@ async fn openapi_lists_every_route(kind: DbKind) {
         ("/api/v1/workflow-instances/{id}", "delete"),
         ("/api/v1/workflow-instances/{id}/history", "get"),
         ("/api/v1/workflow-instances/{id}/events", "post"),
+        ("/api/v1/workflow-instances/{id}/migrate", "post"),
         ("/api/v1/workflow-instances/{id}/assign", "post"),
         ("/api/v1/me/workflow-tasks", "get"),
         ("/api/v1/workflow-events", "get"),

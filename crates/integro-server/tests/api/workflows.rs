@@ -2,7 +2,8 @@
 //! their path, line and column; published versions that running instances
 //! keep; instances moved by events (with `expected_seq`), one at a time;
 //! timers and SLAs fired exactly once by the workers; simulation; tasks
-//! assigned to members; roles and tenants.
+//! assigned to members; migration to another version (with a dry run);
+//! roles and tenants.
 
 use std::time::Duration;
 
@@ -25,6 +26,8 @@ db_tests!(
     timers_and_slas_fire_exactly_once,
     simulate_runs_a_script_on_a_virtual_clock,
     instances_are_assigned_to_members_and_listed_as_their_tasks,
+    migrate_moves_a_running_instance_to_another_version,
+    migrate_refuses_what_it_cannot_do,
 );
 
 const DEFINITIONS: &str = "/api/v1/workflow-definitions";
@@ -1775,4 +1778,437 @@ async fn instances_are_assigned_to_members_and_listed_as_their_tasks(kind: DbKin
     .await;
     assert_eq!(got["assignee_id"], Value::Null);
     assert_eq!(listed(app, &first.0, tasks).await, [id(&three)]);
+}
+
+/// Version 1: `waiting` expires after 3 seconds; `note` is a field.
+const MOVING_V1: &str = "\
+key: moving
+triggers: { api: true }
+fields:
+  note: { type: string }
+states:
+  waiting:
+    timers: [{ after: PT3S, goto: expired }]
+    on: { next: b }
+  b: { on: { done: end } }
+  end: { final: true }
+  expired: { final: true }
+";
+
+/// Version 2: `waiting` has no timer; `b` became `review`, which greets on
+/// entry and is done by itself after a second; `note` is not declared.
+const MOVING_V2: &str = "\
+key: moving
+triggers: { api: true }
+states:
+  waiting:
+    on: { next: review }
+  review:
+    enter: [{ send: \"Under review.\" }]
+    timers: [{ after: PT1S, goto: done }]
+    on: { finish: end }
+  end: { final: true }
+  done: { final: true }
+";
+
+/// Publishes `text` as the definition's next version; the version.
+async fn publish_next(app: &TestApp, key: &str, definition: &str, text: &str) -> Value {
+    let one = format!("{DEFINITIONS}/{definition}");
+    expect(
+        yaml(app, key, Method::PUT, &one, text).await,
+        StatusCode::OK,
+    )
+    .await;
+    expect(
+        call(app, key, Method::POST, &format!("{one}/versions"), None).await,
+        StatusCode::CREATED,
+    )
+    .await
+}
+
+async fn migrate(app: &TestApp, key: &str, instance: &str, body: Value) -> Response {
+    let path = format!("{INSTANCES}/{instance}/migrate");
+    call(app, key, Method::POST, &path, Some(body)).await
+}
+
+/// Jobs in the table, whatever their state.
+async fn jobs_count(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM jobs")
+        .fetch_one(app.state.db.pool())
+        .await
+        .unwrap()
+}
+
+async fn migrate_moves_a_running_instance_to_another_version(kind: DbKind) {
+    let Some(t) = tenant(kind).await else {
+        return;
+    };
+    let app = &t.app;
+    let admin = t.admin.as_str();
+    let (_, agent) = app.create_key(&t.id, "agent").await;
+    let definition = published(app, admin, MOVING_V1).await;
+    let definition_id = id(&definition);
+    // `waiting` on version 1, its 3-second timer armed; and one in `b`.
+    let a = start(
+        app,
+        admin,
+        json!({ "definition": "moving", "data": { "note": "kept", "customer": "ACME" } }),
+    )
+    .await;
+    let a_id = id(&a);
+    assert_eq!(a["fields"], json!({ "note": "kept" }));
+    let v1 = a["version_id"].as_str().unwrap().to_string();
+    let b_id = id(&start(app, admin, json!({ "definition": "moving" })).await);
+    expect(
+        event(app, admin, &b_id, json!({ "event": "next" })).await,
+        StatusCode::OK,
+    )
+    .await;
+    let v2 = publish_next(app, admin, &definition_id, MOVING_V2).await;
+    assert_eq!(v2["version"], 2);
+    let v2_id = v2["id"].as_str().unwrap();
+
+    // A dry run answers the instance as it would be, and changes nothing.
+    let jobs_before = jobs_count(app).await;
+    let dry = expect(
+        migrate(app, &agent, &a_id, json!({ "dry_run": true })).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(dry["instance"]["id"], a_id.as_str());
+    assert_eq!(dry["instance"]["version_id"], v2_id);
+    assert_eq!(dry["instance"]["state"], "waiting");
+    assert_eq!(dry["instance"]["seq"], 1);
+    assert_eq!(dry["events"], json!(["workflow.instance.migrated"]));
+    assert_eq!(
+        dry["effects"],
+        json!([]),
+        "version 2's `waiting` has no timer"
+    );
+    let got = instance(app, admin, &a_id).await;
+    assert_eq!(got, a, "the dry run stored nothing");
+    let created = ["workflow.instance.created", "workflow.field.set"];
+    assert_eq!(names(&history(app, admin, &a_id).await), created);
+    assert_eq!(jobs_count(app).await, jobs_before);
+
+    // The migration, by an agent, expecting seq 0: the newest version, the
+    // same state; values kept, fields version 2 does not declare included.
+    assert_eq!(
+        got["state"], "waiting",
+        "version 1's timer has not fired yet"
+    );
+    let moved = expect(
+        migrate(app, &agent, &a_id, json!({ "expected_seq": 0 })).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(moved["dry_run"], false);
+    assert_eq!(moved["events"], json!(["workflow.instance.migrated"]));
+    let got = instance(app, admin, &a_id).await;
+    assert_eq!(moved["instance"], got);
+    assert_eq!(got["version_id"], v2_id);
+    assert_eq!(got["definition_id"], definition_id.as_str());
+    assert_eq!(got["state"], "waiting");
+    assert_eq!(got["status"], "active");
+    assert_eq!(got["seq"], 1);
+    assert_eq!(got["fields"], json!({ "note": "kept" }));
+    assert_eq!(got["vars"], json!({ "customer": "ACME" }));
+    let past = history(app, admin, &a_id).await;
+    assert_eq!(
+        names(&past),
+        [created[0], created[1], "workflow.instance.migrated"]
+    );
+    let migrated = &past[2];
+    assert_eq!(migrated["seq"], 1);
+    assert_eq!(migrated["actor"], "api_key:agent key");
+    for (key, value) in [
+        ("from_version", json!(1)),
+        ("to_version", json!(2)),
+        ("from_state", json!("waiting")),
+        ("to_state", json!("waiting")),
+        ("state", json!("waiting")),
+        ("seq", json!(1)),
+        ("workflow", json!("moving")),
+    ] {
+        assert_eq!(migrated["payload"][key], value, "{key}: {migrated}");
+    }
+
+    // `b` is renamed `review`, by version number: its `enter` runs (the
+    // instance has no conversation to send to) and its timer is armed.
+    let dry = expect(
+        migrate(
+            app,
+            admin,
+            &b_id,
+            json!({ "version": 2, "state_map": { "b": "review" }, "dry_run": true }),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(dry["instance"]["state"], "review");
+    assert_eq!(
+        dry["events"],
+        json!(["workflow.instance.migrated", "workflow.effect.skipped"])
+    );
+    let effects = dry["effects"].as_array().unwrap();
+    assert_eq!(
+        effects[0],
+        json!({ "type": "send", "text": "Under review." })
+    );
+    assert_eq!(effects[1]["type"], "arm_timer");
+    assert_eq!(effects[1]["seq"], 2);
+    assert_eq!(instance(app, admin, &b_id).await["state"], "b");
+    let moved = expect(
+        migrate(
+            app,
+            admin,
+            &b_id,
+            json!({ "version": 2, "state_map": { "b": "review", "waiting": "waiting" } }),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(moved["instance"]["state"], "review");
+    assert_eq!(moved["instance"]["seq"], 2);
+    assert_eq!(moved["instance"]["version_id"], v2_id);
+
+    // Version 2's timer fires; version 1's, armed before the migration,
+    // comes due and does nothing.
+    wait_until(Duration::from_secs(10), || async {
+        instance(app, admin, &b_id).await["state"] == "done"
+    })
+    .await;
+    settled(app, Duration::from_secs(10)).await;
+    let got = instance(app, admin, &b_id).await;
+    assert_eq!(got["status"], "completed");
+    assert_eq!(got["seq"], 3);
+    let past = history(app, admin, &b_id).await;
+    assert_eq!(
+        names(&past),
+        [
+            "workflow.instance.created",
+            "workflow.instance.transitioned",
+            "workflow.instance.migrated",
+            "workflow.effect.skipped",
+            "workflow.timer.fired",
+            "workflow.instance.transitioned",
+            "workflow.instance.completed",
+        ]
+    );
+    assert_eq!(past[2]["payload"]["from_state"], "b");
+    assert_eq!(past[2]["payload"]["to_state"], "review");
+    assert_eq!(past[4]["actor"], "system");
+    let got = instance(app, admin, &a_id).await;
+    assert_eq!(got["state"], "waiting");
+    assert_eq!(got["seq"], 1);
+    assert_eq!(got["status"], "active");
+    let past = history(app, admin, &a_id).await;
+    assert_eq!(count(&past, "workflow.timer.fired"), 0, "{past:#?}");
+    assert_eq!(past.len(), 3, "{past:#?}");
+    // Every timer job ended done (version 1's too), none dead.
+    let dead: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM jobs WHERE kind = 'workflow_timer' AND state <> 'done'",
+    )
+    .fetch_one(app.state.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(dead, 0);
+    let stale: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM jobs WHERE kind = 'workflow_timer' AND payload LIKE $1",
+    )
+    .bind(format!("%{a_id}%"))
+    .fetch_one(app.state.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(stale, 1, "version 1's timer ran, and nothing came of it");
+
+    // It goes on as version 2 says.
+    let res = event(app, admin, &a_id, json!({ "event": "next" })).await;
+    let review = expect(res, StatusCode::OK).await;
+    assert_eq!(review["state"], "review");
+    assert_eq!(review["version_id"], v2_id);
+    let res = event(app, admin, &a_id, json!({ "event": "finish" })).await;
+    let end = expect(res, StatusCode::OK).await;
+    assert_eq!(end["status"], "completed");
+    assert_ne!(end["version_id"], v1.as_str());
+}
+
+async fn migrate_refuses_what_it_cannot_do(kind: DbKind) {
+    let Some(t) = tenant(kind).await else {
+        return;
+    };
+    let app = &t.app;
+    let admin = t.admin.as_str();
+    let (_, viewer) = app.create_key(&t.id, "viewer").await;
+    let definition = published(app, admin, MOVING_V1).await;
+    let definition_id = id(&definition);
+    let in_b = id(&start(app, admin, json!({ "definition": "moving" })).await);
+    expect(
+        event(app, admin, &in_b, json!({ "event": "next" })).await,
+        StatusCode::OK,
+    )
+    .await;
+    let v2 = publish_next(app, admin, &definition_id, MOVING_V2).await;
+    let v2_id = v2["id"].as_str().unwrap();
+    let before = instance(app, admin, &in_b).await;
+
+    // A state the target version lacks: mapped to, or left unmapped.
+    let res = migrate(app, admin, &in_b, json!({ "state_map": { "b": "nope" } })).await;
+    let problem = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+    assert_eq!(problem["errors"][0]["field"], "state_map.b");
+    assert_eq!(
+        problem["errors"][0]["message"],
+        "state `nope` does not exist in version 2; its states: waiting, review, end, done"
+    );
+    let res = migrate(app, admin, &in_b, json!({})).await;
+    let problem = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+    assert_eq!(problem["errors"][0]["field"], "state_map");
+    assert_eq!(
+        problem["errors"][0]["message"],
+        "the instance's state `b` does not exist in version 2: map it to one of its states: \
+         waiting, review, end, done"
+    );
+    let res = migrate(app, admin, &in_b, json!({ "state_map": { "B": "review" } })).await;
+    let problem = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+    assert_eq!(problem["errors"][0]["field"], "state_map");
+
+    // Versions: one that does not exist, another definition's, both ways.
+    let res = migrate(app, admin, &in_b, json!({ "version": 9 })).await;
+    let problem = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+    assert_eq!(problem["errors"][0]["field"], "version");
+    assert_eq!(
+        problem["errors"][0]["message"],
+        "the definition has no published version 9"
+    );
+    published(app, admin, CASE).await;
+    let other = start(app, admin, json!({ "definition": "case" })).await;
+    let other_version = other["version_id"].as_str().unwrap();
+    let res = migrate(
+        app,
+        admin,
+        &in_b,
+        json!({ "version_id": other_version, "state_map": { "b": "open" } }),
+    )
+    .await;
+    let problem = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+    assert_eq!(problem["errors"][0]["field"], "version_id");
+    assert_eq!(
+        problem["errors"][0]["message"],
+        "is a version of another workflow definition"
+    );
+    let res = migrate(
+        app,
+        admin,
+        &in_b,
+        json!({ "version_id": uuid::Uuid::new_v4() }),
+    )
+    .await;
+    let problem = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+    assert_eq!(problem["errors"][0]["field"], "version_id");
+    let res = migrate(
+        app,
+        admin,
+        &in_b,
+        json!({ "version": 2, "version_id": v2_id }),
+    )
+    .await;
+    assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+
+    // A viewer may not; a moved seq is refused with the current one.
+    let body = json!({ "version_id": v2_id, "state_map": { "b": "review" } });
+    let res = migrate(app, &viewer, &in_b, body.clone()).await;
+    assert_problem(res, StatusCode::FORBIDDEN, "forbidden").await;
+    let mut stale = body.clone();
+    stale["expected_seq"] = json!(0);
+    let res = migrate(app, admin, &in_b, stale).await;
+    let problem = assert_problem(res, StatusCode::CONFLICT, "seq_moved").await;
+    assert_eq!(problem["errors"][0]["message"], "the instance is at seq 1");
+    // Another tenant does not see it.
+    let stranger_tenant = app.create_tenant("Other").await;
+    let (_, stranger) = app.create_key(&stranger_tenant, "admin").await;
+    let res = migrate(app, &stranger, &in_b, body.clone()).await;
+    assert_problem(res, StatusCode::NOT_FOUND, "not_found").await;
+    // Nor its versions.
+    let mine = start(app, admin, json!({ "definition": "moving" })).await;
+    let theirs = id(&published(app, &stranger, MOVING_V2).await);
+    let path = format!("{DEFINITIONS}/{theirs}/versions");
+    let page = expect(
+        call(app, &stranger, Method::GET, &path, None).await,
+        StatusCode::OK,
+    )
+    .await;
+    let their_version = &page["items"][0]["id"];
+    let res = migrate(
+        app,
+        admin,
+        &id(&mine),
+        json!({ "version_id": their_version }),
+    )
+    .await;
+    let problem = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+    assert_eq!(
+        problem["errors"][0]["message"],
+        "no published workflow version of the tenant has this id"
+    );
+    // Every refusal left it as it was.
+    assert_eq!(instance(app, admin, &in_b).await, before);
+    assert_eq!(history(app, admin, &in_b).await.len(), 2);
+
+    // Nothing to migrate: the version it is on, in the same state; with a
+    // map that changes the state, the same version is a move.
+    let moved = expect(migrate(app, admin, &in_b, body).await, StatusCode::OK).await;
+    assert_eq!(moved["instance"]["state"], "review");
+    let res = migrate(app, admin, &in_b, json!({})).await;
+    let problem = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+    assert_eq!(problem["errors"][0]["field"], "state_map");
+    assert!(
+        problem["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with(
+                "nothing to migrate: the instance is already on version 2, in state `review`"
+            ),
+        "{problem}"
+    );
+    let res = migrate(app, admin, &in_b, json!({ "version": 2, "dry_run": true })).await;
+    assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+    let back = expect(
+        migrate(
+            app,
+            admin,
+            &in_b,
+            json!({ "version": 2, "state_map": { "review": "waiting" } }),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(back["instance"]["state"], "waiting");
+    assert_eq!(back["instance"]["seq"], 3);
+
+    // A finished instance stays where it ended, dry run or not.
+    let done = expect(
+        event(app, admin, &id(&other), json!({ "event": "accept" })).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(done["status"], "completed");
+    let case_definition = other["definition_id"].as_str().unwrap();
+    for dry_run in [true, false] {
+        let res = migrate(
+            app,
+            admin,
+            &id(&other),
+            json!({ "state_map": { "won": "open" }, "dry_run": dry_run }),
+        )
+        .await;
+        let problem = assert_problem(res, StatusCode::CONFLICT, "conflict").await;
+        assert_eq!(problem["detail"], "the instance is completed");
+    }
+    let got = instance(app, admin, &id(&other)).await;
+    assert_eq!(got["state"], "won");
+    assert_eq!(got["definition_id"], case_definition);
 }

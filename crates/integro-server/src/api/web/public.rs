@@ -28,7 +28,7 @@ use futures_util::Stream;
 use integro_core::{ChannelKind, InboundMessage, Media, Permission};
 use integro_store::Page;
 use integro_store::accounts::{self, Account};
-use integro_store::conversations::{Direction, Message};
+use integro_store::conversations::{Direction, Message, MessageSender, MessageStatus};
 use integro_store::web_public::{self, WebPublic};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use serde::{Deserialize, Serialize};
@@ -730,12 +730,11 @@ pub struct VisitorMessage {
     pub id: Uuid,
     /// `inbound` (the visitor's) or `outbound` (a reply).
     pub direction: Direction,
-    /// `contact`, `bot` or `agent`.
-    pub sender: String,
+    pub sender: MessageSender,
     pub kind: String,
     pub body: Option<String>,
     pub media: Vec<Media>,
-    pub status: String,
+    pub status: MessageStatus,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }
