@@ -27,15 +27,16 @@ key=$(curl -sf "$CI_BASE/api/v1/api-keys" -H "authorization: Bearer $token" -H "
 # Nothing from earlier runs: schemathesis' cache of findings (by default
 # ./.schemathesis) is off, --generation-deterministic means no example
 # database, and Hypothesis' own files go to the scratch directory. The web
-# channel's event streams (the API's and the website visitors') never end by
-# themselves: each request reads one for 2 s at most.
+# channel's event streams (the API's and the website visitors') and the
+# workflow event stream never end by themselves: each request reads one for
+# 2 s at most.
 export HYPOTHESIS_STORAGE_DIRECTORY="$CI_WORK/hypothesis"
 cat >"$CI_WORK/schemathesis.toml" <<'TOML'
 [cache]
 enabled = false
 
 [[operations]]
-include-path-regex = '^/api/v1/web(-public)?/[^/]+/events$'
+include-path-regex = '^/api/v1/(web(-public)?/[^/]+/events|workflow-events)$'
 request-timeout = 2.0
 max-stream-events = 5
 TOML
