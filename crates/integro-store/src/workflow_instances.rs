@@ -323,6 +323,14 @@ async fn write(
         Some(c) if c.breached => Some("breached"),
         Some(c) if c.warned => Some("warning"),
         Some(_) => Some("running"),
+        // Breached as the state was left (its check came late).
+        None if step
+            .events
+            .iter()
+            .any(|e| e.name == machine::EventName::SlaBreached) =>
+        {
+            Some("breached")
+        }
         None => match instance.sla_status.as_deref() {
             Some("running" | "warning") => Some("met"),
             Some("breached") => Some("breached"),

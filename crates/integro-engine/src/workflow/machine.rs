@@ -394,6 +394,9 @@ impl<'a> Run<'a> {
         let from = self.state.state.clone();
         let internal = from == to;
         if !internal {
+            // A deadline passed while its check was late (a worker down, a
+            // busy queue) still counts before the state is left.
+            self.sla_checks_due()?;
             let exit = &self.spec()?.exit;
             self.actions(exit, "exit")?;
         }

@@ -338,3 +338,73 @@ fn simulate_runs_timers_on_a_virtual_clock() {
         ]
     );
 }
+
+/// A state left after its SLA's deadline, whose checks had not run yet (a
+/// worker down, a busy queue), records the warning and the breach first:
+/// the breach is not lost because the timer's job ran before the SLA's.
+#[test]
+fn an_overdue_sla_is_breached_when_its_state_is_left() {
+    let mut d = Driver::new(
+        r#"
+key: case
+triggers: { api: true }
+initial: waiting
+states:
+  waiting:
+    sla: { within: PT2S, warn_before: PT1S }
+    timers: [{ after: PT3S, goto: expired }]
+  expired: { final: true }
+"#,
+    );
+    d.start(json!({}));
+    d.now += 3_000;
+    let s = d.input(Input::Timer {
+        index: 0,
+        armed_seq: 0,
+    });
+    assert_eq!(
+        names(&s),
+        [
+            "workflow.timer.fired",
+            "workflow.sla.warning",
+            "workflow.sla.breached",
+            "workflow.instance.transitioned",
+            "workflow.instance.completed"
+        ]
+    );
+    // The late checks then find nothing to do.
+    for kind in [SlaKind::Warning, SlaKind::Breach] {
+        assert!(d.input(Input::Sla { kind, armed_seq: 0 }).stale);
+    }
+}
+
+/// A breach check that runs before a late warning check says the warning
+/// first, once.
+#[test]
+fn a_breach_found_before_its_warning_says_the_warning_first() {
+    let mut d = Driver::new(
+        r#"
+key: case
+triggers: { api: true }
+states:
+  waiting:
+    sla: { within: PT2S, warn_before: PT1S }
+    on: { close: closed }
+  closed: { final: true }
+"#,
+    );
+    d.start(json!({}));
+    d.now += 2_500;
+    let s = d.input(Input::Sla {
+        kind: SlaKind::Breach,
+        armed_seq: 0,
+    });
+    assert_eq!(names(&s), ["workflow.sla.warning", "workflow.sla.breached"]);
+    assert!(
+        d.input(Input::Sla {
+            kind: SlaKind::Warning,
+            armed_seq: 0
+        })
+        .stale
+    );
+}

@@ -99,6 +99,11 @@ impl<'a> Run<'a> {
                 if self.now < breach_at {
                     return Ok(false);
                 }
+                // The warning's check came later than the breach's (a
+                // worker down): the warning was due first, and is said first.
+                if !clock.warned && warn_at.is_some() {
+                    self.emit(EventName::SlaWarning, details.clone());
+                }
                 self.state.sla = Some(SlaClock {
                     warned: true,
                     breached: true,
@@ -112,6 +117,15 @@ impl<'a> Run<'a> {
             }
         }
         Ok(true)
+    }
+
+    /// The warning and breach whose times have passed and whose checks have
+    /// not run yet, as those checks would have recorded them.
+    pub(super) fn sla_checks_due(&mut self) -> Result<(), StepError> {
+        let seq = self.state.seq;
+        self.sla(SlaKind::Warning, seq)?;
+        self.sla(SlaKind::Breach, seq)?;
+        Ok(())
     }
 
     /// Stops or restarts the SLA clock as `pause_when` says now; a restart
