@@ -19,6 +19,7 @@ pub mod template;
 pub mod text;
 pub mod variables;
 pub mod workflow;
+pub mod yaml;
 
 #[cfg(test)]
 mod fuzz;

@@ -4,6 +4,7 @@
 
 use integro_core::{Actor, new_id};
 use integro_engine::rules::{Action, MatchKind, RuleSpec};
+use integro_engine::yaml;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -478,43 +479,24 @@ impl RuleDocument {
     /// YAML aliases (`*name`) repeat an anchored node (`&name`) without
     /// repeating its text, so a small document can stand for a huge one. The
     /// document is first walked without building anything, counting what
-    /// it expands to, and refused when that passes [`MAX_YAML_EXPANSION`]
+    /// it expands to, and refused when that passes `yaml::MAX_EXPANSION`
     /// times its own size: values are only built from a document whose
     /// expanded size is bounded by its length.
     pub fn from_yaml(text: &str) -> Result<RuleDocument, YamlError> {
         entries_within(text)?;
-        let allowed = text
-            .len()
-            .saturating_mul(MAX_YAML_EXPANSION)
-            .saturating_add(YAML_EXPANSION_SLACK);
-        expanded_size_within(text, allowed)?;
+        expanded_size_within(text, yaml::allowance(text.len()))?;
         yaml_serde::from_str(text)
             .map_err(|e| YamlError::Malformed(format!("the rules document does not parse: {e}")))
     }
 }
 
-/// How many times its own length a YAML document may expand to through
-/// aliases (counting one per node and one per byte of text). A document
-/// without aliases expands to at most about twice its length (an escape
-/// such as `\L` is 2 bytes that decode to 3; `{a, b}` holds 4 nodes), so
-/// this never refuses one.
-pub const MAX_YAML_EXPANSION: usize = 4;
-/// Added to the allowance, so that tiny documents are never refused.
-const YAML_EXPANSION_SLACK: usize = 4096;
-
-/// The most separators (`,` `:` `-` `[` `{`) a rules document may hold. The
-/// YAML parser keeps every node of a document in memory (a hundred bytes
-/// and more each) before any value is built, so a dense document of tiny
-/// nodes (`[a,a,a,…]`) cost many times its size (ADR 0007); a node needs
-/// a separator, so counting them bounds the parser's memory before it runs.
+/// The most separators a rules document may hold (`yaml::MAX_SEPARATORS`).
 /// A thousand rules with their keywords and replies stay well below.
-pub const MAX_YAML_SEPARATORS: usize = 20_000;
+pub const MAX_YAML_SEPARATORS: usize = yaml::MAX_SEPARATORS;
 
+/// Refuses a document denser than `MAX_YAML_SEPARATORS` before it is parsed.
 fn entries_within(text: &str) -> Result<(), YamlError> {
-    let separators = text
-        .bytes()
-        .filter(|b| matches!(b, b',' | b':' | b'-' | b'[' | b'{'))
-        .count();
+    let separators = yaml::separators(text);
     if separators > MAX_YAML_SEPARATORS {
         return Err(YamlError::TooRepetitive(format!(
             "the rules document has too many entries ({separators} separators, at most \
@@ -529,7 +511,7 @@ fn entries_within(text: &str) -> Result<(), YamlError> {
 pub enum YamlError {
     /// Not YAML, or not the shape of a rules document: where and why.
     Malformed(String),
-    /// Its aliases would expand it past [`MAX_YAML_EXPANSION`] times its length.
+    /// Its aliases would expand it past `yaml::MAX_EXPANSION` times its length.
     TooRepetitive(String),
 }
 
@@ -543,140 +525,19 @@ impl std::fmt::Display for YamlError {
 
 impl std::error::Error for YamlError {}
 
-/// Walks `text` as YAML without building values (strings are looked at in
-/// place), spending one unit per node and one per byte of scalar text,
-/// with aliases followed; refuses the document once more than `allowed`
-/// units are spent, so the walk itself costs at most `allowed` work. Other
-/// problems are left for the real deserialisation to report in full.
+/// Refuses `text` when its aliases would expand it past `allowed`
+/// (`yaml::expands_within`): values are only built from a document whose
+/// expanded size is bounded by its length.
 fn expanded_size_within(text: &str, allowed: usize) -> Result<(), YamlError> {
-    use serde::de::DeserializeSeed as _;
-    let left = std::cell::Cell::new(allowed);
-    let exceeded = std::cell::Cell::new(false);
-    let walk = ExpansionBudget {
-        left: &left,
-        exceeded: &exceeded,
-    };
-    let _ = walk.deserialize(yaml_serde::Deserializer::from_str(text));
-    if exceeded.get() {
-        return Err(YamlError::TooRepetitive(format!(
-            "the rules document repeats content through YAML aliases (*name) so much that it would \
-             grow to more than {MAX_YAML_EXPANSION} times its size: write the repeated rules or \
-             texts out in full instead of using anchors (&name) and aliases"
-        )));
+    if yaml::expands_within(text, allowed) {
+        return Ok(());
     }
-    Ok(())
-}
-
-/// A visitor that accepts any YAML and only counts it; see
-/// [`expanded_size_within`]. Nesting is bounded by the YAML deserialiser's
-/// own depth limit.
-#[derive(Clone, Copy)]
-struct ExpansionBudget<'a> {
-    left: &'a std::cell::Cell<usize>,
-    exceeded: &'a std::cell::Cell<bool>,
-}
-
-impl ExpansionBudget<'_> {
-    fn spend<E: serde::de::Error>(self, units: usize) -> Result<(), E> {
-        match self.left.get().checked_sub(units) {
-            Some(left) => {
-                self.left.set(left);
-                Ok(())
-            }
-            None => {
-                self.exceeded.set(true);
-                Err(E::custom("the document expands too much"))
-            }
-        }
-    }
-}
-
-impl<'de> serde::de::DeserializeSeed<'de> for ExpansionBudget<'_> {
-    type Value = ();
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for ExpansionBudget<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("any YAML")
-    }
-
-    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
-        self.spend(1)
-    }
-
-    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
-        self.spend(1)
-    }
-
-    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
-        self.spend(1)
-    }
-
-    fn visit_i128<E: serde::de::Error>(self, _: i128) -> Result<(), E> {
-        self.spend(1)
-    }
-
-    fn visit_u128<E: serde::de::Error>(self, _: u128) -> Result<(), E> {
-        self.spend(1)
-    }
-
-    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
-        self.spend(1)
-    }
-
-    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
-        self.spend(v.len().saturating_add(1))
-    }
-
-    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<(), E> {
-        self.spend(v.len().saturating_add(1))
-    }
-
-    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
-        self.spend(1)
-    }
-
-    fn visit_none<E: serde::de::Error>(self) -> Result<(), E> {
-        self.spend(1)
-    }
-
-    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        self.spend(1)?;
-        d.deserialize_any(self)
-    }
-
-    fn visit_newtype_struct<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        self.spend(1)?;
-        d.deserialize_any(self)
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        self.spend(1)?;
-        while seq.next_element_seed(self)?.is_some() {}
-        Ok(())
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        self.spend(1)?;
-        while map.next_key_seed(self)?.is_some() {
-            map.next_value_seed(self)?;
-        }
-        Ok(())
-    }
-
-    /// A tagged node (`!tag value`).
-    fn visit_enum<A: serde::de::EnumAccess<'de>>(self, data: A) -> Result<(), A::Error> {
-        use serde::de::VariantAccess as _;
-        self.spend(1)?;
-        let ((), variant) = data.variant_seed(self)?;
-        variant.newtype_variant_seed(self)
-    }
+    Err(YamlError::TooRepetitive(format!(
+        "the rules document repeats content through YAML aliases (*name) so much that it would \
+         grow to more than {} times its size: write the repeated rules or texts out in full \
+         instead of using anchors (&name) and aliases",
+        yaml::MAX_EXPANSION
+    )))
 }
 
 #[cfg(test)]
@@ -685,7 +546,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     fn allowance(text: &str) -> usize {
-        text.len() * MAX_YAML_EXPANSION + YAML_EXPANSION_SLACK
+        yaml::allowance(text.len())
     }
 
     #[test]
