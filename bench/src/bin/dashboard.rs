@@ -19,10 +19,9 @@ use clap::Parser;
 use integro_server::App;
 use integro_server::config::Config;
 use serde_json::json;
-use sqlx::Connection;
 
 mod common;
-use common::{api, fresh_postgres, steal_ticks};
+use common::{Serving, api, drop_postgres, fresh_postgres, operator_tenant, steal_ticks};
 
 #[derive(Parser)]
 struct Args {
@@ -84,16 +83,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let app = App::build(config).await.context("building Integro")?;
     let db = app.state.db.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        let _ = app
-            .serve(listener, async {
-                let _ = stopped.await;
-            })
-            .await;
-    });
+    let serving = Serving::start(app).await?;
+    let base = serving.base.clone();
 
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -174,8 +165,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(out) = &args.out {
         std::fs::write(out, serde_json::to_string_pretty(&summary)? + "\n")?;
     }
-    let _ = stop.send(());
-    let _ = server.await;
+    serving.stop().await;
     if let Some((_, (admin, name))) = database.filter(|(_, (_, name))| {
         if args.keep {
             eprintln!("dashboard: kept the database {name}");
@@ -183,12 +173,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         !args.keep
     }) {
         drop(db);
-        let mut conn = sqlx::PgConnection::connect(&admin).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-        )))
-        .execute(&mut conn)
-        .await?;
+        drop_postgres(&admin, &name).await?;
     }
     if failed {
         bail!("a page's p99 is over {} ms", args.target_p99_ms);
@@ -196,33 +181,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A new database on `admin_url`'s server: (its URL, (admin URL, name)).
 /// A tenant, a bot and a WhatsApp account, through the API: (tenant, account).
 async fn set_up(client: &reqwest::Client, base: &str) -> anyhow::Result<(String, String)> {
-    let token = api(
-        client,
-        base,
-        "",
-        None,
-        "/api/v1/auth/login",
-        json!({ "email": EMAIL, "password": PASSWORD }),
-    )
-    .await?["access_token"]
-        .as_str()
-        .context("a token")?
-        .to_string();
-    let tenant = api(
-        client,
-        base,
-        &token,
-        None,
-        "/api/v1/tenants",
-        json!({ "name": "Big shop" }),
-    )
-    .await?["id"]
-        .as_str()
-        .context("a tenant id")?
-        .to_string();
+    let (token, tenant) = operator_tenant(client, base, (EMAIL, PASSWORD), "Big shop").await?;
     let bot = api(
         client,
         base,

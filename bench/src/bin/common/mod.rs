@@ -64,3 +64,78 @@ pub async fn api(
     }
     Ok(res.json().await?)
 }
+
+/// Drops a database made by `fresh_postgres`.
+pub async fn drop_postgres(admin_url: &str, name: &str) -> anyhow::Result<()> {
+    let mut conn = sqlx::PgConnection::connect(admin_url).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut conn)
+    .await?;
+    Ok(())
+}
+
+/// Integro serving on a free local port, in this process.
+pub struct Serving {
+    pub base: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Serving {
+    pub async fn start(app: integro_server::App) -> anyhow::Result<Serving> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = app
+                .serve(listener, async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Ok(Serving { base, stop, task })
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// Signs the operator in and makes a tenant: (the operator's token, the
+/// tenant's id).
+pub async fn operator_tenant(
+    client: &reqwest::Client,
+    base: &str,
+    (email, password): (&str, &str),
+    tenant: &str,
+) -> anyhow::Result<(String, String)> {
+    use anyhow::Context as _;
+    let token = api(
+        client,
+        base,
+        "",
+        None,
+        "/api/v1/auth/login",
+        serde_json::json!({ "email": email, "password": password }),
+    )
+    .await?["access_token"]
+        .as_str()
+        .context("a token")?
+        .to_string();
+    let tenant = api(
+        client,
+        base,
+        &token,
+        None,
+        "/api/v1/tenants",
+        serde_json::json!({ "name": tenant }),
+    )
+    .await?["id"]
+        .as_str()
+        .context("a tenant id")?
+        .to_string();
+    Ok((token, tenant))
+}
